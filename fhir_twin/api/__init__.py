@@ -1,0 +1,1 @@
+"""HTTP transport: the only package besides ``app`` and ``cli`` that imports Flask."""

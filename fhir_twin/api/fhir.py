@@ -1,0 +1,60 @@
+"""The FHIR REST endpoint: every request under ``/fhir`` goes to ``Interactions.route``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Response, current_app, request
+
+from fhir_twin.api.negotiation import body_kind, response_format
+from fhir_twin.api.representation import render
+from fhir_twin.config import Config
+from fhir_twin.fhir import json
+from fhir_twin.fhir.json import require_object
+from fhir_twin.fhir.xml import xml_to_resource
+from fhir_twin.interactions import Interactions
+from fhir_twin.interactions import Request as FhirRequest
+
+blueprint = Blueprint("fhir", __name__)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+_TRUE = ("true", "1", "yes")
+
+
+@blueprint.route("/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False)
+@blueprint.route("/fhir/<path:path>", methods=METHODS)
+def endpoint(path: str) -> Response:
+    fmt = response_format(request)
+    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
+    answer = interactions.route(_fhir_request(path))
+    response = Response(status=answer.status)
+    for name, value in answer.headers.items():
+        response.headers[name] = value
+    if answer.body is not None and answer.status != 304:
+        pretty = request.args.get("_pretty", "").lower() in _TRUE
+        response.data, response.content_type = render(answer.body, fmt, pretty)
+    return response
+
+
+def _fhir_request(path: str) -> FhirRequest:
+    config: Config = current_app.extensions["fhir_twin.config"]
+    base = config.base_url.rstrip("/") if config.base_url else request.url_root.rstrip("/") + "/fhir"
+    query = list(request.args.items(multi=True))
+    body: Any = None
+    patch_format = None
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
+        data = request.get_data(cache=False)
+        if data:
+            kind = body_kind(request)
+            if kind == "form":
+                query.extend(parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True))
+            elif kind == "xml":
+                body = xml_to_resource(data)
+            else:
+                body = json.loads(data)
+                if kind == "json-patch":
+                    patch_format = "application/json-patch+json"
+                else:
+                    body = require_object(body)
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    return FhirRequest(request.method, path, base, query, headers, body, patch_format)

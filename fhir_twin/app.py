@@ -1,0 +1,45 @@
+"""``create_app(config)``: the application factory. Wiring only."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g
+
+from fhir_twin.api import errors
+from fhir_twin.api.fhir import blueprint
+from fhir_twin.config import Config
+from fhir_twin.interactions import Interactions
+from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.repository import Repository
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    """A ready-to-serve app: the database migrated, the FHIR API mounted at ``/fhir``."""
+    if not isinstance(config, Config):
+        config = Config.from_env(config)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    engine = make_engine(config.resolved_database_url)
+    migrate(engine)
+    repository = Repository(engine)
+
+    app = Flask("fhir_twin")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["fhir_twin.config"] = config
+    app.extensions["fhir_twin.engine"] = engine
+    app.extensions["fhir_twin.interactions"] = Interactions(repository, config)
+    app.register_blueprint(blueprint)
+    errors.register(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = uuid.uuid4().hex
+
+    @app.after_request
+    def _identify(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    return app

@@ -1,0 +1,87 @@
+"""The ``fhir-twin`` command: ``serve`` runs the FHIR server under gunicorn, ``migrate`` the schema."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from fhir_twin.app import create_app
+from fhir_twin.config import Config
+
+
+class _Server(BaseApplication):  # type: ignore[misc]
+    """gunicorn with threaded workers; the app is built once in the master, before forking."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def _post_fork(_server: Any, worker: Any) -> None:
+    # Connections opened in the master must not be shared with the forked workers.
+    worker.app.application.extensions["fhir_twin.engine"].dispose(close=False)
+
+
+@click.group()
+@click.version_option(package_name="fhir-twin")
+def main() -> None:
+    """fhir-twin: an HL7 FHIR R4 server with a digital twin of every patient."""
+
+
+@main.command()
+@click.option("--host", default=lambda: os.environ.get("FHIR_TWIN_HOST", "127.0.0.1"), show_default="127.0.0.1")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_PORT", "8080")), show_default="8080")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@click.option("--data-dir", default=None, help="Folder for the embedded SQLite database.")
+@click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
+def serve(host: str, port: int, database_url: str | None, data_dir: str | None, workers: int, threads: int) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir."""
+    config = Config.from_env({"database_url": database_url, "data_dir": data_dir})
+    app = create_app(config)
+    click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {_safe_url(config.resolved_database_url)}")
+    _Server(
+        app,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "keepalive": 5,
+            "post_fork": _post_fork,
+            "accesslog": None,
+        },
+    ).run()
+
+
+@main.command()
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def migrate(database_url: str | None) -> None:
+    """Create or upgrade the database schema to the newest version."""
+    from fhir_twin.store.database import make_engine
+    from fhir_twin.store.database import migrate as run_migrations
+
+    config = Config.from_env({"database_url": database_url})
+    run_migrations(make_engine(config.resolved_database_url))
+    click.echo(f"schema is up to date on {_safe_url(config.resolved_database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,66 @@
+"""Server settings: defaults, overridden by ``FHIR_TWIN_<NAME>`` environment variables.
+
+The same names are what ``create_app(config)`` accepts as keys and what ``fhir-twin serve``
+takes as options, so a setting means one thing wherever it is given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FHIR_TWIN_"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded SQLite database lives unless told otherwise."""
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "fhir-twin"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting the server reads; see README "Configuration"."""
+
+    database_url: str = ""
+    data_dir: str = ""
+    max_body_bytes: int = 16 * 1024 * 1024
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    base_url: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, or the embedded SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        data_dir = Path(self.data_dir) if self.data_dir else default_data_dir()
+        return f"sqlite:///{data_dir / 'fhir-twin.db'}"
+
+    @classmethod
+    def from_env(cls, overrides: dict[str, Any] | None = None) -> Config:
+        """Defaults, then ``FHIR_TWIN_*`` variables, then explicit ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.type, raw, f.name)
+        config = replace(cls(), **values)
+        if overrides:
+            known = {f.name: f for f in fields(cls)}
+            unknown = set(overrides) - set(known)
+            if unknown:
+                raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        return config
+
+
+def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    if type_name in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number, not {raw!r}") from None
+    return raw

@@ -1,0 +1,110 @@
+"""Typed errors raised by core code; ``api`` turns each into an OperationOutcome response.
+
+Status codes follow R4 http.html (section 3.1.0.4 "General" and each interaction's table);
+``code`` is the OperationOutcome ``issue.code`` from the IssueType value set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One OperationOutcome.issue: what is wrong (diagnostics) and where (expression)."""
+
+    code: str
+    diagnostics: str
+    severity: str = "error"
+    expression: tuple[str, ...] = ()
+
+
+@dataclass
+class FhirError(Exception):
+    """Base of every error the server answers with an OperationOutcome."""
+
+    diagnostics: str = ""
+    issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    status = 500
+    code = "exception"
+
+    def __post_init__(self) -> None:
+        super().__init__(self.diagnostics)
+        if not self.issues:
+            self.issues = [Issue(code=self.code, diagnostics=self.diagnostics)]
+
+    def __str__(self) -> str:
+        return self.diagnostics
+
+
+class Invalid(FhirError):
+    """400: the request could not be parsed or fails basic FHIR validation."""
+
+    status = 400
+    code = "invalid"
+
+
+class Unauthorized(FhirError):
+    status = 401
+    code = "login"
+
+
+class Forbidden(FhirError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(FhirError):
+    status = 404
+    code = "not-found"
+
+
+class MethodNotAllowed(FhirError):
+    status = 405
+    code = "not-supported"
+
+
+class NotAcceptable(FhirError):
+    status = 406
+    code = "not-supported"
+
+
+class Conflict(FhirError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(FhirError):
+    status = 410
+    code = "deleted"
+
+
+class PreconditionFailed(FhirError):
+    status = 412
+    code = "conflict"
+
+
+class PayloadTooLarge(FhirError):
+    status = 413
+    code = "too-costly"
+
+
+class UnsupportedMediaType(FhirError):
+    status = 415
+    code = "not-supported"
+
+
+class Unprocessable(FhirError):
+    """422: valid FHIR that breaks a server business rule (R4 http.html#create)."""
+
+    status = 422
+    code = "processing"
+
+
+class NotImplementedInteraction(FhirError):
+    """501: a FHIR feature this server does not offer."""
+
+    status = 501
+    code = "not-supported"

@@ -1,0 +1,180 @@
+"""Required code bindings and empty elements: two R4 rules fhir.resources does not enforce.
+
+* A coded element with a ``required`` binding SHALL carry a code from its value set
+  (R4 terminologies.html#required). The element table and the expanded value sets come from
+  ``data/elements.json``, built by ``scripts/build_spec_data.py``; bindings whose value set
+  cannot be expanded there (external terminologies such as mime types, ISO 4217, UCUM) are not
+  in the table and stay unchecked.
+* JSON elements SHALL NOT be empty: no ``{}``, ``[]``, ``""`` or ``null`` (R4 json.html).
+
+Both walks ignore element names the table does not know: structure is fhir.resources' job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir_twin.errors import Issue
+
+DATA = Path(__file__).with_name("data") / "elements.json"
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """An expanded value set: bare codes for ``code`` elements, (system, code) for codings."""
+
+    url: str
+    codes: frozenset[str]
+    pairs: frozenset[tuple[str, str]]
+
+
+# child type, value set of a checked required binding (or None), repeats
+Element = tuple[str, ValueSet | None, bool]
+
+
+@cache
+def _elements() -> dict[str, dict[str, Element]]:
+    """Per type, the elements that can lead to a checked binding (others need no walking)."""
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    valuesets = {
+        url: ValueSet(
+            url,
+            frozenset(code for codes in by_system.values() for code in codes),
+            frozenset((s, code) for s, codes in by_system.items() for code in codes),
+        )
+        for url, by_system in data["valuesets"].items()
+    }
+    types: dict[str, dict[str, list[Any]]] = data["types"]
+    relevant = {t for t, els in types.items() if any(b for _, b, _ in els.values())}
+    grown = True
+    while grown:
+        grown = False
+        for t, els in types.items():
+            if t not in relevant and any(c == "Resource" or c in relevant for c, _, _ in els.values()):
+                relevant.add(t)
+                grown = True
+    return {
+        t: {
+            name: (child, valuesets[binding] if binding else None, is_array)
+            for name, (child, binding, is_array) in types[t].items()
+            if binding or child == "Resource" or child in relevant
+        }
+        for t in relevant
+    }
+
+
+def binding_issues(resource: dict[str, Any]) -> list[Issue]:
+    """Codes outside the value set of a required binding, anywhere in ``resource``.
+
+    ``code`` elements must hold one of the value set's codes. A ``CodeableConcept`` (or
+    ``Coding``) follows the HL7 validator that HAPI uses (InstanceValidator.checkCodeableConcept):
+    it needs at least one coding whose (system, code) pair is in the value set, so a concept with
+    only text, or only codings from other code systems, is refused too. Empty values are left to
+    ``empty_element_issues``.
+    """
+    issues: list[Issue] = []
+    resource_type = resource.get("resourceType")
+    if isinstance(resource_type, str):
+        _walk(resource, resource_type, resource_type, issues)
+    return issues
+
+
+def _walk(node: dict[str, Any], type_name: str, path: str, issues: list[Issue]) -> None:
+    elements = _elements().get(type_name)
+    if elements is None:
+        return
+    for key, value in node.items():
+        element = elements.get(key)
+        if element is None:
+            continue
+        child, valueset, is_array = element
+        if not is_array:
+            _visit(value, child, valueset, f"{path}.{key}", issues)
+        elif type(value) is list:
+            for i, item in enumerate(value):
+                _visit(item, child, valueset, f"{path}.{key}[{i}]", issues)
+
+
+def _visit(value: Any, child: str, valueset: ValueSet | None, path: str, issues: list[Issue]) -> None:
+    if valueset is not None and value:
+        problem = _binding_problem(value, child, valueset, path)
+        if problem:
+            issues.append(Issue("code-invalid", problem, expression=(path,)))
+    if type(value) is dict:
+        if child == "Resource":
+            child = value.get("resourceType")
+            if not isinstance(child, str):
+                return
+        _walk(value, child, path, issues)
+
+
+def _binding_problem(value: Any, child: str, valueset: ValueSet, path: str) -> str | None:
+    """Why ``value`` breaks the required binding, or None (also for malformed values)."""
+    where = f"(value set {valueset.url})"
+    if child == "code":
+        if isinstance(value, str) and value not in valueset.codes:
+            return f"'{value}' is not a valid code for {path} {where}"
+        return None
+    if not isinstance(value, dict):
+        return None
+    codings = value.get("coding") if child == "CodeableConcept" else [value]
+    if not isinstance(codings, list) or not codings:
+        return f"{path} has no coding, and a code is required {where}"
+    given = [c for c in codings if isinstance(c, dict)]
+    if any((c.get("system"), c.get("code")) in valueset.pairs for c in given):
+        return None
+    shown = ", ".join(f"{c.get('system', '')}#{c.get('code', '')}" for c in given)
+    return f"none of the codings of {path} ({shown}) is in the required value set {where}"
+
+
+def empty_element_issues(resource: dict[str, Any]) -> list[Issue]:
+    """Empty objects, arrays and strings, and nulls, anywhere in ``resource`` (R4 json.html).
+
+    A null inside an array is allowed only as a placeholder that keeps a primitive array aligned
+    with its ``_name`` companion (R4 json.html#primitive), so it is flagged only when the
+    companion is absent. The expression names the element, ``_name`` reported as ``name``.
+    """
+    issues: list[Issue] = []
+    resource_type = resource.get("resourceType")
+    _scan(resource, resource_type if isinstance(resource_type, str) else "Resource", issues)
+    return issues
+
+
+def _scan(node: dict[str, Any], path: str, issues: list[Issue]) -> None:
+    for key, value in node.items():
+        kind = type(value)
+        if kind is dict or kind is list or not value:
+            name = key.removeprefix("_")
+            companion = name if name != key else f"_{key}"
+            _scan_value(value, f"{path}.{name}", key, companion in node, issues)
+
+
+def _scan_value(value: Any, path: str, key: str, aligned: bool, issues: list[Issue]) -> None:
+    """Check one property value; ``aligned`` allows nulls in an array with a companion."""
+    kind = type(value)
+    if kind is dict:
+        if value:
+            _scan(value, path, issues)
+            return
+        what = "an empty object"
+    elif kind is list:
+        if value:
+            for i, item in enumerate(value):
+                if item is None and aligned:
+                    continue
+                if type(item) is dict or type(item) is list or not item:
+                    _scan_value(item, f"{path}[{i}]", key, False, issues)
+            return
+        what = "an empty array"
+    elif value is None:
+        what = "null"
+    elif value == "":
+        what = "an empty string"
+    else:
+        return
+    where = f"{path} (JSON property '{key}')" if key.startswith("_") else path
+    issues.append(Issue("invalid", f"{where} is {what}, which FHIR JSON does not allow", expression=(path,)))

@@ -1,0 +1,71 @@
+"""Validation of a resource against the base R4 specification.
+
+fhir.resources checks structure, cardinality, datatypes and formats; it does not check required
+code bindings nor forbid empty elements, so ``terminology`` adds those (R4 json.html,
+terminologies.html#required). A failure is "basic FHIR validation", answered with 400
+(R4 http.html#create: "400 Bad Request - resource could not be parsed or failed basic FHIR
+validation rules"), never a partial write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from fhir_twin.errors import Invalid, Issue
+from fhir_twin.fhir.model import is_resource_type, is_valid_id, model_class
+from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
+
+
+def validate_resource(resource: dict[str, Any]) -> None:
+    """Raise ``Invalid`` naming every problem found, or return when the resource is valid."""
+    issues = resource_issues(resource)
+    if issues:
+        summary = issues[0].diagnostics if len(issues) == 1 else f"{len(issues)} validation errors: {issues[0].diagnostics}; ..."
+        raise Invalid(summary, issues=issues)
+
+
+def resource_issues(resource: dict[str, Any]) -> list[Issue]:
+    """Every problem in ``resource``; empty when it is valid R4 (used by $validate too)."""
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not is_resource_type(resource_type):
+        return [Issue("not-supported", f"Unknown resource type {resource_type!r}", expression=("resourceType",))]
+    issues = empty_element_issues(resource)
+    if "id" in resource and not is_valid_id(resource["id"]):
+        issues.append(
+            Issue("value", f"Invalid id {resource['id']!r}: ids are 1-64 of A-Z a-z 0-9 - .", expression=(f"{resource_type}.id",))
+        )
+    if issues:
+        # Structure errors on empty elements would only repeat the same problem.
+        return issues
+    try:
+        model_class(resource_type).model_validate(resource)
+    except ValidationError as exc:
+        issues.extend(_structure_issue(resource_type, error) for error in exc.errors(include_url=False))
+        return issues
+    except (ValueError, TypeError) as exc:
+        return [Issue("structure", f"{resource_type} is not valid: {exc}", expression=(resource_type,))]
+    return binding_issues(resource)
+
+
+def _structure_issue(resource_type: str, error: Any) -> Issue:
+    path = _expression(resource_type, error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return Issue("structure", f"Unknown element {path}", expression=(path,))
+    if kind in ("missing", "model_field_validation.missing"):
+        return Issue("required", f"{path} is required: {message}", expression=(path,))
+    return Issue("value", f"{path}: {message}", expression=(path,))
+
+
+def _expression(resource_type: str, loc: tuple[Any, ...]) -> str:
+    """A FHIRPath-style location from a pydantic error location: ``Observation.component[0].code``."""
+    text = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and not part.startswith(("function-", "model-")) and part != "__root__":
+            text += f".{part}"
+    return text

@@ -1,0 +1,116 @@
+"""The history interaction for an instance, a type and the whole system (R4 http.html#history).
+
+Newest first; ``_since`` keeps versions written at or after an instant, ``_at`` those current at
+some point within a time; ``_count`` sizes a page. Pages are chained by a keyset cursor (the last
+version's time and sequence), so inserts made while a client pages never shift what it sees.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from fhir_twin.config import Config
+from fhir_twin.errors import Invalid, Issue, NotFound
+from fhir_twin.fhir.bundle import Entry, bundle
+from fhir_twin.fhir.instant import format_instant, now, parse_range
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.versioning import etag
+from fhir_twin.store.repository import Repository, Version
+
+_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+_EPOCH = datetime(1970, 1, 1)
+_KNOWN = {"_since", "_at", "_count", "_cursor", "_format", "_pretty"}
+
+
+def history(
+    repository: Repository, config: Config, request: Request, res_type: str | None, res_id: str | None
+) -> Response:
+    """A ``history`` Bundle with ``total`` and paging links."""
+    since = _instant(request, "_since")
+    at = _range(request, "_at")
+    count = _count(request, config)
+    cursor = _cursor(request)
+    strict = request.prefer("handling") == "strict"
+    unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
+    if unknown and strict:
+        raise _bad(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
+    with repository.unit() as unit:
+        if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        page = unit.history(res_type, res_id, since=since, at=at, count=count + 1, after=cursor, with_total=True)
+    versions = page.versions[:count]
+    path = "/".join(part for part in (res_type, res_id) if part)
+    url = f"{request.base}/{path + '/' if path else ''}_history"
+    criteria = [(name, value) for name, value in request.query if name in ("_since", "_at")]
+    links = {"self": _link(url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else []))}
+    if len(page.versions) > count:
+        last = versions[-1]
+        links["next"] = _link(url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))])
+    entries = [_entry(request.base, version) for version in versions]
+    return Response(200, {}, bundle("history", entries, links, page.total, str(uuid.uuid4()), format_instant(now())))
+
+
+def _entry(base: str, version: Version) -> Entry:
+    url = f"{base}/{version.res_type}/{version.res_id}"
+    request_url = f"{version.res_type}/{version.res_id}" if version.method != "POST" else version.res_type
+    return Entry(
+        full_url=url,
+        body=version.body,
+        request={"method": version.method, "url": request_url},
+        response={
+            "status": _STATUS.get(version.method, "200 OK"),
+            "etag": etag(version.version),
+            "lastModified": format_instant(version.last_updated),
+        },
+    )
+
+
+def _link(url: str, params: list[tuple[str, str]]) -> str:
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _token(cursor: tuple[datetime, int]) -> str:
+    stamp, seq = cursor
+    return f"{(stamp - _EPOCH) // timedelta(microseconds=1)}-{seq}"
+
+
+def _cursor(request: Request) -> tuple[datetime, int] | None:
+    values = request.params("_cursor")
+    if not values:
+        return None
+    try:
+        micros, seq = values[-1].split("-")
+        return _EPOCH + timedelta(microseconds=int(micros)), int(seq)
+    except (ValueError, OverflowError, OSError):
+        raise _bad("_cursor", f"_cursor {values[-1]!r} is not a page position this server made") from None
+
+
+def _instant(request: Request, name: str) -> datetime | None:
+    window = _range(request, name)
+    return window[0] if window else None
+
+
+def _range(request: Request, name: str) -> tuple[datetime, datetime] | None:
+    values = request.params(name)
+    if not values:
+        return None
+    try:
+        return parse_range(values[-1])
+    except ValueError:
+        raise _bad(name, f"{name} must be a FHIR instant or dateTime, not {values[-1]!r}") from None
+
+
+def _count(request: Request, config: Config) -> int:
+    values = request.params("_count")
+    if not values:
+        return config.default_page_size
+    if not values[-1].isdigit() or int(values[-1]) < 1:
+        raise _bad("_count", f"_count must be a positive whole number, not {values[-1]!r}")
+    return min(int(values[-1]), config.max_page_size)
+
+
+def _bad(name: str, message: str) -> Invalid:
+    return Invalid(message, issues=[Issue("invalid", message, expression=(name,))])
+

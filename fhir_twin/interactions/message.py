@@ -1,0 +1,46 @@
+"""The transport-neutral request and response every interaction speaks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """A FHIR request: ``path`` is relative to the base (``Patient/1/_history/2``).
+
+    ``body`` is already parsed: a resource dict, or a JSON Patch list when ``patch_format`` says so.
+    ``headers`` keys are lower-case.
+    """
+
+    method: str
+    path: str
+    base: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    patch_format: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def prefer(self, key: str) -> str | None:
+        """A ``Prefer`` header preference (RFC 7240), e.g. ``return`` or ``handling``."""
+        for part in (self.header("prefer") or "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == key:
+                return value.strip().strip('"').lower()
+        return None
+
+    def params(self, name: str) -> list[str]:
+        return [value for key, value in self.query if key == name]
+
+
+@dataclass
+class Response:
+    """Status, headers and a body: stored JSON text, a dict to serialise, or nothing."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | dict[str, Any] | None = None

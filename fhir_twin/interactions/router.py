@@ -1,0 +1,121 @@
+"""Dispatch of a FHIR request to its interaction (R4 http.html, "Service Base URL").
+
+| path                         | GET           | POST   | PUT              | PATCH           | DELETE             |
+|------------------------------|---------------|--------|------------------|-----------------|--------------------|
+| metadata                     | capabilities  |        |                  |                 |                    |
+| _history                     | history       |        |                  |                 |                    |
+| Type                         | search        | create | conditional upd. | conditional p.  | conditional delete |
+| Type/_search                 |               | search |                  |                 |                    |
+| Type/_history                | history       |        |                  |                 |                    |
+| Type/id                      | read          |        | update           | patch           | delete             |
+| Type/id/_history             | history       |        |                  |                 |                    |
+| Type/id/_history/vid         | vread         |        |                  |                 |                    |
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fhir_twin.config import Config
+from fhir_twin.errors import Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.fhir.capability import capability_statement
+from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.model import is_resource_type, is_valid_id
+from fhir_twin.interactions.history import history
+from fhir_twin.interactions.instance import InstanceInteractions
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.search import search
+from fhir_twin.store.repository import Repository
+
+Handler = Callable[[Request], Response]
+
+
+class Interactions:
+    """Every RESTful interaction of the server, reachable through ``route``."""
+
+    def __init__(self, repository: Repository, config: Config) -> None:
+        self.repository = repository
+        self.config = config
+        self.instance = InstanceInteractions(repository, config)
+
+    def route(self, request: Request) -> Response:
+        """Answer ``request``; raises a ``FhirError`` for anything that is not a success."""
+        segments = [segment for segment in request.path.strip("/").split("/") if segment]
+        method = request.method.upper()
+        if not segments:
+            return self._system(request, method)
+        head = segments[0]
+        if head == "metadata" and len(segments) == 1:
+            return self._only(method, "GET", request, self._capabilities)
+        if head == "_history" and len(segments) == 1:
+            return self._only(method, "GET", request, lambda r: history(self.repository, self.config, r, None, None))
+        if head.startswith("$") or (len(segments) > 1 and segments[-1].startswith("$")):
+            raise NotImplementedInteraction(f"The operation {segments[-1]} is not supported")
+        if not is_resource_type(head):
+            raise NotFound(f"Unknown resource type {head!r}")
+        return self._type(request, method, head, segments[1:])
+
+    def _system(self, request: Request, method: str) -> Response:
+        if method == "POST":
+            raise NotImplementedInteraction("Batch and transaction Bundles are not supported yet")
+        raise MethodNotAllowed(f"{method} is not allowed on the service base URL")
+
+    def _type(self, request: Request, method: str, resource_type: str, rest: list[str]) -> Response:
+        instance = self.instance
+        if not rest:
+            handlers: dict[str, Handler] = {
+                "GET": lambda r: search(self.repository, self.config, r, resource_type),
+                "HEAD": lambda r: search(self.repository, self.config, r, resource_type),
+                "POST": lambda r: instance.create(r, resource_type),
+                "PUT": lambda r: instance.conditional_update(r, resource_type),
+                "PATCH": lambda r: instance.conditional_patch(r, resource_type),
+                "DELETE": lambda r: instance.conditional_delete(r, resource_type),
+            }
+            return self._dispatch(method, request, handlers, resource_type)
+        if rest == ["_search"]:
+            return self._only(method, "POST", request, lambda r: search(self.repository, self.config, r, resource_type))
+        if rest == ["_history"]:
+            return self._only(
+                method, "GET", request, lambda r: history(self.repository, self.config, r, resource_type, None)
+            )
+        res_id = rest[0]
+        if not is_valid_id(res_id):
+            raise Invalid(f"{res_id!r} is not a valid resource id: ids are 1-64 of A-Z a-z 0-9 - .")
+        if len(rest) == 1:
+            handlers = {
+                "GET": lambda r: instance.read(r, resource_type, res_id),
+                "HEAD": lambda r: instance.read(r, resource_type, res_id),
+                "PUT": lambda r: instance.update(r, resource_type, res_id),
+                "PATCH": lambda r: instance.patch(r, resource_type, res_id),
+                "DELETE": lambda r: instance.delete(r, resource_type, res_id),
+            }
+            return self._dispatch(method, request, handlers, f"{resource_type}/{res_id}")
+        if rest[1] == "_history" and len(rest) == 2:
+            return self._only(
+                method, "GET", request, lambda r: history(self.repository, self.config, r, resource_type, res_id)
+            )
+        if rest[1] == "_history" and len(rest) == 3:
+            return self._only(method, "GET", request, lambda r: instance.vread(r, resource_type, res_id, rest[2]))
+        raise NotFound(f"Unknown path {request.path!r}")
+
+    @staticmethod
+    def _dispatch(method: str, request: Request, handlers: dict[str, Handler], where: str) -> Response:
+        handler = handlers.get(method)
+        if handler is None:
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {where}", headers={"Allow": ", ".join(sorted(handlers))}
+            )
+        return handler(request)
+
+    @staticmethod
+    def _only(method: str, allowed: str, request: Request, handler: Handler) -> Response:
+        if method == allowed or (allowed == "GET" and method == "HEAD"):
+            return handler(request)
+        raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}", headers={"Allow": allowed})
+
+    def _capabilities(self, request: Request) -> Response:
+        body: dict[str, Any] = capability_statement(request.base, format_instant(now()))
+        body["id"] = str(uuid.uuid4())
+        return Response(200, {}, body)

@@ -1,0 +1,52 @@
+"""Turning a validated resource into a stored version: id, meta, and the no-change rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_twin.fhir import json
+from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.store.repository import Unit, Version
+
+# meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
+SERVER_META = ("versionId", "lastUpdated")
+
+
+def store_version(unit: Unit, resource: dict[str, Any], res_id: str, previous: Version | None, method: str) -> Version:
+    """Write ``resource`` as the version after ``previous`` and return what was stored."""
+    number = previous.version + 1 if previous else 1
+    stamp = now()
+    meta = {key: value for key, value in (resource.get("meta") or {}).items() if key not in SERVER_META}
+    body: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id}
+    body["meta"] = {"versionId": str(number), "lastUpdated": format_instant(stamp), **meta}
+    body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
+    version = Version(resource["resourceType"], res_id, number, stamp, method, json.dumps(body).decode("utf-8"))
+    unit.write(version)
+    return version
+
+
+def store_delete(unit: Unit, previous: Version) -> Version:
+    """Write a delete marker version after ``previous`` (R4 http.html#delete)."""
+    version = Version(previous.res_type, previous.res_id, previous.version + 1, now(), "DELETE", None)
+    unit.write(version)
+    return version
+
+
+def same_content(resource: dict[str, Any], stored: Version) -> bool:
+    """Whether ``resource`` equals the stored version apart from server-owned meta.
+
+    An update that changes nothing keeps the current version, as HAPI FHIR does, so repeated
+    loads of the same data do not grow the history. Compared as text: ``1.0`` and ``1.00``
+    differ in FHIR.
+    """
+    if stored.body is None:
+        return False
+    return json.dumps(_comparable(json.loads(stored.body))) == json.dumps(_comparable(resource))
+
+
+def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resource)
+    meta = {key: value for key, value in (out.pop("meta", None) or {}).items() if key not in SERVER_META}
+    if meta:
+        out["meta"] = meta
+    return out

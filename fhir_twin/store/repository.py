@@ -1,0 +1,228 @@
+"""The Repository: versioned reads and writes of resources inside database transactions.
+
+Every write happens in a ``Unit`` (one database transaction). ``Unit.lock`` serialises writers
+that touch the same logical key — a resource identity or a conditional query — so two concurrent
+conditional creates cannot both create and two updates cannot lose each other (R4
+http.html#concurrency). On PostgreSQL that is a transaction-scoped advisory lock; SQLite write
+transactions are already serialised by ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from fhir_twin.errors import Conflict
+from fhir_twin.store.schema import resource, resource_version
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of a resource; ``body`` is None for a delete."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: datetime
+    method: str
+    body: str | None
+    seq: int = 0
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    versions: list[Version]
+    total: int | None
+
+
+def _columns(table: Any) -> list[Any]:
+    """The columns a ``Version`` is built from, in its field order."""
+    c = table.c
+    return [c.res_type, c.res_id, c.version, c.last_updated, c.method, c.body, c.seq]
+
+
+# Each resource joined to its current version.
+_CURRENT = resource.join(
+    resource_version,
+    and_(
+        resource_version.c.res_type == resource.c.res_type,
+        resource_version.c.res_id == resource.c.res_id,
+        resource_version.c.version == resource.c.version,
+    ),
+)
+
+
+class Repository:
+    """Entry point to storage; hands out units of work."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def unit(self, write: bool = False) -> Iterator[Unit]:
+        """A database transaction; committed when the block ends without an exception."""
+        try:
+            with self.engine.connect() as connection:
+                if write:
+                    connection.execution_options(fhir_write=True)
+                with connection.begin():
+                    yield Unit(connection)
+        except IntegrityError as exc:
+            # Another writer created the same identity between our check and our insert.
+            raise Conflict("A concurrent request changed this resource; retry the request") from exc
+        except OperationalError as exc:
+            if "locked" in str(exc).lower() or "deadlock" in str(exc).lower():
+                raise Conflict("The database is busy with a conflicting write; retry the request") from exc
+            raise
+
+
+class Unit:
+    """Reads and writes within one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def lock(self, key: str) -> None:
+        """Hold a lock on ``key`` until this transaction ends (PostgreSQL; SQLite is serialised)."""
+        if self.connection.dialect.name == "postgresql":
+            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
+
+    def current(self, res_type: str, res_id: str) -> Version | None:
+        """The newest version (possibly a delete), or None when the resource never existed."""
+        v = resource_version
+        r = resource
+        row = self.connection.execute(
+            select(*_columns(v))
+            .select_from(_CURRENT)
+            .where(r.c.res_type == res_type, r.c.res_id == res_id)
+        ).first()
+        return Version(*row) if row else None
+
+    def version(self, res_type: str, res_id: str, version: int) -> Version | None:
+        v = resource_version
+        row = self.connection.execute(
+            select(*_columns(v)).where(
+                v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version
+            )
+        ).first()
+        return Version(*row) if row else None
+
+    def exists(self, res_type: str, res_id: str) -> bool:
+        """Whether any version of the resource was ever stored (deleted ones included)."""
+        return self.connection.execute(
+            select(resource.c.version).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        ).first() is not None
+
+    def write(self, version: Version) -> None:
+        """Store ``version`` as the new current version of its resource."""
+        self.connection.execute(
+            insert(resource_version).values(
+                res_type=version.res_type,
+                res_id=version.res_id,
+                version=version.version,
+                last_updated=version.last_updated,
+                method=version.method,
+                body=version.body,
+            )
+        )
+        values = {"version": version.version, "last_updated": version.last_updated, "deleted": version.deleted}
+        if version.version == 1:
+            self.connection.execute(insert(resource).values(res_type=version.res_type, res_id=version.res_id, **values))
+        else:
+            changed = self.connection.execute(
+                update(resource)
+                .where(
+                    resource.c.res_type == version.res_type,
+                    resource.c.res_id == version.res_id,
+                    resource.c.version == version.version - 1,
+                )
+                .values(**values)
+            ).rowcount
+            if changed != 1:
+                raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
+
+    def search(self, res_type: str, ids: tuple[str, ...] | None, after: str | None, limit: int) -> list[Version]:
+        """Current live versions of a type in id order, from just after ``after`` (keyset paging)."""
+        r = resource
+        v = resource_version
+        query = (
+            select(*_columns(v))
+            .select_from(_CURRENT)
+            .where(r.c.res_type == res_type, r.c.deleted.is_(False))
+        )
+        if ids is not None:
+            query = query.where(r.c.res_id.in_(ids))
+        if after is not None:
+            query = query.where(r.c.res_id > after)
+        rows = self.connection.execute(query.order_by(r.c.res_id).limit(limit)).all()
+        return [Version(*row) for row in rows]
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        since: datetime | None,
+        at: tuple[datetime, datetime] | None,
+        count: int,
+        after: tuple[datetime, int] | None,
+        with_total: bool,
+    ) -> HistoryPage:
+        """Versions newest first (R4 http.html#history); ``after`` is the keyset cursor."""
+        v = resource_version
+        conditions = []
+        if res_type is not None:
+            conditions.append(v.c.res_type == res_type)
+        if res_id is not None:
+            conditions.append(v.c.res_id == res_id)
+        if since is not None:
+            conditions.append(v.c.last_updated >= since)
+        if at is not None:
+            # Current at some point in [start, end): written before the end, and not replaced
+            # by a later version before the start.
+            start, end = at
+            later = v.alias("later")
+            conditions.append(v.c.last_updated < end)
+            conditions.append(
+                ~exists().where(
+                    later.c.res_type == v.c.res_type,
+                    later.c.res_id == v.c.res_id,
+                    later.c.version > v.c.version,
+                    later.c.last_updated <= start,
+                )
+            )
+        total = None
+        if with_total:
+            total = self.connection.execute(select(func.count()).select_from(v).where(*conditions)).scalar_one()
+        if after is not None:
+            conditions.append(tuple_(v.c.last_updated, v.c.seq) < tuple_(*after))
+        rows = self.connection.execute(
+            select(*_columns(v))
+            .where(*conditions)
+            .order_by(v.c.last_updated.desc(), v.c.seq.desc())
+            .limit(count)
+        ).all()
+        return HistoryPage([Version(*row) for row in rows], total)
