@@ -12,7 +12,7 @@ import pytest
 
 from fhir_twin.fhir.terminology import DATA, binding_issues, empty_element_issues
 
-TEST_DATA = Path("/work/shared/fhir-test-data")
+TEST_DATA = Path(__file__).resolve().parents[2] / "fixtures"
 OFFICIAL = sorted((TEST_DATA / "official-r4-examples").glob("[!_]*.json"))
 BUNDLES = sorted((TEST_DATA / "synthea").glob("*.json")) + sorted((TEST_DATA / "carebundle").glob("*.json"))
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_spec_data.py"

@@ -1,0 +1,95 @@
+"""Test fixtures: an app on a fresh database, SQLite by default or the PostgreSQL that
+``FHIR_TWIN_TEST_DATABASE_URL`` names (``.ci/run`` runs the suite once on each).
+
+On PostgreSQL the suite makes its own database, so it never touches data it did not create; it
+skips cleanly when no server answers, except under CI, where an unreachable server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fhir_twin.app import create_app
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+POSTGRES_URL = os.environ.get("FHIR_TWIN_TEST_DATABASE_URL", "")
+
+
+def pytest_report_header() -> str:
+    return f"fhir-twin database: {'PostgreSQL ' + POSTGRES_URL if POSTGRES_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str | None]:
+    """A throw-away PostgreSQL database for this session, or None on SQLite runs."""
+    if not POSTGRES_URL:
+        yield None
+        return
+    admin_url = sqlalchemy.engine.make_url(POSTGRES_URL)
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"fhir_twin_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL reachable at {POSTGRES_URL}: {exc.orig}")
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]:
+    """A database with no resources in it."""
+    if postgres_database is None:
+        yield f"sqlite:///{tmp_path / 'fhir-twin.db'}"
+        return
+    engine = sqlalchemy.create_engine(postgres_database)
+    with engine.begin() as connection:
+        tables = connection.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ).scalars().all()
+        if tables:
+            connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+    engine.dispose()
+    yield postgres_database
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Any]:
+    """Build apps on the test database with extra settings; their engines are closed afterwards."""
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        app = create_app({"database_url": database_url, **settings})
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["fhir_twin.engine"].dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
