@@ -2,7 +2,7 @@
 
 fhir.resources checks structure but not required code bindings (R4 terminologies.html#required),
 so the server needs, per type, each element's JSON name, type, repetition and bound value set.
-This script distils that from the official R4 definitions in ``/work/shared/spec`` into one
+This script distils that from the official R4 definitions in ``../shared/spec`` (beside the checkout) into one
 compact JSON file the runtime (``fhir_twin.fhir.terminology``) loads fast.
 
 Output shape::
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-SPEC = Path("/work/shared/spec")
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
 OUT = Path(__file__).resolve().parent.parent / "fhir_twin" / "fhir" / "data" / "elements.json"
 FHIRPATH_SYSTEM = "http://hl7.org/fhirpath/System."
 BINDABLE = {"code", "Coding", "CodeableConcept"}
