@@ -60,9 +60,13 @@ def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]
         return
     engine = sqlalchemy.create_engine(postgres_database)
     with engine.begin() as connection:
-        tables = connection.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        ).scalars().all()
+        tables = (
+            connection.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+            .scalars()
+            .all()
+        )
         if tables:
             connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     engine.dispose()

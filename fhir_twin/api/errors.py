@@ -48,7 +48,9 @@ def _http_error(error: HTTPException) -> Response:
         return error_response(errors.PayloadTooLarge("The request body is larger than this server accepts"))
     if isinstance(error, MethodNotAllowed):
         allowed = {"Allow": ", ".join(error.valid_methods or [])}
-        return error_response(errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}", headers=allowed))
+        return error_response(
+            errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}", headers=allowed)
+        )
     if isinstance(error, NotFound):
         return error_response(errors.NotFound(f"Nothing is served at {request.path}"))
     status = error.code or 500

@@ -54,7 +54,7 @@ def _fhir_request(path: str) -> FhirRequest:
                 body = json.loads(data)
                 if kind == "json-patch":
                     patch_format = "application/json-patch+json"
-                else:
+                elif request.method != "PATCH":
                     body = require_object(body)
     headers = {name.lower(): value for name, value in request.headers.items()}
     return FhirRequest(request.method, path, base, query, headers, body, patch_format)

@@ -48,7 +48,10 @@ def response_format(request: Request) -> Format:
         return Format.JSON
     best = accept.best_match([*_JSON_TYPES, *_XML_TYPES])
     if best is None:
-        raise NotAcceptable(f"None of the types in Accept ({request.headers.get('Accept')}) can be served; use {Format.JSON.value} or {Format.XML.value}")
+        raise NotAcceptable(
+            f"None of the types in Accept ({request.headers.get('Accept')}) can be served; "
+            f"use {Format.JSON.value} or {Format.XML.value}"
+        )
     # With equal preference (e.g. */*), JSON is the default.
     if best in _XML_TYPES and accept[best] <= max(accept[name] for name in _JSON_TYPES):
         return Format.JSON
@@ -66,4 +69,6 @@ def body_kind(request: Request) -> str:
         return "json-patch"
     if mimetype == FORM:
         return "form"
-    raise UnsupportedMediaType(f"Content-Type {request.mimetype!r} is not supported; send {Format.JSON.value} or {Format.XML.value}")
+    raise UnsupportedMediaType(
+        f"Content-Type {request.mimetype!r} is not supported; send {Format.JSON.value} or {Format.XML.value}"
+    )

@@ -22,7 +22,9 @@ class Entry:
     search_mode: str | None = None
 
 
-def bundle(bundle_type: str, entries: list[Entry], links: dict[str, str], total: int | None, bundle_id: str, timestamp: str) -> dict[str, Any]:
+def bundle(
+    bundle_type: str, entries: list[Entry], links: dict[str, str], total: int | None, bundle_id: str, timestamp: str
+) -> dict[str, Any]:
     """A Bundle of ``bundle_type`` with the given paging links (``self``, ``next``, ...)."""
     out: dict[str, Any] = {
         "resourceType": "Bundle",

@@ -11,7 +11,17 @@ from typing import Any
 from fhir_twin import __version__
 from fhir_twin.fhir.model import resource_types
 
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 SYSTEM_INTERACTIONS = ("history-system",)
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)

@@ -35,6 +35,11 @@ def dumps(value: Any, pretty: bool = False) -> bytes:
     return text.encode("utf-8")
 
 
+def canonical(value: Any) -> str:
+    """Text that is equal for equal JSON values, whatever their key order (decimals kept)."""
+    return simplejson.dumps(value, use_decimal=True, sort_keys=True, separators=(",", ":"))
+
+
 def require_object(value: Any, what: str = "The body") -> dict[str, Any]:
     """A resource must be a JSON object with a string ``resourceType`` (R4 json.html#resources)."""
     if not isinstance(value, dict):

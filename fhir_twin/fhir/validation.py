@@ -22,7 +22,11 @@ def validate_resource(resource: dict[str, Any]) -> None:
     """Raise ``Invalid`` naming every problem found, or return when the resource is valid."""
     issues = resource_issues(resource)
     if issues:
-        summary = issues[0].diagnostics if len(issues) == 1 else f"{len(issues)} validation errors: {issues[0].diagnostics}; ..."
+        summary = (
+            issues[0].diagnostics
+            if len(issues) == 1
+            else f"{len(issues)} validation errors: {issues[0].diagnostics}; ..."
+        )
         raise Invalid(summary, issues=issues)
 
 
@@ -34,7 +38,11 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
     issues = empty_element_issues(resource)
     if "id" in resource and not is_valid_id(resource["id"]):
         issues.append(
-            Issue("value", f"Invalid id {resource['id']!r}: ids are 1-64 of A-Z a-z 0-9 - .", expression=(f"{resource_type}.id",))
+            Issue(
+                "value",
+                f"Invalid id {resource['id']!r}: ids are 1-64 of A-Z a-z 0-9 - .",
+                expression=(f"{resource_type}.id",),
+            )
         )
     if issues:
         # Structure errors on empty elements would only repeat the same problem.

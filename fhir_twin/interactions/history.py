@@ -44,10 +44,14 @@ def history(
     path = "/".join(part for part in (res_type, res_id) if part)
     url = f"{request.base}/{path + '/' if path else ''}_history"
     criteria = [(name, value) for name, value in request.query if name in ("_since", "_at")]
-    links = {"self": _link(url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else []))}
+    links = {
+        "self": _link(url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else []))
+    }
     if len(page.versions) > count:
         last = versions[-1]
-        links["next"] = _link(url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))])
+        links["next"] = _link(
+            url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))]
+        )
     entries = [_entry(request.base, version) for version in versions]
     return Response(200, {}, bundle("history", entries, links, page.total, str(uuid.uuid4()), format_instant(now())))
 
@@ -113,4 +117,3 @@ def _count(request: Request, config: Config) -> int:
 
 def _bad(name: str, message: str) -> Invalid:
     return Invalid(message, issues=[Issue("invalid", message, expression=(name,))])
-

@@ -75,7 +75,8 @@ class InstanceInteractions:
                 matches = self._matches(unit, request, res_type, query, "If-None-Exist")
                 if len(matches) > 1:
                     raise PreconditionFailed(
-                        f"If-None-Exist matched {len(matches)} {res_type} resources; the criteria are not selective enough"
+                        f"If-None-Exist matched {len(matches)} {res_type} resources; "
+                        "the criteria are not selective enough"
                     )
                 if matches:
                     return self._answer(request, matches[0], 200, f"{res_type} matching {condition} already exists")
@@ -91,7 +92,9 @@ class InstanceInteractions:
         if body_id is None:
             raise _invalid(f"{res_type}.id", "The resource must carry its id for an update (R4 http.html#update)")
         if body_id != res_id:
-            raise _invalid(f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})")
+            raise _invalid(
+                f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})"
+            )
         validate_resource(resource)
         with self.repository.unit(write=True) as unit:
             unit.lock(f"{res_type}/{res_id}")
@@ -129,7 +132,9 @@ class InstanceInteractions:
             return self._answer(request, current, 200, f"{res_type}/{res_id} is unchanged")
         version = store_version(unit, resource, res_id, current, method)
         created = current is None or current.deleted
-        return self._answer(request, version, 201 if created else 200, f"{'Created' if created else 'Updated'} {res_type}/{res_id}")
+        return self._answer(
+            request, version, 201 if created else 200, f"{'Created' if created else 'Updated'} {res_type}/{res_id}"
+        )
 
     # --- patch ---------------------------------------------------------------------------
 
@@ -151,7 +156,9 @@ class InstanceInteractions:
             unit.lock(f"{res_type}/{matches[0].res_id}")
             return self._patch_locked(unit, request, operations, res_type, matches[0].res_id)
 
-    def _patch_locked(self, unit: Unit, request: Request, operations: jsonpatch.JsonPatch, res_type: str, res_id: str) -> Response:
+    def _patch_locked(
+        self, unit: Unit, request: Request, operations: jsonpatch.JsonPatch, res_type: str, res_id: str
+    ) -> Response:
         current = unit.current(res_type, res_id)
         if current is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
@@ -188,7 +195,9 @@ class InstanceInteractions:
             if current is None:
                 return Response(200, {}, information(f"{res_type}/{res_id} does not exist; nothing was deleted"))
             if current.deleted:
-                return Response(200, version_headers(request.base, current), information(f"{res_type}/{res_id} was already deleted"))
+                return Response(
+                    200, version_headers(request.base, current), information(f"{res_type}/{res_id} was already deleted")
+                )
             version = store_delete(unit, current)
         return Response(200, version_headers(request.base, version), information(f"Deleted {res_type}/{res_id}"))
 
@@ -199,7 +208,8 @@ class InstanceInteractions:
             matches = self._matches(unit, request, res_type, query_text, "conditional delete")
             if len(matches) > 1:
                 raise PreconditionFailed(
-                    f"The conditional delete matched {len(matches)} {res_type} resources; this server deletes one at a time"
+                    f"The conditional delete matched {len(matches)} {res_type} resources; "
+                    "this server deletes one at a time"
                 )
             if not matches:
                 return Response(200, {}, information(f"No {res_type} matches {query_text}; nothing was deleted"))
@@ -208,7 +218,9 @@ class InstanceInteractions:
             check_if_match(request, current)
             assert current is not None
             version = store_delete(unit, current)
-        return Response(200, version_headers(request.base, version), information(f"Deleted {res_type}/{version.res_id}"))
+        return Response(
+            200, version_headers(request.base, version), information(f"Deleted {res_type}/{version.res_id}")
+        )
 
     # --- shared --------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def parse_etag(value: str, header: str) -> str:
     """The version id inside ``W/"n"`` (or a bare ``n``); 400 when there is none."""
     match = _ETAG.fullmatch(value)
     if not match or not match.group(1):
-        raise Invalid(f"{header} must carry a version as W/\"n\", not {value!r}")
+        raise Invalid(f'{header} must carry a version as W/"n", not {value!r}')
     return match.group(1)
 
 

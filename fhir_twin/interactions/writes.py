@@ -41,7 +41,7 @@ def same_content(resource: dict[str, Any], stored: Version) -> bool:
     """
     if stored.body is None:
         return False
-    return json.dumps(_comparable(json.loads(stored.body))) == json.dumps(_comparable(resource))
+    return json.canonical(_comparable(json.loads(stored.body))) == json.canonical(_comparable(resource))
 
 
 def _comparable(resource: dict[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,9 @@ def parse(
                 raise _bad(name, f"_cursor {value!r} is not a page position this server made")
             cursor = value
         elif strict:
-            raise _bad(name, f"Unknown or unsupported search parameter {name!r} for {resource_type}", code="not-supported")
+            raise _bad(
+                name, f"Unknown or unsupported search parameter {name!r} for {resource_type}", code="not-supported"
+            )
         else:
             continue
         applied.append((name, value))

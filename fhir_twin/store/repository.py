@@ -115,26 +115,25 @@ class Unit:
         v = resource_version
         r = resource
         row = self.connection.execute(
-            select(*_columns(v))
-            .select_from(_CURRENT)
-            .where(r.c.res_type == res_type, r.c.res_id == res_id)
+            select(*_columns(v)).select_from(_CURRENT).where(r.c.res_type == res_type, r.c.res_id == res_id)
         ).first()
         return Version(*row) if row else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Version | None:
         v = resource_version
         row = self.connection.execute(
-            select(*_columns(v)).where(
-                v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version
-            )
+            select(*_columns(v)).where(v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version)
         ).first()
         return Version(*row) if row else None
 
     def exists(self, res_type: str, res_id: str) -> bool:
         """Whether any version of the resource was ever stored (deleted ones included)."""
-        return self.connection.execute(
-            select(resource.c.version).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-        ).first() is not None
+        return (
+            self.connection.execute(
+                select(resource.c.version).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+            ).first()
+            is not None
+        )
 
     def write(self, version: Version) -> None:
         """Store ``version`` as the new current version of its resource."""
@@ -168,11 +167,7 @@ class Unit:
         """Current live versions of a type in id order, from just after ``after`` (keyset paging)."""
         r = resource
         v = resource_version
-        query = (
-            select(*_columns(v))
-            .select_from(_CURRENT)
-            .where(r.c.res_type == res_type, r.c.deleted.is_(False))
-        )
+        query = select(*_columns(v)).select_from(_CURRENT).where(r.c.res_type == res_type, r.c.deleted.is_(False))
         if ids is not None:
             query = query.where(r.c.res_id.in_(ids))
         if after is not None:
@@ -220,9 +215,6 @@ class Unit:
         if after is not None:
             conditions.append(tuple_(v.c.last_updated, v.c.seq) < tuple_(*after))
         rows = self.connection.execute(
-            select(*_columns(v))
-            .where(*conditions)
-            .order_by(v.c.last_updated.desc(), v.c.seq.desc())
-            .limit(count)
+            select(*_columns(v)).where(*conditions).order_by(v.c.last_updated.desc(), v.c.seq.desc()).limit(count)
         ).all()
         return HistoryPage([Version(*row) for row in rows], total)
