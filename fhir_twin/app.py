@@ -26,6 +26,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     repository = Repository(engine)
 
     app = Flask("fhir_twin")
+    # "//" in a path is a 404 OperationOutcome, not werkzeug's HTML redirect page.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["fhir_twin.config"] = config
     app.extensions["fhir_twin.engine"] = engine

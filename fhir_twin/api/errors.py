@@ -38,7 +38,7 @@ def error_response(error: errors.FhirError) -> Response:
 
 
 def _fhir_error(error: errors.FhirError) -> Response:
-    if error.status >= 500:
+    if error.status == 500:
         log.error("request %s failed with %s: %s", g.get("request_id"), error.status, error.diagnostics)
     return error_response(error)
 

@@ -21,8 +21,8 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 _TRUE = ("true", "1", "yes")
 
 
-@blueprint.route("/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False)
-@blueprint.route("/fhir/<path:path>", methods=METHODS)
+@blueprint.route("/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False, provide_automatic_options=False)
+@blueprint.route("/fhir/<path:path>", methods=METHODS, provide_automatic_options=False)
 def endpoint(path: str) -> Response:
     fmt = response_format(request)
     interactions: Interactions = current_app.extensions["fhir_twin.interactions"]

@@ -43,19 +43,40 @@ def response_format(request: Request) -> Format:
         if found is None:
             raise NotAcceptable(f"_format={requested!r} is not supported; use json or xml")
         return found
-    accept = request.accept_mimetypes
-    if not accept or not accept.values():
+    header = request.headers.get("Accept", "").strip()
+    if not header:
         return Format.JSON
-    best = accept.best_match([*_JSON_TYPES, *_XML_TYPES])
-    if best is None:
+    json_quality = xml_quality = 0.0
+    for media_type, quality in _accept_items(header):
+        if media_type in _JSON_TYPES or media_type in ("*/*", "application/*"):
+            json_quality = max(json_quality, quality)
+        if media_type in _XML_TYPES or media_type in ("*/*", "application/*", "text/*"):
+            xml_quality = max(xml_quality, quality)
+    if json_quality == xml_quality == 0:
         raise NotAcceptable(
-            f"None of the types in Accept ({request.headers.get('Accept')}) can be served; "
-            f"use {Format.JSON.value} or {Format.XML.value}"
+            f"None of the types in Accept ({header}) can be served; use {Format.JSON.value} or {Format.XML.value}"
         )
     # With equal preference (e.g. */*), JSON is the default.
-    if best in _XML_TYPES and accept[best] <= max(accept[name] for name in _JSON_TYPES):
-        return Format.JSON
-    return Format.XML if best in _XML_TYPES else Format.JSON
+    return Format.XML if xml_quality > json_quality else Format.JSON
+
+
+def _accept_items(header: str) -> list[tuple[str, float]]:
+    """``(media type, q)`` pairs of an Accept header; other parameters (``fhirVersion``,
+    ``charset``) do not change the type (RFC 9110 section 12.5.1)."""
+    items = []
+    for part in header.split(","):
+        media_type, *parameters = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type:
+            items.append((media_type.lower(), quality))
+    return items
 
 
 def body_kind(request: Request) -> str:

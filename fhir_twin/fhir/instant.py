@@ -17,21 +17,26 @@ _PATTERN = re.compile(
 
 
 def parse_range(value: str) -> tuple[datetime, datetime]:
-    """``[start, end)`` in naive UTC covered by ``value``; ValueError when it is not a FHIR date."""
+    """``[start, end)`` in naive UTC covered by ``value``; ValueError when it is not a FHIR date.
+
+    Ranges that reach past year 1 or 9999 once shifted to UTC are clamped to the ends of the
+    calendar rather than refused.
+    """
     match = _PATTERN.fullmatch(value.strip().replace(" ", "+"))
     if not match:
         raise ValueError(f"{value!r} is not a FHIR date, dateTime or instant")
     parts = match.groupdict()
     year = int(parts["year"])
     if parts["month"] is None:
-        return datetime(year, 1, 1), datetime(year + 1, 1, 1)
+        start = datetime(year, 1, 1)
+        return start, _months_later(start, 12)
     month = int(parts["month"])
     if parts["day"] is None:
         start = datetime(year, month, 1)
-        return start, datetime(year + (month == 12), month % 12 + 1, 1)
+        return start, _months_later(start, 1)
     day = datetime(year, month, int(parts["day"]))
     if parts["hour"] is None:
-        return day, day + timedelta(days=1)
+        return day, _add(day, timedelta(days=1))
     fraction = parts["fraction"] or ""
     local = day.replace(
         hour=int(parts["hour"]),
@@ -42,14 +47,30 @@ def parse_range(value: str) -> tuple[datetime, datetime]:
     tz = parts["tz"]
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
-        local -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        local = _add(local, -sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
     if parts["second"] is None:
         width = timedelta(minutes=1)
     elif fraction:
         width = timedelta(microseconds=10 ** max(0, 6 - (len(fraction) - 1)))
     else:
         width = timedelta(seconds=1)
-    return local, local + width
+    return local, _add(local, width)
+
+
+def _add(value: datetime, delta: timedelta) -> datetime:
+    """``value + delta``, clamped to the ends of the calendar."""
+    try:
+        return value + delta
+    except OverflowError:
+        return datetime.max if delta > timedelta(0) else datetime.min
+
+
+def _months_later(start: datetime, months: int) -> datetime:
+    """The first instant ``months`` calendar months after ``start`` (a month's first day)."""
+    index = start.year * 12 + start.month - 1 + months
+    if index // 12 > datetime.max.year:
+        return datetime.max
+    return start.replace(year=index // 12, month=index % 12 + 1)
 
 
 def now() -> datetime:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from http import HTTPStatus
 
 from fhir_twin.config import Config
 from fhir_twin.errors import Invalid, Issue, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.versioning import etag
+from fhir_twin.search.query import page_size
 from fhir_twin.store.repository import Repository, Version
 
-_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 _EPOCH = datetime(1970, 1, 1)
 _KNOWN = {"_since", "_at", "_count", "_cursor", "_format", "_pretty"}
 
@@ -30,7 +31,8 @@ def history(
     """A ``history`` Bundle with ``total`` and paging links."""
     since = _instant(request, "_since")
     at = _range(request, "_at")
-    count = _count(request, config)
+    counts = request.params("_count")
+    count = page_size(counts[-1] if counts else None, config.default_page_size, config.max_page_size)
     cursor = _cursor(request)
     strict = request.prefer("handling") == "strict"
     unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
@@ -45,12 +47,14 @@ def history(
     url = f"{request.base}/{path + '/' if path else ''}_history"
     criteria = [(name, value) for name, value in request.query if name in ("_since", "_at")]
     links = {
-        "self": _link(url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else []))
+        "self": link(
+            request, url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else [])
+        )
     }
     if len(page.versions) > count:
         last = versions[-1]
-        links["next"] = _link(
-            url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))]
+        links["next"] = link(
+            request, url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))]
         )
     entries = [_entry(request.base, version) for version in versions]
     return Response(200, {}, bundle("history", entries, links, page.total, str(uuid.uuid4()), format_instant(now())))
@@ -64,15 +68,11 @@ def _entry(base: str, version: Version) -> Entry:
         body=version.body,
         request={"method": version.method, "url": request_url},
         response={
-            "status": _STATUS.get(version.method, "200 OK"),
+            "status": f"{version.status} {HTTPStatus(version.status).phrase}",
             "etag": etag(version.version),
             "lastModified": format_instant(version.last_updated),
         },
     )
-
-
-def _link(url: str, params: list[tuple[str, str]]) -> str:
-    return f"{url}?{urlencode(params)}" if params else url
 
 
 def _token(cursor: tuple[datetime, int]) -> str:
@@ -85,9 +85,11 @@ def _cursor(request: Request) -> tuple[datetime, int] | None:
     if not values:
         return None
     try:
-        micros, seq = values[-1].split("-")
-        return _EPOCH + timedelta(microseconds=int(micros)), int(seq)
-    except (ValueError, OverflowError, OSError):
+        micros, seq = (int(part) for part in values[-1].split("-"))
+        if not 0 <= seq < 2**63:
+            raise ValueError("sequence out of range")
+        return _EPOCH + timedelta(microseconds=micros), seq
+    except (ValueError, OverflowError):
         raise _bad("_cursor", f"_cursor {values[-1]!r} is not a page position this server made") from None
 
 
@@ -104,15 +106,6 @@ def _range(request: Request, name: str) -> tuple[datetime, datetime] | None:
         return parse_range(values[-1])
     except ValueError:
         raise _bad(name, f"{name} must be a FHIR instant or dateTime, not {values[-1]!r}") from None
-
-
-def _count(request: Request, config: Config) -> int:
-    values = request.params("_count")
-    if not values:
-        return config.default_page_size
-    if not values[-1].isdigit() or int(values[-1]) < 1:
-        raise _bad("_count", f"_count must be a positive whole number, not {values[-1]!r}")
-    return min(int(values[-1]), config.max_page_size)
 
 
 def _bad(name: str, message: str) -> Invalid:

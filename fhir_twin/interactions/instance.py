@@ -49,7 +49,7 @@ class InstanceInteractions:
 
     def vread(self, request: Request, res_type: str, res_id: str, version_id: str) -> Response:
         """R4 http.html#vread: 404 for an unknown version, 410 for a delete version."""
-        if not version_id.isdigit():
+        if not (version_id.isascii() and version_id.isdigit()):
             raise NotFound(f"{res_type}/{res_id} has no version {version_id!r}")
         with self.repository.unit() as unit:
             found = unit.version(res_type, res_id, int(version_id))

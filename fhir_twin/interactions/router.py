@@ -60,7 +60,7 @@ class Interactions:
     def _system(self, request: Request, method: str) -> Response:
         if method == "POST":
             raise NotImplementedInteraction("Batch and transaction Bundles are not supported yet")
-        raise MethodNotAllowed(f"{method} is not allowed on the service base URL")
+        raise MethodNotAllowed(f"{method} is not allowed on the service base URL", headers={"Allow": "POST"})
 
     def _type(self, request: Request, method: str, resource_type: str, rest: list[str]) -> Response:
         instance = self.instance
@@ -113,7 +113,8 @@ class Interactions:
     def _only(method: str, allowed: str, request: Request, handler: Handler) -> Response:
         if method == allowed or (allowed == "GET" and method == "HEAD"):
             return handler(request)
-        raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}", headers={"Allow": allowed})
+        allow = "GET, HEAD" if allowed == "GET" else allowed
+        raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}", headers={"Allow": allow})
 
     def _capabilities(self, request: Request) -> Response:
         body: dict[str, Any] = capability_statement(request.base, format_instant(now()))

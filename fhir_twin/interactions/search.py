@@ -8,12 +8,12 @@ client skip or repeat an entry.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 
 from fhir_twin.config import Config
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.paging import link
 from fhir_twin.search.query import SearchQuery, parse
 from fhir_twin.store.repository import Repository
 
@@ -35,14 +35,12 @@ def search(repository: Repository, config: Config, request: Request, resource_ty
         found = unit.search(resource_type, query.ids, query.cursor, query.count + 1)
     page = found[: query.count]
     url = f"{request.base}/{resource_type}"
-    links = {"self": _link(url, query.applied)}
+    links = {"self": link(request, url, query.applied)}
     if len(found) > query.count:
-        links["next"] = _link(url, [*query.criteria, ("_count", str(query.count)), ("_cursor", page[-1].res_id)])
+        links["next"] = link(
+            request, url, [*query.criteria, ("_count", str(query.count)), ("_cursor", page[-1].res_id)]
+        )
     entries = [Entry(f"{url}/{version.res_id}", version.body, search_mode="match") for version in page]
     # The exact total is only cheap when the whole result fits on this first page.
     total = len(page) if query.cursor is None and len(found) <= query.count else None
     return Response(200, {}, bundle("searchset", entries, links, total, str(uuid.uuid4()), format_instant(now())))
-
-
-def _link(url: str, params: list[tuple[str, str]]) -> str:
-    return f"{url}?{urlencode(params)}" if params else url

@@ -20,14 +20,15 @@ def store_version(unit: Unit, resource: dict[str, Any], res_id: str, previous: V
     body: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id}
     body["meta"] = {"versionId": str(number), "lastUpdated": format_instant(stamp), **meta}
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
-    version = Version(resource["resourceType"], res_id, number, stamp, method, json.dumps(body).decode("utf-8"))
+    status = 201 if previous is None or previous.deleted else 200
+    version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
     unit.write(version)
     return version
 
 
 def store_delete(unit: Unit, previous: Version) -> Version:
     """Write a delete marker version after ``previous`` (R4 http.html#delete)."""
-    version = Version(previous.res_type, previous.res_id, previous.version + 1, now(), "DELETE", None)
+    version = Version(previous.res_type, previous.res_id, previous.version + 1, now(), "DELETE", 200, None)
     unit.write(version)
     return version
 

@@ -44,7 +44,7 @@ def parse(
 ) -> SearchQuery:
     """Parse ``query``; 400 naming the parameter on a bad value (or an unknown one when strict)."""
     ids: list[str] | None = None
-    count = default_count
+    count = page_size(None, default_count, max_count)
     cursor = None
     applied: list[tuple[str, str]] = []
     for name, value in query:
@@ -58,9 +58,7 @@ def parse(
             # Repeating _id ANDs the sets (R4 search.html#combining).
             ids = values if ids is None else [v for v in ids if v in values]
         elif name == "_count":
-            if not value.isdigit():
-                raise _bad(name, f"_count must be a whole number, not {value!r}")
-            count = min(int(value), max_count)
+            count = page_size(value, default_count, max_count)
         elif name == "_cursor":
             if not is_valid_id(value):
                 raise _bad(name, f"_cursor {value!r} is not a page position this server made")
@@ -73,6 +71,17 @@ def parse(
             continue
         applied.append((name, value))
     return SearchQuery(resource_type, tuple(ids) if ids is not None else None, count, cursor, applied)
+
+
+def page_size(value: str | None, default: int, maximum: int) -> int:
+    """The page size ``_count`` asks for, capped at ``maximum`` (R4 search.html#count)."""
+    if value is None:
+        return min(default, maximum)
+    digits = value.lstrip("0")
+    if not (value.isascii() and value.isdigit()) or not digits:
+        raise _bad("_count", f"_count must be a positive whole number, not {value[:40]!r}")
+    # Compare lengths first: int() refuses numbers of thousands of digits.
+    return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
 
 
 def _bad(name: str, message: str, code: str = "invalid") -> Invalid:

@@ -10,8 +10,9 @@ transactions are already serialised by ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -36,13 +38,18 @@ from fhir_twin.store.schema import resource, resource_version
 
 @dataclass(frozen=True)
 class Version:
-    """One stored version of a resource; ``body`` is None for a delete."""
+    """One stored version of a resource; ``body`` is None for a delete.
+
+    ``method`` and ``status`` are the HTTP method that wrote it and the status it was answered
+    with, which history entries report (R4 bundle.html#BundleEntryResponse).
+    """
 
     res_type: str
     res_id: str
     version: int
     last_updated: datetime
     method: str
+    status: int
     body: str | None
     seq: int = 0
 
@@ -60,7 +67,7 @@ class HistoryPage:
 def _columns(table: Any) -> list[Any]:
     """The columns a ``Version`` is built from, in its field order."""
     c = table.c
-    return [c.res_type, c.res_id, c.version, c.last_updated, c.method, c.body, c.seq]
+    return [c.res_type, c.res_id, c.version, c.last_updated, c.method, c.status, c.body, c.seq]
 
 
 # Each resource joined to its current version.
@@ -74,17 +81,46 @@ _CURRENT = resource.join(
 )
 
 
+# Statements built once: constructing SQLAlchemy constructs per call costs more than running them.
+_SELECT_CURRENT = (
+    select(*_columns(resource_version))
+    .select_from(_CURRENT)
+    .where(resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
+)
+_SELECT_VERSION = select(*_columns(resource_version)).where(
+    resource_version.c.res_type == bindparam("res_type"),
+    resource_version.c.res_id == bindparam("res_id"),
+    resource_version.c.version == bindparam("version"),
+)
+_SELECT_EXISTS = select(resource.c.version).where(
+    resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id")
+)
+# Inserts and the update take their values from the parameters; keys name columns.
+_INSERT_VERSION = insert(resource_version)
+_INSERT_RESOURCE = insert(resource)
+_UPDATE_RESOURCE = update(resource).where(
+    resource.c.res_type == bindparam("key_type"),
+    resource.c.res_id == bindparam("key_id"),
+    resource.c.version == bindparam("previous"),
+)
+
+
 class Repository:
     """Entry point to storage; hands out units of work."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite takes one writer at a time; queueing this process's writers on a lock keeps
+        # them out of SQLite's sleeping busy handler, which only other processes then meet.
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_gate: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
         """A database transaction; committed when the block ends without an exception."""
+        gate = self._write_gate if write else nullcontext()
         try:
-            with self.engine.connect() as connection:
+            with gate, self.engine.connect() as connection:
                 if write:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
@@ -112,56 +148,48 @@ class Unit:
 
     def current(self, res_type: str, res_id: str) -> Version | None:
         """The newest version (possibly a delete), or None when the resource never existed."""
-        v = resource_version
-        r = resource
-        row = self.connection.execute(
-            select(*_columns(v)).select_from(_CURRENT).where(r.c.res_type == res_type, r.c.res_id == res_id)
-        ).first()
+        row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return Version(*row) if row else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Version | None:
-        v = resource_version
         row = self.connection.execute(
-            select(*_columns(v)).where(v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version)
+            _SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version}
         ).first()
         return Version(*row) if row else None
 
     def exists(self, res_type: str, res_id: str) -> bool:
         """Whether any version of the resource was ever stored (deleted ones included)."""
-        return (
-            self.connection.execute(
-                select(resource.c.version).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-            ).first()
-            is not None
-        )
+        return self.connection.execute(_SELECT_EXISTS, {"res_type": res_type, "res_id": res_id}).first() is not None
 
     def write(self, version: Version) -> None:
         """Store ``version`` as the new current version of its resource."""
+        row = {
+            "res_type": version.res_type,
+            "res_id": version.res_id,
+            "version": version.version,
+            "last_updated": version.last_updated,
+            "deleted": version.deleted,
+        }
         self.connection.execute(
-            insert(resource_version).values(
-                res_type=version.res_type,
-                res_id=version.res_id,
-                version=version.version,
-                last_updated=version.last_updated,
-                method=version.method,
-                body=version.body,
-            )
+            _INSERT_VERSION, {**row, "method": version.method, "status": version.status, "body": version.body}
         )
-        values = {"version": version.version, "last_updated": version.last_updated, "deleted": version.deleted}
         if version.version == 1:
-            self.connection.execute(insert(resource).values(res_type=version.res_type, res_id=version.res_id, **values))
-        else:
-            changed = self.connection.execute(
-                update(resource)
-                .where(
-                    resource.c.res_type == version.res_type,
-                    resource.c.res_id == version.res_id,
-                    resource.c.version == version.version - 1,
-                )
-                .values(**values)
+            self.connection.execute(_INSERT_RESOURCE, row)
+        elif (
+            self.connection.execute(
+                _UPDATE_RESOURCE,
+                {
+                    "version": version.version,
+                    "last_updated": version.last_updated,
+                    "deleted": version.deleted,
+                    "key_type": version.res_type,
+                    "key_id": version.res_id,
+                    "previous": version.version - 1,
+                },
             ).rowcount
-            if changed != 1:
-                raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
+            != 1
+        ):
+            raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
 
     def search(self, res_type: str, ids: tuple[str, ...] | None, after: str | None, limit: int) -> list[Version]:
         """Current live versions of a type in id order, from just after ``after`` (keyset paging)."""

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("last_updated", sa.DateTime(timezone=False), nullable=False),
         sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("status", sa.SmallInteger, nullable=False),
         sa.Column("body", sa.Text, nullable=True),
         sa.UniqueConstraint("res_type", "res_id", "version", name="uq_resource_version"),
     )
