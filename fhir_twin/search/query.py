@@ -10,9 +10,12 @@ there would match resources the client never meant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.model import is_valid_id
+from fhir_twin.search.parameters import SearchParameter
 
 # Parameters that format or shape the answer, handled by the transport or ignored harmlessly.
 TRANSPORT_PARAMETERS = frozenset({"_format", "_pretty"})
@@ -86,3 +89,162 @@ def page_size(value: str | None, default: int, maximum: int) -> int:
 
 def _bad(name: str, message: str, code: str = "invalid") -> Invalid:
     return Invalid(message, issues=[Issue(code, message, expression=(name,))])
+
+
+# --- The query model the parser builds and the store compiles (R4 search.html) -------------
+
+
+@dataclass(frozen=True)
+class StringValue:
+    text: str
+
+
+@dataclass(frozen=True)
+class TokenValue:
+    """``code`` (any system), ``system|code``, ``system|`` (any code) or ``|code`` (no system).
+
+    ``system_given`` tells ``code`` apart from ``|code``. ``:of-type`` fills ``type_system`` and
+    ``type_code`` with the identifier type and ``code`` with the identifier value; ``:text``
+    puts the text in ``code``.
+    """
+
+    system: str | None
+    code: str | None
+    system_given: bool = False
+    type_system: str | None = None
+    type_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    """``Type/id``, a bare ``id`` (any allowed type), an absolute/canonical ``url``, or, with
+    ``:identifier``, ``system|value``."""
+
+    target_type: str | None
+    target_id: str | None
+    url: str | None = None
+    identifier_system: str | None = None
+    identifier_value: str | None = None
+
+
+@dataclass(frozen=True)
+class DateValue:
+    """A date search value: the prefix and the range ``[low, high)`` its precision covers."""
+
+    prefix: str
+    low: datetime
+    high: datetime
+
+
+@dataclass(frozen=True)
+class NumberValue:
+    """A number: ``value`` as written, ``[low, high)`` the range its precision implies."""
+
+    prefix: str
+    value: Decimal
+    low: Decimal
+    high: Decimal
+
+
+@dataclass(frozen=True)
+class QuantityValue:
+    """A quantity: number, prefix and range as for numbers, with an optional system and code;
+    ``canonical_*`` when the unit converts to canonical UCUM."""
+
+    prefix: str
+    value: Decimal
+    low: Decimal
+    high: Decimal
+    system: str | None
+    code: str | None
+    canonical_low: Decimal | None = None
+    canonical_high: Decimal | None = None
+    canonical_value: Decimal | None = None
+    canonical_code: str | None = None
+
+
+@dataclass(frozen=True)
+class UriValue:
+    uri: str
+
+
+@dataclass(frozen=True)
+class CompositeValue:
+    """One value per component, in the order of the parameter's components (``$``-joined)."""
+
+    parts: tuple[Value, ...]
+
+
+Value = StringValue | TokenValue | ReferenceValue | DateValue | NumberValue | QuantityValue | UriValue | CompositeValue
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One parameter: its values are ORed. ``missing`` is set by ``:missing``.
+
+    A chain (``subject:Patient.name=x``) has ``chain_type`` and ``chain``, the criterion the
+    referenced resource must meet; ``values`` is then empty.
+    """
+
+    parameter: SearchParameter
+    modifier: str | None = None
+    values: tuple[Value, ...] = ()
+    missing: bool | None = None
+    chain_type: str | None = None
+    chain: Criterion | None = None
+
+
+@dataclass(frozen=True)
+class ReverseChain:
+    """``_has:Source:reference:criterion``: some ``Source`` whose ``reference`` points here meets it."""
+
+    source_type: str
+    reference: SearchParameter
+    criterion: Criterion | ReverseChain
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Criteria ORed across parameters (a compartment: subject OR performer ... = Patient/x)."""
+
+    criteria: tuple[Criterion, ...]
+
+
+Condition = Criterion | ReverseChain | AnyOf
+
+
+@dataclass(frozen=True)
+class Include:
+    """``_include=Source:param[:Target]`` or ``_revinclude`` (``reverse``); ``parameter`` None is ``*``."""
+
+    source_type: str
+    parameter: SearchParameter | None
+    target_type: str | None = None
+    iterate: bool = False
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class SortKey:
+    parameter: SearchParameter
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Search:
+    """A whole search: conditions ANDed, then sorting, paging and the shape of the answer.
+
+    ``applied`` holds the parameters as understood, for the ``self`` link (R4 search.html#return).
+    """
+
+    resource_types: tuple[str, ...]
+    conditions: tuple[Condition, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    count: int = 20
+    cursor: str | None = None
+    includes: tuple[Include, ...] = ()
+    revincludes: tuple[Include, ...] = ()
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    total: str | None = None
+    applied: tuple[tuple[str, str], ...] = field(default_factory=tuple)
