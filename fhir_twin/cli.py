@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from tqdm import tqdm
 
 from fhir_twin.app import create_app
 from fhir_twin.config import Config
+from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.store.database import make_engine
+from fhir_twin.store.database import migrate as run_migrations
+from fhir_twin.store.reindex import live_count, stored_types
+from fhir_twin.store.reindex import reindex as run_reindex
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
@@ -70,12 +77,34 @@ def serve(host: str, port: int, database_url: str | None, data_dir: str | None, 
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema to the newest version."""
-    from fhir_twin.store.database import make_engine
-    from fhir_twin.store.database import migrate as run_migrations
-
     config = Config.from_env({"database_url": database_url})
     run_migrations(make_engine(config.resolved_database_url))
     click.echo(f"schema is up to date on {_safe_url(config.resolved_database_url)}")
+
+
+@main.command()
+@click.option("--type", "types", multiple=True, help="Only this resource type (repeatable).")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def reindex(types: tuple[str, ...], database_url: str | None) -> None:
+    """Rebuild the search index tables from the stored resources."""
+    config = Config.from_env({"database_url": database_url})
+    engine = make_engine(config.resolved_database_url)
+    run_migrations(engine)
+    unknown = [name for name in types if not is_resource_type(name)]
+    if unknown:
+        raise click.BadParameter(f"unknown resource type {unknown[0]!r}", param_hint="--type")
+    chosen = list(types) or stored_types(engine)
+    expected = {name: live_count(engine, name) for name in chosen}
+    started = time.perf_counter()
+    with tqdm(total=sum(expected.values()), unit="resource", disable=None) as bar:
+        done = run_reindex(engine, chosen, lambda _name, count: bar.update(count))
+    seconds = time.perf_counter() - started
+    missing = {name: expected[name] - done.get(name, 0) for name in chosen if done.get(name, 0) < expected[name]}
+    total = sum(done.values())
+    click.echo(f"indexed {total} resources of {len(chosen)} types in {seconds:.1f} s")
+    if missing:
+        details = ", ".join(f"{name}: {count} not indexed" for name, count in missing.items())
+        raise click.ClickException(f"the index is incomplete ({details}); run reindex again")
 
 
 def _safe_url(url: str) -> str:

@@ -135,6 +135,8 @@ class TableBuilder:
         self.bound: set[str] = set()
         self.bound_elements = 0
         self.skipped: dict[str, list[str]] = {}
+        self.summary: dict[str, list[str]] = {}
+        self.mandatory: dict[str, list[str]] = {}
 
     def add(self, sd: Json) -> None:
         """Add one resource or datatype definition with all its backbone elements."""
@@ -157,6 +159,13 @@ class TableBuilder:
                     json_name = name[:-3] + child[0].upper() + child[1:]
                 binding = self._binding(el, child)
                 self.types.setdefault(owner, {})[json_name] = [child, binding, is_array]
+                # R4 search.html#summary: _summary=true keeps the summary elements (and the
+                # mandatory ones, so the answer stays valid).
+                if sd["kind"] == "resource" and owner == sd["type"]:
+                    if el.get("isSummary") or el.get("min", 0) > 0:
+                        self.summary.setdefault(owner, []).append(json_name)
+                    if el.get("min", 0) > 0:
+                        self.mandatory.setdefault(owner, []).append(json_name)
 
     def _binding(self, el: Json, child: str) -> str | None:
         """Value set key if this element's required binding is checkable, else None."""
@@ -203,6 +212,8 @@ def build() -> tuple[Json, TableBuilder]:
     table = {
         "types": {t: dict(sorted(els.items())) for t, els in sorted(builder.types.items())},
         "valuesets": builder.valuesets(),
+        "summary": {t: sorted(set(names)) for t, names in sorted(builder.summary.items())},
+        "mandatory": {t: sorted(set(names)) for t, names in sorted(builder.mandatory.items())},
     }
     return table, builder
 

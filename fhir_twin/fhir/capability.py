@@ -6,6 +6,7 @@ router serves, the search parameters the parser accepts — so it cannot claim w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fhir_twin import __version__
@@ -25,12 +26,20 @@ TYPE_INTERACTIONS = (
 SYSTEM_INTERACTIONS = ("history-system",)
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)
-COMMON_SEARCH_PARAMETERS = (
-    ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id", "Logical id of this artifact"),
+# R4 search.html: what the search implementation understands, stated once for every type.
+SEARCH_DOCUMENTATION = (
+    "Search parameters come from the official R4 SearchParameter definitions. Modifiers: string :exact "
+    ":contains; token :not :text :of-type; reference :[type] :identifier and chaining; uri :below :above; "
+    ":missing on every type. Prefixes eq ne gt lt ge le sa eb ap on number, date and quantity. Result "
+    "parameters: _sort _count _include _revinclude (:iterate) _summary _elements _total; _has; keyset paging."
 )
 
+SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
 
-def capability_statement(base: str, date: str) -> dict[str, Any]:
+
+def capability_statement(
+    base: str, date: str, search_parameters: Mapping[str, list[SearchParameterRow]]
+) -> dict[str, Any]:
     """The server's CapabilityStatement for requests answered at ``base``."""
     return {
         "resourceType": "CapabilityStatement",
@@ -46,14 +55,15 @@ def capability_statement(base: str, date: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "resource": [_resource(name) for name in sorted(resource_types())],
+                "documentation": SEARCH_DOCUMENTATION,
+                "resource": [_resource(name, search_parameters.get(name, [])) for name in sorted(resource_types())],
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             }
         ],
     }
 
 
-def _resource(resource_type: str) -> dict[str, Any]:
+def _resource(resource_type: str, search_parameters: list[SearchParameterRow]) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -65,8 +75,10 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "conditionalRead": "full-support",
         "conditionalUpdate": True,
         "conditionalDelete": "single",
+        "searchInclude": ["*"],
+        "searchRevInclude": ["*"],
         "searchParam": [
-            {"name": name, "definition": definition, "type": kind, "documentation": text}
-            for name, kind, definition, text in COMMON_SEARCH_PARAMETERS
+            {"name": code, "definition": definition, "type": kind}
+            for code, kind, definition in sorted(search_parameters)
         ],
     }

@@ -12,15 +12,12 @@ Both walks ignore element names the table does not know: structure is fhir.resou
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from fhir_twin.errors import Issue
-
-DATA = Path(__file__).with_name("data") / "elements.json"
+from fhir_twin.fhir.definitions import table
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ Element = tuple[str, ValueSet | None, bool]
 @cache
 def _elements() -> dict[str, dict[str, Element]]:
     """Per type, the elements that can lead to a checked binding (others need no walking)."""
-    data = json.loads(DATA.read_text(encoding="utf-8"))
+    data = table()
     valuesets = {
         url: ValueSet(
             url,

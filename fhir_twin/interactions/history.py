@@ -18,7 +18,7 @@ from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.versioning import etag
-from fhir_twin.search.query import page_size
+from fhir_twin.search.parser import page_size
 from fhir_twin.store.repository import Repository, Version
 
 _EPOCH = datetime(1970, 1, 1)

@@ -8,6 +8,7 @@ concurrent updates cannot lose each other. A failed request leaves nothing behin
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -229,9 +230,12 @@ class InstanceInteractions:
         pairs = _parse_query_text(query_text)
         if not pairs:
             raise Invalid(f"The {what} needs search criteria")
-        query = parse_request(self.config, Request("GET", res_type, request.base, query=pairs), res_type, strict=True)
-        unit.lock(f"{res_type}?{sorted(query.criteria)}")
-        return unit.search(res_type, query.ids, None, 2)
+        query = parse_request(
+            self.config, Request("GET", res_type, request.base, query=pairs), (res_type,), strict=True
+        )
+        unit.lock(f"{res_type}?{sorted(query.applied)}")
+        # Two matches are enough to know there are several.
+        return unit.search(replace(query, count=2, total=None), request.base).matches
 
     def _answer(self, request: Request, version: Version, status: int, message: str) -> Response:
         """Headers and the body ``Prefer: return=`` asks for (R4 http.html#ops)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fhir_twin.interactions.message import Request
-from fhir_twin.search.query import TRANSPORT_PARAMETERS
+from fhir_twin.search.parser import TRANSPORT_PARAMETERS
 
 
 def link(request: Request, url: str, params: list[tuple[str, str]]) -> str:

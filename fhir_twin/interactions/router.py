@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.errors import Invalid, Issue, MethodNotAllowed, NotFound, NotImplementedInteraction
 from fhir_twin.fhir.capability import capability_statement
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.fhir.model import is_resource_type, is_valid_id
+from fhir_twin.fhir.model import is_resource_type, is_valid_id, resource_types
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.instance import InstanceInteractions
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.search import search
+from fhir_twin.interactions.search import compartment_condition, search
+from fhir_twin.search.parameters import parameters_for
 from fhir_twin.store.repository import Repository
 
 Handler = Callable[[Request], Response]
@@ -58,16 +60,19 @@ class Interactions:
         return self._type(request, method, head, segments[1:])
 
     def _system(self, request: Request, method: str) -> Response:
+        if method in ("GET", "HEAD"):
+            return search(self.repository, self.config, request, _system_types(request), request.base)
         if method == "POST":
             raise NotImplementedInteraction("Batch and transaction Bundles are not supported yet")
-        raise MethodNotAllowed(f"{method} is not allowed on the service base URL", headers={"Allow": "POST"})
+        raise MethodNotAllowed(f"{method} is not allowed on the service base URL", headers={"Allow": "GET, HEAD, POST"})
 
     def _type(self, request: Request, method: str, resource_type: str, rest: list[str]) -> Response:
         instance = self.instance
+        type_url = f"{request.base}/{resource_type}"
         if not rest:
             handlers: dict[str, Handler] = {
-                "GET": lambda r: search(self.repository, self.config, r, resource_type),
-                "HEAD": lambda r: search(self.repository, self.config, r, resource_type),
+                "GET": lambda r: search(self.repository, self.config, r, (resource_type,), type_url),
+                "HEAD": lambda r: search(self.repository, self.config, r, (resource_type,), type_url),
                 "POST": lambda r: instance.create(r, resource_type),
                 "PUT": lambda r: instance.conditional_update(r, resource_type),
                 "PATCH": lambda r: instance.conditional_patch(r, resource_type),
@@ -75,7 +80,9 @@ class Interactions:
             }
             return self._dispatch(method, request, handlers, resource_type)
         if rest == ["_search"]:
-            return self._only(method, "POST", request, lambda r: search(self.repository, self.config, r, resource_type))
+            return self._only(
+                method, "POST", request, lambda r: search(self.repository, self.config, r, (resource_type,), type_url)
+            )
         if rest == ["_history"]:
             return self._only(
                 method, "GET", request, lambda r: history(self.repository, self.config, r, resource_type, None)
@@ -95,6 +102,13 @@ class Interactions:
         if rest[1] == "_history" and len(rest) == 2:
             return self._only(
                 method, "GET", request, lambda r: history(self.repository, self.config, r, resource_type, res_id)
+            )
+        if len(rest) == 2 and resource_type == "Patient" and is_resource_type(rest[1]):
+            # Compartment search, R4 http.html#search: Patient/{id}/{type}?...
+            compartment = compartment_condition(rest[1], res_id)
+            url = f"{request.base}/Patient/{res_id}/{rest[1]}"
+            return self._only(
+                method, "GET", request, lambda r: search(self.repository, self.config, r, (rest[1],), url, compartment)
             )
         if rest[1] == "_history" and len(rest) == 3:
             return self._only(method, "GET", request, lambda r: instance.vread(r, resource_type, res_id, rest[2]))
@@ -117,6 +131,26 @@ class Interactions:
         raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}", headers={"Allow": allow})
 
     def _capabilities(self, request: Request) -> Response:
-        body: dict[str, Any] = capability_statement(request.base, format_instant(now()))
+        body: dict[str, Any] = dict(_capabilities(request.base))
         body["id"] = str(uuid.uuid4())
+        body["date"] = format_instant(now())
         return Response(200, {}, body)
+
+
+def _system_types(request: Request) -> tuple[str, ...]:
+    """``_type`` of a system search (R4 search.html#type), else every type."""
+    named = [name.strip() for value in request.params("_type") for name in value.split(",") if name.strip()]
+    unknown = [name for name in named if not is_resource_type(name)]
+    if unknown:
+        message = f"Unknown resource type {unknown[0]!r} in _type"
+        raise Invalid(message, issues=[Issue("invalid", message, expression=("_type",))])
+    return tuple(sorted(set(named))) if named else tuple(sorted(resource_types()))
+
+
+@lru_cache(maxsize=8)
+def _capabilities(base: str) -> dict[str, Any]:
+    """Built once per base URL: it only changes when the server's code does."""
+    search_parameters = {
+        name: [(p.code, p.type, p.url) for p in parameters_for(name).values()] for name in resource_types()
+    }
+    return capability_statement(base, "", search_parameters)

@@ -1,27 +1,37 @@
-"""The search interaction at type level (R4 http.html#search, search.html).
+"""The search interaction: type, compartment and system level (R4 http.html#search, search.html).
 
-Answers a ``searchset`` Bundle whose entries carry ``fullUrl`` and ``search.mode = match``;
-pages are chained by a keyset cursor (the last id served), so concurrent inserts never make a
-client skip or repeat an entry.
+Answers a ``searchset`` Bundle: matches (``search.mode = match``), then what ``_include`` and
+``_revinclude`` added (``include``), each with its ``fullUrl``; ``self``, ``first`` and ``next``
+links repeat the understood parameters, and ``next`` carries a keyset cursor.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from typing import Any
 
 from fhir_twin.config import Config
+from fhir_twin.errors import NotFound
+from fhir_twin.fhir import json
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.subsetting import subset
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
-from fhir_twin.search.query import SearchQuery, parse
+from fhir_twin.search.parameters import parameter, patient_compartment
+from fhir_twin.search.parser import parse
+from fhir_twin.search.query import AnyOf, Criterion, ReferenceValue, Search
 from fhir_twin.store.repository import Repository
+from fhir_twin.store.version import Version
 
 
-def parse_request(config: Config, request: Request, resource_type: str, strict: bool | None = None) -> SearchQuery:
-    """The query a request asks for; ``Prefer: handling=strict`` refuses unknown parameters."""
+def parse_request(
+    config: Config, request: Request, resource_types: tuple[str, ...], strict: bool | None = None
+) -> Search:
+    """The search a request asks for; ``Prefer: handling=strict`` refuses unknown parameters."""
     return parse(
-        resource_type,
+        resource_types,
         request.query,
         strict=request.prefer("handling") == "strict" if strict is None else strict,
         default_count=config.default_page_size,
@@ -29,18 +39,54 @@ def parse_request(config: Config, request: Request, resource_type: str, strict: 
     )
 
 
-def search(repository: Repository, config: Config, request: Request, resource_type: str) -> Response:
-    query = parse_request(config, request, resource_type)
+def compartment_condition(resource_type: str, patient_id: str) -> AnyOf:
+    """``Patient/{id}/{type}``: resources linked to the patient by any compartment parameter
+    (R4 compartmentdefinition-patient.html)."""
+    codes = patient_compartment().get(resource_type)
+    if not codes:
+        raise NotFound(f"{resource_type} is not in the Patient compartment")
+    criteria = []
+    for code in codes:
+        found = parameter(resource_type, code)
+        if found is not None:
+            criteria.append(Criterion(found, values=(ReferenceValue("Patient", patient_id),)))
+    return AnyOf(tuple(criteria))
+
+
+def search(
+    repository: Repository,
+    config: Config,
+    request: Request,
+    resource_types: tuple[str, ...],
+    url: str,
+    compartment: AnyOf | None = None,
+) -> Response:
+    query = parse_request(config, request, resource_types)
+    if compartment is not None:
+        query = replace(query, conditions=(compartment, *query.conditions))
     with repository.unit() as unit:
-        found = unit.search(resource_type, query.ids, query.cursor, query.count + 1)
-    page = found[: query.count]
-    url = f"{request.base}/{resource_type}"
-    links = {"self": link(request, url, query.applied)}
-    if len(found) > query.count:
-        links["next"] = link(
-            request, url, [*query.criteria, ("_count", str(query.count)), ("_cursor", page[-1].res_id)]
-        )
-    entries = [Entry(f"{url}/{version.res_id}", version.body, search_mode="match") for version in page]
-    # The exact total is only cheap when the whole result fits on this first page.
-    total = len(page) if query.cursor is None and len(found) <= query.count else None
-    return Response(200, {}, bundle("searchset", entries, links, total, str(uuid.uuid4()), format_instant(now())))
+        page = unit.search(query, request.base)
+        wants_includes = (query.includes or query.revincludes) and query.summary != "count"
+        extra = unit.included(query, page.matches) if wants_includes else []
+    applied = list(query.applied)
+    without_cursor = [(name, value) for name, value in applied if name != "_cursor"]
+    links = {"self": link(request, url, applied)}
+    if query.cursor is not None:
+        links["first"] = link(request, url, without_cursor)
+    if page.next_cursor is not None:
+        links["next"] = link(request, url, [*without_cursor, ("_cursor", page.next_cursor)])
+    entries: list[Entry] = []
+    if query.summary != "count":
+        entries = [_entry(request.base, version, "match", query) for version in page.matches]
+        entries += [_entry(request.base, version, "include", query) for version in extra]
+    body = bundle("searchset", entries, links, page.total, str(uuid.uuid4()), format_instant(now()))
+    return Response(200, {}, body)
+
+
+def _entry(base: str, version: Version, mode: str, query: Search) -> Entry:
+    body = version.body
+    if body is not None and (query.summary in ("true", "text", "data") or query.elements):
+        part: dict[str, Any] | None = subset(json.loads(body), query.summary, query.elements)
+        if part is not None:
+            body = json.dumps(part).decode("utf-8")
+    return Entry(f"{base}/{version.res_type}/{version.res_id}", body, search_mode=mode)

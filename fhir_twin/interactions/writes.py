@@ -6,6 +6,7 @@ from typing import Any
 
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.search.extract import extract
 from fhir_twin.store.repository import Unit, Version
 
 # meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
@@ -22,14 +23,14 @@ def store_version(unit: Unit, resource: dict[str, Any], res_id: str, previous: V
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
     status = 201 if previous is None or previous.deleted else 200
     version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
-    unit.write(version)
+    unit.write(version, extract(body))
     return version
 
 
 def store_delete(unit: Unit, previous: Version) -> Version:
     """Write a delete marker version after ``previous`` (R4 http.html#delete)."""
     version = Version(previous.res_type, previous.res_id, previous.version + 1, now(), "DELETE", 200, None)
-    unit.write(version)
+    unit.write(version, [])
     return version
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     exists,
     func,
@@ -33,29 +32,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhir_twin.errors import Conflict
+from fhir_twin.search.index import IndexRow
+from fhir_twin.search.query import Search
+from fhir_twin.store import search
+from fhir_twin.store.indexing import replace_index
 from fhir_twin.store.schema import resource, resource_version
-
-
-@dataclass(frozen=True)
-class Version:
-    """One stored version of a resource; ``body`` is None for a delete.
-
-    ``method`` and ``status`` are the HTTP method that wrote it and the status it was answered
-    with, which history entries report (R4 bundle.html#BundleEntryResponse).
-    """
-
-    res_type: str
-    res_id: str
-    version: int
-    last_updated: datetime
-    method: str
-    status: int
-    body: str | None
-    seq: int = 0
-
-    @property
-    def deleted(self) -> bool:
-        return self.body is None
+from fhir_twin.store.search import Page
+from fhir_twin.store.version import CURRENT, Version, columns
 
 
 @dataclass(frozen=True)
@@ -64,30 +47,13 @@ class HistoryPage:
     total: int | None
 
 
-def _columns(table: Any) -> list[Any]:
-    """The columns a ``Version`` is built from, in its field order."""
-    c = table.c
-    return [c.res_type, c.res_id, c.version, c.last_updated, c.method, c.status, c.body, c.seq]
-
-
-# Each resource joined to its current version.
-_CURRENT = resource.join(
-    resource_version,
-    and_(
-        resource_version.c.res_type == resource.c.res_type,
-        resource_version.c.res_id == resource.c.res_id,
-        resource_version.c.version == resource.c.version,
-    ),
-)
-
-
 # Statements built once: constructing SQLAlchemy constructs per call costs more than running them.
-_SELECT_CURRENT = (
-    select(*_columns(resource_version))
-    .select_from(_CURRENT)
+_SELECTCURRENT = (
+    select(*columns(resource_version))
+    .select_from(CURRENT)
     .where(resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
 )
-_SELECT_VERSION = select(*_columns(resource_version)).where(
+_SELECT_VERSION = select(*columns(resource_version)).where(
     resource_version.c.res_type == bindparam("res_type"),
     resource_version.c.res_id == bindparam("res_id"),
     resource_version.c.version == bindparam("version"),
@@ -148,7 +114,7 @@ class Unit:
 
     def current(self, res_type: str, res_id: str) -> Version | None:
         """The newest version (possibly a delete), or None when the resource never existed."""
-        row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        row = self.connection.execute(_SELECTCURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return Version(*row) if row else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Version | None:
@@ -161,8 +127,8 @@ class Unit:
         """Whether any version of the resource was ever stored (deleted ones included)."""
         return self.connection.execute(_SELECT_EXISTS, {"res_type": res_type, "res_id": res_id}).first() is not None
 
-    def write(self, version: Version) -> None:
-        """Store ``version`` as the new current version of its resource."""
+    def write(self, version: Version, index: list[IndexRow]) -> None:
+        """Store ``version`` as the new current version of its resource, with its index rows."""
         row = {
             "res_type": version.res_type,
             "res_id": version.res_id,
@@ -190,18 +156,15 @@ class Unit:
             != 1
         ):
             raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
+        replace_index(self.connection, version.res_type, version.res_id, index, fresh=version.version == 1)
 
-    def search(self, res_type: str, ids: tuple[str, ...] | None, after: str | None, limit: int) -> list[Version]:
-        """Current live versions of a type in id order, from just after ``after`` (keyset paging)."""
-        r = resource
-        v = resource_version
-        query = select(*_columns(v)).select_from(_CURRENT).where(r.c.res_type == res_type, r.c.deleted.is_(False))
-        if ids is not None:
-            query = query.where(r.c.res_id.in_(ids))
-        if after is not None:
-            query = query.where(r.c.res_id > after)
-        rows = self.connection.execute(query.order_by(r.c.res_id).limit(limit)).all()
-        return [Version(*row) for row in rows]
+    def search(self, query: Search, base: str) -> Page:
+        """One page of the resources ``query`` matches (R4 search.html)."""
+        return search.search(self.connection, query, base)
+
+    def included(self, query: Search, matches: list[Version]) -> list[Version]:
+        """The resources ``_include`` and ``_revinclude`` add to a page of ``matches``."""
+        return search.included(self.connection, query, matches)
 
     def history(
         self,
@@ -243,6 +206,6 @@ class Unit:
         if after is not None:
             conditions.append(tuple_(v.c.last_updated, v.c.seq) < tuple_(*after))
         rows = self.connection.execute(
-            select(*_columns(v)).where(*conditions).order_by(v.c.last_updated.desc(), v.c.seq.desc()).limit(count)
+            select(*columns(v)).where(*conditions).order_by(v.c.last_updated.desc(), v.c.seq.desc()).limit(count)
         ).all()
         return HistoryPage([Version(*row) for row in rows], total)

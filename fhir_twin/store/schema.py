@@ -7,14 +7,20 @@ Migrations in ``migrations/`` create these; this module is their single descript
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
+    Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
@@ -22,8 +28,27 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 metadata = MetaData()
+
+
+class Number(TypeDecorator[Decimal]):
+    """An exact decimal on PostgreSQL; a float on SQLite, which has no decimal type."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Float())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name == "sqlite":
+            return float(value)
+        return value
+
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
@@ -55,3 +80,75 @@ resource_version = Table(
     Index("ix_resource_version_updated", "last_updated", "seq"),
     Index("ix_resource_version_type_updated", "res_type", "last_updated", "seq"),
 )
+
+
+def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+    """An index table: one row per value of a search parameter of a current resource version."""
+    table = Table(
+        name,
+        metadata,
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("param", String(128), nullable=False),
+        Column("grp", Integer, nullable=False, default=0),
+        *columns,
+        Index(f"ix_{name}_resource", "res_type", "res_id"),
+    )
+    for number, columns_of_index in enumerate(indexes):
+        Index(f"ix_{name}_{number}", *(table.c[column] for column in columns_of_index))
+    return table
+
+
+# R4 search.html: one table per parameter type, the columns each type's comparisons need.
+idx_string = _index_table(
+    "idx_string",
+    Column("normalized", String(512), nullable=False),
+    Column("exact", Text, nullable=False),
+    indexes=(("res_type", "param", "normalized"),),
+)
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String(512)),
+    Column("code", String(512)),
+    Column("text", String(512)),
+    Column("type_system", String(512)),
+    Column("type_code", String(256)),
+    indexes=(("res_type", "param", "code", "system"),),
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("url", String(1024)),
+    Column("identifier_system", String(512)),
+    Column("identifier_value", String(512)),
+    indexes=(("res_type", "param", "target_type", "target_id"), ("target_type", "target_id")),
+)
+idx_date = _index_table(
+    "idx_date",
+    Column("low", DateTime(timezone=False), nullable=False),
+    Column("high", DateTime(timezone=False), nullable=False),
+    indexes=(("res_type", "param", "low", "high"),),
+)
+idx_number = _index_table(
+    "idx_number",
+    Column("value", Number(), nullable=False),
+    indexes=(("res_type", "param", "value"),),
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Number(), nullable=False),
+    Column("system", String(512)),
+    Column("code", String(256)),
+    Column("unit", String(256)),
+    Column("canonical_value", Number()),
+    Column("canonical_code", String(256)),
+    indexes=(("res_type", "param", "code", "value"), ("res_type", "param", "canonical_code", "canonical_value")),
+)
+idx_uri = _index_table(
+    "idx_uri",
+    Column("uri", String(1024), nullable=False),
+    indexes=(("res_type", "param", "uri"),),
+)
+
+INDEX_TABLES = (idx_string, idx_token, idx_reference, idx_date, idx_number, idx_quantity, idx_uri)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fhir_twin.fhir.terminology import DATA, binding_issues, empty_element_issues
+from fhir_twin.fhir.definitions import DATA
+from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "fixtures"
 OFFICIAL = sorted((TEST_DATA / "official-r4-examples").glob("[!_]*.json"))

@@ -1,0 +1,66 @@
+"""Writing a resource's index rows, in the same transaction as the version they describe."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, insert
+
+from fhir_twin.search.index import (
+    DateRow,
+    IndexRow,
+    NumberRow,
+    QuantityRow,
+    ReferenceRow,
+    StringRow,
+    TokenRow,
+    UriRow,
+)
+from fhir_twin.store.schema import (
+    INDEX_TABLES,
+    idx_date,
+    idx_number,
+    idx_quantity,
+    idx_reference,
+    idx_string,
+    idx_token,
+    idx_uri,
+)
+
+TABLE_OF: dict[type, Table] = {
+    StringRow: idx_string,
+    TokenRow: idx_token,
+    ReferenceRow: idx_reference,
+    DateRow: idx_date,
+    NumberRow: idx_number,
+    QuantityRow: idx_quantity,
+    UriRow: idx_uri,
+}
+_DELETES = {
+    table.name: delete(table).where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"))
+    for table in INDEX_TABLES
+}
+_INSERTS = {table.name: insert(table) for table in INDEX_TABLES}
+
+
+def replace_index(connection: Connection, res_type: str, res_id: str, rows: list[IndexRow], fresh: bool) -> None:
+    """Make ``rows`` the index of ``res_type/res_id``; ``fresh`` when it never had rows before."""
+    if not fresh:
+        for statement in _DELETES.values():
+            connection.execute(statement, {"key_type": res_type, "key_id": res_id})
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        values = dict(vars(row))
+        values["grp"] = values.pop("group")
+        values["res_type"] = res_type
+        values["res_id"] = res_id
+        by_table[TABLE_OF[type(row)].name].append(values)
+    for name, values_list in by_table.items():
+        connection.execute(_INSERTS[name], values_list)
+
+
+def clear_index(connection: Connection, res_type: str, ids: list[str]) -> None:
+    """Remove every index row of the given resources (a reindex batch)."""
+    for table in INDEX_TABLES:
+        connection.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(ids)))

@@ -1,0 +1,233 @@
+"""Running a ``Search`` against the index tables: matches, sorting, keyset pages, totals, includes.
+
+Pages are chained by a cursor holding the last row's sort values and identity, so a client
+paging through results never sees an entry twice or misses one because another client wrote
+in between (R4 http.html#paging; HAPI's cached-list alternative grows stale).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, true
+
+from fhir_twin.errors import Invalid, Issue
+from fhir_twin.search.query import Include, Search, SortKey
+from fhir_twin.store.schema import idx_reference, resource, resource_version
+from fhir_twin.store.search.conditions import TABLES, where
+from fhir_twin.store.version import CURRENT, Version, columns
+
+INCLUDE_LIMIT = 1000
+ITERATE_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Page:
+    matches: list[Version]
+    next_cursor: str | None
+    total: int | None
+
+
+def search(connection: Connection, query: Search, base: str) -> Page:
+    """One page of current, live resources meeting ``query``, and the cursor of the next."""
+    keys = [_sort_expression(key) for key in query.sort]
+    conditions = [resource.c.deleted.is_(False), _types_and_conditions(query, base)]
+    if query.cursor is not None:
+        conditions.append(_after(query, keys, _decode(query.cursor, len(keys))))
+    order = [
+        expression.desc().nulls_last() if key.descending else expression.asc().nulls_last()
+        for key, expression in zip(query.sort, keys, strict=True)
+    ]
+    statement = (
+        select(*columns(resource_version), *keys)
+        .select_from(CURRENT)
+        .where(*conditions)
+        .order_by(*order, resource.c.res_type, resource.c.res_id)
+        .limit(query.count + 1)
+    )
+    rows = connection.execute(statement).all()
+    width = len(columns(resource_version))
+    matches = [Version(*row[:width]) for row in rows[: query.count]]
+    next_cursor = None
+    if len(rows) > query.count:
+        last = rows[query.count - 1]
+        next_cursor = _encode([*last[width:], last[0], last[1]])
+    total = None
+    if query.total in ("accurate", "estimate") or query.summary == "count":
+        total = count(connection, query, base)
+    elif query.cursor is None and len(rows) <= query.count:
+        total = len(matches)  # the whole result is on this page: its size costs nothing
+    return Page(matches, next_cursor, total)
+
+
+def count(connection: Connection, query: Search, base: str) -> int:
+    statement = (
+        select(func.count())
+        .select_from(resource)
+        .where(resource.c.deleted.is_(False), _types_and_conditions(query, base))
+    )
+    return connection.execute(statement).scalar_one()
+
+
+def _types_and_conditions(query: Search, base: str) -> ColumnElement[bool]:
+    per_type = []
+    for res_type in query.resource_types:
+        parts = [where(res_type, resource.c.res_id, condition, base) for condition in query.conditions]
+        per_type.append(and_(resource.c.res_type == res_type, *parts))
+    return or_(*per_type) if per_type else false()
+
+
+def _sort_expression(key: SortKey) -> Any:
+    """The value a resource sorts by: the smallest (ascending) or largest (descending) of its index
+    values for the parameter (R4 search.html#sort)."""
+    parameter = key.parameter
+    if parameter.code == "_id":
+        return resource.c.res_id
+    if parameter.code == "_lastUpdated":
+        return resource.c.last_updated
+    table = TABLES[parameter.type].alias()
+    column = {
+        "string": table.c.get("normalized"),
+        "token": table.c.get("code"),
+        "reference": table.c.get("target_id"),
+        "date": table.c.get("high") if key.descending else table.c.get("low"),
+        "number": table.c.get("value"),
+        "quantity": table.c.get("value"),
+        "uri": table.c.get("uri"),
+    }[parameter.type]
+    aggregate = func.max(column) if key.descending else func.min(column)
+    return (
+        select(aggregate)
+        .where(
+            table.c.res_type == resource.c.res_type,
+            table.c.res_id == resource.c.res_id,
+            table.c.param == parameter.code,
+        )
+        .scalar_subquery()
+    )
+
+
+def _after(query: Search, keys: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in the sort order (nulls last in either direction)."""
+    *sort_values, last_type, last_id = cursor
+    condition: ColumnElement[bool] = or_(
+        resource.c.res_type > last_type, and_(resource.c.res_type == last_type, resource.c.res_id > last_id)
+    )
+    for key, expression, value in reversed(list(zip(query.sort, keys, sort_values, strict=True))):
+        if value is None:
+            condition = and_(expression.is_(None), condition)
+            continue
+        beyond = expression < value if key.descending else expression > value
+        condition = or_(beyond, expression.is_(None), and_(expression == value, condition))
+    return condition
+
+
+def _encode(values: list[Any]) -> str:
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return {"t": value.isoformat()}
+        if isinstance(value, Decimal | float):
+            return {"n": str(value)}
+        return value
+
+    text = json.dumps([plain(value) for value in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, keys: int) -> list[Any]:
+    def typed(value: Any) -> Any:
+        if isinstance(value, dict) and "t" in value:
+            return datetime.fromisoformat(value["t"])
+        if isinstance(value, dict) and "n" in value:
+            return Decimal(value["n"])
+        return value
+
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(raw, list) or len(raw) != keys + 2:
+            raise ValueError("wrong shape")
+        return [typed(value) for value in raw]
+    except (ValueError, TypeError):
+        message = f"_cursor {cursor[:40]!r} is not a page position this server made for this search"
+        raise Invalid(message, issues=[Issue("invalid", message, expression=("_cursor",))]) from None
+
+
+def included(connection: Connection, query: Search, matches: list[Version]) -> list[Version]:
+    """Resources named by ``_include`` and ``_revinclude`` (with ``:iterate``), at most
+    ``INCLUDE_LIMIT`` (R4 search.html#include)."""
+    seen = {(version.res_type, version.res_id) for version in matches}
+    found: list[Version] = []
+    frontier = list(seen)
+    for depth in range(ITERATE_DEPTH):
+        keys: set[tuple[str, str]] = set()
+        for include in query.includes:
+            if depth == 0 or include.iterate:
+                keys |= _forward(connection, include, frontier)
+        for include in query.revincludes:
+            if depth == 0 or include.iterate:
+                keys |= _reverse(connection, include, frontier)
+        new = sorted(keys - seen)[: INCLUDE_LIMIT - len(found)]
+        if not new:
+            break
+        seen |= set(new)
+        found.extend(_current(connection, new))
+        frontier = new
+        if len(found) >= INCLUDE_LIMIT:
+            break
+    return found
+
+
+def _forward(connection: Connection, include: Include, frontier: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    ids = [res_id for res_type, res_id in frontier if res_type == include.source_type]
+    if not ids:
+        return set()
+    ref = idx_reference
+    statement = select(ref.c.target_type, ref.c.target_id).where(
+        ref.c.res_type == include.source_type, ref.c.res_id.in_(ids), ref.c.target_id.is_not(None)
+    )
+    if include.parameter is not None:
+        statement = statement.where(ref.c.param == include.parameter.code)
+    if include.target_type is not None:
+        statement = statement.where(ref.c.target_type == include.target_type)
+    return {(row[0], row[1]) for row in connection.execute(statement)}
+
+
+def _reverse(connection: Connection, include: Include, frontier: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not frontier:
+        return set()
+    ref = idx_reference
+    targets = or_(
+        *(
+            and_(ref.c.target_type == res_type, ref.c.target_id.in_([i for t, i in frontier if t == res_type]))
+            for res_type in {t for t, _ in frontier}
+        )
+    )
+    statement = select(ref.c.res_type, ref.c.res_id).where(targets)
+    if include.source_type != "*":
+        statement = statement.where(ref.c.res_type == include.source_type)
+    if include.target_type is not None:
+        statement = statement.where(ref.c.target_type == include.target_type)
+    if include.parameter is not None:
+        statement = statement.where(ref.c.param == include.parameter.code)
+    return {(row[0], row[1]) for row in connection.execute(statement)}
+
+
+def _current(connection: Connection, keys: list[tuple[str, str]]) -> list[Version]:
+    by_type: dict[str, list[str]] = {}
+    for res_type, res_id in keys:
+        by_type.setdefault(res_type, []).append(res_id)
+    condition = or_(
+        *(and_(resource.c.res_type == res_type, resource.c.res_id.in_(ids)) for res_type, ids in by_type.items())
+    )
+    statement = (
+        select(*columns(resource_version))
+        .select_from(CURRENT)
+        .where(resource.c.deleted.is_(False), condition if by_type else true())
+        .order_by(resource.c.res_type, resource.c.res_id)
+    )
+    return [Version(*row) for row in connection.execute(statement)]
