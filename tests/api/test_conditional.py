@@ -140,3 +140,21 @@ def test_conditional_delete_without_criteria_is_400(client: FlaskClient) -> None
     put(client, "p1")
     assert client.delete("/fhir/Patient").status_code == 400
     assert client.get("/fhir/Patient/p1").status_code == 200
+
+
+def test_concurrent_conditional_creates_create_once(make_app: Any) -> None:
+    """R4 http.html#ccreate, resolved under a lock inside the transaction: of many parallel
+    creates of the same identifier exactly one creates, the others find it."""
+    app: Flask = make_app()
+    body = patient(identifier=[{"system": "urn:mrn", "value": "42"}])
+
+    def attempt(_: int) -> int:
+        return app.test_client().post(
+            "/fhir/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"}
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(attempt, range(16)))
+    assert sorted(statuses) == [200] * 15 + [201]
+    found = app.test_client().get("/fhir/Patient?identifier=urn:mrn|42").get_json()
+    assert found["total"] == 1
