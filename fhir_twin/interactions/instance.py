@@ -23,6 +23,8 @@ from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.search import parse_request
 from fhir_twin.interactions.versioning import check_if_match, not_modified, version_headers
 from fhir_twin.interactions.writes import same_content, store_delete, store_version
+from fhir_twin.search.extract import extract
+from fhir_twin.search.index import IndexRow
 from fhir_twin.store.repository import Repository, Unit, Version
 
 JSON_PATCH = "application/json-patch+json"
@@ -69,6 +71,7 @@ class InstanceInteractions:
         # R4 http.html#create: "If an id is provided, the server SHALL ignore it."
         resource.pop("id", None)
         validate_resource(resource)
+        index = extract(resource)
         condition = request.header("if-none-exist")
         with self.repository.unit(write=True) as unit:
             if condition is not None:
@@ -81,7 +84,7 @@ class InstanceInteractions:
                     )
                 if matches:
                     return self._answer(request, matches[0], 200, f"{res_type} matching {condition} already exists")
-            version = store_version(unit, resource, str(uuid.uuid4()), None, "POST")
+            version = store_version(unit, resource, str(uuid.uuid4()), None, "POST", index)
         return self._answer(request, version, 201, f"Created {res_type}/{version.res_id}")
 
     # --- update --------------------------------------------------------------------------
@@ -97,9 +100,10 @@ class InstanceInteractions:
                 f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})"
             )
         validate_resource(resource)
+        index = extract(resource)
         with self.repository.unit(write=True) as unit:
             unit.lock(f"{res_type}/{res_id}")
-            return self._update_locked(unit, request, resource, res_type, res_id, "PUT")
+            return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
 
     def conditional_update(self, request: Request, res_type: str) -> Response:
         """R4 http.html#cond-update: no match creates, one match updates, several are 412."""
@@ -125,13 +129,20 @@ class InstanceInteractions:
             return self._update_locked(unit, request, resource, res_type, match.res_id, "PUT")
 
     def _update_locked(
-        self, unit: Unit, request: Request, resource: dict[str, Any], res_type: str, res_id: str, method: str
+        self,
+        unit: Unit,
+        request: Request,
+        resource: dict[str, Any],
+        res_type: str,
+        res_id: str,
+        method: str,
+        index: list[IndexRow] | None = None,
     ) -> Response:
         current = unit.current(res_type, res_id)
         check_if_match(request, current)
         if current is not None and not current.deleted and same_content(resource, current):
             return self._answer(request, current, 200, f"{res_type}/{res_id} is unchanged")
-        version = store_version(unit, resource, res_id, current, method)
+        version = store_version(unit, resource, res_id, current, method, index)
         created = current is None or current.deleted
         return self._answer(
             request, version, 201 if created else 200, f"{'Created' if created else 'Updated'} {res_type}/{res_id}"

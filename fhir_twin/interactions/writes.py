@@ -7,14 +7,25 @@ from typing import Any
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.search.extract import extract
+from fhir_twin.search.index import IndexRow
 from fhir_twin.store.repository import Unit, Version
 
 # meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
 SERVER_META = ("versionId", "lastUpdated")
 
 
-def store_version(unit: Unit, resource: dict[str, Any], res_id: str, previous: Version | None, method: str) -> Version:
-    """Write ``resource`` as the version after ``previous`` and return what was stored."""
+def store_version(
+    unit: Unit,
+    resource: dict[str, Any],
+    res_id: str,
+    previous: Version | None,
+    method: str,
+    index: list[IndexRow] | None = None,
+) -> Version:
+    """Write ``resource`` as the version after ``previous`` and return what was stored.
+
+    ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
+    """
     number = previous.version + 1 if previous else 1
     stamp = now()
     meta = {key: value for key, value in (resource.get("meta") or {}).items() if key not in SERVER_META}
@@ -23,7 +34,7 @@ def store_version(unit: Unit, resource: dict[str, Any], res_id: str, previous: V
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
     status = 201 if previous is None or previous.deleted else 200
     version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
-    unit.write(version, extract(body))
+    unit.write(version, extract(body) if index is None else index)
     return version
 
 

@@ -83,10 +83,19 @@ def _composite(
     group: int,
     rows: list[IndexRow],
 ) -> None:
-    """The rows of one composite value; none unless every component has a value to match."""
-    found: list[IndexRow] = []
+    """The rows of one composite value; none unless every component has a value to match.
+
+    All components are selected before any is converted: most elements miss one (an
+    Observation without ``valueCodeableConcept``), and selecting is cheaper than making rows.
+    """
+    selections = []
     for component in components:
         selected = compile_expression(component.expression, base_type or "")(element, resource)
+        if not selected:
+            return
+        selections.append(selected)
+    found: list[IndexRow] = []
+    for component, selected in zip(components, selections, strict=True):
         before = len(found)
         _convert(selected, component.type, component.param, group, found)
         if len(found) == before:
@@ -349,5 +358,4 @@ _CONVERTERS: dict[str, dict[str, Converter]] = {
     "number": {"primitive": _number},
     "quantity": {"Quantity": _quantity, "Money": _money, "Range": _range_quantities},
     "uri": {"primitive": _uri},
-    "composite": {},
 }

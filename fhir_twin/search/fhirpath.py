@@ -123,8 +123,8 @@ class _Parser:
 
     def __init__(self, expression: str) -> None:
         self.tokens: list[str] = []
-        position = 0
-        while position < len(expression.rstrip()):
+        position, end = 0, len(expression.rstrip())
+        while position < end:
             match = _TOKEN.match(expression, position)
             if not match:
                 raise _NotFast
@@ -235,7 +235,7 @@ def _candidates(type_name: str, name: str) -> tuple[tuple[str, str], ...]:
     return tuple((key, child) for key, (child, _) in elements.items() if key == name + child[:1].upper() + child[1:])
 
 
-def is_a(type_name: str | None, wanted: str) -> bool:
+def _is_a(type_name: str | None, wanted: str) -> bool:
     """``type_name`` is ``wanted`` or specialises it (HAPI compares names ignoring case)."""
     while type_name is not None:
         if type_name.lower() == wanted.lower():
@@ -284,7 +284,7 @@ class _Compiler:
             return _resources if type_name == "Resource" else _typed(type_name)
         kind, *args = steps[at]
         if kind == "type":
-            return self._build(steps, at + 1, type_name, forked) if is_a(type_name, args[0]) else None
+            return self._build(steps, at + 1, type_name, forked) if _is_a(type_name, args[0]) else None
         if kind == "head":
             raise _NotFast
         if kind == "child":
@@ -468,10 +468,10 @@ def _engine_group(node: Any) -> Group:
         if type_name in PRIMITIVES or type_name in table()["types"]:
             return type_name, [node.data]
         node = node.data
-    return infer_type(node), [node]
+    return _infer_type(node), [node]
 
 
-def infer_type(value: Any) -> str | None:
+def _infer_type(value: Any) -> str | None:
     """The datatype of a value fhirpathpy computed rather than selected: System values by shape."""
     if isinstance(value, bool):
         return "boolean"

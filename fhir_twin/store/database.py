@@ -6,8 +6,11 @@ SQLite runs in WAL mode so readers never wait for the writer; write transactions
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -63,3 +66,49 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class WriteGate:
+    """Queues SQLite writers: a thread lock within the process and ``flock`` on a file beside the
+    database across processes.
+
+    SQLite admits one writer at a time and makes the others poll with growing sleeps; a writer
+    waiting on these locks wakes the moment the previous one commits instead. The lock file is
+    opened per transaction, so forked workers never share one open file (and its lock).
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = Path(database).expanduser().with_name(Path(database).name + ".write-lock") if database else None
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._path is None:
+            return
+        try:
+            self._file = open(self._path, "ab")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._file is not None:
+                self._file.close()  # closing releases the flock
+                self._file = None
+        finally:
+            self._thread_lock.release()
+
+
+def write_gate(engine: Engine) -> AbstractContextManager[Any]:
+    """The gate write transactions pass through: a ``WriteGate`` on SQLite, none on PostgreSQL,
+    whose row and advisory locks already queue writers without polling."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    database = engine.url.database
+    return WriteGate(database if database and database != ":memory:" else None)

@@ -10,12 +10,10 @@ transactions are already serialised by ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -35,6 +33,7 @@ from fhir_twin.errors import Conflict
 from fhir_twin.search.index import IndexRow
 from fhir_twin.search.query import Search
 from fhir_twin.store import search
+from fhir_twin.store.database import write_gate
 from fhir_twin.store.indexing import replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
@@ -76,10 +75,7 @@ class Repository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # SQLite takes one writer at a time; queueing this process's writers on a lock keeps
-        # them out of SQLite's sleeping busy handler, which only other processes then meet.
-        sqlite = engine.dialect.name == "sqlite"
-        self._write_gate: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
+        self._write_gate = write_gate(engine)
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
