@@ -78,7 +78,11 @@ def serve(host: str, port: int, database_url: str | None, data_dir: str | None, 
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema to the newest version."""
     config = Config.from_env({"database_url": database_url})
-    run_migrations(make_engine(config.resolved_database_url))
+    engine = make_engine(config.resolved_database_url)
+    try:
+        run_migrations(engine)
+    finally:
+        engine.dispose()
     click.echo(f"schema is up to date on {_safe_url(config.resolved_database_url)}")
 
 
@@ -87,18 +91,21 @@ def migrate(database_url: str | None) -> None:
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     """Rebuild the search index tables from the stored resources."""
-    config = Config.from_env({"database_url": database_url})
-    engine = make_engine(config.resolved_database_url)
-    run_migrations(engine)
     unknown = [name for name in types if not is_resource_type(name)]
     if unknown:
         raise click.BadParameter(f"unknown resource type {unknown[0]!r}", param_hint="--type")
-    chosen = list(types) or stored_types(engine)
-    expected = {name: live_count(engine, name) for name in chosen}
-    started = time.perf_counter()
-    with tqdm(total=sum(expected.values()), unit="resource", disable=None) as bar:
-        done = run_reindex(engine, chosen, lambda _name, count: bar.update(count))
-    seconds = time.perf_counter() - started
+    config = Config.from_env({"database_url": database_url})
+    engine = make_engine(config.resolved_database_url)
+    try:
+        run_migrations(engine)
+        chosen = list(types) or stored_types(engine)
+        expected = {name: live_count(engine, name) for name in chosen}
+        started = time.perf_counter()
+        with tqdm(total=sum(expected.values()), unit="resource", disable=None) as bar:
+            done = run_reindex(engine, chosen, lambda _name, count: bar.update(count))
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
     missing = {name: expected[name] - done.get(name, 0) for name in chosen if done.get(name, 0) < expected[name]}
     total = sum(done.values())
     click.echo(f"indexed {total} resources of {len(chosen)} types in {seconds:.1f} s")
