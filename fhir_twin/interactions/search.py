@@ -73,6 +73,8 @@ def search(
     links = {"self": link(request, url, applied)}
     if query.cursor is not None:
         links["first"] = link(request, url, without_cursor)
+    if page.previous_cursor is not None:
+        links["previous"] = link(request, url, [*without_cursor, ("_cursor", page.previous_cursor)])
     if page.next_cursor is not None:
         links["next"] = link(request, url, [*without_cursor, ("_cursor", page.next_cursor)])
     entries: list[Entry] = []

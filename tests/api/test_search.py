@@ -128,6 +128,22 @@ def test_paging_survives_concurrent_inserts(population: FlaskClient) -> None:
     assert seen == ["o1", "o2", "o3", "o4"]
 
 
+def test_previous_links_walk_back(population: FlaskClient) -> None:
+    """``previous`` pages mirror ``next`` pages (R4 http.html#paging)."""
+    pages = [get(population, "/fhir/Observation?_sort=-date&_count=1")]
+    while (next_url := {link["relation"]: link["url"] for link in pages[-1]["link"]}.get("next")) is not None:
+        pages.append(get(population, next_url.removeprefix("http://localhost")))
+    assert [ids(page) for page in pages] == [["o4"], ["o3"], ["o2"], ["o1"]]
+    assert "previous" not in {link["relation"] for link in pages[0]["link"]}
+    back = pages[-1]
+    walked = [ids(back)]
+    while (previous := {link["relation"]: link["url"] for link in back["link"]}.get("previous")) is not None:
+        back = get(population, previous.removeprefix("http://localhost"))
+        walked.append(ids(back))
+    assert walked == [["o1"], ["o2"], ["o3"], ["o4"]]
+    assert {link["relation"] for link in back["link"]} >= {"self", "first", "next"}
+
+
 def test_include_and_revinclude(population: FlaskClient) -> None:
     body = get(population, "/fhir/DiagnosticReport?_include=DiagnosticReport:result&_include=DiagnosticReport:subject")
     assert ids(body) == ["r1"]

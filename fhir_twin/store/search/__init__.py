@@ -30,39 +30,60 @@ ITERATE_DEPTH = 3
 class Page:
     matches: list[Version]
     next_cursor: str | None
+    previous_cursor: str | None
     total: int | None
 
 
 def search(connection: Connection, query: Search, base: str) -> Page:
-    """One page of current, live resources meeting ``query``, and the cursor of the next."""
+    """One page of current, live resources meeting ``query``, and the cursors of its neighbours.
+
+    A cursor is the sort values and identity of a page's edge row with a direction: ``next``
+    pages start after it, ``previous`` pages end before it.
+    """
     keys = [_sort_expression(key) for key in query.sort]
     conditions = [resource.c.deleted.is_(False), _types_and_conditions(query, base)]
+    backwards = False
     if query.cursor is not None:
-        conditions.append(_after(query, keys, _decode(query.cursor, len(keys))))
-    order = [
-        expression.desc().nulls_last() if key.descending else expression.asc().nulls_last()
-        for key, expression in zip(query.sort, keys, strict=True)
-    ]
+        backwards, edge = _decode(query.cursor, len(keys))
+        conditions.append(_before(query, keys, edge) if backwards else _after(query, keys, edge))
+    order = []
+    for key, expression in zip(query.sort, keys, strict=True):
+        descending = key.descending != backwards
+        # Nulls sort last reading forwards, so first when reading backwards.
+        order.append(expression.desc() if descending else expression.asc())
+        order[-1] = order[-1].nulls_first() if backwards else order[-1].nulls_last()
+    identity = (
+        [resource.c.res_type.desc(), resource.c.res_id.desc()]
+        if backwards
+        else [resource.c.res_type, resource.c.res_id]
+    )
     statement = (
         select(*columns(resource_version), *keys)
         .select_from(CURRENT)
         .where(*conditions)
-        .order_by(*order, resource.c.res_type, resource.c.res_id)
+        .order_by(*order, *identity)
         .limit(query.count + 1)
     )
     rows = connection.execute(statement).all()
+    more = len(rows) > query.count
+    rows = rows[: query.count]
+    if backwards:
+        rows.reverse()
     width = len(columns(resource_version))
-    matches = [Version(*row[:width]) for row in rows[: query.count]]
-    next_cursor = None
-    if len(rows) > query.count:
-        last = rows[query.count - 1]
-        next_cursor = _encode([*last[width:], last[0], last[1]])
+    matches = [Version(*row[:width]) for row in rows]
+    edges = (
+        [_encode(direction, [*row[width:], row[0], row[1]]) for direction, row in (("b", rows[0]), ("a", rows[-1]))]
+        if rows
+        else []
+    )
+    next_cursor = edges[1] if rows and (more or backwards) else None
+    previous_cursor = edges[0] if rows and query.cursor is not None and (more or not backwards) else None
     total = None
     if query.total in ("accurate", "estimate") or query.summary == "count":
         total = count(connection, query, base)
-    elif query.cursor is None and len(rows) <= query.count:
+    elif query.cursor is None and not more:
         total = len(matches)  # the whole result is on this page: its size costs nothing
-    return Page(matches, next_cursor, total)
+    return Page(matches, next_cursor, previous_cursor, total)
 
 
 def count(connection: Connection, query: Search, base: str) -> int:
@@ -127,7 +148,22 @@ def _after(query: Search, keys: list[Any], cursor: list[Any]) -> ColumnElement[b
     return condition
 
 
-def _encode(values: list[Any]) -> str:
+def _before(query: Search, keys: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly before the cursor in the sort order (the mirror of ``_after``)."""
+    *sort_values, first_type, first_id = cursor
+    condition: ColumnElement[bool] = or_(
+        resource.c.res_type < first_type, and_(resource.c.res_type == first_type, resource.c.res_id < first_id)
+    )
+    for key, expression, value in reversed(list(zip(query.sort, keys, sort_values, strict=True))):
+        if value is None:
+            condition = or_(expression.is_not(None), and_(expression.is_(None), condition))
+            continue
+        ahead = expression > value if key.descending else expression < value
+        condition = or_(ahead, and_(expression == value, condition))
+    return condition
+
+
+def _encode(direction: str, values: list[Any]) -> str:
     def plain(value: Any) -> Any:
         if isinstance(value, datetime):
             return {"t": value.isoformat()}
@@ -135,11 +171,13 @@ def _encode(values: list[Any]) -> str:
             return {"n": str(value)}
         return value
 
-    text = json.dumps([plain(value) for value in values], separators=(",", ":"))
+    text = json.dumps([direction, *(plain(value) for value in values)], separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, keys: int) -> list[Any]:
+def _decode(cursor: str, keys: int) -> tuple[bool, list[Any]]:
+    """Whether the cursor reads backwards, and its row's sort values and identity."""
+
     def typed(value: Any) -> Any:
         if isinstance(value, dict) and "t" in value:
             return datetime.fromisoformat(value["t"])
@@ -149,9 +187,9 @@ def _decode(cursor: str, keys: int) -> list[Any]:
 
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, list) or len(raw) != keys + 2:
+        if not isinstance(raw, list) or len(raw) != keys + 3 or raw[0] not in ("a", "b"):
             raise ValueError("wrong shape")
-        return [typed(value) for value in raw]
+        return raw[0] == "b", [typed(value) for value in raw[1:]]
     except (ValueError, TypeError):
         message = f"_cursor {cursor[:40]!r} is not a page position this server made for this search"
         raise Invalid(message, issues=[Issue("invalid", message, expression=("_cursor",))]) from None
