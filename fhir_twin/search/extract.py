@@ -197,7 +197,11 @@ def _coding(value: dict[str, Any], param: str, group: int, concept_text: str | N
 
 
 def _codeable_concept(value: dict[str, Any], param: str, group: int) -> list[IndexRow]:
-    """A row per coding; the concept's text also alone, for ``:text`` (search.html#modifiers)."""
+    """A row per coding, its text the display or else the concept's; the concept's text also alone.
+
+    ``:text`` matches "the display or text" of a code (search.html#modifiers): a row per coding
+    serves ``system|code`` and the display, the text-only row serves ``CodeableConcept.text``.
+    """
     text = _text(value.get("text"))
     rows = [
         row

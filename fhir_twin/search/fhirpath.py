@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
@@ -444,6 +445,9 @@ ENGINE_OPTIONS = {"userInvocationTable": {"resolve": {"fn": _resolve, "arity": {
 MODEL = models["r4"]
 
 
+_ENGINE_LOCK = threading.Lock()
+
+
 @cache
 def engine_selector(expression: str, base: str) -> Selector:
     """fhirpathpy on ``normalize(expression)``; top-level ``|`` branches run apart so nodes keep their types."""
@@ -455,7 +459,9 @@ def engine_selector(expression: str, base: str) -> Selector:
     def select(focus: Any, resource: dict[str, Any]) -> list[Group]:
         root = focus if focus is resource else ResourceNode.create_node(focus, base)
         context = {"resource": resource, "rootResource": resource}
-        groups = [_engine_group(node) for function in compiled for node in function(root, context)]
+        # fhirpathpy keeps evaluation state in module globals: one evaluation at a time per process.
+        with _ENGINE_LOCK:
+            groups = [_engine_group(node) for function in compiled for node in function(root, context)]
         return _distinct(groups) if len(compiled) > 1 else groups
 
     return select

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from fhir_twin.search.parameters import SearchParameter
 
+
 @dataclass(frozen=True)
 class StringValue:
     text: str

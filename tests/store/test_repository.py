@@ -14,12 +14,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from fhir_twin.errors import Conflict
+from fhir_twin.search.parameters import parameter
+from fhir_twin.search.query import Criterion, Search, TokenValue
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository, Version
 
 T0 = datetime(2024, 3, 5, 10, 0, 0)
 
 Key = tuple[str, str, int]
+
+BASE = "http://localhost/fhir"
 
 
 @pytest.fixture
@@ -54,7 +58,7 @@ def store(repo: Repository, *versions: Version) -> None:
     """Write each version in its own unit, as separate requests would."""
     for version in versions:
         with repo.unit(write=True) as unit:
-            unit.write(version)
+            unit.write(version, [])
 
 
 def key(version: Version) -> Key:
@@ -98,7 +102,7 @@ def test_a_delete_is_the_current_version_and_the_resource_still_exists(repo: Rep
         assert current is not None and current.deleted and current.body is None and current.method == "DELETE"
         assert current.version == 2
         assert unit.exists("Patient", "a")
-        assert unit.search("Patient", None, None, 10) == []
+        assert unit.search(Search(("Patient",)), BASE).matches == []
     store(repo, make("a", 3, 2))
     with repo.unit() as unit:
         assert without_seq(unit.current("Patient", "a")) == make("a", 3, 2)
@@ -121,7 +125,7 @@ def test_write_refuses_a_stale_version(repo: Repository, already: list[int], att
     """http.html#concurrency: a version that does not follow the current one is a Conflict."""
     store(repo, *(make("a", n, n) for n in already))
     with pytest.raises(Conflict), repo.unit(write=True) as unit:
-        unit.write(make("a", attempt, 10))
+        unit.write(make("a", attempt, 10), [])
     with repo.unit() as unit:
         current = unit.current("Patient", "a")
         assert (current.version if current else None) == (already[-1] if already else None)
@@ -135,8 +139,8 @@ def test_writing_version_two_twice_in_one_unit_keeps_neither(repo: Repository) -
     """The Conflict rolls back the unit, including the first (valid) version 2."""
     store(repo, make("a", 1, 0))
     with pytest.raises(Conflict), repo.unit(write=True) as unit:
-        unit.write(make("a", 2, 1))
-        unit.write(make("a", 2, 2))
+        unit.write(make("a", 2, 1), [])
+        unit.write(make("a", 2, 2), [])
     with repo.unit() as unit:
         assert without_seq(unit.current("Patient", "a")) == make("a", 1, 0)
         assert unit.version("Patient", "a", 2) is None
@@ -157,13 +161,13 @@ def test_an_exception_in_a_write_unit_rolls_back_everything(repo: Repository, fa
     """One unit is one transaction: nothing written in it survives an exception, which propagates."""
     store(repo, make("a", 1, 0))
     with pytest.raises(failure), repo.unit(write=True) as unit:
-        unit.write(make("a", 2, 1))
-        unit.write(make("b", 1, 1))
-        unit.write(make("o", 1, 1, res_type="Observation"))
-        unit.write(make("b", 2, 2, delete=True))
+        unit.write(make("a", 2, 1), [])
+        unit.write(make("b", 1, 1), [])
+        unit.write(make("o", 1, 1, res_type="Observation"), [])
+        unit.write(make("b", 2, 2, delete=True), [])
         if failure is Boom:
             raise Boom("stop")
-        unit.write(make("a", 2, 3))  # stale: version 2 was just written
+        unit.write(make("a", 2, 3), [])  # stale: version 2 was just written
     with repo.unit() as unit:
         assert without_seq(unit.current("Patient", "a")) == make("a", 1, 0)
         assert unit.version("Patient", "a", 2) is None
@@ -201,16 +205,16 @@ def patients(repo: Repository) -> Repository:
 
 
 def test_search_pages_through_live_resources_in_id_order(patients: Repository) -> None:
-    """Keyset paging on id: each page starts just after the previous page's last id."""
+    """Keyset paging: each page starts just after the previous page's last row."""
     pages: list[list[Key]] = []
-    after: str | None = None
+    cursor: str | None = None
     with patients.unit() as unit:
         while True:
-            page = unit.search("Patient", None, after, 2)
-            pages.append([key(v) for v in page])
-            if len(page) < 2:
+            page = unit.search(Search(("Patient",), count=2, cursor=cursor), BASE)
+            pages.append([key(v) for v in page.matches])
+            if page.next_cursor is None:
                 break
-            after = page[-1].res_id
+            cursor = page.next_cursor
     assert pages == [
         [("Patient", "a", 1), ("Patient", "b", 1)],
         [("Patient", "c", 2), ("Patient", "d", 1)],
@@ -218,24 +222,25 @@ def test_search_pages_through_live_resources_in_id_order(patients: Repository) -
     ]
 
 
+def _by_id(*ids: str) -> Criterion:
+    found = parameter("Patient", "_id")
+    assert found is not None
+    return Criterion(found, values=tuple(TokenValue(None, res_id) for res_id in ids))
+
+
 @pytest.mark.parametrize(
-    ("ids", "after", "limit", "expected"),
+    ("ids", "count", "expected"),
     [
-        pytest.param(None, None, 10, ["a", "b", "c", "d", "e"], id="all"),
-        pytest.param(None, "b", 10, ["c", "d", "e"], id="after-b"),
-        pytest.param(None, "bb", 10, ["c", "d", "e"], id="after-a-missing-id"),
-        pytest.param(None, "e", 10, [], id="after-the-last"),
-        pytest.param(None, None, 1, ["a"], id="limit"),
-        pytest.param(("d", "a", "f", "zz"), None, 10, ["a", "d"], id="ids-skip-deleted-and-unknown"),
-        pytest.param(("d", "a", "e"), "a", 1, ["d"], id="ids-after-limit"),
-        pytest.param((), None, 10, [], id="no-ids"),
+        pytest.param(None, 10, ["a", "b", "c", "d", "e"], id="all"),
+        pytest.param(None, 1, ["a"], id="count"),
+        pytest.param(("d", "a", "f", "zz"), 10, ["a", "d"], id="ids-skip-deleted-and-unknown"),
+        pytest.param(("d", "a", "e"), 1, ["a"], id="ids-count"),
     ],
 )
-def test_search_arguments(
-    patients: Repository, ids: tuple[str, ...] | None, after: str | None, limit: int, expected: list[str]
-) -> None:
+def test_search_arguments(patients: Repository, ids: tuple[str, ...] | None, count: int, expected: list[str]) -> None:
+    conditions = (_by_id(*ids),) if ids is not None else ()
     with patients.unit() as unit:
-        found = unit.search("Patient", ids, after, limit)
+        found = unit.search(Search(("Patient",), conditions=conditions, count=count), BASE).matches
     assert [v.res_id for v in found] == expected
     assert all(v.res_type == "Patient" and not v.deleted for v in found)
     assert all(v.version == (2 if v.res_id == "c" else 1) for v in found)
