@@ -30,7 +30,9 @@ def endpoint(path: str) -> Response:
     response = Response(status=answer.status)
     for name, value in answer.headers.items():
         response.headers[name] = value
-    if answer.body is not None and answer.status != 304:
+    if answer.content_type is not None and isinstance(answer.body, str):
+        response.data, response.content_type = answer.body.encode("utf-8"), answer.content_type
+    elif answer.body is not None and answer.status != 304:
         pretty = request.args.get("_pretty", "").lower() in _TRUE
         response.data, response.content_type = render(answer.body, fmt, pretty)
     return response

@@ -45,8 +45,8 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
             )
         )
     if issues:
-        # Structure errors on empty elements would only repeat the same problem.
-        return issues
+        # Structure errors on empty elements would only repeat the same problem; bindings skip them.
+        return issues + binding_issues(resource)
     try:
         model_class(resource_type).model_validate(resource)
     except ValidationError as exc:

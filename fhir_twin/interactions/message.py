@@ -39,8 +39,12 @@ class Request:
 
 @dataclass
 class Response:
-    """Status, headers and a body: stored JSON text, a dict to serialise, or nothing."""
+    """Status, headers and a body: stored JSON text, a dict to serialise, or nothing.
+
+    ``content_type`` marks a body that is not a FHIR resource (e.g. NDJSON): sent as it is.
+    """
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: str | dict[str, Any] | None = None
+    content_type: str | None = None

@@ -27,6 +27,8 @@ from fhir_twin.fhir.model import is_resource_type, is_valid_id, resource_types
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.instance import InstanceInteractions
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Context
+from fhir_twin.interactions.operations.catalog import OPERATIONS
 from fhir_twin.interactions.search import compartment_condition, search
 from fhir_twin.search.parameters import parameters_for
 from fhir_twin.store.repository import Repository
@@ -41,6 +43,7 @@ class Interactions:
         self.repository = repository
         self.config = config
         self.instance = InstanceInteractions(repository, config)
+        self.context = Context(repository, config, self.route)
 
     def route(self, request: Request) -> Response:
         """Answer ``request``; raises a ``FhirError`` for anything that is not a success."""
@@ -53,8 +56,8 @@ class Interactions:
             return self._only(method, "GET", request, self._capabilities)
         if head == "_history" and len(segments) == 1:
             return self._only(method, "GET", request, lambda r: history(self.repository, self.config, r, None, None))
-        if head.startswith("$") or (len(segments) > 1 and segments[-1].startswith("$")):
-            raise NotImplementedInteraction(f"The operation {segments[-1]} is not supported")
+        if segments[-1].startswith("$"):
+            return self._operation(request, method, segments)
         if not is_resource_type(head):
             raise NotFound(f"Unknown resource type {head!r}")
         return self._type(request, method, head, segments[1:])
@@ -113,6 +116,26 @@ class Interactions:
         if rest[1] == "_history" and len(rest) == 3:
             return self._only(method, "GET", request, lambda r: instance.vread(r, resource_type, res_id, rest[2]))
         raise NotFound(f"Unknown path {request.path!r}")
+
+    def _operation(self, request: Request, method: str, segments: list[str]) -> Response:
+        """``[base]/$op``, ``[base]/Type/$op`` or ``[base]/Type/id/$op`` (R4 operations.html)."""
+        name = segments[-1][1:]
+        level = {1: "system", 2: "type", 3: "instance"}.get(len(segments))
+        res_type = segments[0] if len(segments) > 1 else None
+        res_id = segments[1] if len(segments) == 3 else None
+        if res_type is not None and not is_resource_type(res_type):
+            raise NotFound(f"Unknown resource type {res_type!r}")
+        if res_id is not None and not is_valid_id(res_id):
+            raise Invalid(f"{res_id!r} is not a valid resource id")
+        operation = OPERATIONS.get(name)
+        if operation is None or level not in operation.levels:
+            raise NotFound(f"The operation ${name} is not supported{' here' if operation else ''}")
+        if operation.types is not None and res_type not in operation.types:
+            raise NotFound(f"The operation ${name} is not supported on {res_type}")
+        if method not in operation.methods:
+            allowed = ", ".join(sorted(operation.methods))
+            raise MethodNotAllowed(f"${name} takes {allowed}", headers={"Allow": allowed})
+        return operation.handler(self.context, request, res_type, res_id)
 
     @staticmethod
     def _dispatch(method: str, request: Request, handlers: dict[str, Handler], where: str) -> Response:

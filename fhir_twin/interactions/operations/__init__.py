@@ -1,0 +1,62 @@
+"""Extended operations (R4 operations.html): ``$name`` at system, type or instance level.
+
+Each operation module declares an ``Operation``; the router finds it by name and level, checks
+the method and resource type, and hands it the request. The CapabilityStatement lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_twin.config import Config
+from fhir_twin.errors import Invalid, Issue
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.store.repository import Repository
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an operation may use: storage, settings, and the router for nested requests."""
+
+    repository: Repository
+    config: Config
+    route: Callable[[Request], Response]
+
+
+Handler = Callable[[Context, Request, str | None, str | None], Response]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """``levels`` ⊆ {system, type, instance}; ``types`` None means every resource type."""
+
+    name: str
+    levels: frozenset[str]
+    methods: frozenset[str]
+    handler: Handler
+    definition: str
+    types: frozenset[str] | None = None
+
+
+def parameters(request: Request) -> list[tuple[str, Any]]:
+    """The operation's input parameters: the query string, then a ``Parameters`` body
+    (R4 operations.html#request). Values are strings, or resources for ``resource`` parts."""
+    found: list[tuple[str, Any]] = [
+        (name, value) for name, value in request.query if name not in ("_format", "_pretty")
+    ]
+    body = request.body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for part in body.get("parameter", []):
+            if not isinstance(part, dict) or "name" not in part:
+                raise Invalid("Each Parameters.parameter needs a name")
+            if "resource" in part:
+                found.append((part["name"], part["resource"]))
+                continue
+            values = [value for key, value in part.items() if key.startswith("value")]
+            if len(values) != 1:
+                message = f"Parameter {part['name']!r} needs exactly one value[x]"
+                raise Invalid(message, issues=[Issue("invalid", message, expression=(part["name"],))])
+            found.append((part["name"], str(values[0]).lower() if isinstance(values[0], bool) else str(values[0])))
+    return found

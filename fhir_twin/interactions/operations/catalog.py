@@ -1,0 +1,8 @@
+"""Every operation the server offers, by name."""
+
+from __future__ import annotations
+
+from fhir_twin.interactions.operations import Operation
+from fhir_twin.interactions.operations.validate import VALIDATE
+
+OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (VALIDATE,)}
