@@ -23,7 +23,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     engine = make_engine(config.resolved_database_url)
     migrate(engine)
-    repository = Repository(engine)
+    repository = Repository(engine, config.referential_integrity)
 
     app = Flask("fhir_twin")
     # "//" in a path is a 404 OperationOutcome, not werkzeug's HTML redirect page.

@@ -30,6 +30,8 @@ class Config:
     max_page_size: int = 1000
     base_url: str = ""
     log_level: str = "INFO"
+    referential_integrity: bool = True
+    max_bundle_entries: int = 10_000
 
     @property
     def resolved_database_url(self) -> str:
@@ -58,6 +60,12 @@ class Config:
 
 
 def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    if type_name in (bool, "bool"):
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {raw!r}")
     if type_name in (int, "int"):
         try:
             return int(raw)

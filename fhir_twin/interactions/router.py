@@ -128,8 +128,10 @@ class Interactions:
         if res_id is not None and not is_valid_id(res_id):
             raise Invalid(f"{res_id!r} is not a valid resource id")
         operation = OPERATIONS.get(name)
-        if operation is None or level not in operation.levels:
-            raise NotFound(f"The operation ${name} is not supported{' here' if operation else ''}")
+        if operation is None:
+            raise NotImplementedInteraction(f"The operation ${name} is not supported by this server")
+        if level not in operation.levels:
+            raise NotFound(f"The operation ${name} is not offered at {level} level")
         if operation.types is not None and res_type not in operation.types:
             raise NotFound(f"The operation ${name} is not supported on {res_type}")
         if method not in operation.methods:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 
 from fhir_twin.search.index import (
     DateRow,
@@ -26,6 +26,7 @@ from fhir_twin.store.schema import (
     idx_string,
     idx_token,
     idx_uri,
+    resource,
 )
 
 TABLE_OF: dict[type, Table] = {
@@ -64,3 +65,33 @@ def clear_index(connection: Connection, res_type: str, ids: list[str]) -> None:
     """Remove every index row of the given resources (a reindex batch)."""
     for table in INDEX_TABLES:
         connection.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(ids)))
+
+
+def live_keys(connection: Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``keys`` (type, id) name live resources."""
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for res_type, res_id in keys:
+        by_type[res_type].append(res_id)
+    found: set[tuple[str, str]] = set()
+    for res_type, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            rows = connection.execute(
+                select(resource.c.res_id).where(
+                    resource.c.res_type == res_type,
+                    resource.c.res_id.in_(ids[start : start + 500]),
+                    resource.c.deleted.is_(False),
+                )
+            )
+            found.update((res_type, row[0]) for row in rows)
+    return found
+
+
+def referrer_of(connection: Connection, target: tuple[str, str]) -> tuple[str, str] | None:
+    """A live resource that refers to ``target``, if any (index rows exist for live ones only)."""
+    row = connection.execute(
+        select(idx_reference.c.res_type, idx_reference.c.res_id)
+        .where(idx_reference.c.target_type == target[0], idx_reference.c.target_id == target[1])
+        .where((idx_reference.c.res_type != target[0]) | (idx_reference.c.res_id != target[1]))
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None

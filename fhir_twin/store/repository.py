@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,12 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from fhir_twin.errors import Conflict
-from fhir_twin.search.index import IndexRow
+from fhir_twin.errors import Conflict, Unprocessable
+from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import Search
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
-from fhir_twin.store.indexing import replace_index
+from fhir_twin.store.indexing import live_keys, referrer_of, replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -73,20 +74,38 @@ _UPDATE_RESOURCE = update(resource).where(
 class Repository:
     """Entry point to storage; hands out units of work."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, referential_integrity: bool = True) -> None:
         self.engine = engine
+        self.referential_integrity = referential_integrity
         self._write_gate = write_gate(engine)
+        self._active: ContextVar[Unit | None] = ContextVar(f"fhir_twin_unit_{id(self)}", default=None)
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
-        """A database transaction; committed when the block ends without an exception."""
+        """A database transaction; committed when the block ends without an exception.
+
+        Inside another unit of this repository (a transaction Bundle running its entries) the
+        outer unit is reused, so everything commits or rolls back together.
+        """
+        active = self._active.get()
+        if active is not None:
+            if write and not active.writable:
+                raise RuntimeError("a write unit cannot nest inside a read unit")
+            yield active
+            return
         gate = self._write_gate if write else nullcontext()
         try:
             with gate, self.engine.connect() as connection:
                 if write:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
-                    yield Unit(connection)
+                    unit = Unit(connection, write, self.referential_integrity)
+                    token = self._active.set(unit)
+                    try:
+                        yield unit
+                        unit.check_integrity()
+                    finally:
+                        self._active.reset(token)
         except IntegrityError as exc:
             # Another writer created the same identity between our check and our insert.
             raise Conflict("A concurrent request changed this resource; retry the request") from exc
@@ -99,8 +118,14 @@ class Repository:
 class Unit:
     """Reads and writes within one transaction."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, writable: bool = False, referential_integrity: bool = False) -> None:
         self.connection = connection
+        self.writable = writable
+        self.referential_integrity = referential_integrity
+        # Checked when the unit ends, so entries of one transaction may refer to each other in
+        # any order (R4 http.html#trules).
+        self._referenced: dict[tuple[str, str], tuple[str, str]] = {}
+        self._deleted: set[tuple[str, str]] = set()
 
     def lock(self, key: str) -> None:
         """Hold a lock on ``key`` until this transaction ends (PostgreSQL; SQLite is serialised)."""
@@ -153,6 +178,29 @@ class Unit:
         ):
             raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
         replace_index(self.connection, version.res_type, version.res_id, index, fresh=version.version == 1)
+        if self.referential_integrity:
+            source = (version.res_type, version.res_id)
+            if version.deleted:
+                self._deleted.add(source)
+            for row in index:
+                if isinstance(row, ReferenceRow) and row.target_type and row.target_id:
+                    self._referenced.setdefault((row.target_type, row.target_id), source)
+
+    def check_integrity(self) -> None:
+        """Refuse dangling local references (422) and deletes of referenced resources (409)."""
+        if self._referenced:
+            missing = sorted(set(self._referenced) - live_keys(self.connection, list(self._referenced)))
+            if missing:
+                target = missing[0]
+                source = self._referenced[target]
+                raise Unprocessable(
+                    f"{source[0]}/{source[1]} refers to {target[0]}/{target[1]}, which does not exist"
+                    + (f" (and {len(missing) - 1} more missing references)" if len(missing) > 1 else "")
+                )
+        for target in sorted(self._deleted):
+            referrer = referrer_of(self.connection, target)
+            if referrer is not None:
+                raise Conflict(f"{target[0]}/{target[1]} cannot be deleted: {referrer[0]}/{referrer[1]} refers to it")
 
     def search(self, query: Search, base: str) -> Page:
         """One page of the resources ``query`` matches (R4 search.html)."""

@@ -328,7 +328,7 @@ REQUESTS: list[Any] = [
     pytest.param("GET", "/fhir/metadata", {"Accept": "text/plain"}, None, 406, id="406"),
     pytest.param("POST", "/fhir/Patient", {"Content-Type": "text/plain"}, "x", 415, id="415"),
     pytest.param("POST", "/fhir/Patient", {"Content-Type": "application/fhir+json"}, "x" * (LIMIT + 1), 413, id="413"),
-    pytest.param("GET", "/fhir/$everything", {}, None, 501, id="501"),
+    pytest.param("GET", "/fhir/$nonexistent", {}, None, 501, id="501"),
     pytest.param("GET", "/fhir/Patient/{id}?explode=1", {}, None, 500, id="500"),
 ]
 

@@ -581,7 +581,7 @@ def test_xml_with_a_doctype_is_refused(client: FlaskClient, document: bytes) -> 
             "invalid",
             id="malformed-xml",
         ),
-        pytest.param("GET", "/fhir/$everything?_format=xml", {}, None, 501, "not-supported", id="501"),
+        pytest.param("GET", "/fhir/$nonexistent?_format=xml", {}, None, 501, "not-supported", id="501"),
     ],
 )
 def test_errors_in_xml_when_xml_was_asked_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import simplejson
@@ -24,6 +25,12 @@ def comparable(text: str | bytes) -> str:
 
 def test_examples_are_present() -> None:
     assert len(EXAMPLES) > 100
+
+
+@pytest.fixture
+def client(make_app: Any) -> FlaskClient:
+    """The examples refer to resources they do not include: referential integrity is off."""
+    return make_app(referential_integrity=False).test_client()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])

@@ -31,25 +31,44 @@ def observation(res_id: str, patient: str, code: str, value: float, when: str, u
 @pytest.fixture
 def population(client: FlaskClient) -> FlaskClient:
     put(client, {"resourceType": "Organization", "id": "org1", "name": "General Hospital"})
-    put(client, {
-        "resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-01",
-        "name": [{"family": "Müller", "given": ["Anna"]}],
-        "identifier": [{"system": "urn:mrn", "value": "111"}],
-        "managingOrganization": {"reference": "Organization/org1"},
-    })
-    put(client, {
-        "resourceType": "Patient", "id": "p2", "gender": "male", "birthDate": "1980-01-01",
-        "name": [{"family": "Chalmers", "given": ["Peter"]}],
-        "identifier": [{"system": "urn:mrn", "value": "222"}],
-    })
+    put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": "p1",
+            "gender": "female",
+            "birthDate": "1970-05-01",
+            "name": [{"family": "Müller", "given": ["Anna"]}],
+            "identifier": [{"system": "urn:mrn", "value": "111"}],
+            "managingOrganization": {"reference": "Organization/org1"},
+        },
+    )
+    put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": "p2",
+            "gender": "male",
+            "birthDate": "1980-01-01",
+            "name": [{"family": "Chalmers", "given": ["Peter"]}],
+            "identifier": [{"system": "urn:mrn", "value": "222"}],
+        },
+    )
     put(client, observation("o1", "p1", "8867-4", 72, "2024-01-01T10:00:00Z"))
     put(client, observation("o2", "p1", "8867-4", 110, "2024-01-02T10:00:00Z"))
     put(client, observation("o3", "p1", "8310-5", 37.2, "2024-01-03T10:00:00Z", "Cel"))
     put(client, observation("o4", "p2", "8867-4", 64, "2024-01-04T10:00:00Z"))
-    put(client, {
-        "resourceType": "DiagnosticReport", "id": "r1", "status": "final", "code": {"text": "vitals"},
-        "subject": {"reference": "Patient/p1"}, "result": [{"reference": "Observation/o1"}, {"reference": "Observation/o2"}],
-    })
+    put(
+        client,
+        {
+            "resourceType": "DiagnosticReport",
+            "id": "r1",
+            "status": "final",
+            "code": {"text": "vitals"},
+            "subject": {"reference": "Patient/p1"},
+            "result": [{"reference": "Observation/o1"}, {"reference": "Observation/o2"}],
+        },
+    )
     return client
 
 
@@ -66,43 +85,46 @@ def get(client: FlaskClient, url: str, **headers: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("Patient?name=mul", ["p1"]),
-    ("Patient?name=MÜLLER", ["p1"]),
-    ("Patient?name:exact=Müller", ["p1"]),
-    ("Patient?name:exact=muller", []),
-    ("Patient?name:contains=alm", ["p2"]),
-    ("Patient?identifier=urn:mrn|222", ["p2"]),
-    ("Patient?identifier=222", ["p2"]),
-    ("Patient?gender=female,male", ["p1", "p2"]),
-    ("Patient?gender:not=female", ["p2"]),
-    ("Patient?birthdate=lt1975", ["p1"]),
-    ("Patient?birthdate=1980", ["p2"]),
-    ("Patient?organization=Organization/org1", ["p1"]),
-    ("Patient?organization:missing=true", ["p2"]),
-    ("Observation?code=http://loinc.org|8867-4", ["o1", "o2", "o4"]),
-    ("Observation?code=8867-4&subject=Patient/p1", ["o1", "o2"]),
-    ("Observation?patient=p1&code=8310-5", ["o3"]),
-    ("Observation?value-quantity=gt100", ["o2"]),
-    ("Observation?value-quantity=gt100&value-quantity=lt200", ["o2"]),
-    ("Observation?date=ge2024-01-03", ["o3", "o4"]),
-    ("Observation?subject:Patient.name=chalmers", ["o4"]),
-    ("Observation?subject:Patient.organization.name=general", ["o1", "o2", "o3"]),
-    ("Patient?_has:Observation:patient:code=8310-5", ["p1"]),
-    ("Observation?code:text=code 8310", ["o3"]),
-    ("Observation?_id=o1,o4", ["o1", "o4"]),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("Patient?name=mul", ["p1"]),
+        ("Patient?name=MÜLLER", ["p1"]),
+        ("Patient?name:exact=Müller", ["p1"]),
+        ("Patient?name:exact=muller", []),
+        ("Patient?name:contains=alm", ["p2"]),
+        ("Patient?identifier=urn:mrn|222", ["p2"]),
+        ("Patient?identifier=222", ["p2"]),
+        ("Patient?gender=female,male", ["p1", "p2"]),
+        ("Patient?gender:not=female", ["p2"]),
+        ("Patient?birthdate=lt1975", ["p1"]),
+        ("Patient?birthdate=1980", ["p2"]),
+        ("Patient?organization=Organization/org1", ["p1"]),
+        ("Patient?organization:missing=true", ["p2"]),
+        ("Observation?code=http://loinc.org|8867-4", ["o1", "o2", "o4"]),
+        ("Observation?code=8867-4&subject=Patient/p1", ["o1", "o2"]),
+        ("Observation?patient=p1&code=8310-5", ["o3"]),
+        ("Observation?value-quantity=gt100", ["o2"]),
+        ("Observation?value-quantity=gt100&value-quantity=lt200", ["o2"]),
+        ("Observation?date=ge2024-01-03", ["o3", "o4"]),
+        ("Observation?subject:Patient.name=chalmers", ["o4"]),
+        ("Observation?subject:Patient.organization.name=general", ["o1", "o2", "o3"]),
+        ("Patient?_has:Observation:patient:code=8310-5", ["p1"]),
+        ("Observation?code:text=code 8310", ["o3"]),
+        ("Observation?_id=o1,o4", ["o1", "o4"]),
+    ],
+)
 def test_search_finds(population: FlaskClient, query: str, expected: list[str]) -> None:
     body = get(population, f"/fhir/{query}")
     assert sorted(ids(body)) == expected
     for entry in body.get("entry", []):
-        assert entry["fullUrl"] == f"http://localhost/fhir/{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        assert (
+            entry["fullUrl"] == f"http://localhost/fhir/{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        )
 
 
 def test_post_search_equals_get(population: FlaskClient) -> None:
-    posted = population.post(
-        "/fhir/Observation/_search", data={"code": "8867-4", "subject": "Patient/p1"}
-    ).get_json()
+    posted = population.post("/fhir/Observation/_search", data={"code": "8867-4", "subject": "Patient/p1"}).get_json()
     assert sorted(ids(posted)) == ["o1", "o2"]
 
 
@@ -150,7 +172,9 @@ def test_include_and_revinclude(population: FlaskClient) -> None:
     assert sorted(ids(body, "include")) == ["o1", "o2", "p1"]
     reverse = get(population, "/fhir/Patient?_id=p1&_revinclude=Observation:subject")
     assert sorted(ids(reverse, "include")) == ["o1", "o2", "o3"]
-    iterated = get(population, "/fhir/DiagnosticReport?_include=DiagnosticReport:subject&_include:iterate=Patient:organization")
+    iterated = get(
+        population, "/fhir/DiagnosticReport?_include=DiagnosticReport:subject&_include:iterate=Patient:organization"
+    )
     assert sorted(ids(iterated, "include")) == ["org1", "p1"]
 
 
@@ -165,17 +189,23 @@ def test_system_search_with_type(population: FlaskClient) -> None:
     assert sorted(ids(body)) == ["org1", "p1"]
 
 
-@pytest.mark.parametrize("summary, present, absent", [
-    ("true", ["gender", "name"], ["text"]),
-    ("data", ["gender", "name"], ["text"]),
-])
+@pytest.mark.parametrize(
+    "summary, present, absent",
+    [
+        ("true", ["gender", "name"], ["text"]),
+        ("data", ["gender", "name"], ["text"]),
+    ],
+)
 def test_summary(population: FlaskClient, summary: str, present: list[str], absent: list[str]) -> None:
     body = get(population, f"/fhir/Patient?_id=p1&_summary={summary}")
     resource = body["entry"][0]["resource"]
     assert all(name in resource for name in present)
     assert all(name not in resource for name in absent)
-    assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
-            "display": "subsetted"} in resource["meta"]["tag"]
+    assert {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+        "code": "SUBSETTED",
+        "display": "subsetted",
+    } in resource["meta"]["tag"]
 
 
 def test_summary_count(population: FlaskClient) -> None:
@@ -207,15 +237,18 @@ def test_lenient_and_strict_handling(population: FlaskClient) -> None:
     assert strict.get_json()["issue"][0]["expression"] == ["nonsense"]
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("Observation?date=2024-13-45", "date"),
-    ("Observation?value-quantity=xx100", "value-quantity"),
-    ("Patient?name:nonsense=x", "name"),
-    ("Observation?subject:Nope.name=x", "subject"),
-    ("Observation?_count=abc", "_count"),
-    ("Observation?_sort=nonsense", "_sort"),
-    ("Observation?_include=Observation:nonsense", "_include"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("Observation?date=2024-13-45", "date"),
+        ("Observation?value-quantity=xx100", "value-quantity"),
+        ("Patient?name:nonsense=x", "name"),
+        ("Observation?subject:Nope.name=x", "subject"),
+        ("Observation?_count=abc", "_count"),
+        ("Observation?_sort=nonsense", "_sort"),
+        ("Observation?_include=Observation:nonsense", "_include"),
+    ],
+)
 def test_malformed_values_are_400(population: FlaskClient, query: str, parameter: str) -> None:
     response = population.get(f"/fhir/{query}")
     assert response.status_code == 400
@@ -224,7 +257,8 @@ def test_malformed_values_are_400(population: FlaskClient, query: str, parameter
 
 
 def test_deleted_and_updated_resources_are_reindexed(population: FlaskClient) -> None:
-    population.delete("/fhir/Observation/o2")
+    assert population.delete("/fhir/DiagnosticReport/r1").status_code == 200
+    assert population.delete("/fhir/Observation/o2").status_code == 200
     assert ids(get(population, "/fhir/Observation?value-quantity=gt100")) == []
     changed = observation("o1", "p1", "8867-4", 150, "2024-01-01T10:00:00Z")
     assert population.put("/fhir/Observation/o1", json=changed).status_code == 200
@@ -234,7 +268,9 @@ def test_deleted_and_updated_resources_are_reindexed(population: FlaskClient) ->
 def test_conditional_create_by_identifier(population: FlaskClient) -> None:
     """With identifier search, If-None-Exist finds the existing patient."""
     response = population.post(
-        "/fhir/Patient", json={"resourceType": "Patient", "gender": "other"}, headers={"If-None-Exist": "identifier=urn:mrn|111"}
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "gender": "other"},
+        headers={"If-None-Exist": "identifier=urn:mrn|111"},
     )
     assert response.status_code == 200
     assert response.get_json()["id"] == "p1"
