@@ -10,6 +10,7 @@ from flask import Flask, Response, g
 
 from fhir_twin.api import errors
 from fhir_twin.api.fhir import blueprint
+from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.interactions import Interactions
 from fhir_twin.store.database import make_engine, migrate
@@ -31,7 +32,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["fhir_twin.config"] = config
     app.extensions["fhir_twin.engine"] = engine
-    app.extensions["fhir_twin.interactions"] = Interactions(repository, config)
+    interactions = Interactions(repository, config)
+    interactions.bundles = Bundles(interactions.route, repository, config).process
+    app.extensions["fhir_twin.interactions"] = interactions
     app.register_blueprint(blueprint)
     errors.register(app)
 

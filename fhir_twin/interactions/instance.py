@@ -84,7 +84,7 @@ class InstanceInteractions:
                     )
                 if matches:
                     return self._answer(request, matches[0], 200, f"{res_type} matching {condition} already exists")
-            version = store_version(unit, resource, str(uuid.uuid4()), None, "POST", index)
+            version = store_version(unit, resource, request.assigned_id or str(uuid.uuid4()), None, "POST", index)
         return self._answer(request, version, 201, f"Created {res_type}/{version.res_id}")
 
     # --- update --------------------------------------------------------------------------

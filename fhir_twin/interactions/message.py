@@ -21,6 +21,9 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     patch_format: str | None = None
+    # The id a create must use: a transaction Bundle chooses ids before writing, so entries
+    # can refer to each other (R4 http.html#trules).
+    assigned_id: str | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

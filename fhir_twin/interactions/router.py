@@ -44,6 +44,8 @@ class Interactions:
         self.config = config
         self.instance = InstanceInteractions(repository, config)
         self.context = Context(repository, config, self.route)
+        # Batch and transaction processing sits a layer above and is plugged in by the app.
+        self.bundles: Handler | None = None
 
     def route(self, request: Request) -> Response:
         """Answer ``request``; raises a ``FhirError`` for anything that is not a success."""
@@ -65,8 +67,8 @@ class Interactions:
     def _system(self, request: Request, method: str) -> Response:
         if method in ("GET", "HEAD"):
             return search(self.repository, self.config, request, _system_types(request), request.base)
-        if method == "POST":
-            raise NotImplementedInteraction("Batch and transaction Bundles are not supported yet")
+        if method == "POST" and self.bundles is not None:
+            return self.bundles(request)
         raise MethodNotAllowed(f"{method} is not allowed on the service base URL", headers={"Allow": "GET, HEAD, POST"})
 
     def _type(self, request: Request, method: str, resource_type: str, rest: list[str]) -> Response:

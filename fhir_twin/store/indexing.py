@@ -51,14 +51,25 @@ def replace_index(connection: Connection, res_type: str, res_id: str, rows: list
         for statement in _DELETES.values():
             connection.execute(statement, {"key_type": res_type, "key_id": res_id})
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    add_rows(by_table, res_type, res_id, rows)
+    insert_rows(connection, by_table)
+
+
+def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: str, rows: list[IndexRow]) -> None:
+    """Add ``rows`` as insert parameters, per index table."""
     for row in rows:
         values = dict(vars(row))
         values["grp"] = values.pop("group")
         values["res_type"] = res_type
         values["res_id"] = res_id
         by_table[TABLE_OF[type(row)].name].append(values)
+
+
+def insert_rows(connection: Connection, by_table: dict[str, list[dict[str, Any]]]) -> None:
+    """One multi-row insert per index table."""
     for name, values_list in by_table.items():
-        connection.execute(_INSERTS[name], values_list)
+        if values_list:
+            connection.execute(_INSERTS[name], values_list)
 
 
 def clear_index(connection: Connection, res_type: str, ids: list[str]) -> None:

@@ -10,11 +10,13 @@ transactions are already serialised by ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -35,7 +37,7 @@ from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import Search
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
-from fhir_twin.store.indexing import live_keys, referrer_of, replace_index
+from fhir_twin.store.indexing import add_rows, insert_rows, live_keys, referrer_of, replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -103,6 +105,7 @@ class Repository:
                     token = self._active.set(unit)
                     try:
                         yield unit
+                        unit.flush()
                         unit.check_integrity()
                     finally:
                         self._active.reset(token)
@@ -119,13 +122,34 @@ class Unit:
     """Reads and writes within one transaction."""
 
     def __init__(self, connection: Connection, writable: bool = False, referential_integrity: bool = False) -> None:
-        self.connection = connection
+        self._connection = connection
+        # New resources are written in batches: one multi-row insert per table when the unit
+        # next reads or ends, which makes a transaction Bundle of hundreds of creates cheap.
+        self._new_versions: list[dict[str, Any]] = []
+        self._new_resources: list[dict[str, Any]] = []
+        self._new_index: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.writable = writable
         self.referential_integrity = referential_integrity
         # Checked when the unit ends, so entries of one transaction may refer to each other in
         # any order (R4 http.html#trules).
         self._referenced: dict[tuple[str, str], tuple[str, str]] = {}
         self._deleted: set[tuple[str, str]] = set()
+
+    @property
+    def connection(self) -> Connection:
+        """The connection, with pending writes sent first so every read sees them."""
+        self.flush()
+        return self._connection
+
+    def flush(self) -> None:
+        """Send the pending inserts of new resources."""
+        if not self._new_versions:
+            return
+        self._connection.execute(_INSERT_VERSION, self._new_versions)
+        self._connection.execute(_INSERT_RESOURCE, self._new_resources)
+        insert_rows(self._connection, self._new_index)
+        self._new_versions, self._new_resources = [], []
+        self._new_index = defaultdict(list)
 
     def lock(self, key: str) -> None:
         """Hold a lock on ``key`` until this transaction ends (PostgreSQL; SQLite is serialised)."""
@@ -157,12 +181,26 @@ class Unit:
             "last_updated": version.last_updated,
             "deleted": version.deleted,
         }
-        self.connection.execute(
-            _INSERT_VERSION, {**row, "method": version.method, "status": version.status, "body": version.body}
-        )
+        version_row = {**row, "method": version.method, "status": version.status, "body": version.body}
         if version.version == 1:
-            self.connection.execute(_INSERT_RESOURCE, row)
-        elif (
+            self._new_versions.append(version_row)
+            self._new_resources.append(row)
+            add_rows(self._new_index, version.res_type, version.res_id, index)
+        else:
+            self._write_change(version, version_row, index)
+        if self.referential_integrity:
+            source = (version.res_type, version.res_id)
+            if version.deleted:
+                self._deleted.add(source)
+            for row_of_index in index:
+                if isinstance(row_of_index, ReferenceRow) and row_of_index.target_type and row_of_index.target_id:
+                    self._referenced.setdefault((row_of_index.target_type, row_of_index.target_id), source)
+
+    def _write_change(self, version: Version, version_row: dict[str, Any], index: list[IndexRow]) -> None:
+        """A new version of an existing resource, written at once: its resource row must be the
+        version before, or a concurrent writer got there first."""
+        self.connection.execute(_INSERT_VERSION, version_row)
+        if (
             self.connection.execute(
                 _UPDATE_RESOURCE,
                 {
@@ -177,14 +215,7 @@ class Unit:
             != 1
         ):
             raise Conflict(f"{version.res_type}/{version.res_id} was changed by a concurrent request; retry")
-        replace_index(self.connection, version.res_type, version.res_id, index, fresh=version.version == 1)
-        if self.referential_integrity:
-            source = (version.res_type, version.res_id)
-            if version.deleted:
-                self._deleted.add(source)
-            for row in index:
-                if isinstance(row, ReferenceRow) and row.target_type and row.target_id:
-                    self._referenced.setdefault((row.target_type, row.target_id), source)
+        replace_index(self._connection, version.res_type, version.res_id, index, fresh=False)
 
     def check_integrity(self) -> None:
         """Refuse dangling local references (422) and deletes of referenced resources (409)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fhir_twin.interactions.operations import Operation
+from fhir_twin.interactions.operations.everything import EVERYTHING
+from fhir_twin.interactions.operations.lastn import LASTN
 from fhir_twin.interactions.operations.validate import VALIDATE
 
-OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (VALIDATE,)}
+OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (VALIDATE, EVERYTHING, LASTN)}

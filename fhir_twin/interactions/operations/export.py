@@ -1,0 +1,311 @@
+"""Bulk Data export (Bulk Data IG v2, hl7.org/fhir/uv/bulkdata/STU2/export.html): the async
+request pattern, and the worker thread that runs the jobs.
+
+| request                                         | answer                                      |
+|-------------------------------------------------|---------------------------------------------|
+| GET/POST [base]/$export, Patient/$export,       | 202, Content-Location: the status URL       |
+| Patient/{id}/$export (Prefer: respond-async)    |                                             |
+| GET [base]/$export-poll-status?_jobId=          | 202 + X-Progress while running; 200 manifest|
+| DELETE [base]/$export-poll-status?_jobId=       | 202; the job and its files are gone         |
+| GET [base]/$export-file?_jobId=&file=           | 200 application/fhir+ndjson                 |
+
+Jobs and files live in the database (``fhir_twin.store.export``); each server process runs an
+``ExportWorker`` thread that claims jobs, so any process may kick off, poll or finish a job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+import weakref
+from datetime import datetime
+from urllib.parse import urlencode
+
+from fhir_twin.errors import FhirError, Invalid, Issue, NotFound
+from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_range
+from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.fhir.outcome import information
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.store import export as store
+from fhir_twin.store.repository import Repository
+
+log = logging.getLogger("fhir_twin.export")
+
+OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
+NDJSON = "application/fhir+ndjson"
+POLL_INTERVAL = 2.0
+_KICK_OFF_PARAMETERS = ("_outputFormat", "_type", "_since")
+# IG v2 export.html#query-parameters: _since is a FHIR instant (seconds and a time zone required).
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def kick_off(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
+    """Queue an export and answer 202 with the status URL (IG v2 export.html#bulk-data-kick-off-request)."""
+    if res_type not in (None, "Patient"):
+        raise NotFound("$export is offered at [base]/$export, [base]/Patient/$export and [base]/Patient/{id}/$export")
+    if request.prefer("respond-async") is None:
+        raise Invalid("$export is asynchronous: send the header 'Prefer: respond-async'")
+    lenient = request.prefer("handling") == "lenient"
+    given = parameters(request)
+    unsupported = sorted({name for name, _ in given if name not in _KICK_OFF_PARAMETERS})
+    if unsupported and not lenient:
+        raise _invalid(unsupported[0], f"$export does not support the parameter {unsupported[0]!r}")
+    for value in _values(given, "_outputFormat"):
+        if value.replace(" ", "+") not in OUTPUT_FORMATS:
+            raise _invalid("_outputFormat", f"_outputFormat {value!r} is not supported; use {NDJSON}")
+    types = _types(given, patient_level=res_type is not None, lenient=lenient)
+    since = _since(given)
+    if res_id is not None:
+        with context.repository.unit() as unit:
+            current = unit.current("Patient", res_id)
+        if current is None or current.deleted:
+            raise NotFound(f"Patient/{res_id} is not known")
+    job_id = store.create_job(
+        context.repository,
+        request_url=_url(request.base, request.path, request.query),
+        transaction_time=now(),
+        types=types,
+        since=since,
+        scope="system" if res_type is None else "patient",
+        patient_id=res_id,
+    )
+    for worker in list(_WORKERS):
+        if worker.repository is context.repository:
+            worker.wake()
+    status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
+    return Response(202, {"Content-Location": status_url}, information(f"Export job {job_id} queued: poll {status_url}"))
+
+
+def poll_status(context: Context, request: Request, _res_type: str | None, _res_id: str | None) -> Response:
+    """Progress, the manifest or the error of a job; DELETE cancels it (IG v2
+    export.html#bulk-data-status-request and #bulk-data-delete-request)."""
+    job_id = _required(request, "_jobId")
+    if request.method == "DELETE":
+        if not store.delete_job(context.repository, job_id):
+            raise NotFound(f"No export job {job_id!r}")
+        return Response(202, {}, information(f"Export job {job_id} is cancelled and its files deleted"))
+    job = store.get_job(context.repository, job_id)
+    if job is None:
+        raise NotFound(f"No export job {job_id!r}")
+    if job.status == store.FAILED:
+        raise FhirError(f"Export job {job_id} failed: {job.error}")
+    if job.status != store.COMPLETED:
+        progress = "waiting for a worker" if job.total is None else f"exported {job.exported} of {job.total} resources"
+        return Response(202, {"X-Progress": progress, "Retry-After": str(round(POLL_INTERVAL))})
+    files = store.output_files(context.repository, job_id)
+    manifest = {
+        "transactionTime": format_instant(job.transaction_time),
+        "request": job.request_url,
+        "requiresAccessToken": False,
+        "output": [
+            {
+                "type": file.res_type,
+                "url": _url(request.base, "$export-file", [("_jobId", job_id), ("file", str(file.number))]),
+                "count": file.count,
+            }
+            for file in files
+        ],
+        "error": [],
+    }
+    headers = {"Expires": format_http_date(_finished(job.finished) + store.RETENTION)}
+    return Response(200, headers, json.dumps(manifest), content_type="application/json")
+
+
+def output_file(context: Context, request: Request, _res_type: str | None, _res_id: str | None) -> Response:
+    """One NDJSON file of a completed job (IG v2 export.html#file-request)."""
+    job_id = _required(request, "_jobId")
+    number = _required(request, "file")
+    if not number.isdigit():
+        raise _invalid("file", f"file must be a file number from the manifest, not {number!r}")
+    text = store.file_text(context.repository, job_id, int(number))
+    if text is None:
+        raise NotFound(f"Export job {job_id!r} has no file {number}")
+    return Response(200, {}, text, content_type=NDJSON)
+
+
+def _values(given: list[tuple[str, object]], name: str) -> list[str]:
+    return [str(value) for key, value in given if key == name]
+
+
+def _invalid(name: str, message: str) -> Invalid:
+    return Invalid(message, issues=[Issue("invalid", message, expression=(name,))])
+
+
+def _types(given: list[tuple[str, object]], patient_level: bool, lenient: bool) -> tuple[str, ...] | None:
+    """``_type`` (comma lists, repeatable); at Patient level only compartment types, others
+    refused, or dropped with ``Prefer: handling=lenient`` (IG v2 export.html#query-parameters)."""
+    named = [name.strip() for value in _values(given, "_type") for name in value.split(",") if name.strip()]
+    if not named:
+        return None
+    unknown = [name for name in named if not is_resource_type(name)]
+    if unknown:
+        raise _invalid("_type", f"Unknown resource type {unknown[0]!r} in _type")
+    if patient_level:
+        outside = [name for name in named if name not in patient_compartment()]
+        if outside and not lenient:
+            raise _invalid("_type", f"_type {outside[0]!r} is not in the Patient compartment")
+        named = [name for name in named if name not in outside]
+    return tuple(sorted(set(named)))
+
+
+def _since(given: list[tuple[str, object]]) -> datetime | None:
+    values = _values(given, "_since")
+    if not values:
+        return None
+    value = values[-1].strip().replace(" ", "+")
+    if len(values) > 1 or not _INSTANT.fullmatch(value):
+        raise _invalid("_since", f"_since must be one FHIR instant such as 2024-01-31T12:00:00Z, not {values[-1]!r}")
+    return parse_range(value)[0]
+
+
+def _required(request: Request, name: str) -> str:
+    values = request.params(name)
+    if len(values) != 1 or not values[0]:
+        raise _invalid(name, f"The parameter {name} is required once")
+    return values[0]
+
+
+def _url(base: str, path: str, query: list[tuple[str, str]]) -> str:
+    return f"{base}/{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def _finished(value: datetime | None) -> datetime:
+    return value if value is not None else now()
+
+
+class ExportWorker:
+    """A daemon thread that runs queued export jobs (``store.run_pending_exports``) every
+    ``poll_interval`` seconds, or at once when a kick-off in this process wakes it.
+
+    ``start`` and ``stop`` run and end it for good. Disposing the engine (what tests do when done
+    with an app and gunicorn's ``post_fork`` does), a fork and interpreter exit ``pause`` it, handing
+    its job back; ``ensure_running``, called before each request, resumes a paused worker, so a
+    forked server process runs its own once it serves.
+    """
+
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch_size: int = store.BATCH_SIZE,
+        file_size: int = store.FILE_SIZE,
+    ) -> None:
+        self.repository = repository
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.file_size = file_size
+        self._lock = threading.Lock()
+        self._enabled = False
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wakeup = threading.Event()
+        _WORKERS.add(self)
+        store.when_disposed(repository, self.pause)
+
+    def start(self) -> None:
+        with self._lock:
+            self._enabled = True
+            self._spawn()
+
+    def ensure_running(self) -> None:
+        if self._enabled and (self._thread is None or not self._thread.is_alive()):
+            with self._lock:
+                if self._enabled:
+                    self._spawn()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._enabled = False
+            self._halt(timeout)
+
+    def pause(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._halt(timeout)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _spawn(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping, self._wakeup = threading.Event(), threading.Event()
+        owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._thread = threading.Thread(
+            target=self._loop, args=(owner, self._stopping, self._wakeup), name="fhir-twin-export", daemon=True
+        )
+        self._thread.start()
+
+    def _halt(self, timeout: float) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wakeup.set()
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("The export worker did not stop within %s s", timeout)
+        self._thread = None
+
+    def _loop(self, owner: str, stopping: threading.Event, wakeup: threading.Event) -> None:
+        next_purge = 0.0
+        while not stopping.is_set():
+            wakeup.clear()
+            try:
+                if (moment := now().timestamp()) >= next_purge:
+                    store.purge_expired(self.repository)
+                    next_purge = moment + 60
+                store.run_pending_exports(
+                    self.repository,
+                    owner,
+                    batch_size=self.batch_size,
+                    file_size=self.file_size,
+                    should_stop=stopping.is_set,
+                )
+            except Exception:
+                log.exception("An export pass failed; the next one starts in %s s", self.poll_interval)
+            wakeup.wait(self.poll_interval)
+
+
+_WORKERS: weakref.WeakSet[ExportWorker] = weakref.WeakSet()
+
+
+def _pause_all() -> None:
+    """No worker thread may hold a lock across ``fork`` or be cut off mid-batch at exit."""
+    for worker in list(_WORKERS):
+        worker.pause()
+
+
+os.register_at_fork(before=_pause_all)
+atexit.register(_pause_all)
+
+EXPORT = Operation(
+    name="export",
+    levels=frozenset({"system", "type", "instance"}),
+    methods=frozenset({"GET", "POST"}),
+    handler=kick_off,
+    definition="http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+)
+EXPORT_POLL_STATUS = Operation(
+    name="export-poll-status",
+    levels=frozenset({"system"}),
+    methods=frozenset({"GET", "DELETE"}),
+    handler=poll_status,
+    definition="http://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request",
+)
+EXPORT_FILE = Operation(
+    name="export-file",
+    levels=frozenset({"system"}),
+    methods=frozenset({"GET"}),
+    handler=output_file,
+    definition="http://hl7.org/fhir/uv/bulkdata/STU2/export.html#file-request",
+)

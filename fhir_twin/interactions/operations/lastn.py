@@ -1,0 +1,91 @@
+"""``Observation/$lastn`` (R4 observation-operation-lastn.html): for each code, the ``max`` (default
+1) most recent Observations meeting the other parameters, grouped by code, newest first.
+
+Every parameter but ``max`` is an Observation search parameter with search semantics: ``patient``,
+``subject``, ``category``, ``code`` (a comma list is an OR), and any other. Where the spec leaves a
+choice: without ``patient`` or ``subject`` the answer spans every patient (R4 lets a server allow
+it); the answer is one unpaged Bundle, bounded by ``max`` per code, so ``_count``, ``_cursor``,
+``_sort`` and the other result parameters are refused; unknown parameters are ignored as a search
+ignores them, or refused under ``Prefer: handling=strict``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from fhir_twin.errors import Invalid, Issue
+from fhir_twin.fhir.bundle import Entry, bundle
+from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.paging import link
+from fhir_twin.search.parser import parse
+from fhir_twin.search.query import Criterion, TokenValue
+from fhir_twin.store import lastn as store
+
+RESULT_PARAMETERS = frozenset(
+    {"_count", "_cursor", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_type"}
+)
+# No group holds more Observations than this; a larger max means the same and keeps the SQL in range.
+MAX_LIMIT = 1_000_000_000
+
+
+def lastn(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
+    given = parameters(request)
+    for name, value in given:
+        if not isinstance(value, str):
+            raise _bad(name, f"$lastn takes no resource; {name!r} must be a value")
+        if re.split(r"[:.]", name, maxsplit=1)[0] in RESULT_PARAMETERS:
+            raise _bad(name, f"$lastn answers one unpaged Bundle and does not support {name}", "not-supported")
+    most = _max([value for name, value in given if name == "max"])
+    query = parse(
+        ("Observation",),
+        [(name, value) for name, value in given if name != "max"],
+        strict=request.prefer("handling") == "strict",
+        default_count=context.config.default_page_size,
+        max_count=context.config.max_page_size,
+    )
+    codes = tuple(
+        value
+        for condition in query.conditions
+        if isinstance(condition, Criterion) and condition.parameter.code == "code" and condition.modifier is None
+        for value in condition.values
+        if isinstance(value, TokenValue)
+    )
+    with context.repository.unit() as unit:
+        found = store.lastn(unit, query, request.base, most, codes)
+    entries = [
+        Entry(f"{request.base}/{version.res_type}/{version.res_id}", version.body, search_mode="match")
+        for version in found
+    ]
+    links = {"self": link(request, f"{request.base}/Observation/$lastn", [("max", str(most)), *query.applied])}
+    body = bundle("searchset", entries, links, len(entries), str(uuid.uuid4()), format_instant(now()))
+    return Response(200, {}, body)
+
+
+def _max(given: list[str]) -> int:
+    """``max``: a positive whole number, once; 1 when absent."""
+    if not given:
+        return 1
+    if len(given) > 1:
+        raise _bad("max", "max may be given only once")
+    value = given[0]
+    digits = value.lstrip("0")
+    if not (value.isascii() and value.isdigit()) or not digits:
+        raise _bad("max", f"max must be a positive whole number, not {value[:40]!r}")
+    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
+
+
+def _bad(name: str, message: str, code: str = "invalid") -> Invalid:
+    return Invalid(message, issues=[Issue(code, message, expression=(name,))])
+
+
+LASTN = Operation(
+    name="lastn",
+    levels=frozenset({"type"}),
+    methods=frozenset({"GET", "POST"}),
+    handler=lastn,
+    definition="http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+    types=frozenset({"Observation"}),
+)
