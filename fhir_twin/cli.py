@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
 from fhir_twin.app import create_app
+from fhir_twin.bundles.loading import files_in, load_file
 from fhir_twin.config import Config
 from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.store.database import make_engine
@@ -112,6 +114,34 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     if missing:
         details = ", ".join(f"{name}: {count} not indexed" for name, count in missing.items())
         raise click.ClickException(f"the index is incomplete ({details}); run reindex again")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def load(paths: tuple[Path, ...], database_url: str | None) -> None:
+    """Load Bundle files (transaction, batch, collection) and NDJSON files or folders of them."""
+    app = create_app(Config.from_env({"database_url": database_url, "log_level": "WARNING"}))
+    route = app.extensions["fhir_twin.interactions"].route
+    files = files_in(list(paths))
+    results = []
+    started = time.perf_counter()
+    try:
+        with tqdm(total=len(files), unit="file", disable=None) as bar:
+            for path in files:
+                results.append(load_file(route, "urn:fhir-twin:load", path, lambda _count: None))
+                bar.update(1)
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    seconds = time.perf_counter() - started
+    resources = sum(result.resources for result in results)
+    failed = [result for result in results if result.failures]
+    rate = resources / max(seconds, 1e-9)
+    click.echo(f"{len(files)} files, {resources} resources loaded in {seconds:.1f} s ({rate:.0f} resources/s)")
+    for result in failed:
+        click.echo(f"  {result.path}: {len(result.failures)} failures, first: {result.failures[0]}", err=True)
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(files)} files had failures")
 
 
 def _safe_url(url: str) -> str:
