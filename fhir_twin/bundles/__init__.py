@@ -14,11 +14,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_twin.bundles.entries import Entry, error_entry, parse_entries, response_entry
-from fhir_twin.bundles.references import conditional_parts, rewrite
+from fhir_twin.bundles.references import conditional_parts, has_conditional_reference, rewrite
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, Invalid, Issue, PayloadTooLarge, PreconditionFailed, Unprocessable
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.validation import validate_resource
 from fhir_twin.interactions import Request, Response
+from fhir_twin.search.extract import extract
 from fhir_twin.store.repository import Repository
 
 Route = Callable[[Request], Response]
@@ -74,38 +76,54 @@ class Bundles:
         return answers
 
     def _transaction(self, request: Request, entries: list[Entry]) -> list[dict[str, Any]]:
-        """All or nothing; the error names the failing entry (index and fullUrl)."""
+        """All or nothing; the error names the failing entry (index and fullUrl).
+
+        Ids that need no lookup are given, references rewritten and resources validated and
+        indexed before the write lock is taken, so concurrent transactions only queue for the
+        writes themselves; conditional identities and references are resolved under the lock.
+        """
         _refuse_duplicates(entries)
+        mapping, conditional = _plain_identities(entries)
+        for entry in entries:
+            if entry.resource is None or entry.method not in ("POST", "PUT"):
+                continue
+            try:
+                if not conditional:
+                    entry.resource = rewrite(entry.resource, mapping, lambda ref: ref)
+                validate_resource(entry.resource)
+            except FhirError as error:
+                raise _at(entry, error) from None
+            entry.validated = True
+            if not conditional:
+                entry.index_rows = extract(entry.resource)
         answers: dict[int, dict[str, Any]] = {}
         with self.repository.unit(write=True):
-            mapping = self._identities(request, entries)
+            if conditional:
+                mapping.update(self._conditional_identities(request, entries))
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
                 try:
-                    if entry.resource is not None and entry.method != "PATCH":
+                    if conditional and entry.resource is not None and entry.method != "PATCH":
                         entry.resource = rewrite(entry.resource, mapping, lambda ref: self._resolve(request, ref))
-                    assigned = (
-                        mapping.get(entry.full_url or "", "").partition("/")[2] if entry.method == "POST" else None
-                    )
-                    answer = self.route(entry.request(request, assigned or None))
+                    answer = self.route(entry.request(request))
                 except FhirError as error:
                     raise _at(entry, error) from None
                 answers[entry.index] = response_entry(answer, request.base, self._include_resource(request, entry))
         return [answers[index] for index in range(len(entries))]
 
-    def _identities(self, request: Request, entries: list[Entry]) -> dict[str, str]:
-        """``fullUrl`` → ``Type/id`` for the resources the transaction creates or updates."""
+    def _conditional_identities(self, request: Request, entries: list[Entry]) -> dict[str, str]:
+        """``fullUrl`` → ``Type/id`` for conditional creates and updates, found by search."""
         mapping: dict[str, str] = {}
         for entry in entries:
-            if not entry.full_url or entry.method not in ("POST", "PUT"):
+            if not entry.full_url:
                 continue
             res_type = entry.path.split("/")[0]
             try:
-                if entry.method == "POST":
-                    existing = self._conditional_match(request, res_type, entry.headers.get("if-none-exist"))
-                    mapping[entry.full_url] = existing or f"{res_type}/{uuid.uuid4()}"
-                elif "/" in entry.path:
-                    mapping[entry.full_url] = entry.path
-                elif entry.query:
+                if entry.method == "POST" and "if-none-exist" in entry.headers:
+                    existing = self._conditional_match(request, res_type, entry.headers["if-none-exist"])
+                    target = existing or f"{res_type}/{uuid.uuid4()}"
+                    entry.assigned_id = target.partition("/")[2]
+                    mapping[entry.full_url] = target
+                elif entry.method == "PUT" and "/" not in entry.path and entry.query:
                     found = self._conditional_match(request, res_type, "&".join(f"{k}={v}" for k, v in entry.query))
                     body_id = (entry.resource or {}).get("id")
                     target = found or f"{res_type}/{body_id if isinstance(body_id, str) else uuid.uuid4()}"
@@ -114,7 +132,7 @@ class Bundles:
                     mapping[entry.full_url] = target
             except FhirError as error:
                 raise _at(entry, error) from None
-        return {key: value for key, value in mapping.items() if key != value}
+        return mapping
 
     def _conditional_match(self, request: Request, res_type: str, query: str | None) -> str | None:
         """``Type/id`` of the one resource ``query`` matches, None for none, 412 for several."""
@@ -141,6 +159,26 @@ class Bundles:
         answer = self.route(Request("GET", res_type, request.base, pairs, {"prefer": "handling=strict"}))
         body = answer.body if isinstance(answer.body, dict) else {}
         return [entry["fullUrl"].removeprefix(request.base.rstrip("/") + "/") for entry in body.get("entry", [])]
+
+
+def _plain_identities(entries: list[Entry]) -> tuple[dict[str, str], bool]:
+    """Ids that need no lookup — new ids for plain creates, the URL of plain updates — and
+    whether anything conditional (identity or reference) is left to resolve under the lock."""
+    mapping: dict[str, str] = {}
+    conditional = False
+    for entry in entries:
+        res_type = entry.path.split("/")[0]
+        if entry.method == "POST" and "if-none-exist" not in entry.headers:
+            entry.assigned_id = str(uuid.uuid4())
+            if entry.full_url:
+                mapping[entry.full_url] = f"{res_type}/{entry.assigned_id}"
+        elif entry.method == "POST" or (entry.method == "PUT" and "/" not in entry.path and entry.query):
+            conditional = conditional or entry.full_url is not None
+        elif entry.method == "PUT" and entry.full_url and entry.full_url != entry.path:
+            mapping[entry.full_url] = entry.path
+        if entry.resource is not None and has_conditional_reference(entry.resource):
+            conditional = True
+    return mapping, conditional
 
 
 def _refuse_duplicates(entries: list[Entry]) -> None:

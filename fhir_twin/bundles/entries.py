@@ -16,6 +16,7 @@ from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_http_date, format_instant, parse_range
 from fhir_twin.fhir.outcome import operation_outcome
 from fhir_twin.interactions import Request, Response
+from fhir_twin.search.index import IndexRow
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 JSON_PATCH = "application/json-patch+json"
@@ -32,12 +33,16 @@ class Entry:
     query: list[tuple[str, str]]
     resource: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
+    # Filled by a transaction before it routes the entry.
+    assigned_id: str | None = None
+    validated: bool = False
+    index_rows: list[IndexRow] | None = None
 
     @property
     def where(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
-    def request(self, outer: Request, assigned_id: str | None = None) -> Request:
+    def request(self, outer: Request) -> Request:
         """The request this entry stands for, under the Bundle request's ``Prefer`` header."""
         headers = dict(self.headers)
         if outer.header("prefer") is not None:
@@ -46,7 +51,18 @@ class Entry:
         patch_format = None
         if self.method == "PATCH":
             body, patch_format = _patch_body(self)
-        return Request(self.method, self.path, outer.base, list(self.query), headers, body, patch_format, assigned_id)
+        return Request(
+            self.method,
+            self.path,
+            outer.base,
+            list(self.query),
+            headers,
+            body,
+            patch_format,
+            self.assigned_id,
+            self.validated,
+            self.index_rows,
+        )
 
 
 def parse_entries(bundle: dict[str, Any], base: str) -> list[Entry]:

@@ -34,6 +34,18 @@ def rewrite(value: Any, mapping: dict[str, str], resolve: Callable[[str], str]) 
     return value
 
 
+def has_conditional_reference(value: Any) -> bool:
+    """Whether ``value`` holds a ``reference`` of the form ``Type?query``."""
+    if isinstance(value, dict):
+        reference = value.get("reference")
+        if isinstance(reference, str) and _CONDITIONAL.match(reference):
+            return True
+        return any(has_conditional_reference(item) for item in value.values() if isinstance(item, dict | list))
+    if isinstance(value, list):
+        return any(has_conditional_reference(item) for item in value)
+    return False
+
+
 def conditional_parts(reference: str) -> tuple[str, str]:
     """The type and query of a conditional reference ``Type?query``."""
     match = _CONDITIONAL.match(reference)

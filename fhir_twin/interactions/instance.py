@@ -70,8 +70,7 @@ class InstanceInteractions:
         resource = self._resource_body(request, res_type)
         # R4 http.html#create: "If an id is provided, the server SHALL ignore it."
         resource.pop("id", None)
-        validate_resource(resource)
-        index = extract(resource)
+        index = _prepare(request, resource)
         condition = request.header("if-none-exist")
         with self.repository.unit(write=True) as unit:
             if condition is not None:
@@ -99,8 +98,7 @@ class InstanceInteractions:
             raise _invalid(
                 f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})"
             )
-        validate_resource(resource)
-        index = extract(resource)
+        index = _prepare(request, resource)
         with self.repository.unit(write=True) as unit:
             unit.lock(f"{res_type}/{res_id}")
             return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
@@ -108,7 +106,8 @@ class InstanceInteractions:
     def conditional_update(self, request: Request, res_type: str) -> Response:
         """R4 http.html#cond-update: no match creates, one match updates, several are 412."""
         resource = self._resource_body(request, res_type)
-        validate_resource(resource)
+        if not request.validated:
+            validate_resource(resource)
         query_text = _query_text(request)
         with self.repository.unit(write=True) as unit:
             matches = self._matches(unit, request, res_type, query_text, "conditional update")
@@ -280,6 +279,13 @@ class InstanceInteractions:
             return jsonpatch.JsonPatch(request.body)
         except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
             raise Invalid(f"The JSON Patch document is malformed: {exc}") from None
+
+
+def _prepare(request: Request, resource: dict[str, Any]) -> list[IndexRow]:
+    """Validate the body and extract its index rows, unless that was done before routing."""
+    if not request.validated:
+        validate_resource(resource)
+    return request.index if request.index is not None else extract(resource)
 
 
 def _query_text(request: Request) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_twin.search.index import IndexRow
+
 
 @dataclass
 class Request:
@@ -24,6 +26,10 @@ class Request:
     # The id a create must use: a transaction Bundle chooses ids before writing, so entries
     # can refer to each other (R4 http.html#trules).
     assigned_id: str | None = None
+    # Set when the body was validated (and its index extracted) before the request was routed:
+    # a transaction does that outside its write lock.
+    validated: bool = False
+    index: list[IndexRow] | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -1,0 +1,168 @@
+"""Ingest throughput: Synthea transaction Bundles posted over HTTP, in resources per second.
+
+Posts every given Bundle (all their resource types) ``--rounds`` times from ``--clients``
+concurrent connections to a running server (or one started with ``--spawn``), and prints the
+rate next to the raw rate at which fhir.resources alone validates the same resources in this
+process — the floor of what any server built on it can do per core.
+
+    python bench/ingest.py --spawn                      # temporary SQLite server
+    python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FILES = sorted((ROOT / "fixtures" / "synthea").glob("*.json")) + sorted(
+    (ROOT.parent / "shared" / "fhir-test-data" / "synthea").glob("tietai-*.json")
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, default=DEFAULT_FILES, help="transaction Bundles to post")
+    parser.add_argument("--url", default="http://127.0.0.1:8080/fhir")
+    parser.add_argument("--spawn", action="store_true", help="start fhir-twin serve for the run")
+    parser.add_argument("--database", default="", help="with --spawn: database URL (default: temporary SQLite)")
+    parser.add_argument("--workers", type=int, default=2, help="with --spawn: server worker processes")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent connections posting Bundles")
+    parser.add_argument("--rounds", type=int, default=3, help="times each Bundle is posted")
+    args = parser.parse_args()
+
+    bundles = [path.read_bytes() for path in args.files]
+    resources = [entry["resource"] for body in bundles for entry in json.loads(body)["entry"]]
+    print("fhir-twin ingest benchmark (bench/ingest.py)")
+    print(f"  date      {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(f"  python    {platform.python_version()} on {platform.platform()}, {os.cpu_count()} cpus")
+    print(
+        f"  bundles   {len(bundles)} files, {len(resources)} resources, x{args.rounds} rounds, {args.clients} clients"
+    )
+    raw = raw_validation_rate(resources)
+    print(f"  fhir.resources model_validate alone: {raw:,.0f} resources/s (one process)")
+
+    with server(args) as url:
+        print(f"  server    {url}")
+        rate, latencies, errors = post_all(url, bundles, args.clients, args.rounds)
+    print()
+    print(f"ingest     {rate:,.0f} resources/s over HTTP ({rate / raw:.0%} of the raw validation rate)")
+    if latencies:
+        print(f"bundle     p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    for error in errors[:3]:
+        print(f"error      {error}")
+    return 1 if errors else 0
+
+
+def raw_validation_rate(resources: list[dict[str, Any]]) -> float:
+    """Resources per second that ``get_fhir_model_class(type).model_validate`` manages here."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for resource in resources[:50]:  # import the models first
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    started = time.perf_counter()
+    for resource in resources:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return len(resources) / (time.perf_counter() - started)
+
+
+def post_all(url: str, bundles: list[bytes], clients: int, rounds: int) -> tuple[float, list[float], list[str]]:
+    """Post every Bundle ``rounds`` times over ``clients`` keep-alive connections."""
+    parts = urlsplit(url)
+    work = [body for _ in range(rounds) for body in bundles]
+    sizes = {id(body): len(json.loads(body)["entry"]) for body in bundles}
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    done = [0]
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        while True:
+            with lock:
+                if not work:
+                    break
+                body = work.pop()
+            started = time.perf_counter()
+            connection.request(
+                "POST", parts.path, body, {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+            )
+            response = connection.getresponse()
+            answer = response.read()
+            elapsed = time.perf_counter() - started
+            with lock:
+                if response.status == 200:
+                    latencies.append(elapsed)
+                    done[0] += sizes[id(body)]
+                else:
+                    errors.append(f"{response.status}: {answer[:300]!r}")
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return done[0] / (time.perf_counter() - started), latencies, errors
+
+
+@contextmanager
+def server(args: argparse.Namespace) -> Iterator[str]:
+    """The base URL to post to: ``--url``, or a server started for the run."""
+    if not args.spawn:
+        yield args.url
+        return
+    folder = tempfile.mkdtemp(prefix="fhir-twin-ingest-")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    database = args.database or f"sqlite:///{folder}/bench.db"
+    command = shutil.which("fhir-twin") or str(Path(sys.executable).with_name("fhir-twin"))
+    log = open(Path(folder) / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [command, "serve", "--port", str(port), "--database", database, "--workers", str(args.workers)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING"},
+    )
+    url = f"http://127.0.0.1:{port}/fhir"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/fhir/metadata")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise SystemExit(f"the server did not start; see {folder}/server.log")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
