@@ -23,7 +23,7 @@ TYPE_INTERACTIONS = (
     "create",
     "search-type",
 )
-SYSTEM_INTERACTIONS = ("history-system",)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)
 # R4 search.html: what the search implementation understands, stated once for every type.
@@ -35,11 +35,16 @@ SEARCH_DOCUMENTATION = (
 )
 
 SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
+OperationRow = tuple[str, str]  # name, definition URL
 
 
 def capability_statement(
-    base: str, date: str, search_parameters: Mapping[str, list[SearchParameterRow]]
+    base: str,
+    date: str,
+    search_parameters: Mapping[str, list[SearchParameterRow]],
+    operations: Mapping[str, list[OperationRow]],
 ) -> dict[str, Any]:
+    """``operations`` by resource type; the key ``""`` holds the system-level ones."""
     """The server's CapabilityStatement for requests answered at ``base``."""
     return {
         "resourceType": "CapabilityStatement",
@@ -56,14 +61,24 @@ def capability_statement(
             {
                 "mode": "server",
                 "documentation": SEARCH_DOCUMENTATION,
-                "resource": [_resource(name, search_parameters.get(name, [])) for name in sorted(resource_types())],
+                "resource": [
+                    _resource(name, search_parameters.get(name, []), operations.get(name, []))
+                    for name in sorted(resource_types())
+                ],
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "operation": _operations(operations.get("", [])),
             }
         ],
     }
 
 
-def _resource(resource_type: str, search_parameters: list[SearchParameterRow]) -> dict[str, Any]:
+def _operations(rows: list[OperationRow]) -> list[dict[str, str]]:
+    return [{"name": name, "definition": definition} for name, definition in sorted(rows)]
+
+
+def _resource(
+    resource_type: str, search_parameters: list[SearchParameterRow], operations: list[OperationRow]
+) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -81,4 +96,5 @@ def _resource(resource_type: str, search_parameters: list[SearchParameterRow]) -
             {"name": code, "definition": definition, "type": kind}
             for code, kind, definition in sorted(search_parameters)
         ],
+        "operation": _operations(operations),
     }

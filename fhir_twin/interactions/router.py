@@ -180,4 +180,11 @@ def _capabilities(base: str) -> dict[str, Any]:
     search_parameters = {
         name: [(p.code, p.type, p.url) for p in parameters_for(name).values()] for name in resource_types()
     }
-    return capability_statement(base, "", search_parameters)
+    operations: dict[str, list[tuple[str, str]]] = {}
+    for operation in OPERATIONS.values():
+        if "system" in operation.levels:
+            operations.setdefault("", []).append((operation.name, operation.definition))
+        if operation.levels & {"type", "instance"}:
+            for name in operation.types or resource_types():
+                operations.setdefault(name, []).append((operation.name, operation.definition))
+    return capability_statement(base, "", search_parameters, operations)
