@@ -347,7 +347,9 @@ def load(
             pending.extend(resources)
             if len(pending) >= batch:
                 flush()
-                bar.set_postfix(resources=written, rate=f"{written / (time.perf_counter() - started):.0f}/s")
+                bar.set_postfix(
+                    resources=written, rate=f"{written / (time.perf_counter() - started):.0f}/s", refresh=False
+                )
             bar.update(1)
         if pending:
             flush()

@@ -13,6 +13,7 @@ from fhir_twin.api.fhir import blueprint
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.interactions import Interactions
+from fhir_twin.interactions.operations.export import ExportWorker
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 
@@ -47,4 +48,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         return response
 
+    # Bulk Data $export jobs: one worker thread per process; app.extensions["fhir_twin.exports"].stop() ends it.
+    exports = ExportWorker(repository)
+    app.extensions["fhir_twin.exports"] = exports
+    app.before_request(exports.ensure_running)
+    exports.start()
     return app

@@ -25,7 +25,15 @@ class Format(Enum):
 JSON_PATCH = "application/json-patch+json"
 FORM = "application/x-www-form-urlencoded"
 
-_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
+# NDJSON is accepted as the JSON family: Bulk Data clients ask for it when fetching export files.
+_JSON_TYPES = (
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "text/json",
+    "application/fhir+ndjson",
+    "application/ndjson",
+)
 _XML_TYPES = ("application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml")
 _FORMAT_PARAMETER = {
     "json": Format.JSON,

@@ -126,7 +126,18 @@ class AnyOf:
     criteria: tuple[Criterion, ...]
 
 
-Condition = Criterion | ReverseChain | AnyOf
+@dataclass(frozen=True)
+class InCompartment:
+    """In Patient ``patient_id``'s compartment (any patient's when None): the patient, and what refers
+    to it through the parameters the Patient CompartmentDefinition names for each type (R4
+    compartmentdefinition-patient.html). ``referenced`` adds what those resources refer to, one level,
+    other Patients apart (R4 patient-operation-everything.html)."""
+
+    patient_id: str | None
+    referenced: bool = False
+
+
+Condition = Criterion | ReverseChain | AnyOf | InCompartment
 
 
 @dataclass(frozen=True)

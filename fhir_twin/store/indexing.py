@@ -55,10 +55,22 @@ def replace_index(connection: Connection, res_type: str, res_id: str, rows: list
     insert_rows(connection, by_table)
 
 
+# Indexed text is cut to a length every database can hold in a B-tree entry (PostgreSQL refuses
+# entries over about 2.7 kB); unindexed columns such as ``exact`` keep the whole value.
+INDEXED_LENGTH = 500
+_INDEXED_TEXT = ("normalized", "system", "code", "text", "type_system", "type_code", "url", "uri", "canonical_code")
+
+
 def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: str, rows: list[IndexRow]) -> None:
     """Add ``rows`` as insert parameters, per index table."""
     for row in rows:
         values = dict(vars(row))
+        for name in _INDEXED_TEXT:
+            text = values.get(name)
+            if isinstance(text, str) and len(text) > INDEXED_LENGTH:
+                values[name] = text[:INDEXED_LENGTH]
+        if isinstance(row, ReferenceRow) and row.target_id is not None and len(row.target_id) > 64:
+            values["target_type"] = values["target_id"] = None
         values["grp"] = values.pop("group")
         values["res_type"] = res_type
         values["res_id"] = res_id

@@ -92,36 +92,39 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("param", String(128), nullable=False),
         Column("grp", Integer, nullable=False, default=0),
         *columns,
-        Index(f"ix_{name}_resource", "res_type", "res_id"),
     )
+    # Per resource, with the first index's value columns: a probe "does this resource have such
+    # a value" then matches more index columns here than anywhere else, so planners choose it.
+    Index(f"ix_{name}_resource", table.c.res_type, table.c.res_id, *(table.c[column] for column in indexes[0][1:]))
+    # The value indexes end with res_id, so "the ids with such a value" is read from them alone.
     for number, columns_of_index in enumerate(indexes):
-        Index(f"ix_{name}_{number}", *(table.c[column] for column in columns_of_index))
+        Index(f"ix_{name}_{number}", *(table.c[column] for column in (*columns_of_index, "res_id")))
     return table
 
 
 # R4 search.html: one table per parameter type, the columns each type's comparisons need.
 idx_string = _index_table(
     "idx_string",
-    Column("normalized", String(512), nullable=False),
+    Column("normalized", Text, nullable=False),
     Column("exact", Text, nullable=False),
     indexes=(("res_type", "param", "normalized"),),
 )
 idx_token = _index_table(
     "idx_token",
-    Column("system", String(512)),
-    Column("code", String(512)),
-    Column("text", String(512)),
-    Column("type_system", String(512)),
-    Column("type_code", String(256)),
+    Column("system", Text),
+    Column("code", Text),
+    Column("text", Text),
+    Column("type_system", Text),
+    Column("type_code", Text),
     indexes=(("res_type", "param", "code", "system"),),
 )
 idx_reference = _index_table(
     "idx_reference",
     Column("target_type", String(64)),
     Column("target_id", String(64)),
-    Column("url", String(1024)),
-    Column("identifier_system", String(512)),
-    Column("identifier_value", String(512)),
+    Column("url", Text),
+    Column("identifier_system", Text),
+    Column("identifier_value", Text),
     indexes=(("res_type", "param", "target_type", "target_id"), ("target_type", "target_id")),
 )
 idx_date = _index_table(
@@ -138,17 +141,64 @@ idx_number = _index_table(
 idx_quantity = _index_table(
     "idx_quantity",
     Column("value", Number(), nullable=False),
-    Column("system", String(512)),
-    Column("code", String(256)),
-    Column("unit", String(256)),
+    Column("system", Text),
+    Column("code", Text),
+    Column("unit", Text),
     Column("canonical_value", Number()),
-    Column("canonical_code", String(256)),
-    indexes=(("res_type", "param", "code", "value"), ("res_type", "param", "canonical_code", "canonical_value")),
+    Column("canonical_code", Text),
+    indexes=(
+        ("res_type", "param", "value"),
+        ("res_type", "param", "code", "value"),
+        ("res_type", "param", "canonical_code", "canonical_value"),
+    ),
 )
 idx_uri = _index_table(
     "idx_uri",
-    Column("uri", String(1024), nullable=False),
+    Column("uri", Text, nullable=False),
     indexes=(("res_type", "param", "uri"),),
 )
 
 INDEX_TABLES = (idx_string, idx_token, idx_reference, idx_date, idx_number, idx_quantity, idx_uri)
+
+
+# --- Bulk Data export (fhir_twin/store/export.py) -------------------------------------------
+# Jobs and their NDJSON output live in the database, so every server process can answer a poll
+# and any of them can finish a job another one started (Bulk Data IG v2 export.html).
+export_job = Table(
+    "export_job",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("patient_id", String(64)),
+    Column("types", Text),
+    Column("since", DateTime(timezone=False)),
+    Column("request_url", Text, nullable=False),
+    Column("transaction_time", DateTime(timezone=False), nullable=False),
+    Column("owner", String(128)),
+    Column("heartbeat", DateTime(timezone=False)),
+    Column("attempts", Integer, nullable=False),
+    Column("cursor_type", String(64)),
+    Column("cursor_id", String(64)),
+    Column("file_no", Integer, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("exported", Integer, nullable=False),
+    Column("total", Integer),
+    Column("error", Text),
+    Column("finished", DateTime(timezone=False)),
+    PrimaryKeyConstraint("id", name="pk_export_job"),
+    Index("ix_export_job_status", "status", "heartbeat"),
+)
+
+# One row per batch: a file is its rows in ``position`` order (the offset of the first line).
+export_file = Table(
+    "export_file",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("file_no", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    PrimaryKeyConstraint("job_id", "file_no", "position", name="pk_export_file"),
+)

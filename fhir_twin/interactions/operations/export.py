@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import threading
+import time
 import uuid
 import weakref
 from datetime import datetime
@@ -81,7 +82,8 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
         if worker.repository is context.repository:
             worker.wake()
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
-    return Response(202, {"Content-Location": status_url}, information(f"Export job {job_id} queued: poll {status_url}"))
+    outcome = information(f"Export job {job_id} is queued; poll {status_url}")
+    return Response(202, {"Content-Location": status_url}, outcome)
 
 
 def poll_status(context: Context, request: Request, _res_type: str | None, _res_id: str | None) -> Response:
@@ -98,7 +100,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
     if job.status == store.FAILED:
         raise FhirError(f"Export job {job_id} failed: {job.error}")
     if job.status != store.COMPLETED:
-        progress = "waiting for a worker" if job.total is None else f"exported {job.exported} of {job.total} resources"
+        progress = "waiting to start" if job.total is None else f"exported {job.exported} of {job.total} resources"
         return Response(202, {"X-Progress": progress, "Retry-After": str(round(POLL_INTERVAL))})
     files = store.output_files(context.repository, job_id)
     manifest = {
@@ -115,7 +117,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
         ],
         "error": [],
     }
-    headers = {"Expires": format_http_date(_finished(job.finished) + store.RETENTION)}
+    headers = {"Expires": format_http_date((job.finished or now()) + store.RETENTION)}
     return Response(200, headers, json.dumps(manifest), content_type="application/json")
 
 
@@ -161,9 +163,13 @@ def _since(given: list[tuple[str, object]]) -> datetime | None:
     if not values:
         return None
     value = values[-1].strip().replace(" ", "+")
+    message = f"_since must be one FHIR instant such as 2024-01-31T12:00:00Z, not {values[-1]!r}"
     if len(values) > 1 or not _INSTANT.fullmatch(value):
-        raise _invalid("_since", f"_since must be one FHIR instant such as 2024-01-31T12:00:00Z, not {values[-1]!r}")
-    return parse_range(value)[0]
+        raise _invalid("_since", message)
+    try:
+        return parse_range(value)[0]
+    except ValueError:
+        raise _invalid("_since", message) from None
 
 
 def _required(request: Request, name: str) -> str:
@@ -175,10 +181,6 @@ def _required(request: Request, name: str) -> str:
 
 def _url(base: str, path: str, query: list[tuple[str, str]]) -> str:
     return f"{base}/{path}" + (f"?{urlencode(query)}" if query else "")
-
-
-def _finished(value: datetime | None) -> datetime:
-    return value if value is not None else now()
 
 
 class ExportWorker:
@@ -200,6 +202,7 @@ class ExportWorker:
         file_size: int = store.FILE_SIZE,
     ) -> None:
         self.repository = repository
+        self._work = store.worker_repository(repository)
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.file_size = file_size
@@ -211,13 +214,17 @@ class ExportWorker:
         _WORKERS.add(self)
         store.when_disposed(repository, self.pause)
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         with self._lock:
             self._enabled = True
             self._spawn()
 
     def ensure_running(self) -> None:
-        if self._enabled and (self._thread is None or not self._thread.is_alive()):
+        if self._enabled and not self.running:
             with self._lock:
                 if self._enabled:
                     self._spawn()
@@ -250,22 +257,22 @@ class ExportWorker:
             return
         self._stopping.set()
         self._wakeup.set()
-        if thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("The export worker did not stop within %s s", timeout)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("The export worker did not stop within %s s", timeout)
         self._thread = None
+        self._work.engine.dispose()
 
     def _loop(self, owner: str, stopping: threading.Event, wakeup: threading.Event) -> None:
         next_purge = 0.0
         while not stopping.is_set():
             wakeup.clear()
             try:
-                if (moment := now().timestamp()) >= next_purge:
-                    store.purge_expired(self.repository)
-                    next_purge = moment + 60
+                if time.monotonic() >= next_purge:
+                    store.purge_expired(self._work)
+                    next_purge = time.monotonic() + 60
                 store.run_pending_exports(
-                    self.repository,
+                    self._work,
                     owner,
                     batch_size=self.batch_size,
                     file_size=self.file_size,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, true
 
 from fhir_twin.errors import Invalid, Issue
-from fhir_twin.search.query import Include, Search, SortKey
+from fhir_twin.search.query import Condition, Criterion, Include, InCompartment, Search, SortKey
 from fhir_twin.store.schema import idx_reference, resource, resource_version
 from fhir_twin.store.search.conditions import TABLES, where
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -96,11 +96,44 @@ def count(connection: Connection, query: Search, base: str) -> int:
 
 
 def _types_and_conditions(query: Search, base: str) -> ColumnElement[bool]:
+    """Every condition, for every searched type.
+
+    One condition drives the query as ``IN`` the set it matches — the one likely to match
+    fewest resources — and the others are ``EXISTS`` probes of the resources it yields. With no
+    selective condition and the default order, every condition is a probe: resources are read
+    in id order and the page fills early, whatever the size of the data.
+    """
+    ranked = sorted(query.conditions, key=_selectivity)
+    drive = bool(ranked) and (_selectivity(ranked[0]) <= _SELECTIVE or bool(query.sort))
     per_type = []
     for res_type in query.resource_types:
-        parts = [where(res_type, resource.c.res_id, condition, base) for condition in query.conditions]
+        parts = [
+            where(res_type, resource.c.res_id, condition, base, correlated=not (drive and number == 0))
+            for number, condition in enumerate(ranked)
+        ]
         per_type.append(and_(resource.c.res_type == res_type, *parts))
     return or_(*per_type) if per_type else false()
+
+
+# Ranks of how few resources a condition is likely to match; up to _SELECTIVE it drives the query.
+_SELECTIVE = 2
+
+
+def _selectivity(condition: Condition) -> int:
+    if isinstance(condition, InCompartment):
+        return 1
+    if not isinstance(condition, Criterion) or condition.missing is not None or condition.modifier in ("not", "text"):
+        return 9
+    code, kind = condition.parameter.code, condition.parameter.type
+    if code == "_id" or code.endswith("identifier"):
+        return 0
+    if kind == "reference" and condition.chain is None:
+        return 1
+    if kind == "string":
+        return 2
+    if kind == "token":
+        return 3
+    return 9
 
 
 def _sort_expression(key: SortKey) -> Any:

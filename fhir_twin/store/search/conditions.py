@@ -7,16 +7,19 @@ drive the query from the most selective index (R4 search.html#chaining, #has, #c
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
+from sqlalchemy import CTE, ColumnElement, Select, and_, false, literal, or_, select, true, tuple_, union
 
+from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.search.query import (
     AnyOf,
     CompositeValue,
     Condition,
     Criterion,
     DateValue,
+    InCompartment,
     NumberValue,
     QuantityValue,
     ReferenceValue,
@@ -50,10 +53,17 @@ TABLES = {
 _MILLISECOND = timedelta(milliseconds=1)
 
 
-def where(res_type: str, ids: Any, condition: Condition, base: str) -> ColumnElement[bool]:
-    """The condition on ``ids`` (a column of ``res_type`` ids) that ``condition`` states."""
+def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: bool = False) -> ColumnElement[bool]:
+    """The condition on ``ids`` (a column of ``res_type`` ids) that ``condition`` states.
+
+    ``correlated`` asks for ``EXISTS`` probes of the index by resource instead of ``IN`` over the
+    set of all matches: cheaper when another condition (or the scan order) already narrows the
+    resources to look at.
+    """
     if isinstance(condition, AnyOf):
-        return or_(*(where(res_type, ids, part, base) for part in condition.criteria))
+        return or_(*(where(res_type, ids, part, base, correlated) for part in condition.criteria))
+    if isinstance(condition, InCompartment):
+        return _compartment(res_type, ids, condition)
     if isinstance(condition, ReverseChain):
         ref = idx_reference.alias()
         sources = select(ref.c.target_id).where(
@@ -62,11 +72,19 @@ def where(res_type: str, ids: Any, condition: Condition, base: str) -> ColumnEle
             ref.c.target_type == res_type,
             where(condition.source_type, ref.c.res_id, condition.criterion, base),
         )
-        return ids.in_(sources)
-    return _criterion(res_type, ids, condition, base)
+        return _member(ids, sources, correlated=correlated)
+    return _criterion(res_type, ids, condition, base, correlated)
 
 
-def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str) -> ColumnElement[bool]:
+def _member(ids: Any, rows: Select[Any], negate: bool = False, correlated: bool = False) -> ColumnElement[bool]:
+    """``ids`` among the first column of ``rows``: ``IN`` a set, or an ``EXISTS`` probe per id."""
+    if correlated:
+        probe = rows.where(rows.selected_columns[0] == ids).exists()
+        return ~probe if negate else probe
+    return ids.not_in(rows) if negate else ids.in_(rows)
+
+
+def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correlated: bool) -> ColumnElement[bool]:
     parameter = criterion.parameter
     if parameter.code == "_id":
         wanted = [value.code for value in criterion.values if isinstance(value, TokenValue)]
@@ -74,32 +92,33 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str) -> Colu
     if parameter.code == "_lastUpdated":
         if criterion.missing is not None:
             return false() if criterion.missing else true()
-        stamped = select(resource.c.res_id).where(
-            resource.c.res_type == res_type,
+        stamped_by = resource.alias()
+        stamped = select(stamped_by.c.res_id).where(
+            stamped_by.c.res_type == res_type,
             or_(
                 *(
-                    values.date(resource.c.last_updated, resource.c.last_updated + _MILLISECOND, value)
+                    values.date(stamped_by.c.last_updated, None, value, width=_MILLISECOND)
                     for value in criterion.values
                     if isinstance(value, DateValue)
                 )
             ),
         )
-        return ids.in_(stamped)
+        return _member(ids, stamped, correlated=correlated)
     if parameter.type == "composite":
-        return _composite(res_type, ids, criterion, base)
+        return _composite(res_type, ids, criterion, base, correlated)
     table = TABLES[parameter.type].alias()
     rows = select(table.c.res_id).where(table.c.res_type == res_type, table.c.param == parameter.code)
     if criterion.missing is not None:
-        return ids.not_in(rows) if criterion.missing else ids.in_(rows)
+        return _member(ids, rows, negate=criterion.missing, correlated=correlated)
     if criterion.chain is not None and criterion.chain_type is not None:
         chained = where(criterion.chain_type, table.c.target_id, criterion.chain, base)
-        return ids.in_(rows.where(table.c.target_type == criterion.chain_type, chained))
+        return _member(ids, rows.where(table.c.target_type == criterion.chain_type, chained), correlated=correlated)
     if criterion.modifier in ("in", "not-in", "above", "below") and parameter.type == "token":
         raise values.unsupported(parameter.code, criterion.modifier)
     matched = rows.where(
         or_(*(_value(table, parameter.type, value, criterion.modifier, base) for value in criterion.values))
     )
-    return ids.not_in(matched) if criterion.modifier == "not" else ids.in_(matched)
+    return _member(ids, matched, negate=criterion.modifier == "not", correlated=correlated)
 
 
 def _value(table: Any, kind: str, value: Value, modifier: str | None, base: str) -> ColumnElement[bool]:
@@ -120,11 +139,15 @@ def _value(table: Any, kind: str, value: Value, modifier: str | None, base: str)
     return false()
 
 
-def _composite(res_type: str, ids: Any, criterion: Criterion, base: str) -> ColumnElement[bool]:
+def _composite(res_type: str, ids: Any, criterion: Criterion, base: str, correlated: bool) -> ColumnElement[bool]:
     """Component rows of one composite value share a group (R4 search.html#composite)."""
     components = criterion.parameter.components
     tables = [TABLES[component.parameter.type].alias() for component in components]
     first = tables[0]
+    if criterion.missing is not None:  # a composite value is indexed only when every component has one
+        code = f"{criterion.parameter.code}#0"
+        present = select(first.c.res_id).where(first.c.res_type == res_type, first.c.param == code)
+        return _member(ids, present, negate=criterion.missing, correlated=correlated)
     joined: Any = first
     for other in tables[1:]:
         joined = joined.join(
@@ -142,4 +165,48 @@ def _composite(res_type: str, ids: Any, criterion: Criterion, base: str) -> Colu
         matches.append(select(first.c.res_id).select_from(joined).where(*conditions))
     if not matches:
         return false()
-    return or_(*(ids.in_(match) for match in matches))
+    return or_(*(_member(ids, match, correlated=correlated) for match in matches))
+
+
+def _compartment(res_type: str, ids: Any, condition: InCompartment) -> ColumnElement[bool]:
+    """Membership of the compartment's set, which every type's condition shares (one CTE)."""
+    members = _compartment_set(condition)
+    return ids.in_(select(members.c.res_id).where(members.c.res_type == res_type))
+
+
+@lru_cache(maxsize=64)
+def _compartment_set(condition: InCompartment) -> CTE:
+    """``(res_type, res_id)`` of the patient itself, of resources linking to it by a compartment parameter
+    of their type, and with ``referenced`` of what those refer to, other Patients apart (R4
+    compartmentdefinition-patient.html). Built once per condition so a search of many types names it once."""
+    patient_id = condition.patient_id
+    link = idx_reference.alias()
+    linked = select(link.c.res_type, link.c.res_id).where(
+        link.c.target_type == "Patient",
+        *([] if patient_id is None else [link.c.target_id == patient_id]),
+        or_(*(and_(link.c.param == code, link.c.res_type.in_(types)) for code, types in _compartment_codes())),
+    )
+    if patient_id is None:
+        itself = select(resource.c.res_type, resource.c.res_id).where(resource.c.res_type == "Patient")
+    else:
+        itself = select(literal("Patient").label("res_type"), literal(patient_id).label("res_id"))
+    members = union(linked, itself).cte()
+    if not condition.referenced:
+        return members
+    ref = idx_reference.alias()
+    referenced = select(ref.c.target_type, ref.c.target_id).where(
+        tuple_(ref.c.res_type, ref.c.res_id).in_(select(members.c.res_type, members.c.res_id)),
+        ref.c.target_type != "Patient",
+        ref.c.target_id.is_not(None),
+    )
+    return union(select(members.c.res_type, members.c.res_id), referenced).cte()
+
+
+@cache
+def _compartment_codes() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each compartment parameter code with the types it links to a Patient in."""
+    by_code: dict[str, list[str]] = {}
+    for res_type, codes in patient_compartment().items():
+        for code in codes:
+            by_code.setdefault(code, []).append(res_type)
+    return tuple((code, tuple(types)) for code, types in sorted(by_code.items()))

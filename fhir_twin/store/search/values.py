@@ -6,13 +6,16 @@ answers the condition a row must meet. Values are always bound parameters.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, literal, not_, or_, true
+from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, true
 
 from fhir_twin.errors import Invalid, Issue
+from fhir_twin.search import ucum
+from fhir_twin.search.extract import UCUM
 from fhir_twin.search.query import (
     DateValue,
     NumberValue,
@@ -23,6 +26,7 @@ from fhir_twin.search.query import (
     UriValue,
 )
 from fhir_twin.search.text import fold
+from fhir_twin.store.indexing import INDEXED_LENGTH
 
 # The largest value a string prefix match can reach: every folded string starting with the
 # prefix sorts below prefix + this character.
@@ -33,7 +37,8 @@ def string(table: Any, value: StringValue, modifier: str | None) -> ColumnElemen
     """Default: starts with, ignoring case and accents; ``:exact``; ``:contains`` (search.html#string)."""
     if modifier == "exact":
         return table.c.exact == value.text
-    folded = fold(value.text)
+    # Stored folded text is cut at INDEXED_LENGTH; a longer prefix is compared over that length.
+    folded = fold(value.text)[:INDEXED_LENGTH]
     if modifier == "contains":
         return table.c.normalized.like(f"%{_escape_like(folded)}%", escape="\\")
     return and_(table.c.normalized >= folded, table.c.normalized < folded + _TOP)
@@ -80,30 +85,48 @@ def reference(table: Any, value: ReferenceValue, modifier: str | None, base: str
     return and_(*conditions)
 
 
-def date(low: Any, high: Any, value: DateValue) -> ColumnElement[bool]:
-    """Range comparison of the target ``[low, high)`` with the search value (search.html#prefix)."""
-    contained = and_(low >= value.low, high <= value.high)
+def date(low: Any, high: Any, value: DateValue, width: timedelta | None = None) -> ColumnElement[bool]:
+    """Range comparison of the target ``[low, high)`` with the search value (search.html#prefix).
+
+    With ``width`` the target is an instant column ``low`` standing for ``[low, low + width)``
+    (``high`` unused): the search bounds move instead of the column, as SQLite cannot add an
+    interval to a timestamp. Open Period ends are stored as the calendar's ends, so at those
+    ends ``gt``/``ge`` and ``lt``/``le`` also take a target reaching them.
+    """
+
+    def ends_after(bound: datetime) -> ColumnElement[bool]:  # high > bound
+        if width is not None:
+            return low > _moved(bound, -width)
+        return high > bound if bound < datetime.max else high == bound
+
+    def ends_by(bound: datetime) -> ColumnElement[bool]:  # high <= bound
+        return low <= _moved(bound, -width) if width is not None else high <= bound
+
+    def starts_before(bound: datetime) -> ColumnElement[bool]:  # low < bound
+        return low < bound if bound > datetime.min else low == bound
+
+    contained = and_(low >= value.low, ends_by(value.high))
     match value.prefix:
         case "eq":
             return contained
         case "ne":
             return not_(contained)
         case "gt":
-            return high > value.high
+            return ends_after(value.high)
         case "lt":
-            return low < value.low
+            return starts_before(value.low)
         case "ge":
-            return or_(high > value.high, contained)
+            return or_(ends_after(value.high), contained)
         case "le":
-            return or_(low < value.low, contained)
+            return or_(starts_before(value.low), contained)
         case "sa":
             return low >= value.high
         case "eb":
-            return high <= value.low
+            return ends_by(value.low)
         case _:  # ap: overlaps the value widened by a tenth of its distance from now (at least a day)
             now = datetime.now()
             margin = max(abs(now - value.low) / 10, timedelta(days=1))
-            return and_(low < value.high + margin, high > value.low - margin)
+            return and_(low < _moved(value.high, margin), ends_after(_moved(value.low, -margin)))
 
 
 def number(column: Any, value: NumberValue | QuantityValue, canonical: bool = False) -> ColumnElement[bool]:
@@ -137,6 +160,8 @@ def quantity(table: Any, value: QuantityValue) -> ColumnElement[bool]:
     (search.html#quantity)."""
     if value.code is None and value.system is None:
         return number(table.c.value, value)
+    if value.canonical_code is None and value.system == UCUM and value.code:  # the parser leaves these empty
+        value = _in_canonical_units(value, value.code)
     as_sent = [number(table.c.value, value)]
     if value.code is not None:
         as_sent.append(or_(table.c.code == value.code, table.c.unit == value.code))
@@ -148,18 +173,39 @@ def quantity(table: Any, value: QuantityValue) -> ColumnElement[bool]:
     return or_(and_(*as_sent), canonical)
 
 
+def _in_canonical_units(value: QuantityValue, code: str) -> QuantityValue:
+    """``value`` with its canonical UCUM form filled in when ``code`` converts (search.html#quantity)."""
+    exact, low, high = (ucum.canonical(amount, code) for amount in (value.value, value.low, value.high))
+    if exact is None or low is None or high is None:
+        return value
+    (amount, unit), (bottom, _), (top, _) = exact, low, high
+    return replace(value, canonical_value=amount, canonical_low=bottom, canonical_high=top, canonical_code=unit)
+
+
 def uri(table: Any, value: UriValue, modifier: str | None) -> ColumnElement[bool]:
-    """Exact, ``:below`` (the value is a prefix), ``:above`` (the stored uri is a prefix)."""
+    """Exact, ``:below`` (the value is a prefix), ``:above`` (the stored uri is a prefix).
+
+    Case-sensitive on both databases and without LIKE: SQLite's LIKE ignores ASCII case, and a
+    stored uri used as a LIKE pattern would read its ``_`` and ``%`` as wildcards.
+    """
     if modifier == "below":
-        return table.c.uri.like(f"{_escape_like(value.uri)}%", escape="\\")
+        return and_(table.c.uri >= value.uri, table.c.uri < value.uri + _TOP)
     if modifier == "above":
-        return literal(value.uri).like(table.c.uri + "%")
+        return table.c.uri == func.substr(literal(value.uri), 1, func.length(table.c.uri))
     return table.c.uri == value.uri
 
 
 def unsupported(name: str, modifier: str) -> Invalid:
     message = f"The modifier :{modifier} is not supported on {name}"
     return Invalid(message, issues=[Issue("not-supported", message, expression=(name,))])
+
+
+def _moved(instant: datetime, delta: timedelta) -> datetime:
+    """``instant + delta``, clamped to the ends of the calendar."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return datetime.max if delta > timedelta(0) else datetime.min
 
 
 def _escape_like(text: str) -> str:

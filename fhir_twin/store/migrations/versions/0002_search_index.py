@@ -27,25 +27,25 @@ def _create(name: str, columns: list[sa.Column], indexes: list[list[str]]) -> No
         sa.Column("grp", sa.Integer, nullable=False),
         *columns,
     )
-    op.create_index(f"ix_{name}_resource", name, ["res_type", "res_id"])
+    op.create_index(f"ix_{name}_resource", name, ["res_type", "res_id", *indexes[0][1:]])
     for number, index_columns in enumerate(indexes):
-        op.create_index(f"ix_{name}_{number}", name, index_columns)
+        op.create_index(f"ix_{name}_{number}", name, [*index_columns, "res_id"])
 
 
 def upgrade() -> None:
     _create(
         "idx_string",
-        [sa.Column("normalized", sa.String(512), nullable=False), sa.Column("exact", sa.Text, nullable=False)],
+        [sa.Column("normalized", sa.Text, nullable=False), sa.Column("exact", sa.Text, nullable=False)],
         [["res_type", "param", "normalized"]],
     )
     _create(
         "idx_token",
         [
-            sa.Column("system", sa.String(512)),
-            sa.Column("code", sa.String(512)),
-            sa.Column("text", sa.String(512)),
-            sa.Column("type_system", sa.String(512)),
-            sa.Column("type_code", sa.String(256)),
+            sa.Column("system", sa.Text),
+            sa.Column("code", sa.Text),
+            sa.Column("text", sa.Text),
+            sa.Column("type_system", sa.Text),
+            sa.Column("type_code", sa.Text),
         ],
         [["res_type", "param", "code", "system"]],
     )
@@ -54,9 +54,9 @@ def upgrade() -> None:
         [
             sa.Column("target_type", sa.String(64)),
             sa.Column("target_id", sa.String(64)),
-            sa.Column("url", sa.String(1024)),
-            sa.Column("identifier_system", sa.String(512)),
-            sa.Column("identifier_value", sa.String(512)),
+            sa.Column("url", sa.Text),
+            sa.Column("identifier_system", sa.Text),
+            sa.Column("identifier_value", sa.Text),
         ],
         [["res_type", "param", "target_type", "target_id"], ["target_type", "target_id"]],
     )
@@ -70,15 +70,19 @@ def upgrade() -> None:
         "idx_quantity",
         [
             sa.Column("value", Number, nullable=False),
-            sa.Column("system", sa.String(512)),
-            sa.Column("code", sa.String(256)),
-            sa.Column("unit", sa.String(256)),
+            sa.Column("system", sa.Text),
+            sa.Column("code", sa.Text),
+            sa.Column("unit", sa.Text),
             sa.Column("canonical_value", Number),
-            sa.Column("canonical_code", sa.String(256)),
+            sa.Column("canonical_code", sa.Text),
         ],
-        [["res_type", "param", "code", "value"], ["res_type", "param", "canonical_code", "canonical_value"]],
+        [
+            ["res_type", "param", "value"],
+            ["res_type", "param", "code", "value"],
+            ["res_type", "param", "canonical_code", "canonical_value"],
+        ],
     )
-    _create("idx_uri", [sa.Column("uri", sa.String(1024), nullable=False)], [["res_type", "param", "uri"]])
+    _create("idx_uri", [sa.Column("uri", sa.Text, nullable=False)], [["res_type", "param", "uri"]])
 
 
 def downgrade() -> None:

@@ -1,0 +1,471 @@
+"""Bulk Data export jobs in the database (Bulk Data IG v2, hl7.org/fhir/uv/bulkdata/STU2/export.html).
+
+Job state and the NDJSON output live in ``export_job`` and ``export_file``, so any server process
+can answer a poll and finish a job another one started.
+
+Claiming: a worker takes a queued job, or a running one whose heartbeat is older than
+``STALE_AFTER`` (its worker died), in one atomic statement — ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, a compare-and-set ``UPDATE ... WHERE status ...`` on SQLite, whose writers are
+serialised. Each batch then commits in its own transaction together with the job's cursor and a
+fresh heartbeat, guarded by owner and progress: a worker that lost its job (cancelled, or
+re-claimed after it stalled) writes nothing, and a re-claimed job resumes at its cursor, so no
+resource is written twice.
+
+Snapshot: a resource is exported as the version that was current at ``transaction_time`` (the
+kick-off), read from ``resource_version``: resources created after it are skipped, resources
+updated or deleted after it are exported as they were then. Patient compartment membership is
+decided by the current index rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Subquery,
+    and_,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy import update as sql_update
+
+from fhir_twin.fhir.instant import now
+from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.store.database import make_engine
+from fhir_twin.store.repository import Repository
+from fhir_twin.store.schema import export_file, export_job, idx_reference, resource, resource_version
+
+log = logging.getLogger("fhir_twin.export")
+
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+STALE_AFTER = timedelta(seconds=60)
+BATCH_SIZE = 1000
+FILE_SIZE = 10_000
+MAX_ATTEMPTS = 3
+RETENTION = timedelta(hours=24)
+
+Clock = Callable[[], datetime]
+# A job handed back to the queue, for any worker to resume at its cursor.
+_RELEASED = {"status": QUEUED, "owner": None, "heartbeat": None}
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What a poll reports about a job."""
+
+    id: str
+    status: str
+    request_url: str
+    transaction_time: datetime
+    exported: int
+    total: int | None
+    error: str | None
+    finished: datetime | None
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One output file of a manifest (Bulk Data IG v2 export.html#response---complete-status)."""
+
+    number: int
+    res_type: str
+    count: int
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A claimed job's full row: its selection and where its export stands."""
+
+    id: str
+    scope: str
+    patient_id: str | None
+    types: str | None
+    since: datetime | None
+    transaction_time: datetime
+    attempts: int
+    cursor_type: str | None
+    cursor_id: str | None
+    file_no: int
+    file_count: int
+    exported: int
+    total: int | None
+
+    @property
+    def type_list(self) -> list[str]:
+        return [name for name in (self.types or "").split(",") if name]
+
+
+_CLAIMED_COLUMNS = [export_job.c[field.name] for field in fields(_Claimed)]
+
+
+def create_job(
+    repository: Repository,
+    *,
+    request_url: str,
+    transaction_time: datetime,
+    types: tuple[str, ...] | None,
+    since: datetime | None,
+    scope: str,
+    patient_id: str | None = None,
+) -> str:
+    """Queue an export; ``types`` None means every stored type (of the compartment, for ``scope``
+    ``patient``); ``patient_id`` narrows a Patient-level export to one patient."""
+    job_id = uuid.uuid4().hex
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(
+            insert(export_job).values(
+                id=job_id,
+                status=QUEUED,
+                scope=scope,
+                patient_id=patient_id,
+                types=None if types is None else ",".join(types),
+                since=since,
+                request_url=request_url,
+                transaction_time=transaction_time,
+                attempts=0,
+                file_no=1,
+                file_count=0,
+                exported=0,
+            )
+        )
+    return job_id
+
+
+def get_job(repository: Repository, job_id: str) -> ExportJob | None:
+    j = export_job.c
+    with repository.unit() as unit:
+        row = unit.connection.execute(
+            select(j.id, j.status, j.request_url, j.transaction_time, j.exported, j.total, j.error, j.finished).where(
+                j.id == job_id
+            )
+        ).first()
+    return ExportJob(*row) if row else None
+
+
+def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
+    f = export_file.c
+    with repository.unit() as unit:
+        rows = unit.connection.execute(
+            select(f.file_no, f.res_type, func.sum(f.count))
+            .where(f.job_id == job_id)
+            .group_by(f.file_no, f.res_type)
+            .order_by(f.file_no)
+        ).all()
+    return [ExportFile(number, res_type, int(count)) for number, res_type, count in rows]
+
+
+def file_text(repository: Repository, job_id: str, number: int) -> str | None:
+    """The NDJSON of a completed job's file ``number``, or None when there is no such file."""
+    f = export_file.c
+    with repository.unit() as unit:
+        status = unit.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
+        if status != COMPLETED:
+            return None
+        parts = (
+            unit.connection.execute(select(f.body).where(f.job_id == job_id, f.file_no == number).order_by(f.position))
+            .scalars()
+            .all()
+        )
+    return "".join(parts) if parts else None
+
+
+def delete_job(repository: Repository, job_id: str) -> bool:
+    """Cancel or discard a job and its files; False when it is not known (IG v2 export.html#bulk-data-delete-request).
+
+    The job row goes first: on PostgreSQL that waits for a batch in flight, whose file rows are
+    then committed and deleted here; the worker's next guarded write finds no job and stops.
+    """
+    with repository.unit(write=True) as unit:
+        found = unit.connection.execute(delete(export_job).where(export_job.c.id == job_id)).rowcount == 1
+        unit.connection.execute(delete(export_file).where(export_file.c.job_id == job_id))
+    return found
+
+
+def purge_expired(repository: Repository, clock: Clock = now) -> int:
+    """Delete jobs finished more than ``RETENTION`` ago, with their files; how many went."""
+    j = export_job.c
+    old = and_(j.status.in_((COMPLETED, FAILED)), j.finished < clock() - RETENTION)
+    with repository.unit() as unit:
+        ids = unit.connection.execute(select(j.id).where(old)).scalars().all()
+    if not ids:
+        return 0
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(delete(export_job).where(j.id.in_(ids), old))
+        unit.connection.execute(delete(export_file).where(export_file.c.job_id.in_(ids)))
+    return len(ids)
+
+
+def when_disposed(repository: Repository, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the repository's engine has been disposed (``Engine.dispose``)."""
+    event.listen(repository.engine, "engine_disposed", lambda _engine: callback())
+
+
+def worker_repository(repository: Repository) -> Repository:
+    """A repository on an engine of its own, for a worker thread: disposed after the thread
+    stops, it closes every connection the thread used, whenever the app's engine is disposed."""
+    return Repository(make_engine(repository.engine.url.render_as_string(hide_password=False)))
+
+
+def run_pending_exports(
+    repository: Repository,
+    owner: str,
+    *,
+    batch_size: int = BATCH_SIZE,
+    file_size: int = FILE_SIZE,
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Clock = now,
+) -> int:
+    """Claim and run jobs until none is left or ``should_stop``; the number completed.
+
+    ``owner`` names this worker in ``export_job.owner``; it must differ between workers.
+    """
+    completed = 0
+    while not should_stop():
+        job = _claim(repository, owner, clock())
+        if job is None:
+            break
+        completed += _run(repository, job, owner, batch_size, file_size, should_stop, clock)
+    return completed
+
+
+def _claimable(at: datetime) -> ColumnElement[bool]:
+    j = export_job.c
+    return or_(j.status == QUEUED, and_(j.status == RUNNING, j.heartbeat < at - STALE_AFTER))
+
+
+def _claim(repository: Repository, owner: str, at: datetime) -> _Claimed | None:
+    j = export_job.c
+    values = {"status": RUNNING, "owner": owner, "heartbeat": at, "attempts": j.attempts + 1}
+    oldest = select(j.id).where(_claimable(at)).order_by(j.transaction_time).limit(1)
+    if repository.engine.dialect.name == "postgresql":
+        target = oldest.with_for_update(skip_locked=True).scalar_subquery()
+        with repository.unit(write=True) as unit:
+            row = unit.connection.execute(
+                sql_update(export_job).where(j.id == target).values(values).returning(*_CLAIMED_COLUMNS)
+            ).first()
+        return _Claimed(*row) if row else None
+    # SQLite: find a candidate without taking the write lock, then compare-and-set it; a job
+    # another worker took in between is no longer a candidate on the next round.
+    while True:
+        with repository.unit() as unit:
+            job_id = unit.connection.execute(oldest).scalar()
+        if job_id is None:
+            return None
+        with repository.unit(write=True) as unit:
+            row = unit.connection.execute(
+                sql_update(export_job).where(j.id == job_id, _claimable(at)).values(values).returning(*_CLAIMED_COLUMNS)
+            ).first()
+        if row:
+            return _Claimed(*row)
+
+
+def _run(
+    repository: Repository,
+    claimed: _Claimed,
+    owner: str,
+    batch_size: int,
+    file_size: int,
+    should_stop: Callable[[], bool],
+    clock: Clock,
+) -> bool:
+    """Export a claimed job batch by batch; True when this call completed it."""
+    try:
+        if claimed.attempts > MAX_ATTEMPTS:
+            return _finish(repository, claimed, owner, clock, FAILED, f"Gave up after {MAX_ATTEMPTS} attempts")
+        job = _plan(repository, claimed, owner, clock) if claimed.total is None else claimed
+        while job is not None and job.cursor_type is not None:
+            if should_stop():
+                # Hand the job back at its cursor so another worker resumes it at once.
+                _guarded(repository, job, owner, {**_RELEASED, "attempts": job.attempts - 1})
+                return False
+            job = _batch(repository, job, owner, batch_size, file_size, clock)
+        return job is not None and _finish(repository, job, owner, clock, COMPLETED, None)
+    except Exception as exc:
+        log.exception("Export job %s failed", claimed.id)
+        if claimed.attempts >= MAX_ATTEMPTS:
+            _finish(repository, claimed, owner, clock, FAILED, f"{type(exc).__name__}: {exc}", guard_progress=False)
+        else:
+            _guarded(repository, claimed, owner, _RELEASED, guard_progress=False)
+        return False
+
+
+def _plan(repository: Repository, job: _Claimed, owner: str, clock: Clock) -> _Claimed | None:
+    """Fix the job's types and the total it will export, and put its cursor on the first type."""
+    with repository.unit() as unit:
+        types = _types(unit.connection, job)
+        total = sum(unit.connection.execute(_count(job, name)).scalar_one() for name in types)
+    changes: dict[str, Any] = {
+        "types": ",".join(types),
+        "total": total,
+        "cursor_type": types[0] if types else None,
+        "cursor_id": "",
+    }
+    return replace(job, **changes) if _guarded(repository, job, owner, {**changes, "heartbeat": clock()}) else None
+
+
+def _types(connection: Connection, job: _Claimed) -> list[str]:
+    """The requested types, else every stored type (in the Patient compartment, for Patient level)."""
+    if job.types is not None:
+        return sorted(job.type_list)
+    stored = set(connection.execute(select(resource.c.res_type).group_by(resource.c.res_type)).scalars())
+    if job.scope == "patient":
+        stored &= set(patient_compartment())
+    return sorted(stored)
+
+
+def _batch(
+    repository: Repository, job: _Claimed, owner: str, batch_size: int, file_size: int, clock: Clock
+) -> _Claimed | None:
+    """Export the next batch of the current type and move the cursor, in one transaction."""
+    res_type, after = str(job.cursor_type), job.cursor_id or ""
+    limit = min(batch_size, file_size - job.file_count)
+    with repository.unit() as unit:
+        scanned = unit.connection.execute(_page(job, res_type, after, limit)).all()
+    bodies = [body for _, body, stamp in scanned if _wanted(job, body, stamp)]
+    file_count = job.file_count + len(bodies)
+    changes: dict[str, Any] = {
+        "cursor_id": scanned[-1][0] if scanned else after,
+        "file_no": job.file_no,
+        "file_count": file_count,
+        "exported": job.exported + len(bodies),
+    }
+    if len(scanned) < limit:  # this type is done: the next one starts a new file
+        types = job.type_list
+        following = types.index(res_type) + 1
+        changes["cursor_type"] = types[following] if following < len(types) else None
+        changes["cursor_id"] = ""
+    if file_count and (len(scanned) < limit or file_count == file_size):
+        changes["file_no"], changes["file_count"] = job.file_no + 1, 0
+    with repository.unit(write=True) as unit:
+        if not _advance(unit.connection, job, owner, True, {**changes, "heartbeat": clock()}):
+            return None
+        if bodies:
+            unit.connection.execute(
+                insert(export_file).values(
+                    job_id=job.id,
+                    file_no=job.file_no,
+                    position=job.file_count,
+                    res_type=res_type,
+                    count=len(bodies),
+                    body="".join(f"{body}\n" for body in bodies),
+                )
+            )
+    return replace(job, **changes)
+
+
+def _candidates(job: _Claimed, res_type: str, after: str = "") -> Select[Any]:
+    """Keys of the resources of ``res_type`` the job may export, each with its version current at
+    the job's transaction time (None when created later); in the Patient compartment when asked;
+    ids after ``after`` only.
+
+    Filters on the resource row only leave out what the version at that time could not bring
+    back: deleted before it, or last changed before ``_since``.
+    """
+    r = resource.c
+    at = job.transaction_time
+    older = resource_version.alias("older")
+    # Most resources were not touched since the kick-off: their current version is the one.
+    version_at = case(
+        (r.last_updated <= at, r.version),
+        else_=select(func.max(older.c.version))
+        .where(older.c.res_type == r.res_type, older.c.res_id == r.res_id, older.c.last_updated <= at)
+        .scalar_subquery(),
+    )
+    conditions = [r.res_type == res_type, r.res_id > after, or_(r.deleted.is_(False), r.last_updated > at)]
+    if job.since is not None:
+        conditions.append(r.last_updated >= job.since)
+    if job.scope == "patient":
+        conditions.append(_in_compartment(res_type, job.patient_id, after))
+    return select(r.res_type, r.res_id, version_at.label("version")).where(*conditions)
+
+
+def _versions(candidates: Subquery, outer: bool) -> Select[Any]:
+    """Each candidate's id with the body and ``last_updated`` of its version at the transaction time."""
+    v = resource_version.c
+    on = and_(v.res_type == candidates.c.res_type, v.res_id == candidates.c.res_id, v.version == candidates.c.version)
+    joined = candidates.join(resource_version, on, isouter=outer)
+    return select(candidates.c.res_id, v.body, v.last_updated).select_from(joined)
+
+
+def _page(job: _Claimed, res_type: str, after: str, limit: int) -> Select[Any]:
+    """The next ``limit`` candidates after ``after`` by id (keyset paging), each found by index,
+    with versions that ``_wanted`` may still turn down."""
+    page = _candidates(job, res_type, after).order_by(resource.c.res_id).limit(limit)
+    candidates = page.subquery()
+    return _versions(candidates, outer=True).order_by(candidates.c.res_id)
+
+
+def _count(job: _Claimed, res_type: str) -> Select[Any]:
+    """How many resources of ``res_type`` the job exports: the candidates ``_wanted`` keeps."""
+    v = resource_version.c
+    wanted = [v.body.is_not(None)] + ([v.last_updated >= job.since] if job.since is not None else [])
+    return select(func.count()).select_from(
+        _versions(_candidates(job, res_type).subquery(), outer=False).where(*wanted).subquery()
+    )
+
+
+def _wanted(job: _Claimed, body: str | None, last_updated: datetime | None) -> bool:
+    """Alive at the transaction time and, with ``_since``, changed at or after it."""
+    return body is not None and (job.since is None or (last_updated is not None and last_updated >= job.since))
+
+
+def _in_compartment(res_type: str, patient_id: str | None, after: str) -> ColumnElement[bool]:
+    """In the compartment of ``patient_id``, or of any patient when None (R4
+    compartmentdefinition-patient.html), by the reference index of the compartment parameters."""
+    ref = idx_reference.c
+    linked: Select[Any] = select(ref.res_id).where(
+        ref.res_type == res_type,
+        ref.param.in_(patient_compartment().get(res_type, ())),
+        ref.target_type == "Patient",
+        ref.res_id > after,
+    )
+    if patient_id is not None:
+        linked = linked.where(ref.target_id == patient_id)
+    if res_type != "Patient":
+        return resource.c.res_id.in_(linked)
+    if patient_id is None:
+        return true()
+    return or_(resource.c.res_id == patient_id, resource.c.res_id.in_(linked))
+
+
+def _guarded(
+    repository: Repository, job: _Claimed, owner: str, values: dict[str, Any], guard_progress: bool = True
+) -> bool:
+    with repository.unit(write=True) as unit:
+        return _advance(unit.connection, job, owner, guard_progress, values)
+
+
+def _advance(connection: Connection, job: _Claimed, owner: str, guard_progress: bool, values: dict[str, Any]) -> bool:
+    """Update the job if this worker still runs it (and, with ``guard_progress``, it has not moved
+    since ``job`` was read); False when the job was cancelled or taken over."""
+    j = export_job.c
+    conditions = [j.id == job.id, j.owner == owner, j.status == RUNNING]
+    if guard_progress:
+        conditions.append(j.exported == job.exported)
+    return connection.execute(sql_update(export_job).where(*conditions).values(values)).rowcount == 1
+
+
+def _finish(
+    repository: Repository,
+    job: _Claimed,
+    owner: str,
+    clock: Clock,
+    status: str,
+    error: str | None,
+    guard_progress: bool = True,
+) -> bool:
+    return _guarded(repository, job, owner, {"status": status, "error": error, "finished": clock()}, guard_progress)
