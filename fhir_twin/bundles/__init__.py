@@ -95,7 +95,7 @@ class Bundles:
                 raise _at(entry, error) from None
             entry.validated = True
             if not conditional:
-                entry.index_rows = extract(entry.resource)
+                entry.index_rows = extract(entry.resource, request.base)
         answers: dict[int, dict[str, Any]] = {}
         with self.repository.unit(write=True):
             if conditional:

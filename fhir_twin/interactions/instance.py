@@ -106,8 +106,7 @@ class InstanceInteractions:
     def conditional_update(self, request: Request, res_type: str) -> Response:
         """R4 http.html#cond-update: no match creates, one match updates, several are 412."""
         resource = self._resource_body(request, res_type)
-        if not request.validated:
-            validate_resource(resource)
+        index = _prepare(request, resource)
         query_text = _query_text(request)
         with self.repository.unit(write=True) as unit:
             matches = self._matches(unit, request, res_type, query_text, "conditional update")
@@ -117,7 +116,7 @@ class InstanceInteractions:
             if not matches:
                 res_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
                 unit.lock(f"{res_type}/{res_id}")
-                return self._update_locked(unit, request, resource, res_type, res_id, "PUT")
+                return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
             match = matches[0]
             if body_id is not None and body_id != match.res_id:
                 raise _invalid(
@@ -125,7 +124,7 @@ class InstanceInteractions:
                     f"The id in the body ({body_id!r}) differs from the matching resource {res_type}/{match.res_id}",
                 )
             unit.lock(f"{res_type}/{match.res_id}")
-            return self._update_locked(unit, request, resource, res_type, match.res_id, "PUT")
+            return self._update_locked(unit, request, resource, res_type, match.res_id, "PUT", index)
 
     def _update_locked(
         self,
@@ -192,7 +191,7 @@ class InstanceInteractions:
             raise Unprocessable(f"The patched resource is not valid: {exc.diagnostics}", issues=exc.issues) from None
         if same_content(patched, current):
             return self._answer(request, current, 200, f"{res_type}/{res_id} is unchanged")
-        version = store_version(unit, patched, res_id, current, "PATCH")
+        version = store_version(unit, patched, res_id, current, "PATCH", extract(patched, request.base))
         return self._answer(request, version, 200, f"Patched {res_type}/{res_id}")
 
     # --- delete --------------------------------------------------------------------------
@@ -285,7 +284,7 @@ def _prepare(request: Request, resource: dict[str, Any]) -> list[IndexRow]:
     """Validate the body and extract its index rows, unless that was done before routing."""
     if not request.validated:
         validate_resource(resource)
-    return request.index if request.index is not None else extract(resource)
+    return request.index if request.index is not None else extract(resource, request.base)
 
 
 def _query_text(request: Request) -> str:

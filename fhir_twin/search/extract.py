@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -61,8 +62,24 @@ class _Entry:
     components: tuple[_Component, ...] = ()
 
 
-def extract(resource: dict[str, Any]) -> list[IndexRow]:
-    """Every index row of ``resource``, each once, in parameter order."""
+# The server base of the extraction under way (see ``extract``).
+_BASE: ContextVar[str | None] = ContextVar("fhir_twin_extract_base", default=None)
+
+
+def extract(resource: dict[str, Any], base: str | None = None) -> list[IndexRow]:
+    """Every index row of ``resource``, each once, in parameter order.
+
+    ``base`` is this server's base URL: an absolute reference into it is the local resource it
+    names (R4 references.html), indexed as ``Type/id`` as well as by its URL.
+    """
+    token = _BASE.set(base.rstrip("/") + "/" if base else None)
+    try:
+        return _extract(resource)
+    finally:
+        _BASE.reset(token)
+
+
+def _extract(resource: dict[str, Any]) -> list[IndexRow]:
     rows: list[IndexRow] = []
     groups = count(1)
     for entry in _plan(resource.get("resourceType", "")):
@@ -215,13 +232,16 @@ def _codeable_concept(value: dict[str, Any], param: str, group: int) -> list[Ind
 
 
 def _identifier(value: dict[str, Any], param: str, group: int) -> list[IndexRow]:
-    """``system|value``, with the type's first coding for ``:of-type`` and its text for ``:text``."""
+    """``system|value``, once per coding of the type (for ``:of-type``), with its text for ``:text``."""
     system, code = _str(value, "system"), _str(value, "value")
     if system is None and code is None:
         return []
     kind = value.get("type") if isinstance(value.get("type"), dict) else {}
-    first = next((coding for coding in _list(kind, "coding") if isinstance(coding, dict)), {})
-    return [TokenRow(param, system, code, _text(kind.get("text")), _str(first, "system"), _str(first, "code"), group)]
+    text = _text(kind.get("text"))
+    codings = [coding for coding in _list(kind, "coding") if isinstance(coding, dict)] or [{}]
+    return [
+        TokenRow(param, system, code, text, _str(coding, "system"), _str(coding, "code"), group) for coding in codings
+    ]
 
 
 def _contact_point(value: dict[str, Any], param: str, group: int) -> list[IndexRow]:
@@ -242,6 +262,9 @@ def _reference(value: dict[str, Any], param: str, group: int) -> list[IndexRow]:
     if isinstance(target, str) and not target.startswith("#"):
         if _ABSOLUTE.match(target):
             url = target
+            local = _BASE.get()
+            if local and target.startswith(local) and (parsed := reference_target(target[len(local) :])):
+                target_type, target_id = parsed
         elif parsed := reference_target(target):
             target_type, target_id = parsed
     if target_type is None and url is None and code is None:

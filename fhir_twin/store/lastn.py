@@ -11,7 +11,7 @@ without one rank last, and ties go to the greater id.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from fhir_twin.search.query import Search, TokenValue
 from fhir_twin.store.repository import Unit
@@ -26,44 +26,37 @@ OBSERVATION = "Observation"
 def lastn(unit: Unit, query: Search, base: str, most: int, codes: tuple[TokenValue, ...]) -> list[Version]:
     """The Observations grouped by code (groups ordered by system, then code), newest first within a
     group; one that ranks in several groups is listed once, in the first."""
-    matched = (
-        select(resource.c.res_id)
-        .where(
-            resource.c.res_type == OBSERVATION,
-            resource.c.deleted.is_(False),
-            *(where(OBSERVATION, resource.c.res_id, condition, base) for condition in query.conditions),
-        )
-        .cte()
+    matched = select(resource.c.res_id).where(
+        resource.c.res_type == OBSERVATION,
+        resource.c.deleted.is_(False),
+        *(where(OBSERVATION, resource.c.res_id, condition, base) for condition in query.conditions),
     )
     coding, date = idx_token.alias(), idx_date.alias()
+    # The parameter test sits inside the aggregate so that only the (res_type, res_id) index fits the
+    # lookup: without statistics PostgreSQL would otherwise scan every Observation date per coding.
+    effective = (
+        select(func.max(case((date.c.param == "date", date.c.high))))
+        .where(date.c.res_type == OBSERVATION, date.c.res_id == coding.c.res_id)
+        .scalar_subquery()
+    )
     chosen = [or_(*(values.token(coding, code, None) for code in codes))] if codes else []
     codings = (
-        select(coding.c.system, coding.c.code, coding.c.res_id)
+        select(coding.c.system, coding.c.code, coding.c.res_id, effective.label("effective"))
         .distinct()
         .where(
             coding.c.res_type == OBSERVATION,
             coding.c.param == "code",
             coding.c.code.is_not(None),
-            coding.c.res_id.in_(select(matched.c.res_id)),
+            coding.c.res_id.in_(matched),
             *chosen,
         )
         .subquery()
     )
-    dates = (
-        select(date.c.res_id, func.max(date.c.high).label("effective"))
-        .where(date.c.res_type == OBSERVATION, date.c.param == "date", date.c.res_id.in_(select(matched.c.res_id)))
-        .group_by(date.c.res_id)
-        .subquery()
-    )
     rank = func.row_number().over(
         partition_by=(codings.c.system, codings.c.code),
-        order_by=(dates.c.effective.desc().nulls_last(), codings.c.res_id.desc()),
+        order_by=(codings.c.effective.desc().nulls_last(), codings.c.res_id.desc()),
     )
-    ranked = (
-        select(codings.c.system, codings.c.code, codings.c.res_id, rank.label("rank"))
-        .select_from(codings.outerjoin(dates, dates.c.res_id == codings.c.res_id))
-        .subquery()
-    )
+    ranked = select(codings.c.system, codings.c.code, codings.c.res_id, rank.label("rank")).subquery()
     statement = (
         select(*columns(resource_version))
         .select_from(

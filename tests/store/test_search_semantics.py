@@ -445,7 +445,6 @@ TOKEN_CASES = [
         f"Patient?identifier:of-type={V2_0203}|PPN|P-777",
         "p-bob",
         id="identifier:of-type=second-coding",
-        xfail="extract.py indexes only the first coding of Identifier.type, so :of-type misses the others",
     ),
     case("Patient?identifier:text=medical", "p-anna"),
     case("Patient?identifier:not=urn:mrn|12345", "p-bob", "p-carl", "p-dora", "p-empty"),
@@ -506,12 +505,6 @@ def test_token(server: Server, query: str, expected: list[str]) -> None:
 
 # --- reference, chaining, _has (search.html#reference, #chaining, #has) ----------------------
 
-ABSOLUTE_LOCAL = (
-    "extract.py indexes a reference written as an absolute URL into this server's base "
-    "(http://localhost/fhir/Patient/p-carl) as a URL, not as Patient/p-carl, so searching by "
-    "Type/id, chains, _has and _include miss it (search.html#reference: a relative reference "
-    "and the absolute URL it resolves to match each other)"
-)
 
 REFERENCE_CASES = [
     case("Observation?subject=Patient/p-anna", "o-hr"),
@@ -534,14 +527,12 @@ REFERENCE_CASES = [
         "o-local-sys",
         "o-abs",
         id="subject=Type/id-finds-absolute-local-url",
-        xfail=ABSOLUTE_LOCAL,
     ),
     case(
         "Observation?subject:Patient.name=smith",
         "o-local-sys",
         "o-abs",
         id="chain-through-absolute-local-url",
-        xfail=ABSOLUTE_LOCAL,
     ),
     case("Observation?subject=Patient/p-bob", "o-local", "o-versioned", id="subject=also-versioned-reference"),
     case("Observation?subject=Patient/p-anna,Patient/p-bob", "o-hr", "o-local", "o-versioned"),

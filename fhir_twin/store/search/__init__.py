@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.search.query import Condition, Criterion, Include, InCompartment, Search, SortKey
 from fhir_twin.store.schema import idx_reference, resource, resource_version
-from fhir_twin.store.search.conditions import TABLES, where
+from fhir_twin.store.search.conditions import TABLES, in_compartment, where
 from fhir_twin.store.version import CURRENT, Version, columns
 
 INCLUDE_LIMIT = 1000
@@ -112,7 +112,9 @@ def _types_and_conditions(query: Search, base: str) -> ColumnElement[bool]:
             for number, condition in enumerate(ranked)
         ]
         per_type.append(and_(resource.c.res_type == res_type, *parts))
-    return or_(*per_type) if per_type else false()
+    # A compartment is one set across types: stated once as well, the database can start from it.
+    compartments = [in_compartment(c) for c in query.conditions if isinstance(c, InCompartment)]
+    return and_(*compartments, or_(*per_type) if per_type else false())
 
 
 # Ranks of how few resources a condition is likely to match; up to _SELECTIVE it drives the query.

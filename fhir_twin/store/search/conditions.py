@@ -174,6 +174,13 @@ def _compartment(res_type: str, ids: Any, condition: InCompartment) -> ColumnEle
     return ids.in_(select(members.c.res_id).where(members.c.res_type == res_type))
 
 
+def in_compartment(condition: InCompartment) -> ColumnElement[bool]:
+    """Membership of the compartment stated once for every type, so that the database can start from
+    its members rather than read every resource in order to test each type's condition."""
+    members = _compartment_set(condition)
+    return tuple_(resource.c.res_type, resource.c.res_id).in_(select(members.c.res_type, members.c.res_id))
+
+
 @lru_cache(maxsize=64)
 def _compartment_set(condition: InCompartment) -> CTE:
     """``(res_type, res_id)`` of the patient itself, of resources linking to it by a compartment parameter
