@@ -3,10 +3,10 @@ Observations meeting a search, ranked by ``ROW_NUMBER() OVER (PARTITION BY syste
 
 A code is a coding of Observation.code: the ``code`` parameter's token rows (system and code).
 An Observation with several codings ranks under each (HAPI groups by code the same way) and is
-listed once, in the first group it made. When the search names codes, only codings matching them make groups, so
-``code=a`` is never answered with a group for the Observation's other coding ``b``. Newest is the
-latest instant of the ``date`` parameter (effective[x]), the key ``_sort=-date`` uses; Observations
-without one rank last, and ties go to the greater id.
+listed once, in the first group it made. When the search names codes, only codings matching them
+make groups, so ``code=a`` is never answered with a group for the Observation's other coding ``b``.
+Newest is the latest instant of the ``date`` parameter (effective[x]), the key ``_sort=-date``
+uses; Observations without one rank last, and ties go to the greater id.
 """
 
 from __future__ import annotations

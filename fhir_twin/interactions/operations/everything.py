@@ -42,6 +42,7 @@ def everything(context: Context, request: Request, res_type: str | None, res_id:
     unknown = [item for item in named if not is_resource_type(item)]
     if unknown:
         raise _bad("_type", f"Unknown resource type {unknown[0]!r} in _type")
+    # The search parser checks _count and _cursor as a search does.
     paging = [(name, value) for name, value in given if name in ("_count", "_cursor")]
     config = context.config
     query = parse(
