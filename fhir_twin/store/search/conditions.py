@@ -116,18 +116,25 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correla
     if criterion.modifier in ("in", "not-in", "above", "below") and parameter.type == "token":
         raise values.unsupported(parameter.code, criterion.modifier)
     matched = rows.where(
-        or_(*(_value(table, parameter.type, value, criterion.modifier, base) for value in criterion.values))
+        or_(
+            *(
+                _value(table, parameter.type, value, criterion.modifier, base, parameter.targets)
+                for value in criterion.values
+            )
+        )
     )
     return _member(ids, matched, negate=criterion.modifier == "not", correlated=correlated)
 
 
-def _value(table: Any, kind: str, value: Value, modifier: str | None, base: str) -> ColumnElement[bool]:
+def _value(
+    table: Any, kind: str, value: Value, modifier: str | None, base: str, targets: tuple[str, ...] = ()
+) -> ColumnElement[bool]:
     if isinstance(value, StringValue):
         return values.string(table, value, modifier)
     if isinstance(value, TokenValue):
         return values.token(table, value, None if modifier == "not" else modifier)
     if isinstance(value, ReferenceValue):
-        return values.reference(table, value, modifier, base)
+        return values.reference(table, value, modifier, base, targets)
     if isinstance(value, DateValue):
         return values.date(table.c.low, table.c.high, value)
     if isinstance(value, QuantityValue):

@@ -63,7 +63,9 @@ def token(table: Any, value: TokenValue, modifier: str | None) -> ColumnElement[
     return and_(*conditions) if conditions else true()
 
 
-def reference(table: Any, value: ReferenceValue, modifier: str | None, base: str) -> ColumnElement[bool]:
+def reference(
+    table: Any, value: ReferenceValue, modifier: str | None, base: str, targets: tuple[str, ...] = ()
+) -> ColumnElement[bool]:
     """``Type/id``, ``id``, an absolute URL, ``:Type``, ``:identifier`` (search.html#reference)."""
     if modifier == "identifier":
         conditions = []
@@ -82,6 +84,9 @@ def reference(table: Any, value: ReferenceValue, modifier: str | None, base: str
     target_type = modifier or value.target_type
     if target_type is not None:
         conditions.append(table.c.target_type == target_type)
+    elif targets:
+        # A bare id may name any type the parameter allows; saying which keeps the index usable.
+        conditions.append(table.c.target_type.in_(targets))
     return and_(*conditions)
 
 
