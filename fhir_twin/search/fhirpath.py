@@ -93,6 +93,8 @@ def compile_expression(expression: str, base: str) -> Selector:
 @cache
 def fast_selector(expression: str, base: str) -> Selector | None:
     """The compiled walk for ``expression``, or None when it is not one of the fast forms."""
+    if expression in _BY_HAND:
+        return _BY_HAND[expression]
     try:
         branches = _Parser(expression).parse()
         programs = [_Compiler(base, branch).program() for branch in branches]
@@ -104,6 +106,19 @@ def fast_selector(expression: str, base: str) -> Selector | None:
 
 def _nothing(focus: Any, resource: dict[str, Any]) -> list[Group]:
     return []
+
+
+def _patient_deceased(focus: Any, resource: dict[str, Any]) -> list[Group]:
+    """``Patient.deceased.exists() and Patient.deceased != false``: every Patient is indexed
+    ``true`` or ``false``; by hand because it is the one R4 expression outside the fast forms
+    and Patient writes are common."""
+    deceased = [focus[key] for key in ("deceasedBoolean", "deceasedDateTime") if key in focus]
+    if not deceased:
+        return [("boolean", [False])]
+    return [("boolean", [deceased[0] is not False])]
+
+
+_BY_HAND: dict[str, Selector] = {"Patient.deceased.exists() and Patient.deceased != false": _patient_deceased}
 
 
 # --- parsing ---------------------------------------------------------------------------------
