@@ -70,6 +70,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -606,17 +607,19 @@ def measure(
 # ------------------------------------------------------------------------------------- databases
 
 
-class Database:
+class Database(ABC):
     """A scratch database the bench owns: made in ``create``, removed in ``drop`` unless kept."""
 
     kind = ""
     label = ""
 
+    @abstractmethod
     def create(self) -> str:
-        raise NotImplementedError
+        """Make the database; its URL."""
 
+    @abstractmethod
     def drop(self, keep: bool) -> None:
-        raise NotImplementedError
+        """Remove the database unless ``keep``."""
 
 
 class SqliteDatabase(Database):
