@@ -45,6 +45,11 @@ class Invalid(FhirError):
     status = 400
     code = "invalid"
 
+    @classmethod
+    def at(cls, expression: str, message: str, code: str = "invalid") -> Invalid:
+        """A 400 whose single issue names where the problem is (a parameter or an element)."""
+        return cls(message, issues=[Issue(code, message, expression=(expression,))])
+
 
 class Unauthorized(FhirError):
     status = 401

@@ -42,7 +42,7 @@ class Bundles:
         kind = bundle.get("type")
         if kind not in ("batch", "transaction"):
             message = f"Bundle.type must be batch or transaction to be processed, not {kind!r}"
-            raise Invalid(message, issues=[Issue("invalid", message, expression=("Bundle.type",))])
+            raise Invalid.at("Bundle.type", message)
         entries = parse_entries(bundle, request.base)
         if len(entries) > self.config.max_bundle_entries:
             raise PayloadTooLarge(
@@ -191,7 +191,7 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
         for identity in identities:
             if identity in seen:
                 message = f"Bundle.entry[{entry.index}] and Bundle.entry[{seen[identity]}] both claim {identity}"
-                raise Invalid(message, issues=[Issue("invalid", message, expression=(entry.where,))])
+                raise Invalid.at(entry.where, message)
             seen[identity] = entry.index
 
 

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fhir_twin.errors import FhirError, Invalid, Issue
+from fhir_twin.errors import FhirError, Invalid
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_http_date, format_instant, parse_range
 from fhir_twin.fhir.outcome import operation_outcome
@@ -69,31 +69,31 @@ def parse_entries(bundle: dict[str, Any], base: str) -> list[Entry]:
     """Every entry of a batch or transaction Bundle; 400 naming the first malformed one."""
     raw = bundle.get("entry", [])
     if not isinstance(raw, list):
-        raise _bad("Bundle.entry", "Bundle.entry must be a list")
+        raise Invalid.at("Bundle.entry", "Bundle.entry must be a list")
     return [_entry(index, item, base) for index, item in enumerate(raw)]
 
 
 def _entry(index: int, item: Any, base: str) -> Entry:
     where = f"Bundle.entry[{index}]"
     if not isinstance(item, dict) or not isinstance(item.get("request"), dict):
-        raise _bad(f"{where}.request", f"{where} has no request")
+        raise Invalid.at(f"{where}.request", f"{where} has no request")
     request = item["request"]
     method = str(request.get("method", "")).upper()
     if method not in METHODS:
-        raise _bad(f"{where}.request.method", f"{where}.request.method must be one of {', '.join(METHODS)}")
+        raise Invalid.at(f"{where}.request.method", f"{where}.request.method must be one of {', '.join(METHODS)}")
     url = request.get("url")
     if not isinstance(url, str) or not url.strip():
-        raise _bad(f"{where}.request.url", f"{where}.request.url is required")
+        raise Invalid.at(f"{where}.request.url", f"{where}.request.url is required")
     if url.startswith(base.rstrip("/") + "/"):
         url = url[len(base.rstrip("/")) + 1 :]
     parts = urlsplit(url)
     if parts.scheme or parts.netloc:
-        raise _bad(f"{where}.request.url", f"{where}.request.url must be relative to this server, not {url!r}")
+        raise Invalid.at(f"{where}.request.url", f"{where}.request.url must be relative to this server, not {url!r}")
     resource = item.get("resource")
     if resource is not None and not isinstance(resource, dict):
-        raise _bad(f"{where}.resource", f"{where}.resource must be a resource")
+        raise Invalid.at(f"{where}.resource", f"{where}.resource must be a resource")
     if method in ("POST", "PUT", "PATCH") and resource is None:
-        raise _bad(f"{where}.resource", f"{where} needs a resource for {method}")
+        raise Invalid.at(f"{where}.resource", f"{where} needs a resource for {method}")
     headers = {
         name: str(request[key])
         for key, name in (
@@ -147,11 +147,13 @@ def _patch_body(entry: Entry) -> tuple[Any, str]:
     """A PATCH entry carries its JSON Patch in a Binary (R4 http.html#patch, "in a transaction")."""
     resource = entry.resource or {}
     if resource.get("resourceType") != "Binary" or resource.get("contentType") != JSON_PATCH:
-        raise _bad(f"{entry.where}.resource", f"{entry.where}: a PATCH entry needs a Binary of {JSON_PATCH}")
+        raise Invalid.at(f"{entry.where}.resource", f"{entry.where}: a PATCH entry needs a Binary of {JSON_PATCH}")
     try:
         return json.loads(base64.b64decode(str(resource.get("data", "")), validate=True)), JSON_PATCH
     except (binascii.Error, ValueError):
-        raise _bad(f"{entry.where}.resource.data", f"{entry.where}: the Binary's data is not base64 JSON") from None
+        raise Invalid.at(
+            f"{entry.where}.resource.data", f"{entry.where}: the Binary's data is not base64 JSON"
+        ) from None
 
 
 def _http_date(value: str) -> str:
@@ -160,7 +162,3 @@ def _http_date(value: str) -> str:
         return format_http_date(parse_range(value)[0])
     except ValueError:
         return value
-
-
-def _bad(expression: str, message: str) -> Invalid:
-    return Invalid(message, issues=[Issue("invalid", message, expression=(expression,))])

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, Issue, NotFound
+from fhir_twin.errors import Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.interactions.message import Request, Response
@@ -37,7 +37,7 @@ def history(
     strict = request.prefer("handling") == "strict"
     unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
     if unknown and strict:
-        raise _bad(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
+        raise Invalid.at(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
     with repository.unit() as unit:
         if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
             raise NotFound(f"{res_type}/{res_id} is not known")
@@ -90,7 +90,7 @@ def _cursor(request: Request) -> tuple[datetime, int] | None:
             raise ValueError("sequence out of range")
         return _EPOCH + timedelta(microseconds=micros), seq
     except (ValueError, OverflowError):
-        raise _bad("_cursor", f"_cursor {values[-1]!r} is not a page position this server made") from None
+        raise Invalid.at("_cursor", f"_cursor {values[-1]!r} is not a page position this server made") from None
 
 
 def _instant(request: Request, name: str) -> datetime | None:
@@ -105,8 +105,4 @@ def _range(request: Request, name: str) -> tuple[datetime, datetime] | None:
     try:
         return parse_range(values[-1])
     except ValueError:
-        raise _bad(name, f"{name} must be a FHIR instant or dateTime, not {values[-1]!r}") from None
-
-
-def _bad(name: str, message: str) -> Invalid:
-    return Invalid(message, issues=[Issue("invalid", message, expression=(name,))])
+        raise Invalid.at(name, f"{name} must be a FHIR instant or dateTime, not {values[-1]!r}") from None

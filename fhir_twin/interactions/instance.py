@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import jsonpatch
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Gone, Invalid, Issue, NotFound, PreconditionFailed, Unprocessable
+from fhir_twin.errors import Gone, Invalid, NotFound, PreconditionFailed, Unprocessable
 from fhir_twin.fhir import json
 from fhir_twin.fhir.outcome import information
 from fhir_twin.fhir.validation import validate_resource
@@ -93,9 +93,9 @@ class InstanceInteractions:
         resource = self._resource_body(request, res_type)
         body_id = resource.get("id")
         if body_id is None:
-            raise _invalid(f"{res_type}.id", "The resource must carry its id for an update (R4 http.html#update)")
+            raise Invalid.at(f"{res_type}.id", "The resource must carry its id for an update (R4 http.html#update)")
         if body_id != res_id:
-            raise _invalid(
+            raise Invalid.at(
                 f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})"
             )
         index = _prepare(request, resource)
@@ -119,7 +119,7 @@ class InstanceInteractions:
                 return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
             match = matches[0]
             if body_id is not None and body_id != match.res_id:
-                raise _invalid(
+                raise Invalid.at(
                     f"{res_type}.id",
                     f"The id in the body ({body_id!r}) differs from the matching resource {res_type}/{match.res_id}",
                 )
@@ -262,7 +262,7 @@ class InstanceInteractions:
         if not isinstance(resource, dict):
             raise Invalid("The body must be a FHIR resource")
         if resource.get("resourceType") != res_type:
-            raise _invalid(
+            raise Invalid.at(
                 "resourceType",
                 f"The body is a {resource.get('resourceType')!r} but the URL is for {res_type}",
             )
@@ -298,7 +298,3 @@ def _condition_query(value: str) -> str:
 
 def _parse_query_text(text: str) -> list[tuple[str, str]]:
     return parse_qsl(text, keep_blank_values=True)
-
-
-def _invalid(expression: str, message: str) -> Invalid:
-    return Invalid(message, issues=[Issue("invalid", message, expression=(expression,))])

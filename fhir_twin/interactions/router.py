@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, Issue, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.errors import Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
 from fhir_twin.fhir.capability import capability_statement
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.model import is_resource_type, is_valid_id, resource_types
@@ -170,7 +170,7 @@ def _system_types(request: Request) -> tuple[str, ...]:
     unknown = [name for name in named if not is_resource_type(name)]
     if unknown:
         message = f"Unknown resource type {unknown[0]!r} in _type"
-        raise Invalid(message, issues=[Issue("invalid", message, expression=("_type",))])
+        raise Invalid.at("_type", message)
     return tuple(sorted(set(named))) if named else tuple(sorted(resource_types()))
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 from decimal import Context, Decimal
 
-from fhir_twin.errors import Invalid, Issue
+from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import parse_range
 from fhir_twin.fhir.model import is_resource_type, is_valid_id
 from fhir_twin.search.parameters import ID, UNSUPPORTED, SearchParameter, parameters_for
@@ -92,16 +92,16 @@ def parse(
             continue
         code = re.split(r"[:.]", name, maxsplit=1)[0]
         if (code in SINGLE or code == "_type") and name != code:
-            raise _bad(name, f"{code} takes no modifier")
+            raise Invalid.at(name, f"{code} takes no modifier")
         if code in SINGLE:
             if code in seen:
-                raise _bad(name, f"{code} may be given only once")
+                raise Invalid.at(name, f"{code} may be given only once")
             seen.add(code)
         if code == "_count":
             count = page_size(value, default_count, max_count)
         elif code == "_cursor":
             if not _CURSOR.fullmatch(value):
-                raise _bad(name, f"_cursor {value[:40]!r} is not a page position this server made")
+                raise Invalid.at(name, f"_cursor {value[:40]!r} is not a page position this server made")
             cursor = value
         elif code == "_sort":
             sort = _sort(resource_types, name, value)
@@ -117,14 +117,14 @@ def parse(
             (revincludes if code == "_revinclude" else includes).extend(_include(resource_types, name, value))
         elif code in UNSUPPORTED:
             if strict:
-                raise _bad(name, f"The search parameter {code} is not supported by this server", "not-supported")
+                raise Invalid.at(name, f"The search parameter {code} is not supported by this server", "not-supported")
             continue
         elif code == "_has":
             conditions.append(_reverse_chain(resource_types, name, name, value))
         elif _lookup(resource_types, code) is not None:
             conditions.append(_criterion(resource_types, name, name, value))
         elif strict:
-            raise _bad(name, _unknown(resource_types, code), "not-supported")
+            raise Invalid.at(name, _unknown(resource_types, code), "not-supported")
         else:
             continue
         applied.append((name, value))
@@ -149,7 +149,7 @@ def page_size(value: str | None, default: int, maximum: int) -> int:
         return min(default, maximum)
     digits = value.lstrip("0")
     if not (value.isascii() and value.isdigit()) or not digits:
-        raise _bad("_count", f"_count must be a positive whole number, not {value[:40]!r}")
+        raise Invalid.at("_count", f"_count must be a positive whole number, not {value[:40]!r}")
     # Compare lengths first: int() refuses numbers of thousands of digits.
     return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
 
@@ -188,9 +188,9 @@ def _criterion(types: tuple[str, ...], path: str, name: str, value: str) -> Crit
     code, colon, modifier = head.partition(":")
     parameter = _lookup(types, code)
     if parameter is None:
-        raise _bad(name, f"{code!r} is not a search parameter of {', '.join(types)}")
+        raise Invalid.at(name, f"{code!r} is not a search parameter of {', '.join(types)}")
     if colon and not modifier:
-        raise _bad(name, f"{name!r} has an empty modifier after {code}")
+        raise Invalid.at(name, f"{name!r} has an empty modifier after {code}")
     if dot:
         return _chain(parameter, modifier or None, rest, name, value)
     return _values(parameter, modifier or None, name, value)
@@ -199,10 +199,12 @@ def _criterion(types: tuple[str, ...], path: str, name: str, value: str) -> Crit
 def _chain(parameter: SearchParameter, modifier: str | None, rest: str, name: str, value: str) -> Criterion:
     """``reference[:Type].parameter…``: the referenced resource must meet the rest of the chain."""
     if parameter.type != "reference":
-        raise _bad(name, f"Only reference parameters can be chained; {parameter.code} is a {parameter.type} parameter")
+        raise Invalid.at(
+            name, f"Only reference parameters can be chained; {parameter.code} is a {parameter.type} parameter"
+        )
     if modifier is not None:
         if modifier not in parameter.targets:
-            raise _bad(
+            raise Invalid.at(
                 name, f"{parameter.code}:{modifier} cannot be chained: {parameter.code} cannot refer to a {modifier!r}"
             )
         return Criterion(parameter, modifier, chain_type=modifier, chain=_criterion((modifier,), rest, name, value))
@@ -210,9 +212,9 @@ def _chain(parameter: SearchParameter, modifier: str | None, rest: str, name: st
     candidates = [target for target in parameter.targets if _lookup((target,), code) is not None]
     if not candidates:
         where = parameter.targets[0] if len(parameter.targets) == 1 else f"any type {parameter.code} refers to"
-        raise _bad(name, f"{code!r} is not a search parameter of {where}")
+        raise Invalid.at(name, f"{code!r} is not a search parameter of {where}")
     if len(candidates) > 1:
-        raise _bad(
+        raise Invalid.at(
             name,
             f"{parameter.code}.{code} is ambiguous: {code!r} is a parameter of {', '.join(candidates)}, which "
             f"{parameter.code} can all refer to; name the type, as in {parameter.code}:{candidates[0]}.{rest}",
@@ -225,15 +227,15 @@ def _reverse_chain(types: tuple[str, ...], path: str, name: str, value: str) -> 
     """``_has:Source:reference:criterion``, possibly nested (search.html#has)."""
     parts = path.split(":", 3)
     if len(parts) < 4 or not all(parts):
-        raise _bad(name, "_has takes the form _has:Type:reference:parameter, as in _has:Observation:patient:code")
+        raise Invalid.at(name, "_has takes the form _has:Type:reference:parameter, as in _has:Observation:patient:code")
     _, source, code, rest = parts
     if not is_resource_type(source):
-        raise _bad(name, f"{source!r} in {name!r} is not a resource type")
+        raise Invalid.at(name, f"{source!r} in {name!r} is not a resource type")
     reference = parameters_for(source).get(code)
     if reference is None or reference.type != "reference":
-        raise _bad(name, f"{code!r} is not a reference parameter of {source}")
+        raise Invalid.at(name, f"{code!r} is not a reference parameter of {source}")
     if reference.targets and not set(reference.targets) & set(types):
-        raise _bad(name, f"{source}.{code} cannot refer to {' or '.join(types)}")
+        raise Invalid.at(name, f"{source}.{code} cannot refer to {' or '.join(types)}")
     if rest.startswith("_has:"):
         return ReverseChain(source, reference, _reverse_chain((source,), rest, name, value))
     return ReverseChain(source, reference, _criterion((source,), rest, name, value))
@@ -247,15 +249,15 @@ def _values(parameter: SearchParameter, modifier: str | None, name: str, value: 
     allowed = _modifiers(parameter)
     if modifier is not None and modifier not in allowed:
         if parameter.type == "reference" and modifier[:1].isupper():
-            raise _bad(name, f"{parameter.code} cannot refer to a {modifier!r}")
+            raise Invalid.at(name, f"{parameter.code} cannot refer to a {modifier!r}")
         takes = [f":{m}" for m in sorted(allowed) if not m[:1].isupper()]
         if parameter.type == "reference":
             takes.append(":[Type]")
         kind = f"{parameter.code} is a {parameter.type} parameter"
-        raise _bad(name, f"{kind}: :{modifier} does not apply; it takes {', '.join(takes)}")
+        raise Invalid.at(name, f"{kind}: :{modifier} does not apply; it takes {', '.join(takes)}")
     if modifier == "missing":
         if value not in ("true", "false"):
-            raise _bad(name, f":missing takes true or false, not {value[:40]!r}")
+            raise Invalid.at(name, f":missing takes true or false, not {value[:40]!r}")
         return Criterion(parameter, modifier, missing=value == "true")
     return Criterion(parameter, modifier, tuple(_value(parameter, modifier, name, part) for part in _split(value, ",")))
 
@@ -281,7 +283,7 @@ def _is_identifier(parameter: SearchParameter) -> bool:
 def _value(parameter: SearchParameter, modifier: str | None, name: str, text: str) -> Value:
     """One value of ``parameter`` as written (still escaped), by the parameter's type."""
     if not text:
-        raise _bad(name, f"{name} has an empty value")
+        raise Invalid.at(name, f"{name} has an empty value")
     kind = parameter.type
     if kind == "string":
         return StringValue(_unescape(text))
@@ -296,7 +298,7 @@ def _value(parameter: SearchParameter, modifier: str | None, name: str, text: st
         try:
             low, high = parse_range(rest)
         except ValueError:
-            raise _bad(name, f"{rest[:40]!r} is not a date, such as 2024, 2024-03 or 2024-03-05T10:00Z") from None
+            raise Invalid.at(name, f"{rest[:40]!r} is not a date, such as 2024, 2024-03 or 2024-03-05T10:00Z") from None
         return DateValue(prefix, low, high)
     if kind == "number":
         prefix, rest = _prefixed(text)
@@ -310,7 +312,7 @@ def _token(parameter: SearchParameter, modifier: str | None, name: str, text: st
     """``code``, ``system|code``, ``system|``, ``|code`` (search.html#token) and the forms modifiers take."""
     if parameter.code == ID:
         if not is_valid_id(_unescape(text)):
-            raise _bad(name, f"{text[:70]!r} is not a resource id")
+            raise Invalid.at(name, f"{text[:70]!r} is not a resource id")
         return TokenValue(None, _unescape(text))
     if modifier == "text":
         return TokenValue(None, _unescape(text))
@@ -319,14 +321,14 @@ def _token(parameter: SearchParameter, modifier: str | None, name: str, text: st
     if modifier == "of-type":
         parts = [_unescape(part) for part in _split(text, "|", 2)]
         if len(parts) != 3 or not all(parts):
-            raise _bad(name, f":of-type takes typeSystem|typeCode|value, not {text[:70]!r}")
+            raise Invalid.at(name, f":of-type takes typeSystem|typeCode|value, not {text[:70]!r}")
         return TokenValue(None, parts[2], type_system=parts[0], type_code=parts[1])
     parts = _split(text, "|", 1)
     if len(parts) == 1:
         return TokenValue(None, _unescape(text))
     system, code = (_unescape(part) or None for part in parts)
     if system is None and code is None:
-        raise _bad(name, f"{name} needs a system or a code around the |")
+        raise Invalid.at(name, f"{name} needs a system or a code around the |")
     return TokenValue(system, code, system_given=True)
 
 
@@ -339,27 +341,27 @@ def _reference(parameter: SearchParameter, modifier: str | None, name: str, text
             return ReferenceValue(None, None, identifier_value=_unescape(text))
         system, value = (_unescape(part) or None for part in parts)
         if system is None and value is None:
-            raise _bad(name, f"{name} needs a system or a value around the |")
+            raise Invalid.at(name, f"{name} needs a system or a value around the |")
         return ReferenceValue(None, None, identifier_system=system, identifier_value=value)
     raw = _unescape(text)
     if modifier is not None:
         written_type, slash, resource_id = raw.rpartition("/")
         if (slash and written_type != modifier) or not is_valid_id(resource_id):
-            raise _bad(name, f"With :{modifier} the value must be the id of a {modifier}, not {raw[:70]!r}")
+            raise Invalid.at(name, f"With :{modifier} the value must be the id of a {modifier}, not {raw[:70]!r}")
         return ReferenceValue(modifier, resource_id)
     if ":" in raw:
         if not _SCHEME.fullmatch(raw):
-            raise _bad(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
+            raise Invalid.at(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
         return ReferenceValue(None, None, url=raw)
     if "/" not in raw:
         if not is_valid_id(raw):
-            raise _bad(name, f"{raw[:70]!r} is not a resource id")
+            raise Invalid.at(name, f"{raw[:70]!r} is not a resource id")
         return ReferenceValue(None, raw)
     written_type, _, resource_id = raw.partition("/")
     if not _TYPE.fullmatch(written_type) or not is_valid_id(resource_id):
-        raise _bad(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
+        raise Invalid.at(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
     if parameter.targets and written_type not in parameter.targets:
-        raise _bad(name, f"{parameter.code} cannot refer to a {written_type}")
+        raise Invalid.at(name, f"{parameter.code} cannot refer to a {written_type}")
     return ReferenceValue(written_type, resource_id)
 
 
@@ -372,11 +374,11 @@ def _number(name: str, text: str) -> tuple[Decimal, Decimal, Decimal]:
     """The number and the range ``[low, high)`` of half a unit of its last significant digit
     either side (search.html#number: ``100`` is [99.5, 100.5), ``1e2`` is [50, 150))."""
     if not _NUMBER.fullmatch(text):
-        raise _bad(name, f"{text[:40]!r} is not a number, such as 100, 0.25 or 1e-3")
+        raise Invalid.at(name, f"{text[:40]!r} is not a number, such as 100, 0.25 or 1e-3")
     value = Decimal(text)
     digits, exponent = value.as_tuple().digits, value.as_tuple().exponent
     if not isinstance(exponent, int) or abs(exponent) > _MAX_EXPONENT or abs(value.adjusted()) > _MAX_EXPONENT:
-        raise _bad(name, f"{text[:40]!r} is too large or too small a number to search for")
+        raise Invalid.at(name, f"{text[:40]!r} is too large or too small a number to search for")
     half = Decimal((0, (5,), exponent - 1))
     # Enough digits for the exact sum: one more at the end, one for a carry.
     context = Context(prec=len(digits) + 2)
@@ -391,7 +393,7 @@ def _quantity(name: str, text: str) -> QuantityValue:
     if len(parts) == 1:
         return QuantityValue(prefix, value, low, high, None, None)
     if len(parts) == 2 or not parts[2]:
-        raise _bad(name, f"A quantity is number, number|system|code or number||unit, not {text[:70]!r}")
+        raise Invalid.at(name, f"A quantity is number, number|system|code or number||unit, not {text[:70]!r}")
     return QuantityValue(prefix, value, low, high, _unescape(parts[1]) or None, _unescape(parts[2]))
 
 
@@ -401,7 +403,9 @@ def _composite(parameter: SearchParameter, name: str, text: str) -> CompositeVal
     components = parameter.components
     if len(parts) != len(components):
         codes = "$".join(component.parameter.code for component in components)
-        raise _bad(name, f"{parameter.code} takes {len(components)} values joined by $ ({codes}), not {len(parts)}")
+        raise Invalid.at(
+            name, f"{parameter.code} takes {len(components)} values joined by $ ({codes}), not {len(parts)}"
+        )
     return CompositeValue(
         tuple(_value(c.parameter, None, name, part) for c, part in zip(components, parts, strict=True))
     )
@@ -438,9 +442,9 @@ def _sort(types: tuple[str, ...], name: str, value: str) -> tuple[SortKey, ...]:
         code = item.removeprefix("-")
         parameter = _lookup(types, code) if code else None
         if parameter is None:
-            raise _bad(name, f"Cannot sort by {item!r}: not a search parameter of {', '.join(types)}")
+            raise Invalid.at(name, f"Cannot sort by {item!r}: not a search parameter of {', '.join(types)}")
         if parameter.type not in SORTABLE:
-            raise _bad(name, f"Cannot sort by {code}, a {parameter.type} parameter")
+            raise Invalid.at(name, f"Cannot sort by {code}, a {parameter.type} parameter")
         keys.append(SortKey(parameter, descending=item.startswith("-")))
     return tuple(keys)
 
@@ -450,7 +454,7 @@ def _include(types: tuple[str, ...], name: str, value: str) -> list[Include]:
     optional ``:iterate`` (search.html#include); ``_revinclude=*`` has the source type ``*``."""
     code, _, modifier = name.partition(":")
     if modifier not in ("", "iterate"):
-        raise _bad(name, f"{code} takes no modifier but :iterate")
+        raise Invalid.at(name, f"{code} takes no modifier but :iterate")
     iterate, reverse = modifier == "iterate", code == "_revinclude"
     if value == "*":
         # Every reference out of the matches; back, every resource of any type pointing at them.
@@ -459,28 +463,30 @@ def _include(types: tuple[str, ...], name: str, value: str) -> list[Include]:
         return [Include(resource_type, None, iterate=iterate) for resource_type in types]
     parts = value.split(":")
     if len(parts) not in (2, 3) or not all(parts):
-        raise _bad(name, f"{code} takes Type:parameter, Type:parameter:TargetType, Type:* or *, not {value[:70]!r}")
+        raise Invalid.at(
+            name, f"{code} takes Type:parameter, Type:parameter:TargetType, Type:* or *, not {value[:70]!r}"
+        )
     source, parameter_code, target = parts[0], parts[1], parts[2] if len(parts) == 3 else None
     if not is_resource_type(source):
-        raise _bad(name, f"{source!r} is not a resource type")
+        raise Invalid.at(name, f"{source!r} is not a resource type")
     if not (reverse or iterate or source in types):
-        raise _bad(name, f"_include={value} starts at {source}, which is not searched here; use _include:iterate")
+        raise Invalid.at(name, f"_include={value} starts at {source}, which is not searched here; use _include:iterate")
     if parameter_code == "*" and target is None:
         return [Include(source, None, iterate=iterate, reverse=reverse)]
     parameter = parameters_for(source).get(parameter_code)
     if parameter is None or parameter.type != "reference":
-        raise _bad(name, f"{parameter_code!r} is not a reference parameter of {source}")
+        raise Invalid.at(name, f"{parameter_code!r} is not a reference parameter of {source}")
     if target is not None and parameter.targets and target not in parameter.targets:
-        raise _bad(name, f"{source}:{parameter_code} cannot refer to a {target}")
+        raise Invalid.at(name, f"{source}:{parameter_code} cannot refer to a {target}")
     pointing = (target,) if target else parameter.targets
     if reverse and not iterate and pointing and not set(pointing) & set(types):
-        raise _bad(name, f"_revinclude={value} does not point to {' or '.join(types)}, the types searched")
+        raise Invalid.at(name, f"_revinclude={value} does not point to {' or '.join(types)}, the types searched")
     return [Include(source, parameter, target, iterate, reverse)]
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise _bad(name, f"{name} takes {', '.join(allowed)}, not {value[:40]!r}")
+        raise Invalid.at(name, f"{name} takes {', '.join(allowed)}, not {value[:40]!r}")
     return value
 
 
@@ -489,7 +495,7 @@ def _elements(name: str, value: str) -> tuple[str, ...]:
     names = value.split(",")
     bad = [element for element in names if not _ELEMENT.fullmatch(element)]
     if bad:
-        raise _bad(name, f"_elements takes element names separated by commas; {bad[0][:40]!r} is not one")
+        raise Invalid.at(name, f"_elements takes element names separated by commas; {bad[0][:40]!r} is not one")
     return tuple(dict.fromkeys(names))
 
 
@@ -497,10 +503,6 @@ def _check_type(types: tuple[str, ...], name: str, value: str) -> None:
     """``_type`` must list the types being searched (search.html#type), which the caller took from it."""
     for resource_type in value.split(","):
         if not is_resource_type(resource_type):
-            raise _bad(name, f"{resource_type[:40]!r} is not a resource type")
+            raise Invalid.at(name, f"{resource_type[:40]!r} is not a resource type")
         if resource_type not in types:
-            raise _bad(name, f"{resource_type} is not among the types searched here ({', '.join(types)})")
-
-
-def _bad(name: str, message: str, code: str = "invalid") -> Invalid:
-    return Invalid(message, issues=[Issue(code, message, expression=(name,))])
+            raise Invalid.at(name, f"{resource_type} is not among the types searched here ({', '.join(types)})")

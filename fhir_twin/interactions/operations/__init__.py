@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, Issue
+from fhir_twin.errors import Invalid
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.store.repository import Repository
 
@@ -57,6 +57,6 @@ def parameters(request: Request) -> list[tuple[str, Any]]:
             values = [value for key, value in part.items() if key.startswith("value")]
             if len(values) != 1:
                 message = f"Parameter {part['name']!r} needs exactly one value[x]"
-                raise Invalid(message, issues=[Issue("invalid", message, expression=(part["name"],))])
+                raise Invalid.at(part["name"], message)
             found.append((part["name"], str(values[0]).lower() if isinstance(values[0], bool) else str(values[0])))
     return found

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 
-from fhir_twin.errors import Gone, Invalid, Issue, NotFound
+from fhir_twin.errors import Gone, Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.fhir.model import is_resource_type, resource_types
@@ -36,12 +36,12 @@ def everything(context: Context, request: Request, res_type: str | None, res_id:
     given = [(name, value) for name, value in parameters(request) if isinstance(value, str)]
     for name, _ in given:
         if name in UNSUPPORTED:
-            raise _bad(name, f"$everything does not support the parameter {name!r}", "not-supported")
+            raise Invalid.at(name, f"$everything does not support the parameter {name!r}", "not-supported")
     since = [value for name, value in given if name == "_since"]
     named = [item.strip() for name, value in given if name == "_type" for item in value.split(",") if item.strip()]
     unknown = [item for item in named if not is_resource_type(item)]
     if unknown:
-        raise _bad("_type", f"Unknown resource type {unknown[0]!r} in _type")
+        raise Invalid.at("_type", f"Unknown resource type {unknown[0]!r} in _type")
     # The search parser checks _count and _cursor as a search does.
     paging = [(name, value) for name, value in given if name in ("_count", "_cursor")]
     config = context.config
@@ -92,7 +92,7 @@ def _since_condition(value: str) -> Criterion:
     try:
         low, high = parse_range(value)
     except ValueError:
-        raise _bad("_since", f"_since must be a FHIR instant, not {value[:40]!r}") from None
+        raise Invalid.at("_since", f"_since must be a FHIR instant, not {value[:40]!r}") from None
     return Criterion(parameters_for("Patient")["_lastUpdated"], values=(DateValue("ge", low, high),))
 
 
@@ -107,10 +107,6 @@ def _members(unit: Unit, matches: list[Version], patient_id: str | None, base: s
         page = unit.search(Search((res_type,), (InCompartment(patient_id), same), count=len(ids)), base)
         found |= {(version.res_type, version.res_id) for version in page.matches}
     return found
-
-
-def _bad(name: str, message: str, code: str = "invalid") -> Invalid:
-    return Invalid(message, issues=[Issue(code, message, expression=(name,))])
 
 
 EVERYTHING = Operation(

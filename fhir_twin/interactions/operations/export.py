@@ -28,7 +28,7 @@ import weakref
 from datetime import datetime
 from urllib.parse import urlencode
 
-from fhir_twin.errors import FhirError, Invalid, Issue, NotFound
+from fhir_twin.errors import FhirError, Invalid, NotFound
 from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_range
 from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.fhir.outcome import information
@@ -58,10 +58,10 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
     given = parameters(request)
     unsupported = sorted({name for name, _ in given if name not in _KICK_OFF_PARAMETERS})
     if unsupported and not lenient:
-        raise _invalid(unsupported[0], f"$export does not support the parameter {unsupported[0]!r}")
+        raise Invalid.at(unsupported[0], f"$export does not support the parameter {unsupported[0]!r}")
     for value in _values(given, "_outputFormat"):
         if value.replace(" ", "+") not in OUTPUT_FORMATS:
-            raise _invalid("_outputFormat", f"_outputFormat {value!r} is not supported; use {NDJSON}")
+            raise Invalid.at("_outputFormat", f"_outputFormat {value!r} is not supported; use {NDJSON}")
     types = _types(given, patient_level=res_type is not None, lenient=lenient)
     since = _since(given)
     if res_id is not None:
@@ -126,7 +126,7 @@ def output_file(context: Context, request: Request, _res_type: str | None, _res_
     job_id = _required(request, "_jobId")
     number = _required(request, "file")
     if not number.isdigit():
-        raise _invalid("file", f"file must be a file number from the manifest, not {number!r}")
+        raise Invalid.at("file", f"file must be a file number from the manifest, not {number!r}")
     text = store.file_text(context.repository, job_id, int(number))
     if text is None:
         raise NotFound(f"Export job {job_id!r} has no file {number}")
@@ -137,10 +137,6 @@ def _values(given: list[tuple[str, object]], name: str) -> list[str]:
     return [str(value) for key, value in given if key == name]
 
 
-def _invalid(name: str, message: str) -> Invalid:
-    return Invalid(message, issues=[Issue("invalid", message, expression=(name,))])
-
-
 def _types(given: list[tuple[str, object]], patient_level: bool, lenient: bool) -> tuple[str, ...] | None:
     """``_type`` (comma lists, repeatable); at Patient level only compartment types, others
     refused, or dropped with ``Prefer: handling=lenient`` (IG v2 export.html#query-parameters)."""
@@ -149,11 +145,11 @@ def _types(given: list[tuple[str, object]], patient_level: bool, lenient: bool) 
         return None
     unknown = [name for name in named if not is_resource_type(name)]
     if unknown:
-        raise _invalid("_type", f"Unknown resource type {unknown[0]!r} in _type")
+        raise Invalid.at("_type", f"Unknown resource type {unknown[0]!r} in _type")
     if patient_level:
         outside = [name for name in named if name not in patient_compartment()]
         if outside and not lenient:
-            raise _invalid("_type", f"_type {outside[0]!r} is not in the Patient compartment")
+            raise Invalid.at("_type", f"_type {outside[0]!r} is not in the Patient compartment")
         named = [name for name in named if name not in outside]
     return tuple(sorted(set(named)))
 
@@ -165,17 +161,17 @@ def _since(given: list[tuple[str, object]]) -> datetime | None:
     value = values[-1].strip().replace(" ", "+")
     message = f"_since must be one FHIR instant such as 2024-01-31T12:00:00Z, not {values[-1]!r}"
     if len(values) > 1 or not _INSTANT.fullmatch(value):
-        raise _invalid("_since", message)
+        raise Invalid.at("_since", message)
     try:
         return parse_range(value)[0]
     except ValueError:
-        raise _invalid("_since", message) from None
+        raise Invalid.at("_since", message) from None
 
 
 def _required(request: Request, name: str) -> str:
     values = request.params(name)
     if len(values) != 1 or not values[0]:
-        raise _invalid(name, f"The parameter {name} is required once")
+        raise Invalid.at(name, f"The parameter {name} is required once")
     return values[0]
 
 

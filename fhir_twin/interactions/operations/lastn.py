@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from fhir_twin.errors import Invalid, Issue
+from fhir_twin.errors import Invalid
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
@@ -35,9 +35,9 @@ def lastn(context: Context, request: Request, res_type: str | None, res_id: str 
     given = parameters(request)
     for name, value in given:
         if not isinstance(value, str):
-            raise _bad(name, f"$lastn takes no resource; {name!r} must be a value")
+            raise Invalid.at(name, f"$lastn takes no resource; {name!r} must be a value")
         if re.split(r"[:.]", name, maxsplit=1)[0] in RESULT_PARAMETERS:
-            raise _bad(name, f"$lastn answers one unpaged Bundle and does not support {name}", "not-supported")
+            raise Invalid.at(name, f"$lastn answers one unpaged Bundle and does not support {name}", "not-supported")
     most = _max([value for name, value in given if name == "max"])
     query = parse(
         ("Observation",),
@@ -69,16 +69,12 @@ def _max(given: list[str]) -> int:
     if not given:
         return 1
     if len(given) > 1:
-        raise _bad("max", "max may be given only once")
+        raise Invalid.at("max", "max may be given only once")
     value = given[0]
     digits = value.lstrip("0")
     if not (value.isascii() and value.isdigit()) or not digits:
-        raise _bad("max", f"max must be a positive whole number, not {value[:40]!r}")
+        raise Invalid.at("max", f"max must be a positive whole number, not {value[:40]!r}")
     return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
-
-
-def _bad(name: str, message: str, code: str = "invalid") -> Invalid:
-    return Invalid(message, issues=[Issue(code, message, expression=(name,))])
 
 
 LASTN = Operation(

@@ -23,7 +23,7 @@ def validate(context: Context, request: Request, res_type: str | None, res_id: s
     mode = modes[-1] if modes else ("update" if res_id else "create")
     if mode not in MODES:
         message = f"mode must be one of {', '.join(MODES)}, not {mode!r}"
-        raise Invalid(message, issues=[Issue("invalid", message, expression=("mode",))])
+        raise Invalid.at("mode", message)
     if mode == "delete":
         if res_id is None:
             raise Invalid("mode=delete needs a resource id: POST [type]/[id]/$validate")

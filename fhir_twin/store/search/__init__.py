@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, true
 
-from fhir_twin.errors import Invalid, Issue
+from fhir_twin.errors import Invalid
 from fhir_twin.search.query import Condition, Criterion, Include, InCompartment, Search, SortKey
 from fhir_twin.store.schema import idx_reference, resource, resource_version
 from fhir_twin.store.search.conditions import TABLES, in_compartment, where
@@ -227,7 +227,7 @@ def _decode(cursor: str, keys: int) -> tuple[bool, list[Any]]:
         return raw[0] == "b", [typed(value) for value in raw[1:]]
     except (ValueError, TypeError):
         message = f"_cursor {cursor[:40]!r} is not a page position this server made for this search"
-        raise Invalid(message, issues=[Issue("invalid", message, expression=("_cursor",))]) from None
+        raise Invalid.at("_cursor", message) from None
 
 
 def included(connection: Connection, query: Search, matches: list[Version]) -> list[Version]:
