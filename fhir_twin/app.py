@@ -10,19 +10,26 @@ from flask import Flask, Response, g
 
 from fhir_twin.api import errors
 from fhir_twin.api.fhir import blueprint
+from fhir_twin.api.twin import blueprint as twin_blueprint
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.operations.export import ExportWorker
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
+from fhir_twin.twin.mapping_file import load_mappings
+from fhir_twin.twin.operation import twin_operation
+from fhir_twin.twin.sync import TwinSync
+from fhir_twin.twin.twins import Twins
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
-    """A ready-to-serve app: the database migrated, the FHIR API mounted at ``/fhir``."""
+    """A ready-to-serve app: the database migrated, the FHIR API mounted at ``/fhir``, the twin
+    API at ``/twin``. A mapping file that cannot be used stops it here (``MappingError``)."""
     if not isinstance(config, Config):
         config = Config.from_env(config)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    mapping = load_mappings(config.resolved_mappings_dir)
     engine = make_engine(config.resolved_database_url)
     migrate(engine)
     repository = Repository(engine, config.referential_integrity)
@@ -36,7 +43,14 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     interactions = Interactions(repository, config)
     interactions.bundles = Bundles(interactions.route, repository, config).process
     app.extensions["fhir_twin.interactions"] = interactions
+    twins = Twins(repository, mapping)
+    app.extensions["fhir_twin.twins"] = twins
+    interactions.operations["twin"] = twin_operation(twins)
+    if config.twin:
+        # Held here: the signal keeps only a weak reference to its receiver.
+        app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping)
     app.register_blueprint(blueprint)
+    app.register_blueprint(twin_blueprint)
     errors.register(app)
 
     @app.before_request

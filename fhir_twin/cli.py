@@ -20,6 +20,9 @@ from fhir_twin.store.database import make_engine
 from fhir_twin.store.database import migrate as run_migrations
 from fhir_twin.store.reindex import live_count, stored_types
 from fhir_twin.store.reindex import reindex as run_reindex
+from fhir_twin.store.repository import Repository
+from fhir_twin.twin.mapping_file import MappingError, load_mappings
+from fhir_twin.twin.twins import Twins
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
@@ -59,7 +62,7 @@ def main() -> None:
 def serve(host: str, port: int, database_url: str | None, data_dir: str | None, workers: int, threads: int) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     config = Config.from_env({"database_url": database_url, "data_dir": data_dir})
-    app = create_app(config)
+    app = _app(config)
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {_safe_url(config.resolved_database_url)}")
     _Server(
         app,
@@ -121,7 +124,7 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def load(paths: tuple[Path, ...], database_url: str | None) -> None:
     """Load Bundle files (transaction, batch, collection) and NDJSON files or folders of them."""
-    app = create_app(Config.from_env({"database_url": database_url, "log_level": "WARNING"}))
+    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING"}))
     route = app.extensions["fhir_twin.interactions"].route
     files = files_in(list(paths))
     results = []
@@ -142,6 +145,44 @@ def load(paths: tuple[Path, ...], database_url: str | None) -> None:
         click.echo(f"  {result.path}: {len(result.failures)} failures, first: {result.failures[0]}", err=True)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(files)} files had failures")
+
+
+@main.group()
+def twin() -> None:
+    """The digital twin: rebuild it from the stored resources."""
+
+
+@twin.command()
+@click.option("--patient", "patient_id", default=None, help="Only this patient's twin.")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def rebuild(patient_id: str | None, database_url: str | None) -> None:
+    """Recompute twins, past states included, from every stored version of the mapped resources."""
+    config = Config.from_env({"database_url": database_url})
+    try:
+        mapping = load_mappings(config.resolved_mappings_dir)
+    except MappingError as error:
+        raise click.ClickException(str(error)) from None
+    engine = make_engine(config.resolved_database_url)
+    try:
+        run_migrations(engine)
+        twins = Twins(Repository(engine, config.referential_integrity), mapping)
+        total = None if patient_id else twins.version_count()
+        started = time.perf_counter()
+        with tqdm(total=total, unit="version", disable=None) as bar:
+            count = twins.rebuild(patient_id, bar.update)
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    scope = f"patient {patient_id}" if patient_id else "every patient"
+    click.echo(f"rebuilt the twin of {scope} from {count} resource versions in {seconds:.1f} s")
+
+
+def _app(config: Config) -> Flask:
+    """The app, with a bad mapping file reported as a command error rather than a traceback."""
+    try:
+        return create_app(config)
+    except MappingError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _safe_url(url: str) -> str:

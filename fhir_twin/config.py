@@ -32,6 +32,9 @@ class Config:
     log_level: str = "INFO"
     referential_integrity: bool = True
     max_bundle_entries: int = 10_000
+    # The digital twin: kept in step with every write unless switched off; its mappings folder.
+    twin: bool = True
+    mappings_dir: str = ""
 
     @property
     def resolved_database_url(self) -> str:
@@ -40,6 +43,13 @@ class Config:
             return self.database_url
         data_dir = Path(self.data_dir) if self.data_dir else default_data_dir()
         return f"sqlite:///{data_dir / 'fhir-twin.db'}"
+
+    @property
+    def resolved_mappings_dir(self) -> Path:
+        """The mappings folder: as configured, else ``mappings/`` of the checkout installed."""
+        if self.mappings_dir:
+            return Path(self.mappings_dir)
+        return Path(__file__).resolve().parent.parent / "mappings"
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None) -> Config:

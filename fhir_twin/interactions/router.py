@@ -27,7 +27,7 @@ from fhir_twin.fhir.model import is_resource_type, is_valid_id, resource_types
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.instance import InstanceInteractions
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context
+from fhir_twin.interactions.operations import Context, Operation
 from fhir_twin.interactions.operations.catalog import OPERATIONS
 from fhir_twin.interactions.search import compartment_condition, search
 from fhir_twin.search.parameters import parameters_for
@@ -44,6 +44,8 @@ class Interactions:
         self.config = config
         self.instance = InstanceInteractions(repository, config)
         self.context = Context(repository, config, self.route)
+        # Operations of layers above (the twin's $twin) are added by the app.
+        self.operations = dict(OPERATIONS)
         # Batch and transaction processing sits a layer above and is plugged in by the app.
         self.bundles: Handler | None = None
 
@@ -129,7 +131,7 @@ class Interactions:
             raise NotFound(f"Unknown resource type {res_type!r}")
         if res_id is not None and not is_valid_id(res_id):
             raise Invalid(f"{res_id!r} is not a valid resource id")
-        operation = OPERATIONS.get(name)
+        operation = self.operations.get(name)
         if operation is None:
             raise NotImplementedInteraction(f"The operation ${name} is not supported by this server")
         if level not in operation.levels:
@@ -158,7 +160,7 @@ class Interactions:
         raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}", headers={"Allow": allow})
 
     def _capabilities(self, request: Request) -> Response:
-        body: dict[str, Any] = dict(_capabilities(request.base))
+        body: dict[str, Any] = dict(_capabilities(request.base, tuple(self.operations.values())))
         body["id"] = str(uuid.uuid4())
         body["date"] = format_instant(now())
         return Response(200, {}, body)
@@ -175,13 +177,13 @@ def _system_types(request: Request) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=8)
-def _capabilities(base: str) -> dict[str, Any]:
+def _capabilities(base: str, offered: tuple[Operation, ...]) -> dict[str, Any]:
     """Built once per base URL: it only changes when the server's code does."""
     search_parameters = {
         name: [(p.code, p.type, p.url) for p in parameters_for(name).values()] for name in resource_types()
     }
     operations: dict[str, list[tuple[str, str]]] = {}
-    for operation in OPERATIONS.values():
+    for operation in offered:
         if "system" in operation.levels:
             operations.setdefault("", []).append((operation.name, operation.definition))
         if operation.levels & {"type", "instance"}:

@@ -34,7 +34,7 @@ def store_version(
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
     status = 201 if previous is None or previous.deleted else 200
     version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
-    unit.write(version, extract(body) if index is None else index)
+    unit.write(version, extract(body) if index is None else index, body)
     return version
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     bindparam,
     exists,
     func,
@@ -35,6 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from fhir_twin.errors import Conflict, Unprocessable
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import Search
+from fhir_twin.signals import version_written
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
 from fhir_twin.store.indexing import add_rows, insert_rows, live_keys, referrer_of, replace_index
@@ -101,7 +103,7 @@ class Repository:
                 if write:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
-                    unit = Unit(connection, write, self.referential_integrity)
+                    unit = Unit(connection, write, self.referential_integrity, sender=self)
                     token = self._active.set(unit)
                     try:
                         yield unit
@@ -121,8 +123,18 @@ class Repository:
 class Unit:
     """Reads and writes within one transaction."""
 
-    def __init__(self, connection: Connection, writable: bool = False, referential_integrity: bool = False) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        writable: bool = False,
+        referential_integrity: bool = False,
+        sender: object | None = None,
+    ) -> None:
         self._connection = connection
+        # Who ``version_written`` is sent as: the Repository, which listeners subscribe to.
+        self.sender = sender
+        # Rows other modules derive from a write (the twin's facts), inserted with the batch.
+        self._staged: dict[Table, list[dict[str, Any]]] = defaultdict(list)
         # New resources are written in batches: one multi-row insert per table when the unit
         # next reads or ends, which makes a transaction Bundle of hundreds of creates cheap.
         self._new_versions: list[dict[str, Any]] = []
@@ -142,14 +154,22 @@ class Unit:
         return self._connection
 
     def flush(self) -> None:
-        """Send the pending inserts of new resources."""
-        if not self._new_versions:
-            return
-        self._connection.execute(_INSERT_VERSION, self._new_versions)
-        self._connection.execute(_INSERT_RESOURCE, self._new_resources)
-        insert_rows(self._connection, self._new_index)
-        self._new_versions, self._new_resources = [], []
-        self._new_index = defaultdict(list)
+        """Send the pending inserts of new resources and of the rows staged with them."""
+        if self._new_versions:
+            self._connection.execute(_INSERT_VERSION, self._new_versions)
+            self._connection.execute(_INSERT_RESOURCE, self._new_resources)
+            insert_rows(self._connection, self._new_index)
+            self._new_versions, self._new_resources = [], []
+            self._new_index = defaultdict(list)
+        if self._staged:
+            staged, self._staged = self._staged, defaultdict(list)
+            for table, rows in staged.items():
+                if rows:
+                    self._connection.execute(insert(table), rows)
+
+    def stage(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` into ``table`` with the next batch, in this transaction."""
+        self._staged[table].extend(rows)
 
     def lock(self, key: str) -> None:
         """Hold a lock on ``key`` until this transaction ends (PostgreSQL; SQLite is serialised)."""
@@ -172,8 +192,12 @@ class Unit:
         """Whether any version of the resource was ever stored (deleted ones included)."""
         return self.connection.execute(_SELECT_EXISTS, {"res_type": res_type, "res_id": res_id}).first() is not None
 
-    def write(self, version: Version, index: list[IndexRow]) -> None:
-        """Store ``version`` as the new current version of its resource, with its index rows."""
+    def write(self, version: Version, index: list[IndexRow], resource: dict[str, Any] | None = None) -> None:
+        """Store ``version`` as the new current version of its resource, with its index rows.
+
+        ``resource`` is the body as a dict, handed to ``version_written`` listeners so they need
+        not parse it again.
+        """
         row = {
             "res_type": version.res_type,
             "res_id": version.res_id,
@@ -195,6 +219,8 @@ class Unit:
             for row_of_index in index:
                 if isinstance(row_of_index, ReferenceRow) and row_of_index.target_type and row_of_index.target_id:
                     self._referenced.setdefault((row_of_index.target_type, row_of_index.target_id), source)
+        if self.sender is not None and version_written.receivers:
+            version_written.send(self.sender, unit=self, version=version, resource=resource)
 
     def _write_change(self, version: Version, version_row: dict[str, Any], index: list[IndexRow]) -> None:
         """A new version of an existing resource, written at once: its resource row must be the

@@ -202,3 +202,58 @@ export_file = Table(
     Column("body", Text, nullable=False),
     PrimaryKeyConstraint("job_id", "file_no", "position", name="pk_export_file"),
 )
+
+
+# --- The digital twin (fhir_twin/store/twin.py) ----------------------------------------------
+# Facts derived from resource versions by the mappings. Each row lives from the version that
+# produced it (``valid_from``) until a later version or a delete replaced it (``valid_to``), so
+# the twin as it was at any instant is a query, not a replay.
+def _twin_table(name: str, *columns: Column) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("seq", Sequence64, primary_key=True, autoincrement=True),
+        Column("patient_id", String(64), nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("res_version", Integer, nullable=False),
+        Column("valid_from", DateTime(timezone=False), nullable=False),
+        Column("valid_to", DateTime(timezone=False)),
+        *columns,
+    )
+    Index(f"ix_{name}_source", table.c.res_type, table.c.res_id, table.c.valid_to)
+    return table
+
+
+twin_measurement = _twin_table(
+    "twin_measurement",
+    Column("field", String(64), nullable=False),
+    Column("code", Text, nullable=False),
+    Column("effective", DateTime(timezone=False)),
+    Column("value", Float),
+    Column("category", String(64)),
+    Column("original_value", Text),
+    Column("original_unit", Text),
+    Column("converted", Boolean, nullable=False),
+    Column("flag", String(32)),
+)
+Index(
+    "ix_twin_measurement_patient",
+    twin_measurement.c.patient_id,
+    twin_measurement.c.field,
+    twin_measurement.c.effective,
+)
+
+twin_case = _twin_table(
+    "twin_case",
+    Column("kind", String(64), nullable=False),
+    Column("code", Text),
+    Column("display", Text),
+    Column("status", String(64)),
+    Column("start", DateTime(timezone=False)),
+    Column("end", DateTime(timezone=False)),
+    Column("details", Text),
+)
+Index("ix_twin_case_patient", twin_case.c.patient_id, twin_case.c.kind, twin_case.c.start)
+
+TWIN_TABLES = (twin_measurement, twin_case)

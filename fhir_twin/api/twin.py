@@ -1,0 +1,56 @@
+"""The twin API beside the FHIR API (README "The twin API"): JSON documents whose shape the
+marshmallow schemas of ``fhir_twin.twin.schemas`` define; errors are OperationOutcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from fhir_twin.errors import Invalid
+from fhir_twin.fhir.model import is_valid_id
+from fhir_twin.twin.schemas import SeriesSchema, TwinSchema
+from fhir_twin.twin.twins import Twins, time_parameter
+
+blueprint = Blueprint("twin", __name__)
+
+
+def _twins() -> Twins:
+    return current_app.extensions["fhir_twin.twins"]
+
+
+def _times(allowed: tuple[str, ...]) -> dict[str, datetime | None]:
+    """The query's time parameters; anything else, a repeat or a bad value is a 400."""
+    for name in request.args:
+        if name not in allowed:
+            raise Invalid.at(name, f"Unknown parameter {name!r}; this endpoint takes {', '.join(allowed)}")
+    found: dict[str, datetime | None] = {}
+    for name in allowed:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise Invalid.at(name, f"{name} may be given only once")
+        found[name] = time_parameter(name, values[0], end=name != "from") if values else None
+    return found
+
+
+def _patient_id(patient_id: str) -> str:
+    if not is_valid_id(patient_id):
+        raise Invalid(f"{patient_id[:80]!r} is not a valid resource id")
+    return patient_id
+
+
+@blueprint.get("/twin/patients/<patient_id>")
+def twin(patient_id: str) -> Response:
+    times = _times(("at",))
+    document = _twins().document(_patient_id(patient_id), times["at"])
+    return jsonify(TwinSchema().dump(document))
+
+
+@blueprint.get("/twin/patients/<patient_id>/series/<field>")
+def series(patient_id: str, field: str) -> Response:
+    times = _times(("from", "to", "at"))
+    start, end = times["from"], times["to"]
+    if start is not None and end is not None and start >= end:
+        raise Invalid.at("from", "from must be before to")
+    found = _twins().series(_patient_id(patient_id), field, start, end, times["at"])
+    return jsonify(SeriesSchema().dump(found))

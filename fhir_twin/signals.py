@@ -1,0 +1,15 @@
+"""Signals the store sends, so cross-cutting concerns (the twin, audit) hook in at one place.
+
+``version_written`` fires inside the write's database transaction for every stored version
+(create, update, patch, delete; bundle entries and loads alike). Receivers connect with the
+Repository as ``sender`` and get the ``unit`` (the open transaction), the ``version`` stored
+and the ``resource`` as a dict (None for a delete).
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+version_written = _signals.signal("version-written")

@@ -1,0 +1,181 @@
+"""The twin's fact rows: written with the resource version they come from, read as of any instant.
+
+A row is valid from its source version's ``last_updated`` until the next version of that
+resource (or its delete) closes it, so "the twin now" reads open rows and "the twin at T" reads
+rows valid at T — from the same table the live write path keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, delete, func, or_, select, tuple_, update
+
+from fhir_twin.store.repository import Unit
+from fhir_twin.store.schema import (
+    TWIN_TABLES,
+    idx_reference,
+    resource_version,
+    twin_case,
+    twin_measurement,
+)
+from fhir_twin.store.version import Version, columns
+
+MEASUREMENT_COLUMNS = tuple(c.name for c in twin_measurement.c if c.name != "seq")
+CASE_COLUMNS = tuple(c.name for c in twin_case.c if c.name != "seq")
+
+_CLOSE = {
+    table.name: update(table)
+    .where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"), table.c.valid_to.is_(None))
+    .values(valid_to=bindparam("closed"))
+    for table in TWIN_TABLES
+}
+
+
+def close_facts(unit: Unit, version: Version) -> None:
+    """End the facts of ``version``'s resource where ``version`` replaces them."""
+    connection = unit.connection
+    for statement in _CLOSE.values():
+        connection.execute(
+            statement, {"key_type": version.res_type, "key_id": version.res_id, "closed": version.last_updated}
+        )
+
+
+def stage_facts(
+    unit: Unit,
+    version: Version,
+    measurements: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+) -> None:
+    """Insert the facts ``version`` gives, valid from it on unless a row says until when."""
+    source = {
+        "res_type": version.res_type,
+        "res_id": version.res_id,
+        "res_version": version.version,
+        "valid_from": version.last_updated,
+        "valid_to": None,
+    }
+    if measurements:
+        unit.stage(twin_measurement, [{**source, **row} for row in measurements])
+    if entries:
+        unit.stage(twin_case, [{**source, **row} for row in entries])
+
+
+def _valid(table: Table, at: datetime | None) -> ColumnElement[bool]:
+    """Rows in force just before ``at`` (exclusive: the end of the time a client named)."""
+    if at is None:
+        return table.c.valid_to.is_(None)
+    return and_(table.c.valid_from < at, or_(table.c.valid_to.is_(None), table.c.valid_to >= at))
+
+
+def measurement_rows(
+    connection: Connection,
+    patient_id: str,
+    *,
+    at: datetime | None = None,
+    field: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """A patient's measurements as of ``at`` (now when None), oldest first."""
+    t = twin_measurement
+    conditions = [t.c.patient_id == patient_id, _valid(t, at)]
+    if field is not None:
+        conditions.append(t.c.field == field)
+    if start is not None:
+        conditions.append(t.c.effective >= start)
+    if end is not None:
+        conditions.append(t.c.effective < end)
+    query = select(t).where(*conditions).order_by(t.c.field, t.c.effective, t.c.res_id)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def case_rows(connection: Connection, patient_id: str, *, at: datetime | None = None) -> list[dict[str, Any]]:
+    """A patient's case entries as of ``at`` (now when None), by kind then start."""
+    t = twin_case
+    query = select(t).where(t.c.patient_id == patient_id, _valid(t, at)).order_by(t.c.kind, t.c.start, t.c.res_id)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def version_at(connection: Connection, res_type: str, res_id: str, at: datetime | None) -> Version | None:
+    """The version current just before ``at`` (the newest when None); a delete included."""
+    v = resource_version
+    query = select(*columns(v)).where(v.c.res_type == res_type, v.c.res_id == res_id)
+    if at is not None:
+        query = query.where(v.c.last_updated < at)
+    row = connection.execute(query.order_by(v.c.version.desc()).limit(1)).first()
+    return Version(*row) if row else None
+
+
+def sources_of(connection: Connection, patient_id: str, types: frozenset[str]) -> set[tuple[str, str]]:
+    """Resources that feed, fed, or may feed a patient's twin: its rows' sources and referrers."""
+    found: set[tuple[str, str]] = set()
+    for table in TWIN_TABLES:
+        query = select(table.c.res_type, table.c.res_id).where(table.c.patient_id == patient_id).distinct()
+        found.update((row[0], row[1]) for row in connection.execute(query))
+    r = idx_reference
+    query = (
+        select(r.c.res_type, r.c.res_id)
+        .where(r.c.target_type == "Patient", r.c.target_id == patient_id, r.c.res_type.in_(sorted(types)))
+        .distinct()
+    )
+    found.update((row[0], row[1]) for row in connection.execute(query))
+    return found
+
+
+def clear_facts(connection: Connection, sources: set[tuple[str, str]] | None = None) -> None:
+    """Remove every fact row, or those of the given source resources."""
+    for table in TWIN_TABLES:
+        if sources is None:
+            connection.execute(delete(table))
+            continue
+        keys = sorted(sources)
+        for first in range(0, len(keys), 500):
+            chunk = keys[first : first + 500]
+            connection.execute(delete(table).where(tuple_(table.c.res_type, table.c.res_id).in_(chunk)))
+
+
+def versions_of(
+    connection: Connection, types: frozenset[str], sources: set[tuple[str, str]] | None = None, batch: int = 2000
+) -> Iterator[Version]:
+    """Every stored version of the given types (or of just ``sources``), per resource in order."""
+    v = resource_version
+    if sources is not None:
+        keys = sorted(sources)
+        for first in range(0, len(keys), 500):
+            chunk = keys[first : first + 500]
+            query = select(*columns(v)).where(tuple_(v.c.res_type, v.c.res_id).in_(chunk))
+            rows = connection.execute(query.order_by(v.c.res_type, v.c.res_id, v.c.version)).all()
+            yield from (Version(*row) for row in rows)
+        return
+    after: tuple[str, str, int] = ("", "", 0)
+    while True:
+        query = (
+            select(*columns(v))
+            .where(v.c.res_type.in_(sorted(types)), tuple_(v.c.res_type, v.c.res_id, v.c.version) > tuple_(*after))
+            .order_by(v.c.res_type, v.c.res_id, v.c.version)
+            .limit(batch)
+        )
+        rows = connection.execute(query).all()
+        if not rows:
+            return
+        yield from (Version(*row) for row in rows)
+        last = rows[-1]
+        after = (last[0], last[1], last[2])
+
+
+def count_versions(connection: Connection, types: frozenset[str]) -> int:
+    """How many versions ``versions_of`` will give for a full rebuild (for progress)."""
+    v = resource_version
+    return connection.execute(select(func.count()).where(v.c.res_type.in_(sorted(types)))).scalar_one()
+
+
+def fact_table_rows(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every fact row without its surrogate key, sorted: for comparing two builds of a twin."""
+    out = {}
+    for table, names in ((twin_measurement, MEASUREMENT_COLUMNS), (twin_case, CASE_COLUMNS)):
+        rows = connection.execute(select(*(table.c[name] for name in names))).all()
+        out[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    return out

@@ -1,0 +1,93 @@
+"""The Digital Body: each field's series, cleaned of duplicates, with its latest usable value.
+
+Two sources reporting the same value at the same time (a blood-pressure panel and a stand-alone
+systolic Observation, say) are one measurement, counted once; the point keeps how many
+duplicates it absorbed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fhir_twin.twin.mapping import Field, Mapping
+
+
+@dataclass(frozen=True)
+class Point:
+    time: datetime | None
+    value: float | None
+    category: str | None
+    unit: str | None
+    original_value: str | None
+    original_unit: str | None
+    converted: bool
+    flag: str | None
+    source: str  # version-specific reference, e.g. Observation/1/_history/2
+    duplicates: int = 0
+
+    @property
+    def used(self) -> bool:
+        return self.flag is None
+
+
+@dataclass(frozen=True)
+class FieldState:
+    field: Field
+    latest: Point | None
+    count: int
+    stale: bool | None  # None when there is no usable value
+
+
+def source_of(row: dict[str, Any]) -> str:
+    return f"{row['res_type']}/{row['res_id']}/_history/{row['res_version']}"
+
+
+def points(rows: list[dict[str, Any]], twin_field: Field) -> list[Point]:
+    """``rows`` of one field, oldest first, duplicates folded into the first seen."""
+    found: list[Point] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = (row["effective"], row["value"], row["category"], row["flag"])
+        if (row["value"] is not None or row["category"] is not None) and key in seen:
+            position = seen[key]
+            kept = found[position]
+            found[position] = Point(**{**vars(kept), "duplicates": kept.duplicates + 1})
+            continue
+        seen[key] = len(found)
+        found.append(
+            Point(
+                time=row["effective"],
+                value=row["value"],
+                category=row["category"],
+                unit=twin_field.unit if row["value"] is not None else None,
+                original_value=row["original_value"],
+                original_unit=row["original_unit"],
+                converted=row["converted"],
+                flag=row["flag"],
+                source=source_of(row),
+            )
+        )
+    return found
+
+
+def field_states(series: dict[str, list[Point]], mapping: Mapping, reference: datetime) -> dict[str, FieldState]:
+    """Every mapped field's latest usable value and whether it is stale at ``reference``."""
+    states = {}
+    for name, twin_field in mapping.fields.items():
+        used = [point for point in series.get(name, []) if point.used]
+        latest = max(used, key=lambda point: point.time or datetime.min) if used else None
+        stale = None
+        if latest is not None and latest.time is not None:
+            stale = twin_field.stale_after is not None and latest.time < reference - twin_field.stale_after
+        states[name] = FieldState(twin_field, latest, len(used), stale)
+    return states
+
+
+def by_field(rows: list[dict[str, Any]], mapping: Mapping) -> dict[str, list[Point]]:
+    """Measurement rows (sorted by field, time) as points per mapped field."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["field"], []).append(row)
+    return {name: points(group, mapping.fields[name]) for name, group in grouped.items() if name in mapping.fields}

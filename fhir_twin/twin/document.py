@@ -1,0 +1,129 @@
+"""The twin document of one patient: who, Digital Body, Digital Case and data quality, as of a time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from fhir_twin.twin.body import FieldState, Point, by_field, field_states, source_of
+from fhir_twin.twin.mapping import Mapping
+from fhir_twin.twin.quality import Quality, quality
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    id: str
+    source: str
+    gender: str | None
+    birth_date: str | None
+    age: int | None
+    deceased: bool
+    race: str | None
+
+
+@dataclass(frozen=True)
+class CaseItem:
+    kind: str
+    source: str
+    code: str | None
+    display: str | None
+    status: str | None
+    start: datetime | None
+    end: datetime | None
+    details: dict[str, list[str]] = field(default_factory=dict)
+    # Results of a report that the Body holds: reference, field, value, unit.
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TwinDocument:
+    patient: PatientSummary
+    at: datetime | None
+    reference_time: datetime
+    body: dict[str, FieldState]
+    case: dict[str, list[CaseItem]]
+    quality: Quality
+
+
+def build(
+    patient: dict[str, Any],
+    patient_source: str,
+    measurement_rows: list[dict[str, Any]],
+    case_rows: list[dict[str, Any]],
+    mapping: Mapping,
+    at: datetime | None,
+    reference_time: datetime,
+) -> TwinDocument:
+    series = by_field(measurement_rows, mapping)
+    return TwinDocument(
+        patient=summary(patient, patient_source, reference_time),
+        at=at,
+        reference_time=reference_time,
+        body=field_states(series, mapping, reference_time),
+        case=_case(case_rows, series, mapping),
+        quality=quality(series, mapping),
+    )
+
+
+def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> PatientSummary:
+    birth = patient.get("birthDate")
+    age = None
+    if isinstance(birth, str) and len(birth) >= 4:
+        born = date(
+            int(birth[:4]), int(birth[5:7]) if len(birth) >= 7 else 7, int(birth[8:10]) if len(birth) >= 10 else 1
+        )
+        today = reference_time.date()
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    deceased = bool(patient.get("deceasedBoolean")) or "deceasedDateTime" in patient
+    return PatientSummary(patient["id"], source, patient.get("gender"), birth, age, deceased, _race(patient))
+
+
+def _race(patient: dict[str, Any]) -> str | None:
+    """US Core race: the OMB category's display, else the extension's text."""
+    for extension in patient.get("extension") or []:
+        if isinstance(extension, dict) and extension.get("url") == US_CORE_RACE:
+            parts = {part.get("url"): part for part in extension.get("extension") or [] if isinstance(part, dict)}
+            coding = (parts.get("ombCategory") or {}).get("valueCoding") or {}
+            return coding.get("display") or coding.get("code") or (parts.get("text") or {}).get("valueString")
+    return None
+
+
+def _case(rows: list[dict[str, Any]], series: dict[str, list[Point]], mapping: Mapping) -> dict[str, list[CaseItem]]:
+    by_source: dict[str, list[tuple[str, Point]]] = {}
+    for name, found in series.items():
+        for point in found:
+            by_source.setdefault(point.source.split("/_history/")[0], []).append((name, point))
+    case: dict[str, list[CaseItem]] = {name: [] for name in mapping.case}
+    for row in rows:
+        if row["kind"] not in case:
+            continue
+        details = json.loads(row["details"]) if row["details"] else {}
+        results = [
+            {
+                "reference": point.source,
+                "field": name,
+                "value": point.value,
+                "category": point.category,
+                "unit": point.unit,
+            }
+            for reference in details.get("results", [])
+            for name, point in by_source.get(reference, [])
+        ]
+        case[row["kind"]].append(
+            CaseItem(
+                row["kind"],
+                source_of(row),
+                row["code"],
+                row["display"],
+                row["status"],
+                row["start"],
+                row["end"],
+                details,
+                results,
+            )
+        )
+    return case

@@ -1,0 +1,101 @@
+"""``Patient/{id}/$twin``: the twin for FHIR clients, as a ``Parameters`` resource.
+
+Parameters: ``at`` (optional dateTime) for the twin as it was. Each Body field is a ``field``
+parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source); each
+case entry a ``case`` parameter; the data-quality summary a ``quality`` parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_twin.errors import Invalid
+from fhir_twin.fhir.instant import format_instant
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.twin.document import TwinDocument
+from fhir_twin.twin.measurement import UCUM
+from fhir_twin.twin.twins import Twins, time_parameter
+
+DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
+
+
+def twin_operation(twins: Twins) -> Operation:
+    def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
+        given = parameters(request)
+        unknown = [name for name, _ in given if name != "at"]
+        if unknown:
+            raise Invalid.at(unknown[0], f"$twin takes only 'at', not {unknown[0]!r}")
+        at_values = [value for _, value in given]
+        if len(at_values) > 1:
+            raise Invalid.at("at", "at may be given only once")
+        at = time_parameter("at", at_values[0], end=True) if at_values else None
+        return Response(200, {}, as_parameters(twins.document(str(res_id), at)))
+
+    return Operation(
+        name="twin",
+        levels=frozenset({"instance"}),
+        methods=frozenset({"GET", "POST"}),
+        handler=handle,
+        definition=DEFINITION,
+        types=frozenset({"Patient"}),
+    )
+
+
+def as_parameters(document: TwinDocument) -> dict[str, Any]:
+    out: list[dict[str, Any]] = [
+        {"name": "patient", "valueReference": {"reference": document.patient.source}},
+        {"name": "referenceTime", "valueInstant": format_instant(document.reference_time)},
+    ]
+    for name, state in document.body.items():
+        parts: list[dict[str, Any]] = [
+            {"name": "name", "valueCode": name},
+            {"name": "label", "valueString": state.field.label},
+            {"name": "count", "valueInteger": state.count},
+        ]
+        latest = state.latest
+        if latest is not None:
+            if latest.value is not None:
+                unit = state.field.unit
+                quantity = {"value": latest.value, "unit": unit, "system": UCUM, "code": unit}
+                parts.append({"name": "value", "valueQuantity": quantity})
+            elif latest.category is not None:
+                parts.append({"name": "value", "valueCode": latest.category})
+            if latest.time is not None:
+                parts.append({"name": "time", "valueDateTime": format_instant(latest.time)})
+            parts.append({"name": "source", "valueReference": {"reference": latest.source}})
+        if state.stale is not None:
+            parts.append({"name": "stale", "valueBoolean": state.stale})
+        out.append({"name": "field", "part": parts})
+    for kind, items in document.case.items():
+        for item in items:
+            parts = [
+                {"name": "kind", "valueCode": kind},
+                {"name": "source", "valueReference": {"reference": item.source}},
+            ]
+            if item.code and "|" in item.code:
+                system, code = item.code.split("|", 1)
+                coding = {"system": system, "code": code} if system else {"code": code}
+                if item.display:
+                    coding["display"] = item.display
+                parts.append({"name": "code", "valueCoding": coding})
+            elif item.display:
+                parts.append({"name": "code", "valueString": item.display})
+            if item.status:
+                parts.append({"name": "status", "valueCode": item.status})
+            if item.start is not None:
+                parts.append({"name": "start", "valueDateTime": format_instant(item.start)})
+            if item.end is not None:
+                parts.append({"name": "end", "valueDateTime": format_instant(item.end)})
+            out.append({"name": "case", "part": parts})
+    quality = document.quality
+    quality_parts: list[dict[str, Any]] = [
+        {"name": "completeness", "valueDecimal": quality.completeness},
+        {"name": "used", "valueInteger": quality.used},
+        {"name": "converted", "valueInteger": quality.converted},
+        {"name": "flagged", "valueInteger": quality.flagged},
+        {"name": "duplicates", "valueInteger": quality.duplicates},
+        *({"name": "missing", "valueCode": name} for name in quality.missing),
+    ]
+    out.append({"name": "quality", "part": quality_parts})
+    return {"resourceType": "Parameters", "parameter": out}

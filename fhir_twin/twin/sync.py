@@ -1,0 +1,59 @@
+"""Live sync: every stored version of a mapped resource updates its patient's twin, in the
+write's own transaction, so a client that got its 2xx reads a twin that already shows it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from fhir_twin.signals import version_written
+from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.twin import close_facts, stage_facts
+from fhir_twin.store.version import Version
+from fhir_twin.twin.facts import Facts, facts_of
+from fhir_twin.twin.mapping import Mapping
+
+
+class TwinSync:
+    """Listens to ``version_written`` from one Repository; keep a reference to stay connected."""
+
+    def __init__(self, repository: Repository, mapping: Mapping) -> None:
+        self.mapping = mapping
+        version_written.connect(self.on_written, sender=repository)
+
+    def on_written(self, sender: object, *, unit: Unit, version: Version, resource: dict[str, Any] | None) -> None:
+        if version.res_type not in self.mapping.types:
+            return
+        facts = facts_of(resource, self.mapping)
+        if facts is None and version.version == 1:
+            return
+        if version.version > 1:
+            close_facts(unit, version)
+        stage_facts(unit, version, *fact_rows(facts))
+
+
+def fact_rows(facts: Facts | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows ``store.twin`` keeps for ``facts``."""
+    if facts is None:
+        return [], []
+    measurements = []
+    for measurement in facts.measurements:
+        row = asdict(measurement)
+        row["patient_id"] = facts.patient_id
+        measurements.append(row)
+    entries = []
+    for entry in facts.entries:
+        entries.append(
+            {
+                "patient_id": facts.patient_id,
+                "kind": entry.kind,
+                "code": entry.code,
+                "display": entry.display,
+                "status": entry.status[:64] if entry.status else None,
+                "start": entry.start,
+                "end": entry.end,
+                "details": json.dumps(entry.details, sort_keys=True) if entry.details else None,
+            }
+        )
+    return measurements, entries

@@ -1,0 +1,116 @@
+"""``Twins``: the twin of a patient now or at a past time, its series, and rebuilding from history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fhir_twin.errors import Gone, Invalid, NotFound
+from fhir_twin.fhir import json
+from fhir_twin.fhir.instant import now, parse_range
+from fhir_twin.store import twin as store
+from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.version import Version
+from fhir_twin.twin.body import Point, points
+from fhir_twin.twin.document import TwinDocument, build
+from fhir_twin.twin.facts import facts_of
+from fhir_twin.twin.mapping import Field, Mapping
+from fhir_twin.twin.sync import fact_rows
+
+
+@dataclass(frozen=True)
+class Series:
+    patient: str
+    field: Field
+    start: datetime | None
+    end: datetime | None
+    at: datetime | None
+    points: list[Point]
+
+
+class Twins:
+    def __init__(self, repository: Repository, mapping: Mapping) -> None:
+        self.repository = repository
+        self.mapping = mapping
+
+    def document(self, patient_id: str, at: datetime | None = None) -> TwinDocument:
+        """The patient's twin as it is, or as it was just before ``at``."""
+        with self.repository.unit() as unit:
+            patient = self._patient(unit, patient_id, at)
+            measurements = store.measurement_rows(unit.connection, patient_id, at=at)
+            entries = store.case_rows(unit.connection, patient_id, at=at)
+        body = json.loads(patient.body or "{}")
+        source = f"Patient/{patient_id}/_history/{patient.version}"
+        return build(body, source, measurements, entries, self.mapping, at, at or now())
+
+    def series(
+        self, patient_id: str, name: str, start: datetime | None, end: datetime | None, at: datetime | None
+    ) -> Series:
+        """One field's points in ``[start, end)``, duplicates folded."""
+        twin_field = self.mapping.fields.get(name)
+        if twin_field is None:
+            known = ", ".join(sorted(self.mapping.fields))
+            raise NotFound(f"The twin has no field {name!r}; fields: {known}")
+        with self.repository.unit() as unit:
+            self._patient(unit, patient_id, at)
+            rows = store.measurement_rows(unit.connection, patient_id, at=at, field=name, start=start, end=end)
+        return Series(patient_id, twin_field, start, end, at, points(rows, twin_field))
+
+    @staticmethod
+    def _patient(unit: Unit, patient_id: str, at: datetime | None) -> Version:
+        version = store.version_at(unit.connection, "Patient", patient_id, at)
+        when = " at that time" if at is not None else ""
+        if version is None:
+            raise NotFound(f"Patient/{patient_id} is not known{when}")
+        if version.deleted:
+            raise Gone(f"Patient/{patient_id} was deleted{when}")
+        return version
+
+    def version_count(self) -> int:
+        """How many stored versions a full rebuild reads."""
+        with self.repository.unit() as unit:
+            return store.count_versions(unit.connection, self.mapping.types)
+
+    def rebuild(self, patient_id: str | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Recompute twin facts from every stored version (of one patient's resources); returns
+        how many versions were read. Runs as one write transaction, so it never shows half."""
+        count = 0
+        with self.repository.unit(write=True) as unit:
+            connection = unit.connection
+            sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)
+            store.clear_facts(connection, sources)
+            previous: Version | None = None
+            for version in store.versions_of(connection, self.mapping.types, sources):
+                if previous is not None and (previous.res_type, previous.res_id) == (version.res_type, version.res_id):
+                    closed = version.last_updated
+                else:
+                    closed = None
+                if previous is not None:
+                    self._restore(unit, previous, closed)
+                previous = version
+                count += 1
+                if progress is not None:
+                    progress(1)
+                if count % 2000 == 0:
+                    unit.flush()
+            if previous is not None:
+                self._restore(unit, previous, None)
+        return count
+
+    def _restore(self, unit: Unit, version: Version, closed: datetime | None) -> None:
+        body = json.loads(version.body) if version.body is not None else None
+        measurements, entries = fact_rows(facts_of(body, self.mapping))
+        for row in (*measurements, *entries):
+            row["valid_to"] = closed
+        store.stage_facts(unit, version, measurements, entries)
+
+
+def time_parameter(name: str, value: str, *, end: bool) -> datetime:
+    """A ``from``/``to``/``at`` value: the start of the time it names, or its end for ``to``
+    and ``at`` (``at=2024-05-01`` is the twin as that day ended)."""
+    try:
+        low, high = parse_range(value)
+    except ValueError:
+        raise Invalid.at(name, f"{name} must be a FHIR date, dateTime or instant, not {value[:40]!r}") from None
+    return high if end else low
