@@ -5,8 +5,12 @@ concurrent connections to a running server (or one started with ``--spawn``), an
 rate next to the raw rate at which fhir.resources alone validates the same resources in this
 process — the floor of what any server built on it can do per core.
 
-    python bench/ingest.py --spawn                      # temporary SQLite server
-    python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/bench
+With ``--spawn`` the run is made twice, on fresh databases: with the digital twin kept live
+(the default) and with it switched off (``FHIR_TWIN_TWIN=false``), and the twin's cost is
+printed as the share of throughput it takes.
+
+    python bench/ingest.py --spawn                      # temporary SQLite servers
+    python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -59,16 +63,24 @@ def main() -> int:
     raw = raw_validation_rate(resources)
     print(f"  fhir.resources model_validate alone: {raw:,.0f} resources/s (one process)")
 
-    with server(args) as url:
-        print(f"  server    {url}")
-        rate, latencies, errors = post_all(url, bundles, args.clients, args.rounds)
-    print()
-    print(f"ingest     {rate:,.0f} resources/s over HTTP ({rate / raw:.0%} of the raw validation rate)")
-    if latencies:
-        print(f"bundle     p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
-    for error in errors[:3]:
-        print(f"error      {error}")
-    return 1 if errors else 0
+    modes = ["on", "off"] if args.spawn else ["as running"]
+    rates: dict[str, float] = {}
+    failed = False
+    for mode in modes:
+        with server(args, twin=mode != "off") as url:
+            rate, latencies, errors = post_all(url, bundles, args.clients, args.rounds)
+        rates[mode] = rate
+        print()
+        label = f"twin {mode}" if args.spawn else "ingest"
+        print(f"{label:<10} {rate:,.0f} resources/s over HTTP ({rate / raw:.0%} of the raw validation rate)")
+        if latencies:
+            print(f"bundle     p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+        for error in errors[:3]:
+            print(f"error      {error}")
+        failed = failed or bool(errors)
+    if len(rates) == 2:
+        print(f"\ntwin cost  {1 - rates['on'] / rates['off']:.1%} of ingest throughput")
+    return 1 if failed else 0
 
 
 def raw_validation_rate(resources: list[dict[str, Any]]) -> float:
@@ -125,23 +137,49 @@ def post_all(url: str, bundles: list[bytes], clients: int, rounds: int) -> tuple
 
 
 @contextmanager
-def server(args: argparse.Namespace) -> Iterator[str]:
-    """The base URL to post to: ``--url``, or a server started for the run."""
+def fresh_database(url: str, folder: str) -> Iterator[str]:
+    """An empty database for one run: a SQLite file in ``folder``, or a new PostgreSQL database
+    beside the one ``url`` names, dropped afterwards."""
+    if not url:
+        yield f"sqlite:///{folder}/bench.db"
+        return
+    import sqlalchemy
+
+    admin_url = sqlalchemy.engine.make_url(url)
+    name = f"fhir_twin_ingest_{os.getpid()}_{int(time.time() * 1000)}"
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@contextmanager
+def server(args: argparse.Namespace, twin: bool = True) -> Iterator[str]:
+    """The base URL to post to: ``--url``, or a server started for the run on a fresh database."""
     if not args.spawn:
         yield args.url
         return
     folder = tempfile.mkdtemp(prefix="fhir-twin-ingest-")
+    with fresh_database(args.database, folder) as database:
+        yield from _spawned(args, folder, database, twin)
+
+
+def _spawned(args: argparse.Namespace, folder: str, database: str, twin: bool) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    database = args.database or f"sqlite:///{folder}/bench.db"
     command = shutil.which("fhir-twin") or str(Path(sys.executable).with_name("fhir-twin"))
     log = open(Path(folder) / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [command, "serve", "--port", str(port), "--database", database, "--workers", str(args.workers)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_TWIN": "true" if twin else "false"},
     )
     url = f"http://127.0.0.1:{port}/fhir"
     try:

@@ -43,12 +43,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     interactions = Interactions(repository, config)
     interactions.bundles = Bundles(interactions.route, repository, config).process
     app.extensions["fhir_twin.interactions"] = interactions
-    twins = Twins(repository, mapping)
+    twins = Twins(repository, mapping, config.base_url)
     app.extensions["fhir_twin.twins"] = twins
     interactions.operations["twin"] = twin_operation(twins)
     if config.twin:
         # Held here: the signal keeps only a weak reference to its receiver.
-        app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping)
+        app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping, config.base_url)
     app.register_blueprint(blueprint)
     app.register_blueprint(twin_blueprint)
     errors.register(app)

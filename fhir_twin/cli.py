@@ -165,7 +165,7 @@ def rebuild(patient_id: str | None, database_url: str | None) -> None:
     engine = make_engine(config.resolved_database_url)
     try:
         run_migrations(engine)
-        twins = Twins(Repository(engine, config.referential_integrity), mapping)
+        twins = Twins(Repository(engine, config.referential_integrity), mapping, config.base_url)
         total = None if patient_id else twins.version_count()
         started = time.perf_counter()
         with tqdm(total=total, unit="version", disable=None) as bar:

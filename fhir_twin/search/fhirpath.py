@@ -31,8 +31,13 @@ from functools import cache
 from typing import Any, Protocol
 
 import fhirpathpy
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
+from antlr4.error.Errors import LexerNoViableAltException
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_twin.fhir.definitions import table
 
@@ -520,3 +525,34 @@ def split_union(expression: str) -> list[str]:
             start = index + 1
     branches.append(expression[start:].strip())
     return branches
+
+
+class _Refuse(ErrorListener):  # type: ignore[misc]
+    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int, message: str, error: Any) -> None:
+        raise ValueError(f"at character {column + 1}: {message}")
+
+
+def check_expression(expression: str, base: str) -> None:
+    """Raise ValueError unless ``expression`` parses strictly and runs on an empty ``base``.
+
+    fhirpathpy's own parser recovers from syntax errors, so ``a.where(`` would otherwise pass
+    and fail (or select nothing) only when a resource is evaluated — too late for a mapping file.
+    """
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Refuse())
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Refuse())
+    try:
+        parser.expression()
+    except LexerNoViableAltException as error:
+        raise ValueError(f"not a FHIRPath expression: {error}") from None
+    if tokens.LA(1) != Token.EOF:
+        raise ValueError(f"unexpected {tokens.LT(1).text!r} at character {tokens.LT(1).column + 1}")
+    empty = {"resourceType": base}
+    try:
+        compile_expression(expression, base)(empty, empty)
+    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
+        raise ValueError(str(error)) from None

@@ -11,7 +11,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 from fhir_twin.store.repository import Unit
 from fhir_twin.store.schema import (
@@ -88,14 +101,16 @@ def measurement_rows(
         conditions.append(t.c.effective >= start)
     if end is not None:
         conditions.append(t.c.effective < end)
-    query = select(t).where(*conditions).order_by(t.c.field, t.c.effective, t.c.res_id)
+    # NULLs sort first on both databases, so every client sees one order.
+    query = select(t).where(*conditions).order_by(t.c.field, t.c.effective.is_not(None), t.c.effective, t.c.res_id)
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def case_rows(connection: Connection, patient_id: str, *, at: datetime | None = None) -> list[dict[str, Any]]:
     """A patient's case entries as of ``at`` (now when None), by kind then start."""
     t = twin_case
-    query = select(t).where(t.c.patient_id == patient_id, _valid(t, at)).order_by(t.c.kind, t.c.start, t.c.res_id)
+    order = (t.c.kind, t.c.start.is_not(None), t.c.start, t.c.res_id)
+    query = select(t).where(t.c.patient_id == patient_id, _valid(t, at)).order_by(*order)
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
@@ -109,9 +124,22 @@ def version_at(connection: Connection, res_type: str, res_id: str, at: datetime 
     return Version(*row) if row else None
 
 
+def lock_facts(connection: Connection) -> None:
+    """Hold writers of twin facts off until this transaction ends (PostgreSQL; SQLite's write
+    transactions are serialised already), so a rebuild and a live write cannot interleave."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("LOCK TABLE twin_measurement, twin_case IN EXCLUSIVE MODE"))
+
+
 def sources_of(connection: Connection, patient_id: str, types: frozenset[str]) -> set[tuple[str, str]]:
-    """Resources that feed, fed, or may feed a patient's twin: its rows' sources and referrers."""
+    """Resources that feed, fed, or may feed a patient's twin: its rows' sources, its current
+    referrers, and every resource any version of which names it (deleted and moved ones too)."""
     found: set[tuple[str, str]] = set()
+    v = resource_version
+    # Resource ids are [A-Za-z0-9.-]: nothing in them is a LIKE wildcard.
+    named = or_(v.c.body.like(f'%Patient/{patient_id}"%'), v.c.body.like(f'%Patient/{patient_id}/_history/%'))
+    query = select(v.c.res_type, v.c.res_id).where(v.c.res_type.in_(sorted(types)), named).distinct()
+    found.update((row[0], row[1]) for row in connection.execute(query))
     for table in TWIN_TABLES:
         query = select(table.c.res_type, table.c.res_id).where(table.c.patient_id == patient_id).distinct()
         found.update((row[0], row[1]) for row in connection.execute(query))

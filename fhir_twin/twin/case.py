@@ -26,12 +26,6 @@ class CaseEntry:
     details: dict[str, list[str]] = field(default_factory=dict)
 
 
-def compile_kind(kind: CaseKind) -> None:
-    """Compile every expression of ``kind`` (raises on one that does not parse)."""
-    for expression in _expressions(kind):
-        compile_expression(expression, kind.resource)
-
-
 def case_entries(resource: dict[str, Any], kinds: list[CaseKind]) -> list[CaseEntry]:
     """The entries ``resource`` gives, one per case list it feeds; none once it is removed."""
     entries = []
@@ -51,12 +45,6 @@ def case_entries(resource: dict[str, Any], kinds: list[CaseKind]) -> list[CaseEn
                 details[name] = texts
         entries.append(CaseEntry(kind.name, code, display, status, start, end, details))
     return entries
-
-
-def _expressions(kind: CaseKind) -> list[str]:
-    found = [kind.code, *kind.removed, *kind.details.values()]
-    found.extend(e for e in (kind.status, kind.start, kind.end) if e)
-    return found
 
 
 def _select(expression: str, base: str, resource: dict[str, Any]) -> list[Group]:
@@ -97,13 +85,15 @@ def _status(groups: list[Group]) -> str | None:
 
 
 def _time(groups: list[Group], bound: str) -> datetime | None:
+    """A dateTime or a Period's ``bound``; an end given to the day (or coarser) is that day's end."""
     for _, value in _values(groups):
         text = value.get(bound) if isinstance(value, dict) else value
         if isinstance(text, str):
             try:
-                return parse_range(text)[0]
+                low, high = parse_range(text)
             except ValueError:
                 continue
+            return high if bound == "end" and "T" not in text else low
     return None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from fhir_twin.search.fhirpath import reference_target
 from fhir_twin.twin.body import FieldState, Point, by_field, field_states, source_of
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.quality import Quality, quality
@@ -90,6 +91,12 @@ def _race(patient: dict[str, Any]) -> str | None:
             coding = (parts.get("ombCategory") or {}).get("valueCoding") or {}
             return coding.get("display") or coding.get("code") or (parts.get("text") or {}).get("valueString")
     return None
+
+
+def _local(reference: str) -> str:
+    """``Type/id`` of a relative, absolute or version-specific reference."""
+    target = reference_target(reference)
+    return f"{target[0]}/{target[1]}" if target else reference
 
 
 def _case(rows: list[dict[str, Any]], series: dict[str, list[Point]], mapping: Mapping) -> dict[str, list[CaseItem]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
+from functools import cached_property
 
 Code = tuple[str, str]  # (system, code)
 
@@ -79,21 +80,24 @@ class Mapping:
     fields: dict[str, Field]
     case: dict[str, CaseKind]
 
-    def __post_init__(self) -> None:
-        by_code: dict[Code, list[tuple[Field, Source]]] = {}
+    @cached_property
+    def by_code(self) -> dict[Code, list[tuple[Field, Source]]]:
+        """The fields each Observation code feeds, and how."""
+        found: dict[Code, list[tuple[Field, Source]]] = {}
         for twin_field in self.fields.values():
             for source in twin_field.sources:
-                by_code.setdefault(source.code, []).append((twin_field, source))
-        object.__setattr__(self, "by_code", by_code)
-        case_of: dict[str, list[CaseKind]] = {}
-        for kind in self.case.values():
-            case_of.setdefault(kind.resource, []).append(kind)
-        object.__setattr__(self, "case_of", case_of)
-        types = set(case_of)
-        if self.fields:
-            types.add("Observation")
-        object.__setattr__(self, "types", frozenset(types))
+                found.setdefault(source.code, []).append((twin_field, source))
+        return found
 
-    by_code: dict[Code, list[tuple[Field, Source]]] = field(init=False, repr=False, compare=False)
-    case_of: dict[str, list[CaseKind]] = field(init=False, repr=False, compare=False)
-    types: frozenset[str] = field(init=False, repr=False, compare=False)
+    @cached_property
+    def case_of(self) -> dict[str, list[CaseKind]]:
+        """The case lists each resource type feeds."""
+        found: dict[str, list[CaseKind]] = {}
+        for kind in self.case.values():
+            found.setdefault(kind.resource, []).append(kind)
+        return found
+
+    @cached_property
+    def types(self) -> frozenset[str]:
+        """Every resource type that feeds the twin."""
+        return frozenset(self.case_of) | ({"Observation"} if self.fields else set())

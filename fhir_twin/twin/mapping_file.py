@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from fhir_twin.twin.case import compile_kind
+from fhir_twin.search.fhirpath import check_expression
 from fhir_twin.twin.mapping import CaseKind, Code, Conversion, Field, Mapping, Source
 
 _CODE = re.compile(r"^[^|\s]+\|[^|\s]+$")
@@ -160,20 +160,27 @@ def load_mappings(directory: Path) -> Mapping:
     twin_fields: dict[str, Field] = {}
     case: dict[str, CaseKind] = {}
     for path in sorted(directory.glob("*.yaml")):
-        data = _read(path)
+        data, root = _read(path)
         for name, spec in data["fields_"].items():
             if name in twin_fields:
-                raise MappingError(f"{path.name}: field {name!r} is already defined in {twin_fields[name].file}")
+                where = _where(path, root, ("fields", name))
+                raise MappingError(f"{where}: field {name!r} is already defined in {twin_fields[name].file}")
             twin_fields[name] = _field(name, spec, path.name)
         for name, spec in data["case"].items():
             if name in case:
-                raise MappingError(f"{path.name}: case list {name!r} is already defined in {case[name].file}")
+                where = _where(path, root, ("case", name))
+                raise MappingError(f"{where}: case list {name!r} is already defined in {case[name].file}")
             case[name] = CaseKind(name=name, file=path.name, **_case_kind(spec))
-    _check_expressions(case)
+            _check_expressions(case[name], path, root)
     return Mapping(twin_fields, case)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
+    """``file, line N, a.b.c``: where in a mapping file something is."""
+    return f"{path.name}, line {_line_of(root, keys)}, {'.'.join(map(str, keys))}"
+
+
+def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     text = path.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(text)
@@ -185,11 +192,10 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise MappingError(f"{path.name}, line 1: a mapping file is a YAML mapping with 'fields' and/or 'case'")
     try:
-        return MappingFileSchema().load(raw)
+        return MappingFileSchema().load(raw), root
     except ValidationError as error:
         path_keys, message = _first_error(error.messages)
-        line = _line_of(root, path_keys)
-        raise MappingError(f"{path.name}, line {line}, {'.'.join(map(str, path_keys))}: {message}") from None
+        raise MappingError(f"{_where(path, root, path_keys)}: {message}") from None
 
 
 def _first_error(messages: Any, prefix: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str]:
@@ -259,12 +265,15 @@ def _case_kind(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_expressions(case: dict[str, CaseKind]) -> None:
-    """Compile every FHIRPath expression now, so a typo fails at start-up."""
-    for kind in case.values():
+def _check_expressions(kind: CaseKind, path: Path, root: yaml.Node | None) -> None:
+    """Check every FHIRPath expression of ``kind`` now, so a typo fails at start-up."""
+    named = {"code": kind.code, "status": kind.status, "start": kind.start, "end": kind.end}
+    expressions = [((element,), expression) for element, expression in named.items() if expression]
+    expressions.extend((("removed", element), element) for element in kind.removed)
+    expressions.extend((("details", name), expression) for name, expression in kind.details.items())
+    for keys, expression in expressions:
         try:
-            compile_kind(kind)
-        except Exception as error:  # fhirpathpy raises its parser's own exception types
-            raise MappingError(
-                f"{kind.file}, case.{kind.name}: a FHIRPath expression does not compile: {error}"
-            ) from None
+            check_expression(expression, kind.resource)
+        except ValueError as error:
+            where = _where(path, root, ("case", kind.name, *keys))
+            raise MappingError(f"{where}: {expression!r} is not a usable FHIRPath expression: {error}") from None

@@ -4,8 +4,8 @@ Cleaning is the first step of the twin (accuracy and completeness): every value 
 its original form too, but only an unflagged one feeds a model. ``flag`` says why a value is
 not used: ``implausible`` (outside the field's range), ``unit`` (no conversion from its unit),
 ``status`` (not a status the field accepts), ``no-value`` (absent, R4 observation.html
-dataAbsentReason), ``no-time`` (no effective time) or ``unknown-answer`` (a coded value the
-mapping does not know).
+dataAbsentReason), ``comparator`` (``<0.3``: a bound, not a value), ``no-time`` (no effective
+time) or ``unknown-answer`` (a coded value the mapping does not know).
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ def _quantity(holder: dict[str, Any], twin_field: Field, code: str, effective: d
         return Measurement(twin_field.name, code, effective, None, None, None, None, False, "no-value")
     unit = _unit(quantity, twin_field)
     original = str(number)
+    comparator = quantity.get("comparator")
+    if isinstance(comparator, str):
+        shown = quantity.get("code") or quantity.get("unit")
+        return Measurement(
+            twin_field.name, code, effective, None, None, comparator + original, shown, False, "comparator"
+        )
     if unit == twin_field.unit:
         canonical, converted = Fraction(original), False
     elif unit in twin_field.conversions:

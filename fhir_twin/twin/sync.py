@@ -18,14 +18,15 @@ from fhir_twin.twin.mapping import Mapping
 class TwinSync:
     """Listens to ``version_written`` from one Repository; keep a reference to stay connected."""
 
-    def __init__(self, repository: Repository, mapping: Mapping) -> None:
+    def __init__(self, repository: Repository, mapping: Mapping, base_url: str = "") -> None:
         self.mapping = mapping
+        self.base_url = base_url
         version_written.connect(self.on_written, sender=repository)
 
     def on_written(self, sender: object, *, unit: Unit, version: Version, resource: dict[str, Any] | None) -> None:
         if version.res_type not in self.mapping.types:
             return
-        facts = facts_of(resource, self.mapping)
+        facts = facts_of(resource, self.mapping, self.base_url)
         if facts is None and version.version == 1:
             return
         if version.version > 1:

@@ -30,9 +30,10 @@ class Series:
 
 
 class Twins:
-    def __init__(self, repository: Repository, mapping: Mapping) -> None:
+    def __init__(self, repository: Repository, mapping: Mapping, base_url: str = "") -> None:
         self.repository = repository
         self.mapping = mapping
+        self.base_url = base_url
 
     def document(self, patient_id: str, at: datetime | None = None) -> TwinDocument:
         """The patient's twin as it is, or as it was just before ``at``."""
@@ -78,6 +79,7 @@ class Twins:
         count = 0
         with self.repository.unit(write=True) as unit:
             connection = unit.connection
+            store.lock_facts(connection)
             sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)
             store.clear_facts(connection, sources)
             previous: Version | None = None
@@ -100,7 +102,7 @@ class Twins:
 
     def _restore(self, unit: Unit, version: Version, closed: datetime | None) -> None:
         body = json.loads(version.body) if version.body is not None else None
-        measurements, entries = fact_rows(facts_of(body, self.mapping))
+        measurements, entries = fact_rows(facts_of(body, self.mapping, self.base_url))
         for row in (*measurements, *entries):
             row["valid_to"] = closed
         store.stage_facts(unit, version, measurements, entries)
