@@ -1,0 +1,192 @@
+"""NCEP ATP III 10-year hard CHD risk: the Framingham equation behind the NHLBI ATP III calculator.
+
+Risk = 1 − S₀^exp(ΣβX − mean) with natural logs of age, total cholesterol, HDL-C and systolic
+BP; the smoking interaction uses age capped at 70 for men and 78 for women (NCEP ATP III, JAMA
+2001;285:2486; coefficients as MDCalc publishes them). It
+reproduces the official FHIR R4 ``riskassessment-example-cardiac`` (1.68 %, shown as 2 %). There
+is no diabetes term: ATP III counts diabetes as a CHD risk equivalent, so a patient with diabetes
+gets no score. ATP III treatment goals also depend on counting risk factors, so no mitigation is
+given; the Pooled Cohort Equations carry current guidance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo, Score, linear_term, missing_inputs
+
+Sex = Literal["female", "male"]
+
+MODEL = ModelInfo(
+    id="atp3-hard-chd",
+    version="1.0.0",
+    kind="rule-based",
+    inputs=(
+        Input("age"),
+        Input("sex"),
+        Input("total_cholesterol", f"{LOINC}|2093-3"),
+        Input("hdl", f"{LOINC}|2085-9"),
+        Input("systolic_bp", f"{LOINC}|8480-6"),
+        Input("bp_treated"),
+        Input("smoker", f"{LOINC}|72166-2"),
+        Input("diabetes"),
+    ),
+    outcome="Hard coronary heart disease: myocardial infarction or coronary death",
+    horizon="10 years",
+    intended_use=(
+        "Adults aged 20-79 without coronary heart disease or diabetes, as in the NHLBI ATP III calculator. "
+        "Superseded for treatment decisions by the 2013 ACC/AHA Pooled Cohort Equations."
+    ),
+    reference=(
+        "Expert Panel on Detection, Evaluation, and Treatment of High Blood Cholesterol in Adults. Executive "
+        "Summary of the Third Report of the NCEP (Adult Treatment Panel III). JAMA 2001;285(19):2486-2497; "
+        "equation coefficients as published by MDCalc, Framingham Risk Score for Hard Coronary Heart Disease."
+    ),
+)
+
+REQUIRED = ("age", "sex", "total_cholesterol", "hdl", "systolic_bp", "bp_treated", "smoker")
+AGES = (20, 79)  # the NHLBI ATP III calculator's range; the ATP III point tables span the same ages
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One sex's equation: β per covariate, S₀(10), the mean ΣβX and the age cap of the smoking interaction."""
+
+    beta: dict[str, float]
+    baseline_survival: float
+    mean: float
+    smoking_age_cap: float
+
+
+EQUATIONS: dict[str, Equation] = {
+    "male": Equation(
+        {
+            "ln_age": 52.00961,
+            "ln_total_cholesterol": 20.014077,
+            "ln_hdl": -0.905964,
+            "ln_sbp": 1.305784,
+            "bp_treated": 0.241549,
+            "smoker": 12.096316,
+            "ln_age_x_ln_total_cholesterol": -4.605038,
+            "ln_age_x_smoker": -2.84367,
+            "ln_age_squared": -2.93323,
+        },
+        0.9402,
+        172.300168,
+        70,
+    ),
+    "female": Equation(
+        {
+            "ln_age": 31.764001,
+            "ln_total_cholesterol": 22.465206,
+            "ln_hdl": -1.187731,
+            "ln_sbp": 2.552905,
+            "bp_treated": 0.420251,
+            "smoker": 13.07543,
+            "ln_age_x_ln_total_cholesterol": -5.060998,
+            "ln_age_x_smoker": -2.996945,
+        },
+        0.98767,
+        146.5933061,
+        78,
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Atp3Inputs:
+    """The equation's inputs in conventional units; None means not known."""
+
+    age: float | None = None  # years
+    sex: Sex | None = None
+    total_cholesterol: float | None = None  # mg/dL
+    hdl: float | None = None  # mg/dL
+    systolic_bp: float | None = None  # mmHg
+    bp_treated: bool | None = None  # on antihypertensive treatment
+    smoker: bool | None = None  # current smoker
+    diabetes: bool | None = None  # not in the equation; True means the equation does not apply
+
+
+def atp3(inputs: Atp3Inputs) -> Score:
+    """10-year hard CHD risk by the ATP III Framingham equation (NCEP 2001)."""
+    missing = missing_inputs(inputs, REQUIRED)
+    if missing:
+        return Score.insufficient(MODEL, missing)
+    _check(inputs)
+    assert inputs.age is not None and inputs.sex is not None
+    if inputs.diabetes:
+        return Score.not_applicable(MODEL, "diabetes is a CHD risk equivalent in ATP III, outside this equation")
+    low, high = AGES
+    if not low <= inputs.age <= high:
+        return Score.not_applicable(MODEL, f"age {inputs.age:g} outside {low}-{high}")
+
+    equation = EQUATIONS[inputs.sex]
+    covariates = _covariates(inputs, equation.smoking_age_cap)
+    contributions = tuple(linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items())
+    linear_predictor = sum(c.points for c in contributions)
+    probability = 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
+    band = _band(probability)
+    rationale = (
+        f"10-year hard CHD risk {100 * probability:.2f} % (about {100 * probability:.0f} %, {band}) by the ATP III "
+        f"{inputs.sex} equation: ΣβX {linear_predictor:.3f} against the mean {equation.mean}, "
+        f"S₀ {equation.baseline_survival}"
+    )
+    if inputs.diabetes is None:
+        rationale += "; diabetes status not given, and the equation applies only to people without diabetes"
+    return Score(
+        model=MODEL,
+        value=100 * probability,
+        probability=probability,
+        band=band,
+        partial=False,
+        missing=(),
+        contributions=contributions,
+        rationale=rationale,
+        mitigation=None,
+    )
+
+
+def _covariates(inputs: Atp3Inputs, smoking_age_cap: float) -> dict[str, tuple[float, str]]:
+    """Each X of the equation with how it was formed; the smoking interaction uses the capped age."""
+    assert inputs.age is not None and inputs.total_cholesterol is not None and inputs.hdl is not None
+    assert inputs.systolic_bp is not None
+    ln_age = math.log(inputs.age)
+    ln_total_cholesterol = math.log(inputs.total_cholesterol)
+    smoking_age = min(inputs.age, smoking_age_cap)
+    smoker = float(bool(inputs.smoker))
+    age = f"ln(age {inputs.age:g})"
+    total_cholesterol = f"ln(total cholesterol {inputs.total_cholesterol:g} mg/dL)"
+    smoking = f"smoker ({'yes' if smoker else 'no'})"
+    capped = f"ln(age {smoking_age:g}{', capped' if smoking_age < inputs.age else ''})"
+    return {
+        "ln_age": (ln_age, age),
+        "ln_total_cholesterol": (ln_total_cholesterol, total_cholesterol),
+        "ln_hdl": (math.log(inputs.hdl), f"ln(HDL {inputs.hdl:g} mg/dL)"),
+        "ln_sbp": (math.log(inputs.systolic_bp), f"ln(SBP {inputs.systolic_bp:g} mmHg)"),
+        "bp_treated": (float(bool(inputs.bp_treated)), f"BP treated ({'yes' if inputs.bp_treated else 'no'})"),
+        "smoker": (smoker, smoking),
+        "ln_age_x_ln_total_cholesterol": (ln_age * ln_total_cholesterol, f"{age} × {total_cholesterol}"),
+        "ln_age_x_smoker": (math.log(smoking_age) * smoker, f"{capped} × {smoking}"),
+        "ln_age_squared": (ln_age**2, f"{age}²"),
+    }
+
+
+def _band(probability: float) -> str:
+    """ATP III 10-year risk categories: <10 %, 10-20 %, >20 % (a CHD risk equivalent)."""
+    if probability > 0.20:
+        return "high"
+    if probability >= 0.10:
+        return "intermediate"
+    return "low"
+
+
+def _check(inputs: Atp3Inputs) -> None:
+    """Reject values of the wrong kind: the logarithms need positive, finite numbers."""
+    if inputs.sex not in get_args(Sex):
+        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+    for name in ("age", "total_cholesterol", "hdl", "systolic_bp"):
+        value = getattr(inputs, name)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive, finite number, not {value!r}")

@@ -1,0 +1,103 @@
+"""What every model says about itself (``ModelInfo``) and what one run of it returns (``Score``).
+
+``ModelInfo`` becomes the RiskAssessment's ``method``/``performer`` Device and the model card;
+``Score`` becomes one ``prediction`` with ``rationale`` and the resource's ``mitigation``
+(R4 riskassessment.html). ``probability`` is a
+0..1 fraction, as in every official RiskAssessment example (§1.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+LOINC = "http://loinc.org"
+
+# ACVPU level of responsiveness (LOINC 67775-7); "confusion" means new confusion (RCP NEWS2 2017)
+Consciousness = Literal["alert", "confusion", "voice", "pain", "unresponsive"]
+
+
+class Input(NamedTuple):
+    """One input a model reads: its name in the inputs dataclass and, for a measurement, its LOINC code."""
+
+    name: str
+    loinc: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's identity, version and intended use, fixed at import time."""
+
+    id: str
+    version: str  # semver of this implementation, not of the published score
+    kind: Literal["rule-based", "learned"]
+    inputs: tuple[Input, ...]
+    outcome: str
+    horizon: str | None
+    intended_use: str
+    reference: str
+
+
+class Contribution(NamedTuple):
+    """How one input moved the result: the value used, its points (or β·x term) and why."""
+
+    input: str
+    value: float | int | str | bool
+    points: float | int
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """One run of a model. ``value`` is None when the model could not or may not be applied."""
+
+    model: ModelInfo
+    value: float | int | None
+    probability: float | None  # 0..1
+    band: str | None  # the model's qualitative risk
+    partial: bool
+    missing: tuple[str, ...]
+    contributions: tuple[Contribution, ...]
+    rationale: str
+    mitigation: str | None
+
+    @classmethod
+    def insufficient(cls, model: ModelInfo, missing: tuple[str, ...]) -> Score:
+        """No score because required inputs are missing; nothing is filled in for them."""
+        return cls(
+            model=model,
+            value=None,
+            probability=None,
+            band=None,
+            partial=False,
+            missing=missing,
+            contributions=(),
+            rationale=f"{model.id}: insufficient data, missing {', '.join(missing)}",
+            mitigation=None,
+        )
+
+    @classmethod
+    def not_applicable(cls, model: ModelInfo, reason: str) -> Score:
+        """No score because the inputs lie outside the population the model was validated on."""
+        return cls(
+            model=model,
+            value=None,
+            probability=None,
+            band=None,
+            partial=False,
+            missing=(),
+            contributions=(),
+            rationale=f"{model.id}: not applicable, {reason}",
+            mitigation=None,
+        )
+
+
+def linear_term(name: str, beta: float, x: float, label: str) -> Contribution:
+    """One β·X term of a regression's linear predictor; ``label`` says how X was formed from the inputs."""
+    term = beta * x + 0.0  # + 0.0 turns -0.0 into 0.0
+    return Contribution(name, x, term, f"{beta:+} × {label} [{x:.4f}] = {term:+.3f}")
+
+
+def missing_inputs(inputs: object, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``names`` whose attribute on ``inputs`` is None, in the order given."""
+    return tuple(name for name in names if getattr(inputs, name) is None)

@@ -1,0 +1,270 @@
+"""The ACC/AHA Pooled Cohort Equations: 10-year risk of a first hard ASCVD event (Goff et al. 2013).
+
+Risk = 1 − S₀(10)^exp(ΣβX − mean ΣβX) with natural logs of age, total cholesterol, HDL-C and
+systolic BP, one equation per sex and race (Goff et al., Circulation 2014;129:S49, Table A;
+Table A). Coefficients, S₀ and means are those of the ACC/AHA app
+``cerner/ascvd-risk-calculator`` (``app/load_fhir_data.js``): Table A's values with more
+decimals, which reproduce both Table A's worked example and that app's tests. Inputs outside the
+calculator's ranges give no score. The result is RiskAssessment.code LOINC 79423-0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo, Score, linear_term, missing_inputs
+
+Sex = Literal["female", "male"]
+Race = Literal["white", "african_american", "other"]
+
+MODEL = ModelInfo(
+    id="pooled-cohort-ascvd",
+    version="1.0.0",
+    kind="rule-based",
+    inputs=(
+        Input("age"),
+        Input("sex"),
+        Input("race"),
+        Input("total_cholesterol", f"{LOINC}|2093-3"),
+        Input("hdl", f"{LOINC}|2085-9"),
+        Input("systolic_bp", f"{LOINC}|8480-6"),
+        Input("bp_treated"),
+        Input("smoker", f"{LOINC}|72166-2"),
+        Input("diabetes"),
+    ),
+    outcome="First hard ASCVD event: nonfatal myocardial infarction, CHD death, or fatal or nonfatal stroke",
+    horizon="10 years",
+    intended_use=(
+        "Primary prevention in adults aged 40-79 without clinical ASCVD and with LDL-C below 190 mg/dL, to inform a "
+        "clinician-patient risk discussion; derived in white and African American cohorts only."
+    ),
+    reference=(
+        "Goff DC Jr et al. 2013 ACC/AHA Guideline on the Assessment of Cardiovascular Risk. "
+        "Circulation 2014;129(25 Suppl 2):S49-S73, Table A. Risk bands and actions: Arnett DK et al. "
+        "2019 ACC/AHA Guideline on the Primary Prevention of Cardiovascular Disease, Circulation 2019;140:e596."
+    ),
+)
+
+REQUIRED = ("age", "sex", "race", "total_cholesterol", "hdl", "systolic_bp", "bp_treated", "smoker", "diabetes")
+
+# (input, lowest, highest) accepted, inclusive, as the ACC/AHA app checks them
+RANGES = (
+    ("age", 40, 79),
+    ("total_cholesterol", 130, 320),
+    ("hdl", 20, 100),
+    ("systolic_bp", 90, 200),
+)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One of the four sex- and race-specific equations: β per covariate, S₀(10) and the cohort mean ΣβX."""
+
+    label: str
+    beta: dict[str, float]
+    baseline_survival: float
+    mean: float
+
+
+EQUATIONS: dict[tuple[str, str], Equation] = {
+    ("female", "white"): Equation(
+        "white female",
+        {
+            "ln_age": -29.799,
+            "ln_age_squared": 4.884,
+            "ln_total_cholesterol": 13.540,
+            "ln_age_x_ln_total_cholesterol": -3.114,
+            "ln_hdl": -13.578,
+            "ln_age_x_ln_hdl": 3.149,
+            "ln_sbp_treated": 2.019,
+            "ln_sbp_untreated": 1.957,
+            "smoker": 7.574,
+            "ln_age_x_smoker": -1.665,
+            "diabetes": 0.661,
+        },
+        0.96652,
+        -29.1817,
+    ),
+    ("female", "african_american"): Equation(
+        "African American female",
+        {
+            "ln_age": 17.1141,
+            "ln_total_cholesterol": 0.9396,
+            "ln_hdl": -18.9196,
+            "ln_age_x_ln_hdl": 4.4748,
+            "ln_sbp_treated": 29.2907,
+            "ln_age_x_ln_sbp_treated": -6.4321,
+            "ln_sbp_untreated": 27.8197,
+            "ln_age_x_ln_sbp_untreated": -6.0873,
+            "smoker": 0.6908,
+            "diabetes": 0.8738,
+        },
+        0.95334,
+        86.6081,
+    ),
+    ("male", "white"): Equation(
+        "white male",
+        {
+            "ln_age": 12.344,
+            "ln_total_cholesterol": 11.853,
+            "ln_age_x_ln_total_cholesterol": -2.664,
+            "ln_hdl": -7.990,
+            "ln_age_x_ln_hdl": 1.769,
+            "ln_sbp_treated": 1.797,
+            "ln_sbp_untreated": 1.764,
+            "smoker": 7.837,
+            "ln_age_x_smoker": -1.795,
+            "diabetes": 0.658,
+        },
+        0.91436,
+        61.1816,
+    ),
+    ("male", "african_american"): Equation(
+        "African American male",
+        {
+            "ln_age": 2.469,
+            "ln_total_cholesterol": 0.302,
+            "ln_hdl": -0.307,
+            "ln_sbp_treated": 1.916,
+            "ln_sbp_untreated": 1.809,
+            "smoker": 0.549,
+            "diabetes": 0.645,
+        },
+        0.89536,
+        19.5425,
+    ),
+}
+
+# 2019 ACC/AHA primary prevention guideline (Arnett et al.), 10-year ASCVD risk categories and first actions
+MITIGATION = {
+    "low": "Emphasise lifestyle to reduce risk factors (2019 ACC/AHA primary prevention guideline, <5 %).",
+    "borderline": (
+        "Emphasise lifestyle; if risk-enhancing factors are present, discuss moderate-intensity statin therapy "
+        "(2019 ACC/AHA primary prevention guideline, 5 % to <7.5 %)."
+    ),
+    "intermediate": (
+        "Emphasise lifestyle; if the risk estimate and risk-enhancing factors favour it, start a moderate-intensity "
+        "statin to lower LDL-C by 30-49 %; coronary artery calcium scoring can inform an uncertain decision "
+        "(2019 ACC/AHA primary prevention guideline, 7.5 % to <20 %)."
+    ),
+    "high": (
+        "Emphasise lifestyle and start a statin to lower LDL-C by 50 % or more "
+        "(2019 ACC/AHA primary prevention guideline, ≥20 %)."
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PooledCohortInputs:
+    """The equation's inputs in conventional units; None means not known."""
+
+    age: float | None = None  # years
+    sex: Sex | None = None
+    race: Race | None = None  # "other" is scored with the white equation
+    total_cholesterol: float | None = None  # mg/dL
+    hdl: float | None = None  # mg/dL
+    systolic_bp: float | None = None  # mmHg
+    bp_treated: bool | None = None  # on antihypertensive treatment
+    smoker: bool | None = None  # current smoker
+    diabetes: bool | None = None
+
+
+def pooled_cohort(inputs: PooledCohortInputs) -> Score:
+    """10-year hard ASCVD risk by the Pooled Cohort Equations (Goff et al. 2013, Table A)."""
+    missing = missing_inputs(inputs, REQUIRED)
+    if missing:
+        return Score.insufficient(MODEL, missing)
+    _check(inputs)
+    outside = [
+        f"{name} {getattr(inputs, name):g} outside {low}-{high}"
+        for name, low, high in RANGES
+        if not low <= getattr(inputs, name) <= high
+    ]
+    if outside:
+        return Score.not_applicable(MODEL, "; ".join(outside) + " (ACC/AHA Pooled Cohort Equations ranges)")
+
+    equation = EQUATIONS[inputs.sex, "african_american" if inputs.race == "african_american" else "white"]
+    covariates = _covariates(inputs)
+    contributions = tuple(
+        linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items() if name in covariates
+    )
+    linear_predictor = sum(c.points for c in contributions)
+    probability = 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
+    band = _band(probability)
+    rationale = (
+        f"10-year hard ASCVD risk {100 * probability:.1f} % ({band}) by the {equation.label} Pooled Cohort "
+        f"Equation: ΣβX {linear_predictor:.3f} against the cohort mean {equation.mean}, S₀(10) "
+        f"{equation.baseline_survival}"
+    )
+    if inputs.race == "other":
+        rationale += (
+            "; race is neither white nor African American, so the white equation is used, as Goff et al. advise; "
+            "the equations were derived in white and African American cohorts only and may over- or underestimate "
+            "risk in other groups"
+        )
+    return Score(
+        model=MODEL,
+        value=100 * probability,
+        probability=probability,
+        band=band,
+        partial=False,
+        missing=(),
+        contributions=contributions,
+        rationale=rationale,
+        mitigation=MITIGATION[band],
+    )
+
+
+def _covariates(inputs: PooledCohortInputs) -> dict[str, tuple[float, str]]:
+    """Each X of the equations with how it was formed; only the SBP terms of the patient's treatment are present."""
+    assert inputs.age is not None and inputs.total_cholesterol is not None and inputs.hdl is not None
+    assert inputs.systolic_bp is not None
+    ln_age = math.log(inputs.age)
+    ln_total_cholesterol = math.log(inputs.total_cholesterol)
+    ln_hdl = math.log(inputs.hdl)
+    ln_sbp = math.log(inputs.systolic_bp)
+    smoker = float(bool(inputs.smoker))
+    treatment = "treated" if inputs.bp_treated else "untreated"
+    age = f"ln(age {inputs.age:g})"
+    total_cholesterol = f"ln(total cholesterol {inputs.total_cholesterol:g} mg/dL)"
+    hdl = f"ln(HDL {inputs.hdl:g} mg/dL)"
+    sbp = f"ln({treatment} SBP {inputs.systolic_bp:g} mmHg)"
+    smoking = f"smoker ({'yes' if smoker else 'no'})"
+    return {
+        "ln_age": (ln_age, age),
+        "ln_age_squared": (ln_age**2, f"{age}²"),
+        "ln_total_cholesterol": (ln_total_cholesterol, total_cholesterol),
+        "ln_age_x_ln_total_cholesterol": (ln_age * ln_total_cholesterol, f"{age} × {total_cholesterol}"),
+        "ln_hdl": (ln_hdl, hdl),
+        "ln_age_x_ln_hdl": (ln_age * ln_hdl, f"{age} × {hdl}"),
+        f"ln_sbp_{treatment}": (ln_sbp, sbp),
+        f"ln_age_x_ln_sbp_{treatment}": (ln_age * ln_sbp, f"{age} × {sbp}"),
+        "smoker": (smoker, smoking),
+        "ln_age_x_smoker": (ln_age * smoker, f"{age} × {smoking}"),
+        "diabetes": (float(bool(inputs.diabetes)), f"diabetes ({'yes' if inputs.diabetes else 'no'})"),
+    }
+
+
+def _band(probability: float) -> str:
+    """ACC/AHA categories: <5 % low, 5 to <7.5 % borderline, 7.5 to <20 % intermediate, ≥20 % high."""
+    if probability < 0.05:
+        return "low"
+    if probability < 0.075:
+        return "borderline"
+    if probability < 0.20:
+        return "intermediate"
+    return "high"
+
+
+def _check(inputs: PooledCohortInputs) -> None:
+    """Reject values of the wrong kind; out-of-range measurements are handled as not applicable."""
+    if inputs.sex not in get_args(Sex):
+        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+    if inputs.race not in get_args(Race):
+        raise ValueError(f"race must be one of {get_args(Race)}, not {inputs.race!r}")
+    for name, _, _ in RANGES:
+        value = getattr(inputs, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, not {value!r}")

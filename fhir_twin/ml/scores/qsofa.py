@@ -1,0 +1,137 @@
+"""qSOFA, the quick Sequential Organ Failure Assessment (Sepsis-3).
+
+One point each for respiratory rate ≥ 22 /min, systolic BP ≤ 100 mmHg and altered mentation
+(GCS < 15, or anything but Alert on ACVPU); positive at ≥ 2 (Singer et al., JAMA 2016;315:801,
+Box 4; Seymour et al., JAMA 2016;315:762). Values are used as
+given, without rounding. With criteria missing, a result is still given (``partial``) when no
+value of theirs could change positive to negative or back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import get_args
+
+from fhir_twin.ml.scores.model import LOINC, Consciousness, Contribution, Input, ModelInfo, Score
+
+MODEL = ModelInfo(
+    id="qsofa",
+    version="1.0.0",
+    kind="rule-based",
+    inputs=(
+        Input("respiratory_rate", f"{LOINC}|9279-1"),
+        Input("systolic_bp", f"{LOINC}|8480-6"),
+        Input("consciousness", f"{LOINC}|67775-7"),
+        Input("gcs", f"{LOINC}|9269-2"),
+    ),
+    outcome="Poor outcome of infection: in-hospital death or ICU stay of 3 days or more",
+    horizon="this hospital stay",
+    intended_use=(
+        "Adults with suspected infection outside the ICU, to prompt a search for organ dysfunction. Prognostic, "
+        "not a diagnostic criterion for sepsis; a negative result does not rule sepsis out."
+    ),
+    reference=(
+        "Singer M et al. The Third International Consensus Definitions for Sepsis and Septic Shock (Sepsis-3). "
+        "JAMA 2016;315(8):801-810, Box 4; Seymour CW et al. JAMA 2016;315(8):762-774."
+    ),
+)
+
+POSITIVE_AT = 2
+
+# Singer et al. 2016, "qSOFA" section and Box 4
+MITIGATION = {
+    "positive": (
+        "Investigate further for organ dysfunction, initiate or escalate therapy as appropriate, and consider "
+        "referral to critical care or more frequent monitoring (Sepsis-3, Singer et al. 2016)."
+    ),
+    "negative": (
+        "A negative qSOFA should not delay investigation or treatment of infection, nor any care the clinician "
+        "thinks necessary; reassess if the clinical picture changes (Sepsis-3, Singer et al. 2016)."
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class QsofaInputs:
+    """The three criteria's observations; mentation comes from ACVPU, GCS or both, and is "missing" if neither."""
+
+    respiratory_rate: float | None = None  # /min
+    systolic_bp: float | None = None  # mmHg
+    consciousness: Consciousness | None = None  # ACVPU; "confusion" means new confusion
+    gcs: int | None = None  # Glasgow Coma Scale total, 3-15
+
+
+def qsofa(inputs: QsofaInputs) -> Score:
+    """qSOFA 0-3 and positive/negative (Singer et al. 2016, Box 4); partial when missing criteria cannot matter."""
+    _check(inputs)
+    criteria = (_respiratory_rate(inputs.respiratory_rate), _systolic_bp(inputs.systolic_bp), _mentation(inputs))
+    known = tuple(c for c in criteria if c is not None)
+    names = ("respiratory_rate", "systolic_bp", "mentation")
+    missing = tuple(name for name, c in zip(names, criteria, strict=True) if c is None)
+    met = sum(int(c.points) for c in known)
+    if met < POSITIVE_AT <= met + len(missing):
+        return Score.insufficient(MODEL, missing)
+
+    band = "positive" if met >= POSITIVE_AT else "negative"
+    parts = ", ".join(c.explanation for c in known)
+    if missing:
+        rationale = (
+            f"qSOFA at least {met} of 3 ({band}; {', '.join(missing)} not observed but cannot change the result): "
+            f"{parts}"
+        )
+    else:
+        rationale = f"qSOFA {met} of 3 ({band}): {parts}"
+    return Score(
+        model=MODEL,
+        value=met,
+        probability=None,
+        band=band,
+        partial=bool(missing),
+        missing=missing,
+        contributions=known,
+        rationale=rationale,
+        mitigation=MITIGATION[band],
+    )
+
+
+def _respiratory_rate(value: float | None) -> Contribution | None:
+    if value is None:
+        return None
+    met = value >= 22
+    return Contribution("respiratory_rate", value, int(met), f"RR {value} /min {'≥' if met else '<'} 22 → {int(met)}")
+
+
+def _systolic_bp(value: float | None) -> Contribution | None:
+    if value is None:
+        return None
+    met = value <= 100
+    return Contribution("systolic_bp", value, int(met), f"SBP {value} mmHg {'≤' if met else '>'} 100 → {int(met)}")
+
+
+def _mentation(inputs: QsofaInputs) -> Contribution | None:
+    """Altered when either source says so: ACVPU other than Alert, or GCS below 15."""
+    seen: list[tuple[str, str | int, bool]] = []
+    if inputs.consciousness is not None:
+        seen.append(("consciousness", inputs.consciousness, inputs.consciousness != "alert"))
+    if inputs.gcs is not None:
+        seen.append(("gcs", inputs.gcs, inputs.gcs < 15))
+    if not seen:
+        return None
+    altered = [entry for entry in seen if entry[2]]
+    name, value, _ = (altered or seen)[0]
+    text = " and ".join(f"{source} {observed}" for source, observed, _ in seen)
+    verdict = "altered mentation" if altered else "normal mentation"
+    return Contribution(name, value, int(bool(altered)), f"{text}: {verdict} → {int(bool(altered))}")
+
+
+def _check(inputs: QsofaInputs) -> None:
+    """Reject values no observation can have."""
+    if inputs.consciousness is not None and inputs.consciousness not in get_args(Consciousness):
+        raise ValueError(f"consciousness must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
+    if inputs.gcs is not None and not 3 <= inputs.gcs <= 15:
+        raise ValueError(f"gcs must be 3-15, not {inputs.gcs!r}")
+    for name in ("respiratory_rate", "systolic_bp"):
+        value = getattr(inputs, name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise ValueError(f"{name} must be a finite, non-negative number, not {value!r}")
