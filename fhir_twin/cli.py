@@ -154,8 +154,9 @@ def twin() -> None:
 
 @twin.command()
 @click.option("--patient", "patient_id", default=None, help="Only this patient's twin.")
+@click.option("--check", is_flag=True, help="Only report whether the twin matches the stored history; change nothing.")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
-def rebuild(patient_id: str | None, database_url: str | None) -> None:
+def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> None:
     """Recompute twins, past states included, from every stored version of the mapped resources."""
     config = Config.from_env({"database_url": database_url})
     try:
@@ -169,12 +170,20 @@ def rebuild(patient_id: str | None, database_url: str | None) -> None:
         total = None if patient_id else twins.version_count()
         started = time.perf_counter()
         with tqdm(total=total, unit="version", disable=None) as bar:
-            count = twins.rebuild(patient_id, bar.update)
+            result = twins.rebuild(patient_id, bar.update, check=check)
         seconds = time.perf_counter() - started
     finally:
         engine.dispose()
     scope = f"patient {patient_id}" if patient_id else "every patient"
-    click.echo(f"rebuilt the twin of {scope} from {count} resource versions in {seconds:.1f} s")
+    if result.differing is None:
+        click.echo(f"rebuilt the twin of {scope} from {result.versions} resource versions in {seconds:.1f} s")
+    elif result.differing:
+        raise click.ClickException(
+            f"the twin of {scope} differs from its stored history in {result.differing} fact rows; "
+            "run fhir-twin twin rebuild to recompute it"
+        )
+    else:
+        click.echo(f"the twin of {scope} matches its {result.versions} stored resource versions")
 
 
 def _app(config: Config) -> Flask:

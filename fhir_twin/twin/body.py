@@ -7,7 +7,7 @@ duplicates it absorbed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,7 @@ def points(rows: list[dict[str, Any]], twin_field: Field) -> list[Point]:
         if (row["value"] is not None or row["category"] is not None) and key in seen:
             position = seen[key]
             kept = found[position]
-            found[position] = Point(**{**vars(kept), "duplicates": kept.duplicates + 1})
+            found[position] = replace(kept, duplicates=kept.duplicates + 1)
             continue
         seen[key] = len(found)
         found.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,21 @@ from fhir_twin.twin.document import TwinDocument, build
 from fhir_twin.twin.facts import facts_of
 from fhir_twin.twin.mapping import Field, Mapping
 from fhir_twin.twin.sync import fact_rows
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """How many versions a rebuild read; with a check, how many fact rows differed."""
+
+    versions: int
+    differing: int | None
+
+
+class _Discard(Exception):
+    """Ends a checking rebuild's transaction without committing it."""
+
+    def __init__(self, result: Rebuild) -> None:
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -73,31 +89,50 @@ class Twins:
         with self.repository.unit() as unit:
             return store.count_versions(unit.connection, self.mapping.types)
 
-    def rebuild(self, patient_id: str | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Recompute twin facts from every stored version (of one patient's resources); returns
-        how many versions were read. Runs as one write transaction, so it never shows half."""
+    def rebuild(
+        self, patient_id: str | None = None, progress: Callable[[int], None] | None = None, check: bool = False
+    ) -> Rebuild:
+        """Recompute twin facts from every stored version (of one patient's resources). Runs as
+        one write transaction, so it never shows half; with ``check`` it only counts the rows
+        that differ from the live twin and changes nothing."""
+        try:
+            with self.repository.unit(write=True) as unit:
+                store.lock_facts(unit.connection)
+                before = store.fact_table_rows(unit.connection) if check else None
+                count = self._rebuild(unit, patient_id, progress)
+                if before is None:
+                    return Rebuild(count, None)
+                after = store.fact_table_rows(unit.connection)
+                differing = 0
+                for name, rows in before.items():
+                    old, new = Counter(rows), Counter(after[name])
+                    differing += sum(((old - new) + (new - old)).values())
+                raise _Discard(Rebuild(count, differing))
+        except _Discard as discarded:
+            return discarded.result
+
+    def _rebuild(self, unit: Unit, patient_id: str | None, progress: Callable[[int], None] | None) -> int:
         count = 0
-        with self.repository.unit(write=True) as unit:
-            connection = unit.connection
-            store.lock_facts(connection)
-            sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)
-            store.clear_facts(connection, sources)
-            previous: Version | None = None
-            for version in store.versions_of(connection, self.mapping.types, sources):
-                if previous is not None and (previous.res_type, previous.res_id) == (version.res_type, version.res_id):
-                    closed = version.last_updated
-                else:
-                    closed = None
-                if previous is not None:
-                    self._restore(unit, previous, closed)
-                previous = version
-                count += 1
-                if progress is not None:
-                    progress(1)
-                if count % 2000 == 0:
-                    unit.flush()
+        connection = unit.connection
+        sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)
+        store.clear_facts(connection, sources)
+        previous: Version | None = None
+        for version in store.versions_of(connection, self.mapping.types, sources):
+            if previous is not None and (previous.res_type, previous.res_id) == (version.res_type, version.res_id):
+                closed = version.last_updated
+            else:
+                closed = None
             if previous is not None:
-                self._restore(unit, previous, None)
+                self._restore(unit, previous, closed)
+            previous = version
+            count += 1
+            if progress is not None:
+                progress(1)
+            if count % 2000 == 0:
+                unit.flush()
+        if previous is not None:
+            self._restore(unit, previous, None)
+        unit.flush()
         return count
 
     def _restore(self, unit: Unit, version: Version, closed: datetime | None) -> None:

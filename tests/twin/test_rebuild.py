@@ -333,9 +333,33 @@ def test_full_rebuild_reproduces_every_row(app: Flask, history: History, databas
 
 def test_rebuild_of_a_consistent_twin_changes_nothing(app: Flask, history: History) -> None:
     before = facts(app)
-    count = app.extensions["fhir_twin.twins"].rebuild()
-    assert count == history.versions()
+    result = app.extensions["fhir_twin.twins"].rebuild()
+    assert result.versions == history.versions()
+    assert result.differing is None
     assert facts(app) == before
+
+
+def test_check_reports_a_consistent_twin_as_matching(app: Flask, history: History, database_url: str) -> None:
+    result = CliRunner().invoke(cli.main, ["twin", "rebuild", "--check", "--database", database_url])
+    assert result.exit_code == 0, result.output
+    assert f"the twin of every patient matches its {history.versions()} stored resource versions" in result.output
+
+
+def test_check_counts_drifted_rows_and_repairs_nothing(app: Flask, history: History, database_url: str) -> None:
+    execute(app, "UPDATE twin_measurement SET value = value + 1000 WHERE patient_id = 'p2' AND value IS NOT NULL")
+    drifted = facts(app)
+    changed = sum(
+        1
+        for row in drifted["twin_measurement"]
+        if row[COLUMNS["twin_measurement"].index("patient_id")] == "p2"
+        and row[COLUMNS["twin_measurement"].index("value")] is not None
+    )
+    assert changed > 0
+    result = CliRunner().invoke(cli.main, ["twin", "rebuild", "--check", "--database", database_url])
+    assert result.exit_code == 1
+    # Each drifted row is one row too many and one row missing.
+    assert f"differs from its stored history in {2 * changed} fact rows" in result.output
+    assert facts(app) == drifted
 
 
 def test_patient_rebuild_repairs_that_patient_only(app: Flask, history: History, database_url: str) -> None:
