@@ -74,9 +74,11 @@ def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> P
     birth = patient.get("birthDate")
     age = None
     if isinstance(birth, str) and len(birth) >= 4:
-        born = date(
-            int(birth[:4]), int(birth[5:7]) if len(birth) >= 7 else 7, int(birth[8:10]) if len(birth) >= 10 else 1
-        )
+        # A birthDate given to the year or month is taken at its middle: the age is then off by
+        # at most half the precision the record gives.
+        month = int(birth[5:7]) if len(birth) >= 7 else 7
+        day = int(birth[8:10]) if len(birth) >= 10 else 15 if len(birth) >= 7 else 1
+        born = date(int(birth[:4]), month, day)
         today = reference_time.date()
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     deceased = bool(patient.get("deceasedBoolean")) or "deceasedDateTime" in patient

@@ -64,32 +64,16 @@ class Score:
     @classmethod
     def insufficient(cls, model: ModelInfo, missing: tuple[str, ...]) -> Score:
         """No score because required inputs are missing; nothing is filled in for them."""
-        return cls(
-            model=model,
-            value=None,
-            probability=None,
-            band=None,
-            partial=False,
-            missing=missing,
-            contributions=(),
-            rationale=f"{model.id}: insufficient data, missing {', '.join(missing)}",
-            mitigation=None,
-        )
+        return cls._without_value(model, missing, f"{model.id}: insufficient data, missing {', '.join(missing)}")
 
     @classmethod
     def not_applicable(cls, model: ModelInfo, reason: str) -> Score:
         """No score because the inputs lie outside the population the model was validated on."""
-        return cls(
-            model=model,
-            value=None,
-            probability=None,
-            band=None,
-            partial=False,
-            missing=(),
-            contributions=(),
-            rationale=f"{model.id}: not applicable, {reason}",
-            mitigation=None,
-        )
+        return cls._without_value(model, (), f"{model.id}: not applicable, {reason}")
+
+    @classmethod
+    def _without_value(cls, model: ModelInfo, missing: tuple[str, ...], rationale: str) -> Score:
+        return cls(model, None, None, None, False, missing, (), rationale, None)
 
 
 def linear_term(name: str, beta: float, x: float, label: str) -> Contribution:
