@@ -15,9 +15,13 @@ from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.operations.export import ExportWorker
+from fhir_twin.ml.catalog import Catalog
+from fhir_twin.ml.doctor import Doctor
+from fhir_twin.ml.operations import predict_operation, whatif_operation
+from fhir_twin.ml.queue import DoctorQueue, DoctorWorker
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
-from fhir_twin.twin.mapping_file import load_mappings
+from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
 from fhir_twin.twin.sync import TwinSync
 from fhir_twin.twin.twins import Twins
@@ -49,6 +53,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if config.twin:
         # Held here: the signal keeps only a weak reference to its receiver.
         app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping, config.base_url)
+    catalog = Catalog(repository, duration(config.observation_window))
+    app.extensions["fhir_twin.catalog"] = catalog
+    doctor = Doctor(repository, twins, interactions.route, catalog.runners, config.base_url)
+    app.extensions["fhir_twin.doctor"] = doctor
+    interactions.operations["predict"] = predict_operation(doctor)
+    interactions.operations["whatif"] = whatif_operation(doctor)
     app.register_blueprint(blueprint)
     app.register_blueprint(twin_blueprint)
     errors.register(app)
@@ -67,4 +77,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.extensions["fhir_twin.exports"] = exports
     app.before_request(exports.ensure_running)
     exports.start()
+    if config.twin and config.doctor:
+        app.extensions["fhir_twin.doctor_queue"] = DoctorQueue(repository)
+        assessments = DoctorWorker(doctor)
+        app.extensions["fhir_twin.doctor_worker"] = assessments
+        app.before_request(assessments.ensure_running)
+        assessments.start()
     return app

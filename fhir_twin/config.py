@@ -35,6 +35,10 @@ class Config:
     # The digital twin: kept in step with every write unless switched off; its mappings folder.
     twin: bool = True
     mappings_dir: str = ""
+    # The Digital Doctor: assess patients live as their twins change; how close in time the
+    # observations of one NEWS2/qSOFA set must be (ISO 8601 duration).
+    doctor: bool = True
+    observation_window: str = "PT1H"
 
     @property
     def resolved_database_url(self) -> str:

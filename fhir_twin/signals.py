@@ -4,6 +4,9 @@
 (create, update, patch, delete; bundle entries and loads alike). Receivers connect with the
 Repository as ``sender`` and get the ``unit`` (the open transaction), the ``version`` stored
 and the ``resource`` as a dict (None for a delete).
+
+``twin_changed`` fires, in the same transaction, when a stored version changed the twin of
+``patients`` (a set of Patient ids): their facts, or the Patient resource itself.
 """
 
 from __future__ import annotations
@@ -13,3 +16,4 @@ from blinker import Namespace
 _signals = Namespace()
 
 version_written = _signals.signal("version-written")
+twin_changed = _signals.signal("twin-changed")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -257,3 +258,43 @@ twin_case = _twin_table(
 Index("ix_twin_case_patient", twin_case.c.patient_id, twin_case.c.kind, twin_case.c.start)
 
 TWIN_TABLES = (twin_measurement, twin_case)
+
+
+# --- The Digital Doctor (fhir_twin/store/doctor.py) ------------------------------------------
+# Patients whose twin changed and whose models must run again: a durable queue, written in the
+# changing write's transaction and drained by a worker thread in each server process.
+doctor_queue = Table(
+    "doctor_queue",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("enqueued", DateTime(timezone=False), nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_at", DateTime(timezone=False)),
+    Index("ix_doctor_queue_claim", "claimed_by", "seq"),
+)
+
+# What each model last assessed for a patient: a new RiskAssessment only when this changes.
+doctor_last = Table(
+    "doctor_last",
+    metadata,
+    Column("patient_id", String(64), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("assessment_id", String(64), nullable=False),
+    PrimaryKeyConstraint("patient_id", "model_id", name="pk_doctor_last"),
+)
+
+# Every trained version of a learned model, its fitted artifact and its evaluation report.
+model_version = Table(
+    "model_version",
+    metadata,
+    Column("model_id", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("created", DateTime(timezone=False), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("artifact", LargeBinary, nullable=False),
+    Column("report", Text, nullable=False),
+    Column("card", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "version", name="pk_model_version"),
+)

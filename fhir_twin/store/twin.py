@@ -43,17 +43,21 @@ _CLOSE = {
     table.name: update(table)
     .where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"), table.c.valid_to.is_(None))
     .values(valid_to=bindparam("closed"))
+    .returning(table.c.patient_id)
     for table in TWIN_TABLES
 }
 
 
-def close_facts(unit: Unit, version: Version) -> None:
-    """End the facts of ``version``'s resource where ``version`` replaces them."""
+def close_facts(unit: Unit, version: Version) -> set[str]:
+    """End the facts of ``version``'s resource where ``version`` replaces them; the patients they were of."""
     connection = unit.connection
+    patients: set[str] = set()
     for statement in _CLOSE.values():
-        connection.execute(
+        result = connection.execute(
             statement, {"key_type": version.res_type, "key_id": version.res_id, "closed": version.last_updated}
         )
+        patients.update(result.scalars())
+    return patients
 
 
 def stage_facts(
@@ -137,7 +141,7 @@ def sources_of(connection: Connection, patient_id: str, types: frozenset[str]) -
     found: set[tuple[str, str]] = set()
     v = resource_version
     # Resource ids are [A-Za-z0-9.-]: nothing in them is a LIKE wildcard.
-    named = or_(v.c.body.like(f'%Patient/{patient_id}"%'), v.c.body.like(f'%Patient/{patient_id}/_history/%'))
+    named = or_(v.c.body.like(f'%Patient/{patient_id}"%'), v.c.body.like(f"%Patient/{patient_id}/_history/%"))
     query = select(v.c.res_type, v.c.res_id).where(v.c.res_type.in_(sorted(types)), named).distinct()
     found.update((row[0], row[1]) for row in connection.execute(query))
     for table in TWIN_TABLES:

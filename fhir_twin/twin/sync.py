@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from fhir_twin.signals import version_written
+from fhir_twin.signals import twin_changed, version_written
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.twin import close_facts, stage_facts
 from fhir_twin.store.version import Version
@@ -24,14 +24,24 @@ class TwinSync:
         version_written.connect(self.on_written, sender=repository)
 
     def on_written(self, sender: object, *, unit: Unit, version: Version, resource: dict[str, Any] | None) -> None:
+        if version.res_type == "Patient":
+            self._changed(sender, unit, {version.res_id})
+            return
         if version.res_type not in self.mapping.types:
             return
         facts = facts_of(resource, self.mapping, self.base_url)
         if facts is None and version.version == 1:
             return
-        if version.version > 1:
-            close_facts(unit, version)
+        patients = close_facts(unit, version) if version.version > 1 else set()
         stage_facts(unit, version, *fact_rows(facts))
+        if facts is not None and (facts.measurements or facts.entries):
+            patients.add(facts.patient_id)
+        self._changed(sender, unit, patients)
+
+    @staticmethod
+    def _changed(sender: object, unit: Unit, patients: set[str]) -> None:
+        if patients and twin_changed.receivers:
+            twin_changed.send(sender, unit=unit, patients=patients)
 
 
 def fact_rows(facts: Facts | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

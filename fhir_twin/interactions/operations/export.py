@@ -15,16 +15,11 @@ Jobs and files live in the database (``fhir_twin.store.export``); each server pr
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
 import re
-import socket
-import threading
 import time
-import uuid
-import weakref
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -34,6 +29,7 @@ from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.fhir.outcome import information
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.store import export as store
 from fhir_twin.store.repository import Repository
@@ -78,9 +74,7 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
         scope="system" if res_type is None else "patient",
         patient_id=res_id,
     )
-    for worker in list(_WORKERS):
-        if worker.repository is context.repository:
-            worker.wake()
+    wake(context.repository, ExportWorker)
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
     outcome = information(f"Export job {job_id} is queued; poll {status_url}")
     return Response(202, {"Content-Location": status_url}, outcome)
@@ -179,15 +173,11 @@ def _url(base: str, path: str, query: list[tuple[str, str]]) -> str:
     return f"{base}/{path}" + (f"?{urlencode(query)}" if query else "")
 
 
-class ExportWorker:
-    """A daemon thread that runs queued export jobs (``store.run_pending_exports``) every
-    ``poll_interval`` seconds, or at once when a kick-off in this process wakes it.
+class ExportWorker(Worker):
+    """Runs queued export jobs (``store.run_pending_exports``) every ``poll_interval`` seconds,
+    or at once when a kick-off in this process wakes it; a paused worker hands its job back."""
 
-    ``start`` and ``stop`` run and end it for good. Disposing the engine (what tests do when done
-    with an app and gunicorn's ``post_fork`` does), a fork and interpreter exit ``pause`` it, handing
-    its job back; ``ensure_running``, called before each request, resumes a paused worker, so a
-    forked server process runs its own once it serves.
-    """
+    name = "fhir-twin-export"
 
     def __init__(
         self,
@@ -197,99 +187,20 @@ class ExportWorker:
         batch_size: int = store.BATCH_SIZE,
         file_size: int = store.FILE_SIZE,
     ) -> None:
-        self.repository = repository
         self._work = store.worker_repository(repository)
-        self.poll_interval = poll_interval
+        super().__init__(repository, poll_interval, own=self._work)
         self.batch_size = batch_size
         self.file_size = file_size
-        self._lock = threading.Lock()
-        self._enabled = False
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._wakeup = threading.Event()
-        _WORKERS.add(self)
-        store.when_disposed(repository, self.pause)
+        self._next_purge = 0.0
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        with self._lock:
-            self._enabled = True
-            self._spawn()
-
-    def ensure_running(self) -> None:
-        if self._enabled and not self.running:
-            with self._lock:
-                if self._enabled:
-                    self._spawn()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            self._enabled = False
-            self._halt(timeout)
-
-    def pause(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            self._halt(timeout)
-
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    def _spawn(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stopping, self._wakeup = threading.Event(), threading.Event()
-        owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._thread = threading.Thread(
-            target=self._loop, args=(owner, self._stopping, self._wakeup), name="fhir-twin-export", daemon=True
+    def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        if time.monotonic() >= self._next_purge:
+            store.purge_expired(self._work)
+            self._next_purge = time.monotonic() + 60
+        store.run_pending_exports(
+            self._work, owner, batch_size=self.batch_size, file_size=self.file_size, should_stop=should_stop
         )
-        self._thread.start()
 
-    def _halt(self, timeout: float) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping.set()
-        self._wakeup.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("The export worker did not stop within %s s", timeout)
-        self._thread = None
-        self._work.engine.dispose()
-
-    def _loop(self, owner: str, stopping: threading.Event, wakeup: threading.Event) -> None:
-        next_purge = 0.0
-        while not stopping.is_set():
-            wakeup.clear()
-            try:
-                if time.monotonic() >= next_purge:
-                    store.purge_expired(self._work)
-                    next_purge = time.monotonic() + 60
-                store.run_pending_exports(
-                    self._work,
-                    owner,
-                    batch_size=self.batch_size,
-                    file_size=self.file_size,
-                    should_stop=stopping.is_set,
-                )
-            except Exception:
-                log.exception("An export pass failed; the next one starts in %s s", self.poll_interval)
-            wakeup.wait(self.poll_interval)
-
-
-_WORKERS: weakref.WeakSet[ExportWorker] = weakref.WeakSet()
-
-
-def _pause_all() -> None:
-    """No worker thread may hold a lock across ``fork`` or be cut off mid-batch at exit."""
-    for worker in list(_WORKERS):
-        worker.pause()
-
-
-os.register_at_fork(before=_pause_all)
-atexit.register(_pause_all)
 
 EXPORT = Operation(
     name="export",

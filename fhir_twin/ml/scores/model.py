@@ -48,6 +48,22 @@ class Contribution(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Forecast:
+    """A predicted value of a measurement for a time ahead, with its prediction interval.
+
+    R4 RiskAssessment has no element for a predicted value, so it travels in the
+    ``prediction`` extension documented in the README (not as a future-dated Observation).
+    """
+
+    value: float
+    low: float
+    high: float
+    level: float  # coverage of [low, high], e.g. 0.9
+    unit: str  # UCUM
+    horizon_hours: float
+
+
+@dataclass(frozen=True)
 class Score:
     """One run of a model. ``value`` is None when the model could not or may not be applied."""
 
@@ -60,6 +76,7 @@ class Score:
     contributions: tuple[Contribution, ...]
     rationale: str
     mitigation: str | None
+    forecast: Forecast | None = None
 
     @classmethod
     def insufficient(cls, model: ModelInfo, missing: tuple[str, ...]) -> Score:

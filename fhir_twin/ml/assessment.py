@@ -1,0 +1,203 @@
+"""One model run as FHIR: a RiskAssessment, its Provenance, and the Device that is the model version.
+
+R4 riskassessment.html: ``basis`` holds the version-specific references of the inputs used,
+``method`` the model id with ``Coding.version``, ``performer`` a Device per model version, and
+``probabilityDecimal`` a 0..1 fraction as in every official example. The AI Transparency on FHIR
+IG's conventions mark it as AI-asserted: the ``AIAST`` security label, an AI Device, and a
+Provenance with the Device as agent and the inputs as source entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fhir_twin.fhir.instant import format_instant
+from fhir_twin.ml.scores.model import ModelInfo, Score
+
+MODEL_SYSTEM = "urn:fhir-twin:CodeSystem/model"
+RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
+OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+AIAST = {"system": OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}
+SIMULATED = {"system": "urn:fhir-twin:CodeSystem/assessment", "code": "simulated", "display": "Simulated (what-if)"}
+ASSESSMENT_IDENTIFIER = "urn:fhir-twin:assessment"
+SCORE_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-score"
+FORECAST_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-forecast"
+UCUM = "http://unitsofmeasure.org"
+
+# A model's own band → the risk-probability code; the band itself stays in the concept's text.
+QUALITATIVE = {
+    "negligible": "negligible",
+    "zero": "low",
+    "low": "low",
+    "borderline": "low",
+    "low-medium": "moderate",
+    "medium": "moderate",
+    "moderate": "moderate",
+    "intermediate": "moderate",
+    "negative": "low",
+    "positive": "high",
+    "high": "high",
+}
+RISK_DISPLAY = {
+    "negligible": "Negligible likelihood",
+    "low": "Low likelihood",
+    "moderate": "Moderate likelihood",
+    "high": "High likelihood",
+    "certain": "Certain",
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a model's RiskAssessment is about: its ``code`` and the horizon of its prediction."""
+
+    code: dict[str, Any]
+    horizon: timedelta | None
+
+
+def device_id(model: ModelInfo) -> str:
+    """The Device id of a model version: ``news2-1.0.0`` (R4 ids allow letters, digits, ``-`` and ``.``)."""
+    return f"{model.id}-{model.version}"[:64]
+
+
+def device(model: ModelInfo) -> dict[str, Any]:
+    """The Device that stands for one model version (AI Transparency IG, AI Device)."""
+    kind = "Rule-Based-Systems" if model.kind == "rule-based" else "Machine-Learning-Models"
+    return {
+        "resourceType": "Device",
+        "id": device_id(model),
+        "identifier": [{"system": MODEL_SYSTEM, "value": device_id(model)}],
+        "status": "active",
+        "manufacturer": "fhir-twin",
+        "deviceName": [{"name": f"fhir-twin {model.id}", "type": "model-name"}],
+        "modelNumber": model.id,
+        "type": {"text": f"Artificial Intelligence: {kind}"},
+        "version": [{"value": model.version}],
+        "note": [{"text": f"{model.outcome}. Intended use: {model.intended_use} Reference: {model.reference}"}],
+    }
+
+
+def method(model: ModelInfo) -> dict[str, Any]:
+    return {
+        "coding": [{"system": MODEL_SYSTEM, "code": model.id, "version": model.version, "display": model.outcome}],
+        "text": f"{model.id} {model.version}",
+    }
+
+
+def risk_assessment(
+    score: Score,
+    kind: Kind,
+    patient_id: str,
+    basis: tuple[str, ...],
+    notes: tuple[str, ...],
+    occurred: datetime,
+    *,
+    assessment_id: str | None,
+    preliminary: bool,
+    simulated: bool = False,
+) -> dict[str, Any]:
+    """The RiskAssessment of one scored run; ``simulated`` ones are tagged and never stored."""
+    model = score.model
+    prediction: dict[str, Any] = {"outcome": {"text": model.outcome}, "rationale": score.rationale}
+    if score.probability is not None:
+        prediction["probabilityDecimal"] = round(score.probability, 6)
+    if score.band is not None:
+        code = QUALITATIVE.get(score.band, "moderate")
+        prediction["qualitativeRisk"] = {
+            "coding": [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}],
+            "text": f"{score.band} ({model.id})",
+        }
+    if kind.horizon is not None:
+        prediction["whenPeriod"] = {"start": format_instant(occurred), "end": format_instant(occurred + kind.horizon)}
+    extensions = []
+    if score.value is not None and score.forecast is None:
+        extensions.append({"url": SCORE_EXTENSION, "valueDecimal": round(float(score.value), 4)})
+    if score.forecast is not None:
+        extensions.append(_forecast(score))
+    if extensions:
+        prediction["extension"] = extensions
+    meta: dict[str, Any] = {"security": [AIAST]}
+    if simulated:
+        meta["tag"] = [SIMULATED]
+    resource: dict[str, Any] = {"resourceType": "RiskAssessment"}
+    if assessment_id is not None:
+        resource["id"] = assessment_id
+        resource["identifier"] = [{"system": ASSESSMENT_IDENTIFIER, "value": assessment_id}]
+    resource.update(
+        {
+            "meta": meta,
+            "status": "preliminary" if preliminary or simulated else "final",
+            "method": method(model),
+            "code": kind.code,
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "occurrenceDateTime": format_instant(occurred),
+            "performer": {"reference": f"Device/{device_id(model)}", "display": f"{model.id} {model.version}"},
+            "basis": [{"reference": reference} for reference in basis],
+            "prediction": [prediction],
+        }
+    )
+    if score.mitigation:
+        resource["mitigation"] = score.mitigation
+    texts = list(notes)
+    if simulated:
+        texts.insert(0, "Simulated what-if assessment: hypothetical inputs, not part of the patient's record.")
+    if score.partial and score.missing:
+        texts.append(f"Partial inputs: {', '.join(score.missing)} not observed")
+    if texts:
+        resource["note"] = [{"text": text} for text in texts]
+    return resource
+
+
+def _forecast(score: Score) -> dict[str, Any]:
+    """The point forecast and its interval (R4 has no element for a predicted value)."""
+    forecast = score.forecast
+    assert forecast is not None
+    unit = {"unit": forecast.unit, "system": UCUM, "code": forecast.unit}
+    return {
+        "url": FORECAST_EXTENSION,
+        "extension": [
+            {"url": "value", "valueQuantity": {"value": round(forecast.value, 2), **unit}},
+            {
+                "url": "interval",
+                "valueRange": {
+                    "low": {"value": round(forecast.low, 2), **unit},
+                    "high": {"value": round(forecast.high, 2), **unit},
+                },
+            },
+            {"url": "level", "valueDecimal": forecast.level},
+            {
+                "url": "horizon",
+                "valueQuantity": {"value": round(forecast.horizon_hours, 3), "unit": "h", "system": UCUM, "code": "h"},
+            },
+        ],
+    }
+
+
+def provenance(assessment_id: str, model: ModelInfo, basis: tuple[str, ...], recorded: datetime) -> dict[str, Any]:
+    """Who made the assessment (the model's Device) from what (its inputs): AI Transparency IG AI Provenance."""
+    return {
+        "resourceType": "Provenance",
+        "meta": {"security": [AIAST]},
+        "target": [{"reference": f"RiskAssessment/{assessment_id}/_history/1"}],
+        "recorded": format_instant(recorded),
+        "reason": [{"coding": [AIAST]}],
+        "activity": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]
+        },
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "performer",
+                        }
+                    ]
+                },
+                "who": {"reference": f"Device/{device_id(model)}", "display": f"{model.id} {model.version}"},
+            }
+        ],
+        "entity": [{"role": "source", "what": {"reference": reference}} for reference in basis],
+    }

@@ -1,0 +1,141 @@
+"""The Digital Doctor: runs every model on a patient's twin and records each prediction as a
+RiskAssessment with its Provenance, written through the FHIR API like any client's resources.
+
+A model's RiskAssessment is written only when what it says, or what it read, changed since its
+last one for the patient; each is a new resource, never an update of an earlier one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_twin.errors import Gone, NotFound
+from fhir_twin.fhir.instant import now
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.ml import assessment
+from fhir_twin.ml.runners import Patient, Run, Runner
+from fhir_twin.store import doctor as store
+from fhir_twin.store.repository import Repository
+from fhir_twin.twin.twins import Twins
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One model's result for a patient: the run, and the RiskAssessment written for it, if any."""
+
+    runner: Runner
+    run: Run
+    resource: dict[str, Any] | None
+
+
+class Doctor:
+    def __init__(
+        self,
+        repository: Repository,
+        twins: Twins,
+        route: Callable[[Request], Response],
+        runners: Callable[[], Sequence[Runner]],
+        base: str = "",
+    ) -> None:
+        self.repository = repository
+        self.twins = twins
+        self.route = route
+        self.runners = runners
+        self.base = base
+
+    def runs(
+        self, patient_id: str, model_ids: Sequence[str] | None = None, changes: dict[str, str] | None = None
+    ) -> list[tuple[Runner, Run]]:
+        """Every (chosen) model's run on the patient's twin as it is now; nothing is stored."""
+        document = self.twins.document(patient_id)
+        patient = Patient(patient_id, document, self.twins, now())
+        chosen = [runner for runner in self.runners() if model_ids is None or runner.model.id in model_ids]
+        return [(runner, runner.run(patient, changes)) for runner in chosen]
+
+    def assess(
+        self, patient_id: str, model_ids: Sequence[str] | None = None, only_changed: bool = True
+    ) -> list[Outcome]:
+        """Run the models and record a RiskAssessment for each that scored (and, with
+        ``only_changed``, whose result or inputs differ from its last one)."""
+        runs = self.runs(patient_id, model_ids)
+        return self.record(patient_id, runs, only_changed)
+
+    def record(self, patient_id: str, runs: list[tuple[Runner, Run]], only_changed: bool) -> list[Outcome]:
+        """Write the scored runs as one transaction: RiskAssessment, Provenance, and the model's
+        Device the first time a model version is used."""
+        occurred = now()
+        with self.repository.unit(write=True) as unit:
+            unit.lock(f"doctor:{patient_id}")
+            last = store.last_fingerprints(unit, patient_id) if only_changed else {}
+            entries: list[dict[str, Any]] = []
+            outcomes: list[Outcome] = []
+            devices: set[str] = set()
+            for runner, run in runs:
+                if not run.scored or (only_changed and last.get(runner.model.id) == run.fingerprint()):
+                    outcomes.append(Outcome(runner, run, None))
+                    continue
+                model = run.score.model
+                device_id = assessment.device_id(model)
+                if device_id not in devices and unit.current("Device", device_id) is None:
+                    unit.lock(f"device:{device_id}")
+                    if unit.current("Device", device_id) is None:
+                        entries.append(_put(assessment.device(model)))
+                devices.add(device_id)
+                assessment_id = str(uuid.uuid4())
+                resource = assessment.risk_assessment(
+                    run.score,
+                    runner.kind,
+                    patient_id,
+                    run.basis,
+                    run.notes,
+                    occurred,
+                    assessment_id=assessment_id,
+                    preliminary=run.preliminary,
+                )
+                entries.append(_put(resource))
+                entries.append(
+                    {
+                        "resource": assessment.provenance(assessment_id, model, run.basis, occurred),
+                        "request": {"method": "POST", "url": "Provenance"},
+                    }
+                )
+                store.remember(unit, patient_id, model.id, run.fingerprint(), assessment_id)
+                outcomes.append(Outcome(runner, run, resource))
+            if entries:
+                bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+                response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
+                if response.status >= 400:
+                    raise RuntimeError(f"recording assessments for Patient/{patient_id} failed: {response.body}")
+        return outcomes
+
+    def work(self, owner: str, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Assess the queued patients; how many were assessed."""
+        count = 0
+        while not should_stop():
+            claimed = store.claim(self.repository, owner)
+            if not claimed:
+                break
+            for patient_id in claimed:
+                if should_stop():
+                    store.release(self.repository, owner, patient_id)
+                    continue
+                try:
+                    self.assess(patient_id)
+                    count += 1
+                except (NotFound, Gone) as error:
+                    # The patient is gone or deleted: there is nothing to assess.
+                    log.info("Not assessing Patient/%s: %s", patient_id, error)
+                except Exception:
+                    log.exception("Assessing Patient/%s failed; it is assessed again on its next change", patient_id)
+                store.done(self.repository, owner, patient_id)
+        return count
+
+
+def _put(resource: dict[str, Any]) -> dict[str, Any]:
+    return {"resource": resource, "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}

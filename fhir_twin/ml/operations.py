@@ -1,0 +1,130 @@
+"""``Patient/{id}/$predict`` and ``Patient/{id}/$whatif`` (R4 operations.html).
+
+``$predict`` runs the models now and records every scored run as a new RiskAssessment (with its
+Provenance); ``model`` (repeatable) chooses which. ``$whatif`` answers the same predictions for
+hypothetical inputs (``systolic_bp=120``, ``smoker=false``): nothing is stored, and each
+RiskAssessment it returns is preliminary and tagged ``simulated``, beside the one the patient's
+real inputs give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_twin.errors import Invalid
+from fhir_twin.fhir.instant import now
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.ml import assessment
+from fhir_twin.ml.doctor import Doctor, Outcome
+from fhir_twin.ml.runners import Run, Runner
+
+PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
+WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
+
+
+def predict_operation(doctor: Doctor) -> Operation:
+    def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
+        given = parameters(request)
+        unknown = [name for name, _ in given if name != "model"]
+        if unknown:
+            raise Invalid.at(unknown[0], f"$predict takes only 'model', not {unknown[0]!r}")
+        models = _models(doctor, [str(value) for _, value in given])
+        outcomes = doctor.assess(str(res_id), models, only_changed=False)
+        return Response(200, {}, {"resourceType": "Parameters", "parameter": [_predicted(o) for o in outcomes]})
+
+    return Operation(
+        name="predict",
+        levels=frozenset({"instance"}),
+        methods=frozenset({"GET", "POST"}),
+        handler=handle,
+        definition=PREDICT_DEFINITION,
+        types=frozenset({"Patient"}),
+    )
+
+
+def whatif_operation(doctor: Doctor) -> Operation:
+    def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
+        given = parameters(request)
+        models = _models(doctor, [str(value) for name, value in given if name == "model"])
+        runners = [runner for runner in doctor.runners() if models is None or runner.model.id in models]
+        accepted = {name for runner in runners for name in runner.input_names}
+        changes: dict[str, str] = {}
+        for name, value in given:
+            if name == "model":
+                continue
+            if name not in accepted:
+                known = ", ".join(sorted(accepted))
+                raise Invalid.at(name, f"{name!r} is not an input of the chosen models; inputs: {known}")
+            if name in changes:
+                raise Invalid.at(name, f"{name} may be given only once")
+            changes[name] = str(value)
+        if not changes:
+            raise Invalid("$whatif needs at least one hypothetical input, e.g. systolic_bp=120")
+        patient_id = str(res_id)
+        current = dict((runner.model.id, run) for runner, run in doctor.runs(patient_id, models))
+        simulated = doctor.runs(patient_id, models, changes)
+        occurred = now()
+        out = []
+        for runner, run in simulated:
+            parts = [{"name": "model", "valueCode": runner.model.id}]
+            parts += _scored("current", runner, current[runner.model.id], patient_id, occurred, simulated=False)
+            parts += _scored("simulated", runner, run, patient_id, occurred, simulated=True)
+            out.append({"name": "prediction", "part": parts})
+        return Response(200, {}, {"resourceType": "Parameters", "parameter": out})
+
+    return Operation(
+        name="whatif",
+        levels=frozenset({"instance"}),
+        methods=frozenset({"GET", "POST"}),
+        handler=handle,
+        definition=WHATIF_DEFINITION,
+        types=frozenset({"Patient"}),
+    )
+
+
+def _models(doctor: Doctor, names: list[str]) -> list[str] | None:
+    if not names:
+        return None
+    known = {runner.model.id for runner in doctor.runners()}
+    for name in names:
+        if name not in known:
+            raise Invalid.at("model", f"Unknown model {name!r}; models: {', '.join(sorted(known))}")
+    return names
+
+
+def _result(run: Run) -> str:
+    if run.scored:
+        return "scored"
+    return "insufficient-data" if run.score.missing else "not-applicable"
+
+
+def _predicted(outcome: Outcome) -> dict[str, Any]:
+    run = outcome.run
+    parts: list[dict[str, Any]] = [
+        {"name": "model", "valueCode": outcome.runner.model.id},
+        {"name": "result", "valueCode": _result(run)},
+        {"name": "message", "valueString": run.score.rationale},
+    ]
+    parts += [{"name": "missing", "valueCode": name} for name in run.score.missing]
+    if outcome.resource is not None:
+        parts.append({"name": "riskAssessment", "resource": outcome.resource})
+    return {"name": "prediction", "part": parts}
+
+
+def _scored(name: str, runner: Runner, run: Run, patient_id: str, occurred: Any, simulated: bool) -> list[dict]:
+    """A ``current`` or ``simulated`` part: the unstored RiskAssessment, or why there is none."""
+    if not run.scored:
+        return [{"name": name, "valueString": f"{_result(run)}: {run.score.rationale}"}]
+    resource = assessment.risk_assessment(
+        run.score,
+        runner.kind,
+        patient_id,
+        run.basis,
+        run.notes,
+        occurred,
+        assessment_id=None,
+        preliminary=run.preliminary,
+        simulated=simulated,
+    )
+    return [{"name": name, "resource": resource}]

@@ -1,0 +1,49 @@
+"""Live assessment: a twin change queues its patient in the write's transaction; a worker thread
+in each server process drains the queue within ``poll_interval`` of the commit.
+
+The queue is a table (``store.doctor``), so a change committed just before a crash is still
+assessed when a process next runs; rows are claimed compare-and-set, so several processes on
+one database share the work without running a patient twice at once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+from fhir_twin.interactions.worker import Worker
+from fhir_twin.ml.doctor import Doctor
+from fhir_twin.signals import twin_changed
+from fhir_twin.store import doctor as store
+from fhir_twin.store.repository import Repository, Unit
+
+POLL_INTERVAL = 0.2
+
+
+class DoctorQueue:
+    """Listens to ``twin_changed`` from one Repository; keep a reference to stay connected."""
+
+    def __init__(self, repository: Repository) -> None:
+        # Patients already queued by a unit: a transaction Bundle of many Observations queues once.
+        self._queued: weakref.WeakKeyDictionary[Unit, set[str]] = weakref.WeakKeyDictionary()
+        twin_changed.connect(self.on_changed, sender=repository)
+
+    def on_changed(self, sender: object, *, unit: Unit, patients: set[str]) -> None:
+        queued = self._queued.setdefault(unit, set())
+        new = patients - queued
+        if new:
+            queued.update(new)
+            store.enqueue(unit, new)
+
+
+class DoctorWorker(Worker):
+    """Assesses queued patients (``Doctor.work``)."""
+
+    name = "fhir-twin-doctor"
+
+    def __init__(self, doctor: Doctor, poll_interval: float = POLL_INTERVAL) -> None:
+        super().__init__(doctor.repository, poll_interval)
+        self.doctor = doctor
+
+    def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        self.doctor.work(owner, should_stop)

@@ -1,0 +1,178 @@
+"""The Digital Doctor's tables: its durable work queue, what each model last assessed, its model registry.
+
+A write that changes a twin queues the patient in the write's own transaction, so a committed
+change is never forgotten, even if the process dies before the models run. Worker threads claim
+queued patients (compare-and-set, so two processes never claim the same row) and remove them
+once assessed; a claim older than ``STALE_CLAIM`` is taken over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from fhir_twin.fhir.instant import now
+from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.schema import doctor_last, doctor_queue, model_version
+
+STALE_CLAIM = timedelta(minutes=2)
+CLAIM_BATCH = 50
+
+
+def enqueue(unit: Unit, patient_ids: set[str]) -> None:
+    """Queue ``patient_ids`` for assessment, with the write now in ``unit``."""
+    at = now()
+    unit.stage(doctor_queue, [{"patient_id": pid, "enqueued": at} for pid in sorted(patient_ids)])
+
+
+def pending(repository: Repository) -> int:
+    """How many patients wait to be assessed."""
+    with repository.unit() as unit:
+        query = select(func.count(func.distinct(doctor_queue.c.patient_id)))
+        return int(unit.connection.execute(query).scalar_one())
+
+
+def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
+    """Claim up to ``limit`` queued patients for ``owner``; their rows stay until ``done``."""
+    q = doctor_queue.c
+    at = now()
+    claimable = or_(q.claimed_by.is_(None), q.claimed_at < at - STALE_CLAIM)
+    with repository.unit() as unit:
+        rows = unit.connection.execute(
+            select(q.patient_id, func.max(q.seq))
+            .where(claimable)
+            .group_by(q.patient_id)
+            .order_by(func.min(q.seq))
+            .limit(limit)
+        ).all()
+    if not rows:
+        return []
+    claimed: list[str] = []
+    with repository.unit(write=True) as unit:
+        for patient_id, last in rows:
+            # Compare-and-set: rows another worker claimed meanwhile no longer match.
+            changed = unit.connection.execute(
+                update(doctor_queue)
+                .where(q.patient_id == patient_id, q.seq <= last, claimable)
+                .values(claimed_by=owner, claimed_at=at)
+            ).rowcount
+            if changed:
+                claimed.append(patient_id)
+    return claimed
+
+
+def done(repository: Repository, owner: str, patient_id: str) -> None:
+    """Remove what ``owner`` claimed for the patient; rows queued since stay for the next pass."""
+    q = doctor_queue.c
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(delete(doctor_queue).where(q.patient_id == patient_id, q.claimed_by == owner))
+
+
+def release(repository: Repository, owner: str, patient_id: str) -> None:
+    """Hand a claimed patient back (its assessment failed) so a later pass retries it."""
+    q = doctor_queue.c
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(
+            update(doctor_queue)
+            .where(q.patient_id == patient_id, q.claimed_by == owner)
+            .values(claimed_by=None, claimed_at=None)
+        )
+
+
+def last_fingerprints(unit: Unit, patient_id: str) -> dict[str, str]:
+    """model id → fingerprint of the inputs it last assessed for the patient."""
+    d = doctor_last.c
+    rows = unit.connection.execute(select(d.model_id, d.fingerprint).where(d.patient_id == patient_id))
+    return {model_id: fingerprint for model_id, fingerprint in rows}
+
+
+def remember(unit: Unit, patient_id: str, model_id: str, fingerprint: str, assessment_id: str) -> None:
+    """Record what ``model_id`` assessed last for the patient."""
+    d = doctor_last.c
+    connection = unit.connection
+    changed = connection.execute(
+        update(doctor_last)
+        .where(d.patient_id == patient_id, d.model_id == model_id)
+        .values(fingerprint=fingerprint, assessment_id=assessment_id)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            insert(doctor_last).values(
+                patient_id=patient_id, model_id=model_id, fingerprint=fingerprint, assessment_id=assessment_id
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model_id: str
+    version: str
+    created: datetime
+    active: bool
+    report: str
+    card: str
+
+
+_SUMMARY = (
+    model_version.c.model_id,
+    model_version.c.version,
+    model_version.c.created,
+    model_version.c.active,
+    model_version.c.report,
+    model_version.c.card,
+)
+
+
+def register(repository: Repository, model_id: str, artifact: bytes, report: str, card: str, major: int) -> str:
+    """Store a newly trained version, make it the active one, and return its version (``major.N.0``)."""
+    m = model_version.c
+    with repository.unit(write=True) as unit:
+        unit.lock(f"model:{model_id}")
+        count = unit.connection.execute(select(func.count()).where(m.model_id == model_id)).scalar_one()
+        version = f"{major}.{count}.0"
+        unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=False))
+        unit.connection.execute(
+            insert(model_version).values(
+                model_id=model_id,
+                version=version,
+                created=now(),
+                active=True,
+                artifact=artifact,
+                report=report,
+                card=card,
+            )
+        )
+    return version
+
+
+def activate(repository: Repository, model_id: str, version: str) -> bool:
+    """Make ``version`` the one the server uses; False when no such version exists."""
+    m = model_version.c
+    with repository.unit(write=True) as unit:
+        unit.lock(f"model:{model_id}")
+        found = unit.connection.execute(select(m.version).where(m.model_id == model_id, m.version == version)).first()
+        if found is None:
+            return False
+        unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=m.version == version))
+    return True
+
+
+def versions(repository: Repository, model_id: str | None = None) -> list[ModelVersion]:
+    """Registered versions (of one model), oldest first."""
+    m = model_version.c
+    query = select(*_SUMMARY).order_by(m.model_id, m.created, m.version)
+    if model_id is not None:
+        query = query.where(m.model_id == model_id)
+    with repository.unit() as unit:
+        return [ModelVersion(*row) for row in unit.connection.execute(query)]
+
+
+def artifact(repository: Repository, model_id: str, version: str | None = None) -> tuple[str, bytes] | None:
+    """The artifact of ``version``, or of the active version when None: (version, bytes)."""
+    m = model_version.c
+    which = m.version == version if version is not None else m.active.is_(True)
+    with repository.unit() as unit:
+        row = unit.connection.execute(select(m.version, m.artifact).where(and_(m.model_id == model_id, which))).first()
+    return (row[0], bytes(row[1])) if row else None
