@@ -10,6 +10,7 @@ from flask import Flask, Response, g
 
 from fhir_twin.api import errors
 from fhir_twin.api.fhir import blueprint
+from fhir_twin.api.models import blueprint as models_blueprint
 from fhir_twin.api.twin import blueprint as twin_blueprint
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
@@ -61,6 +62,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     interactions.operations["whatif"] = whatif_operation(doctor)
     app.register_blueprint(blueprint)
     app.register_blueprint(twin_blueprint)
+    app.register_blueprint(models_blueprint)
     errors.register(app)
 
     @app.before_request

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,16 @@ from tqdm import tqdm
 
 from fhir_twin.app import create_app
 from fhir_twin.bundles.loading import files_in, load_file
-from fhir_twin.config import Config
+from fhir_twin.config import Config, default_data_dir
+from fhir_twin.errors import FhirError
 from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.ml import dataset as datasets
+from fhir_twin.ml.catalog import LEARNED, Catalog, Learned
+from fhir_twin.ml.cohort import cohort_bundles, cohort_resources
+from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.doctor import Doctor
+from fhir_twin.ml.learned.report import external_report
+from fhir_twin.ml.registry import write_report
 from fhir_twin.store.database import make_engine
 from fhir_twin.store.database import migrate as run_migrations
 from fhir_twin.store.reindex import live_count, stored_types
@@ -125,6 +137,10 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
 def load(paths: tuple[Path, ...], database_url: str | None) -> None:
     """Load Bundle files (transaction, batch, collection) and NDJSON files or folders of them."""
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING"}))
+    # Loaded patients stay queued for assessment; the server's processes assess them.
+    assessments = app.extensions.get("fhir_twin.doctor_worker")
+    if assessments is not None:
+        assessments.stop()
     route = app.extensions["fhir_twin.interactions"].route
     files = files_in(list(paths))
     results = []
@@ -184,6 +200,225 @@ def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> No
         )
     else:
         click.echo(f"the twin of {scope} matches its {result.versions} stored resource versions")
+
+
+@main.command()
+@click.argument("model_id", metavar="MODEL")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
+@click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def train(model_id: str, seed: int, reports_dir: Path | None, database_url: str | None) -> None:
+    """Train a learned model on this server's twins, evaluate it, and register it as the active version."""
+    learned = _learned(model_id)
+    config = Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False})
+    app = _app(config)
+    catalog: Catalog = app.extensions["fhir_twin.catalog"]
+    try:
+        data = (
+            datasets.from_repository(
+                catalog.registry.repository, f"this server ({_safe_url(config.resolved_database_url)})"
+            )
+            if learned.on_server_data
+            else datasets.empty("bundled", synthetic=False)
+        )
+        if learned.on_server_data:
+            click.echo(f"training {model_id} on {len(data.patients)} patients' twins (seed {seed})")
+        try:
+            result = catalog.registry.register(learned.train(data, seed))
+        except FhirError as error:
+            raise click.ClickException(str(error)) from None
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    written = write_report(result.model, result.report, result.card, reports_dir or _reports_dir(config))
+    click.echo(result.card)
+    click.echo(f"registered {model_id} {result.model.version} as the active version; report: {', '.join(written)}")
+
+
+@main.command()
+@click.argument("model_id", metavar="MODEL")
+@click.option(
+    "--data",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="External data: Bundle or NDJSON files or folders (repeatable). Default: this server's twins.",
+)
+@click.option("--version", "version", default=None, help="The version to evaluate (default: the active one).")
+@click.option(
+    "--synthetic/--real",
+    default=None,
+    help="Label the external data (default: synthetic when every patient is labelled test data, HTEST).",
+)
+@click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def evaluate(
+    model_id: str,
+    paths: tuple[Path, ...],
+    version: str | None,
+    synthetic: bool | None,
+    reports_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Validate a trained version on external data (or this server's current twins), add the
+    result to its report, and print the model card."""
+    learned = _learned(model_id)
+    if learned.evaluate is None:
+        raise click.ClickException(f"{model_id} is evaluated when it is trained; run fhir-twin train {model_id}")
+    config = Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False})
+    app = _app(config)
+    catalog: Catalog = app.extensions["fhir_twin.catalog"]
+    try:
+        loaded = catalog.registry.load(model_id, version)
+        if loaded is None:
+            raise click.ClickException(f"{model_id} {version or ''} is not trained; run fhir-twin train {model_id}")
+        found_version, artifact = loaded
+        stored = next(v for v in catalog.registry.versions(model_id) if v.version == found_version)
+        data = (
+            _external(paths, synthetic, config)
+            if paths
+            else datasets.from_repository(catalog.registry.repository, "this server's current twins", synthetic)
+        )
+        try:
+            metrics = learned.evaluate(artifact, data)
+        except FhirError as error:
+            raise click.ClickException(str(error)) from None
+        model = dataclasses.replace(learned.model, version=found_version)
+        report = external_report(json.loads(stored.report), metrics, data)
+        card = catalog.registry.update_report(model, report)
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    written = write_report(model, report, card, reports_dir or _reports_dir(config))
+    click.echo(card)
+    click.echo(f"evaluated {model_id} {found_version} on {data.name}; report: {', '.join(written)}")
+
+
+@main.command()
+@click.option("--patient", "patient_ids", multiple=True, help="Only these patients (repeatable; default: all).")
+@click.option("--model", "model_ids", multiple=True, help="Only these models (repeatable; default: all).")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def assess(patient_ids: tuple[str, ...], model_ids: tuple[str, ...], database_url: str | None) -> None:
+    """Run the models on every (chosen) patient's twin now, recording a RiskAssessment where a
+    model's result or inputs changed since its last one (after training a new version, say)."""
+    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
+    doctor: Doctor = app.extensions["fhir_twin.doctor"]
+    try:
+        known = {runner.model.id for runner in doctor.runners()}
+        unknown = [model_id for model_id in model_ids if model_id not in known]
+        if unknown:
+            raise click.BadParameter(f"{unknown[0]!r} is not served; models: {', '.join(sorted(known))}")
+        ids = list(patient_ids) or doctor.patients()
+        written = 0
+        started = time.perf_counter()
+        with tqdm(total=len(ids), unit="patient", disable=None) as bar:
+            for patient_id in ids:
+                try:
+                    outcomes = doctor.assess(patient_id, list(model_ids) or None)
+                except FhirError as error:
+                    raise click.ClickException(str(error)) from None
+                written += sum(1 for outcome in outcomes if outcome.resource is not None)
+                bar.update(1)
+        seconds = time.perf_counter() - started
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    rate = len(ids) / max(seconds, 1e-9)
+    click.echo(f"assessed {len(ids)} patients in {seconds:.1f} s ({rate:.0f}/s); {written} new RiskAssessments")
+
+
+@main.group()
+def models() -> None:
+    """The Digital Doctor's models: list them, show a report, choose the active version."""
+
+
+@models.command("list")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def list_models(database_url: str | None) -> None:
+    """Every model with its kind and versions; * marks the active one."""
+    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
+    try:
+        entries = app.extensions["fhir_twin.catalog"].entries()
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    for entry in entries:
+        versions = ", ".join(f"{v.version}{'*' if v.active else ''}" for v in entry.versions)
+        state = entry.active or "not trained"
+        click.echo(f"{entry.info.id:24} {entry.info.kind:10} {state:12} {versions}")
+
+
+@models.command("show")
+@click.argument("model_id", metavar="MODEL")
+@click.option("--version", "version", default=None, help="A version (default: the active one).")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def show_model(model_id: str, version: str | None, database_url: str | None) -> None:
+    """A version's model card (Markdown)."""
+    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
+    try:
+        versions = app.extensions["fhir_twin.catalog"].registry.versions(model_id)
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    chosen = [v for v in versions if (v.version == version if version else v.active)]
+    if not chosen:
+        raise click.ClickException(f"{model_id} has no {'version ' + version if version else 'active version'}")
+    click.echo(chosen[0].card)
+
+
+@models.command("activate")
+@click.argument("model_id", metavar="MODEL")
+@click.argument("version")
+@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+def activate_model(model_id: str, version: str, database_url: str | None) -> None:
+    """Serve an earlier (or later) registered version of a model."""
+    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
+    try:
+        app.extensions["fhir_twin.catalog"].registry.activate(model_id, version)
+    except FhirError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
+    click.echo(f"{model_id} {version} is now the active version")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--patients", type=int, default=500, show_default=True)
+@click.option("--stream-patients", type=int, default=0, show_default=True, help="Patients with a heart-rate stream.")
+def cohort(out: Path, seed: int, patients: int, stream_patients: int) -> None:
+    """Write a seeded synthetic cohort (labelled test data) as NDJSON, one resource per line."""
+    bundles = cohort_bundles(seed, patients, stream_patients)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as file:
+        for resource in cohort_resources(bundles):
+            file.write(json.dumps(resource) + "\n")
+    click.echo(f"wrote {sum(len(b['entry']) for b in bundles)} resources of {patients} synthetic patients to {out}")
+
+
+def _learned(model_id: str) -> Learned:
+    if model_id not in LEARNED:
+        raise click.BadParameter(f"{model_id!r} is not a learned model; choose one of {', '.join(LEARNED)}")
+    return LEARNED[model_id]
+
+
+def _reports_dir(config: Config) -> Path:
+    return (Path(config.data_dir) if config.data_dir else default_data_dir()) / "reports"
+
+
+def _external(paths: tuple[Path, ...], synthetic: bool | None, config: Config) -> Dataset:
+    """Load the files into a throw-away embedded database, through the same twin mappings."""
+    with tempfile.TemporaryDirectory(prefix="fhir-twin-evaluate-") as folder:
+        app = _app(replace(config, database_url="", data_dir=folder, doctor=False, log_level="WARNING"))
+        try:
+            route = app.extensions["fhir_twin.interactions"].route
+            files = files_in(list(paths))
+            with tqdm(total=len(files), unit="file", disable=None) as bar:
+                for path in files:
+                    result = load_file(route, "urn:fhir-twin:load", path, lambda _count: None)
+                    if result.failures:
+                        raise click.ClickException(f"{path}: {result.failures[0]}")
+                    bar.update(1)
+            name = "external data: " + ", ".join(str(path) for path in paths)
+            return datasets.from_repository(app.extensions["fhir_twin.catalog"].registry.repository, name, synthetic)
+        finally:
+            app.extensions["fhir_twin.engine"].dispose()
 
 
 def _app(config: Config) -> Flask:

@@ -9,6 +9,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.model import is_valid_id
+from fhir_twin.ml.doctor import Doctor
+from fhir_twin.ml.schemas import assessment_summary
 from fhir_twin.twin.schemas import SeriesSchema, TwinSchema
 from fhir_twin.twin.twins import Twins, time_parameter
 
@@ -43,7 +45,11 @@ def _patient_id(patient_id: str) -> str:
 def twin(patient_id: str) -> Response:
     times = _times(("at",))
     document = _twins().document(_patient_id(patient_id), times["at"])
-    return jsonify(TwinSchema().dump(document))
+    out = TwinSchema().dump(document)
+    # The Digital Doctor's part of the twin: each model's newest assessment as of the same time.
+    doctor: Doctor = current_app.extensions["fhir_twin.doctor"]
+    out["assessments"] = [assessment_summary(found) for found in doctor.latest(patient_id, times["at"])]
+    return jsonify(out)
 
 
 @blueprint.get("/twin/patients/<patient_id>/series/<field>")

@@ -109,8 +109,11 @@ def risk_assessment(
             "coding": [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}],
             "text": f"{score.band} ({model.id})",
         }
-    if kind.horizon is not None:
-        prediction["whenPeriod"] = {"start": format_instant(occurred), "end": format_instant(occurred + kind.horizon)}
+    horizon = kind.horizon
+    if score.forecast is not None:
+        horizon = timedelta(hours=score.forecast.horizon_hours)
+    if horizon is not None:
+        prediction["whenPeriod"] = {"start": format_instant(occurred), "end": format_instant(occurred + horizon)}
     extensions = []
     if score.value is not None and score.forecast is None:
         extensions.append({"url": SCORE_EXTENSION, "valueDecimal": round(float(score.value), 4)})

@@ -7,14 +7,16 @@ last one for the patient; each is a new resource, never an update of an earlier 
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import Gone, NotFound
-from fhir_twin.fhir.instant import now
+from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.ml import assessment
 from fhir_twin.ml.runners import Patient, Run, Runner
@@ -113,6 +115,27 @@ class Doctor:
                 if response.status >= 400:
                     raise RuntimeError(f"recording assessments for Patient/{patient_id} failed: {response.body}")
         return outcomes
+
+    def patients(self) -> list[str]:
+        """Every live patient's id."""
+        return store.patient_ids(self.repository)
+
+    def latest(self, patient_id: str, at: datetime | None = None) -> list[dict[str, Any]]:
+        """The newest RiskAssessment of each model for the patient (made before ``at``), newest first."""
+        query = [("subject", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", "1000")]
+        if at is not None:
+            query.append(("date", f"lt{format_instant(at)}"))
+        response = self.route(Request("GET", "RiskAssessment", self.base, query=query))
+        bundle = json.loads(response.body) if isinstance(response.body, str) else response.body or {}
+        newest: dict[str, dict[str, Any]] = {}
+        for entry in bundle.get("entry", []):
+            resource = entry.get("resource") or {}
+            if not isinstance(resource, dict):
+                # Search pages carry stored resources as their raw JSON text (simplejson RawJSON).
+                resource = json.loads(resource.encoded_json)
+            codings = (resource.get("method") or {}).get("coding") or [{}]
+            newest.setdefault(codings[0].get("code", ""), resource)
+        return list(newest.values())
 
     def work(self, owner: str, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Assess the queued patients; how many were assessed."""

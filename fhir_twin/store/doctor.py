@@ -8,6 +8,7 @@ once assessed; a claim older than ``STALE_CLAIM`` is taken over.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +16,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.store.repository import Repository, Unit
-from fhir_twin.store.schema import doctor_last, doctor_queue, model_version
+from fhir_twin.store.schema import doctor_last, doctor_queue, model_version, resource
 
 STALE_CLAIM = timedelta(minutes=2)
 CLAIM_BATCH = 50
@@ -35,10 +36,23 @@ def pending(repository: Repository) -> int:
 
 
 def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
-    """Claim up to ``limit`` queued patients for ``owner``; their rows stay until ``done``."""
+    """Claim up to ``limit`` queued patients for ``owner``; their rows stay until ``done``.
+
+    A patient another worker is assessing (a claim younger than ``STALE_CLAIM``) is not claimed,
+    even when a new write queued it again: its new row waits until that worker is done, so no
+    patient is assessed twice at once and no change is missed.
+    """
     q = doctor_queue.c
     at = now()
-    claimable = or_(q.claimed_by.is_(None), q.claimed_at < at - STALE_CLAIM)
+    other = doctor_queue.alias("other")
+    held = (
+        select(other.c.seq)
+        .where(
+            other.c.patient_id == q.patient_id, other.c.claimed_by.is_not(None), other.c.claimed_at >= at - STALE_CLAIM
+        )
+        .exists()
+    )
+    claimable = and_(or_(q.claimed_by.is_(None), q.claimed_at < at - STALE_CLAIM), ~held)
     with repository.unit() as unit:
         rows = unit.connection.execute(
             select(q.patient_id, func.max(q.seq))
@@ -79,6 +93,14 @@ def release(repository: Repository, owner: str, patient_id: str) -> None:
             .where(q.patient_id == patient_id, q.claimed_by == owner)
             .values(claimed_by=None, claimed_at=None)
         )
+
+
+def patient_ids(repository: Repository) -> list[str]:
+    """Every live Patient's id, in id order."""
+    r = resource.c
+    with repository.unit() as unit:
+        query = select(r.res_id).where(r.res_type == "Patient", r.deleted.is_(False)).order_by(r.res_id)
+        return list(unit.connection.execute(query).scalars())
 
 
 def last_fingerprints(unit: Unit, patient_id: str) -> dict[str, str]:
@@ -125,13 +147,15 @@ _SUMMARY = (
 )
 
 
-def register(repository: Repository, model_id: str, artifact: bytes, report: str, card: str, major: int) -> str:
-    """Store a newly trained version, make it the active one, and return its version (``major.N.0``)."""
+def register(repository: Repository, model_id: str, major: int, build: Callable[[str], tuple[bytes, str, str]]) -> str:
+    """Store a newly trained version as the active one, in one transaction: its version
+    (``major.N.0``) is chosen here and ``build(version)`` gives its artifact, report and card."""
     m = model_version.c
     with repository.unit(write=True) as unit:
         unit.lock(f"model:{model_id}")
         count = unit.connection.execute(select(func.count()).where(m.model_id == model_id)).scalar_one()
         version = f"{major}.{count}.0"
+        artifact, report, card = build(version)
         unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=False))
         unit.connection.execute(
             insert(model_version).values(
@@ -145,6 +169,22 @@ def register(repository: Repository, model_id: str, artifact: bytes, report: str
             )
         )
     return version
+
+
+def update_report(repository: Repository, model_id: str, version: str, report: str, card: str) -> bool:
+    """Replace a version's report and card (an evaluation added to it); False when it does not exist."""
+    m = model_version.c
+    with repository.unit(write=True) as unit:
+        changed = unit.connection.execute(
+            update(model_version).where(m.model_id == model_id, m.version == version).values(report=report, card=card)
+        ).rowcount
+    return bool(changed)
+
+
+def active_version(repository: Repository, model_id: str) -> str | None:
+    m = model_version.c
+    with repository.unit() as unit:
+        return unit.connection.execute(select(m.version).where(m.model_id == model_id, m.active.is_(True))).scalar()
 
 
 def activate(repository: Repository, model_id: str, version: str) -> bool:

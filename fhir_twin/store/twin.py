@@ -30,11 +30,12 @@ from fhir_twin.store.repository import Unit
 from fhir_twin.store.schema import (
     TWIN_TABLES,
     idx_reference,
+    resource,
     resource_version,
     twin_case,
     twin_measurement,
 )
-from fhir_twin.store.version import Version, columns
+from fhir_twin.store.version import CURRENT, Version, columns
 
 MEASUREMENT_COLUMNS = tuple(c.name for c in twin_measurement.c if c.name != "seq")
 CASE_COLUMNS = tuple(c.name for c in twin_case.c if c.name != "seq")
@@ -211,3 +212,35 @@ def fact_table_rows(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
         rows = connection.execute(select(*(table.c[name] for name in names))).all()
         out[table.name] = sorted((tuple(row) for row in rows), key=repr)
     return out
+
+
+def population(
+    connection: Connection, condition_kind: str, patient_id: str | None = None
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every live patient (or one) and the twin's current usable measurements and case entries
+    of ``condition_kind``, for training and learned models: (patient id, body), (patient, field,
+    time, value, category, source type, id, version), (patient, code, display, onset, source
+    type, id, version)."""
+
+    def patient(column: Any) -> list[ColumnElement[bool]]:
+        return [column == patient_id] if patient_id is not None else []
+
+    patients = connection.execute(
+        select(resource.c.res_id, resource_version.c.body)
+        .select_from(CURRENT)
+        .where(resource.c.res_type == "Patient", resource.c.deleted.is_(False), *patient(resource.c.res_id))
+        .order_by(resource.c.res_id)
+    ).all()
+    m = twin_measurement.c
+    measurements = connection.execute(
+        select(m.patient_id, m.field, m.effective, m.value, m.category, m.res_type, m.res_id, m.res_version)
+        .where(m.valid_to.is_(None), m.flag.is_(None), *patient(m.patient_id))
+        .order_by(m.patient_id, m.field, m.effective)
+    ).all()
+    c = twin_case.c
+    conditions = connection.execute(
+        select(c.patient_id, c.code, c.display, c.start, c.res_type, c.res_id, c.res_version)
+        .where(c.valid_to.is_(None), c.kind == condition_kind, *patient(c.patient_id))
+        .order_by(c.patient_id, c.start)
+    ).all()
+    return [tuple(row) for row in patients], [tuple(row) for row in measurements], [tuple(row) for row in conditions]

@@ -118,7 +118,7 @@ def test_document_shape(app: Flask, client: FlaskClient, patient: str, recent: d
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.headers["X-Request-ID"]
     twin = response.get_json()
-    assert set(twin) == {"patient", "at", "referenceTime", "body", "case", "quality"}
+    assert set(twin) == {"patient", "at", "referenceTime", "body", "case", "quality", "assessments"}
     assert twin["at"] is None
     reference = datetime.fromisoformat(twin["referenceTime"])
     assert abs(reference - datetime.now(UTC)) < timedelta(minutes=1)

@@ -1,0 +1,178 @@
+"""incident-diabetes on the synthetic cohort: future outcomes only, validated three ways, explained per patient."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from fhir_twin.ml.cohort import cohort_dataset
+from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.learned import InsufficientData, incidence
+from fhir_twin.ml.learned.incidence import COLUMNS, HORIZON, evaluate, examples, features_now, predict, train
+from fhir_twin.ml.learned.report import TrainResult, external_report
+
+AT = datetime(2012, 1, 1, tzinfo=UTC)
+TYPICAL = {
+    "age": 55.0,
+    "male": 1.0,
+    "bmi": 31.0,
+    "systolic_bp": 135.0,
+    "glucose": 104.0,
+    "hba1c": 6.0,
+    "hdl_cholesterol": 40.0,
+    "current_smoker": 1.0,
+    "prediabetes": 1.0,
+}
+
+
+@pytest.fixture(scope="module")
+def development() -> Dataset:
+    return cohort_dataset(1, 400)
+
+
+@pytest.fixture(scope="module")
+def trained(development: Dataset) -> TrainResult:
+    return train(development, seed=0)
+
+
+def test_examples_are_future_diagnoses_in_patients_without_diabetes(development: Dataset) -> None:
+    X, y, index_dates, sources = examples(development)
+    assert list(X.columns) == list(COLUMNS)
+    assert 350 < len(X) < 400, "patients with diabetes at the index date are left out"
+    assert 0.1 < y.mean() < 0.3
+    conditions = development.conditions
+    diabetes = conditions[conditions["code"] == "http://snomed.info/sct|44054006"].set_index("patient_id")["onset"]
+    for patient_id, label in y.items():
+        onset = diabetes.get(patient_id)
+        index = index_dates[patient_id]
+        if onset is not None:
+            assert onset > index, "diabetes before the index date excludes the patient"
+        assert label == int(onset is not None and onset <= index + HORIZON)
+    excluded = set(development.patients["patient_id"]) - set(X.index)
+    assert excluded and all(diabetes[p] <= index_dates.get(p, diabetes[p]) for p in excluded)
+    assert all(source.startswith(("Observation/", "Condition/")) for used in sources.values() for source in used)
+
+
+def test_cross_validation_holdout_and_calibration(trained: TrainResult) -> None:
+    report = trained.report
+    cv = report["cross_validation"]["metrics"]
+    assert cv["auroc"]["k"] == 5
+    assert round(cv["auroc"]["mean"], 3) == 0.795
+    assert round(cv["auroc"]["sd"], 3) == 0.113
+    assert cv["auroc"]["ci_low"] < cv["auroc"]["mean"] < cv["auroc"]["ci_high"]
+    holdout = report["holdout"]
+    assert (holdout["n_train"], holdout["n_test"]) == (302, 76)
+    assert round(holdout["metrics"]["auroc"], 3) == 0.857
+    calibration = report["calibration"]
+    assert 0.5 < calibration["out_of_fold_slope"] < 1.5
+    assert -0.5 < calibration["out_of_fold_intercept"] < 0.5
+    assert len(calibration["reliability"]) == 10
+    comparison = report["comparison"]["candidates"]
+    assert comparison["all features"]["auroc"] > comparison["age and sex only"]["auroc"]
+    assert report["efficiency"]["latency_p95_ms"] >= report["efficiency"]["latency_p50_ms"] > 0
+    json.dumps(report, allow_nan=False)
+
+
+def test_external_validation_on_another_cohort(trained: TrainResult) -> None:
+    external = cohort_dataset(2, 400)
+    found = evaluate(trained.artifact, external)
+    assert round(found["metrics"]["auroc"], 3) == 0.800
+    assert found["ci"]["auroc"][0] < found["metrics"]["auroc"] < found["ci"]["auroc"][1]
+    assert found["metrics"]["calibration_slope"] is not None
+    report = external_report(trained.report, found, external)
+    assert trained.report["external"] is None, "the original report is not changed"
+    assert report["external"]["dataset"] == {
+        "name": external.name,
+        "synthetic": True,
+        "patients": 400,
+        "sha256": external.digest(),
+    }
+    json.dumps(report, allow_nan=False)
+    card = incidence.model_card(incidence.MODEL, report)
+    assert external.digest() in card
+
+
+def test_model_card_says_synthetic_and_has_every_section(trained: TrainResult) -> None:
+    card = trained.card
+    for section in (
+        "# Model card: incident-diabetes 1.0.0",
+        "## Data",
+        "## Features",
+        "## Outcome and horizon",
+        "## Cross-validation",
+        "## Hold-out",
+        "## External validation",
+        "## Calibration",
+        "## Efficiency",
+        "## Intended use",
+        "## Limits",
+    ):
+        assert section in card, section
+    assert "**Synthetic data.**" in card and "not clinical performance" in card
+    assert "| hba1c | 4548-4 | % |" in card
+    assert "TRIPOD+AI" in card
+    assert "Not performed" in card
+
+
+def test_training_is_deterministic(development: Dataset, trained: TrainResult) -> None:
+    again = train(development, seed=0)
+    assert again.report["cross_validation"]["metrics"] == trained.report["cross_validation"]["metrics"]
+    assert again.report["holdout"]["metrics"] == trained.report["holdout"]["metrics"]
+
+
+def test_too_few_examples_are_refused() -> None:
+    with pytest.raises(
+        InsufficientData, match=r"at least 20 examples .* gives 10 \(3 with incident diabetes, 7 without"
+    ):
+        train(cohort_dataset(1, 10))
+
+
+def test_a_prediction_explains_its_top_three_contributions(trained: TrainResult) -> None:
+    score = predict(trained.artifact, TYPICAL, AT)
+    assert 0 < score.probability < 1
+    assert score.value == round(score.probability, 4)
+    assert score.band == "high" and score.mitigation and "Standards of Care" in score.mitigation
+    assert not score.partial and score.missing == ()
+    points = [abs(c.points) for c in score.contributions]
+    assert points == sorted(points, reverse=True)
+    for contribution in score.contributions[:3]:
+        assert contribution.explanation in score.rationale
+    assert "within 5 years (by 2016-12-31)" in score.rationale
+    assert "β·z with z = (value − training mean) / training SD" in score.rationale
+    lower = predict(trained.artifact, {**TYPICAL, "hba1c": 5.0, "glucose": 85.0, "bmi": 22.0, "prediabetes": 0.0}, AT)
+    assert lower.probability < score.probability
+    assert lower.band in ("negligible", "low")
+    assert lower.mitigation is None
+
+
+def test_missing_values_are_imputed_and_named(trained: TrainResult) -> None:
+    score = predict(trained.artifact, {**TYPICAL, "hba1c": None, "hdl_cholesterol": float("nan")}, AT)
+    assert score.partial and score.missing == ("hba1c", "hdl_cholesterol")
+    assert "imputed with the training median: hba1c, hdl_cholesterol" in score.rationale
+    assert 0 < score.probability < 1
+
+
+def test_no_score_without_age_sex_or_any_measurement_and_none_with_diabetes(trained: TrainResult) -> None:
+    assert predict(trained.artifact, {**TYPICAL, "age": None, "male": None}, AT).missing == ("age", "sex")
+    empty = {"age": 50.0, "male": 0.0, "prediabetes": 0.0}
+    assert predict(trained.artifact, empty, AT).value is None
+    assert "diabetes is already recorded" in predict(trained.artifact, {**TYPICAL, "diabetes": 1.0}, AT).rationale
+    assert predict(trained.artifact, {**TYPICAL, "age": 16.0}, AT).value is None
+
+
+def test_features_now_match_the_training_row(development: Dataset) -> None:
+    X, _, index_dates, sources = examples(development)
+    patient_id = X.index[3]
+    patient = development.patients.set_index("patient_id").loc[patient_id]
+    measurements = development.measurements[development.measurements["patient_id"] == patient_id]
+    conditions = development.conditions[development.conditions["patient_id"] == patient_id]
+    features, basis = features_now(patient, measurements, conditions, index_dates[patient_id])
+    assert features.pop("diabetes") == 0.0
+    row = X.loc[patient_id]
+    assert all((pd.isna(row[c]) and features[c] is None) or row[c] == features[c] for c in COLUMNS)
+    assert basis == sources[patient_id]
+    naive = index_dates[patient_id].tz_convert(None).to_pydatetime()
+    assert features_now(patient, measurements, conditions, naive)[0] == {**features, "diabetes": 0.0}
