@@ -90,16 +90,7 @@ class Doctor:
                         entries.append(_put(assessment.device(model)))
                 devices.add(device_id)
                 assessment_id = str(uuid.uuid4())
-                resource = assessment.risk_assessment(
-                    run.score,
-                    runner.kind,
-                    patient_id,
-                    run.basis,
-                    run.notes,
-                    occurred,
-                    assessment_id=assessment_id,
-                    preliminary=run.preliminary,
-                )
+                resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
                 entries.append(_put(resource))
                 entries.append(
                     {

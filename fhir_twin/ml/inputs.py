@@ -180,20 +180,10 @@ def pooled_cohort_inputs(document: TwinDocument) -> Gathered[PooledCohortInputs]
 
 
 def atp3_inputs(document: TwinDocument) -> Gathered[Atp3Inputs]:
-    """The ATP III hard-CHD inputs, read as for the Pooled Cohort Equations."""
-    reader = _Reader(document)
-    age, sex = _age_sex(reader)
-    inputs = Atp3Inputs(
-        age=age,
-        sex=sex,
-        total_cholesterol=reader.value("total_cholesterol"),
-        hdl=reader.value("hdl_cholesterol"),
-        systolic_bp=reader.value("systolic_bp"),
-        bp_treated=_treated(reader),
-        smoker=_smoker(reader),
-        diabetes=_diabetes(reader),
-    )
-    return reader.gathered(inputs)
+    """The ATP III hard-CHD inputs, read as for the Pooled Cohort Equations (which add race)."""
+    pooled = pooled_cohort_inputs(document)
+    shared = {field.name: getattr(pooled.inputs, field.name) for field in dataclasses.fields(Atp3Inputs)}
+    return Gathered(Atp3Inputs(**shared), pooled.basis, pooled.notes, pooled.stale)
 
 
 def _age_sex(reader: _Reader) -> tuple[float | None, Any]:

@@ -15,7 +15,6 @@ from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
-from fhir_twin.ml import assessment
 from fhir_twin.ml.doctor import Doctor, Outcome
 from fhir_twin.ml.runners import Run, Runner
 
@@ -116,15 +115,4 @@ def _scored(name: str, runner: Runner, run: Run, patient_id: str, occurred: Any,
     """A ``current`` or ``simulated`` part: the unstored RiskAssessment, or why there is none."""
     if not run.scored:
         return [{"name": name, "valueString": f"{_result(run)}: {run.score.rationale}"}]
-    resource = assessment.risk_assessment(
-        run.score,
-        runner.kind,
-        patient_id,
-        run.basis,
-        run.notes,
-        occurred,
-        assessment_id=None,
-        preliminary=run.preliminary,
-        simulated=simulated,
-    )
-    return [{"name": name, "resource": resource}]
+    return [{"name": name, "resource": run.risk_assessment(runner.kind, patient_id, occurred, simulated=simulated)}]

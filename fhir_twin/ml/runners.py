@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from fhir_twin.errors import Invalid
+from fhir_twin.ml import assessment
 from fhir_twin.ml import inputs as gather
 from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
@@ -53,6 +55,27 @@ class Run:
     def preliminary(self) -> bool:
         """Partial or stale inputs make the assessment preliminary (R4 ObservationStatus)."""
         return self.score.partial or self.stale
+
+    def risk_assessment(
+        self,
+        kind: Kind,
+        patient_id: str,
+        occurred: datetime,
+        assessment_id: str | None = None,
+        simulated: bool = False,
+    ) -> dict[str, Any]:
+        """This run as a RiskAssessment (``assessment.risk_assessment``)."""
+        return assessment.risk_assessment(
+            self.score,
+            kind,
+            patient_id,
+            self.basis,
+            self.notes,
+            occurred,
+            assessment_id=assessment_id,
+            preliminary=self.preliminary,
+            simulated=simulated,
+        )
 
     def fingerprint(self) -> str:
         """What the assessment says, and from what: an unchanged fingerprint needs no new resource."""
@@ -95,7 +118,16 @@ class ScoreRunner:
         gathered = self.gather(patient.document)
         if changes:
             gathered = gather.simulate(gathered, changes)
-        return Run(self.score(gathered.inputs), gathered.basis, gathered.notes, gathered.stale)
+        try:
+            score = self.score(gathered.inputs)
+        except ValueError as error:
+            if not changes:
+                # The twin holds a value the score cannot take: no score, and why.
+                return Run(Score.not_applicable(self.model, str(error)), gathered.basis, gathered.notes, False)
+            # A hypothetical value the score cannot take (SpO2 150 %, HDL 0): the client's error.
+            name = next((name for name in changes if str(error).startswith(name)), next(iter(changes)))
+            raise Invalid.at(name, f"{self.model.id}: {error}") from None
+        return Run(score, gathered.basis, gathered.notes, gathered.stale)
 
 
 def rule_based(window: timedelta) -> list[Runner]:
