@@ -21,7 +21,9 @@ from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.operations import predict_operation, whatif_operation
 from fhir_twin.ml.queue import DoctorQueue, DoctorWorker
 from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository
+from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
 from fhir_twin.twin.sync import TwinSync
@@ -54,9 +56,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if config.twin:
         # Held here: the signal keeps only a weak reference to its receiver.
         app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping, config.base_url)
-    catalog = Catalog(repository, duration(config.observation_window))
-    app.extensions["fhir_twin.catalog"] = catalog
-    doctor = Doctor(repository, twins, interactions.route, catalog.runners, config.base_url)
+    doctor = _doctor(repository, mapping, config, interactions)
+    app.extensions["fhir_twin.catalog"] = doctor.catalog
     app.extensions["fhir_twin.doctor"] = doctor
     interactions.operations["predict"] = predict_operation(doctor)
     interactions.operations["whatif"] = whatif_operation(doctor)
@@ -81,8 +82,20 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     exports.start()
     if config.twin and config.doctor:
         app.extensions["fhir_twin.doctor_queue"] = DoctorQueue(repository)
-        assessments = DoctorWorker(doctor)
+        assessments = DoctorWorker(repository, _doctor(worker_repository(repository), mapping, config))
         app.extensions["fhir_twin.doctor_worker"] = assessments
         app.before_request(assessments.ensure_running)
         assessments.start()
     return app
+
+
+def _doctor(
+    repository: Repository, mapping: Mapping, config: Config, interactions: Interactions | None = None
+) -> Doctor:
+    """The Digital Doctor on ``repository``, writing through the FHIR interactions on it."""
+    if interactions is None:
+        interactions = Interactions(repository, config)
+        interactions.bundles = Bundles(interactions.route, repository, config).process
+    catalog = Catalog(repository, duration(config.observation_window))
+    twins = Twins(repository, mapping, config.base_url)
+    return Doctor(repository, twins, interactions.route, catalog, config.base_url)

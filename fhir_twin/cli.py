@@ -270,7 +270,8 @@ def evaluate(
     try:
         loaded = catalog.registry.load(model_id, version)
         if loaded is None:
-            raise click.ClickException(f"{model_id} {version or ''} is not trained; run fhir-twin train {model_id}")
+            which = f"{model_id} {version}" if version else model_id
+            raise click.ClickException(f"{which} is not trained; run fhir-twin train {model_id}")
         found_version, artifact = loaded
         stored = next(v for v in catalog.registry.versions(model_id) if v.version == found_version)
         data = (

@@ -42,7 +42,7 @@ def model(model_id: str) -> Response:
     if wanted is not None and entry.versions and version is None:
         known = ", ".join(v.version for v in entry.versions)
         raise NotFound(f"{model_id} has no version {wanted!r}; versions: {known}")
-    if "version" in request.args and not entry.versions:
-        raise NotFound(f"{model_id} has no registered versions")
+    if "version" in request.args and not entry.versions and wanted != entry.active:
+        raise NotFound(f"{model_id} has version {entry.active} only" if entry.active else f"{model_id} is not trained")
     report = json.loads(version.report) if version is not None else None
     return jsonify(detail(entry, version, report))

@@ -69,7 +69,7 @@ class IncidenceRunner:
     model: ModelInfo
     artifact: Any
     kind: ClassVar[Kind] = Kind({"text": "Incident type 2 diabetes within 5 years"}, timedelta(days=1826))
-    input_names: ClassVar[tuple[str, ...]] = incidence.COLUMNS
+    input_names: ClassVar[tuple[str, ...]] = tuple(model_input.name for model_input in incidence.MODEL.inputs)
 
     def run(self, patient: Patient, changes: dict[str, str] | None = None) -> Run:
         one = datasets.from_repository(patient.twins.repository, "patient", patient_id=patient.id)
@@ -78,20 +78,32 @@ class IncidenceRunner:
         features, sources = incidence.features_now(rows[0] if rows else {}, one.measurements, one.conditions, at)
         notes: tuple[str, ...] = ()
         if changes:
-            features = {**features, **{name: _number(name, raw) for name, raw in changes.items()}}
+            features = {**features, **{_FEATURE.get(name, name): _feature(name, raw) for name, raw in changes.items()}}
             notes = tuple(f"simulated: {name} = {raw}" for name, raw in changes.items())
         score = incidence.predict(self.artifact, features, at)
         basis = (patient.document.patient.source, *dict.fromkeys(sources))
         return Run(dataclasses.replace(score, model=self.model), basis, notes, False)
 
 
-def _number(name: str, raw: str) -> float:
-    if raw.lower() in ("true", "false"):
-        return 1.0 if raw.lower() == "true" else 0.0
+# ``$whatif`` names an input as the model lists it; the feature it sets, and the coded values it takes.
+_FEATURE = {"sex": "male", "smoking_status": "current_smoker"}
+_CODED = {
+    "sex": {"male": 1.0, "female": 0.0},
+    "smoking_status": {"current": 1.0, "former": 0.0, "never": 0.0},
+    "prediabetes": {"true": 1.0, "false": 0.0},
+}
+
+
+def _feature(name: str, raw: str) -> float:
+    if name in _CODED:
+        choices = _CODED[name]
+        if raw not in choices:
+            raise Invalid.at(name, f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+        return choices[raw]
     try:
         value = float(raw)
     except ValueError:
-        raise Invalid.at(name, f"{name} must be a number (or true/false), not {raw!r}") from None
+        raise Invalid.at(name, f"{name} must be a number, not {raw!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise Invalid.at(name, f"{name} must be a finite number, not {raw!r}")
     return value

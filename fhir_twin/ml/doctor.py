@@ -19,6 +19,7 @@ from fhir_twin.errors import Gone, NotFound
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.ml import assessment
+from fhir_twin.ml.catalog import Catalog
 from fhir_twin.ml.runners import Patient, Run, Runner
 from fhir_twin.store import doctor as store
 from fhir_twin.store.repository import Repository
@@ -42,13 +43,14 @@ class Doctor:
         repository: Repository,
         twins: Twins,
         route: Callable[[Request], Response],
-        runners: Callable[[], Sequence[Runner]],
+        catalog: Catalog,
         base: str = "",
     ) -> None:
         self.repository = repository
         self.twins = twins
         self.route = route
-        self.runners = runners
+        self.catalog = catalog
+        self.runners = catalog.runners
         self.base = base
 
     def runs(

@@ -15,6 +15,7 @@ from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.ml.catalog import LEARNED
 from fhir_twin.ml.doctor import Doctor, Outcome
 from fhir_twin.ml.runners import Run, Runner
 
@@ -85,10 +86,13 @@ def whatif_operation(doctor: Doctor) -> Operation:
 def _models(doctor: Doctor, names: list[str]) -> list[str] | None:
     if not names:
         return None
-    known = {runner.model.id for runner in doctor.runners()}
+    served = {runner.model.id for runner in doctor.runners()}
     for name in names:
-        if name not in known:
-            raise Invalid.at("model", f"Unknown model {name!r}; models: {', '.join(sorted(known))}")
+        if name in LEARNED and name not in served:
+            reason = "runs on no patient" if LEARNED[name].runner is None else "is not trained on this server"
+            raise Invalid.at("model", f"Model {name!r} {reason}; models served: {', '.join(sorted(served))}")
+        if name not in served:
+            raise Invalid.at("model", f"Unknown model {name!r}; models: {', '.join(sorted(served))}")
     return names
 
 

@@ -37,12 +37,13 @@ class DoctorQueue:
 
 
 class DoctorWorker(Worker):
-    """Assesses queued patients (``Doctor.work``)."""
+    """Assesses queued patients (``Doctor.work``) with a Doctor on an engine of the thread's own,
+    so disposing the app's engine closes every connection the thread used."""
 
     name = "fhir-twin-doctor"
 
-    def __init__(self, doctor: Doctor, poll_interval: float = POLL_INTERVAL) -> None:
-        super().__init__(doctor.repository, poll_interval)
+    def __init__(self, repository: Repository, doctor: Doctor, poll_interval: float = POLL_INTERVAL) -> None:
+        super().__init__(repository, poll_interval, own=doctor.repository)
         self.doctor = doctor
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:

@@ -84,8 +84,10 @@ class Run:
             score.model.id,
             score.model.version,
             sorted(self.basis),
-            score.value,
-            score.probability,
+            # As the resource shows them: a continuous input such as age moves the raw value a little
+            # on every run without changing what the assessment says.
+            None if score.value is None else round(float(score.value), 4),
+            None if score.probability is None else round(score.probability, 4),
             score.band,
             self.preliminary,
         ]

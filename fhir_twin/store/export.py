@@ -217,7 +217,8 @@ def when_disposed(repository: Repository, callback: Callable[[], None]) -> None:
 def worker_repository(repository: Repository) -> Repository:
     """A repository on an engine of its own, for a worker thread: disposed after the thread
     stops, it closes every connection the thread used, whenever the app's engine is disposed."""
-    return Repository(make_engine(repository.engine.url.render_as_string(hide_password=False)))
+    url = repository.engine.url.render_as_string(hide_password=False)
+    return Repository(make_engine(url), repository.referential_integrity)
 
 
 def run_pending_exports(
