@@ -1,0 +1,250 @@
+"""``Patient/{id}/$whatif``: the predictions for hypothetical inputs beside the real ones; nothing
+is stored, simulated RiskAssessments are preliminary and tagged, and a bad input is a 400 that
+names the parameter."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fhir_twin.ml.scores import news2, pooled_cohort
+from tests.ml.doctor_data import (
+    MEDIUM,
+    MODELS,
+    SCORE_EXTENSION,
+    ago,
+    by_model,
+    cardiovascular_set,
+    news2_set,
+    outcome,
+    patient,
+    put,
+    settle,
+    transaction,
+)
+
+SIMULATED_TAG = {"system": "urn:fhir-twin:CodeSystem/assessment", "code": "simulated", "display": "Simulated (what-if)"}
+# What p1's twin gives the Pooled Cohort Equations (the newest systolic BP is the NEWS2 set's).
+P1_PCE = pooled_cohort.PooledCohortInputs(
+    age=55,
+    sex="male",
+    race="white",
+    total_cholesterol=213,
+    hdl=50,
+    systolic_bp=105,
+    bp_treated=False,
+    smoker=False,
+    diabetes=False,
+)
+
+
+@pytest.fixture
+def p1(app: Flask, client: FlaskClient) -> str:
+    put(client, patient("p1"))
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=10)) + cardiovascular_set("p1", ago(hours=2)))
+    settle(app)
+    assert by_model(client, "p1") == {model: 1 for model in MODELS}
+    return "p1"
+
+
+def stored_totals(client: FlaskClient) -> dict[str, int]:
+    """What the database holds: RiskAssessments, Provenances, Devices, and every version."""
+    found = {
+        name: client.get(f"/fhir/{name}?_summary=count").get_json()["total"]
+        for name in ("RiskAssessment", "Provenance", "Device")
+    }
+    found["_history"] = client.get("/fhir/_history").get_json()["total"]
+    return found
+
+
+def whatif(client: FlaskClient, query: str = "", body: Any = None) -> dict[str, dict[str, Any]]:
+    """The answer by model: {"current": resource or text, "simulated": resource or text}."""
+    if body is None:
+        response = client.get(f"/fhir/Patient/p1/$whatif?{query}")
+    else:
+        response = client.post("/fhir/Patient/p1/$whatif", json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["Content-Type"] == "application/fhir+json; charset=utf-8"
+    parameters = response.get_json()
+    assert parameters["resourceType"] == "Parameters"
+    found = {}
+    for prediction in parameters["parameter"]:
+        assert prediction["name"] == "prediction"
+        named = {
+            part["name"]: part.get("resource", part.get("valueCode", part.get("valueString")))
+            for part in prediction["part"]
+        }
+        found[named.pop("model")] = named
+    return found
+
+
+def probability(resource: dict[str, Any]) -> float:
+    return resource["prediction"][0]["probabilityDecimal"]
+
+
+def test_a_lower_blood_pressure(client: FlaskClient, p1: str) -> None:
+    before = stored_totals(client)
+    found = whatif(client, "systolic_bp=160&model=pooled-cohort-ascvd")
+    assert set(found) == {"pooled-cohort-ascvd"}
+    current, simulated = found["pooled-cohort-ascvd"]["current"], found["pooled-cohort-ascvd"]["simulated"]
+
+    assert "id" not in current and "id" not in simulated
+    assert current["status"] == "final"
+    assert "tag" not in current["meta"]
+    assert probability(current) == pytest.approx(round(pooled_cohort.pooled_cohort(P1_PCE).probability, 6), abs=1e-9)
+
+    assert simulated["status"] == "preliminary"
+    assert simulated["meta"]["tag"] == [SIMULATED_TAG]
+    expected = pooled_cohort.pooled_cohort(replace(P1_PCE, systolic_bp=160)).probability
+    assert probability(simulated) == pytest.approx(round(expected, 6), abs=1e-9)
+    assert probability(simulated) > probability(current)
+    notes = [note["text"] for note in simulated["note"]]
+    assert notes[0].startswith("Simulated what-if assessment")
+    assert "simulated: systolic_bp = 160" in notes
+    assert simulated["basis"] == current["basis"]
+    assert stored_totals(client) == before
+
+
+def test_several_inputs_by_post(client: FlaskClient, p1: str) -> None:
+    before = stored_totals(client)
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "model", "valueCode": "pooled-cohort-ascvd"},
+            {"name": "systolic_bp", "valueDecimal": 150},
+            {"name": "smoker", "valueBoolean": True},
+        ],
+    }
+    simulated = whatif(client, body=body)["pooled-cohort-ascvd"]["simulated"]
+    expected = pooled_cohort.pooled_cohort(replace(P1_PCE, systolic_bp=150, smoker=True)).probability
+    assert probability(simulated) == pytest.approx(round(expected, 6), abs=1e-9)
+    assert stored_totals(client) == before
+
+
+def test_stopping_smoking(client: FlaskClient, app: Flask) -> None:
+    put(client, patient("p1"))
+    transaction(client, cardiovascular_set("p1", ago(hours=2), smoking="449868002"))  # current smoker
+    settle(app)
+    found = whatif(client, "smoker=false&model=pooled-cohort-ascvd&model=atp3-hard-chd")
+    assert set(found) == {"pooled-cohort-ascvd", "atp3-hard-chd"}
+    for model, answer in found.items():
+        assert probability(answer["simulated"]) < probability(answer["current"]), model
+        assert answer["simulated"]["meta"]["tag"] == [SIMULATED_TAG]
+
+
+def test_without_model_every_model_is_answered(client: FlaskClient, p1: str) -> None:
+    before = stored_totals(client)
+    found = whatif(client, "respiratory_rate=25")
+    assert set(found) == set(MODELS)
+    current, simulated = found["news2"]["current"], found["news2"]["simulated"]
+    score = news2.news2(
+        news2.News2Inputs(
+            respiratory_rate=25,
+            spo2=94,
+            supplemental_oxygen=False,
+            systolic_bp=105,
+            pulse=95,
+            consciousness="alert",
+            temperature=38.2,
+        )
+    )
+    assert [e["valueDecimal"] for e in current["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [6]
+    assert [e["valueDecimal"] for e in simulated["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [
+        score.value
+    ]
+    assert simulated["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high"
+    # A model that does not read the respiratory rate answers the same, still as a simulation.
+    pce = found["pooled-cohort-ascvd"]
+    assert probability(pce["simulated"]) == probability(pce["current"])
+    assert pce["simulated"]["status"] == "preliminary"
+    assert stored_totals(client) == before
+
+
+def test_a_simulation_can_fill_a_missing_input(client: FlaskClient, app: Flask) -> None:
+    put(client, patient("p1"))
+    observations = [o for o in news2_set("p1", MEDIUM, ago(minutes=10)) if o["code"]["coding"][0]["code"] != "8310-5"]
+    transaction(client, observations)
+    settle(app)
+    answer = whatif(client, "temperature=37.0&model=news2")["news2"]
+    assert answer["current"].startswith("insufficient-data: news2: insufficient data, missing temperature")
+    assert answer["simulated"]["status"] == "preliminary"
+    assert answer["simulated"]["prediction"][0]["rationale"].startswith("NEWS2 5 (medium)")
+
+
+def test_an_empty_twin_answers_in_words(client: FlaskClient) -> None:
+    put(client, patient("p1"))
+    answer = whatif(client, "hdl=60&model=pooled-cohort-ascvd")["pooled-cohort-ascvd"]
+    prefix = "insufficient-data: pooled-cohort-ascvd: insufficient data, missing "
+    assert answer["current"] == prefix + "total_cholesterol, hdl, systolic_bp, smoker"
+    assert answer["simulated"] == prefix + "total_cholesterol, systolic_bp, smoker"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("systolic_bp=abc", "systolic_bp"),
+        ("smoker=maybe", "smoker"),
+        ("systolic_bp=-10", "systolic_bp"),
+        ("consciousness=asleep&model=news2", "consciousness"),
+        ("sex=unknown&model=pooled-cohort-ascvd", "sex"),
+        ("systolic_bp=120&systolic_bp=130", "systolic_bp"),
+    ],
+)
+def test_a_bad_value_is_a_400_naming_the_parameter(client: FlaskClient, p1: str, query: str, parameter: str) -> None:
+    before = stored_totals(client)
+    issue = outcome(client.get(f"/fhir/Patient/p1/$whatif?{query}"), 400)
+    assert issue["expression"] == [parameter]
+    assert parameter in issue["diagnostics"]
+    assert stored_totals(client) == before
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("spo2=150&model=news2", "spo2"),  # NEWS2: SpO2 is a percentage
+        ("gcs=20&model=qsofa", "gcs"),  # qSOFA: GCS is 3-15
+        ("gcs=2.5&model=qsofa", "gcs"),
+        ("age=0&model=atp3-hard-chd", "age"),  # ATP III takes logarithms
+        ("hdl=0", "hdl"),
+    ],
+)
+def test_a_value_the_model_cannot_take_is_a_400_not_a_500(
+    client: FlaskClient, p1: str, query: str, parameter: str
+) -> None:
+    """Values that parse as numbers but that a score refuses (its ``_check`` raises ValueError)
+    are the client's error, so 400 naming the parameter, never 500."""
+    issue = outcome(client.get(f"/fhir/Patient/p1/$whatif?{query}"), 400)
+    assert issue["expression"] == [parameter]
+
+
+def test_an_input_no_chosen_model_has_is_a_400(client: FlaskClient, p1: str) -> None:
+    issue = outcome(client.get("/fhir/Patient/p1/$whatif?gcs=15&model=news2"), 400)
+    assert issue["expression"] == ["gcs"]
+    assert "'gcs' is not an input of the chosen models" in issue["diagnostics"]
+    outcome(client.get("/fhir/Patient/p1/$whatif?weight=80"), 400)
+
+
+def test_no_hypothetical_input_is_a_400(client: FlaskClient, p1: str) -> None:
+    issue = outcome(client.get("/fhir/Patient/p1/$whatif?model=news2"), 400)
+    assert "at least one hypothetical input" in issue["diagnostics"]
+    outcome(client.post("/fhir/Patient/p1/$whatif", json={"resourceType": "Parameters"}), 400)
+
+
+def test_an_unknown_model_is_a_400(client: FlaskClient, p1: str) -> None:
+    issue = outcome(client.get("/fhir/Patient/p1/$whatif?model=framingham&systolic_bp=120"), 400)
+    assert issue["expression"] == ["model"]
+    assert "framingham" in issue["diagnostics"]
+
+
+def test_unknown_and_deleted_patients(client: FlaskClient) -> None:
+    outcome(client.get("/fhir/Patient/nobody/$whatif?systolic_bp=120"), 404, "not-found")
+    put(client, patient("gone"))
+    assert client.delete("/fhir/Patient/gone").status_code in (200, 204)
+    outcome(client.get("/fhir/Patient/gone/$whatif?systolic_bp=120"), 410, "deleted")

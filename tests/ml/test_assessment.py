@@ -1,0 +1,256 @@
+"""One model run as FHIR (``ml.assessment``): the RiskAssessment, its Provenance and the model's
+Device are valid R4 resources this server accepts (201), and say what the run found."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from fhir_twin.ml import assessment
+from fhir_twin.ml.runners import rule_based
+from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
+from fhir_twin.ml.scores.model import Score
+from tests.ml.doctor_data import (
+    AIAST,
+    MEDIUM,
+    MODEL_SYSTEM,
+    RISK_PROBABILITY,
+    SCORE_EXTENSION,
+    ago,
+    news2_set,
+    patient,
+    put,
+    transaction,
+)
+
+OCCURRED = datetime(2026, 3, 2, 9, 0, 0, 123000)  # naive UTC, as fhir_twin.fhir.instant.now() gives
+KINDS = {runner.model.id: runner.kind for runner in rule_based(timedelta(hours=1))}
+
+NEWS2_MEDIUM = news2.News2Inputs(
+    respiratory_rate=22,
+    spo2=94,
+    supplemental_oxygen=False,
+    systolic_bp=105,
+    pulse=95,
+    consciousness="alert",
+    temperature=38.2,
+)
+QSOFA_PARTIAL = qsofa.QsofaInputs(respiratory_rate=30, systolic_bp=90)
+PCE_WORKED = pooled_cohort.PooledCohortInputs(
+    age=55,
+    sex="male",
+    race="white",
+    total_cholesterol=213,
+    hdl=50,
+    systolic_bp=120,
+    bp_treated=False,
+    smoker=False,
+    diabetes=False,
+)
+ATP3_WORKED = atp3.Atp3Inputs(
+    age=55, sex="male", total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
+)
+SCORES = {
+    "news2": news2.news2(NEWS2_MEDIUM),
+    "qsofa": qsofa.qsofa(QSOFA_PARTIAL),
+    "pooled-cohort-ascvd": pooled_cohort.pooled_cohort(PCE_WORKED),
+    "atp3-hard-chd": atp3.atp3(ATP3_WORKED),
+}
+
+
+@pytest.fixture
+def basis(client: FlaskClient) -> tuple[str, ...]:
+    """Patient p1 and a NEWS2 set stored, the version references a RiskAssessment may name."""
+    put(client, patient("p1"))
+    observations = news2_set("p1", MEDIUM, ago(minutes=5))
+    return ("Patient/p1/_history/1", *transaction(client, observations))
+
+
+def build(score: Score, basis: tuple[str, ...], **options: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"assessment_id": "ra1", "preliminary": score.partial, **options}
+    notes = arguments.pop("notes", ())
+    return assessment.risk_assessment(score, KINDS[score.model.id], "p1", basis, notes, OCCURRED, **arguments)
+
+
+def stored(client: FlaskClient, resource: dict[str, Any], status: int = 201) -> dict[str, Any]:
+    """PUT a resource with an id, POST one without; it must be accepted as valid R4."""
+    if "id" in resource:
+        response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
+    else:
+        response = client.post(f"/fhir/{resource['resourceType']}", json=resource)
+    assert response.status_code == status, response.get_json()
+    return response.get_json()
+
+
+def without_meta_history(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {key: value for key, value in resource.get("meta", {}).items() if key not in ("versionId", "lastUpdated")}
+    return {**resource, "meta": meta}
+
+
+@pytest.mark.parametrize("model", list(SCORES))
+def test_each_models_resources_are_valid_r4(client: FlaskClient, basis: tuple[str, ...], model: str) -> None:
+    score = SCORES[model]
+    device = stored(client, assessment.device(score.model))
+    assert device["id"] == f"{model}-1.0.0"
+    resource = build(score, basis)
+    created = stored(client, resource)
+    # What was sent is what is stored (fhir.resources only validated it).
+    assert without_meta_history(created) == resource
+    assert without_meta_history(client.get("/fhir/RiskAssessment/ra1").get_json()) == resource
+    provenance = stored(client, assessment.provenance("ra1", score.model, basis, OCCURRED))
+    assert provenance["target"] == [{"reference": "RiskAssessment/ra1/_history/1"}]
+    assert provenance["agent"][0]["who"]["reference"] == f"Device/{model}-1.0.0"
+    assert [entity["what"]["reference"] for entity in provenance["entity"]] == list(basis)
+    assert {entity["role"] for entity in provenance["entity"]} == {"source"}
+    assert provenance["recorded"] == "2026-03-02T09:00:00.123+00:00"
+
+
+def test_a_simulated_assessment_is_valid_and_marked(client: FlaskClient, basis: tuple[str, ...]) -> None:
+    stored(client, assessment.device(news2.MODEL))
+    simulated = build(SCORES["news2"], basis, assessment_id=None, simulated=True, notes=("simulated: spo2 = 90",))
+    assert "id" not in simulated and "identifier" not in simulated
+    assert simulated["status"] == "preliminary"
+    assert simulated["meta"]["tag"] == [assessment.SIMULATED]
+    assert simulated["note"][0]["text"].startswith("Simulated what-if assessment")
+    assert simulated["note"][1] == {"text": "simulated: spo2 = 90"}
+    stored(client, simulated)
+
+
+def test_the_risk_assessment_says_what_the_run_found(basis: tuple[str, ...]) -> None:
+    resource = build(SCORES["news2"], basis)
+    assert resource["id"] == "ra1"
+    assert resource["identifier"] == [{"system": assessment.ASSESSMENT_IDENTIFIER, "value": "ra1"}]
+    assert resource["status"] == "final"
+    assert resource["subject"] == {"reference": "Patient/p1"}
+    assert resource["occurrenceDateTime"] == "2026-03-02T09:00:00.123+00:00"
+    assert resource["basis"] == [{"reference": reference} for reference in basis]
+    assert resource["method"]["coding"] == [
+        {"system": MODEL_SYSTEM, "code": "news2", "version": "1.0.0", "display": news2.MODEL.outcome}
+    ]
+    assert resource["performer"] == {"reference": "Device/news2-1.0.0", "display": "news2 1.0.0"}
+    assert [f"{label['system']}|{label['code']}" for label in resource["meta"]["security"]] == [AIAST]
+    (prediction,) = resource["prediction"]
+    assert prediction["extension"] == [{"url": SCORE_EXTENSION, "valueDecimal": 6}]
+    assert prediction["qualitativeRisk"]["coding"] == [
+        {"system": RISK_PROBABILITY, "code": "moderate", "display": "Moderate likelihood"}
+    ]
+    assert prediction["qualitativeRisk"]["text"] == "medium (news2)"
+    assert prediction["rationale"] == SCORES["news2"].rationale
+    assert "whenPeriod" not in prediction and "probabilityDecimal" not in prediction
+    assert resource["mitigation"] == news2.RESPONSE["medium"]
+    assert "note" not in resource
+
+
+def test_a_partial_run_is_preliminary_and_says_what_is_missing(basis: tuple[str, ...]) -> None:
+    score = SCORES["qsofa"]
+    assert score.partial and score.band == "positive"
+    resource = build(score, basis)
+    assert resource["status"] == "preliminary"
+    assert resource["note"] == [{"text": "Partial inputs: mentation not observed"}]
+    assert resource["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high"
+
+
+def test_notes_and_stale_inputs(basis: tuple[str, ...]) -> None:
+    resource = build(SCORES["pooled-cohort-ascvd"], basis, preliminary=True, notes=("Total cholesterol is old",))
+    assert resource["status"] == "preliminary"
+    assert resource["note"] == [{"text": "Total cholesterol is old"}]
+
+
+@pytest.mark.parametrize("model", ["pooled-cohort-ascvd", "atp3-hard-chd"])
+def test_a_ten_year_risk_is_a_fraction_over_ten_years(basis: tuple[str, ...], model: str) -> None:
+    score = SCORES[model]
+    (prediction,) = build(score, basis)["prediction"]
+    assert prediction["probabilityDecimal"] == round(score.probability, 6)
+    assert 0 < prediction["probabilityDecimal"] < 1
+    assert prediction["extension"] == [{"url": SCORE_EXTENSION, "valueDecimal": round(100 * score.probability, 4)}]
+    assert prediction["whenPeriod"] == {
+        "start": "2026-03-02T09:00:00.123+00:00",
+        "end": "2036-03-01T09:00:00.123+00:00",  # 3652 days
+    }
+
+
+EXTREMES = [
+    pooled_cohort.pooled_cohort(
+        dataclasses.replace(PCE_WORKED, **changes)  # type: ignore[arg-type]
+    )
+    for changes in (
+        {
+            "age": 79,
+            "total_cholesterol": 320,
+            "hdl": 20,
+            "systolic_bp": 200,
+            "bp_treated": True,
+            "smoker": True,
+            "diabetes": True,
+        },
+        {
+            "age": 79,
+            "sex": "female",
+            "race": "african_american",
+            "total_cholesterol": 320,
+            "hdl": 20,
+            "systolic_bp": 200,
+            "bp_treated": True,
+            "smoker": True,
+            "diabetes": True,
+        },
+        {"age": 40, "sex": "female", "total_cholesterol": 130, "hdl": 100, "systolic_bp": 90},
+    )
+] + [
+    atp3.atp3(dataclasses.replace(ATP3_WORKED, **changes))  # type: ignore[arg-type]
+    for changes in (
+        {"age": 79, "total_cholesterol": 400, "hdl": 20, "systolic_bp": 220, "bp_treated": True, "smoker": True},
+        {"age": 20, "sex": "female", "total_cholesterol": 130, "hdl": 100, "systolic_bp": 90},
+    )
+]
+
+
+@pytest.mark.parametrize("score", EXTREMES, ids=lambda score: f"{score.model.id}-{score.value:.4g}")
+def test_probability_stays_a_fraction_at_the_extremes(
+    client: FlaskClient, basis: tuple[str, ...], score: Score
+) -> None:
+    resource = build(score, basis)
+    probability = resource["prediction"][0]["probabilityDecimal"]
+    assert 0 <= probability <= 1
+    assert probability == round(score.probability, 6)
+    stored(client, assessment.device(score.model))
+    stored(client, resource)
+
+
+@pytest.mark.parametrize(
+    ("band", "code"),
+    [
+        ("low", "low"),
+        ("low-medium", "moderate"),
+        ("medium", "moderate"),
+        ("high", "high"),
+        ("negative", "low"),
+        ("positive", "high"),
+        ("borderline", "low"),
+        ("intermediate", "moderate"),
+    ],
+)
+def test_every_band_a_model_gives_has_a_risk_probability_code(basis: tuple[str, ...], band: str, code: str) -> None:
+    assert band in assessment.QUALITATIVE
+    score = dataclasses.replace(SCORES["pooled-cohort-ascvd"], band=band)
+    (coding,) = build(score, basis)["prediction"][0]["qualitativeRisk"]["coding"]
+    assert coding == {"system": RISK_PROBABILITY, "code": code, "display": assessment.RISK_DISPLAY[code]}
+
+
+def test_no_band_no_probability_no_value(basis: tuple[str, ...]) -> None:
+    score = dataclasses.replace(SCORES["news2"], value=None, band=None, mitigation=None)
+    (prediction,) = build(score, basis)["prediction"]
+    assert set(prediction) == {"outcome", "rationale"}
+
+
+def test_the_device_is_the_model_version(client: FlaskClient) -> None:
+    device = assessment.device(pooled_cohort.MODEL)
+    assert device["id"] == assessment.device_id(pooled_cohort.MODEL) == "pooled-cohort-ascvd-1.0.0"
+    assert device["version"] == [{"value": "1.0.0"}]
+    assert device["type"] == {"text": "Artificial Intelligence: Rule-Based-Systems"}
+    assert pooled_cohort.MODEL.reference in device["note"][0]["text"]
+    assert stored(client, device)["meta"]["versionId"] == "1"
