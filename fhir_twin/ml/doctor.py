@@ -21,6 +21,7 @@ from fhir_twin.interactions.message import Request, Response
 from fhir_twin.ml import assessment
 from fhir_twin.ml.catalog import Catalog
 from fhir_twin.ml.runners import Patient, Run, Runner
+from fhir_twin.ml.scores.model import Score
 from fhir_twin.store import doctor as store
 from fhir_twin.store.repository import Repository
 from fhir_twin.twin.twins import Twins
@@ -60,6 +61,13 @@ class Doctor:
         document = self.twins.document(patient_id)
         patient = Patient(patient_id, document, self.twins, now())
         chosen = [runner for runner in self.runners() if model_ids is None or runner.model.id in model_ids]
+        if document.patient.deceased:
+            # Every model predicts for the living; none applies once the record says the patient died.
+            source = (document.patient.source,)
+            return [
+                (runner, Run(Score.not_applicable(runner.model, "the patient is deceased"), source, (), False))
+                for runner in chosen
+            ]
         return [(runner, runner.run(patient, changes)) for runner in chosen]
 
     def assess(

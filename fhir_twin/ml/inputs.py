@@ -26,6 +26,7 @@ from fhir_twin.ml.scores.pooled_cohort import PooledCohortInputs
 from fhir_twin.ml.scores.qsofa import QsofaInputs
 from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import CaseItem, TwinDocument
+from fhir_twin.twin.mapping_file import iso_duration
 
 T = TypeVar("T")
 
@@ -65,7 +66,8 @@ class _Reader:
         state = self.document.body.get(name)
         if state is not None and state.stale:
             self.stale = True
-            self.notes.append(f"{state.field.label} is older than {state.field.stale_after} ({point.time:%Y-%m-%d})")
+            age = iso_duration(state.field.stale_after) if state.field.stale_after else "its staleness limit"
+            self.notes.append(f"{state.field.label} is older than {age} ({point.time:%Y-%m-%d})")
         return point
 
     def value(self, name: str) -> float | None:
@@ -110,7 +112,9 @@ def news2_inputs(document: TwinDocument, window: timedelta) -> Gathered[News2Inp
         if point is None or point.time is None or newest is None:
             return None
         if point.time < newest - window:
-            reader.notes.append(f"{name} ({point.time:%Y-%m-%d %H:%M}) is outside the {window} window of the set")
+            reader.notes.append(
+                f"{name} ({point.time:%Y-%m-%d %H:%M}) is outside the {iso_duration(window)} window of the set"
+            )
             return None
         return reader.use(name, point)
 

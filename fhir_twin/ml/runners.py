@@ -83,7 +83,12 @@ class Run:
         data = [
             score.model.id,
             score.model.version,
-            sorted(self.basis),
+            # A Patient's demographic inputs enter as values (age, sex, race); a new version of it
+            # that leaves them alone (a new address) changes nothing the model said.
+            sorted(
+                reference.split("/_history/")[0] if reference.startswith("Patient/") else reference
+                for reference in self.basis
+            ),
             # As the resource shows them: a continuous input such as age moves the raw value a little
             # on every run without changing what the assessment says.
             None if score.value is None else round(float(score.value), 4),

@@ -42,6 +42,17 @@ def duration(value: str) -> timedelta:
     return timedelta(days=365 * years + 7 * weeks + days, hours=hours, minutes=minutes, seconds=seconds)
 
 
+def iso_duration(value: timedelta) -> str:
+    """A timedelta written back as ISO 8601: whole days as ``P30D``, else ``PT1H30M`` and seconds."""
+    if not value % timedelta(days=1):
+        return f"P{value.days}D"
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}H" if hours else "", f"{minutes}M" if minutes else "", f"{seconds}S" if seconds else ""]
+    return "PT" + "".join(parts)
+
+
 def _fraction(value: Any) -> Fraction:
     """A number, or a ratio written as text (``5/9``): exact, so conversions do not drift."""
     if isinstance(value, bool):

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from fhir_twin.fhir.instant import format_instant
+from fhir_twin.twin.mapping_file import iso_duration
 
 
 class Instant(fields.Field):
@@ -18,14 +19,10 @@ class Instant(fields.Field):
 
 
 class Duration(fields.Field):
-    """A timedelta as an ISO 8601 duration in hours (PT24H) or days (P30D)."""
+    """A timedelta as an ISO 8601 duration: days (P30D), or hours and minutes (PT12H, PT90M as PT1H30M)."""
 
     def _serialize(self, value: timedelta | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        if value % timedelta(days=1):
-            return f"PT{int(value.total_seconds() // 3600)}H"
-        return f"P{value.days}D"
+        return iso_duration(value) if value is not None else None
 
 
 class PointSchema(Schema):

@@ -210,6 +210,48 @@ def test_a_write_that_no_model_reads_adds_no_assessment(app: Flask, client: Flas
     assert by_model(client, "p1") == before == {"news2": 1, "qsofa": 1}
 
 
+def test_a_new_patient_version_that_keeps_age_sex_and_race_adds_no_assessment(app: Flask, client: FlaskClient) -> None:
+    put(client, patient("p1"))
+    transaction(client, cardiovascular_set("p1", ago(days=2)))
+    wait_for(client, "p1", "pooled-cohort-ascvd")
+    settle(app)
+    before = by_model(client, "p1")
+
+    moved = {**patient("p1"), "address": [{"city": "Leeds"}]}
+    put(client, moved)
+    settle(app)
+    assert by_model(client, "p1") == before
+
+    older = patient("p1", birth_date=years_ago(65))
+    put(client, older)
+    wait_for(client, "p1", "pooled-cohort-ascvd", count=2)
+
+
+def test_a_deceased_patient_is_not_assessed(app: Flask, client: FlaskClient) -> None:
+    put(client, {**patient("p1"), "deceasedBoolean": True})
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=10)) + cardiovascular_set("p1", ago(days=2)))
+    settle(app)
+    assert assessments(client, "p1") == []
+
+    response = client.get("/fhir/Patient/p1/$predict")
+    assert response.status_code == 200
+    results = {
+        part["valueCode"]
+        for parameter in response.get_json()["parameter"]
+        for part in parameter["part"]
+        if part["name"] == "result"
+    }
+    assert results == {"not-applicable"}
+    messages = [
+        part["valueString"]
+        for parameter in response.get_json()["parameter"]
+        for part in parameter["part"]
+        if part["name"] == "message"
+    ]
+    assert all("deceased" in message for message in messages)
+    assert assessments(client, "p1") == []
+
+
 # --- insufficient or unusable data ----------------------------------------------------------
 
 

@@ -141,7 +141,7 @@ def test_a_value_outside_the_window_of_the_newest_counts_as_missing(field: str) 
     assert source(field) not in gathered.basis
     assert len(gathered.basis) == len(MEDIUM_SET) - 1
     (note,) = gathered.notes
-    assert note == f"{field} ({old:%Y-%m-%d %H:%M}) is outside the 1:00:00 window of the set"
+    assert note == f"{field} ({old:%Y-%m-%d %H:%M}) is outside the PT1H window of the set"
     assert news2(gathered.inputs).missing == (NEWS2_FIELDS[field],)
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fhir_twin import cli
 from fhir_twin.app import create_app
 from fhir_twin.twin.mapping import Conversion, Source
-from fhir_twin.twin.mapping_file import MappingError, load_mappings
+from fhir_twin.twin.mapping_file import MappingError, duration, iso_duration, load_mappings
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 LOINC = "http://loinc.org"
@@ -264,3 +264,11 @@ def test_twin_rebuild_refuses_a_bad_mappings_folder(database_url: str, tmp_path:
     assert result.exit_code == 1, result.output
     assert "vitals.yaml, line 6, fields.heart_rate.stale_after: 'daily' is not an ISO 8601 duration" in result.output
     assert "rebuilt" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [("P30D", "P30D"), ("PT24H", "P1D"), ("PT1H", "PT1H"), ("PT90M", "PT1H30M"), ("PT45S", "PT45S"), ("P1Y", "P365D")],
+)
+def test_a_duration_is_written_back_as_iso_8601(text: str, written: str) -> None:
+    assert iso_duration(duration(text)) == written
