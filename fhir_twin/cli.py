@@ -54,8 +54,14 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
 
 def _post_fork(_server: Any, worker: Any) -> None:
+    extensions = worker.app.application.extensions
     # Connections opened in the master must not be shared with the forked workers.
-    worker.app.application.extensions["fhir_twin.engine"].dispose(close=False)
+    extensions["fhir_twin.engine"].dispose(close=False)
+    # Each worker process runs its own background threads from the start, so queued exports and
+    # assessments are worked off even before it serves a request.
+    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker"):
+        if name in extensions:
+            extensions[name].ensure_running()
 
 
 @click.group()

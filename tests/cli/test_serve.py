@@ -64,3 +64,63 @@ def test_serve_answers_over_http(database_url: str, database_from: str) -> None:
             output = process.communicate(timeout=30)[0].decode()
     assert "Using worker: gthread" in output
     assert output.count("Booting worker") == 2
+
+
+def test_served_writes_are_assessed_live(database_url: str) -> None:
+    """Under gunicorn every worker process runs the Digital Doctor's queue worker: a vital set
+    posted over HTTP has its NEWS2 RiskAssessment soon after the 2xx."""
+    port = _free_port()
+    command = [str(Path(sys.executable).with_name("fhir-twin")), "serve", "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_DATABASE_URL": database_url}
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
+    vitals = [("9279-1", 16, "/min"), ("2708-6", 98, "%"), ("3150-0", 21, "%"), ("8480-6", 120, "mm[Hg]")]
+    vitals += [("8867-4", 70, "/min"), ("8310-5", 37.0, "Cel")]
+    resources: list[dict[str, object]] = [
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": "Patient/served"},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+        }
+        for code, value, unit in vitals
+    ]
+    resources.append(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "67775-7"}]},
+            "subject": {"reference": "Patient/served"},
+            "effectiveDateTime": when,
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "248234008"}]},
+        }
+    )
+    entries = [
+        {"resource": {"resourceType": "Patient", "id": "served"}, "request": {"method": "PUT", "url": "Patient/served"}}
+    ]
+    entries += [{"resource": resource, "request": {"method": "POST", "url": "Observation"}} for resource in resources]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        try:
+            _wait(f"http://127.0.0.1:{port}/fhir/metadata", process)
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/fhir",
+                data=json.dumps(bundle).encode(),
+                headers={"Content-Type": "application/fhir+json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+            search = f"http://127.0.0.1:{port}/fhir/RiskAssessment?subject=Patient/served"
+            deadline = time.monotonic() + 10
+            found: list[dict[str, object]] = []
+            while not found and time.monotonic() < deadline:
+                with urllib.request.urlopen(search, timeout=10) as response:
+                    found = [entry["resource"] for entry in json.loads(response.read()).get("entry", [])]
+                time.sleep(0.1)
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+    methods = sorted(resource["method"]["coding"][0]["code"] for resource in found)  # type: ignore[index]
+    assert methods == ["news2", "qsofa"]
