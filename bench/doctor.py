@@ -7,7 +7,9 @@ own transaction path, then measures in this process:
 - compute: reading one twin and running every model on it, nothing stored (``Doctor.runs``);
 - assess: the same plus recording the RiskAssessments, Provenances and Devices in one
   transaction (``Doctor.assess``), as the live queue and ``$predict`` do;
-- batch: assessing every loaded patient once, one after another, in resources and patients/s.
+- batch: assessing every loaded patient once, one after another, in resources and patients/s;
+- live: with the live queue on, the time from a transaction's 2xx to a search finding its
+  RiskAssessments.
 
     python bench/doctor.py                                   # temporary SQLite
     python bench/doctor.py --database postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -149,6 +151,7 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=500, help="patients timed one by one for the latencies")
     parser.add_argument("--database", default="", help="database URL (default: temporary SQLite)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--live", type=int, default=50, help="patients written with live assessment on, timed")
     args = parser.parse_args()
     print("fhir-twin Digital Doctor benchmark (bench/doctor.py)")
     print(f"  date      {datetime.now(UTC).isoformat(timespec='seconds')}")
@@ -196,9 +199,42 @@ def main() -> int:
                 f"batch: {len(ids)} twins assessed in {seconds:.1f} s ({len(ids) / seconds:.0f} patients/s, "
                 f"{written} RiskAssessments, {written / seconds:.0f}/s)"
             )
+            print(f"live: {_live(database, args.live, args.seed)}")
         finally:
             app.extensions["fhir_twin.engine"].dispose()
     return 0
+
+
+def _live(database: str, patients: int, seed: int) -> str:
+    """Seconds from a transaction's 2xx to its RiskAssessments being found by a search, with the
+    live queue on (one app process: its worker thread polls every 0.2 s)."""
+    app = create_app({"database_url": database, "log_level": "WARNING"})
+    try:
+        route = app.extensions["fhir_twin.interactions"].route
+        rng = random.Random(seed + 1)
+        now = datetime.now(UTC).replace(microsecond=0)
+        delays = []
+        for n in range(patients):
+            resources = patient_resources(10_000_000 + n, rng, now)
+            pid = resources[0]["id"]
+            entries = [{"resource": resources[0], "request": {"method": "PUT", "url": f"Patient/{pid}"}}]
+            entries += [{"resource": r, "request": {"method": "POST", "url": "Observation"}} for r in resources[1:]]
+            route(
+                Request(
+                    "POST",
+                    "",
+                    "http://bench/fhir",
+                    body={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                )
+            )
+            written = time.perf_counter()
+            query = [("subject", f"Patient/{pid}"), ("_summary", "count")]
+            while route(Request("GET", "RiskAssessment", "http://bench/fhir", query=query)).body["total"] == 0:
+                time.sleep(0.005)
+            delays.append(time.perf_counter() - written)
+        return _percentiles(delays) + ", from the 2xx to the search that finds the RiskAssessments"
+    finally:
+        app.extensions["fhir_twin.engine"].dispose()
 
 
 if __name__ == "__main__":

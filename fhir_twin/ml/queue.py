@@ -1,5 +1,6 @@
 """Live assessment: a twin change queues its patient in the write's transaction; a worker thread
-in each server process drains the queue within ``poll_interval`` of the commit.
+in each server process drains the queue: at once when the write was its own process's, else
+within ``poll_interval`` of the commit.
 
 The queue is a table (``store.doctor``), so a change committed just before a crash is still
 assessed when a process next runs; rows are claimed compare-and-set, so several processes on
@@ -11,7 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-from fhir_twin.interactions.worker import Worker
+from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.signals import twin_changed
 from fhir_twin.store import doctor as store
@@ -26,6 +27,7 @@ class DoctorQueue:
     def __init__(self, repository: Repository) -> None:
         # Patients already queued by a unit: a transaction Bundle of many Observations queues once.
         self._queued: weakref.WeakKeyDictionary[Unit, set[str]] = weakref.WeakKeyDictionary()
+        self.repository = repository
         twin_changed.connect(self.on_changed, sender=repository)
 
     def on_changed(self, sender: object, *, unit: Unit, patients: set[str]) -> None:
@@ -34,6 +36,11 @@ class DoctorQueue:
         if new:
             queued.update(new)
             store.enqueue(unit, new)
+            # This process's worker starts at once after the commit; others find the rows by polling.
+            unit.after_commit(self._wake)
+
+    def _wake(self) -> None:
+        wake(self.repository, DoctorWorker)
 
 
 class DoctorWorker(Worker):

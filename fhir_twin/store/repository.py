@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -111,6 +111,9 @@ class Repository:
                         unit.check_integrity()
                     finally:
                         self._active.reset(token)
+            # Committed: now others can see what the unit wrote.
+            for callback in unit.committed:
+                callback()
         except IntegrityError as exc:
             # Another writer created the same identity between our check and our insert.
             raise Conflict("A concurrent request changed this resource; retry the request") from exc
@@ -146,6 +149,13 @@ class Unit:
         # any order (R4 http.html#trules).
         self._referenced: dict[tuple[str, str], tuple[str, str]] = {}
         self._deleted: set[tuple[str, str]] = set()
+        # Called once the transaction has committed (``after_commit``), e.g. to wake a worker.
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this transaction has committed; never if it rolls back."""
+        if callback not in self.committed:
+            self.committed.append(callback)
 
     @property
     def connection(self) -> Connection:
