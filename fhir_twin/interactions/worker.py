@@ -15,6 +15,7 @@ import socket
 import threading
 import uuid
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from fhir_twin.store.export import when_disposed
@@ -23,7 +24,7 @@ from fhir_twin.store.repository import Repository
 log = logging.getLogger("fhir_twin.worker")
 
 
-class Worker:
+class Worker(ABC):
     """Runs ``run_pass`` every ``poll_interval`` seconds, or at once when ``wake`` is called."""
 
     name = "fhir-twin-worker"
@@ -41,8 +42,9 @@ class Worker:
         _WORKERS.add(self)
         when_disposed(repository, self.pause)
 
+    @abstractmethod
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
-        raise NotImplementedError
+        """One pass over the queued work; ``owner`` names this thread in claims."""
 
     @property
     def running(self) -> bool:

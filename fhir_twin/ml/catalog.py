@@ -125,10 +125,6 @@ class Catalog:
         self._rule_based = rule_based(window)
         self._active: dict[str, tuple[float, str | None]] = {}
 
-    @property
-    def rule_based(self) -> Sequence[Runner]:
-        return self._rule_based
-
     def runners(self) -> Sequence[Runner]:
         """Every model to run on a patient: the scores, and each trained learned model's active version."""
         found = list(self._rule_based)
