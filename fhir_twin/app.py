@@ -14,6 +14,7 @@ from fhir_twin.api.models import blueprint as models_blueprint
 from fhir_twin.api.twin import blueprint as twin_blueprint
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
+from fhir_twin.fhir.model import resource_types
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.operations.export import ExportWorker
 from fhir_twin.ml.catalog import Catalog
@@ -36,6 +37,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if not isinstance(config, Config):
         config = Config.from_env(config)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # fhir.resources imports its models lazily (about 1.7 s for all): done here, before gunicorn
+    # forks, no worker's first request or first assessment pays for it.
+    resource_types()
     mapping = load_mappings(config.resolved_mappings_dir)
     engine = make_engine(config.resolved_database_url)
     migrate(engine)
