@@ -146,18 +146,28 @@ def news2_inputs(document: TwinDocument, window: timedelta) -> Gathered[News2Inp
 
 
 def qsofa_inputs(document: TwinDocument, window: timedelta) -> Gathered[QsofaInputs]:
-    """Respiratory rate, systolic BP and mentation (ACVPU), the latest within ``window`` of each other."""
+    """Respiratory rate, systolic BP and mentation (ACVPU, or a Glasgow Coma Scale total below 15,
+    Seymour et al. 2016), the latest within ``window`` of each other."""
     news2 = news2_inputs(document, window)
     # qSOFA reads a subset of NEWS2's parameters; only their sources form its basis.
     reader = _Reader(document)
+    used = []
     for name in ("respiratory_rate", "systolic_bp", "consciousness"):
         point = reader.latest(name)
         if point is not None and point.source in news2.basis:
-            reader.use(name, point)
+            used.append(reader.use(name, point))
+    gcs = reader.latest("gcs")
+    newest = max((point.time for point in used if point is not None and point.time is not None), default=None)
+    if gcs is not None and gcs.time is not None and newest is not None and abs(gcs.time - newest) > window:
+        reader.notes.append(f"gcs ({gcs.time:%Y-%m-%d %H:%M}) is outside the {iso_duration(window)} window of the set")
+        gcs = None
+    if gcs is not None:
+        reader.use("gcs", gcs)
     inputs = QsofaInputs(
         respiratory_rate=news2.inputs.respiratory_rate,
         systolic_bp=news2.inputs.systolic_bp,
         consciousness=news2.inputs.consciousness,
+        gcs=round(gcs.value) if gcs is not None and gcs.value is not None else None,
     )
     return reader.gathered(inputs)
 

@@ -440,6 +440,40 @@ def test_qsofa_positive_without_mentation_is_preliminary(client: FlaskClient) ->
     assert assessment["mitigation"].startswith("Investigate further for organ dysfunction")
 
 
+def test_qsofa_reads_mentation_from_a_glasgow_coma_scale_total(client: FlaskClient) -> None:
+    """GCS below 15 is altered mentation (Seymour et al. 2016): with RR and SBP the result is
+    complete, so final; a GCS outside the set's window is not read."""
+    put(client, patient("p1"))
+    effective = ago(minutes=10)
+    basis = transaction(
+        client,
+        [
+            quantity("p1", "9279-1", 30, "/min", effective),
+            quantity("p1", "8480-6", 90, "mm[Hg]", effective),
+            quantity("p1", "9269-2", 13, "{score}", effective),
+        ],
+    )
+    (assessment,), _ = wait_for(client, "p1", "qsofa")
+    assert assessment["status"] == "final"
+    assert (score_of(assessment), risk_code(assessment)) == (3, "high")
+    assert references(assessment) == sorted(basis)
+    assert "gcs 13: altered mentation → 1" in assessment["prediction"][0]["rationale"]
+
+    put(client, patient("p2"))
+    transaction(
+        client,
+        [
+            quantity("p2", "9279-1", 30, "/min", effective),
+            quantity("p2", "8480-6", 90, "mm[Hg]", effective),
+            quantity("p2", "9269-2", 13, "{score}", ago(hours=5)),
+        ],
+    )
+    (assessment,), _ = wait_for(client, "p2", "qsofa")
+    assert assessment["status"] == "preliminary"
+    notes = [note["text"] for note in assessment["note"]]
+    assert any(note.startswith("gcs (") and note.endswith("is outside the PT1H window of the set") for note in notes)
+
+
 def test_news2_scale_2_for_hypercapnic_respiratory_failure(client: FlaskClient) -> None:
     """NEWS2 SpO2 scale 2 when hypercapnic respiratory failure (ICD-10-CM J96.02) is active."""
     put(client, patient("p1"))

@@ -1,4 +1,4 @@
-"""Loading ``mappings/*.yaml``: the shipped folder gives the twin its 20 fields and 6 case lists,
+"""Loading ``mappings/*.yaml``: the shipped folder gives the twin its 21 fields and 6 case lists,
 and a mapping mistake stops the server and ``fhir-twin twin rebuild`` at start-up with the file,
 line and key path, instead of surfacing later as a silently empty series."""
 
@@ -52,7 +52,7 @@ case:
 
 def test_the_shipped_mappings_load() -> None:
     mapping = load_mappings(MAPPINGS)
-    assert len(mapping.fields) == 20
+    assert len(mapping.fields) == 21
     assert sorted(mapping.case) == [
         "care_plans", "conditions", "diagnostic_reports", "encounters", "medications", "procedures",
     ]  # fmt: skip
