@@ -39,6 +39,9 @@ DIABETES = Concept(
     frozenset({"73211009", "44054006", "46635009"}),
     ("E10", "E11", "E13", "E14"),
 )
+# The outcome of incident-diabetes: SNOMED CT 44054006 type 2, 73211009 diabetes mellitus
+# (unspecified); ICD-10 E11 type 2, E14 unspecified.
+TYPE_2_DIABETES = Concept("type 2 diabetes", frozenset({"44054006", "73211009"}), ("E11", "E14"))
 # SNOMED CT 15777000 prediabetes; ICD-10-CM R73.03.
 PREDIABETES = Concept("prediabetes", frozenset({"15777000"}), ("R73.03",))
 # SNOMED CT 38341003 hypertensive disorder, 59621000 essential hypertension; ICD-10 I10-I15.

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fhir_twin.ml.concepts import DIABETES, PREDIABETES, TYPE_2_DIABETES
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, risk_band
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
@@ -64,7 +65,7 @@ MODEL = ModelInfo(
         Input("smoking_status", f"{LOINC}|72166-2"),
         Input("prediabetes", f"{SNOMED}|15777000"),
     ),
-    outcome="Diagnosis of type 2 diabetes (SNOMED CT 44054006 or 73211009) within 5 years",
+    outcome="Diagnosis of type 2 diabetes (SNOMED CT 44054006 or 73211009; ICD-10 E11 or E14) within 5 years",
     horizon="5 years",
     intended_use=(
         "Adults (18 and over) without diabetes, to flag who may benefit from diabetes screening. Decision "
@@ -78,9 +79,6 @@ MODEL = ModelInfo(
     ),
 )
 
-DIABETES_OUTCOME = frozenset({f"{SNOMED}|44054006", f"{SNOMED}|73211009"})
-DIABETES_ANY = DIABETES_OUTCOME | {f"{SNOMED}|46635009"}
-PREDIABETES = frozenset({f"{SNOMED}|15777000"})
 YEAR = timedelta(days=365.25)
 HORIZON = 5 * YEAR
 LOOKBACK = 3 * YEAR
@@ -203,8 +201,8 @@ def _features(
     smoking = latest.get("smoking_status")
     features["current_smoker"] = None if smoking is None else float(smoking[3] == "current")
     sources = [latest[name][4] for name in (*MEASURED, "smoking_status") if name in latest]
-    prediabetes = [c for c in conditions if c[0] in PREDIABETES and c[1] is not None and c[1] <= at]
-    diabetes = [c for c in conditions if c[0] in DIABETES_ANY and (c[1] is None or c[1] <= at)]
+    prediabetes = [c for c in conditions if PREDIABETES.matches(c[0], None) and c[1] is not None and c[1] <= at]
+    diabetes = [c for c in conditions if DIABETES.matches(c[0], None) and (c[1] is None or c[1] <= at)]
     features["prediabetes"] = float(bool(prediabetes))
     features["diabetes"] = float(bool(diabetes))
     sources += [c[2] for c in prediabetes[:1] + diabetes[:1]]
@@ -265,7 +263,8 @@ def _examples(dataset: Dataset) -> Examples:
             excluded["diabetes at or before the index date"] += 1
             continue
         event = any(
-            c[0] in DIABETES_OUTCOME and c[1] is not None and index < c[1] <= index + HORIZON for c in diagnoses
+            TYPE_2_DIABETES.matches(c[0], None) and c[1] is not None and index < c[1] <= index + HORIZON
+            for c in diagnoses
         )
         followed = max([r[1] for r in own] + [c[1] for c in diagnoses if c[1] is not None]) >= index + HORIZON
         if not event and not followed:

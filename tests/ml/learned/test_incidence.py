@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fhir_twin.ml.cohort import cohort_dataset
+from fhir_twin.ml.concepts import SNOMED as SNOMED_SYSTEM
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import InsufficientData, incidence
 from fhir_twin.ml.learned.incidence import COLUMNS, HORIZON, evaluate, examples, features_now, predict, train
@@ -176,3 +178,21 @@ def test_features_now_match_the_training_row(development: Dataset) -> None:
     assert basis == sources[patient_id]
     naive = index_dates[patient_id].tz_convert(None).to_pydatetime()
     assert features_now(patient, measurements, conditions, naive)[0] == {**features, "diabetes": 0.0}
+
+
+def test_an_icd10_coded_diagnosis_is_an_outcome_and_an_exclusion() -> None:
+    """Type 2 diabetes coded in ICD-10 (E11.9) labels an example as an event, like SNOMED CT
+    44054006; one recorded before the index date excludes the patient."""
+    dataset = cohort_dataset(1, 120)
+    snomed = f"{SNOMED_SYSTEM}|44054006"
+    icd10 = dataset.conditions.assign(
+        code=dataset.conditions["code"].where(
+            dataset.conditions["code"] != snomed, "http://hl7.org/fhir/sid/icd-10-cm|E11.9"
+        )
+    )
+    recoded = dataclasses.replace(dataset, conditions=icd10)
+    X, y, _, _ = incidence.examples(dataset)
+    X_icd, y_icd, _, _ = incidence.examples(recoded)
+    assert (dataset.conditions["code"] == snomed).any()
+    assert y_icd.sum() == y.sum() > 0
+    assert len(X_icd) == len(X)
