@@ -7,7 +7,8 @@ own transaction path, then measures in this process:
 - compute: reading one twin and running every model on it, nothing stored (``Doctor.runs``);
 - assess: the same plus recording the RiskAssessments, Provenances and Devices in one
   transaction (``Doctor.assess``), as the live queue and ``$predict`` do;
-- batch: assessing every loaded patient once, one after another, in resources and patients/s;
+- batch: assessing every loaded patient once, ``--batch`` patients per transaction (as
+  ``fhir-twin assess`` does), in patients and RiskAssessments per second;
 - live: with the live queue on, the time from a transaction's 2xx to a search finding its
   RiskAssessments.
 
@@ -151,6 +152,7 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=500, help="patients timed one by one for the latencies")
     parser.add_argument("--database", default="", help="database URL (default: temporary SQLite)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=50, help="patients per transaction in the batch run")
     parser.add_argument("--live", type=int, default=50, help="patients written with live assessment on, timed")
     args = parser.parse_args()
     print("fhir-twin Digital Doctor benchmark (bench/doctor.py)")
@@ -189,15 +191,15 @@ def main() -> int:
 
             started = time.perf_counter()
             written = 0
-            for done, pid in enumerate(ids, 1):
-                written += sum(1 for outcome in doctor.assess(pid, only_changed=False) if outcome.resource is not None)
-                if done % 1000 == 0:
-                    print(f"\r  assessed {done}", end="", file=sys.stderr)
+            for first in range(0, len(ids), args.batch):
+                outcomes = doctor.assess_many(ids[first : first + args.batch], only_changed=False)
+                written += sum(1 for found in outcomes.values() for outcome in found if outcome.resource is not None)
+                print(f"\r  assessed {first + args.batch}", end="", file=sys.stderr)
             print(file=sys.stderr)
             seconds = time.perf_counter() - started
             print(
-                f"batch: {len(ids)} twins assessed in {seconds:.1f} s ({len(ids) / seconds:.0f} patients/s, "
-                f"{written} RiskAssessments, {written / seconds:.0f}/s)"
+                f"batch: {len(ids)} twins assessed in {seconds:.1f} s, {args.batch} per transaction "
+                f"({len(ids) / seconds:.0f} patients/s, {written} RiskAssessments, {written / seconds:.0f}/s)"
             )
             print(f"live: {_live(database, args.live, args.seed)}")
         finally:

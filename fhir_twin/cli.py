@@ -36,6 +36,9 @@ from fhir_twin.store.repository import Repository
 from fhir_twin.twin.mapping_file import MappingError, load_mappings
 from fhir_twin.twin.twins import Twins
 
+# Patients assessed per transaction by ``fhir-twin assess``: one commit for many.
+ASSESS_BATCH = 50
+
 
 class _Server(BaseApplication):  # type: ignore[misc]
     """gunicorn with threaded workers; the app is built once in the master, before forking."""
@@ -317,13 +320,14 @@ def assess(patient_ids: tuple[str, ...], model_ids: tuple[str, ...], database_ur
         written = 0
         started = time.perf_counter()
         with tqdm(total=len(ids), unit="patient", disable=None) as bar:
-            for patient_id in ids:
+            for first in range(0, len(ids), ASSESS_BATCH):
+                batch = ids[first : first + ASSESS_BATCH]
                 try:
-                    outcomes = doctor.assess(patient_id, list(model_ids) or None)
+                    outcomes = doctor.assess_many(batch, list(model_ids) or None)
                 except FhirError as error:
                     raise click.ClickException(str(error)) from None
-                written += sum(1 for outcome in outcomes if outcome.resource is not None)
-                bar.update(1)
+                written += sum(1 for found in outcomes.values() for outcome in found if outcome.resource is not None)
+                bar.update(len(batch))
         seconds = time.perf_counter() - started
     finally:
         app.extensions["fhir_twin.engine"].dispose()

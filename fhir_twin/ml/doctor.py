@@ -23,7 +23,7 @@ from fhir_twin.ml.catalog import Catalog
 from fhir_twin.ml.runners import Patient, Run, Runner
 from fhir_twin.ml.scores.model import Score
 from fhir_twin.store import doctor as store
-from fhir_twin.store.repository import Repository
+from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.twin.twins import Twins
 
 log = logging.getLogger(__name__)
@@ -75,47 +75,71 @@ class Doctor:
     ) -> list[Outcome]:
         """Run the models and record a RiskAssessment for each that scored (and, with
         ``only_changed``, whose result or inputs differ from its last one)."""
-        runs = self.runs(patient_id, model_ids)
-        return self.record(patient_id, runs, only_changed)
+        return self.record({patient_id: self.runs(patient_id, model_ids)}, only_changed)[patient_id]
 
-    def record(self, patient_id: str, runs: list[tuple[Runner, Run]], only_changed: bool) -> list[Outcome]:
+    def assess_many(
+        self, patient_ids: Sequence[str], model_ids: Sequence[str] | None = None, only_changed: bool = True
+    ) -> dict[str, list[Outcome]]:
+        """``assess`` for several patients, recorded in one transaction (a batch costs one commit);
+        patients unknown or deleted by now are left out."""
+        runs = {}
+        for patient_id in patient_ids:
+            try:
+                runs[patient_id] = self.runs(patient_id, model_ids)
+            except (NotFound, Gone):
+                continue
+        return self.record(runs, only_changed)
+
+    def record(self, runs: dict[str, list[tuple[Runner, Run]]], only_changed: bool) -> dict[str, list[Outcome]]:
         """Write the scored runs as one transaction: RiskAssessment, Provenance, and the model's
         Device the first time a model version is used."""
         occurred = now()
+        outcomes: dict[str, list[Outcome]] = {}
         with self.repository.unit(write=True) as unit:
-            unit.lock(f"doctor:{patient_id}")
-            last = store.last_fingerprints(unit, patient_id) if only_changed else {}
             entries: list[dict[str, Any]] = []
-            outcomes: list[Outcome] = []
             devices: set[str] = set()
-            for runner, run in runs:
-                if not run.scored or (only_changed and last.get(runner.model.id) == run.fingerprint()):
-                    outcomes.append(Outcome(runner, run, None))
-                    continue
-                model = run.score.model
-                device_id = assessment.device_id(model)
-                if device_id not in devices and unit.current("Device", device_id) is None:
-                    unit.lock(f"device:{device_id}")
-                    if unit.current("Device", device_id) is None:
-                        entries.append(_put(assessment.device(model)))
-                devices.add(device_id)
-                assessment_id = str(uuid.uuid4())
-                resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
-                entries.append(_put(resource))
-                entries.append(
-                    {
-                        "resource": assessment.provenance(assessment_id, model, run.basis, occurred),
-                        "request": {"method": "POST", "url": "Provenance"},
-                    }
-                )
-                store.remember(unit, patient_id, model.id, run.fingerprint(), assessment_id)
-                outcomes.append(Outcome(runner, run, resource))
+            # Locks in one order, so two batches over the same patients cannot deadlock.
+            for patient_id in sorted(runs):
+                unit.lock(f"doctor:{patient_id}")
+                last = store.last_fingerprints(unit, patient_id) if only_changed else {}
+                outcomes[patient_id] = [
+                    self._entries(unit, patient_id, runner, run, occurred, devices, entries)
+                    if run.scored and not (only_changed and last.get(runner.model.id) == run.fingerprint())
+                    else Outcome(runner, run, None)
+                    for runner, run in runs[patient_id]
+                ]
             if entries:
                 bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
                 response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
                 if response.status >= 400:
-                    raise RuntimeError(f"recording assessments for Patient/{patient_id} failed: {response.body}")
-        return outcomes
+                    raise RuntimeError(f"recording assessments of {', '.join(sorted(runs))} failed: {response.body}")
+        return {patient_id: outcomes[patient_id] for patient_id in runs}
+
+    @staticmethod
+    def _entries(
+        unit: Unit,
+        patient_id: str,
+        runner: Runner,
+        run: Run,
+        occurred: datetime,
+        devices: set[str],
+        entries: list[dict[str, Any]],
+    ) -> Outcome:
+        """Add one run's RiskAssessment and Provenance (and its Device, if new) to ``entries``."""
+        model = run.score.model
+        device_id = assessment.device_id(model)
+        if device_id not in devices and unit.current("Device", device_id) is None:
+            unit.lock(f"device:{device_id}")
+            if unit.current("Device", device_id) is None:
+                entries.append(_put(assessment.device(model)))
+        devices.add(device_id)
+        assessment_id = str(uuid.uuid4())
+        resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
+        entries.append(_put(resource))
+        provenance = assessment.provenance(assessment_id, model, run.basis, occurred)
+        entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
+        store.remember(unit, patient_id, model.id, run.fingerprint(), assessment_id)
+        return Outcome(runner, run, resource)
 
     def patients(self) -> list[str]:
         """Every live patient's id."""

@@ -252,6 +252,28 @@ def test_a_deceased_patient_is_not_assessed(app: Flask, client: FlaskClient) -> 
     assert assessments(client, "p1") == []
 
 
+def test_assessing_many_patients_records_them_in_one_go(app: Flask, client: FlaskClient) -> None:
+    """``Doctor.assess_many`` (what ``fhir-twin assess`` runs): every known patient's scored
+    models recorded, unknown patients left out, and nothing again while nothing changed."""
+    for patient_id in ("p1", "p2"):
+        put(client, patient(patient_id))
+        transaction(client, news2_set(patient_id, MEDIUM, ago(minutes=10)))
+    settle(app)
+    doctor = app.extensions["fhir_twin.doctor"]
+    before = {patient_id: by_model(client, patient_id) for patient_id in ("p1", "p2")}
+
+    outcomes = doctor.assess_many(["p2", "nobody", "p1"], only_changed=False)
+    assert list(outcomes) == ["p2", "p1"]
+    for patient_id in ("p1", "p2"):
+        recorded = sorted(o.runner.model.id for o in outcomes[patient_id] if o.resource is not None)
+        assert recorded == ["news2", "qsofa"]
+        after = by_model(client, patient_id)
+        assert after == {model: count + 1 for model, count in before[patient_id].items()}
+
+    again = doctor.assess_many(["p1", "p2"])
+    assert all(outcome.resource is None for found in again.values() for outcome in found)
+
+
 # --- insufficient or unusable data ----------------------------------------------------------
 
 
