@@ -51,8 +51,11 @@ class Doctor:
         self.twins = twins
         self.route = route
         self.catalog = catalog
-        self.runners = catalog.runners
         self.base = base
+
+    def runners(self) -> Sequence[Runner]:
+        """The models served now (the catalog's, with each learned model's active version)."""
+        return self.catalog.runners()
 
     def runs(
         self, patient_id: str, model_ids: Sequence[str] | None = None, changes: dict[str, str] | None = None

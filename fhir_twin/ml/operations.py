@@ -9,6 +9,7 @@ real inputs give.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import Invalid
@@ -115,7 +116,9 @@ def _predicted(outcome: Outcome) -> dict[str, Any]:
     return {"name": "prediction", "part": parts}
 
 
-def _scored(name: str, runner: Runner, run: Run, patient_id: str, occurred: Any, simulated: bool) -> list[dict]:
+def _scored(
+    name: str, runner: Runner, run: Run, patient_id: str, occurred: datetime, simulated: bool
+) -> list[dict[str, Any]]:
     """A ``current`` or ``simulated`` part: the unstored RiskAssessment, or why there is none."""
     if not run.scored:
         return [{"name": name, "valueString": f"{_result(run)}: {run.score.rationale}"}]
