@@ -45,7 +45,9 @@ def reindex(engine: Engine, types: Iterable[str], progress: Callable[[str, int],
         after = ""
         done[res_type] = 0
         while True:
-            with engine.connect() as connection, connection.begin():
+            # Started as a write (BEGIN IMMEDIATE on SQLite): a read transaction that later writes
+            # fails at once, without waiting, when another writer committed in between.
+            with engine.connect().execution_options(fhir_write=True) as connection, connection.begin():
                 rows = connection.execute(
                     select(*columns(resource_version))
                     .select_from(CURRENT)
