@@ -743,6 +743,19 @@ def server_command(args: argparse.Namespace, port: int, database: str) -> list[s
     return command
 
 
+def make_token(executable: str, database: str) -> str:
+    """A ``system/*.cruds`` API token on ``database``, made with ``fhir-twin token create``."""
+    made = subprocess.run(
+        [executable, "token", "create", "--name", "bench", "--scope", "system/*.cruds", "--database", database],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise BenchError(f"fhir-twin token create failed: {made.stderr.strip()[:300]}", EXIT_UNREACHABLE)
+    return made.stdout.splitlines()[0].strip()
+
+
 class SpawnedServer:
     """A server process this script started, with its output in a log file."""
 
@@ -967,6 +980,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start `fhir-twin serve` on the --url port, wait for /metadata, stop it afterwards",
     )
     spawn.add_argument("--database", help="database URL for --spawn (default: SQLite in a temp dir)")
+    spawn.add_argument(
+        "--security",
+        choices=("on", "off"),
+        default="on",
+        help="on: bearer token (a system/*.cruds API token made for the run) and audit trail, as served "
+        "by default; off: auth_mode none and no audit trail (default on)",
+    )
     spawn.add_argument("--workers", type=positive_int, help="passed to the server as --workers N")
     spawn.add_argument(
         "--server-command",
@@ -1027,6 +1047,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             temp_dir = tempfile.mkdtemp(prefix="fhir-twin-bench-")
             database = args.database or f"sqlite:///{Path(temp_dir) / 'fhir.db'}"
             command = server_command(args, target.port, database)
+            if args.security == "on":
+                secret = make_token(command[0], database)
+                args.headers = [*args.headers, ("Authorization", f"Bearer {secret}")]
+            else:
+                os.environ.update({"FHIR_TWIN_AUTH_MODE": "none", "FHIR_TWIN_AUDIT": "false"})
             server = SpawnedServer(command, Path(temp_dir) / "server.log")
             spawned = " ".join(shlex.quote(word) for word in command)
             server.wait_ready(target, args.headers, READY_TIMEOUT)

@@ -183,7 +183,13 @@ def _spawned(args: argparse.Namespace, folder: str, database: str, twin: bool) -
         [command, "serve", "--port", str(port), "--database", database, "--workers", str(args.workers)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_TWIN": "true" if twin else "false"},
+        # What is measured is the twin's cost: requests go without credentials (auditing stays on).
+        env={
+            **os.environ,
+            "FHIR_TWIN_LOG_LEVEL": "WARNING",
+            "FHIR_TWIN_TWIN": "true" if twin else "false",
+            "FHIR_TWIN_AUTH_MODE": "none",
+        },
     )
     url = f"http://127.0.0.1:{port}/fhir"
     try:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fhir_twin.app import create_app
 from fhir_twin.bundles.loading import files_in, load_file
+from fhir_twin.cli_security import audit, token
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.model import is_resource_type
@@ -28,6 +29,8 @@ from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.learned.report import external_report
 from fhir_twin.ml.registry import write_report
+from fhir_twin.security.context import acting_as
+from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine
 from fhir_twin.store.database import migrate as run_migrations
 from fhir_twin.store.reindex import live_count, stored_types
@@ -62,7 +65,7 @@ def _post_fork(_server: Any, worker: Any) -> None:
     extensions["fhir_twin.engine"].dispose(close=False)
     # Each worker process runs its own background threads from the start, so queued exports and
     # assessments are worked off even before it serves a request.
-    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker"):
+    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker", "fhir_twin.audit"):
         if name in extensions:
             extensions[name].ensure_running()
 
@@ -73,6 +76,11 @@ def main() -> None:
     """fhir-twin: an HL7 FHIR R4 server with a digital twin of every patient."""
 
 
+main.add_command(token)
+main.add_command(audit)
+LOADER = Principal("fhir-twin load", kind="cli", trusted=True)
+
+
 @main.command()
 @click.option("--host", default=lambda: os.environ.get("FHIR_TWIN_HOST", "127.0.0.1"), show_default="127.0.0.1")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_PORT", "8080")), show_default="8080")
@@ -80,9 +88,23 @@ def main() -> None:
 @click.option("--data-dir", default=None, help="Folder for the embedded SQLite database.")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
-def serve(host: str, port: int, database_url: str | None, data_dir: str | None, workers: int, threads: int) -> None:
+@click.option(
+    "--auth-mode",
+    type=click.Choice(["tokens", "jwt", "none"]),
+    default=None,
+    help="How requests authenticate (default: FHIR_TWIN_AUTH_MODE, else tokens).",
+)
+def serve(
+    host: str,
+    port: int,
+    database_url: str | None,
+    data_dir: str | None,
+    workers: int,
+    threads: int,
+    auth_mode: str | None,
+) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
-    config = Config.from_env({"database_url": database_url, "data_dir": data_dir})
+    config = Config.from_env({"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode})
     app = _app(config)
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {_safe_url(config.resolved_database_url)}")
     _Server(
@@ -155,7 +177,8 @@ def load(paths: tuple[Path, ...], database_url: str | None) -> None:
     results = []
     started = time.perf_counter()
     try:
-        with tqdm(total=len(files), unit="file", disable=None) as bar:
+        # The operator at the console may write anything; the audit trail names the load.
+        with acting_as(LOADER), tqdm(total=len(files), unit="file", disable=None) as bar:
             for path in files:
                 results.append(load_file(route, "urn:fhir-twin:load", path, lambda _count: None))
                 bar.update(1)

@@ -39,6 +39,21 @@ class Config:
     # observations of one NEWS2/qSOFA set must be (ISO 8601 duration).
     doctor: bool = True
     observation_window: str = "PT1H"
+    # Security: how requests authenticate ("tokens", "jwt" or "none"); for "jwt", the JWKS (a
+    # file or an https URL) and the issuer and audience every token must name.
+    auth_mode: str = "tokens"
+    jwks: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    # The SMART discovery document's endpoints of the external authorization server, if any.
+    smart_token_endpoint: str = ""
+    smart_authorization_endpoint: str = ""
+    # Audit: an AuditEvent per interaction, hash-chained; with ``audit_key`` the chain is an
+    # HMAC, so a database editor without the key cannot forge it.
+    audit: bool = True
+    audit_key: str = ""
+    # Origins allowed to call the API from a browser (comma-separated, or "*"); none by default.
+    cors_origins: str = ""
 
     @property
     def resolved_database_url(self) -> str:

@@ -5,6 +5,11 @@
 Repository as ``sender`` and get the ``unit`` (the open transaction), the ``version`` stored
 and the ``resource`` as a dict (None for a delete).
 
+``interaction_completed`` fires when the router has answered a request or refused it, with the
+``principal`` it acted for, the ``interaction`` (``fhir_twin.interactions.interaction``), the
+``request``, the ``response`` or the ``error``, and for a write the ``unit`` it ran in (still
+open, so a listener writes in the same transaction) and the ``written`` versions.
+
 ``twin_changed`` fires, in the same transaction, when a stored version changed the twin of
 ``patients`` (a set of Patient ids): their facts, or the Patient resource itself.
 """
@@ -17,3 +22,4 @@ _signals = Namespace()
 
 version_written = _signals.signal("version-written")
 twin_changed = _signals.signal("twin-changed")
+interaction_completed = _signals.signal("interaction-completed")

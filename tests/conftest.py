@@ -79,7 +79,8 @@ def make_app(database_url: str) -> Iterator[Any]:
     apps: list[Flask] = []
 
     def build(**settings: Any) -> Flask:
-        app = create_app({"database_url": database_url, **settings})
+        # Tests of other features run without credentials; tests/security sets the mode it tests.
+        app = create_app({"database_url": database_url, "auth_mode": "none", **settings})
         app.testing = True
         apps.append(app)
         return app

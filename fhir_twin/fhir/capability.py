@@ -36,6 +36,8 @@ SEARCH_DOCUMENTATION = (
 
 SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
 OperationRow = tuple[str, str]  # name, definition URL
+# Written by the server only: the audit trail.
+READ_ONLY_TYPES = ("AuditEvent",)
 
 
 def capability_statement(
@@ -82,7 +84,11 @@ def _resource(
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "interaction": [
+            {"code": code}
+            for code in TYPE_INTERACTIONS
+            if resource_type not in READ_ONLY_TYPES or code not in ("create", "update", "patch", "delete")
+        ],
         "versioning": "versioned-update",
         "readHistory": True,
         "updateCreate": True,

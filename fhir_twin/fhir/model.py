@@ -18,6 +18,12 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
+# The server's own record of what was done (the audit trail). What spans every type (system
+# search and history, $everything, $export) leaves it out unless it is asked for by name: each
+# read of it is itself audited, so a client polling system history would never see the end.
+AUDIT_TYPES = frozenset({"AuditEvent"})
+
+
 @cache
 def resource_types() -> frozenset[str]:
     """Every concrete resource type R4B defines (Patient, Observation, ... 141 in all)."""

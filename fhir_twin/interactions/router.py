@@ -16,24 +16,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.errors import FhirError, Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
 from fhir_twin.fhir.capability import capability_statement
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.fhir.model import is_resource_type, is_valid_id, resource_types
+from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
+from fhir_twin.interactions.authorization import Guard
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.instance import InstanceInteractions
+from fhir_twin.interactions.interaction import Interaction, classify
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation
 from fhir_twin.interactions.operations.catalog import OPERATIONS
 from fhir_twin.interactions.search import compartment_condition, search
 from fhir_twin.search.parameters import parameters_for
-from fhir_twin.store.repository import Repository
+from fhir_twin.security.context import current
+from fhir_twin.security.principal import Principal
+from fhir_twin.signals import interaction_completed
+from fhir_twin.store.repository import Repository, Unit
 
 Handler = Callable[[Request], Response]
+_WRITES = ("create", "update", "patch", "delete")
 
 
 class Interactions:
@@ -48,9 +55,62 @@ class Interactions:
         self.operations = dict(OPERATIONS)
         # Batch and transaction processing sits a layer above and is plugged in by the app.
         self.bundles: Handler | None = None
+        self.guard = Guard(repository)
+        # CapabilityStatement.rest.security, set by the app from the authentication settings.
+        self.security: dict[str, Any] | None = None
 
     def route(self, request: Request) -> Response:
-        """Answer ``request``; raises a ``FhirError`` for anything that is not a success."""
+        """Answer ``request`` as the current principal may; raises a ``FhirError`` for anything
+        that is not a success. Either way ``interaction_completed`` reports it (the audit trail);
+        a write reports inside its transaction, so its record commits or rolls back with it."""
+        principal = current()
+        interaction = classify(request.method, request.path)
+        if interaction.name == "transaction" and isinstance(request.body, dict):
+            interaction = replace(interaction, name=str(request.body.get("type", "transaction")))
+        try:
+            if principal is not None:
+                self.guard.before(principal, interaction, request)
+            if interaction.name in _WRITES:
+                with self.repository.unit(write=True) as unit:
+                    mark = len(unit.written)
+                    response = self._route(request)
+                    written = unit.written[mark:]
+                    if principal is not None:
+                        self.guard.written(principal, written)
+                    self._completed(principal, interaction, request, response, None, unit, written)
+                return response
+            response = self._route(request)
+            if principal is not None:
+                response = self.guard.visible(principal, response)
+        except FhirError as error:
+            self._completed(principal, interaction, request, None, error, None, [])
+            raise
+        self._completed(principal, interaction, request, response, None, None, [])
+        return response
+
+    def _completed(
+        self,
+        principal: Principal | None,
+        interaction: Interaction,
+        request: Request,
+        response: Response | None,
+        error: FhirError | None,
+        unit: Unit | None,
+        written: list[Any],
+    ) -> None:
+        if interaction.name != "capabilities" and interaction_completed.receivers:
+            interaction_completed.send(
+                self,
+                principal=principal,
+                interaction=interaction,
+                request=request,
+                response=response,
+                error=error,
+                unit=unit,
+                written=written,
+            )
+
+    def _route(self, request: Request) -> Response:
         segments = [segment for segment in request.path.strip("/").split("/") if segment]
         method = request.method.upper()
         if not segments:
@@ -68,7 +128,8 @@ class Interactions:
 
     def _system(self, request: Request, method: str) -> Response:
         if method in ("GET", "HEAD"):
-            return search(self.repository, self.config, request, _system_types(request), request.base)
+            types = self.guard.searchable(current(), _system_types(request))
+            return search(self.repository, self.config, request, types, request.base)
         if method == "POST" and self.bundles is not None:
             return self.bundles(request)
         raise MethodNotAllowed(f"{method} is not allowed on the service base URL", headers={"Allow": "GET, HEAD, POST"})
@@ -161,6 +222,8 @@ class Interactions:
 
     def _capabilities(self, request: Request) -> Response:
         body: dict[str, Any] = dict(_capabilities(request.base, tuple(self.operations.values())))
+        if self.security is not None:
+            body["rest"] = [{**body["rest"][0], "security": self.security}]
         body["id"] = str(uuid.uuid4())
         body["date"] = format_instant(now())
         return Response(200, {}, body)
@@ -173,7 +236,7 @@ def _system_types(request: Request) -> tuple[str, ...]:
     if unknown:
         message = f"Unknown resource type {unknown[0]!r} in _type"
         raise Invalid.at("_type", message)
-    return tuple(sorted(set(named))) if named else tuple(sorted(resource_types()))
+    return tuple(sorted(set(named))) if named else tuple(sorted(resource_types() - AUDIT_TYPES))
 
 
 @lru_cache(maxsize=8)

@@ -22,6 +22,8 @@ from fhir_twin.interactions.paging import link
 from fhir_twin.search.parameters import parameter, patient_compartment
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import AnyOf, Criterion, ReferenceValue, Search
+from fhir_twin.security.access import confine
+from fhir_twin.security.context import current
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
 
@@ -62,6 +64,9 @@ def search(
     compartment: AnyOf | None = None,
 ) -> Response:
     query = parse_request(config, request, resource_types)
+    principal = current()
+    if principal is not None and not principal.trusted:
+        query = confine(query, principal)
     if compartment is not None:
         query = replace(query, conditions=(compartment, *query.conditions))
     with repository.unit() as unit:

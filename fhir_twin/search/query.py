@@ -108,6 +108,8 @@ class Criterion:
     missing: bool | None = None
     chain_type: str | None = None
     chain: Criterion | None = None
+    # The Patient whose compartment the chained resource must be in (a patient-context search).
+    within: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class ReverseChain:
     source_type: str
     reference: SearchParameter
     criterion: Criterion | ReverseChain
+    # The Patient whose compartment the ``Source`` must be in (a patient-context search).
+    within: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 
 from fhir_twin.fhir.instant import now
+from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.store.database import make_engine
 from fhir_twin.store.repository import Repository
@@ -323,6 +324,7 @@ def _types(connection: Connection, job: _Claimed) -> list[str]:
     if job.types is not None:
         return sorted(job.type_list)
     stored = set(connection.execute(select(resource.c.res_type).group_by(resource.c.res_type)).scalars())
+    stored -= AUDIT_TYPES
     if job.scope == "patient":
         stored &= set(patient_compartment())
     return sorted(stored)

@@ -109,11 +109,17 @@ def live_keys(connection: Connection, keys: list[tuple[str, str]]) -> set[tuple[
     return found
 
 
+# Records of what happened: they name resources that may since be gone, or never existed (a
+# refused read), so their references neither need a target nor keep one from being deleted.
+RECORD_TYPES = ("AuditEvent",)
+
+
 def referrer_of(connection: Connection, target: tuple[str, str]) -> tuple[str, str] | None:
     """A live resource that refers to ``target``, if any (index rows exist for live ones only)."""
     row = connection.execute(
         select(idx_reference.c.res_type, idx_reference.c.res_id)
         .where(idx_reference.c.target_type == target[0], idx_reference.c.target_id == target[1])
+        .where(idx_reference.c.res_type.not_in(RECORD_TYPES))
         .where((idx_reference.c.res_type != target[0]) | (idx_reference.c.res_id != target[1]))
         .limit(1)
     ).first()

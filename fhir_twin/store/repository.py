@@ -34,12 +34,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhir_twin.errors import Conflict, Unprocessable
+from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import Search
 from fhir_twin.signals import version_written
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
-from fhir_twin.store.indexing import add_rows, insert_rows, live_keys, referrer_of, replace_index
+from fhir_twin.store.indexing import RECORD_TYPES, add_rows, insert_rows, live_keys, referrer_of, replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -151,6 +152,9 @@ class Unit:
         self._deleted: set[tuple[str, str]] = set()
         # Called once the transaction has committed (``after_commit``), e.g. to wake a worker.
         self.committed: list[Callable[[], None]] = []
+        # Every version written in this transaction with its index rows, in order: what an
+        # interaction changed, for its authorization check and its audit record.
+        self.written: list[tuple[Version, list[IndexRow]]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this transaction has committed; never if it rolls back."""
@@ -222,13 +226,14 @@ class Unit:
             add_rows(self._new_index, version.res_type, version.res_id, index)
         else:
             self._write_change(version, version_row, index)
-        if self.referential_integrity:
+        if self.referential_integrity and version.res_type not in RECORD_TYPES:
             source = (version.res_type, version.res_id)
             if version.deleted:
                 self._deleted.add(source)
             for row_of_index in index:
                 if isinstance(row_of_index, ReferenceRow) and row_of_index.target_type and row_of_index.target_id:
                     self._referenced.setdefault((row_of_index.target_type, row_of_index.target_id), source)
+        self.written.append((version, index))
         if self.sender is not None and version_written.receivers:
             version_written.send(self.sender, unit=self, version=version, resource=resource)
 
@@ -293,6 +298,8 @@ class Unit:
         conditions = []
         if res_type is not None:
             conditions.append(v.c.res_type == res_type)
+        else:
+            conditions.append(v.c.res_type.not_in(AUDIT_TYPES))
         if res_id is not None:
             conditions.append(v.c.res_id == res_id)
         if since is not None:

@@ -298,3 +298,31 @@ model_version = Table(
     Column("card", Text, nullable=False),
     PrimaryKeyConstraint("model_id", "version", name="pk_model_version"),
 )
+
+
+# --- Security and audit (fhir_twin/store/tokens.py, fhir_twin/store/audit.py) ----------------
+# API tokens: only a SHA-256 of each secret is kept, so the table cannot be replayed.
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("scope", Text, nullable=False),
+    Column("patient_id", String(64)),
+    Column("created", DateTime(timezone=False), nullable=False),
+    Column("expires", DateTime(timezone=False)),
+    Column("revoked", DateTime(timezone=False)),
+)
+
+# The audit trail's hash chain: one link per AuditEvent, in the order they were recorded.
+# ``seq`` is the previous link's plus one (no gaps), ``digest`` the SHA-256 of the AuditEvent's
+# stored JSON, ``link`` the hash of the previous link and this digest.
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=False),
+    Column("res_id", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("link", String(64), nullable=False),
+)

@@ -12,6 +12,12 @@ from flask.testing import FlaskClient
 from fhir_twin import cli
 
 
+@pytest.fixture
+def client(make_app: Any) -> FlaskClient:
+    """Without the audit trail, whose AuditEvents would be reindexed too."""
+    return make_app(audit=False).test_client()
+
+
 def _patients(client: FlaskClient) -> None:
     for number in range(3):
         resource = {"resourceType": "Patient", "id": f"p{number}", "name": [{"family": f"Family{number}"}]}

@@ -38,7 +38,7 @@ def _wait(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> by
 def test_serve_answers_over_http(database_url: str, database_from: str) -> None:
     port = _free_port()
     command = [str(Path(sys.executable).with_name("fhir-twin")), "serve", "--port", str(port), "--workers", "2"]
-    env = {**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_AUTH_MODE": "none"}
     if database_from == "option":
         command += ["--database", database_url]
     else:
@@ -71,7 +71,12 @@ def test_served_writes_are_assessed_live(database_url: str) -> None:
     posted over HTTP has its NEWS2 RiskAssessment soon after the 2xx."""
     port = _free_port()
     command = [str(Path(sys.executable).with_name("fhir-twin")), "serve", "--port", str(port), "--workers", "2"]
-    env = {**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_DATABASE_URL": database_url}
+    env = {
+        **os.environ,
+        "FHIR_TWIN_LOG_LEVEL": "WARNING",
+        "FHIR_TWIN_DATABASE_URL": database_url,
+        "FHIR_TWIN_AUTH_MODE": "none",
+    }
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
     vitals = [("9279-1", 16, "/min"), ("2708-6", 98, "%"), ("3150-0", 21, "%"), ("8480-6", 120, "mm[Hg]")]
     vitals += [("8867-4", 70, "/min"), ("8310-5", 37.0, "Cel")]

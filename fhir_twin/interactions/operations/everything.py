@@ -18,7 +18,7 @@ import uuid
 from fhir_twin.errors import Gone, Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
-from fhir_twin.fhir.model import is_resource_type, resource_types
+from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
 from fhir_twin.interactions.paging import link
@@ -46,7 +46,7 @@ def everything(context: Context, request: Request, res_type: str | None, res_id:
     paging = [(name, value) for name, value in given if name in ("_count", "_cursor")]
     config = context.config
     query = parse(
-        tuple(sorted(set(named) or resource_types())),
+        tuple(sorted(set(named) or resource_types() - AUDIT_TYPES)),
         paging,
         strict=False,
         default_count=config.default_page_size,

@@ -72,6 +72,8 @@ def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: 
             ref.c.target_type == res_type,
             where(condition.source_type, ref.c.res_id, condition.criterion, base),
         )
+        if condition.within is not None:
+            sources = sources.where(_compartment(condition.source_type, ref.c.res_id, InCompartment(condition.within)))
         return _member(ids, sources, correlated=correlated)
     return _criterion(res_type, ids, condition, base, correlated)
 
@@ -112,6 +114,9 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correla
         return _member(ids, rows, negate=criterion.missing, correlated=correlated)
     if criterion.chain is not None and criterion.chain_type is not None:
         chained = where(criterion.chain_type, table.c.target_id, criterion.chain, base)
+        if criterion.within is not None:
+            held = InCompartment(criterion.within)
+            chained = and_(chained, _compartment(criterion.chain_type, table.c.target_id, held))
         return _member(ids, rows.where(table.c.target_type == criterion.chain_type, chained), correlated=correlated)
     if criterion.modifier in ("in", "not-in", "above", "below") and parameter.type == "token":
         raise values.unsupported(parameter.code, criterion.modifier)

@@ -1,0 +1,109 @@
+"""Authentication of every request to the FHIR and twin APIs, and SMART discovery.
+
+Only the CapabilityStatement and ``.well-known/smart-configuration`` are open (SMART App Launch
+v2 conformance.html): a client must be able to learn how to authenticate before it has. The
+principal found is held for the whole request (``fhir_twin.security.context``), so the router
+checks each interaction and Bundle entry against it. The twin API, which does not pass the
+router, is authorized and reported to the audit trail here, once for all its routes.
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+from dataclasses import replace
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+
+from fhir_twin.config import Config
+from fhir_twin.errors import FhirError, NotFound
+from fhir_twin.interactions.interaction import Interaction, classify
+from fhir_twin.interactions.message import Request as FhirRequest
+from fhir_twin.interactions.message import Response as FhirResponse
+from fhir_twin.security.access import ALL, require
+from fhir_twin.security.authentication import Authenticator
+from fhir_twin.security.context import begin, end
+from fhir_twin.security.discovery import smart_configuration
+from fhir_twin.security.principal import Principal
+from fhir_twin.signals import interaction_completed
+
+blueprint = Blueprint("smart", __name__)
+_OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
+
+
+@blueprint.get("/.well-known/smart-configuration")
+@blueprint.get("/fhir/.well-known/smart-configuration")
+def discovery() -> Response:
+    config: Config = current_app.extensions["fhir_twin.config"]
+    return jsonify(smart_configuration(config))
+
+
+def register(app: Flask, authenticator: Authenticator) -> None:
+    app.register_blueprint(blueprint)
+
+    @app.before_request
+    def _authenticate() -> None:
+        path = request.path.rstrip("/") or "/"
+        if path in _OPEN or request.method == "OPTIONS" or not path.startswith(("/fhir", "/twin")):
+            return
+        try:
+            principal = authenticator.authenticate(request.headers.get("Authorization"))
+        except FhirError as error:
+            _report(None, _interaction(path), None, error)
+            raise
+        principal = replace(principal, address=request.remote_addr)
+        g.principal = principal
+        g.principal_token = begin(principal)
+        if path.startswith("/twin/"):
+            _authorize_twin(principal, path)
+
+    @app.after_request
+    def _audit_twin(response: Response) -> Response:
+        principal = g.get("principal")
+        if principal is not None and request.path.startswith("/twin/"):
+            _report(principal, _interaction(request.path), FhirResponse(response.status_code), None)
+        return response
+
+    @app.teardown_request
+    def _leave(_error: BaseException | None) -> None:
+        token: Token[Principal | None] | None = g.pop("principal_token", None)
+        if token is not None:
+            end(token)
+
+
+def _authorize_twin(principal: Principal, path: str) -> None:
+    """``/twin/patients/{id}...`` reads that patient's record; ``/twin/models`` reads no one's."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[1] == "patients":
+        try:
+            held_to = require(principal, "Patient", "r")
+            if held_to != ALL and held_to != parts[2]:
+                raise NotFound(f"Patient/{parts[2]} is not known")
+        except FhirError as error:
+            _report(principal, _interaction(path), None, error)
+            raise
+
+
+def _interaction(path: str) -> Interaction:
+    if path.startswith("/fhir"):
+        return classify(request.method, path.removeprefix("/fhir"))
+    parts = path.strip("/").split("/")
+    patient = parts[2] if len(parts) >= 3 and parts[1] == "patients" else None
+    return Interaction("read", "R", "Patient" if patient else None, patient, operation="twin-api")
+
+
+def _report(
+    principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
+) -> None:
+    if interaction_completed.receivers:
+        base = request.url_root.rstrip("/")
+        fhir_request = FhirRequest(request.method, request.path, base, list(request.args.items(multi=True)))
+        interaction_completed.send(
+            current_app.extensions["fhir_twin.interactions"],
+            principal=principal,
+            interaction=interaction,
+            request=fhir_request,
+            response=response,
+            error=error,
+            unit=None,
+            written=[],
+        )

@@ -1,0 +1,194 @@
+"""Records an AuditEvent for every interaction the router reports (``interaction_completed``).
+
+A write's record goes into the write's own transaction: it commits with the change or not at all.
+Reads and refusals change nothing to commit with; their records are queued in memory and written
+in batches by a thread (at most ``FLUSH_INTERVAL`` later, and before the process forks or exits),
+which keeps auditing a read far cheaper than the read itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir_twin.audit import chain
+from fhir_twin.audit.event import Occurrence, audit_event
+from fhir_twin.errors import FhirError
+from fhir_twin.fhir import json as fhir_json
+from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.interactions.interaction import Interaction
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.worker import Worker
+from fhir_twin.search.extract import extract
+from fhir_twin.security.access import patients_in, patients_of
+from fhir_twin.security.principal import Principal
+from fhir_twin.signals import interaction_completed
+from fhir_twin.store import audit
+from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.version import Version
+
+log = logging.getLogger("fhir_twin.audit")
+FLUSH_INTERVAL = 0.2
+# Past this many queued records the thread is woken rather than waiting for its interval.
+FLUSH_AT = 500
+_SEARCHES = ("search-type", "search-system", "history-type", "history-system", "history-instance", "operation")
+
+
+@dataclass
+class _Queued:
+    occurrence: Occurrence
+    # A read's answer, whose patients are worked out by the thread, off the request's path.
+    body: Any = None
+
+
+class AuditRecorder(Worker):
+    """The audit trail's writer for one server process."""
+
+    name = "fhir-twin-audit"
+
+    def __init__(self, repository: Repository, key: str = "", site: str = "") -> None:
+        super().__init__(repository, FLUSH_INTERVAL)
+        self.key = key
+        self.site = site
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+
+    def listen(self, sender: object) -> None:
+        """Record the interactions ``sender`` (a router) reports."""
+        interaction_completed.connect(self.completed, sender=sender)
+
+    def completed(
+        self,
+        _sender: object,
+        *,
+        principal: Principal | None,
+        interaction: Interaction,
+        request: Request,
+        response: Response | None,
+        error: FhirError | None,
+        unit: Unit | None,
+        written: list[tuple[Version, list[Any]]],
+    ) -> None:
+        occurrence = self._occurrence(principal, interaction, request, response, error)
+        if unit is not None and error is None:
+            for version, index in written:
+                occurrence.resources.append(f"{version.res_type}/{version.res_id}/_history/{version.version}")
+                occurrence.patients |= patients_in(version.res_type, version.res_id, index)
+            self.record(unit, [occurrence])
+            return
+        body = response.body if response is not None and response.status < 300 else None
+        with self._queue_lock:
+            self._queue.append(_Queued(occurrence, body))
+            size = len(self._queue)
+        if size >= FLUSH_AT:
+            self.wake()
+
+    def record(self, unit: Unit, occurrences: list[Occurrence]) -> None:
+        """Store an AuditEvent per occurrence in ``unit`` and chain them."""
+        links = []
+        for occurrence in occurrences:
+            event = audit_event(occurrence)
+            event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
+            body = fhir_json.dumps(event).decode("utf-8")
+            version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
+            unit.write(version, extract(event), event)
+            links.append((occurrence.event_id, chain.digest(body)))
+        audit.append(unit, links, self._link)
+
+    def flush(self) -> int:
+        """Write every queued record now; how many were."""
+        with self._flush_lock:
+            with self._queue_lock:
+                queued, self._queue = self._queue, []
+            if not queued:
+                return 0
+            for item in queued:
+                if item.body is not None:
+                    item.occurrence.patients |= _patients(item.body)
+            try:
+                with self.repository.unit(write=True) as unit:
+                    self.record(unit, [item.occurrence for item in queued])
+            except Exception:
+                with self._queue_lock:
+                    self._queue = queued + self._queue
+                raise
+            return len(queued)
+
+    def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        self.flush()
+
+    def pause(self, timeout: float = 30.0) -> None:
+        super().pause(timeout)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("Queued audit records could not be written")
+
+    def _link(self, previous: str, body_digest: str) -> str:
+        return chain.link(previous, body_digest, self.key)
+
+    def _occurrence(
+        self,
+        principal: Principal | None,
+        interaction: Interaction,
+        request: Request,
+        response: Response | None,
+        error: FhirError | None,
+    ) -> Occurrence:
+        occurrence = Occurrence(
+            event_id=str(uuid.uuid4()),
+            recorded=now(),
+            interaction=interaction.name,
+            action=interaction.action,
+            status=error.status if error is not None else (response.status if response is not None else 200),
+            agent=principal.name if principal is not None else "fhir-twin",
+            agent_kind=principal.kind if principal is not None else "server",
+            user=principal.user if principal is not None else None,
+            address=principal.address if principal is not None else None,
+            diagnostics=error.diagnostics if error is not None else None,
+            operation=interaction.operation,
+            site=self.site or request.base,
+        )
+        res_type, res_id = interaction.resource_type, interaction.resource_id
+        if res_type == "Patient" and res_id:
+            occurrence.patients.add(res_id)
+        if interaction.compartment:
+            occurrence.patients.add(interaction.compartment)
+        if res_type and res_id and interaction.name in ("read", "vread", "history-instance", "operation"):
+            version = _version(response) or interaction.version_id
+            occurrence.resources.append(f"{res_type}/{res_id}" + (f"/_history/{version}" if version else ""))
+        if interaction.name in _SEARCHES and request.query:
+            occurrence.query = f"{request.path}?{urlencode(request.query)}"
+        return occurrence
+
+
+def _version(response: Response | None) -> str | None:
+    if response is None:
+        return None
+    etag = response.headers.get("ETag", "")
+    return etag.removeprefix("W/").strip('"') or None
+
+
+def _patients(body: Any) -> set[str]:
+    """The patients whose records an answer holds: the resource read, or a Bundle's entries."""
+    try:
+        resource = json.loads(body) if isinstance(body, str | bytes) else body
+    except ValueError:
+        return set()
+    if not isinstance(resource, dict):
+        return set()
+    if resource.get("resourceType") != "Bundle":
+        return patients_of(resource)
+    found: set[str] = set()
+    for entry in resource.get("entry", []):
+        inner = entry.get("resource") if isinstance(entry, dict) else None
+        if inner is not None:
+            found |= _patients(getattr(inner, "encoded_json", inner))
+    return found

@@ -1,0 +1,167 @@
+"""``fhir-twin token`` and ``fhir-twin audit``: API credentials and the audit trail."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from fhir_twin.audit.trail import accesses, verify_trail
+from fhir_twin.config import Config
+from fhir_twin.security import tokens
+from fhir_twin.security.principal import AUDITOR_SCOPES
+from fhir_twin.security.scopes import is_scope
+from fhir_twin.store import tokens as stored_tokens
+from fhir_twin.store.database import make_engine
+from fhir_twin.store.database import migrate as run_migrations
+from fhir_twin.store.repository import Repository
+
+_DATABASE = click.option(
+    "--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory)."
+)
+
+
+def _repository(database_url: str | None) -> tuple[Repository, Config]:
+    config = Config.from_env({"database_url": database_url})
+    engine = make_engine(config.resolved_database_url)
+    run_migrations(engine)
+    return Repository(engine), config
+
+
+def _when(value: str, name: str, ago: bool = False) -> datetime:
+    """An ISO 8601 date or date-time (UTC when no offset), or a duration like ``30d`` from now
+    (``ago``: before now)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if value[-1:] in units and value[:-1].isdigit():
+        span = timedelta(**{units[value[-1]]: int(value[:-1])})
+        return datetime.now(UTC).replace(tzinfo=None) + (-span if ago else span)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        message = f"{value!r} is neither a date, a date-time nor a duration like 30d"
+        raise click.BadParameter(message, param_hint=name) from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+@click.group()
+def token() -> None:
+    """API tokens for auth mode 'tokens': create, list, revoke."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who the token is for; the audit trail names it.")
+@click.option("--scope", "scope", default="", help='SMART scopes, e.g. "patient/*.rs" or "system/*.cruds".')
+@click.option("--role", type=click.Choice(["auditor"]), default=None, help="Add a role's scopes (auditor).")
+@click.option("--patient", "patient_id", default=None, help="The launch patient of patient/ scopes.")
+@click.option("--expires", default=None, help="When it expires: a date, a date-time, or from now like 90d.")
+@_DATABASE
+def token_create(
+    name: str, scope: str, role: str | None, patient_id: str | None, expires: str | None, database_url: str | None
+) -> None:
+    """Make a token and print its secret once: only a hash of it is kept."""
+    parts = scope.split()
+    bad = [part for part in parts if not is_scope(part)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a SMART resource scope like patient/Observation.rs", "--scope")
+    if role == "auditor":
+        parts += [part for part in AUDITOR_SCOPES.split() if part not in parts]
+    if not parts:
+        raise click.BadParameter("give at least one scope, or a role", param_hint="--scope")
+    if any(part.startswith("patient/") for part in parts) and not patient_id:
+        raise click.BadParameter("patient/ scopes need --patient, the patient they are held to", param_hint="--patient")
+    until = _when(expires, "--expires") if expires else None
+    repository, _ = _repository(database_url)
+    try:
+        secret, made = tokens.create(repository, name, " ".join(parts), patient_id, until)
+    finally:
+        repository.engine.dispose()
+    click.echo(secret)
+    click.echo(f"token {made.token_id} for {name!r}: {made.scope}", err=True)
+
+
+@token.command("list")
+@_DATABASE
+def token_list(database_url: str | None) -> None:
+    """The tokens: id, name, scopes, patient, created, expires, state (never the secrets)."""
+    repository, _ = _repository(database_url)
+    try:
+        found = stored_tokens.listed(repository)
+    finally:
+        repository.engine.dispose()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for item in found:
+        state = "revoked" if item.revoked else "expired" if item.expires and item.expires <= now else "active"
+        expires = item.expires.isoformat(timespec="seconds") if item.expires else "never"
+        click.echo(
+            f"{item.token_id}  {item.name}  {item.scope}  patient={item.patient_id or '-'}  "
+            f"created={item.created.isoformat(timespec='seconds')}  expires={expires}  {state}"
+        )
+
+
+@token.command("revoke")
+@click.argument("name_or_id")
+@_DATABASE
+def token_revoke(name_or_id: str, database_url: str | None) -> None:
+    """Revoke the tokens with this id or name; a revoked token is refused from its next request."""
+    repository, _ = _repository(database_url)
+    try:
+        count = stored_tokens.revoke(repository, name_or_id)
+    finally:
+        repository.engine.dispose()
+    if count == 0:
+        raise click.ClickException(f"no live token has the id or name {name_or_id!r}")
+    click.echo(f"revoked {count} token(s)")
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: verify its hash chain, report who accessed a patient's record."""
+
+
+@audit.command("verify")
+@_DATABASE
+def audit_verify(database_url: str | None) -> None:
+    """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
+    repository, config = _repository(database_url)
+    try:
+        verdict = verify_trail(repository, config.audit_key)
+    finally:
+        repository.engine.dispose()
+    if verdict.finding is not None:
+        click.echo(f"TAMPERED after {verdict.checked} intact records: {verdict.finding.message}", err=True)
+        sys.exit(1)
+    click.echo(f"audit trail intact: {verdict.checked} records")
+
+
+@audit.command("report")
+@click.option("--patient", "patient_id", required=True, help="The Patient id.")
+@click.option("--since", default=None, help="Only from this date or date-time, or e.g. 30d ago.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_DATABASE
+def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str | None) -> None:
+    """Who accessed a patient's record, when and how."""
+    start = _when(since, "--since", ago=True) if since else None
+    repository, _ = _repository(database_url)
+    try:
+        rows = [row.as_dict() for row in accesses(repository, patient_id, start)]
+    finally:
+        repository.engine.dispose()
+    columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    else:
+        widths = {name: max([len(name)] + [len(row[name]) for row in rows]) for name in columns}
+        click.echo("  ".join(name.ljust(widths[name]) for name in columns))
+        for row in rows:
+            click.echo("  ".join(row[name].ljust(widths[name]) for name in columns))
+        click.echo(f"{len(rows)} recorded interaction(s) with Patient/{patient_id}", err=True)

@@ -1,0 +1,139 @@
+"""Authorization: what a principal's scopes let it do, and the patient compartment it is held to.
+
+Each interaction needs one permission on its resource type (SMART v2 scopes): ``c`` create,
+``r`` read and vread, ``u`` update and patch, ``d`` delete, ``s`` search and history. A grant
+through a ``patient/`` scope reaches only the launch patient's compartment (R4
+compartmentdefinition-patient.html). What lies outside it answers exactly as what does not
+exist, so a patient-context credential cannot learn whether another patient's record exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+from fhir_twin.errors import Forbidden
+from fhir_twin.search.extract import extract
+from fhir_twin.search.index import IndexRow, ReferenceRow
+from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.search.query import AnyOf, Condition, Criterion, InCompartment, ReverseChain, Search
+from fhir_twin.security.principal import Principal
+
+_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+# Reach of a grant: everything, or the compartment of the patient named.
+ALL = "*"
+
+
+def reach(principal: Principal, resource_type: str, permission: str) -> str | None:
+    """``ALL``, the patient id whose compartment the grant is held to, or None when not granted."""
+    if principal.trusted:
+        return ALL
+    held_to = None
+    for scope in principal.scopes:
+        if scope.grants(resource_type, permission):
+            if scope.level != "patient":
+                return ALL
+            held_to = principal.patient
+    return held_to
+
+
+def require(principal: Principal, resource_type: str, permission: str) -> str:
+    """The reach of a granted permission; 403 when the scopes do not grant it."""
+    found = reach(principal, resource_type, permission)
+    if found is None:
+        verb = _VERBS[permission]
+        raise Forbidden(f"The credential's scopes do not allow {verb} on {resource_type}")
+    return found
+
+
+@cache
+def compartment_codes() -> dict[str, frozenset[str]]:
+    """Per resource type, the parameters that put it in a Patient's compartment."""
+    return {name: frozenset(codes) for name, codes in patient_compartment().items()}
+
+
+def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
+    """Whether ``resource`` is in Patient ``patient_id``'s compartment: the patient itself, or a
+    resource that names it through a compartment parameter of its type."""
+    res_type = resource.get("resourceType", "")
+    if res_type == "Patient" and resource.get("id") == patient_id:
+        return True
+    codes = compartment_codes().get(res_type)
+    if not codes:
+        return False
+    return any(
+        isinstance(row, ReferenceRow)
+        and row.param in codes
+        and row.target_type == "Patient"
+        and row.target_id == patient_id
+        for row in extract(resource)
+    )
+
+
+def patients_of(resource: dict[str, Any]) -> set[str]:
+    """The ids of the patients whose compartment ``resource`` is in (for the audit trail)."""
+    res_type = resource.get("resourceType", "")
+    found = {resource["id"]} if res_type == "Patient" and isinstance(resource.get("id"), str) else set()
+    codes = compartment_codes().get(res_type)
+    if codes:
+        found.update(
+            row.target_id
+            for row in extract(resource)
+            if isinstance(row, ReferenceRow) and row.param in codes and row.target_type == "Patient" and row.target_id
+        )
+    return found
+
+
+def patients_in(res_type: str, res_id: str, index: list[IndexRow]) -> set[str]:
+    """The patients whose compartment a resource is in, from its index rows."""
+    codes = compartment_codes().get(res_type, frozenset())
+    found = {res_id} if res_type == "Patient" else set()
+    found.update(
+        row.target_id
+        for row in index
+        if isinstance(row, ReferenceRow) and row.param in codes and row.target_type == "Patient" and row.target_id
+    )
+    return found
+
+
+def confine(query: Search, principal: Principal, permission: str = "s") -> Search:
+    """``query`` held to what ``principal`` may search: every base type's grant (403 if one is
+    missing), its compartment when the grant is a patient's, and the same for every resource a
+    chain or ``_has`` looks into, so no criterion can probe another patient's record."""
+    held: set[str] = set()
+    for res_type in query.resource_types:
+        found = require(principal, res_type, permission)
+        if found != ALL:
+            held.add(found)
+    conditions = tuple(_confine(condition, principal) for condition in query.conditions)
+    if held:
+        # Only one launch patient per credential.
+        conditions = (InCompartment(held.pop()), *conditions)
+    return replace(query, conditions=conditions)
+
+
+def _confine(condition: Condition, principal: Principal) -> Condition:
+    if isinstance(condition, AnyOf):
+        return AnyOf(tuple(_confine_criterion(part, principal) for part in condition.criteria))
+    if isinstance(condition, ReverseChain):
+        inner = _confine(condition.criterion, principal)
+        assert isinstance(inner, Criterion | ReverseChain)
+        return replace(condition, criterion=inner, within=_within(principal, condition.source_type))
+    if isinstance(condition, Criterion):
+        return _confine_criterion(condition, principal)
+    return condition
+
+
+def _confine_criterion(criterion: Criterion, principal: Principal) -> Criterion:
+    if criterion.chain is None or criterion.chain_type is None:
+        return criterion
+    chain = _confine_criterion(criterion.chain, principal)
+    return replace(criterion, chain=chain, within=_within(principal, criterion.chain_type))
+
+
+def _within(principal: Principal, res_type: str) -> str | None:
+    """The compartment a chained type is searched in (None: all of it); 403 when the principal may
+    not search that type at all."""
+    found = require(principal, res_type, "s")
+    return None if found == ALL else found

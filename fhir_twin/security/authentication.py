@@ -1,0 +1,61 @@
+"""Bearer authentication in the configured mode (``tokens``, ``jwt`` or ``none``).
+
+Failures are 401s with a ``WWW-Authenticate: Bearer`` challenge (RFC 6750 section 3): no error
+code when no credential was sent, ``invalid_request`` for a malformed header, ``invalid_token``
+for one that is unknown, revoked, expired or fails its checks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fhir_twin.config import Config
+from fhir_twin.errors import Unauthorized
+from fhir_twin.security import tokens
+from fhir_twin.security.bearer import JwtVerifier
+from fhir_twin.security.principal import ANONYMOUS, Principal
+from fhir_twin.store.repository import Repository
+
+MODES = ("tokens", "jwt", "none")
+REALM = 'Bearer realm="fhir-twin"'
+log = logging.getLogger("fhir_twin.security")
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into the principal a request acts for."""
+
+    def __init__(self, config: Config, repository: Repository) -> None:
+        if config.auth_mode not in MODES:
+            raise ValueError(f"auth_mode must be one of {', '.join(MODES)}, not {config.auth_mode!r}")
+        self.mode = config.auth_mode
+        self.repository = repository
+        self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience) if self.mode == "jwt" else None
+        if self.mode == "none":
+            log.warning(
+                "AUTHENTICATION IS OFF (auth_mode=none): anyone who can reach this server may read and change "
+                "every record. Use this only for local development and tests."
+            )
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if self.mode == "none":
+            return ANONYMOUS
+        if not authorization:
+            raise Unauthorized("This server needs a bearer token: Authorization: Bearer <token>", headers=_challenge())
+        scheme, _, credential = authorization.strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential or " " in credential:
+            message = "The Authorization header must be 'Bearer <token>'"
+            raise Unauthorized(message, headers=_challenge("invalid_request", message))
+        try:
+            if self.verifier is not None:
+                return self.verifier.principal(credential)
+            return tokens.principal(self.repository, credential)
+        except Unauthorized as error:
+            raise Unauthorized(error.diagnostics, headers=_challenge("invalid_token", error.diagnostics)) from None
+
+
+def _challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
+    if error is None:
+        return {"WWW-Authenticate": REALM}
+    quoted = (description or "").replace('"', "'")
+    return {"WWW-Authenticate": f'{REALM}, error="{error}", error_description="{quoted}"'}

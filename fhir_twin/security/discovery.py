@@ -1,0 +1,79 @@
+"""How clients learn to authenticate: ``/.well-known/smart-configuration`` (SMART App Launch v2,
+conformance.html) and ``CapabilityStatement.rest.security`` (R4 capabilitystatement.html)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_twin.config import Config
+from fhir_twin.security.scopes import PERMISSIONS
+
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_SCOPES = [
+    f"{level}/*.{letters}" for level in ("patient", "user", "system") for letters in ("read", "write", PERMISSIONS)
+]
+
+
+def smart_configuration(config: Config) -> dict[str, Any]:
+    """The discovery document; the endpoints are those of the external authorization server
+    when one is configured (``jwt`` mode), as this server issues no OAuth tokens itself."""
+    document: dict[str, Any] = {
+        "capabilities": [
+            "client-confidential-asymmetric",
+            "context-standalone-patient",
+            "permission-v1",
+            "permission-v2",
+        ]
+        if config.auth_mode == "jwt"
+        else ["permission-v1", "permission-v2"],
+        "scopes_supported": _SCOPES,
+        "response_types_supported": ["token"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"] if config.auth_mode == "jwt" else [],
+        "grant_types_supported": ["client_credentials"] if config.auth_mode == "jwt" else [],
+        "code_challenge_methods_supported": ["S256"],
+    }
+    if config.jwt_issuer:
+        document["issuer"] = config.jwt_issuer
+    if config.jwks.startswith(("https://", "http://")):
+        document["jwks_uri"] = config.jwks
+    if config.smart_token_endpoint:
+        document["token_endpoint"] = config.smart_token_endpoint
+    if config.smart_authorization_endpoint:
+        document["authorization_endpoint"] = config.smart_authorization_endpoint
+    return document
+
+
+def rest_security(config: Config) -> dict[str, Any]:
+    """``CapabilityStatement.rest.security``: SMART-on-FHIR bearer tokens, CORS as configured."""
+    security: dict[str, Any] = {
+        "cors": bool(config.cors_origins),
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 bearer tokens with SMART App Launch scopes",
+            }
+        ],
+        "description": _DESCRIPTIONS[config.auth_mode],
+    }
+    uris = [
+        {"url": name, "valueUri": url}
+        for name, url in (("token", config.smart_token_endpoint), ("authorize", config.smart_authorization_endpoint))
+        if url
+    ]
+    if uris:
+        security["extension"] = [{"url": OAUTH_URIS, "extension": uris}]
+    return security
+
+
+_DESCRIPTIONS = {
+    "tokens": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <token>' "
+    "with an API token made by 'fhir-twin token create'. Scopes are SMART v1 or v2 resource scopes.",
+    "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
+    "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
+    "none": "Authentication is switched off on this server (development only).",
+}

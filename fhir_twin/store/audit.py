@@ -1,0 +1,79 @@
+"""The audit trail's storage: AuditEvents are stored resources (read and searched like any other),
+each covered by one link of the hash chain in ``audit_chain``.
+
+Links are appended under a lock held to the end of the transaction (PostgreSQL; SQLite admits
+one writer at a time anyway), so two processes never both extend the same last link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from sqlalchemy import and_, insert, select
+
+from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.schema import audit_chain, resource, resource_version
+
+_CHAIN_LOCK = "audit-chain"
+
+
+def append(unit: Unit, events: list[tuple[str, str]], link: Callable[[str, str], str]) -> None:
+    """Chain ``events`` (AuditEvent id, its SHA-256 digest) after the last link, in ``unit``."""
+    if not events:
+        return
+    unit.lock(_CHAIN_LOCK)
+    last = unit.connection.execute(
+        select(audit_chain.c.seq, audit_chain.c.link).order_by(audit_chain.c.seq.desc()).limit(1)
+    ).first()
+    seq, previous = (last[0], last[1]) if last else (0, "0" * 64)
+    rows = []
+    for res_id, body_digest in events:
+        seq += 1
+        previous = link(previous, body_digest)
+        rows.append({"seq": seq, "res_id": res_id, "digest": body_digest, "link": previous})
+    unit.connection.execute(insert(audit_chain), rows)
+
+
+def chained(repository: Repository, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str | None]]:
+    """Every link in order with the stored body of its AuditEvent (None when that is gone)."""
+    joined = audit_chain.outerjoin(
+        resource_version,
+        and_(
+            resource_version.c.res_type == "AuditEvent",
+            resource_version.c.res_id == audit_chain.c.res_id,
+            resource_version.c.version == 1,
+        ),
+    )
+    after = 0
+    while True:
+        with repository.unit() as unit:
+            rows = unit.connection.execute(
+                select(
+                    audit_chain.c.seq,
+                    audit_chain.c.res_id,
+                    audit_chain.c.digest,
+                    audit_chain.c.link,
+                    resource_version.c.body,
+                )
+                .select_from(joined)
+                .where(audit_chain.c.seq > after)
+                .order_by(audit_chain.c.seq)
+                .limit(batch)
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row[0], row[1], row[2], row[3], row[4]
+        after = rows[-1][0]
+
+
+def unchained(repository: Repository) -> list[str]:
+    """Ids of stored AuditEvents that no link covers."""
+    with repository.unit() as unit:
+        return list(
+            unit.connection.execute(
+                select(resource.c.res_id)
+                .where(resource.c.res_type == "AuditEvent", resource.c.res_id.not_in(select(audit_chain.c.res_id)))
+                .order_by(resource.c.res_id)
+            ).scalars()
+        )

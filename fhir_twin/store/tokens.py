@@ -1,0 +1,72 @@
+"""API tokens: stored as SHA-256 hashes of their secrets, looked up by hash, revoked by mark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, or_, select, update
+
+from fhir_twin.fhir.instant import now
+from fhir_twin.store.repository import Repository
+from fhir_twin.store.schema import api_token
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    token_id: str
+    name: str
+    scope: str
+    patient_id: str | None
+    created: datetime
+    expires: datetime | None
+    revoked: datetime | None
+
+
+_COLUMNS = (
+    api_token.c.token_id,
+    api_token.c.name,
+    api_token.c.scope,
+    api_token.c.patient_id,
+    api_token.c.created,
+    api_token.c.expires,
+    api_token.c.revoked,
+)
+
+
+def add(repository: Repository, token: StoredToken, secret_hash: str) -> None:
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(
+            insert(api_token).values(
+                token_id=token.token_id,
+                name=token.name,
+                secret_hash=secret_hash,
+                scope=token.scope,
+                patient_id=token.patient_id,
+                created=token.created,
+                expires=token.expires,
+            )
+        )
+
+
+def by_hash(repository: Repository, secret_hash: str) -> StoredToken | None:
+    with repository.unit() as unit:
+        row = unit.connection.execute(select(*_COLUMNS).where(api_token.c.secret_hash == secret_hash)).first()
+    return StoredToken(*row) if row else None
+
+
+def listed(repository: Repository) -> list[StoredToken]:
+    with repository.unit() as unit:
+        rows = unit.connection.execute(select(*_COLUMNS).order_by(api_token.c.created, api_token.c.name)).all()
+    return [StoredToken(*row) for row in rows]
+
+
+def revoke(repository: Repository, name_or_id: str) -> int:
+    """Revoke the live tokens with this id or name; how many were."""
+    with repository.unit(write=True) as unit:
+        return unit.connection.execute(
+            update(api_token)
+            .where(or_(api_token.c.token_id == name_or_id, api_token.c.name == name_or_id))
+            .where(api_token.c.revoked.is_(None))
+            .values(revoked=now())
+        ).rowcount
