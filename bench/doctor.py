@@ -164,7 +164,7 @@ def main() -> int:
     ):
         print(f"  database  {database.split('@')[-1]}")
         # Live assessment off: the benchmark assesses explicitly, so every figure is its own.
-        app = create_app({"database_url": database, "doctor": False, "log_level": "WARNING"})
+        app = create_app({"database_url": database, "doctor": False, "log_level": "WARNING", "auth_mode": "none"})
         try:
             route = app.extensions["fhir_twin.interactions"].route
             doctor: Doctor = app.extensions["fhir_twin.doctor"]
@@ -210,7 +210,7 @@ def main() -> int:
 def _live(database: str, patients: int, seed: int) -> str:
     """Seconds from a transaction's 2xx to its RiskAssessments being found by a search, with the
     live queue on (one app process: its worker thread polls every 0.2 s)."""
-    app = create_app({"database_url": database, "log_level": "WARNING"})
+    app = create_app({"database_url": database, "log_level": "WARNING", "auth_mode": "none"})
     try:
         route = app.extensions["fhir_twin.interactions"].route
         rng = random.Random(seed + 1)

@@ -580,7 +580,7 @@ def measure(
     url: str, population: list[PatientInfo], seed: int, scale: str, warmup: int, runs: int, explain_all: bool
 ) -> tuple[dict[str, Timing], dict[str, list[Statement]]]:
     """Time every query of the mix on a fresh app; the plans of slow ones (or all with ``explain_all``)."""
-    app = create_app({"database_url": url, "log_level": "WARNING"})
+    app = create_app({"database_url": url, "log_level": "WARNING", "auth_mode": "none"})
     engine: Engine = app.extensions["fhir_twin.engine"]
     client = app.test_client()
     results: dict[str, Timing] = {}

@@ -48,7 +48,8 @@ def register(app: Flask, authenticator: Authenticator) -> None:
         try:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
         except FhirError as error:
-            _report(None, _interaction(path), None, error)
+            stranger = Principal("unauthenticated", kind="anonymous", address=request.remote_addr)
+            _report(stranger, _interaction(path), None, error)
             raise
         principal = replace(principal, address=request.remote_addr)
         g.principal = principal
@@ -95,8 +96,9 @@ def _report(
     principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
 ) -> None:
     if interaction_completed.receivers:
-        base = request.url_root.rstrip("/")
-        fhir_request = FhirRequest(request.method, request.path, base, list(request.args.items(multi=True)))
+        base = request.url_root.rstrip("/") + "/fhir"
+        path = request.path.removeprefix("/fhir")
+        fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
         interaction_completed.send(
             current_app.extensions["fhir_twin.interactions"],
             principal=principal,

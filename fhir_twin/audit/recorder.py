@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -81,6 +82,14 @@ class AuditRecorder(Worker):
             for version, index in written:
                 occurrence.resources.append(f"{version.res_type}/{version.res_id}/_history/{version.version}")
                 occurrence.patients |= patients_in(version.res_type, version.res_id, index)
+            if not written and response is not None:
+                # A conditional create that found its match, a read inside a transaction: what
+                # was answered is what was accessed.
+                location = response.headers.get("Location") or response.headers.get("Content-Location")
+                if location and interaction.name != "read":
+                    occurrence.resources.append(location.removeprefix(request.base).strip("/"))
+                if response.body is not None and response.status < 300:
+                    occurrence.patients |= _patients(response.body)
             self.record(unit, [occurrence])
             return
         body = response.body if response is not None and response.status < 300 else None
@@ -127,7 +136,10 @@ class AuditRecorder(Worker):
     def pause(self, timeout: float = 30.0) -> None:
         super().pause(timeout)
         try:
-            self.flush()
+            if self.flush():
+                # Paused because the engine was disposed, the process forks or exits: leave no
+                # connection of the flush behind.
+                self.repository.engine.pool.dispose()
         except Exception:
             log.exception("Queued audit records could not be written")
 
@@ -143,7 +155,8 @@ class AuditRecorder(Worker):
         error: FhirError | None,
     ) -> Occurrence:
         occurrence = Occurrence(
-            event_id=str(uuid.uuid4()),
+            # A version 4 UUID from Python's generator: unique, and much cheaper than the system's entropy.
+            event_id=str(uuid.UUID(int=random.getrandbits(128), version=4)),
             recorded=now(),
             interaction=interaction.name,
             action=interaction.action,

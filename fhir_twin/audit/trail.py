@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from fhir_twin.audit.chain import Record, Verdict, verify
+from fhir_twin.audit.chain import Finding, Record, Verdict, verify
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.search.parser import parse
 from fhir_twin.store import audit
@@ -24,7 +24,12 @@ def verify_trail(repository: Repository, key: str = "") -> Verdict:
     verdict = verify(records, key)
     if verdict.finding is not None:
         return verdict
-    return verify([], key, audit.unchained(repository)) if audit.unchained(repository) else verdict
+    rewritten = audit.rewritten(repository)
+    if rewritten:
+        message = f"AuditEvent/{rewritten[0]} was changed: it has a version other than the one recorded"
+        return Verdict(verdict.checked, Finding("changed", 0, rewritten[0], message))
+    unchained = audit.unchained(repository)
+    return verify([], key, unchained) if unchained else verdict
 
 
 @dataclass(frozen=True)

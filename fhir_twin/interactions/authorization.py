@@ -39,10 +39,8 @@ class Guard:
         """403 for what the scopes do not grant, 404 for what lies outside the compartment, 405
         for a write to the audit trail."""
         if interaction.resource_type == AUDIT_TYPE and interaction.name in _WRITES:
-            allow = "GET, HEAD" if interaction.resource_id else "GET, HEAD, POST"
-            raise MethodNotAllowed(
-                "AuditEvents are recorded by the server and cannot be changed", headers={"Allow": allow}
-            )
+            message = "AuditEvents are recorded by the server and cannot be created or changed"
+            raise MethodNotAllowed(message, headers={"Allow": "GET, HEAD"})
         if principal.trusted:
             return
         if interaction.name == "operation":

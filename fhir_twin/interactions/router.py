@@ -85,7 +85,11 @@ class Interactions:
         except FhirError as error:
             self._completed(principal, interaction, request, None, error, None, [])
             raise
-        self._completed(principal, interaction, request, response, None, None, [])
+        # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
+        # read's answer was never given.
+        enclosing = self.repository.active_unit()
+        unit = enclosing if enclosing is not None and enclosing.writable else None
+        self._completed(principal, interaction, request, response, None, unit, [])
         return response
 
     def _completed(

@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from fhir_twin.errors import Forbidden
+from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.parameters import patient_compartment
@@ -26,7 +27,11 @@ ALL = "*"
 
 
 def reach(principal: Principal, resource_type: str, permission: str) -> str | None:
-    """``ALL``, the patient id whose compartment the grant is held to, or None when not granted."""
+    """``ALL``, the patient id whose compartment the grant is held to, or None when not granted.
+
+    ``patient/`` scopes do not reach the audit trail: one record can name several patients (a
+    clinician's search), so a patient's app would learn of others from it. Auditors read it.
+    """
     if principal.trusted:
         return ALL
     held_to = None
@@ -34,7 +39,8 @@ def reach(principal: Principal, resource_type: str, permission: str) -> str | No
         if scope.grants(resource_type, permission):
             if scope.level != "patient":
                 return ALL
-            held_to = principal.patient
+            if resource_type not in AUDIT_TYPES:
+                held_to = principal.patient
     return held_to
 
 
@@ -75,6 +81,8 @@ def patients_of(resource: dict[str, Any]) -> set[str]:
     """The ids of the patients whose compartment ``resource`` is in (for the audit trail)."""
     res_type = resource.get("resourceType", "")
     found = {resource["id"]} if res_type == "Patient" and isinstance(resource.get("id"), str) else set()
+    if res_type == "Patient" and "link" not in resource:
+        return found  # its only compartment parameter is link: nothing to extract
     codes = compartment_codes().get(res_type)
     if codes:
         found.update(

@@ -77,3 +77,16 @@ def unchained(repository: Repository) -> list[str]:
                 .order_by(resource.c.res_id)
             ).scalars()
         )
+
+
+def rewritten(repository: Repository) -> list[str]:
+    """Ids of AuditEvents with any version but the first: a record is written once, so a later
+    version (or a deletion) was made behind the API's back."""
+    with repository.unit() as unit:
+        later = select(resource_version.c.res_id).where(
+            resource_version.c.res_type == "AuditEvent", resource_version.c.version != 1
+        )
+        moved = select(resource.c.res_id).where(
+            resource.c.res_type == "AuditEvent", (resource.c.version != 1) | resource.c.deleted
+        )
+        return sorted(set(unit.connection.execute(later).scalars()) | set(unit.connection.execute(moved).scalars()))

@@ -85,6 +85,10 @@ class Repository:
         self._write_gate = write_gate(engine)
         self._active: ContextVar[Unit | None] = ContextVar(f"fhir_twin_unit_{id(self)}", default=None)
 
+    def active_unit(self) -> Unit | None:
+        """The unit of work open in this context (a transaction Bundle's), if any."""
+        return self._active.get()
+
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Unit]:
         """A database transaction; committed when the block ends without an exception.

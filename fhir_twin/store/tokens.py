@@ -1,7 +1,14 @@
-"""API tokens: stored as SHA-256 hashes of their secrets, looked up by hash, revoked by mark."""
+"""API tokens: stored as SHA-256 hashes of their secrets, looked up by hash, revoked by mark.
+
+A token found is remembered for ``CACHE_SECONDS``, so a busy client does not cost a database
+round trip per request; a revocation therefore takes effect within that time in other server
+processes, and at once in the process that made it.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,10 +56,26 @@ def add(repository: Repository, token: StoredToken, secret_hash: str) -> None:
         )
 
 
+CACHE_SECONDS = 2.0
+_cache: dict[tuple[str, str], tuple[float, StoredToken]] = {}
+_cache_lock = threading.Lock()
+
+
 def by_hash(repository: Repository, secret_hash: str) -> StoredToken | None:
+    key = (str(repository.engine.url), secret_hash)
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
     with repository.unit() as unit:
         row = unit.connection.execute(select(*_COLUMNS).where(api_token.c.secret_hash == secret_hash)).first()
-    return StoredToken(*row) if row else None
+    if row is None:
+        return None
+    found = StoredToken(*row)
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key] = (time.monotonic(), found)
+    return found
 
 
 def listed(repository: Repository) -> list[StoredToken]:
@@ -63,6 +86,8 @@ def listed(repository: Repository) -> list[StoredToken]:
 
 def revoke(repository: Repository, name_or_id: str) -> int:
     """Revoke the live tokens with this id or name; how many were."""
+    with _cache_lock:
+        _cache.clear()
     with repository.unit(write=True) as unit:
         return unit.connection.execute(
             update(api_token)

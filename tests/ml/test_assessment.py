@@ -63,6 +63,12 @@ SCORES = {
 
 
 @pytest.fixture
+def client(make_app: Any) -> FlaskClient:
+    """No live Doctor: these tests store the Devices and assessments themselves, and must not race it."""
+    return make_app(doctor=False).test_client()
+
+
+@pytest.fixture
 def basis(client: FlaskClient) -> tuple[str, ...]:
     """Patient p1 and a NEWS2 set stored, the version references a RiskAssessment may name."""
     put(client, patient("p1"))

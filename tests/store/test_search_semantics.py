@@ -296,7 +296,7 @@ def server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFacto
     else:
         url = postgres_database
         _empty(url)
-    app = create_app({"database_url": url})
+    app = create_app({"database_url": url, "auth_mode": "none"})
     app.testing = True
     client = app.test_client()
     for resource in DATASET:

@@ -1,0 +1,126 @@
+"""Fixtures for the audit trail's tests: a server with named tokens, and the stored trail read back.
+
+Records of writes commit with the write; those of reads and refusals are queued and written by a
+thread, so every count here comes after ``flush``. Counting ``audit_chain`` rows directly keeps
+the count free of the records the counting itself would add through the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fhir_twin.security import tokens
+
+# The address requests come from, so the audit trail's network address is one the test chose.
+CLIENT_ADDRESS = "10.1.2.3"
+
+
+@dataclass
+class Server:
+    """An app in auth mode "tokens" with a system token ``ehr`` and an auditor token."""
+
+    app: Flask
+    client: FlaskClient
+    ehr: dict[str, str]
+    auditor: dict[str, str]
+    # Where the test client's requests come from.
+    address: str = CLIENT_ADDRESS
+
+    @property
+    def engine(self) -> sqlalchemy.Engine:
+        return self.app.extensions["fhir_twin.engine"]
+
+    def token(self, name: str, scope: str, patient: str | None = None) -> dict[str, str]:
+        """Headers bearing a new token called ``name``."""
+        repository = self.app.extensions["fhir_twin.interactions"].repository
+        secret, _ = tokens.create(repository, name, scope, patient, None)
+        return {"Authorization": f"Bearer {secret}"}
+
+    def flush(self) -> None:
+        self.app.extensions["fhir_twin.audit"].flush()
+
+    def chain_count(self) -> int:
+        self.flush()
+        with self.engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT COUNT(*) FROM audit_chain").scalar_one()
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every AuditEvent in chain order, as stored."""
+        self.flush()
+        with self.engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT rv.body FROM audit_chain c JOIN resource_version rv"
+                " ON rv.res_type = 'AuditEvent' AND rv.res_id = c.res_id AND rv.version = 1 ORDER BY c.seq"
+            ).all()
+        return [json.loads(row[0]) for row in rows]
+
+    def events_since(self, mark: int) -> list[dict[str, Any]]:
+        """The AuditEvents recorded after the first ``mark`` ones."""
+        return self.events()[mark:]
+
+    def audit_search(self, query: str) -> dict[str, Any]:
+        """``GET AuditEvent?query`` as the auditor (which itself adds a record)."""
+        answer = self.client.get(f"/fhir/AuditEvent?{query}", headers=self.auditor)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+    def audit_ids(self, query: str) -> set[str]:
+        bundle = self.audit_search(query + "&_count=1000")
+        return {entry["resource"]["id"] for entry in bundle.get("entry", [])}
+
+    @staticmethod
+    def subtype(event: dict[str, Any]) -> str:
+        """The restful-interaction code of ``event``."""
+        codes = [c["code"] for c in event["subtype"] if c["system"] == "http://hl7.org/fhir/restful-interaction"]
+        assert len(codes) == 1, event["subtype"]
+        return codes[0]
+
+    @staticmethod
+    def whats(event: dict[str, Any]) -> list[str]:
+        return [entity["what"]["reference"] for entity in event.get("entity", []) if "what" in entity]
+
+    @staticmethod
+    def requestor(event: dict[str, Any]) -> dict[str, Any]:
+        """The requesting agent (the client), first of the agents."""
+        agents = [agent for agent in event["agent"] if agent.get("requestor")]
+        assert agents, event["agent"]
+        return agents[0]
+
+
+@pytest.fixture
+def make_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
+    """The suite's ``make_app``, with each app's queued records written before its engine is
+    disposed: the recorder flushes when the engine is disposed, through a connection that then
+    stays open (test_audit_lifecycle.py), which PostgreSQL runs report as a ResourceWarning."""
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        app = make_app(**settings)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        recorder = app.extensions.get("fhir_twin.audit")
+        if recorder is not None:
+            recorder.stop()
+            recorder.flush()
+
+
+@pytest.fixture
+def server(make_app: Callable[..., Flask]) -> Server:
+    app = make_app(auth_mode="tokens", doctor=False)
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = CLIENT_ADDRESS
+    repository = app.extensions["fhir_twin.interactions"].repository
+    ehr, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
+    auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
+    return Server(app, client, {"Authorization": f"Bearer {ehr}"}, {"Authorization": f"Bearer {auditor}"})
