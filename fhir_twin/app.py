@@ -46,10 +46,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # forks, no worker's first request or first assessment pays for it.
     resource_types()
     mapping = load_mappings(config.resolved_mappings_dir)
+    authenticator = Authenticator(config)
     engine = make_engine(config.resolved_database_url)
     migrate(engine)
     repository = Repository(engine, config.referential_integrity)
-    authenticator = Authenticator(config, repository)
+    authenticator.repository = repository
 
     app = Flask("fhir_twin")
     # "//" in a path is a 404 OperationOutcome, not werkzeug's HTML redirect page.

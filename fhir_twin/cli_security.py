@@ -66,7 +66,9 @@ def token_create(
     parts = scope.split()
     bad = [part for part in parts if not is_scope(part)]
     if bad:
-        raise click.BadParameter(f"{bad[0]!r} is not a SMART resource scope like patient/Observation.rs", "--scope")
+        raise click.BadParameter(
+            f"{bad[0]!r} is not a SMART resource scope like patient/Observation.rs", param_hint="--scope"
+        )
     if role == "auditor":
         parts += [part for part in AUDITOR_SCOPES.split() if part not in parts]
     if not parts:

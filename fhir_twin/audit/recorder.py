@@ -31,6 +31,7 @@ from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.security.principal import Principal
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit
+from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.version import Version
 
@@ -54,7 +55,10 @@ class AuditRecorder(Worker):
     name = "fhir-twin-audit"
 
     def __init__(self, repository: Repository, key: str = "", site: str = "") -> None:
-        super().__init__(repository, FLUSH_INTERVAL)
+        # Its own engine, disposed when the thread halts: a flush under way when the app's
+        # engine is disposed leaves no connection behind in it.
+        self.own = worker_repository(repository)
+        super().__init__(repository, FLUSH_INTERVAL, own=self.own)
         self.key = key
         self.site = site
         self._queue: list[_Queued] = []
@@ -122,7 +126,7 @@ class AuditRecorder(Worker):
                 if item.body is not None:
                     item.occurrence.patients |= _patients(item.body)
             try:
-                with self.repository.unit(write=True) as unit:
+                with self.own.unit(write=True) as unit:
                     self.record(unit, [item.occurrence for item in queued])
             except Exception:
                 with self._queue_lock:
@@ -139,7 +143,7 @@ class AuditRecorder(Worker):
             if self.flush():
                 # Paused because the engine was disposed, the process forks or exits: leave no
                 # connection of the flush behind.
-                self.repository.engine.pool.dispose()
+                self.own.engine.dispose()
         except Exception:
             log.exception("Queued audit records could not be written")
 

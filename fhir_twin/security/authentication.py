@@ -24,11 +24,13 @@ log = logging.getLogger("fhir_twin.security")
 class Authenticator:
     """Turns an ``Authorization`` header into the principal a request acts for."""
 
-    def __init__(self, config: Config, repository: Repository) -> None:
+    def __init__(self, config: Config) -> None:
+        """Checks the settings (a ``ValueError`` naming what is wrong) before any database is
+        touched; ``repository``, where API tokens are, is set once the database is open."""
         if config.auth_mode not in MODES:
             raise ValueError(f"auth_mode must be one of {', '.join(MODES)}, not {config.auth_mode!r}")
         self.mode = config.auth_mode
-        self.repository = repository
+        self.repository: Repository | None = None
         self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience) if self.mode == "jwt" else None
         if self.mode == "none":
             log.warning(
@@ -49,6 +51,7 @@ class Authenticator:
         try:
             if self.verifier is not None:
                 return self.verifier.principal(credential)
+            assert self.repository is not None, "the Authenticator's repository is set by create_app"
             return tokens.principal(self.repository, credential)
         except Unauthorized as error:
             raise Unauthorized(error.diagnostics, headers=_challenge("invalid_token", error.diagnostics)) from None
@@ -57,5 +60,7 @@ class Authenticator:
 def _challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
     if error is None:
         return {"WWW-Authenticate": REALM}
-    quoted = (description or "").replace('"', "'")
+    # RFC 6750 section 3: error_description holds %x20-21 / %x23-5B / %x5D-7E only; what a token
+    # claims (its alg) must not reach a header otherwise.
+    quoted = "".join(char if 0x20 <= ord(char) <= 0x7E and char not in '"\\' else "?" for char in description or "")
     return {"WWW-Authenticate": f'{REALM}, error="{error}", error_description="{quoted}"'}

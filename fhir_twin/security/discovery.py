@@ -18,20 +18,15 @@ def smart_configuration(config: Config) -> dict[str, Any]:
     """The discovery document; the endpoints are those of the external authorization server
     when one is configured (``jwt`` mode), as this server issues no OAuth tokens itself."""
     document: dict[str, Any] = {
-        "capabilities": [
-            "client-confidential-asymmetric",
-            "context-standalone-patient",
-            "permission-v1",
-            "permission-v2",
-        ]
-        if config.auth_mode == "jwt"
-        else ["permission-v1", "permission-v2"],
+        "capabilities": ["permission-v1", "permission-v2"],
         "scopes_supported": _SCOPES,
-        "response_types_supported": ["token"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"] if config.auth_mode == "jwt" else [],
-        "grant_types_supported": ["client_credentials"] if config.auth_mode == "jwt" else [],
-        "code_challenge_methods_supported": ["S256"],
     }
+    if config.auth_mode == "jwt":
+        # SMART Backend Services: a client authenticates to the authorization server with a
+        # signed JWT and gets an access token by the client_credentials grant.
+        document["capabilities"] = ["client-confidential-asymmetric", "permission-v1", "permission-v2"]
+        document["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+        document["grant_types_supported"] = ["client_credentials"]
     if config.jwt_issuer:
         document["issuer"] = config.jwt_issuer
     if config.jwks.startswith(("https://", "http://")):

@@ -89,9 +89,13 @@ def revoke(repository: Repository, name_or_id: str) -> int:
     with _cache_lock:
         _cache.clear()
     with repository.unit(write=True) as unit:
-        return unit.connection.execute(
+        revoked = unit.connection.execute(
             update(api_token)
             .where(or_(api_token.c.token_id == name_or_id, api_token.c.name == name_or_id))
             .where(api_token.c.revoked.is_(None))
             .values(revoked=now())
         ).rowcount
+    # Again once committed: a lookup in between may have cached the token as still live.
+    with _cache_lock:
+        _cache.clear()
+    return revoked

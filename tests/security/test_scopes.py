@@ -1,0 +1,313 @@
+"""SMART scopes (v1 and v2), what they grant, and how a patient-context grant confines a search."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_twin.errors import Forbidden
+from fhir_twin.search.parser import parse
+from fhir_twin.search.query import AnyOf, Criterion, InCompartment, ReverseChain, Search
+from fhir_twin.security import access
+from fhir_twin.security.principal import Principal
+from fhir_twin.security.scopes import Scope, is_scope, parse_scope, parse_scopes
+
+
+def search(types: tuple[str, ...], *query: tuple[str, str]) -> Search:
+    return parse(types, list(query), strict=True, default_count=20, max_count=100)
+
+
+# --- parse_scope -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # SMART v1: read is rs, write is cud, * is everything.
+        ("patient/Observation.read", Scope("patient", "Observation", "rs")),
+        ("user/*.write", Scope("user", "*", "cud")),
+        ("system/*.*", Scope("system", "*", "cruds")),
+        ("user/Patient.*", Scope("user", "Patient", "cruds")),
+        # SMART v2: the letters themselves.
+        ("patient/Observation.rs", Scope("patient", "Observation", "rs")),
+        ("system/*.cruds", Scope("system", "*", "cruds")),
+        ("user/Encounter.c", Scope("user", "Encounter", "c")),
+        ("patient/*.r", Scope("patient", "*", "r")),
+        ("system/Patient.ud", Scope("system", "Patient", "ud")),
+    ],
+)
+def test_resource_scopes(text: str, expected: Scope) -> None:
+    assert parse_scope(text) == expected
+    assert is_scope(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # v2 letters must come in the order c r u d s.
+        "patient/Observation.sr",
+        "system/*.dc",
+        "user/*.rr",
+        # Not a level, not a permission, nothing granted.
+        "admin/*.rs",
+        "patient/Observation.",
+        "patient/Observation.zz",
+        "patient/Observation.readwrite",
+        "Observation.rs",
+        "patient/Observation",
+        " patient/Observation.rs",
+        # Other scopes: identity and launch context.
+        "openid",
+        "fhirUser",
+        "launch/patient",
+        "launch",
+        "offline_access",
+        # A v2 scope narrowed by a query is not honoured, so grants nothing rather than more.
+        "patient/Observation.rs?category=x",
+        "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        "",
+    ],
+)
+def test_not_resource_scopes(text: str) -> None:
+    assert parse_scope(text) is None
+    assert not is_scope(text)
+
+
+def test_parse_scopes_keeps_only_resource_scopes() -> None:
+    text = "openid fhirUser launch/patient patient/Observation.rs?category=x patient/Observation.read  user/*.write"
+    assert parse_scopes(text) == (Scope("patient", "Observation", "rs"), Scope("user", "*", "cud"))
+
+
+def test_principal_grants_nothing_for_non_resource_scopes() -> None:
+    principal = Principal("app", "openid fhirUser launch/patient patient/Observation.rs?category=x", patient="p1")
+    assert principal.scopes == ()
+    assert access.reach(principal, "Observation", "r") is None
+    assert access.reach(principal, "Observation", "s") is None
+
+
+# --- reach and require -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["user/Observation.rs", "system/Observation.rs", "user/*.read", "system/*.*"])
+def test_user_and_system_scopes_reach_everything(scope: str) -> None:
+    principal = Principal("app", scope, patient="p1")
+    assert access.reach(principal, "Observation", "r") == access.ALL
+    assert access.require(principal, "Observation", "s") == access.ALL
+
+
+def test_patient_scope_reaches_the_launch_patient() -> None:
+    principal = Principal("app", "patient/Observation.rs", patient="p1")
+    assert access.reach(principal, "Observation", "r") == "p1"
+    assert access.require(principal, "Observation", "s") == "p1"
+
+
+def test_patient_scope_without_a_patient_grants_nothing() -> None:
+    principal = Principal("app", "patient/*.cruds")
+    assert access.reach(principal, "Observation", "r") is None
+    with pytest.raises(Forbidden):
+        access.require(principal, "Observation", "r")
+
+
+def test_a_user_scope_beside_a_patient_scope_reaches_everything() -> None:
+    for scope in ("patient/Observation.rs user/Observation.r", "user/Observation.r patient/Observation.rs"):
+        principal = Principal("app", scope, patient="p1")
+        assert access.reach(principal, "Observation", "r") == access.ALL
+        # Search is granted only through the patient scope.
+        assert access.reach(principal, "Observation", "s") == "p1"
+
+
+@pytest.mark.parametrize(
+    ("scope", "resource_type", "permission"),
+    [
+        ("system/Observation.rs", "Observation", "c"),
+        ("system/Observation.rs", "Observation", "u"),
+        ("system/Observation.rs", "Observation", "d"),
+        ("system/Observation.rs", "Condition", "r"),
+        ("patient/*.read", "Patient", "c"),
+        ("user/*.write", "Patient", "r"),
+        ("user/*.write", "Patient", "s"),
+        ("", "Patient", "r"),
+    ],
+)
+def test_permissions_not_granted(scope: str, resource_type: str, permission: str) -> None:
+    principal = Principal("app", scope, patient="p1")
+    assert access.reach(principal, resource_type, permission) is None
+    with pytest.raises(Forbidden):
+        access.require(principal, resource_type, permission)
+
+
+def test_trusted_principal_reaches_everything_without_scopes() -> None:
+    principal = Principal("server", trusted=True)
+    for permission in "cruds":
+        assert access.reach(principal, "Observation", permission) == access.ALL
+        assert access.require(principal, "AuditEvent", permission) == access.ALL
+
+
+@pytest.mark.parametrize(
+    ("permission", "verb"), [("c", "create"), ("r", "read"), ("u", "update"), ("d", "delete"), ("s", "search")]
+)
+def test_forbidden_names_the_verb_and_the_type(permission: str, verb: str) -> None:
+    principal = Principal("app", "system/Patient.cruds")
+    with pytest.raises(Forbidden) as caught:
+        access.require(principal, "Observation", permission)
+    assert caught.value.status == 403
+    assert caught.value.issues[0].code == "forbidden"
+    assert caught.value.diagnostics == f"The credential's scopes do not allow {verb} on Observation"
+
+
+# --- the patient compartment -------------------------------------------------------------------
+
+
+def observation(**references: str) -> dict[str, object]:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "x"},
+        **{name: {"reference": target} for name, target in references.items() if name == "subject"},
+        **{name: [{"reference": target}] for name, target in references.items() if name == "performer"},
+    }
+
+
+def test_patient_is_in_its_own_compartment_only() -> None:
+    patient = {"resourceType": "Patient", "id": "p1"}
+    assert access.in_compartment(patient, "p1")
+    assert not access.in_compartment(patient, "p2")
+    assert access.patients_of(patient) == {"p1"}
+
+
+def test_observation_is_in_its_subjects_compartment() -> None:
+    resource = observation(subject="Patient/p1")
+    assert access.in_compartment(resource, "p1")
+    assert not access.in_compartment(resource, "p2")
+    assert access.patients_of(resource) == {"p1"}
+
+
+def test_observation_is_in_its_performers_compartment() -> None:
+    resource = observation(subject="Patient/p1", performer="Patient/p2")
+    assert access.in_compartment(resource, "p1")
+    assert access.in_compartment(resource, "p2")
+    assert not access.in_compartment(resource, "p3")
+    assert access.patients_of(resource) == {"p1", "p2"}
+
+
+def test_observation_about_no_patient_is_in_no_compartment() -> None:
+    for resource in (observation(), observation(subject="Group/p1"), observation(performer="Practitioner/p1")):
+        assert not access.in_compartment(resource, "p1")
+        assert access.patients_of(resource) == set()
+
+
+def test_organization_is_never_in_a_patient_compartment() -> None:
+    organization = {"resourceType": "Organization", "id": "p1", "name": "Clinic"}
+    assert not access.in_compartment(organization, "p1")
+    assert access.patients_of(organization) == set()
+
+
+def test_an_observation_with_the_patients_id_is_not_the_patient() -> None:
+    resource = observation(subject="Patient/p2") | {"id": "p1"}
+    assert not access.in_compartment(resource, "p1")
+
+
+# --- confine -----------------------------------------------------------------------------------
+
+
+def test_confine_holds_a_patient_scope_to_the_compartment() -> None:
+    query = search(("Observation",), ("code", "1234-5"))
+    principal = Principal("app", "patient/Observation.rs", patient="p1")
+    confined = access.confine(query, principal)
+    assert confined.conditions == (InCompartment("p1"), *query.conditions)
+    assert confined.resource_types == query.resource_types
+
+
+def test_confine_leaves_a_system_scope_search_alone() -> None:
+    query = search(("Observation",), ("code", "1234-5"), ("subject:Patient.name", "x"))
+    for scope in ("system/*.rs", "user/Observation.s system/Patient.s"):
+        assert access.confine(query, Principal("app", scope, patient="p1")) == query
+
+
+def test_confine_leaves_a_trusted_principal_alone() -> None:
+    query = search(("Observation",), ("subject:Patient.name", "x"))
+    assert access.confine(query, Principal("server", trusted=True)) == query
+
+
+def test_confine_refuses_a_type_not_searchable() -> None:
+    query = search(("Observation",), ("code", "1"))
+    with pytest.raises(Forbidden, match="search on Observation"):
+        access.confine(query, Principal("app", "system/Observation.r system/Patient.s"))
+
+
+def test_confine_refuses_when_one_of_several_types_is_not_searchable() -> None:
+    query = search(("Observation", "Condition"))
+    with pytest.raises(Forbidden, match="search on Condition"):
+        access.confine(query, Principal("app", "system/Observation.s"))
+
+
+def test_confine_of_a_patient_scope_without_a_patient_is_refused() -> None:
+    with pytest.raises(Forbidden, match="search on Observation"):
+        access.confine(search(("Observation",)), Principal("app", "patient/Observation.rs"))
+
+
+def test_confine_refuses_a_chain_into_a_type_not_searchable() -> None:
+    query = search(("Observation",), ("subject:Patient.name", "x"))
+    with pytest.raises(Forbidden, match="search on Patient"):
+        access.confine(query, Principal("app", "patient/Observation.rs", patient="p1"))
+    with pytest.raises(Forbidden, match="search on Patient"):
+        access.confine(query, Principal("app", "system/Observation.rs"))
+
+
+def test_confine_holds_a_chain_to_the_compartment() -> None:
+    query = search(("Observation",), ("subject:Patient.name", "x"))
+    confined = access.confine(query, Principal("app", "patient/*.rs", patient="p1"))
+    assert confined.conditions[0] == InCompartment("p1")
+    chained = confined.conditions[1]
+    assert isinstance(chained, Criterion)
+    assert chained.chain_type == "Patient"
+    assert chained.within == "p1"
+
+
+def test_confine_holds_a_chain_only_where_the_grant_is_a_patients() -> None:
+    # Observations through a patient scope, Patients through a system one: the chain is open.
+    query = search(("Observation",), ("subject:Patient.name", "x"))
+    confined = access.confine(query, Principal("app", "patient/Observation.rs system/Patient.s", patient="p1"))
+    chained = confined.conditions[1]
+    assert isinstance(chained, Criterion)
+    assert chained.within is None
+    assert confined.conditions[0] == InCompartment("p1")
+
+
+def test_confine_refuses_a_has_into_a_type_not_searchable() -> None:
+    query = search(("Patient",), ("_has:Observation:patient:code", "1234-5"))
+    with pytest.raises(Forbidden, match="search on Observation"):
+        access.confine(query, Principal("app", "patient/Patient.rs", patient="p1"))
+    with pytest.raises(Forbidden, match="search on Observation"):
+        access.confine(query, Principal("app", "system/Patient.rs"))
+
+
+def test_confine_holds_a_has_to_the_compartment() -> None:
+    query = search(("Patient",), ("_has:Observation:patient:code", "1234-5"))
+    confined = access.confine(query, Principal("app", "patient/*.rs", patient="p1"))
+    assert confined.conditions[0] == InCompartment("p1")
+    reverse = confined.conditions[1]
+    assert isinstance(reverse, ReverseChain)
+    assert reverse.source_type == "Observation"
+    assert reverse.within == "p1"
+
+
+def test_confine_leaves_a_has_alone_for_system_scopes() -> None:
+    query = search(("Patient",), ("_has:Observation:patient:code", "1234-5"))
+    confined = access.confine(query, Principal("app", "system/*.s"))
+    assert confined == query
+    reverse = confined.conditions[0]
+    assert isinstance(reverse, ReverseChain)
+    assert reverse.within is None
+
+
+def test_confine_reaches_into_any_of() -> None:
+    chained = search(("Observation",), ("subject:Patient.name", "x")).conditions[0]
+    assert isinstance(chained, Criterion)
+    query = Search(("Observation",), conditions=(AnyOf((chained,)),))
+    confined = access.confine(query, Principal("app", "patient/*.rs", patient="p1"))
+    any_of = confined.conditions[1]
+    assert isinstance(any_of, AnyOf)
+    assert any_of.criteria[0].within == "p1"
+    with pytest.raises(Forbidden, match="search on Patient"):
+        access.confine(query, Principal("app", "patient/Observation.rs", patient="p1"))
