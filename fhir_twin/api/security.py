@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, NotFound
+from fhir_twin.interactions.authorization import TWIN_TYPES
 from fhir_twin.interactions.interaction import Interaction, classify
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
@@ -77,6 +78,8 @@ def _authorize_twin(principal: Principal, path: str) -> None:
     if len(parts) >= 3 and parts[1] == "patients":
         try:
             held_to = require(principal, "Patient", "r")
+            for read in TWIN_TYPES:
+                require(principal, read, "r")
             if held_to != ALL and held_to != parts[2]:
                 raise NotFound(f"Patient/{parts[2]} is not known")
         except FhirError as error:

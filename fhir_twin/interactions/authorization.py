@@ -9,6 +9,7 @@ compartment as if it did not exist: the same 404, never a 403 that would tell it
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound
@@ -27,6 +28,19 @@ _WRITES = ("create", "update", "patch", "delete")
 # Operations on one patient's record, and what each needs beyond reading the Patient.
 _PATIENT_OPERATIONS = {"everything": None, "twin": None, "whatif": None, "predict": ("RiskAssessment", "c")}
 _EXPORT_OPERATIONS = ("export", "export-poll-status", "export-file")
+# What the twin shows of a patient (Body, Case and the Doctor's assessments): reading it needs
+# reading each of them.
+TWIN_TYPES = (
+    "Patient",
+    "Observation",
+    "Condition",
+    "DiagnosticReport",
+    "Encounter",
+    "Procedure",
+    "MedicationRequest",
+    "CarePlan",
+    "RiskAssessment",
+)
 
 
 class Guard:
@@ -55,6 +69,16 @@ class Guard:
             raise Forbidden("Conditional updates, patches and deletes need a user or system scope")
         if interaction.name == "create" and request.header("if-none-exist"):
             raise Forbidden("Conditional creates need a user or system scope")
+        # An update's new content first: refused alike whether or not the id is taken.
+        if (
+            interaction.name == "update"
+            and isinstance(request.body, dict)
+            and not in_compartment(request.body, held_to)
+        ):
+            raise Forbidden(
+                f"{interaction.resource_type}/{interaction.resource_id} would not be in the compartment "
+                f"of Patient/{held_to}"
+            )
         if interaction.resource_id is not None and interaction.name != "search-type":
             self._instance(held_to, interaction)
 
@@ -91,6 +115,10 @@ class Guard:
             body = {**body, "entry": kept}
             if not kept:
                 del body["entry"]
+            if principal.patient is not None:
+                # Held to a compartment: a total that counted what was withheld ($everything's
+                # references) would tell of it.
+                body.pop("total", None)
         if body.get("type") == "history" and any(
             reach(principal, name, "s") not in (ALL, None) for name in _types_of(entries)
         ):
@@ -126,12 +154,17 @@ class Guard:
             else:
                 found = unit.current(res_type, res_id)
             if found is None:
+                if interaction.name == "delete":
+                    # A delete of an unused id would answer 200; held to a compartment, it answers
+                    # as for another patient's resource.
+                    raise NotFound(f"{res_type}/{res_id} is not known")
                 return  # the interaction answers 404 itself, or creates it (update)
             if found.deleted:
                 found = unit.version(res_type, res_id, found.version - 1) if found.version > 1 else None
         if found is None or found.body is None or not in_compartment(json.loads(found.body), patient_id):
             if interaction.version_id is not None:
-                raise NotFound(f"{res_type}/{res_id} has no version {interaction.version_id}")
+                shown = interaction.version_id if interaction.version_id.isdigit() else repr(interaction.version_id)
+                raise NotFound(f"{res_type}/{res_id} has no version {shown}")
             raise NotFound(f"{res_type}/{res_id} is not known")
 
     def _was_in(self, patient_id: str, res_type: str, res_id: str) -> bool:
@@ -147,6 +180,9 @@ class Guard:
         name, res_type = interaction.operation, interaction.resource_type
         if name in _PATIENT_OPERATIONS and res_type == "Patient":
             held_to = require(principal, "Patient", "r")
+            if name != "everything":
+                for read in TWIN_TYPES:
+                    require(principal, read, "r")
             extra = _PATIENT_OPERATIONS[name]
             if extra is not None:
                 require(principal, *extra)
@@ -162,7 +198,13 @@ class Guard:
                     raise Forbidden("Bulk export needs a user or system scope that reads every type exported")
         elif name == "lastn":
             require(principal, "Observation", "s")
-        elif res_type is not None and name != "validate":
+        elif name == "validate":
+            if res_type is not None and interaction.resource_id is not None:
+                # $validate of a stored resource (mode update or delete) reads it.
+                held = require(principal, res_type, "r")
+                if held != ALL:
+                    self._instance(held, replace(interaction, name="read"))
+        elif res_type is not None:
             require(principal, res_type, "r")
 
 

@@ -12,13 +12,16 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Invalid, NotFound
+from fhir_twin.errors import Forbidden, Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
+from fhir_twin.fhir.model import AUDIT_TYPES, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.versioning import etag
 from fhir_twin.search.parser import page_size
+from fhir_twin.security.access import ALL, reach
+from fhir_twin.security.context import current
 from fhir_twin.store.repository import Repository, Version
 
 _EPOCH = datetime(1970, 1, 1)
@@ -38,10 +41,21 @@ def history(
     unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
     if unknown and strict:
         raise Invalid.at(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
+    types, compartment = _held_to(res_type, res_id)
     with repository.unit() as unit:
         if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
             raise NotFound(f"{res_type}/{res_id} is not known")
-        page = unit.history(res_type, res_id, since=since, at=at, count=count + 1, after=cursor, with_total=True)
+        page = unit.history(
+            res_type,
+            res_id,
+            since=since,
+            at=at,
+            count=count + 1,
+            after=cursor,
+            with_total=True,
+            types=types,
+            compartment=compartment,
+        )
     versions = page.versions[:count]
     path = "/".join(part for part in (res_type, res_id) if part)
     url = f"{request.base}/{path + '/' if path else ''}_history"
@@ -58,6 +72,24 @@ def history(
         )
     entries = [_entry(request.base, version) for version in versions]
     return Response(200, {}, bundle("history", entries, links, page.total, str(uuid.uuid4()), format_instant(now())))
+
+
+def _held_to(res_type: str | None, res_id: str | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """What the current principal's history may span: the types it may search (a system
+    history) and the patient compartment it is held to, so that neither the page, its ``total``
+    nor its ``next`` cursor tells of versions it may not see. 403 when it may search nothing."""
+    principal = current()
+    if principal is None or principal.trusted or res_id is not None:
+        return None, None
+    named = (res_type,) if res_type is not None else tuple(sorted(resource_types() - AUDIT_TYPES))
+    reaches = {name: reach(principal, name, "s") for name in named}
+    allowed = tuple(name for name, found in reaches.items() if found is not None)
+    if not allowed:
+        raise Forbidden("The credential's scopes do not allow searching the history of any resource type")
+    held = {found for found in reaches.values() if found not in (None, ALL)}
+    types = allowed if res_type is None and len(allowed) < len(named) else None
+    # One launch patient per credential; all its patient-scoped types share the compartment.
+    return types, (held.pop() if held and all(reaches[name] != ALL for name in allowed) else None)
 
 
 def _entry(base: str, version: Version) -> Entry:

@@ -132,7 +132,11 @@ class Interactions:
 
     def _system(self, request: Request, method: str) -> Response:
         if method in ("GET", "HEAD"):
-            types = self.guard.searchable(current(), _system_types(request))
+            types = _system_types(request)
+            if not request.params("_type"):
+                # Every type means every type the principal may search; a named one it may
+                # not is refused (403) by the search itself.
+                types = self.guard.searchable(current(), types)
             return search(self.repository, self.config, request, types, request.base)
         if method == "POST" and self.bundles is not None:
             return self.bundles(request)

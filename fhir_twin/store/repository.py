@@ -36,13 +36,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from fhir_twin.errors import Conflict, Unprocessable
 from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.index import IndexRow, ReferenceRow
-from fhir_twin.search.query import Search
+from fhir_twin.search.query import InCompartment, Search
 from fhir_twin.signals import version_written
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
 from fhir_twin.store.indexing import RECORD_TYPES, add_rows, insert_rows, live_keys, referrer_of, replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
+from fhir_twin.store.search.conditions import compartment_members
 from fhir_twin.store.version import CURRENT, Version, columns
 
 
@@ -296,14 +297,25 @@ class Unit:
         count: int,
         after: tuple[datetime, int] | None,
         with_total: bool,
+        types: tuple[str, ...] | None = None,
+        compartment: str | None = None,
     ) -> HistoryPage:
-        """Versions newest first (R4 http.html#history); ``after`` is the keyset cursor."""
+        """Versions newest first (R4 http.html#history); ``after`` is the keyset cursor.
+
+        ``types`` limits a system history to those types; ``compartment`` to the versions of the
+        resources now in that Patient's compartment (a patient-context credential's history).
+        """
         v = resource_version
         conditions = []
         if res_type is not None:
             conditions.append(v.c.res_type == res_type)
         else:
             conditions.append(v.c.res_type.not_in(AUDIT_TYPES))
+        if types is not None:
+            conditions.append(v.c.res_type.in_(types))
+        if compartment is not None:
+            members = compartment_members(InCompartment(compartment))
+            conditions.append(tuple_(v.c.res_type, v.c.res_id).in_(select(members.c.res_type, members.c.res_id)))
         if res_id is not None:
             conditions.append(v.c.res_id == res_id)
         if since is not None:

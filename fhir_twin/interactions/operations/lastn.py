@@ -22,6 +22,8 @@ from fhir_twin.interactions.operations import Context, Operation, parameters
 from fhir_twin.interactions.paging import link
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Criterion, TokenValue
+from fhir_twin.security.access import confine
+from fhir_twin.security.context import current
 from fhir_twin.store import lastn as store
 
 RESULT_PARAMETERS = frozenset(
@@ -46,6 +48,9 @@ def lastn(context: Context, request: Request, res_type: str | None, res_id: str 
         default_count=context.config.default_page_size,
         max_count=context.config.max_page_size,
     )
+    principal = current()
+    if principal is not None and not principal.trusted:
+        query = confine(query, principal)
     codes = tuple(
         value
         for condition in query.conditions

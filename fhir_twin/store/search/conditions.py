@@ -193,6 +193,11 @@ def in_compartment(condition: InCompartment) -> ColumnElement[bool]:
     return tuple_(resource.c.res_type, resource.c.res_id).in_(select(members.c.res_type, members.c.res_id))
 
 
+def compartment_members(condition: InCompartment) -> CTE:
+    """``(res_type, res_id)`` of every member of the compartment (see ``_compartment_set``)."""
+    return _compartment_set(condition)
+
+
 @lru_cache(maxsize=64)
 def _compartment_set(condition: InCompartment) -> CTE:
     """``(res_type, res_id)`` of the patient itself, of resources linking to it by a compartment parameter
