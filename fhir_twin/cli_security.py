@@ -75,6 +75,8 @@ def token_create(
         raise click.BadParameter("give at least one scope, or a role", param_hint="--scope")
     if any(part.startswith("patient/") for part in parts) and not patient_id:
         raise click.BadParameter("patient/ scopes need --patient, the patient they are held to", param_hint="--patient")
+    if not 0 < len(name) <= tokens.NAME_LENGTH:
+        raise click.BadParameter(f"give 1 to {tokens.NAME_LENGTH} characters", param_hint="--name")
     until = _when(expires, "--expires") if expires else None
     repository, _ = _repository(database_url)
     try:

@@ -139,13 +139,21 @@ class AuditRecorder(Worker):
 
     def pause(self, timeout: float = 30.0) -> None:
         super().pause(timeout)
+        self._drain()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Write what is queued, then close the thread's engine: paused because the app's engine
+        was disposed, or the process forks or exits, no connection may be left behind."""
         try:
-            if self.flush():
-                # Paused because the engine was disposed, the process forks or exits: leave no
-                # connection of the flush behind.
-                self.own.engine.dispose()
+            self.flush()
         except Exception:
             log.exception("Queued audit records could not be written")
+        finally:
+            self.own.engine.dispose()
 
     def _link(self, previous: str, body_digest: str) -> str:
         return chain.link(previous, body_digest, self.key)

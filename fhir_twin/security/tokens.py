@@ -15,6 +15,8 @@ from fhir_twin.store.repository import Repository
 from fhir_twin.store.tokens import StoredToken
 
 PREFIX = "ftw_"
+# As the api_token table holds it.
+NAME_LENGTH = 128
 
 
 def secret_hash(secret: str) -> str:
@@ -25,6 +27,8 @@ def create(
     repository: Repository, name: str, scope: str, patient_id: str | None, expires: datetime | None
 ) -> tuple[str, StoredToken]:
     """A new token: its secret (to hand to the client, never stored) and its stored record."""
+    if not 0 < len(name) <= NAME_LENGTH:
+        raise ValueError(f"a token's name is 1 to {NAME_LENGTH} characters")
     secret = PREFIX + secrets.token_urlsafe(32)
     token = StoredToken(secrets.token_hex(8), name, scope, patient_id, now(), expires, None)
     tokens.add(repository, token, secret_hash(secret))

@@ -149,9 +149,11 @@ def test_concurrent_conditional_creates_create_once(make_app: Any) -> None:
     body = patient(identifier=[{"system": "urn:mrn", "value": "42"}])
 
     def attempt(_: int) -> int:
-        return app.test_client().post(
-            "/fhir/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"}
-        ).status_code
+        return (
+            app.test_client()
+            .post("/fhir/Patient", json=body, headers={"If-None-Exist": "identifier=urn:mrn|42"})
+            .status_code
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(attempt, range(16)))

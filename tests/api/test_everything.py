@@ -31,44 +31,84 @@ def observation(res_id: str, patient: str, code: str, when: str, **extra: Any) -
 
 def record(client: FlaskClient, patient: str, organization: str | None = None) -> None:
     """A patient with encounters, observations, conditions, a report and a prescription."""
-    put(client, {
-        "resourceType": "Patient", "id": patient, "name": [{"family": patient}],
-        **({"managingOrganization": {"reference": f"Organization/{organization}"}} if organization else {}),
-    })
+    put(
+        client,
+        {
+            "resourceType": "Patient",
+            "id": patient,
+            "name": [{"family": patient}],
+            **({"managingOrganization": {"reference": f"Organization/{organization}"}} if organization else {}),
+        },
+    )
     for number in (1, 2):
-        put(client, {
-            "resourceType": "Encounter", "id": f"{patient}-enc{number}", "status": "finished",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "subject": {"reference": f"Patient/{patient}"},
-            "serviceProvider": {"reference": "Organization/org"},
-        })
+        put(
+            client,
+            {
+                "resourceType": "Encounter",
+                "id": f"{patient}-enc{number}",
+                "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": f"Patient/{patient}"},
+                "serviceProvider": {"reference": "Organization/org"},
+            },
+        )
     for number in (1, 2, 3):
-        put(client, observation(
-            f"{patient}-obs{number}", patient, "8867-4", f"2024-01-0{number}T10:00:00Z",
-            encounter={"reference": f"Encounter/{patient}-enc1"},
-            performer=[{"reference": "Practitioner/doc"}],
-        ))
+        put(
+            client,
+            observation(
+                f"{patient}-obs{number}",
+                patient,
+                "8867-4",
+                f"2024-01-0{number}T10:00:00Z",
+                encounter={"reference": f"Encounter/{patient}-enc1"},
+                performer=[{"reference": "Practitioner/doc"}],
+            ),
+        )
     for number in (1, 2):
-        put(client, {
-            "resourceType": "Condition", "id": f"{patient}-cond{number}",
-            "code": {"text": f"problem {number}"}, "subject": {"reference": f"Patient/{patient}"},
-        })
-    put(client, {
-        "resourceType": "DiagnosticReport", "id": f"{patient}-rep", "status": "final", "code": {"text": "vitals"},
-        "subject": {"reference": f"Patient/{patient}"},
-        "result": [{"reference": f"Observation/{patient}-obs1"}, {"reference": f"Observation/{patient}-obs2"}],
-    })
-    put(client, {
-        "resourceType": "MedicationRequest", "id": f"{patient}-rx", "status": "active", "intent": "order",
-        "medicationReference": {"reference": "Medication/med"},
-        "subject": {"reference": f"Patient/{patient}"},
-        "requester": {"reference": "Practitioner/doc"},
-    })
+        put(
+            client,
+            {
+                "resourceType": "Condition",
+                "id": f"{patient}-cond{number}",
+                "code": {"text": f"problem {number}"},
+                "subject": {"reference": f"Patient/{patient}"},
+            },
+        )
+    put(
+        client,
+        {
+            "resourceType": "DiagnosticReport",
+            "id": f"{patient}-rep",
+            "status": "final",
+            "code": {"text": "vitals"},
+            "subject": {"reference": f"Patient/{patient}"},
+            "result": [{"reference": f"Observation/{patient}-obs1"}, {"reference": f"Observation/{patient}-obs2"}],
+        },
+    )
+    put(
+        client,
+        {
+            "resourceType": "MedicationRequest",
+            "id": f"{patient}-rx",
+            "status": "active",
+            "intent": "order",
+            "medicationReference": {"reference": "Medication/med"},
+            "subject": {"reference": f"Patient/{patient}"},
+            "requester": {"reference": "Practitioner/doc"},
+        },
+    )
 
 
 P1_COMPARTMENT = {
-    "Patient/p1", "Encounter/p1-enc1", "Encounter/p1-enc2", "Observation/p1-obs1", "Observation/p1-obs2",
-    "Observation/p1-obs3", "Condition/p1-cond1", "Condition/p1-cond2", "DiagnosticReport/p1-rep",
+    "Patient/p1",
+    "Encounter/p1-enc1",
+    "Encounter/p1-enc2",
+    "Observation/p1-obs1",
+    "Observation/p1-obs2",
+    "Observation/p1-obs3",
+    "Condition/p1-cond1",
+    "Condition/p1-cond2",
+    "DiagnosticReport/p1-rep",
     "MedicationRequest/p1-rx",
 }
 P1_REFERENCED = {"Organization/org", "Organization/hq", "Practitioner/doc", "Medication/med"}
@@ -84,15 +124,28 @@ def records(client: FlaskClient) -> FlaskClient:
     put(client, {"resourceType": "Medication", "id": "med", "code": {"text": "aspirin"}})
     record(client, "p1", organization="hq")
     record(client, "p2")
-    put(client, {
-        "resourceType": "Observation", "id": "p2-own", "status": "final", "code": {"text": "x"},
-        "subject": {"reference": "Patient/p2"}, "performer": [{"reference": "Practitioner/other-doc"}],
-    })
+    put(
+        client,
+        {
+            "resourceType": "Observation",
+            "id": "p2-own",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/p2"},
+            "performer": [{"reference": "Practitioner/other-doc"}],
+        },
+    )
     # A Group holding both patients is in each compartment, but must not bring the other one along.
-    put(client, {
-        "resourceType": "Group", "id": "both", "type": "person", "actual": True,
-        "member": [{"entity": {"reference": "Patient/p1"}}, {"entity": {"reference": "Patient/p2"}}],
-    })
+    put(
+        client,
+        {
+            "resourceType": "Group",
+            "id": "both",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/p1"}}, {"entity": {"reference": "Patient/p2"}}],
+        },
+    )
     return client
 
 
@@ -154,11 +207,14 @@ def test_post_with_parameters(records: FlaskClient) -> None:
     assert sorted(keys(response.get_json())) == ["Condition/p1-cond1", "Condition/p1-cond2"]
 
 
-@pytest.mark.parametrize("types, expected", [
-    ("Observation", ["Observation/p1-obs1", "Observation/p1-obs2", "Observation/p1-obs3"]),
-    ("Patient,Medication", ["Medication/med", "Patient/p1"]),
-    ("Practitioner&_type=Encounter", ["Encounter/p1-enc1", "Encounter/p1-enc2", "Practitioner/doc"]),
-])
+@pytest.mark.parametrize(
+    "types, expected",
+    [
+        ("Observation", ["Observation/p1-obs1", "Observation/p1-obs2", "Observation/p1-obs3"]),
+        ("Patient,Medication", ["Medication/med", "Patient/p1"]),
+        ("Practitioner&_type=Encounter", ["Encounter/p1-enc1", "Encounter/p1-enc2", "Practitioner/doc"]),
+    ],
+)
 def test_type_restricts_the_types_returned(records: FlaskClient, types: str, expected: list[str]) -> None:
     assert sorted(keys(get(records, f"/fhir/Patient/p1/$everything?_type={types}"))) == expected
 
@@ -226,13 +282,16 @@ def test_deleted_patient_is_410(records: FlaskClient) -> None:
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("_type=Nonsense", "_type"),
-    ("_since=yesterday", "_since"),
-    ("_count=x", "_count"),
-    ("_cursor=not-a-cursor", "_cursor"),
-    ("start=2024-01-01", "start"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("_type=Nonsense", "_type"),
+        ("_since=yesterday", "_since"),
+        ("_count=x", "_count"),
+        ("_cursor=not-a-cursor", "_cursor"),
+        ("start=2024-01-01", "start"),
+    ],
+)
 def test_bad_parameters_are_400(records: FlaskClient, query: str, parameter: str) -> None:
     response = records.get(f"/fhir/Patient/p1/$everything?{query}")
     assert response.status_code == 400

@@ -62,20 +62,23 @@ def lastn(client: FlaskClient, query: str) -> list[str]:
     return [entry["resource"]["id"] for entry in entries]
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("patient=p1", ["g12", "t9", "hr5"]),
-    ("patient=Patient/p1&max=1", ["g12", "t9", "hr5"]),
-    ("subject=Patient/p1&max=3", ["g12", "g11", "g10", "t9", "t8", "t7", "hr5", "hr4", "hr3"]),
-    ("patient=p1&max=10", ["g12", "g11", "g10", "t9", "t8", "t7", "t6", "hr5", "hr4", "hr3", "hr2", "hr1"]),
-    ("patient=p1&max=2&category=vital-signs", ["t9", "t8", "hr5", "hr4"]),
-    (f"patient=p1&max=2&category={CATEGORIES}|laboratory", ["g12", "g11"]),
-    (f"patient=p1&max=3&code={LOINC}|{HEART_RATE}", ["hr5", "hr4", "hr3"]),
-    (f"patient=p1&max=2&code={GLUCOSE},{LOINC}|{HEART_RATE}", ["g12", "g11", "hr5", "hr4"]),
-    ("patient=p1&max=2&date=le2024-03-04", ["hr4", "hr3"]),
-    ("patient=p1&max=2&code=nothing", []),
-    ("max=1", ["other-g", "t9", "other-hr"]),
-    ("max=2&code=8867-4", ["other-hr", "hr5"]),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("patient=p1", ["g12", "t9", "hr5"]),
+        ("patient=Patient/p1&max=1", ["g12", "t9", "hr5"]),
+        ("subject=Patient/p1&max=3", ["g12", "g11", "g10", "t9", "t8", "t7", "hr5", "hr4", "hr3"]),
+        ("patient=p1&max=10", ["g12", "g11", "g10", "t9", "t8", "t7", "t6", "hr5", "hr4", "hr3", "hr2", "hr1"]),
+        ("patient=p1&max=2&category=vital-signs", ["t9", "t8", "hr5", "hr4"]),
+        (f"patient=p1&max=2&category={CATEGORIES}|laboratory", ["g12", "g11"]),
+        (f"patient=p1&max=3&code={LOINC}|{HEART_RATE}", ["hr5", "hr4", "hr3"]),
+        (f"patient=p1&max=2&code={GLUCOSE},{LOINC}|{HEART_RATE}", ["g12", "g11", "hr5", "hr4"]),
+        ("patient=p1&max=2&date=le2024-03-04", ["hr4", "hr3"]),
+        ("patient=p1&max=2&code=nothing", []),
+        ("max=1", ["other-g", "t9", "other-hr"]),
+        ("max=2&code=8867-4", ["other-hr", "hr5"]),
+    ],
+)
 def test_lastn(series: FlaskClient, query: str, expected: list[str]) -> None:
     assert lastn(series, query) == expected
 
@@ -115,16 +118,19 @@ def test_deleted_observations_are_gone(series: FlaskClient) -> None:
     assert lastn(series, f"patient=p1&code={HEART_RATE}") == ["hr4"]
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("max=0", "max"),
-    ("max=-1", "max"),
-    ("max=two", "max"),
-    ("max=1.5", "max"),
-    ("max=1&max=2", "max"),
-    ("max=1&_count=5", "_count"),
-    ("max=1&_sort=date", "_sort"),
-    ("patient=p1&code:nonsense=1", "code:nonsense"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("max=0", "max"),
+        ("max=-1", "max"),
+        ("max=two", "max"),
+        ("max=1.5", "max"),
+        ("max=1&max=2", "max"),
+        ("max=1&_count=5", "_count"),
+        ("max=1&_sort=date", "_sort"),
+        ("patient=p1&code:nonsense=1", "code:nonsense"),
+    ],
+)
 def test_bad_parameters_are_400(series: FlaskClient, query: str, parameter: str) -> None:
     response = series.get(f"/fhir/Observation/$lastn?{query}")
     assert response.status_code == 400

@@ -269,3 +269,9 @@ def test_bad_expires_is_a_usage_error(database_url: str) -> None:
     assert result.exit_code == 2, result.output
     assert "--expires" in result.stderr
     assert listed(database_url) == {}
+
+
+def test_a_name_longer_than_the_table_holds_is_a_usage_error(database_url: str) -> None:
+    result = token(database_url, "create", "--name", "x" * 129, "--scope", "system/*.rs")
+    assert result.exit_code == 2
+    assert "give 1 to 128 characters" in result.output

@@ -37,7 +37,7 @@ class Server:
 
     def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
         repository = self.app.extensions["fhir_twin.interactions"].repository
-        secret, _ = tokens.create(repository, f"test {scope} {patient}", scope, patient, None)
+        secret, _ = tokens.create(repository, f"test {scope} {patient}"[:128], scope, patient, None)
         return {"Authorization": f"Bearer {secret}"}
 
     def put(self, resource: dict[str, Any]) -> None:
