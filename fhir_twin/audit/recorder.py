@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 from fhir_twin.audit import chain
 from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.errors import FhirError
-from fhir_twin.fhir import json as fhir_json
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
@@ -109,7 +108,8 @@ class AuditRecorder(Worker):
         for occurrence in occurrences:
             event = audit_event(occurrence)
             event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
-            body = fhir_json.dumps(event).decode("utf-8")
+            # Plain JSON (no decimals): the standard library's C encoder, compact as stored bodies are.
+            body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
             version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
             unit.write(version, extract(event), event)
             links.append((occurrence.event_id, chain.digest(body)))

@@ -80,8 +80,44 @@ def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: s
 def insert_rows(connection: Connection, by_table: dict[str, list[dict[str, Any]]]) -> None:
     """One multi-row insert per index table."""
     for name, values_list in by_table.items():
-        if values_list:
+        if not values_list:
+            continue
+        if connection.dialect.name == "sqlite":
+            _insert_sqlite(connection, _TABLES[name], values_list)
+        else:
             connection.execute(_INSERTS[name], values_list)
+
+
+_TABLES = {table.name: table for table in INDEX_TABLES}
+
+
+def _insert_sqlite(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
+    """``executemany`` on the driver with the column types' own conversions: SQLAlchemy's
+    per-row parameter processing costs more than SQLite's insert of an index row."""
+    names = list(values_list[0])
+    processors = _processors(connection, table, tuple(names))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    rows = [
+        tuple(
+            value if process is None or value is None else process(value)
+            for value, process in zip((values[name] for name in names), processors, strict=True)
+        )
+        for values in values_list
+    ]
+    connection.exec_driver_sql(sql, rows)
+
+
+_PROCESSORS: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+
+
+def _processors(connection: Connection, table: Table, names: tuple[str, ...]) -> list[Any]:
+    key = (table.name, names)
+    found = _PROCESSORS.get(key)
+    if found is None:
+        dialect = connection.dialect
+        found = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+        _PROCESSORS[key] = found
+    return found
 
 
 def clear_index(connection: Connection, res_type: str, ids: list[str]) -> None:
