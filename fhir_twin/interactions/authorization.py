@@ -16,8 +16,8 @@ from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound
 from fhir_twin.fhir.model import is_resource_type, resource_types
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.search.index import IndexRow, ReferenceRow
-from fhir_twin.security.access import ALL, compartment_codes, in_compartment, reach, require
+from fhir_twin.search.index import IndexRow
+from fhir_twin.security.access import ALL, in_compartment, patients_in, reach, require
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
@@ -96,7 +96,7 @@ class Guard:
             held_to = reach(principal, version.res_type, "u" if version.version > 1 else "c")
             if held_to in (ALL, None) or version.deleted:
                 continue
-            if not _links(version.res_type, version.res_id, index, held_to):
+            if held_to not in patients_in(version.res_type, version.res_id, index):
                 raise Forbidden(
                     f"{version.res_type}/{version.res_id} would not be in the compartment of Patient/{held_to}"
                 )
@@ -206,19 +206,6 @@ class Guard:
                     self._instance(held, replace(interaction, name="read"))
         elif res_type is not None:
             require(principal, res_type, "r")
-
-
-def _links(res_type: str, res_id: str, index: list[IndexRow], patient_id: str) -> bool:
-    if res_type == "Patient" and res_id == patient_id:
-        return True
-    codes = compartment_codes().get(res_type, frozenset())
-    return any(
-        isinstance(row, ReferenceRow)
-        and row.param in codes
-        and row.target_type == "Patient"
-        and row.target_id == patient_id
-        for row in index
-    )
 
 
 def _type_of(entry: dict[str, Any]) -> str | None:

@@ -62,19 +62,7 @@ def compartment_codes() -> dict[str, frozenset[str]]:
 def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
     """Whether ``resource`` is in Patient ``patient_id``'s compartment: the patient itself, or a
     resource that names it through a compartment parameter of its type."""
-    res_type = resource.get("resourceType", "")
-    if res_type == "Patient" and resource.get("id") == patient_id:
-        return True
-    codes = compartment_codes().get(res_type)
-    if not codes:
-        return False
-    return any(
-        isinstance(row, ReferenceRow)
-        and row.param in codes
-        and row.target_type == "Patient"
-        and row.target_id == patient_id
-        for row in extract(resource)
-    )
+    return patient_id in patients_of(resource)
 
 
 def patients_of(resource: dict[str, Any]) -> set[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 PERMISSIONS = "cruds"
 _SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)$")
@@ -40,8 +41,10 @@ def parse_scope(text: str) -> Scope | None:
     return Scope(level, resource_type, permissions) if permissions else None
 
 
+@lru_cache(maxsize=1024)
 def parse_scopes(text: str) -> tuple[Scope, ...]:
-    """The resource scopes of a space-separated scope string."""
+    """The resource scopes of a space-separated scope string (parsed once per string: every
+    request's principal is built from its credential's)."""
     return tuple(scope for part in text.split() if (scope := parse_scope(part)) is not None)
 
 
