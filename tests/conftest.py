@@ -74,13 +74,18 @@ def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture
-def make_app(database_url: str) -> Iterator[Any]:
-    """Build apps on the test database with extra settings; their engines are closed afterwards."""
+def make_app(database_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Build apps on the test database with extra settings; their engines are closed afterwards.
+
+    Tests of other features run without credentials and, unless marked ``audited``, without the
+    audit trail (which tests/audit and tests/security exercise), keeping the suite quick.
+    """
     apps: list[Flask] = []
+    audited = request.node.get_closest_marker("audited") is not None
 
     def build(**settings: Any) -> Flask:
         # Tests of other features run without credentials; tests/security sets the mode it tests.
-        app = create_app({"database_url": database_url, "auth_mode": "none", **settings})
+        app = create_app({"database_url": database_url, "auth_mode": "none", "audit": audited, **settings})
         app.testing = True
         apps.append(app)
         return app

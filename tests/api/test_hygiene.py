@@ -21,6 +21,8 @@ from werkzeug.test import TestResponse
 from fhir_twin.api import hygiene
 from fhir_twin.config import Config
 
+pytestmark = pytest.mark.audited
+
 PATIENT: dict[str, Any] = {"resourceType": "Patient", "name": [{"family": "Zebediah"}]}
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 ORIGIN = "https://app.example.org"

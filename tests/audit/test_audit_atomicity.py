@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.audited
+
 PATIENT_URN = "urn:uuid:0d5e3f4a-8b1c-4d2e-9f3a-7c6b5a4d3e21"
 
 

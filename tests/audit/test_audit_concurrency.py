@@ -15,6 +15,8 @@ from flask import Flask
 from fhir_twin import cli
 from fhir_twin.security import tokens
 
+pytestmark = pytest.mark.audited
+
 POSTGRES = bool(os.environ.get("FHIR_TWIN_TEST_DATABASE_URL"))
 
 

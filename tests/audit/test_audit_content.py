@@ -12,6 +12,8 @@ import pytest
 
 from fhir_twin.audit.trail import verify_trail
 
+pytestmark = pytest.mark.audited
+
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
 TOKEN_SYSTEM = "urn:fhir-twin:api-token"

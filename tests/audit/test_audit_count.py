@@ -11,6 +11,10 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.audited
+
 JSON_PATCH = "application/json-patch+json"
 PATIENT_URN = "urn:uuid:6f1d0a52-41c1-4b4e-9a4b-2f7f3a1c9e01"
 

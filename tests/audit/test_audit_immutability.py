@@ -10,6 +10,8 @@ import pytest
 
 from fhir_twin.audit.trail import verify_trail
 
+pytestmark = pytest.mark.audited
+
 
 @pytest.fixture
 def event(server: Any) -> dict[str, Any]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy
+
+pytestmark = pytest.mark.audited
 
 
 def queued_read(make_app: Any) -> tuple[Any, sqlalchemy.Engine]:

@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
+pytestmark = pytest.mark.audited
+
 
 class Activity:
     """Records of: ehr updates Patient/x (creating it) and creates Organization/o by POST, reads

@@ -28,6 +28,8 @@ from fhir_twin import cli
 from fhir_twin.audit import chain, trail
 from fhir_twin.security import tokens
 
+pytestmark = pytest.mark.audited
+
 ADDRESS = "10.9.8.7"
 COLUMNS = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
 

@@ -15,6 +15,8 @@ from flask import Flask
 
 from fhir_twin import cli
 
+pytestmark = pytest.mark.audited
+
 
 def token(database_url: str, *args: str) -> Result:
     return CliRunner().invoke(cli.main, ["token", *args, "--database", database_url])

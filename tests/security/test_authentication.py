@@ -27,6 +27,8 @@ from fhir_twin.security.discovery import OAUTH_URIS
 from fhir_twin.store import tokens as stored_tokens
 from fhir_twin.store.repository import Repository
 
+pytestmark = pytest.mark.audited
+
 REALM = 'Bearer realm="fhir-twin"'
 ISSUER = "https://as.example"
 AUDIENCE = "https://fhir.example"

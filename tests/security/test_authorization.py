@@ -15,6 +15,8 @@ from werkzeug.test import TestResponse
 
 from fhir_twin.security import tokens
 
+pytestmark = pytest.mark.audited
+
 LOINC = "http://loinc.org"
 JSON_PATCH = "application/json-patch+json"
 MARK = "urn:test:authorization"

@@ -22,6 +22,8 @@ from fhir_twin.errors import Unauthorized
 from fhir_twin.security.bearer import JwtVerifier
 from fhir_twin.security.principal import Principal
 
+pytestmark = pytest.mark.audited
+
 ISSUER = "https://auth.example.org"
 AUDIENCE = "https://fhir.example.org/r4"
 

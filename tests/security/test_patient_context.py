@@ -15,6 +15,8 @@ from werkzeug.test import TestResponse
 
 from fhir_twin.security import tokens
 
+pytestmark = pytest.mark.audited
+
 LOINC = "http://loinc.org"
 HEART_RATE = "8867-4"
 # Only p2 has an Observation with this code.

@@ -11,6 +11,8 @@ from fhir_twin.security import access
 from fhir_twin.security.principal import Principal
 from fhir_twin.security.scopes import Scope, is_scope, parse_scope, parse_scopes
 
+pytestmark = pytest.mark.audited
+
 
 def search(types: tuple[str, ...], *query: tuple[str, str]) -> Search:
     return parse(types, list(query), strict=True, default_count=20, max_count=100)
