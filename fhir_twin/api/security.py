@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, NotFound
+from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.authorization import TWIN_TYPES
 from fhir_twin.interactions.interaction import Interaction, classify
 from fhir_twin.interactions.message import Request as FhirRequest
@@ -25,7 +26,6 @@ from fhir_twin.security.authentication import Authenticator
 from fhir_twin.security.context import begin, end
 from fhir_twin.security.discovery import smart_configuration
 from fhir_twin.security.principal import Principal
-from fhir_twin.signals import interaction_completed
 
 blueprint = Blueprint("smart", __name__)
 _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
@@ -98,17 +98,8 @@ def _interaction(path: str) -> Interaction:
 def _report(
     principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
 ) -> None:
-    if interaction_completed.receivers:
-        base = request.url_root.rstrip("/") + "/fhir"
-        path = request.path.removeprefix("/fhir")
-        fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
-        interaction_completed.send(
-            current_app.extensions["fhir_twin.interactions"],
-            principal=principal,
-            interaction=interaction,
-            request=fhir_request,
-            response=response,
-            error=error,
-            unit=None,
-            written=[],
-        )
+    base = request.url_root.rstrip("/") + "/fhir"
+    path = request.path.removeprefix("/fhir")
+    fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
+    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
+    interactions.report(principal, interaction, fhir_request, response, error, None, [])

@@ -77,22 +77,22 @@ class Interactions:
                     written = unit.written[mark:]
                     if principal is not None:
                         self.guard.written(principal, written)
-                    self._completed(principal, interaction, request, response, None, unit, written)
+                    self.report(principal, interaction, request, response, None, unit, written)
                 return response
             response = self._route(request)
             if principal is not None:
                 response = self.guard.visible(principal, response)
         except FhirError as error:
-            self._completed(principal, interaction, request, None, error, None, [])
+            self.report(principal, interaction, request, None, error, None, [])
             raise
         # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
         # read's answer was never given.
         enclosing = self.repository.active_unit()
         unit = enclosing if enclosing is not None and enclosing.writable else None
-        self._completed(principal, interaction, request, response, None, unit, [])
+        self.report(principal, interaction, request, response, None, unit, [])
         return response
 
-    def _completed(
+    def report(
         self,
         principal: Principal | None,
         interaction: Interaction,
@@ -102,6 +102,8 @@ class Interactions:
         unit: Unit | None,
         written: list[Any],
     ) -> None:
+        """Send ``interaction_completed`` for an interaction answered or refused; the twin API,
+        which does not pass ``route``, reports its requests here too."""
         if interaction.name != "capabilities" and interaction_completed.receivers:
             interaction_completed.send(
                 self,
