@@ -32,6 +32,8 @@ p50/p95/p99/max latency in milliseconds of successful requests, measured from se
 the request to having read the whole response. ``client cpu`` is this process's CPU time
 over the wall time: near 100 % means the (GIL-bound) Python client, not the server, may
 be the limit; then fewer threads or several bench processes give truer server figures.
+``server ms/req`` (with ``--spawn``, on Linux) is the CPU time the server's processes used
+during the phase per request: steadier than req/s when other work shares the cores.
 
 Exit status: 0 when every phase had at most 1 % errors, 1 otherwise, 2 for bad
 arguments, 3 when the server cannot be reached or started, 130 when interrupted.
@@ -443,6 +445,8 @@ class PhaseResult:
     client_cpu: float
     reconnects: int
     note: str = ""
+    # CPU seconds the spawned server's processes used during the phase (None: not spawned).
+    server_cpu: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -455,6 +459,12 @@ class PhaseResult:
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def server_ms_per_request(self) -> float | None:
+        if self.server_cpu is None or not self.requests:
+            return None
+        return self.server_cpu * 1000 / self.requests
 
     @property
     def failed(self) -> bool:
@@ -486,6 +496,9 @@ class PhaseResult:
             "requests_per_s": round(self.rps, 2),
             "latency_ms": {k: (round(v, 3) if v is not None else None) for k, v in self.percentiles_ms().items()},
             "client_cpu": round(self.client_cpu, 3),
+            "server_cpu_ms_per_request": (
+                round(self.server_ms_per_request, 3) if self.server_ms_per_request is not None else None
+            ),
             "reconnects": self.reconnects,
             "failed": self.failed,
             "note": self.note,
@@ -519,6 +532,7 @@ def run_phase(
     cap: int,
     seed: int,
     stop: threading.Event,
+    server_cpu: Callable[[], float] | None = None,
 ) -> PhaseResult:
     """Run ``operations[i]`` on ``clients[i]`` in one thread each until time or cap run out."""
     budget = Budget(cap)
@@ -552,6 +566,7 @@ def run_phase(
     for thread in threads:
         thread.start()
     cpu_started = time.process_time()
+    server_started = server_cpu() if server_cpu is not None else None
     started = time.monotonic()
     deadline_box.append(started + seconds)
     start_gate.set()
@@ -565,6 +580,7 @@ def run_phase(
         raise
     elapsed = time.monotonic() - started
     cpu = time.process_time() - cpu_started
+    server_used = server_cpu() - server_started if server_cpu is not None and server_started is not None else None
 
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -581,6 +597,7 @@ def run_phase(
         latencies=latencies,
         client_cpu=cpu / elapsed if elapsed > 0 else 0.0,
         reconnects=max(0, sum(c.connects for c in clients) - connects_before - len(clients)),
+        server_cpu=server_used,
     )
 
 
@@ -802,6 +819,33 @@ class SpawnedServer:
             f"(last: {last}); its output:\n{self.log_tail()}"
         )
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the server and its worker processes so far (Linux /proc).
+
+        A steadier figure than requests per second on a shared machine: what one request costs
+        the server, whatever else competes for the cores.
+        """
+        total = 0
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _tree(self) -> list[int]:
+        found, pending = [], [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            pending.extend(int(child) for child in children)
+        return found
+
     def stop(self) -> int | None:
         """Terminate, wait; kill the process group if it will not go."""
         try:
@@ -882,19 +926,21 @@ def print_header(
 
 COLUMNS = (
     f"{'phase':<12}{'requests':>9}{'errors':>8}{'err%':>8}{'req/s':>10}"
-    f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'client cpu':>12}"
+    f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'client cpu':>12}{'server ms/req':>15}"
 )
 
 
 def phase_line(result: PhaseResult) -> str:
     if result.requests == 0:
-        return f"{result.name:<12}{0:>9}{0:>8}{'-':>8}{'-':>10}{'-':>9}{'-':>9}{'-':>9}{'-':>9}{'-':>12}"
+        return f"{result.name:<12}{0:>9}{0:>8}{'-':>8}{'-':>10}{'-':>9}{'-':>9}{'-':>9}{'-':>9}{'-':>12}{'-':>15}"
     p = result.percentiles_ms()
+    server = result.server_ms_per_request
     return (
         f"{result.name:<12}{result.requests:>9}{result.error_count:>8}"
         f"{result.error_rate * 100:>7.2f}%{result.rps:>10.1f}"
         f"{fmt_ms(p['p50']):>9}{fmt_ms(p['p95']):>9}{fmt_ms(p['p99']):>9}{fmt_ms(p['max']):>9}"
         f"{result.client_cpu * 100:>11.0f}%"
+        f"{'-' if server is None else f'{server:.3f}':>15}"
     )
 
 
@@ -1098,7 +1144,16 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 )
                 warmup.latencies.clear()
                 warmups.append(warmup)
-            result = run_phase(phase, workload.operations(phase), clients, seconds, cap, args.seed, stop)
+            result = run_phase(
+                phase,
+                workload.operations(phase),
+                clients,
+                seconds,
+                cap,
+                args.seed,
+                stop,
+                server.cpu_seconds if server is not None and Path("/proc/self/stat").exists() else None,
+            )
             results.append(result)
             print(phase_line(result), file=out, flush=True)
         for client in clients:

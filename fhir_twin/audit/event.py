@@ -17,13 +17,14 @@ from typing import Any
 from fhir_twin.fhir.instant import format_instant
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
-_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-_OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
 OPERATION_SYSTEM = "urn:fhir-twin:CodeSystem/operation"
 TOKEN_SYSTEM = "urn:fhir-twin:api-token"
 CLIENT_SYSTEM = "urn:fhir-twin:client"
 SERVER_NAME = "fhir-twin"
+REST_TYPE = {"system": _DCM, "code": "rest", "display": "RESTful Operation"}
 
 
 @dataclass
@@ -60,7 +61,7 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": occurrence.event_id,
-        "type": {"system": _DCM, "code": "rest", "display": "RESTful Operation"},
+        "type": REST_TYPE,
         "subtype": subtype,
         "action": occurrence.action,
         "recorded": format_instant(occurrence.recorded),
@@ -85,8 +86,8 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     if occurrence.query is not None:
         entities.append(
             {
-                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
                 "query": base64.b64encode(occurrence.query.encode("utf-8")).decode("ascii"),
             }
         )
@@ -143,14 +144,14 @@ def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
 def _resource_entity(reference: str) -> dict[str, Any]:
     return {
         "what": {"reference": reference},
-        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-        "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+        "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
     }
 
 
 def _patient_entity(patient_id: str) -> dict[str, Any]:
     return {
         "what": {"reference": f"Patient/{patient_id}"},
-        "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-        "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
+        "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+        "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select
@@ -59,15 +60,17 @@ def replace_index(connection: Connection, res_type: str, res_id: str, rows: list
 # entries over about 2.7 kB); unindexed columns such as ``exact`` keep the whole value.
 INDEXED_LENGTH = 500
 _INDEXED_TEXT = ("normalized", "system", "code", "text", "type_system", "type_code", "url", "uri", "canonical_code")
+# Per kind of row, the indexed text columns it has.
+_TEXT_OF = {kind: tuple(name for name in _INDEXED_TEXT if name in kind.__dataclass_fields__) for kind in TABLE_OF}
 
 
 def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: str, rows: list[IndexRow]) -> None:
     """Add ``rows`` as insert parameters, per index table."""
     for row in rows:
         values = dict(vars(row))
-        for name in _INDEXED_TEXT:
-            text = values.get(name)
-            if isinstance(text, str) and len(text) > INDEXED_LENGTH:
+        for name in _TEXT_OF[type(row)]:
+            text = values[name]
+            if text is not None and len(text) > INDEXED_LENGTH:
                 values[name] = text[:INDEXED_LENGTH]
         if isinstance(row, ReferenceRow) and row.target_id is not None and len(row.target_id) > 64:
             values["target_type"] = values["target_id"] = None
@@ -94,17 +97,21 @@ _TABLES = {table.name: table for table in INDEX_TABLES}
 def _insert_sqlite(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
     """``executemany`` on the driver with the column types' own conversions: SQLAlchemy's
     per-row parameter processing costs more than SQLite's insert of an index row."""
-    names = list(values_list[0])
-    processors = _processors(connection, table, tuple(names))
+    names = tuple(values_list[0])
+    converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
+    take = itemgetter(*names)
+    rows: list[Any] = [take(values) for values in values_list]
+    if converting:
+        rows = [_converted(list(row), converting) for row in rows]
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    rows = [
-        tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip((values[name] for name in names), processors, strict=True)
-        )
-        for values in values_list
-    ]
     connection.exec_driver_sql(sql, rows)
+
+
+def _converted(row: list[Any], converting: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    for place, process in converting:
+        if row[place] is not None:
+            row[place] = process(row[place])
+    return tuple(row)
 
 
 _PROCESSORS: dict[tuple[str, tuple[str, ...]], list[Any]] = {}

@@ -4,6 +4,7 @@ what was touched at which version, which patient's record, and how it ended."""
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -216,3 +217,23 @@ def test_a_conditional_create_that_finds_the_patient_names_it(server: Any) -> No
     event = only_new(server, mark)
     assert server.subtype(event) == "create" and event["outcome"] == "0"
     assert "Patient/x" in server.whats(event)
+
+
+def test_record_ids_are_version_7_uuids_that_sort_as_the_interactions_happened(server: Any, patient_x: int) -> None:
+    """Time-ordered ids (RFC 9562 UUIDv7) put each batch of records at the end of every index.
+    The chain's order differs: a write's record is chained at once, the reads' with their batch."""
+    for _ in range(5):
+        assert server.client.get("/fhir/Patient/x", headers=server.ehr).status_code == 200
+    assert (
+        server.client.put(
+            "/fhir/Patient/x", json={"resourceType": "Patient", "id": "x"}, headers=server.ehr
+        ).status_code
+        == 200
+    )
+
+    events = server.events_since(patient_x)
+    ids = [event["id"] for event in sorted(events, key=lambda event: event["recorded"])]
+
+    assert [server.subtype(event) for event in events] == ["update"] + ["read"] * 5
+    assert all(uuid.UUID(event_id).version == 7 for event_id in ids)
+    assert ids == sorted(ids)
