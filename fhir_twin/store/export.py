@@ -76,6 +76,7 @@ class ExportJob:
     total: int | None
     error: str | None
     finished: datetime | None
+    requester: str | None
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,11 @@ def create_job(
     since: datetime | None,
     scope: str,
     patient_id: str | None = None,
+    requester: str | None = None,
 ) -> str:
     """Queue an export; ``types`` None means every stored type (of the compartment, for ``scope``
-    ``patient``); ``patient_id`` narrows a Patient-level export to one patient."""
+    ``patient``); ``patient_id`` narrows a Patient-level export to one patient; ``requester``
+    is who may see and cancel it."""
     job_id = uuid.uuid4().hex
     with repository.unit(write=True) as unit:
         unit.connection.execute(
@@ -141,6 +144,7 @@ def create_job(
                 file_no=1,
                 file_count=0,
                 exported=0,
+                requester=requester,
             )
         )
     return job_id
@@ -150,9 +154,9 @@ def get_job(repository: Repository, job_id: str) -> ExportJob | None:
     j = export_job.c
     with repository.unit() as unit:
         row = unit.connection.execute(
-            select(j.id, j.status, j.request_url, j.transaction_time, j.exported, j.total, j.error, j.finished).where(
-                j.id == job_id
-            )
+            select(
+                j.id, j.status, j.request_url, j.transaction_time, j.exported, j.total, j.error, j.finished, j.requester
+            ).where(j.id == job_id)
         ).first()
     return ExportJob(*row) if row else None
 

@@ -187,6 +187,8 @@ export_job = Table(
     Column("total", Integer),
     Column("error", Text),
     Column("finished", DateTime(timezone=False)),
+    # Who started the job ("token:NAME", "client:ID"): only they may poll, fetch or cancel it.
+    Column("requester", String(200)),
     PrimaryKeyConstraint("id", name="pk_export_job"),
     Index("ix_export_job_status", "status", "heartbeat"),
 )

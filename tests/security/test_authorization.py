@@ -6,6 +6,7 @@ token). Also Bundles, operations, the read-only audit trail and the auditor role
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.security import tokens
+from fhir_twin.store.export import run_pending_exports
 
 pytestmark = pytest.mark.audited
 
@@ -406,6 +408,44 @@ def test_export_kick_off_with_system_read(server: Server) -> None:
     assert_forbidden(server.client.get(f"/fhir/{status_url}", headers=server.token("patient/*.rs", "p1")))
     cancelled = server.client.delete(f"/fhir/{status_url}", headers=headers)
     assert cancelled.status_code == 202
+
+
+def test_an_export_job_belongs_to_the_client_that_started_it(server: Server) -> None:
+    """Another client allowed to export gets 404 for the job's status, files and cancellation,
+    exactly as for a job that never was; the job is left as it was."""
+    repository = server.app.extensions["fhir_twin.interactions"].repository
+    owner_secret, _ = tokens.create(repository, "exporter a", "system/*.rs", None, None)
+    other_secret, _ = tokens.create(repository, "exporter b", "system/*.rs", None, None)
+    owner = {"Authorization": f"Bearer {owner_secret}"}
+    other = {"Authorization": f"Bearer {other_secret}"}
+    answer = server.client.get("/fhir/$export?_type=Patient", headers={**owner, "Prefer": "respond-async"})
+    assert answer.status_code == 202, answer.get_json()
+    status_url = "/fhir/" + answer.headers["Content-Location"].split("/fhir/", 1)[1]
+    job_id = status_url.split("_jobId=", 1)[1]
+    run_pending_exports(repository, "test")  # unless the server's own worker was first
+    deadline = time.monotonic() + 20
+    while (manifest := server.client.get(status_url, headers=owner)).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manifest.status_code == 200, manifest.headers
+    file_url = "/fhir/" + manifest.get_json()["output"][0]["url"].split("/fhir/", 1)[1]
+
+    never = f"/fhir/$export-poll-status?_jobId={'0' * len(job_id)}"
+    for refused, unknown in (
+        (server.client.get(status_url, headers=other), server.client.get(never, headers=other)),
+        (
+            server.client.get(file_url, headers=other),
+            server.client.get(never.replace("poll-status", "file") + "&file=1", headers=other),
+        ),
+        (server.client.delete(status_url, headers=other), server.client.delete(never, headers=other)),
+    ):
+        assert refused.status_code == unknown.status_code == 404
+        assert refused.get_json()["issue"][0]["code"] == unknown.get_json()["issue"][0]["code"] == "not-found"
+
+    assert server.client.get(status_url, headers=owner).status_code == 200
+    lines = server.client.get(file_url, headers=owner).get_data(as_text=True).splitlines()
+    assert {json.loads(line)["id"] for line in lines} == {"p1", "p2"}
+    assert server.client.delete(status_url, headers=owner).status_code == 202
+    assert server.client.get(status_url, headers=owner).status_code == 404
 
 
 # --- v1 and v2 scope syntax ----------------------------------------------------------------

@@ -11,6 +11,9 @@ request pattern, and the worker thread that runs the jobs.
 
 Jobs and files live in the database (``fhir_twin.store.export``); each server process runs an
 ``ExportWorker`` thread that claims jobs, so any process may kick off, poll or finish a job.
+A job belongs to the client that kicked it off: to any other its status URL and files answer
+404, as for a job that never was (IG v2 export.html: "the server SHALL limit the data returned
+to only those resources that the requestor is authorized to access").
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
 from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.security import context as security
 from fhir_twin.store import export as store
 from fhir_twin.store.repository import Repository
 
@@ -73,6 +77,7 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
         since=since,
         scope="system" if res_type is None else "patient",
         patient_id=res_id,
+        requester=_requester(),
     )
     wake(context.repository, ExportWorker)
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
@@ -84,13 +89,11 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
     """Progress, the manifest or the error of a job; DELETE cancels it (IG v2
     export.html#bulk-data-status-request and #bulk-data-delete-request)."""
     job_id = _required(request, "_jobId")
+    job = _own_job(context.repository, job_id)
     if request.method == "DELETE":
         if not store.delete_job(context.repository, job_id):
             raise NotFound(f"No export job {job_id!r}")
         return Response(202, {}, information(f"Export job {job_id} is cancelled and its files deleted"))
-    job = store.get_job(context.repository, job_id)
-    if job is None:
-        raise NotFound(f"No export job {job_id!r}")
     if job.status == store.FAILED:
         raise FhirError(f"Export job {job_id} failed: {job.error}")
     if job.status != store.COMPLETED:
@@ -121,10 +124,26 @@ def output_file(context: Context, request: Request, _res_type: str | None, _res_
     number = _required(request, "file")
     if not number.isdigit():
         raise Invalid.at("file", f"file must be a file number from the manifest, not {number!r}")
+    _own_job(context.repository, job_id)
     text = store.file_text(context.repository, job_id, int(number))
     if text is None:
         raise NotFound(f"Export job {job_id!r} has no file {number}")
     return Response(200, {}, text, content_type=NDJSON)
+
+
+def _requester() -> str | None:
+    """Who the request acts for, as a job records it: the kind of credential and its name."""
+    principal = security.current()
+    return None if principal is None else f"{principal.kind}:{principal.name}"
+
+
+def _own_job(repository: Repository, job_id: str) -> store.ExportJob:
+    """The job, when the requester started it (or the server acts for itself); else 404."""
+    job = store.get_job(repository, job_id)
+    principal = security.current()
+    if job is None or not (job.requester == _requester() or (principal is not None and principal.trusted)):
+        raise NotFound(f"No export job {job_id!r}")
+    return job
 
 
 def _values(given: list[tuple[str, object]], name: str) -> list[str]:
