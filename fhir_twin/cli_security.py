@@ -135,6 +135,9 @@ def audit_verify(database_url: str | None) -> None:
         verdict = verify_trail(repository, config.audit_key)
     finally:
         repository.engine.dispose()
+    if verdict.finding is not None and verdict.finding.kind == "key":
+        click.echo(f"CANNOT VERIFY: {verdict.finding.message} (set FHIR_TWIN_AUDIT_KEY to the trail's key)", err=True)
+        sys.exit(1)
     if verdict.finding is not None:
         click.echo(f"TAMPERED after {verdict.checked} intact records: {verdict.finding.message}", err=True)
         sys.exit(1)

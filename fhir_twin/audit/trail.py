@@ -9,13 +9,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from fhir_twin.audit.chain import Finding, Record, Verdict, verify
+from fhir_twin.audit.chain import GENESIS, Finding, Record, Verdict, link, verify
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.search.parser import parse
 from fhir_twin.store import audit
 from fhir_twin.store.repository import Repository
 
 _PAGE = 500
+# Links looked at to tell a wrong ``audit_key`` from a changed first record.
+_KEY_PROBE = 20
 
 
 def verify_trail(repository: Repository, key: str = "") -> Verdict:
@@ -23,13 +25,42 @@ def verify_trail(repository: Repository, key: str = "") -> Verdict:
     records = (Record(*row) for row in audit.chained(repository))
     verdict = verify(records, key)
     if verdict.finding is not None:
-        return verdict
+        return _wrong_key(repository, key) or verdict
     rewritten = audit.rewritten(repository)
     if rewritten:
         message = f"AuditEvent/{rewritten[0]} was changed: it has a version other than the one recorded"
         return Verdict(verdict.checked, Finding("changed", 0, rewritten[0], message))
     unchained = audit.unchained(repository)
     return verify([], key, unchained) if unchained else verdict
+
+
+def _wrong_key(repository: Repository, key: str) -> Verdict | None:
+    """A verdict that ``key`` is not the trail's key, when not one of the first links follows
+    from the link before it under it. A changed, removed or inserted record breaks the links
+    next to it only; a different key (or none where one was used, or one where none was) breaks
+    every link."""
+    probe: list[tuple[str, str]] = []
+    for seq, _res_id, body_digest, stored, _body in audit.chained(repository, batch=_KEY_PROBE):
+        probe.append((body_digest, stored))
+        if len(probe) == _KEY_PROBE or seq >= _KEY_PROBE:
+            break
+    if len(probe) < 2:
+        return None
+    previous = [GENESIS] + [stored for _digest, stored in probe[:-1]]
+    if any(
+        link(before, body_digest, key) == stored for before, (body_digest, stored) in zip(previous, probe, strict=True)
+    ):
+        return None
+    without = all(
+        link(before, body_digest) == stored for before, (body_digest, stored) in zip(previous, probe, strict=True)
+    )
+    if key and without:
+        why = "the trail was written without an audit_key, and one is configured"
+    elif not key:
+        why = "the trail was written under an audit_key, and none is configured"
+    else:
+        why = "the configured audit_key is not the one the trail was written with"
+    return Verdict(0, Finding("key", 0, "", f"no link of the chain follows under this key: {why}"))
 
 
 @dataclass(frozen=True)

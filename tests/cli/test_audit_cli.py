@@ -313,10 +313,33 @@ def test_with_a_key_a_rewritten_chain_is_caught(keyed: Trail) -> None:
 
 
 def test_a_keyed_trail_does_not_verify_without_its_key(keyed: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong key is named as such, not taken for a changed record."""
     monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY")
-    assert verify(keyed.database_url).exit_code == 1
+    without = verify(keyed.database_url)
+    assert without.exit_code == 1
+    assert "CANNOT VERIFY" in without.stderr and "written under an audit_key, and none is configured" in without.stderr
     monkeypatch.setenv("FHIR_TWIN_AUDIT_KEY", "not-k")
-    assert verify(keyed.database_url).exit_code == 1
+    wrong = verify(keyed.database_url)
+    assert wrong.exit_code == 1
+    assert "is not the one the trail was written with" in wrong.stderr
+    assert "TAMPERED" not in wrong.stderr
+
+
+def test_a_trail_written_without_a_key_does_not_verify_under_one(
+    recorded: Trail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIR_TWIN_AUDIT_KEY", "k")
+    result = verify(recorded.database_url)
+    assert result.exit_code == 1
+    assert "written without an audit_key, and one is configured" in result.stderr
+
+
+def test_with_the_right_key_a_changed_first_record_is_still_named(keyed: Trail) -> None:
+    """Only the first link breaks when record 1's link is forged: that is tampering, not a key."""
+    seq, res_id, _, _ = keyed.links()[0]
+    keyed.execute("UPDATE audit_chain SET link = :l WHERE seq = :s", l="f" * 64, s=seq)
+    message = tampered(verify(keyed.database_url), "")
+    assert f"AuditEvent/{res_id}" in message
 
 
 def test_a_forged_later_version_of_a_record_is_caught(recorded: Trail) -> None:
