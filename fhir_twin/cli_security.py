@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import click
 
+from fhir_twin.audit.recorder import new_occurrence, write_records
 from fhir_twin.audit.trail import accesses, verify_trail
 from fhir_twin.config import Config
+from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security import tokens
 from fhir_twin.security.principal import AUDITOR_SCOPES
 from fhir_twin.security.scopes import is_scope
@@ -144,6 +148,32 @@ def audit_verify(database_url: str | None) -> None:
     click.echo(f"audit trail intact: {verdict.checked} records")
 
 
+def _record_report(repository: Repository, config: Config, patient_id: str, start: datetime | None) -> None:
+    """Reading the trail is an access to the patient's record too: it is audited, under the
+    command's name and the login that ran it."""
+    query = {"patient": f"Patient/{patient_id}", **({"date": f"ge{format_instant(start)}"} if start else {})}
+    occurrence = new_occurrence(
+        interaction="search-type",
+        action="E",
+        status=200,
+        agent="fhir-twin audit report",
+        agent_kind="cli",
+        user=_login(),
+        query=f"AuditEvent?{urlencode(query)}",
+        patients={patient_id},
+        site=config.base_url,
+    )
+    with repository.unit(write=True) as unit:
+        write_records(unit, [occurrence], config.audit_key)
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
 @audit.command("report")
 @click.option("--patient", "patient_id", required=True, help="The Patient id.")
 @click.option("--since", default=None, help="Only from this date or date-time, or e.g. 30d ago.")
@@ -152,9 +182,11 @@ def audit_verify(database_url: str | None) -> None:
 def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str | None) -> None:
     """Who accessed a patient's record, when and how."""
     start = _when(since, "--since", ago=True) if since else None
-    repository, _ = _repository(database_url)
+    repository, config = _repository(database_url)
     try:
         rows = [row.as_dict() for row in accesses(repository, patient_id, start)]
+        if config.audit:
+            _record_report(repository, config, patient_id, start)
     finally:
         repository.engine.dispose()
     columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]

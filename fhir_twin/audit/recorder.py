@@ -106,16 +106,7 @@ class AuditRecorder(Worker):
 
     def record(self, unit: Unit, occurrences: list[Occurrence]) -> None:
         """Store an AuditEvent per occurrence in ``unit`` and chain them."""
-        links = []
-        for occurrence in occurrences:
-            event = audit_event(occurrence)
-            event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
-            # Plain JSON (no decimals): the standard library's C encoder, compact as stored bodies are.
-            body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-            version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
-            unit.write(version, audit_index(occurrence), event)
-            links.append((occurrence.event_id, chain.digest(body)))
-        audit.append(unit, links, self._link)
+        write_records(unit, occurrences, self.key)
 
     def flush(self) -> int:
         """Write every queued record now; how many were."""
@@ -157,9 +148,6 @@ class AuditRecorder(Worker):
         finally:
             self.own.engine.dispose()
 
-    def _link(self, previous: str, body_digest: str) -> str:
-        return chain.link(previous, body_digest, self.key)
-
     def _occurrence(
         self,
         principal: Principal | None,
@@ -168,9 +156,7 @@ class AuditRecorder(Worker):
         response: Response | None,
         error: FhirError | None,
     ) -> Occurrence:
-        occurrence = Occurrence(
-            event_id=str(uuid7()),
-            recorded=now(),
+        occurrence = new_occurrence(
             interaction=interaction.name,
             action=interaction.action,
             status=error.status if error is not None else (response.status if response is not None else 200),
@@ -193,6 +179,25 @@ class AuditRecorder(Worker):
         if interaction.name in _SEARCHES and request.query:
             occurrence.query = f"{request.path}?{urlencode(request.query)}"
         return occurrence
+
+
+def write_records(unit: Unit, occurrences: list[Occurrence], key: str) -> None:
+    """Store an AuditEvent per occurrence in ``unit`` and chain them (HMAC under ``key`` if set)."""
+    links = []
+    for occurrence in occurrences:
+        event = audit_event(occurrence)
+        event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
+        # Plain JSON (no decimals): the standard library's C encoder, compact as stored bodies are.
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
+        unit.write(version, audit_index(occurrence), event)
+        links.append((occurrence.event_id, chain.digest(body)))
+    audit.append(unit, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
+
+
+def new_occurrence(**details: Any) -> Occurrence:
+    """An Occurrence of now, with a fresh time-ordered id (RFC 9562 UUIDv7)."""
+    return Occurrence(event_id=str(uuid7()), recorded=now(), **details)
 
 
 def _version(response: Response | None) -> str | None:

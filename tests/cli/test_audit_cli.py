@@ -7,6 +7,7 @@ insert rows with SQL.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -378,11 +379,15 @@ def report(database_url: str, *options: str) -> Result:
     return CliRunner().invoke(cli.main, ["audit", "report", "--patient", "x", "--database", database_url, *options])
 
 
+REPORT_AGENT = "fhir-twin audit report"
+
+
 def rows_of(result: Result) -> list[dict[str, str]]:
+    """The report's rows, less those of earlier reports (each report is itself recorded)."""
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert isinstance(rows, list)
-    return rows
+    return [row for row in rows if row["agent"] != REPORT_AGENT]
 
 
 def test_report_table_lists_who_accessed_the_patient(recorded: Trail) -> None:
@@ -431,7 +436,7 @@ def test_report_csv_has_the_same_rows(recorded: Trail) -> None:
     assert result.exit_code == 0, result.output
     reader = csv.DictReader(io.StringIO(result.stdout))
     assert reader.fieldnames == COLUMNS
-    assert list(reader) == as_json
+    assert [row for row in reader if row["agent"] != REPORT_AGENT] == as_json
 
 
 def test_report_since(recorded: Trail) -> None:
@@ -448,6 +453,31 @@ def test_report_since(recorded: Trail) -> None:
     # Only what was recorded from then on: the records after the first two.
     cut = everything[2]["recorded"]
     assert rows_of(report(recorded.database_url, "--format", "json", "--since", cut)) == everything[2:]
+
+
+def test_a_report_is_itself_recorded_and_leaves_the_trail_intact(recorded: Trail) -> None:
+    """Reading the trail is an access to the patient's record: the next report shows it."""
+    before = len(recorded.links())
+    assert report(recorded.database_url, "--format", "json", "--since", "2000-01-01").exit_code == 0
+
+    links = recorded.links()
+    assert len(links) == before + 1
+    event = json.loads(recorded.body(links[-1][1]))
+    assert event["action"] == "E" and event["outcome"] == "0"
+    assert [coding["code"] for coding in event["subtype"]] == ["search-type"]
+    requestor = next(agent for agent in event["agent"] if agent["requestor"])
+    assert requestor["name"] == REPORT_AGENT
+    whats = [entity["what"]["reference"] for entity in event["entity"] if "what" in entity]
+    assert whats == ["Patient/x"]
+    (query,) = [entity["query"] for entity in event["entity"] if "query" in entity]
+    assert (
+        base64.b64decode(query).decode()
+        == "AuditEvent?patient=Patient%2Fx&date=ge2000-01-01T00%3A00%3A00.000%2B00%3A00"
+    )
+
+    shown = json.loads(report(recorded.database_url, "--format", "json").stdout)
+    assert [row["agent"] for row in shown].count(REPORT_AGENT) == 1
+    assert verify(recorded.database_url).exit_code == 0
 
 
 def test_report_refuses_a_since_it_cannot_read(recorded: Trail) -> None:
