@@ -119,11 +119,6 @@ class Guard:
                 # Held to a compartment: a total that counted what was withheld ($everything's
                 # references) would tell of it.
                 body.pop("total", None)
-        if body.get("type") == "history" and any(
-            reach(principal, name, "s") not in (ALL, None) for name in _types_of(entries)
-        ):
-            # A count of everyone's versions would tell of records the principal cannot see.
-            body = {key: value for key, value in body.items() if key != "total"}
         return Response(response.status, response.headers, body, response.content_type)
 
     def _readable(self, principal: Principal, entry: dict[str, Any]) -> bool:
@@ -212,10 +207,6 @@ def _type_of(entry: dict[str, Any]) -> str | None:
     full_url = str(entry.get("fullUrl", ""))
     parts = full_url.rstrip("/").split("/")
     return parts[-2] if len(parts) >= 2 and is_resource_type(parts[-2]) else None
-
-
-def _types_of(entries: list[dict[str, Any]]) -> set[str]:
-    return {name for entry in entries if (name := _type_of(entry)) is not None}
 
 
 def _as_dict(resource: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def history(
     unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
     if unknown and strict:
         raise Invalid.at(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
-    types, compartment = _held_to(res_type, res_id)
+    types, compartment, held = _held_to(res_type, res_id)
     with repository.unit() as unit:
         if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
             raise NotFound(f"{res_type}/{res_id} is not known")
@@ -55,6 +55,7 @@ def history(
             with_total=True,
             types=types,
             compartment=compartment,
+            held=held,
         )
     versions = page.versions[:count]
     path = "/".join(part for part in (res_type, res_id) if part)
@@ -74,22 +75,28 @@ def history(
     return Response(200, {}, bundle("history", entries, links, page.total, str(uuid.uuid4()), format_instant(now())))
 
 
-def _held_to(res_type: str | None, res_id: str | None) -> tuple[tuple[str, ...] | None, str | None]:
+def _held_to(
+    res_type: str | None, res_id: str | None
+) -> tuple[tuple[str, ...] | None, str | None, tuple[str, ...] | None]:
     """What the current principal's history may span: the types it may search (a system
-    history) and the patient compartment it is held to, so that neither the page, its ``total``
-    nor its ``next`` cursor tells of versions it may not see. 403 when it may search nothing."""
+    history), the patient compartment it is held to, and which of the types that holds (None:
+    all of them), so that neither the page, its ``total`` nor its ``next`` cursor tells of
+    versions it may not see. 403 when it may search nothing."""
     principal = current()
     if principal is None or principal.trusted or res_id is not None:
-        return None, None
+        return None, None, None
     named = (res_type,) if res_type is not None else tuple(sorted(resource_types() - AUDIT_TYPES))
     reaches = {name: reach(principal, name, "s") for name in named}
     allowed = tuple(name for name, found in reaches.items() if found is not None)
     if not allowed:
         raise Forbidden("The credential's scopes do not allow searching the history of any resource type")
-    held = {found for found in reaches.values() if found not in (None, ALL)}
     types = allowed if res_type is None and len(allowed) < len(named) else None
     # One launch patient per credential; all its patient-scoped types share the compartment.
-    return types, (held.pop() if held and all(reaches[name] != ALL for name in allowed) else None)
+    held = tuple(name for name in allowed if reaches[name] != ALL)
+    if not held:
+        return types, None, None
+    compartment = reaches[held[0]]
+    return types, compartment, (None if len(held) == len(allowed) else held)
 
 
 def _entry(base: str, version: Version) -> Entry:

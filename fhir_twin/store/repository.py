@@ -26,6 +26,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -299,11 +300,13 @@ class Unit:
         with_total: bool,
         types: tuple[str, ...] | None = None,
         compartment: str | None = None,
+        held: tuple[str, ...] | None = None,
     ) -> HistoryPage:
         """Versions newest first (R4 http.html#history); ``after`` is the keyset cursor.
 
         ``types`` limits a system history to those types; ``compartment`` to the versions of the
-        resources now in that Patient's compartment (a patient-context credential's history).
+        resources now in that Patient's compartment (a patient-context credential's history),
+        only for the ``held`` types when given (a credential with user scopes on others).
         """
         v = resource_version
         conditions = []
@@ -315,7 +318,8 @@ class Unit:
             conditions.append(v.c.res_type.in_(types))
         if compartment is not None:
             members = compartment_members(InCompartment(compartment))
-            conditions.append(tuple_(v.c.res_type, v.c.res_id).in_(select(members.c.res_type, members.c.res_id)))
+            member = tuple_(v.c.res_type, v.c.res_id).in_(select(members.c.res_type, members.c.res_id))
+            conditions.append(member if held is None else or_(v.c.res_type.not_in(held), member))
         if res_id is not None:
             conditions.append(v.c.res_id == res_id)
         if since is not None:

@@ -624,6 +624,26 @@ def test_type_history_pages_do_not_count_p2_versions(server: Server) -> None:
     assert pages <= 3
 
 
+def test_system_history_of_a_mixed_token_counts_and_pages_only_what_it_shows(server: Server) -> None:
+    """``patient/`` scopes on some types and ``user/`` on others: the patient-scoped types are
+    held to p1's compartment in the query itself, so no page, ``total`` or cursor tells of p2."""
+    mixed = server.token("patient/Observation.rs patient/Condition.rs user/Practitioner.rs", "p1")
+    first = bundle_of(server.client.get("/fhir/_history?_count=1", headers=mixed))
+    entries, url, pages = [], "/fhir/_history?_count=1", 0
+    while url is not None:
+        body = bundle_of(server.client.get(url, headers=mixed))
+        pages += 1
+        assert body.get("entry"), f"page {pages} is empty"
+        entries += body["entry"]
+        url = next((link["url"] for link in body["link"] if link["relation"] == "next"), None)
+        url = url.split("localhost", 1)[1] if url else None
+
+    shown = [entry["fullUrl"].split("/fhir/", 1)[1] for entry in entries]
+    assert set(shown) == {"Practitioner/doc", "Condition/p1-cond", *P1_OBSERVATIONS}
+    assert first["total"] == len(shown) == pages
+    assert not mentions_p2(entries)
+
+
 def test_audit_trail_does_not_name_p2_to_p1(server: Server, p1_token: dict[str, str]) -> None:
     # A clinician's search names p1 and p2 in one AuditEvent.
     clinician = server.token("user/*.rs")
