@@ -69,6 +69,12 @@ def token_create(
     """Make a token and print its secret once: only a hash of it is kept."""
     parts = scope.split()
     bad = [part for part in parts if not is_scope(part)]
+    if bad and "?" in bad[0] and is_scope(bad[0].split("?", 1)[0]):
+        raise click.BadParameter(
+            f"{bad[0]!r}: scopes narrowed by a query (SMART v2 granular scopes) are not supported; "
+            "grant the whole type, or leave it out",
+            param_hint="--scope",
+        )
     if bad:
         raise click.BadParameter(
             f"{bad[0]!r} is not a SMART resource scope like patient/Observation.rs", param_hint="--scope"

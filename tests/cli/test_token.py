@@ -177,6 +177,14 @@ def test_bad_scope_is_a_usage_error(database_url: str, scope: str) -> None:
     assert listed(database_url) == {}
 
 
+def test_a_granular_scope_is_refused_as_unsupported(database_url: str) -> None:
+    scope = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+    result = token(database_url, "create", "--name", "ehr", "--scope", scope, "--patient", "p1")
+    assert result.exit_code == 2, result.output
+    assert "(SMART v2 granular scopes) are not supported" in result.stderr
+    assert listed(database_url) == {}
+
+
 def test_bad_scope_creates_no_token(database_url: str) -> None:
     result = token(database_url, "create", "--name", "ehr", "--scope", "patient/Observation.zz")
     assert result.exit_code != 0
