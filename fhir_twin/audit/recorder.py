@@ -21,6 +21,7 @@ from uuid6 import uuid7
 from fhir_twin.audit import chain
 from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.index import audit_index
+from fhir_twin.audit.throttle import Throttle
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Interaction
@@ -63,6 +64,7 @@ class AuditRecorder(Worker):
         self.key = key
         self.site = site
         self._queue: list[_Queued] = []
+        self.throttle = Throttle()
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()
 
@@ -97,6 +99,8 @@ class AuditRecorder(Worker):
                     occurrence.patients |= _patients(response.body)
             self.record(unit, [occurrence])
             return
+        if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
+            return
         body = response.body if response is not None and response.status < 300 else None
         with self._queue_lock:
             self._queue.append(_Queued(occurrence, body))
@@ -108,11 +112,13 @@ class AuditRecorder(Worker):
         """Store an AuditEvent per occurrence in ``unit`` and chain them."""
         write_records(unit, occurrences, self.key)
 
-    def flush(self) -> int:
-        """Write every queued record now; how many were."""
+    def flush(self, everything: bool = False) -> int:
+        """Write every queued record now, with the summaries of ended throttle windows (of all,
+        ``everything``); how many were."""
         with self._flush_lock:
             with self._queue_lock:
                 queued, self._queue = self._queue, []
+            queued += [_Queued(summary) for summary in self.throttle.summaries(everything)]
             if not queued:
                 return 0
             for item in queued:
@@ -142,7 +148,7 @@ class AuditRecorder(Worker):
         """Write what is queued, then close the thread's engine: paused because the app's engine
         was disposed, or the process forks or exits, no connection may be left behind."""
         try:
-            self.flush()
+            self.flush(everything=True)
         except Exception:
             log.exception("Queued audit records could not be written")
         finally:
