@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import click
 
 from fhir_twin.audit.recorder import new_occurrence, write_records
-from fhir_twin.audit.trail import accesses, verify_trail
+from fhir_twin.audit.trail import Anchor, accesses, head, verify_trail
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security import tokens
@@ -136,13 +136,36 @@ def audit() -> None:
     """The audit trail: verify its hash chain, report who accessed a patient's record."""
 
 
-@audit.command("verify")
+def _anchor(_context: click.Context, _param: click.Parameter, value: str | None) -> Anchor | None:
+    try:
+        return Anchor.parse(value) if value is not None else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+
+
+@audit.command("head")
 @_DATABASE
-def audit_verify(database_url: str | None) -> None:
+def audit_head(database_url: str | None) -> None:
+    """Print the chain's last link as SEQ:LINK, to keep outside the database (a ticket, a log
+    shipped elsewhere): `audit verify --anchor` then proves no record was removed from the end."""
+    repository, _ = _repository(database_url)
+    try:
+        found = head(repository)
+    finally:
+        repository.engine.dispose()
+    if found is None:
+        raise click.ClickException("the audit trail is empty")
+    click.echo(str(found))
+
+
+@audit.command("verify")
+@click.option("--anchor", callback=_anchor, default=None, help="SEQ:LINK from an earlier `audit head`.")
+@_DATABASE
+def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
     """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
     repository, config = _repository(database_url)
     try:
-        verdict = verify_trail(repository, config.audit_key)
+        verdict = verify_trail(repository, config.audit_key, anchor)
     finally:
         repository.engine.dispose()
     if verdict.finding is not None and verdict.finding.kind == "key":

@@ -20,12 +20,51 @@ _PAGE = 500
 _KEY_PROBE = 20
 
 
-def verify_trail(repository: Repository, key: str = "") -> Verdict:
-    """Check every link of the chain and that no stored AuditEvent lies outside it."""
+@dataclass(frozen=True)
+class Anchor:
+    """A link of the chain as it was once seen (``fhir-twin audit head``), kept outside the
+    database: the chain must still hold it, which catches records removed from its end (and,
+    without ``audit_key``, a chain rebuilt by someone who can write the database)."""
+
+    seq: int
+    link: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.link}"
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, _, found = text.strip().partition(":")
+        if not seq.isdigit() or int(seq) < 1 or len(found) != 64 or any(c not in "0123456789abcdef" for c in found):
+            raise ValueError(f"{text!r} is not an anchor SEQ:LINK as `fhir-twin audit head` prints it")
+        return cls(int(seq), found)
+
+
+def head(repository: Repository) -> Anchor | None:
+    """The chain's last link, to keep outside the database as an anchor."""
+    found = audit.link_at(repository)
+    return Anchor(*found) if found else None
+
+
+def verify_trail(repository: Repository, key: str = "", anchor: Anchor | None = None) -> Verdict:
+    """Check every link of the chain, that no stored AuditEvent lies outside it, and that it
+    still holds ``anchor``."""
     records = (Record(*row) for row in audit.chained(repository))
     verdict = verify(records, key)
     if verdict.finding is not None:
         return _wrong_key(repository, key) or verdict
+    if anchor is not None:
+        found = audit.link_at(repository, anchor.seq)
+        if found is None:
+            last = audit.link_at(repository)
+            message = (
+                f"the chain ends at record {last[0] if last else 0}, before the anchored record {anchor.seq}: "
+                "records were removed from its end"
+            )
+            return Verdict(verdict.checked, Finding("removed", anchor.seq, "", message))
+        if found[1] != anchor.link:
+            message = f"record {anchor.seq}'s link is not the anchored one: the chain was changed and its links rebuilt"
+            return Verdict(verdict.checked, Finding("changed", anchor.seq, "", message))
     rewritten = audit.rewritten(repository)
     if rewritten:
         message = f"AuditEvent/{rewritten[0]} was changed: it has a version other than the one recorded"

@@ -34,6 +34,15 @@ def append(unit: Unit, events: list[tuple[str, str]], link: Callable[[str, str],
     unit.connection.execute(insert(audit_chain), rows)
 
 
+def link_at(repository: Repository, seq: int | None = None) -> tuple[int, str] | None:
+    """The link numbered ``seq`` (the last link, when None) with its number; None if there is none."""
+    query = select(audit_chain.c.seq, audit_chain.c.link)
+    query = query.order_by(audit_chain.c.seq.desc()).limit(1) if seq is None else query.where(audit_chain.c.seq == seq)
+    with repository.unit() as unit:
+        row = unit.connection.execute(query).first()
+    return (row[0], row[1]) if row else None
+
+
 def chained(repository: Repository, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str | None]]:
     """Every link in order with the stored body of its AuditEvent (None when that is gone)."""
     joined = audit_chain.outerjoin(

@@ -165,8 +165,14 @@ def recorded(make_app: Any, database_url: str, no_key: None) -> Trail:
     return activity(make_app(auth_mode="tokens", doctor=False), database_url)
 
 
-def verify(database_url: str) -> Result:
-    return CliRunner().invoke(cli.main, ["audit", "verify", "--database", database_url])
+def verify(database_url: str, *options: str) -> Result:
+    return CliRunner().invoke(cli.main, ["audit", "verify", "--database", database_url, *options])
+
+
+def head(database_url: str) -> str:
+    result = CliRunner().invoke(cli.main, ["audit", "head", "--database", database_url])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
 
 
 def tampered(result: Result, kind: str) -> str:
@@ -341,6 +347,68 @@ def test_with_the_right_key_a_changed_first_record_is_still_named(keyed: Trail) 
     keyed.execute("UPDATE audit_chain SET link = :l WHERE seq = :s", l="f" * 64, s=seq)
     message = tampered(verify(keyed.database_url), "")
     assert f"AuditEvent/{res_id}" in message
+
+
+def test_head_prints_the_last_link_and_verify_holds_the_chain_to_it(recorded: Trail) -> None:
+    seq, _, _, last = recorded.links()[-1]
+    anchor = head(recorded.database_url)
+    assert anchor == f"{seq}:{last}"
+    result = verify(recorded.database_url, "--anchor", anchor)
+    assert result.exit_code == 0, result.output
+    # Later records leave an earlier anchor valid.
+    assert recorded.client.get("/fhir/Patient/x", headers=recorded.ehr).status_code == 200
+    recorded.flush()
+    assert verify(recorded.database_url, "--anchor", anchor).exit_code == 0
+
+
+def test_records_removed_from_the_end_are_caught_only_against_an_anchor(recorded: Trail) -> None:
+    """Deleting the newest records with their links leaves a chain that is whole in itself: only
+    a head kept outside the database shows that it was longer."""
+    anchor = head(recorded.database_url)
+    links = recorded.links()
+    for _, res_id, _, _ in links[-2:]:
+        recorded.execute("DELETE FROM audit_chain WHERE res_id = :id", id=res_id)
+        recorded.execute("DELETE FROM resource_version WHERE res_type = 'AuditEvent' AND res_id = :id", id=res_id)
+        recorded.execute("DELETE FROM resource WHERE res_type = 'AuditEvent' AND res_id = :id", id=res_id)
+
+    assert verify(recorded.database_url).exit_code == 0
+    message = tampered(verify(recorded.database_url, "--anchor", anchor), "removed")
+    assert f"the chain ends at record {len(links) - 2}, before the anchored record {len(links)}" in message
+
+
+def test_a_chain_rebuilt_without_a_key_is_caught_against_an_anchor(recorded: Trail) -> None:
+    anchor = head(recorded.database_url)
+    links = recorded.links()
+    _, res_id, _, _ = links[1]
+    event = json.loads(recorded.body(res_id))
+    event["outcome"] = "8"
+    body = json.dumps(event)
+    recorded.execute(
+        "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id", body=body, id=res_id
+    )
+    previous = links[0][3]
+    for seq, each, digest, _ in links[1:]:
+        digest = chain.digest(body) if each == res_id else digest
+        previous = chain.link(previous, digest)
+        recorded.execute("UPDATE audit_chain SET digest = :d, link = :l WHERE seq = :s", d=digest, l=previous, s=seq)
+
+    assert verify(recorded.database_url).exit_code == 0
+    message = tampered(verify(recorded.database_url, "--anchor", anchor), "changed")
+    assert f"record {len(links)}'s link is not the anchored one" in message
+
+
+@pytest.mark.parametrize("anchor", ["7", "x:" + "0" * 64, "3:abc", "0:" + "0" * 64, "3:" + "G" * 64])
+def test_a_malformed_anchor_is_a_usage_error(recorded: Trail, anchor: str) -> None:
+    result = verify(recorded.database_url, "--anchor", anchor)
+    assert result.exit_code == 2
+    assert "is not an anchor SEQ:LINK" in result.stderr
+
+
+def test_head_of_an_empty_trail_says_so(make_app: Any, database_url: str, no_key: None) -> None:
+    make_app(auth_mode="tokens", doctor=False)
+    result = CliRunner().invoke(cli.main, ["audit", "head", "--database", database_url])
+    assert result.exit_code == 1
+    assert "the audit trail is empty" in result.stderr
 
 
 def test_a_forged_later_version_of_a_record_is_caught(recorded: Trail) -> None:
