@@ -73,6 +73,26 @@ class Trail:
         with self.engine.begin() as connection:
             connection.execute(sqlalchemy.text(sql), params)
 
+    def edit_and_rechain(self, position: int) -> str:
+        """Change the outcome of the record at ``position`` and rebuild every link from it on
+        with plain SHA-256, as someone who can write the database but has no key would."""
+        links = self.links()
+        _, res_id, _, _ = links[position]
+        event = json.loads(self.body(res_id))
+        event["outcome"] = "8"
+        body = json.dumps(event)
+        self.execute(
+            "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id",
+            body=body,
+            id=res_id,
+        )
+        previous = links[position - 1][3] if position else chain.GENESIS
+        for seq, each, digest, _ in links[position:]:
+            digest = chain.digest(body) if each == res_id else digest
+            previous = chain.link(previous, digest)
+            self.execute("UPDATE audit_chain SET digest = :d, link = :l WHERE seq = :s", d=digest, l=previous, s=seq)
+        return res_id
+
     def forge(self, version: int = 1, res_id: str | None = None, body: str | None = None) -> tuple[str, str]:
         """Store an AuditEvent with SQL, as the server would have; its id and body."""
         res_id = res_id or str(uuid.uuid4())
@@ -302,19 +322,7 @@ def test_with_a_key_a_record_chained_without_it_is_caught(keyed: Trail) -> None:
 
 def test_with_a_key_a_rewritten_chain_is_caught(keyed: Trail) -> None:
     """Edit a record and rebuild every link after it with plain SHA-256: the key is missing."""
-    links = keyed.links()
-    _, res_id, _, _ = links[1]
-    event = json.loads(keyed.body(res_id))
-    event["outcome"] = "8"
-    body = json.dumps(event)
-    keyed.execute(
-        "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id", body=body, id=res_id
-    )
-    previous = links[0][3]
-    for seq, each, digest, _ in links[1:]:
-        digest = chain.digest(body) if each == res_id else digest
-        previous = chain.link(previous, digest)
-        keyed.execute("UPDATE audit_chain SET digest = :d, link = :l WHERE seq = :s", d=digest, l=previous, s=seq)
+    res_id = keyed.edit_and_rechain(1)
     message = tampered(verify(keyed.database_url), "")
     assert f"AuditEvent/{res_id}" in message
 
@@ -379,18 +387,7 @@ def test_records_removed_from_the_end_are_caught_only_against_an_anchor(recorded
 def test_a_chain_rebuilt_without_a_key_is_caught_against_an_anchor(recorded: Trail) -> None:
     anchor = head(recorded.database_url)
     links = recorded.links()
-    _, res_id, _, _ = links[1]
-    event = json.loads(recorded.body(res_id))
-    event["outcome"] = "8"
-    body = json.dumps(event)
-    recorded.execute(
-        "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id", body=body, id=res_id
-    )
-    previous = links[0][3]
-    for seq, each, digest, _ in links[1:]:
-        digest = chain.digest(body) if each == res_id else digest
-        previous = chain.link(previous, digest)
-        recorded.execute("UPDATE audit_chain SET digest = :d, link = :l WHERE seq = :s", d=digest, l=previous, s=seq)
+    recorded.edit_and_rechain(1)
 
     assert verify(recorded.database_url).exit_code == 0
     message = tampered(verify(recorded.database_url, "--anchor", anchor), "changed")
