@@ -92,6 +92,11 @@ def make_app(database_url: str, request: pytest.FixtureRequest) -> Iterator[Any]
 
     yield build
     for app in apps:
+        # Queued audit records are written and the recorder's engine closed first: a flush set
+        # off by disposing the app's engine would leave a connection open behind it.
+        recorder = app.extensions.get("fhir_twin.audit")
+        if recorder is not None:
+            recorder.stop()
         app.extensions["fhir_twin.engine"].dispose()
 
 

@@ -8,7 +8,7 @@ the count free of the records the counting itself would add through the API.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,26 +93,6 @@ class Server:
         agents = [agent for agent in event["agent"] if agent.get("requestor")]
         assert agents, event["agent"]
         return agents[0]
-
-
-@pytest.fixture
-def make_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
-    """The suite's ``make_app``, with each app's queued records written before its engine is
-    disposed: the recorder flushes when the engine is disposed, through a connection that then
-    stays open (test_audit_lifecycle.py), which PostgreSQL runs report as a ResourceWarning."""
-    apps: list[Flask] = []
-
-    def build(**settings: Any) -> Flask:
-        app = make_app(**settings)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        recorder = app.extensions.get("fhir_twin.audit")
-        if recorder is not None:
-            recorder.stop()
-            recorder.flush()
 
 
 @pytest.fixture

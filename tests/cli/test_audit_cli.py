@@ -14,7 +14,6 @@ import io
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -154,25 +153,6 @@ def activity(app: Flask, database_url: str) -> Trail:
     made.flush()
     assert len(made.links()) == 7
     return made
-
-
-@pytest.fixture
-def make_app(make_app: Any) -> Iterator[Any]:
-    """The suite's ``make_app``, with each app's queued records written before its engine is
-    disposed: the recorder's flush on dispose would leave a connection open."""
-    apps: list[Flask] = []
-
-    def build(**settings: Any) -> Flask:
-        app = make_app(**settings)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        recorder = app.extensions.get("fhir_twin.audit")
-        if recorder is not None:
-            recorder.stop()
-            recorder.flush()
 
 
 @pytest.fixture
