@@ -175,13 +175,7 @@ class InstanceInteractions:
         if current.deleted:
             raise Gone(f"{res_type}/{res_id} was deleted")
         check_if_match(request, current)
-        original = json.loads(current.body or "{}")
-        try:
-            patched = operations.apply(original)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise Unprocessable(f"The patch's test failed: {exc}") from None
-        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException) as exc:
-            raise Unprocessable(f"The patch cannot be applied to {res_type}/{res_id}: {exc}") from None
+        patched = _apply(operations, json.loads(current.body or "{}"), f"{res_type}/{res_id}")
         if not isinstance(patched, dict) or patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise Unprocessable("A patch may not change the resource's type or id")
         try:
@@ -278,6 +272,23 @@ class InstanceInteractions:
             return jsonpatch.JsonPatch(request.body)
         except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
             raise Invalid(f"The JSON Patch document is malformed: {exc}") from None
+
+
+def _apply(operations: jsonpatch.JsonPatch, document: Any, where: str) -> Any:
+    """``document`` patched (RFC 6902), one operation at a time so a failure names its operation.
+
+    The failure's text names the operation and its path, never a value: jsonpatch's own messages
+    quote the stored resource, and the text reaches the audit trail, which keeps it for good.
+    """
+    for number, operation in enumerate(operations.patch):
+        described = f"operation {number} ({operation.get('op')} {operation.get('path')})"
+        try:
+            document = jsonpatch.JsonPatch([operation]).apply(document)
+        except jsonpatch.JsonPatchTestFailed:
+            raise Unprocessable(f"The patch's {described}: the test failed") from None
+        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException):
+            raise Unprocessable(f"The patch's {described} cannot be applied to {where}: no such path") from None
+    return document
 
 
 def _prepare(request: Request, resource: dict[str, Any]) -> list[IndexRow]:

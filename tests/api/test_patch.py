@@ -90,3 +90,22 @@ def test_conditional_patch(client: FlaskClient, observation: str) -> None:
     assert patch(client, "/fhir/Observation?_id=o1", operations).status_code == 200
     assert client.get(observation).get_json()["status"] == "amended"
     assert patch(client, "/fhir/Observation?_id=none", operations).status_code == 404
+
+
+def test_a_failed_patch_names_its_operation_but_quotes_nothing_stored(client: FlaskClient, observation: str) -> None:
+    """The failure text reaches the audit trail: it names the operation and path, not the
+    stored resource's content (jsonpatch's own messages quote the whole document)."""
+    operations = [
+        {"op": "replace", "path": "/status", "value": "amended"},
+        {"op": "test", "path": "/valueQuantity/value", "value": 1},
+    ]
+    response = patch(client, observation, operations)
+    assert response.status_code == 422
+    diagnostics = response.get_json()["issue"][0]["diagnostics"]
+    assert "operation 1 (test /valueQuantity/value)" in diagnostics
+    assert "72.5" not in diagnostics and "preliminary" not in diagnostics
+    removal = patch(client, observation, [{"op": "remove", "path": "/note/0"}])
+    assert removal.status_code == 422
+    assert "operation 0 (remove /note/0)" in removal.get_json()["issue"][0]["diagnostics"]
+    assert "72.5" not in removal.get_json()["issue"][0]["diagnostics"]
+    assert client.get(observation).get_json()["meta"]["versionId"] == "1"
