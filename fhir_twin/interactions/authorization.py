@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound
 from fhir_twin.fhir.model import is_resource_type, resource_types
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.search.index import IndexRow
-from fhir_twin.security.access import ALL, in_compartment, patients_in, reach, require
+from fhir_twin.security.access import ALL, in_compartment, patients_in, patients_of, reach, require
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
@@ -63,6 +64,8 @@ class Guard:
         if interaction.permission is None or interaction.resource_type is None:
             return
         held_to = require(principal, interaction.resource_type, interaction.permission)
+        for needed in _also_needed(interaction, request):
+            require(principal, interaction.resource_type, needed)
         if held_to == ALL:
             return
         if interaction.name in _WRITES and interaction.resource_id is None and interaction.name != "create":
@@ -70,17 +73,13 @@ class Guard:
         if interaction.name == "create" and request.header("if-none-exist"):
             raise Forbidden("Conditional creates need a user or system scope")
         # An update's new content first: refused alike whether or not the id is taken.
-        if (
-            interaction.name == "update"
-            and isinstance(request.body, dict)
-            and not in_compartment(request.body, held_to)
-        ):
-            raise Forbidden(
-                f"{interaction.resource_type}/{interaction.resource_id} would not be in the compartment "
-                f"of Patient/{held_to}"
+        if interaction.name == "update" and isinstance(request.body, dict):
+            content = {**request.body, "id": interaction.resource_id}
+            _alone(
+                held_to, f"{interaction.resource_type}/{interaction.resource_id}", patients_of(content, request.base)
             )
         if interaction.resource_id is not None and interaction.name != "search-type":
-            self._instance(held_to, interaction)
+            self._instance(held_to, interaction, request.base)
 
     def searchable(self, principal: Principal | None, types: tuple[str, ...]) -> tuple[str, ...]:
         """Of ``types``, those ``principal`` may search (a system search without ``_type``)."""
@@ -89,16 +88,29 @@ class Guard:
         return tuple(name for name in types if reach(principal, name, "s") is not None)
 
     def written(self, principal: Principal, versions: list[tuple[Version, list[IndexRow]]]) -> None:
-        """A patient-context write must leave each resource it wrote in the compartment."""
+        """A patient-context write must leave each resource it wrote in its patient's compartment
+        alone, and may only replace or delete what was in it alone: a resource in another
+        patient's compartment too is part of their record (R4 compartmentdefinition-patient.html).
+        ``before`` checked the resource as it was; this checks again inside the write's
+        transaction, against what it actually replaced."""
         if principal.trusted:
             return
         for version, index in versions:
-            held_to = reach(principal, version.res_type, "u" if version.version > 1 else "c")
-            if held_to in (ALL, None) or version.deleted:
+            permission = "d" if version.deleted else "u" if version.version > 1 else "c"
+            # An update that creates (R4 http.html#upsert) is a create, and needs ``c``.
+            held_to = require(principal, version.res_type, permission)
+            if held_to == ALL:
                 continue
-            if held_to not in patients_in(version.res_type, version.res_id, index):
-                raise Forbidden(
-                    f"{version.res_type}/{version.res_id} would not be in the compartment of Patient/{held_to}"
+            if version.version > 1:
+                with self.repository.unit() as unit:
+                    previous = unit.version(version.res_type, version.res_id, version.version - 1)
+                if previous is not None and previous.body is not None:
+                    _owned(held_to, f"{version.res_type}/{version.res_id}", patients_of(json.loads(previous.body)))
+            if not version.deleted:
+                _alone(
+                    held_to,
+                    f"{version.res_type}/{version.res_id}",
+                    patients_in(version.res_type, version.res_id, index),
                 )
 
     def visible(self, principal: Principal | None, response: Response) -> Response:
@@ -110,14 +122,17 @@ class Guard:
         entries = body.get("entry")
         if not entries:
             return response
-        kept = [entry for entry in entries if self._readable(principal, entry)]
-        if len(kept) != len(entries):
+        kept: list[dict[str, Any]] = []
+        withheld: list[dict[str, Any]] = []
+        for entry in entries:
+            (kept if self._readable(principal, entry) else withheld).append(entry)
+        if withheld:
             body = {**body, "entry": kept}
             if not kept:
                 del body["entry"]
-            if principal.patient is not None:
-                # Held to a compartment: a total that counted what was withheld ($everything's
-                # references) would tell of it.
+            if any(_counted(body, entry) and not _countable(principal, entry) for entry in withheld):
+                # A total that counted what was withheld would tell of it, unless the scopes
+                # let the client count that anyway (search without read).
                 body.pop("total", None)
         return Response(response.status, response.headers, body, response.content_type)
 
@@ -140,7 +155,9 @@ class Guard:
             return False
         return in_compartment(_as_dict(resource), held_to)
 
-    def _instance(self, patient_id: str, interaction: Interaction) -> None:
+    def _instance(self, patient_id: str, interaction: Interaction, base: str | None = None) -> None:
+        """404 for what is not in the compartment; 403 for a write to what is in another
+        patient's too, which the token may read but not change."""
         res_type, res_id = interaction.resource_type, interaction.resource_id
         assert res_type is not None and res_id is not None
         with self.repository.unit() as unit:
@@ -154,13 +171,16 @@ class Guard:
                     # as for another patient's resource.
                     raise NotFound(f"{res_type}/{res_id} is not known")
                 return  # the interaction answers 404 itself, or creates it (update)
-            if found.deleted:
+            deleted = found.deleted
+            if deleted:
                 found = unit.version(res_type, res_id, found.version - 1) if found.version > 1 else None
         if found is None or found.body is None or not in_compartment(json.loads(found.body), patient_id):
             if interaction.version_id is not None:
                 shown = interaction.version_id if interaction.version_id.isdigit() else repr(interaction.version_id)
                 raise NotFound(f"{res_type}/{res_id} has no version {shown}")
             raise NotFound(f"{res_type}/{res_id} is not known")
+        if interaction.name in _WRITES and not deleted:
+            _owned(patient_id, f"{res_type}/{res_id}", patients_of(json.loads(found.body), base))
 
     def _was_in(self, patient_id: str, res_type: str, res_id: str) -> bool:
         if not is_resource_type(res_type):
@@ -201,6 +221,63 @@ class Guard:
                     self._instance(held, replace(interaction, name="read"))
         elif res_type is not None:
             require(principal, res_type, "r")
+
+
+def _also_needed(interaction: Interaction, request: Request) -> tuple[str, ...]:
+    """Permissions an interaction needs beyond its own (SMART v2 keeps ``r`` and ``s`` apart
+    from ``c u d``): a conditional write searches; a conditional create's match is answered with
+    the stored resource; a patch reads what it changes (its ``test`` operations compare values)."""
+    if interaction.name == "create":
+        return ("s", "r") if request.header("if-none-exist") else ()
+    if interaction.name in ("update", "patch", "delete") and interaction.resource_id is None:
+        return ("s", "r") if interaction.name == "patch" else ("s",)
+    return ("r",) if interaction.name == "patch" else ()
+
+
+def _alone(patient_id: str, where: str, patients: set[str]) -> None:
+    """403 unless a write leaves ``where`` in Patient ``patient_id``'s compartment alone; the
+    other patients are not named (their ids are not the token's to learn)."""
+    if patients == {patient_id}:
+        return
+    if patient_id not in patients:
+        raise Forbidden(f"{where} would not be in the compartment of Patient/{patient_id}")
+    raise Forbidden(f"{where} would also be in another patient's compartment, not only Patient/{patient_id}'s")
+
+
+def _owned(patient_id: str, where: str, patients: set[str]) -> None:
+    """403 for changing ``where`` while it is in another patient's compartment too: the token
+    may read it (it is in its patient's), so saying it is shared tells nothing new."""
+    if patient_id not in patients:
+        raise NotFound(f"{where} is not known")  # as a read of it answers
+    if patients != {patient_id}:
+        raise Forbidden(
+            f"{where} is also in another patient's compartment; only a user or system scope may change or delete it"
+        )
+
+
+def _counted(body: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """Whether ``body``'s total may count ``entry``. A search's counts its matches only (R4
+    search.html#total: search.mode = match, never include); a history's entries have no mode
+    and all count; an operation's total is its own ($everything counts what it includes)."""
+    search = entry.get("search")
+    mode = search.get("mode") if isinstance(search, dict) else None
+    return mode in (None, "match") or _from_operation(body)
+
+
+def _countable(principal: Principal, entry: dict[str, Any]) -> bool:
+    """Whether the client may learn that ``entry`` exists: it may search all of its type."""
+    res_type = _type_of(entry)
+    return res_type is not None and reach(principal, res_type, "s") == ALL
+
+
+def _from_operation(body: dict[str, Any]) -> bool:
+    """Whether ``body`` answers an operation, by its self link (``.../$name``); unknown counts
+    as one."""
+    links = body.get("link")
+    urls = [item.get("url") for item in links or [] if isinstance(item, dict) and item.get("relation") == "self"]
+    if not urls or not isinstance(urls[0], str):
+        return True
+    return any(segment.startswith("$") for segment in urlsplit(urls[0]).path.split("/"))
 
 
 def _type_of(entry: dict[str, Any]) -> str | None:

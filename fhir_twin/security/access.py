@@ -49,7 +49,9 @@ def require(principal: Principal, resource_type: str, permission: str) -> str:
     found = reach(principal, resource_type, permission)
     if found is None:
         verb = _VERBS[permission]
-        raise Forbidden(f"The credential's scopes do not allow {verb} on {resource_type}")
+        # RFC 6750 section 3.1: the token is good but its scope too narrow.
+        challenge = {"WWW-Authenticate": 'Bearer realm="fhir-twin", error="insufficient_scope"'}
+        raise Forbidden(f"The credential's scopes do not allow {verb} on {resource_type}", headers=challenge)
     return found
 
 
@@ -65,8 +67,10 @@ def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
     return patient_id in patients_of(resource)
 
 
-def patients_of(resource: dict[str, Any]) -> set[str]:
-    """The ids of the patients whose compartment ``resource`` is in (for the audit trail)."""
+def patients_of(resource: dict[str, Any], base: str | None = None) -> set[str]:
+    """The ids of the patients whose compartment ``resource`` is in (for the audit trail);
+    ``base``, this server's base URL, makes an absolute reference into it count as a local one
+    (R4 references.html), as the index counts it."""
     res_type = resource.get("resourceType", "")
     found = {resource["id"]} if res_type == "Patient" and isinstance(resource.get("id"), str) else set()
     if res_type == "Patient" and "link" not in resource:
@@ -75,7 +79,7 @@ def patients_of(resource: dict[str, Any]) -> set[str]:
     if codes:
         found.update(
             row.target_id
-            for row in extract(resource)
+            for row in extract(resource, base)
             if isinstance(row, ReferenceRow) and row.param in codes and row.target_type == "Patient" and row.target_id
         )
     return found

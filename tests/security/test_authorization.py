@@ -194,7 +194,11 @@ def test_update_and_patch_need_u(server: Server) -> None:
     allowed = server.token("user/Observation.u")
     updated = server.client.put("/fhir/Observation/p1-obs", json=changed, headers=allowed)
     assert updated.status_code == 200, updated.get_json()
-    patched = patch_status(server.client, "/fhir/Observation/p1-obs", allowed)
+    # A patch reads what it changes (its test operations compare stored values): it needs r too.
+    refused = patch_status(server.client, "/fhir/Observation/p1-obs", allowed)
+    assert_forbidden(refused)
+    assert "read" in refused.get_json()["issue"][0]["diagnostics"]
+    patched = patch_status(server.client, "/fhir/Observation/p1-obs", server.token("user/Observation.ru"))
     assert patched.status_code == 200, patched.get_json()
     stored = server.read("Observation/p1-obs").get_json()
     assert (stored["meta"]["versionId"], stored["status"], stored["valueQuantity"]["value"]) == ("3", "amended", 75)
@@ -259,6 +263,12 @@ def test_system_search_without_type_keeps_to_the_types_granted(server: Server) -
     body = answer.get_json()
     assert ids(body) == {"Patient/p1", "Patient/p2"}
     assert body["total"] == 2
+
+
+@pytest.mark.parametrize("query", ["", "?_id=p1", "?_lastUpdated=gt2000"])
+@pytest.mark.parametrize("scope", ["user/Observation.r", "system/Observation.c", "openid"])
+def test_system_search_by_a_token_that_may_search_no_type_is_forbidden(server: Server, scope: str, query: str) -> None:
+    assert_forbidden(server.client.get(f"/fhir{query}", headers=server.token(scope)))
 
 
 def test_chained_search_needs_s_on_the_chained_type(server: Server) -> None:
@@ -629,3 +639,82 @@ def test_system_history_total_counts_only_what_the_token_may_see(server: Server)
             continue
         body = answer.get_json()
         assert body.get("total", len(body.get("entry", []))) == len(body.get("entry", [])), scope
+
+
+# --- what a write reveals or creates besides itself --------------------------------------------
+
+
+def test_a_conditional_create_needs_search_and_read(server: Server) -> None:
+    """Its criteria search, and a match is answered with the stored resource (SMART v2 keeps
+    ``s`` and ``r`` apart from ``c``)."""
+    new = observation("ignored", "p1", "2024-03-01T10:00:00Z", 60)
+    del new["id"]
+    before = server.count("Observation")
+    for scope in ("user/Observation.c", "user/Observation.cs", "user/Observation.cr"):
+        refused = server.client.post(
+            "/fhir/Observation", json=new, headers={**server.token(scope), "If-None-Exist": "_id=p1-obs"}
+        )
+        assert_forbidden(refused)
+        assert "72" not in refused.get_data(as_text=True)
+    assert server.count("Observation") == before
+    matched = server.client.post(
+        "/fhir/Observation", json=new, headers={**server.token("user/Observation.crs"), "If-None-Exist": "_id=p1-obs"}
+    )
+    assert matched.status_code == 200
+    assert server.count("Observation") == before
+
+
+def test_an_update_that_would_create_needs_c(server: Server) -> None:
+    refused = server.client.put(
+        "/fhir/Observation/new-one",
+        json=observation("new-one", "p1", "2024-03-01T10:00:00Z", 60),
+        headers=server.token("user/Observation.u"),
+    )
+    assert_forbidden(refused)
+    assert "create" in refused.get_json()["issue"][0]["diagnostics"]
+    assert server.read("Observation/new-one").status_code == 404
+    created = server.client.put(
+        "/fhir/Observation/new-one",
+        json=observation("new-one", "p1", "2024-03-01T10:00:00Z", 60),
+        headers=server.token("user/Observation.cu"),
+    )
+    assert created.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "scope", "body"),
+    [
+        ("PUT", "user/Observation.u", observation("x", "p1", "2024-03-01T10:00:00Z", 60)),
+        ("PATCH", "user/Observation.ru", [{"op": "replace", "path": "/status", "value": "amended"}]),
+        ("DELETE", "user/Observation.d", None),
+    ],
+)
+def test_a_conditional_write_needs_s(server: Server, method: str, scope: str, body: Any) -> None:
+    """Its criteria are a search: without ``s`` they would tell what matches."""
+    if method == "PUT":
+        del body["id"]
+    headers = server.token(scope)
+    content = {"json": body} if method == "PUT" else {"data": json.dumps(body)} if body is not None else {}
+    if method == "PATCH":
+        headers = {**headers, "Content-Type": "application/json-patch+json"}
+    refused = server.client.open("/fhir/Observation?_id=p1-obs", method=method, headers=headers, **content)
+    assert_forbidden(refused)
+    assert "search" in refused.get_json()["issue"][0]["diagnostics"]
+    stored = server.read("Observation/p1-obs").get_json()
+    assert (stored["meta"]["versionId"], stored["status"]) == ("1", "final")
+
+
+def test_everything_hides_the_count_of_types_the_token_may_not_read(server: Server) -> None:
+    answer = server.client.get("/fhir/Patient/p1/$everything", headers=server.token("system/Patient.rs"))
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert ids(body) == {"Patient/p1"}
+    assert "total" not in body
+    everything = server.client.get("/fhir/Patient/p1/$everything", headers=server.token("system/*.rs"))
+    assert everything.get_json()["total"] > 1
+
+
+def test_a_refusal_for_scope_says_insufficient_scope(server: Server) -> None:
+    refused = server.client.get("/fhir/Observation/p1-obs", headers=server.token("user/Patient.rs"))
+    assert_forbidden(refused)
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="fhir-twin", error="insufficient_scope"'

@@ -238,8 +238,8 @@ def test_patient_scope_without_a_launch_patient_reaches_nothing(server: Server) 
     del new["id"]
     assert_forbidden(server.client.post("/fhir/Observation", json=new, headers=unlaunched))
     assert server.count("Observation") == 4
-    everything = bundle_of(server.client.get("/fhir", headers=unlaunched))
-    assert everything["total"] == 0
+    # It may search no type at all, so a search of every type is refused, as one naming a type is.
+    assert_forbidden(server.client.get("/fhir", headers=unlaunched))
 
 
 # --- reads of p2's records ---------------------------------------------------------------------
@@ -562,6 +562,190 @@ def test_conditional_writes_are_forbidden(server: Server) -> None:
         stored = server.stored(f"Observation/{res_id}")
         assert (stored["meta"]["versionId"], stored["status"]) == ("1", "final")
     assert server.count("Observation") == 4
+
+
+# --- writes naming p1 beside p2 --------------------------------------------------------------
+# A write through a patient/ grant must leave the resource in p1's compartment alone, and may
+# change only what was in it alone: naming p1 somewhere as well does not open p2's record.
+
+SHARED = "another patient's compartment"
+
+
+def assert_refused_as_shared(answer: TestResponse) -> None:
+    """403 saying the resource is (or would be) in another patient's compartment too, not whose."""
+    assert_forbidden(answer)
+    [issue] = answer.get_json()["issue"]
+    assert SHARED in issue["diagnostics"], issue
+    assert not mentions_p2(issue)
+
+
+def shared_observation(res_id: str, subject: str) -> dict[str, Any]:
+    """An Observation of ``subject`` with p1 as its performer: in both patients' compartments."""
+    return {
+        **observation(res_id, "p2", HEART_RATE, "2024-01-05T10:00:00Z", 80),
+        "subject": {"reference": subject},
+        "performer": [{"reference": "Patient/p1"}],
+    }
+
+
+def test_write_putting_a_record_in_p2_compartment_beside_p1_is_forbidden(server: Server) -> None:
+    injected = shared_observation("injected", "Patient/p2")
+    assert_refused_as_shared(server.client.put("/fhir/Observation/injected", json=injected, headers=server.p1))
+    posted = {**injected, "identifier": [{"system": MARK, "value": "injected"}]}
+    del posted["id"]
+    assert_refused_as_shared(server.client.post("/fhir/Observation", json=posted, headers=server.p1))
+    operations = [
+        {"op": "replace", "path": "/subject/reference", "value": "Patient/p2"},
+        {"op": "add", "path": "/performer/-", "value": {"reference": "Patient/p1"}},
+    ]
+    assert_refused_as_shared(patch(server.client, "/fhir/Observation/p1-obs1", server.p1, operations))
+
+    assert server.client.get("/fhir/Observation/injected", headers=server.system).status_code == 404
+    assert server.count(f"Observation?identifier={MARK}|injected") == 0
+    stored = server.stored("Observation/p1-obs1")
+    assert (stored["meta"]["versionId"], stored["subject"]) == ("1", {"reference": "Patient/p1"})
+    assert server.count("Observation?subject=Patient/p2") == 2
+
+
+def test_patient_token_cannot_create_or_link_patients(server: Server) -> None:
+    linked = {
+        "resourceType": "Patient",
+        "id": "made-by-p1",
+        "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}],
+    }
+    assert_refused_as_shared(server.client.put("/fhir/Patient/made-by-p1", json=linked, headers=server.p1))
+    assert server.client.get("/fhir/Patient/made-by-p1", headers=server.system).status_code == 404
+
+    link = {"other": {"reference": "Patient/p2"}, "type": "seealso"}
+    assert_refused_as_shared(
+        patch(server.client, "/fhir/Patient/p1", server.p1, [{"op": "add", "path": "/link", "value": [link]}])
+    )
+    own = server.stored("Patient/p1")
+    assert_refused_as_shared(server.client.put("/fhir/Patient/p1", json={**own, "link": [link]}, headers=server.p1))
+    stored = server.stored("Patient/p1")
+    assert (stored["meta"]["versionId"], "link" in stored) == ("1", False)
+    assert server.count("Patient") == 2
+
+
+def test_p1_may_write_what_is_in_its_compartment_alone(server: Server) -> None:
+    own = shared_observation("own-performed", "Patient/p1")
+    created = server.client.put("/fhir/Observation/own-performed", json=own, headers=server.p1)
+    assert created.status_code == 201, created.get_json()
+    renamed = patch(
+        server.client, "/fhir/Patient/p1", server.p1, [{"op": "replace", "path": "/name/0/family", "value": "Gamma"}]
+    )
+    assert renamed.status_code == 200, renamed.get_json()
+    assert server.stored("Patient/p1")["name"] == [{"family": "Gamma"}]
+    deleted = server.client.delete("/fhir/Observation/own-performed", headers=server.p1)
+    assert deleted.status_code == 200, deleted.get_json()
+    assert server.client.get("/fhir/Observation/own-performed", headers=server.system).status_code == 410
+
+
+@pytest.mark.parametrize("subject", ["Patient/p2", "http://localhost/fhir/Patient/p2"])
+def test_record_shared_with_p2_is_readable_but_not_changeable(server: Server, subject: str) -> None:
+    server.put(shared_observation("shared", subject))
+    # In p1's compartment (R4 compartmentdefinition-patient.html), so p1's app reads it.
+    read = server.client.get("/fhir/Observation/shared", headers=server.p1)
+    assert read.status_code == 200, read.get_json()
+
+    operations = [{"op": "replace", "path": "/status", "value": "amended"}]
+    assert_refused_as_shared(patch(server.client, "/fhir/Observation/shared", server.p1, operations))
+    only_p1 = shared_observation("shared", "Patient/p1")
+    assert_refused_as_shared(server.client.put("/fhir/Observation/shared", json=only_p1, headers=server.p1))
+    assert_refused_as_shared(server.client.delete("/fhir/Observation/shared", headers=server.p1))
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": "Observation/shared"}}],
+    }
+    assert_refused_as_shared(server.client.post("/fhir", json=transaction, headers=server.p1))
+
+    stored = server.stored("Observation/shared")
+    assert (stored["meta"]["versionId"], stored["status"], stored["subject"]) == ("1", "final", {"reference": subject})
+
+
+# --- paths the router does not serve -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "hidden"),
+    [
+        ("GET", "/fhir/Observation/{id}/x", "p2-obs1"),
+        ("GET", "/fhir/Observation/{id}/_history/1/x", "p2-obs1"),
+        ("GET", "/fhir/Observation/{id}/Patient", "p2-obs1"),
+        ("GET", "/fhir/Patient/{id}/NotAType", "p2"),
+        ("DELETE", "/fhir/Observation/{id}/x", "p2-obs1"),
+    ],
+)
+def test_unknown_path_answers_alike_for_every_id(
+    server: Server, p1_token: dict[str, str], method: str, template: str, hidden: str
+) -> None:
+    answer = assert_same_as_nonexistent(server.client, method, template, hidden, p1_token)
+    [issue] = answer.get_json()["issue"]
+    assert issue["diagnostics"].startswith("Unknown path"), issue
+    # p1's own record answers the same: the path, not the id, is unknown.
+    own = server.client.open(template.format(id="p1-obs1"), method=method, headers=p1_token)
+    assert shape(own, "p1-obs1") == shape(answer, hidden)
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "hidden"),
+    [
+        ("POST", "/fhir/Observation/{id}", "p2-obs1"),
+        ("DELETE", "/fhir/Observation/{id}/_history", "p2-obs1"),
+        ("PUT", "/fhir/Observation/{id}/_history/1", "p2-obs1"),
+        ("POST", "/fhir/Patient/{id}/Observation", "p2"),
+    ],
+)
+def test_method_not_allowed_answers_alike_for_every_id(server: Server, method: str, template: str, hidden: str) -> None:
+    answer = server.client.open(template.format(id=hidden), method=method, headers=server.p1)
+    missing = server.client.open(template.format(id="no-such-id"), method=method, headers=server.p1)
+    assert answer.status_code == 405, answer.get_json()
+    assert shape(answer, hidden) == shape(missing, "no-such-id")
+    assert server.stored("Observation/p2-obs1")["meta"]["versionId"] == "1"
+
+
+def audit_records(server: Server) -> list[dict[str, Any]]:
+    """The AuditEvents stored so far, read from the database so reading adds none."""
+    server.app.extensions["fhir_twin.audit"].flush()
+    with server.app.extensions["fhir_twin.engine"].connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT rv.body FROM audit_chain c JOIN resource_version rv"
+            " ON rv.res_type = 'AuditEvent' AND rv.res_id = c.res_id AND rv.version = 1 ORDER BY c.seq"
+        ).all()
+    return [json.loads(row[0]) for row in rows]
+
+
+def test_only_the_capability_statement_goes_unaudited(server: Server, p1_token: dict[str, str]) -> None:
+    before = len(audit_records(server))
+    assert server.client.get("/fhir/metadata", headers=p1_token).status_code == 200
+    assert len(audit_records(server)) == before
+    unknown = server.client.get("/fhir/metadata/x", headers=p1_token)
+    assert unknown.status_code == 404
+    posted = server.client.post("/fhir/metadata", headers=p1_token)
+    assert posted.status_code == 405
+    new = audit_records(server)[before:]
+    assert [event["outcome"] for event in new] == ["4", "4"]
+
+
+# --- Bundle.total ------------------------------------------------------------------------------
+
+
+def test_total_stays_when_only_included_entries_are_withheld(server: Server, p1_token: dict[str, str]) -> None:
+    """R4 search.html: ``total`` counts matches only, so withholding an included resource leaves
+    it true; dropping it then would tell that something was withheld."""
+    query = "/fhir/Patient?_revinclude=Observation:focus"
+    alone = bundle_of(server.client.get(query, headers=p1_token))
+    server.put(
+        {**observation("p2-focus", "p2", GLUCOSE, "2024-01-04T10:00:00Z", 6), "focus": [{"reference": "Patient/p1"}]}
+    )
+    pointed_at = bundle_of(server.client.get(query, headers=p1_token))
+    assert (ids(pointed_at), pointed_at["total"]) == (ids(alone), alone["total"]) == ({"Patient/p1"}, 1)
+    assert not mentions_p2(pointed_at)
+
+    # Practitioner/doc, their performer, is not in p1's compartment: withheld, not counted.
+    performers = bundle_of(server.client.get("/fhir/Observation?_include=Observation:performer", headers=p1_token))
+    assert (ids(performers), performers["total"]) == (P1_OBSERVATIONS, 2)
 
 
 # --- the twin API ----------------------------------------------------------------------------
