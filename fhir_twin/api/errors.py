@@ -26,6 +26,8 @@ def register(app: Flask) -> None:
 
 
 def error_response(error: errors.FhirError) -> Response:
+    # For the audit trail's record of a request the router never saw (api/security.py).
+    g.error = error
     try:
         fmt = response_format(request)
     except errors.FhirError:

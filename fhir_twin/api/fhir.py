@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from fhir_twin.api.negotiation import body_kind, response_format
 from fhir_twin.api.representation import render
@@ -26,7 +26,10 @@ _TRUE = ("true", "1", "yes")
 def endpoint(path: str) -> Response:
     fmt = response_format(request)
     interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
-    answer = interactions.route(_fhir_request(path))
+    fhir_request = _fhir_request(path)
+    # The router records every request it is given, answered, refused or failed.
+    g.audited = True
+    answer = interactions.route(fhir_request)
     response = Response(status=answer.status)
     for name, value in answer.headers.items():
         response.headers[name] = value

@@ -59,10 +59,21 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             _authorize_twin(principal, path)
 
     @app.after_request
-    def _audit_twin(response: Response) -> Response:
-        principal = g.get("principal")
-        if principal is not None and request.path.startswith("/twin/"):
-            _report(principal, _interaction(request.path), FhirResponse(response.status_code), None)
+    def _audit_unreported(response: Response) -> Response:
+        """Record what no interaction reported: the twin API's requests, and FHIR requests
+        answered before the router saw them (a body that does not parse, 406, 413, 415, a
+        method nothing serves) — every interaction leaves a record, failures too."""
+        path = request.path.rstrip("/") or "/"
+        if g.pop("audited", False) or path in _OPEN or request.method == "OPTIONS":
+            return response
+        if not path.startswith(("/fhir", "/twin")):
+            return response
+        error: FhirError | None = g.get("error")
+        if error is None and response.status_code >= 400:
+            error = FhirError(f"HTTP {response.status_code}")
+            error.status = response.status_code
+        answered = FhirResponse(response.status_code) if error is None else None
+        _report(g.get("principal"), _interaction(path), answered, error)
         return response
 
     @app.teardown_request
@@ -103,3 +114,4 @@ def _report(
     fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
     interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
     interactions.report(principal, interaction, fhir_request, response, error, None, [])
+    g.audited = True

@@ -44,11 +44,21 @@ FLUSH_AT = 500
 _SEARCHES = ("search-type", "search-system", "history-type", "history-system", "history-instance", "operation")
 
 
+# Credentials a client may put in a URL (RFC 6750 section 2.3, OAuth 2.0): refused by this
+# server, and never kept in the trail, whose readers must not learn a live secret from it.
+_CREDENTIALS = frozenset({"access_token", "refresh_token", "id_token", "client_secret", "client_assertion"})
+# Search parameters after which an answer shows less of its resources than they hold.
+_PARTIAL = ("_elements", "_summary")
+
+
 @dataclass
 class _Queued:
     occurrence: Occurrence
     # A read's answer, whose patients are worked out by the thread, off the request's path.
     body: Any = None
+    # The answer shows less than the resources it came from (a 304, a search with ``_elements``
+    # or ``_summary``): their patients are looked up in the stored versions.
+    stored: bool = False
 
 
 class AuditRecorder(Worker):
@@ -88,7 +98,12 @@ class AuditRecorder(Worker):
         if unit is not None and error is None:
             for version, index in written:
                 occurrence.resources.append(f"{version.res_type}/{version.res_id}/_history/{version.version}")
-                occurrence.patients |= patients_in(version.res_type, version.res_id, index)
+                if version.deleted:
+                    # A delete has no index rows: the patients are those of what it deleted.
+                    before = version.version - 1
+                    occurrence.patients |= _patients_of_stored(unit, version.res_type, version.res_id, before)
+                else:
+                    occurrence.patients |= patients_in(version.res_type, version.res_id, index)
             if not written and response is not None:
                 # A conditional create that found its match, a read inside a transaction: what
                 # was answered is what was accessed.
@@ -102,8 +117,11 @@ class AuditRecorder(Worker):
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return
         body = response.body if response is not None and response.status < 300 else None
+        stored = response is not None and (
+            response.status == 304 or (response.status < 300 and any(name in _PARTIAL for name, _ in request.query))
+        )
         with self._queue_lock:
-            self._queue.append(_Queued(occurrence, body))
+            self._queue.append(_Queued(occurrence, body, stored))
             size = len(self._queue)
         if size >= FLUSH_AT:
             self.wake()
@@ -125,6 +143,12 @@ class AuditRecorder(Worker):
                 if item.body is not None:
                     item.occurrence.patients |= _patients(item.body)
             try:
+                looked_up = [item for item in queued if item.stored]
+                if looked_up:
+                    with self.own.unit() as unit:
+                        for item in looked_up:
+                            for res_type, res_id, version in _shown(item):
+                                item.occurrence.patients |= _patients_of_stored(unit, res_type, res_id, version)
                 with self.own.unit(write=True) as unit:
                     self.record(unit, [item.occurrence for item in queued])
             except Exception:
@@ -179,11 +203,14 @@ class AuditRecorder(Worker):
             occurrence.patients.add(res_id)
         if interaction.compartment:
             occurrence.patients.add(interaction.compartment)
-        if res_type and res_id and interaction.name in ("read", "vread", "history-instance", "operation"):
+        # What a read names is what it read; a refused write names what it would have changed.
+        named = interaction.name in ("read", "vread", "history-instance", "operation") or error is not None
+        if res_type and res_id and named:
             version = _version(response) or interaction.version_id
             occurrence.resources.append(f"{res_type}/{res_id}" + (f"/_history/{version}" if version else ""))
         if interaction.name in _SEARCHES and request.query:
-            occurrence.query = f"{request.path}?{urlencode(request.query)}"
+            query = [(name, "[redacted]" if name.lower() in _CREDENTIALS else value) for name, value in request.query]
+            occurrence.query = f"{request.path}?{urlencode(query)}"
         return occurrence
 
 
@@ -213,12 +240,41 @@ def _version(response: Response | None) -> str | None:
     return etag.removeprefix("W/").strip('"') or None
 
 
+def _patients_of_stored(unit: Unit, res_type: str, res_id: str, version: int | None) -> set[str]:
+    """The patients whose compartment a stored version (the current one for None) is in."""
+    if version is not None and version < 1:
+        return set()
+    found = unit.version(res_type, res_id, version) if version is not None else unit.current(res_type, res_id)
+    return patients_of(json.loads(found.body)) if found is not None and found.body else set()
+
+
+def _shown(item: _Queued) -> list[tuple[str, str, int | None]]:
+    """The stored resources behind an answer that shows less of them: a Bundle's entries, or the
+    resource a 304 stood for."""
+    if item.body is None:
+        named = [reference.split("/") for reference in item.occurrence.resources]
+        return [(parts[0], parts[1], int(parts[3]) if parts[3:4] and parts[3].isdigit() else None) for parts in named]
+    try:
+        bundle = json.loads(item.body) if isinstance(item.body, str | bytes) else item.body
+    except ValueError:
+        return []  # not JSON (an export file): its lines showed whole resources
+    shown = []
+    for entry in bundle.get("entry", []) if isinstance(bundle, dict) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is not None and not isinstance(resource, dict):
+            resource = json.loads(getattr(resource, "encoded_json", resource))
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            shown.append((str(resource.get("resourceType")), resource["id"], None))
+    return shown
+
+
 def _patients(body: Any) -> set[str]:
-    """The patients whose records an answer holds: the resource read, or a Bundle's entries."""
+    """The patients whose records an answer holds: the resource read, a Bundle's entries, or the
+    lines of an NDJSON export file."""
     try:
         resource = json.loads(body) if isinstance(body, str | bytes) else body
     except ValueError:
-        return set()
+        return _ndjson_patients(body) if isinstance(body, str | bytes) else set()
     if not isinstance(resource, dict):
         return set()
     if resource.get("resourceType") != "Bundle":
@@ -228,4 +284,18 @@ def _patients(body: Any) -> set[str]:
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if inner is not None:
             found |= _patients(getattr(inner, "encoded_json", inner))
+    return found
+
+
+def _ndjson_patients(body: str | bytes) -> set[str]:
+    """The patients of an NDJSON answer (a Bulk Data export file), one resource per line."""
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+    found: set[str] = set()
+    for line in text.splitlines():
+        try:
+            resource = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(resource, dict):
+            found |= patients_of(resource)
     return found

@@ -5,6 +5,6 @@
 """
 
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.router import Interactions
+from fhir_twin.interactions.router import Interactions, unrecorded
 
-__all__ = ["Interactions", "Request", "Response"]
+__all__ = ["Interactions", "Request", "Response", "unrecorded"]

@@ -15,13 +15,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import FhirError, Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.errors import FhirError, Forbidden, Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
 from fhir_twin.fhir.capability import capability_statement
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
@@ -41,6 +43,19 @@ from fhir_twin.store.repository import Repository, Unit
 
 Handler = Callable[[Request], Response]
 _WRITES = ("create", "update", "patch", "delete")
+# Set while the server looks something up as one step of an interaction (a transaction's
+# conditional reference, the twin's assessments): that interaction's own record covers it.
+_part_of_one: ContextVar[bool] = ContextVar("part_of_one", default=False)
+
+
+@contextmanager
+def unrecorded() -> Iterator[None]:
+    """Route requests that are steps of the interaction under way, without records of their own."""
+    token = _part_of_one.set(True)
+    try:
+        yield
+    finally:
+        _part_of_one.reset(token)
 
 
 class Interactions:
@@ -65,8 +80,10 @@ class Interactions:
         a write reports inside its transaction, so its record commits or rolls back with it."""
         principal = current()
         interaction = classify(request.method, request.path)
-        if interaction.name == "transaction" and isinstance(request.body, dict):
-            interaction = replace(interaction, name=str(request.body.get("type", "transaction")))
+        if interaction.name == "transaction" and isinstance(request.body, dict) and request.body.get("type") == "batch":
+            # Any other Bundle posted to the base is refused as a transaction: what the body
+            # claims to be must not choose the record's subtype.
+            interaction = replace(interaction, name="batch")
         try:
             if principal is not None:
                 self.guard.before(principal, interaction, request)
@@ -84,6 +101,10 @@ class Interactions:
                 response = self.guard.visible(principal, response)
         except FhirError as error:
             self.report(principal, interaction, request, None, error, None, [])
+            raise
+        except Exception:
+            # The API answers 500 (and logs the traceback); the trail records the failure.
+            self.report(principal, interaction, request, None, FhirError("The server failed unexpectedly"), None, [])
             raise
         # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
         # read's answer was never given.
@@ -104,7 +125,7 @@ class Interactions:
     ) -> None:
         """Send ``interaction_completed`` for an interaction answered or refused; the twin API,
         which does not pass ``route``, reports its requests here too."""
-        if interaction.name != "capabilities" and interaction_completed.receivers:
+        if interaction.name != "capabilities" and interaction_completed.receivers and not _part_of_one.get():
             interaction_completed.send(
                 self,
                 principal=principal,
@@ -139,6 +160,8 @@ class Interactions:
                 # Every type means every type the principal may search; a named one it may
                 # not is refused (403) by the search itself.
                 types = self.guard.searchable(current(), types)
+                if not types:
+                    raise Forbidden("The credential's scopes do not allow search on any resource type")
             return search(self.repository, self.config, request, types, request.base)
         if method == "POST" and self.bundles is not None:
             return self.bundles(request)

@@ -17,6 +17,7 @@ from typing import Any
 
 from fhir_twin.errors import Gone, NotFound
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.interactions import unrecorded
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.ml import assessment
 from fhir_twin.ml.catalog import Catalog
@@ -153,7 +154,9 @@ class Doctor:
         query = [("subject", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", "1000")]
         if at is not None:
             query.append(("date", f"lt{format_instant(at)}"))
-        response = self.route(Request("GET", "RiskAssessment", self.base, query=query))
+        # A step of the twin's answer or the Doctor's assessment, recorded with it.
+        with unrecorded():
+            response = self.route(Request("GET", "RiskAssessment", self.base, query=query))
         bundle = json.loads(response.body) if isinstance(response.body, str) else response.body or {}
         newest: dict[str, dict[str, Any]] = {}
         for entry in bundle.get("entry", []):

@@ -1,0 +1,261 @@
+"""Every interaction leaves one record, naming what it touched and whose record that was — also
+the requests refused before the router saw them, those that failed unexpectedly, deletes, answers
+that show less than they read (304, ``_elements``, export files) and refused writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+from fhir_twin.interactions import router
+from tests.audit.conftest import Server
+
+pytestmark = pytest.mark.audited
+
+FHIR_JSON = "application/fhir+json"
+
+
+def seed(server: Server) -> None:
+    for resource in (
+        {"resourceType": "Patient", "id": "p1", "name": [{"family": "Secretname"}]},
+        {"resourceType": "Patient", "id": "p2"},
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "code": {"text": "heart rate"},
+            "subject": {"reference": "Patient/p1"},
+            "valueString": "seventy",
+        },
+    ):
+        path = f"/fhir/{resource['resourceType']}/{resource['id']}"
+        assert server.client.put(path, json=resource, headers=server.ehr).status_code == 201
+
+
+def recorded(server: Server, request: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The answer to ``request()`` and the records it left."""
+    mark = server.chain_count()
+    answer = request()
+    return answer, server.events_since(mark)
+
+
+def patients(event: dict[str, Any]) -> set[str]:
+    return {
+        entity["what"]["reference"]
+        for entity in event.get("entity", [])
+        if entity.get("role", {}).get("code") == "1" and "what" in entity
+    }
+
+
+@pytest.mark.parametrize(
+    "send, status",
+    [
+        (lambda c, h: c.post("/fhir/Patient", data="{bad", content_type=FHIR_JSON, headers=h), 400),
+        (lambda c, h: c.post("/fhir/Patient", data="x", content_type="text/plain", headers=h), 415),
+        (lambda c, h: c.get("/fhir/Patient/p1", headers={**h, "Accept": "text/csv"}), 406),
+        (
+            lambda c, h: c.post("/fhir/Patient", data="{" + " " * (17 << 20) + "}", content_type=FHIR_JSON, headers=h),
+            413,
+        ),
+        (lambda c, h: c.get("/fhir/metadata/x", headers=h), 404),
+        (lambda c, h: c.open("/fhir/Patient", method="TRACE", headers=h), 405),
+    ],
+    ids=["unparsable", "unsupported-type", "unacceptable", "too-large", "unknown-path", "unknown-method"],
+)
+def test_requests_refused_before_routing_are_recorded_once(server: Server, send: Any, status: int) -> None:
+    answer, events = recorded(server, lambda: send(server.client, server.ehr))
+    assert answer.status_code == status
+    assert len(events) == 1
+    assert events[0]["outcome"] == "4"
+    assert events[0]["outcomeDesc"].startswith(f"{status}:")
+    assert server.requestor(events[0])["name"] == "ehr"
+
+
+def test_an_unauthenticated_request_for_a_path_below_metadata_is_recorded(server: Server) -> None:
+    answer, events = recorded(server, lambda: server.client.get("/fhir/metadata/x"))
+    assert answer.status_code == 401
+    assert [server.requestor(event)["name"] for event in events] == ["unauthenticated"]
+
+
+def test_an_unexpected_failure_is_recorded_as_a_server_failure(server: Server, monkeypatch: Any) -> None:
+    seed(server)
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(router, "search", broken)
+    answer, events = recorded(server, lambda: server.client.get("/fhir/Observation?code=x", headers=server.ehr))
+    assert answer.status_code == 500
+    assert len(events) == 1
+    assert events[0]["outcome"] == "8"
+    assert server.subtype(events[0]) == "search-type"
+
+
+def test_a_delete_names_the_patient_whose_record_it_was(server: Server) -> None:
+    seed(server)
+    answer, events = recorded(server, lambda: server.client.delete("/fhir/Observation/o1", headers=server.ehr))
+    assert answer.status_code == 200
+    assert len(events) == 1
+    assert server.whats(events[0])[0] == "Observation/o1/_history/2"
+    assert patients(events[0]) == {"Patient/p1"}
+    assert events[0]["id"] in server.audit_ids("patient=p1&action=D")
+
+
+def test_a_conditional_read_answered_304_names_the_patient(server: Server) -> None:
+    seed(server)
+    etag = server.client.get("/fhir/Observation/o1", headers=server.ehr).headers["ETag"]
+    answer, events = recorded(
+        server, lambda: server.client.get("/fhir/Observation/o1", headers={**server.ehr, "If-None-Match": etag})
+    )
+    assert answer.status_code == 304
+    assert patients(events[0]) == {"Patient/p1"}
+
+
+@pytest.mark.parametrize("query", ["_elements=valueString", "_summary=text"])
+def test_a_search_showing_part_of_each_resource_names_their_patients(server: Server, query: str) -> None:
+    seed(server)
+    answer, events = recorded(server, lambda: server.client.get(f"/fhir/Observation?{query}", headers=server.ehr))
+    assert answer.status_code == 200
+    assert answer.get_json()["total"] == 1
+    assert "subject" not in answer.get_json()["entry"][0]["resource"]
+    assert patients(events[0]) == {"Patient/p1"}
+
+
+def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
+    seed(server)
+    kickoff = server.client.get(
+        "/fhir/Patient/$export?_type=Patient", headers={**server.ehr, "Prefer": "respond-async"}
+    )
+    assert kickoff.status_code == 202
+    status_url = kickoff.headers["Content-Location"].split("/fhir", 1)[1]
+    for _ in range(200):
+        polled = server.client.get(f"/fhir{status_url}", headers=server.ehr)
+        if polled.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert polled.status_code == 200
+    files = polled.get_json()["output"]
+    assert len(files) == 1
+    answer, events = recorded(
+        server, lambda: server.client.get(f"/fhir{files[0]['url'].split('/fhir', 1)[1]}", headers=server.ehr)
+    )
+    assert answer.status_code == 200 and len(answer.data.splitlines()) == 2
+    assert patients(events[0]) == {"Patient/p1", "Patient/p2"}
+
+
+@pytest.mark.parametrize(
+    "send, status",
+    [
+        (lambda c, h: c.put("/fhir/Observation/o1", json={"resourceType": "Observation"}, headers=h), 400),
+        (
+            lambda c, h: c.put(
+                "/fhir/Observation/o1",
+                json={"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}},
+                headers={**h, "If-Match": 'W/"9"'},
+            ),
+            412,
+        ),
+        (
+            lambda c, h: c.patch(
+                "/fhir/Observation/o1",
+                data=json.dumps([{"op": "remove", "path": "/nope"}]),
+                content_type="application/json-patch+json",
+                headers=h,
+            ),
+            422,
+        ),
+    ],
+    ids=["invalid", "version-conflict", "patch-fails"],
+)
+def test_a_refused_write_names_what_it_would_have_changed(server: Server, send: Any, status: int) -> None:
+    seed(server)
+    answer, events = recorded(server, lambda: send(server.client, server.ehr))
+    assert answer.status_code == status
+    assert [server.whats(event) for event in events] == [["Observation/o1"]]
+    assert events[0]["id"] in server.audit_ids("entity=Observation/o1&outcome=4")
+
+
+def test_a_failed_patch_keeps_the_stored_content_out_of_the_trail(server: Server) -> None:
+    seed(server)
+    operations = [{"op": "test", "path": "/gender", "value": "x"}]
+    answer, events = recorded(
+        server,
+        lambda: server.client.patch(
+            "/fhir/Patient/p1",
+            data=json.dumps(operations),
+            content_type="application/json-patch+json",
+            headers=server.ehr,
+        ),
+    )
+    assert answer.status_code == 422
+    assert "Secretname" not in json.dumps(events)
+    assert "operation 0 (test /gender)" in events[0]["outcomeDesc"]
+
+
+@pytest.mark.parametrize("claimed", ["delete", "read", "document", 123])
+def test_a_bundle_cannot_choose_its_records_subtype(server: Server, claimed: Any) -> None:
+    answer, events = recorded(
+        server,
+        lambda: server.client.post("/fhir", json={"resourceType": "Bundle", "type": claimed}, headers=server.ehr),
+    )
+    assert answer.status_code == 400
+    assert [server.subtype(event) for event in events] == ["transaction"]
+
+
+def test_lookups_inside_an_interaction_leave_no_records_of_their_own(server: Server) -> None:
+    seed(server)
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "Patient?_id=p1"},
+                },
+                "request": {"method": "POST", "url": "Observation", "ifNoneExist": "code:text=nothing-like-it"},
+            }
+        ],
+    }
+    answer, events = recorded(server, lambda: server.client.post("/fhir", json=transaction, headers=server.ehr))
+    assert answer.status_code == 200
+    assert sorted(server.subtype(event) for event in events) == ["create", "transaction"]
+
+
+def test_the_twin_api_leaves_one_record_and_keeps_a_failures_reason(make_app: Any) -> None:
+    from fhir_twin.security import tokens
+
+    app = make_app(auth_mode="tokens", doctor=True)
+    repository = app.extensions["fhir_twin.interactions"].repository
+    secret, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
+    auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
+    server = Server(
+        app, app.test_client(), {"Authorization": f"Bearer {secret}"}, {"Authorization": f"Bearer {auditor}"}
+    )
+    seed(server)
+    answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1", headers=server.ehr))
+    assert answer.status_code == 200
+    assert [server.requestor(event)["name"] for event in events] == ["ehr"]
+    answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1?at=garbage", headers=server.ehr))
+    assert answer.status_code == 400
+    assert len(events) == 1
+    assert events[0]["outcomeDesc"] == f"400: {answer.get_json()['issue'][0]['diagnostics']}"
+
+
+def test_a_token_in_the_query_string_is_refused_and_not_kept(server: Server) -> None:
+    secret = server.ehr["Authorization"].split()[1]
+    answer, events = recorded(server, lambda: server.client.get(f"/fhir/Patient?access_token={secret}&name=x"))
+    assert answer.status_code == 401
+    assert secret not in json.dumps(events)
+    answer, events = recorded(
+        server, lambda: server.client.get(f"/fhir/Patient?access_token={secret}&name=x", headers=server.ehr)
+    )
+    assert answer.status_code == 200
+    queries = [base64.b64decode(e["query"]).decode() for event in events for e in event["entity"] if "query" in e]
+    assert queries and all(secret not in query and "access_token=%5Bredacted%5D" in query for query in queries)
