@@ -108,6 +108,13 @@ class Unprocessable(FhirError):
     code = "processing"
 
 
+class ServiceUnavailable(FhirError):
+    """503: something the server depends on (the authorization server's keys) cannot be reached."""
+
+    status = 503
+    code = "transient"
+
+
 class NotImplementedInteraction(FhirError):
     """501: a FHIR feature this server does not offer."""
 

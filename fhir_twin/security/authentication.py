@@ -45,7 +45,11 @@ class Authenticator:
             raise Unauthorized("This server needs a bearer token: Authorization: Bearer <token>", headers=_challenge())
         scheme, _, credential = authorization.strip().partition(" ")
         credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential or " " in credential:
+        if scheme.lower() != "bearer":
+            # Another scheme (Basic...): the challenge names Bearer, with no error code (RFC 6750
+            # section 3.1: none when the request lacks any bearer authentication information).
+            raise Unauthorized("This server takes bearer tokens: Authorization: Bearer <token>", headers=_challenge())
+        if not credential or " " in credential:
             message = "The Authorization header must be 'Bearer <token>'"
             raise Unauthorized(message, headers=_challenge("invalid_request", message))
         try:

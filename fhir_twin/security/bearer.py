@@ -10,12 +10,15 @@ from typing import Any
 
 import jwt
 
-from fhir_twin.errors import Unauthorized
+from fhir_twin.errors import ServiceUnavailable, Unauthorized
 from fhir_twin.security.principal import Principal
 
 ALGORITHMS = ["RS256", "ES256"]
 LEEWAY_SECONDS = 30
 _UNREACHABLE = "The authorization server's keys could not be fetched"
+# A key set that cannot be fetched says nothing about the token (RFC 6750 section 3.1 keeps
+# invalid_token for the token's own faults): 503, and the client tries again with the same token.
+_RETRY = {"Retry-After": "30"}
 
 
 class JwtVerifier:
@@ -73,7 +76,7 @@ class JwtVerifier:
             try:
                 return self._jwks.get_signing_key(kid)
             except jwt.PyJWKClientConnectionError as error:
-                raise Unauthorized(_UNREACHABLE) from error
+                raise ServiceUnavailable(_UNREACHABLE, headers=_RETRY) from error
             except (jwt.PyJWTError, ValueError):
                 pass
         raise Unauthorized("The bearer token names an unknown key id")
@@ -84,7 +87,7 @@ class JwtVerifier:
         try:
             return self._jwks.get_jwk_set()
         except (jwt.PyJWTError, ValueError) as error:  # ValueError: the response is not JSON
-            raise Unauthorized(_UNREACHABLE) from error
+            raise ServiceUnavailable(_UNREACHABLE, headers=_RETRY) from error
 
     def _diagnostics(self, error: jwt.PyJWTError, token: str) -> str:
         if isinstance(error, jwt.ExpiredSignatureError):

@@ -12,19 +12,21 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 _SCOPES = [
     f"{level}/*.{letters}" for level in ("patient", "user", "system") for letters in ("read", "write", PERMISSIONS)
 ]
+# Both scope syntaxes, at the patient and user levels (SMART v2 conformance.html, "Capabilities").
+_PERMISSIONS = ["permission-v1", "permission-v2", "permission-patient", "permission-user"]
 
 
 def smart_configuration(config: Config) -> dict[str, Any]:
     """The discovery document; the endpoints are those of the external authorization server
     when one is configured (``jwt`` mode), as this server issues no OAuth tokens itself."""
     document: dict[str, Any] = {
-        "capabilities": ["permission-v1", "permission-v2"],
+        "capabilities": list(_PERMISSIONS),
         "scopes_supported": _SCOPES,
     }
     if config.auth_mode == "jwt":
         # SMART Backend Services: a client authenticates to the authorization server with a
         # signed JWT and gets an access token by the client_credentials grant.
-        document["capabilities"] = ["client-confidential-asymmetric", "permission-v1", "permission-v2"]
+        document["capabilities"] = ["client-confidential-asymmetric", *_PERMISSIONS]
         document["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
         document["grant_types_supported"] = ["client_credentials"]
     if config.jwt_issuer:

@@ -87,9 +87,18 @@ def test_no_credential_is_401_with_a_bare_challenge(client: FlaskClient) -> None
     assert "Bearer" in body["issue"][0]["diagnostics"]
 
 
-@pytest.mark.parametrize("header", ["Basic xyz", "Bearer", "Bearer ", "Bearer a b", "Token abc", "ftw_abc"])
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", "bearer a b"])
 def test_malformed_authorization_is_invalid_request(client: FlaskClient, header: str) -> None:
     assert_challenge(client.get("/fhir/Patient", headers={"Authorization": header}), "invalid_request")
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Token abc", "ftw_abc"])
+def test_another_scheme_is_challenged_without_an_error_code(client: FlaskClient, header: str) -> None:
+    """RFC 6750 section 3.1: no error code when the request carries no bearer token at all."""
+    response = client.get("/fhir/Patient", headers={"Authorization": header})
+    body = assert_outcome(response, 401, "login")
+    assert challenge(response) == REALM
+    assert "bearer tokens" in body["issue"][0]["diagnostics"]
 
 
 def test_unknown_token_is_invalid_token(client: FlaskClient) -> None:
@@ -157,7 +166,9 @@ def test_capability_statement_names_smart_on_fhir(client: FlaskClient) -> None:
 def test_smart_configuration_in_tokens_mode(client: FlaskClient) -> None:
     for path in ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"):
         document = client.get(path).get_json()
-        assert "permission-v2" in document["capabilities"]
+        assert {"permission-v1", "permission-v2", "permission-patient", "permission-user"} <= set(
+            document["capabilities"]
+        )
         assert "system/*.cruds" in document["scopes_supported"]
         assert "issuer" not in document
         assert "token_endpoint" not in document

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from fhir_twin.errors import Unauthorized
+from fhir_twin.errors import ServiceUnavailable, Unauthorized
 from fhir_twin.security.bearer import JwtVerifier
 from fhir_twin.security.principal import Principal
 
@@ -246,10 +246,19 @@ def test_unreachable_jwks_url(rsa_key: Any) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     verifier = JwtVerifier(f"http://127.0.0.1:{port}/jwks", ISSUER, AUDIENCE)
-    assert rejection(verifier, token(rsa_key)) == "The authorization server's keys could not be fetched"
+    assert outage(verifier, token(rsa_key)) == "The authorization server's keys could not be fetched"
 
 
 def test_jwks_url_answering_something_else(jwks_server: tuple[str, list[str]], rsa_key: Any) -> None:
     url, _ = jwks_server
     verifier = JwtVerifier(url.replace("/jwks", "/broken"), ISSUER, AUDIENCE)
-    assert rejection(verifier, token(rsa_key)) == "The authorization server's keys could not be fetched"
+    assert outage(verifier, token(rsa_key)) == "The authorization server's keys could not be fetched"
+
+
+def outage(verifier: JwtVerifier, bearer: str) -> str:
+    """The diagnostics of the 503 a token gets when the keys cannot be fetched: the token is not
+    at fault, so it is not called invalid (RFC 6750 section 3.1) and the client may retry."""
+    with pytest.raises(ServiceUnavailable) as caught:
+        verifier.principal(bearer)
+    assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "30"}
+    return str(caught.value)
