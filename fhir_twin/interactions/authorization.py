@@ -13,11 +13,11 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound
+from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound, Unprocessable
 from fhir_twin.fhir.model import is_resource_type, resource_types
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.search.index import IndexRow
+from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.security.access import ALL, in_compartment, patients_in, patients_of, reach, require
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
@@ -112,6 +112,29 @@ class Guard:
                     f"{version.res_type}/{version.res_id}",
                     patients_in(version.res_type, version.res_id, index),
                 )
+                self._refers_within(held_to, version, index)
+
+    def _refers_within(self, patient_id: str, version: Version, index: list[IndexRow]) -> None:
+        """422 for a reference to another patient's resource, worded as the store words one to a
+        resource that does not exist: accepting it would tell the token that it exists."""
+        targets = {
+            (row.target_type, row.target_id)
+            for row in index
+            if isinstance(row, ReferenceRow) and row.target_type and row.target_id
+        }
+        targets.discard((version.res_type, version.res_id))
+        if not targets:
+            return
+        with self.repository.unit() as unit:
+            for target_type, target_id in sorted(targets):
+                found = unit.current(target_type, target_id)
+                if found is None or found.deleted or found.body is None:
+                    continue  # the store refuses it (or the server keeps no integrity)
+                patients = patients_of(json.loads(found.body))
+                if patients and patient_id not in patients:
+                    raise Unprocessable(
+                        f"{version.res_type}/{version.res_id} refers to {target_type}/{target_id}, which does not exist"
+                    )
 
     def visible(self, principal: Principal | None, response: Response) -> Response:
         """Drop from a Bundle answer the entries ``principal`` may not read: ``_include``d

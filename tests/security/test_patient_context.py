@@ -6,6 +6,7 @@ search and write."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -582,7 +583,7 @@ def assert_refused_as_shared(answer: TestResponse) -> None:
 def shared_observation(res_id: str, subject: str) -> dict[str, Any]:
     """An Observation of ``subject`` with p1 as its performer: in both patients' compartments."""
     return {
-        **observation(res_id, "p2", HEART_RATE, "2024-01-05T10:00:00Z", 80),
+        **observation(res_id, "p1", HEART_RATE, "2024-01-05T10:00:00Z", 80),
         "subject": {"reference": subject},
         "performer": [{"reference": "Patient/p1"}],
     }
@@ -855,3 +856,28 @@ def test_everything_total_counts_only_what_p1_is_shown(server: Server) -> None:
     body = bundle_of(server.client.get("/fhir/Patient/p1/$everything?_count=100", headers=server.p1))
     # Left out rather than counting the referenced resources withheld from the patient's token.
     assert body.get("total", len(body["entry"])) == len(body["entry"])
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+def test_a_reference_to_p2s_record_is_refused_as_one_to_nothing(server: Server, method: str) -> None:
+    """Referential integrity would accept a reference to p2's Observation and refuse one to an
+    unused id: the token would learn which ids p2's record holds."""
+    answers = {}
+    for target in ("p2-obs1", "no-such-id"):
+        new = observation("linked", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
+        new["hasMember"] = [{"reference": f"Observation/{target}"}]
+        if method == "POST":
+            del new["id"]
+            answer = server.client.post("/fhir/Observation", json=new, headers=server.p1)
+        else:
+            answer = server.client.put("/fhir/Observation/linked", json=new, headers=server.p1)
+        assert answer.status_code == 422, answer.get_json()
+        diagnostics = answer.get_json()["issue"][0]["diagnostics"]
+        answers[target] = re.sub(r"Observation/[\w.-]+ refers", "Observation/{new} refers", diagnostics).replace(
+            target, "{target}"
+        )
+    assert answers["p2-obs1"] == answers["no-such-id"]
+    assert server.count("Observation") == 4
+    mine = observation("linked", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
+    mine["hasMember"] = [{"reference": "Observation/p1-obs1"}]
+    assert server.client.put("/fhir/Observation/linked", json=mine, headers=server.p1).status_code == 201
