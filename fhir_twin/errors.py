@@ -81,6 +81,14 @@ class Conflict(FhirError):
     code = "conflict"
 
 
+@dataclass
+class StillReferenced(Conflict):
+    """409: a delete of a resource another one refers to (referential integrity); ``target`` is
+    what could not be deleted, for an answer that need not name the referrer."""
+
+    target: str = ""
+
+
 class Gone(FhirError):
     status = 410
     code = "deleted"

@@ -23,7 +23,15 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_twin.config import Config
-from fhir_twin.errors import FhirError, Forbidden, Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
+from fhir_twin.errors import (
+    FhirError,
+    Forbidden,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    NotImplementedInteraction,
+    StillReferenced,
+)
 from fhir_twin.fhir.capability import capability_statement
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
@@ -100,6 +108,11 @@ class Interactions:
             if principal is not None:
                 response = self.guard.visible(principal, response)
         except FhirError as error:
+            if isinstance(error, StillReferenced) and principal is not None and principal.patient is not None:
+                # The referrer may be another patient's resource, not the token's to learn of.
+                unnamed = StillReferenced(f"{error.target} cannot be deleted: another resource refers to it")
+                self.report(principal, interaction, request, None, unnamed, None, [])
+                raise unnamed from None
             self.report(principal, interaction, request, None, error, None, [])
             raise
         except Exception:

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from fhir_twin.errors import Conflict, Unprocessable
+from fhir_twin.errors import Conflict, StillReferenced, Unprocessable
 from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import InCompartment, Search
@@ -278,7 +278,10 @@ class Unit:
         for target in sorted(self._deleted):
             referrer = referrer_of(self.connection, target)
             if referrer is not None:
-                raise Conflict(f"{target[0]}/{target[1]} cannot be deleted: {referrer[0]}/{referrer[1]} refers to it")
+                raise StillReferenced(
+                    f"{target[0]}/{target[1]} cannot be deleted: {referrer[0]}/{referrer[1]} refers to it",
+                    target=f"{target[0]}/{target[1]}",
+                )
 
     def search(self, query: Search, base: str) -> Page:
         """One page of the resources ``query`` matches (R4 search.html)."""

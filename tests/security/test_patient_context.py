@@ -881,3 +881,17 @@ def test_a_reference_to_p2s_record_is_refused_as_one_to_nothing(server: Server, 
     mine = observation("linked", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
     mine["hasMember"] = [{"reference": "Observation/p1-obs1"}]
     assert server.client.put("/fhir/Observation/linked", json=mine, headers=server.p1).status_code == 201
+
+
+def test_a_refused_delete_does_not_name_another_patients_referrer(server: Server) -> None:
+    referrer = observation("p2-panel", "p2", HEART_RATE, "2024-01-06T10:00:00Z", 91)
+    referrer["hasMember"] = [{"reference": "Observation/p1-obs1"}]
+    server.put(referrer)
+    refused = server.client.delete("/fhir/Observation/p1-obs1", headers=server.p1)
+    assert refused.status_code == 409, refused.get_json()
+    diagnostics = refused.get_json()["issue"][0]["diagnostics"]
+    assert diagnostics == "Observation/p1-obs1 cannot be deleted: another resource refers to it"
+    assert server.stored("Observation/p1-obs1")["id"] == "p1-obs1"
+    named = server.client.delete("/fhir/Observation/p1-obs1", headers=server.system)
+    assert named.status_code == 409
+    assert "Observation/p2-panel refers to it" in named.get_json()["issue"][0]["diagnostics"]
