@@ -23,7 +23,10 @@ show what N busy clients get on the FHIR REST API (R4 http.html):
 
 A phase stops at ``--seconds`` or after ``--requests`` requests, whichever comes first
 (there is always both a time limit and a request cap, so a phase always ends). An
-untimed ``--warmup`` run of the same operation comes before each measured phase.
+untimed ``--warmup`` run of the same operation comes before each measured phase. With
+``--spawn``, each phase first waits (up to two minutes) until the server is idle, so the work a
+phase leaves behind (the twin and the Doctor processing what was created, audit records still
+queued) is not counted in the next phase's figures.
 
 Per phase it prints the number of requests, errors (non-2xx answers, failed connections,
 and 2xx answers that break the protocol, e.g. a create without ``Location``), the first
@@ -86,6 +89,10 @@ DEFAULT_TIME_LIMIT_FOR_REQUESTS = 600.0
 #: More than this share of errors in any phase makes the run fail.
 MAX_ERROR_RATE = 0.01
 READY_TIMEOUT = 60.0
+# Before each phase a spawned server is given this long to finish what the last one left.
+SETTLE_TIMEOUT = 120.0
+SETTLE_STEP = 0.5
+SETTLE_IDLE = 0.05
 #: Pause after a failed connection before the thread tries again.
 CONNECTION_ERROR_PAUSE = 0.01
 EXCERPT_CHARS = 300
@@ -447,6 +454,8 @@ class PhaseResult:
     note: str = ""
     # CPU seconds the spawned server's processes used during the phase (None: not spawned).
     server_cpu: float | None = None
+    # Seconds spent waiting for a spawned server to go idle before the phase (None: not spawned).
+    settled: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -500,6 +509,7 @@ class PhaseResult:
                 round(self.server_ms_per_request, 3) if self.server_ms_per_request is not None else None
             ),
             "reconnects": self.reconnects,
+            "settled_s": round(self.settled, 1) if self.settled is not None else None,
             "failed": self.failed,
             "note": self.note,
         }
@@ -834,6 +844,24 @@ class SpawnedServer:
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
         return total / os.sysconf("SC_CLK_TCK")
 
+    def settle(self, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Wait until the server is idle; return the seconds waited.
+
+        A phase leaves work behind (the twin and the Doctor process what was created, the audit
+        trail flushes its queue); waiting for it keeps that work out of the next phase's figures,
+        so a read phase measures reads. Idle: under ``SETTLE_IDLE`` of one core over a
+        ``SETTLE_STEP`` interval.
+        """
+        started = time.monotonic()
+        last = self.cpu_seconds()
+        while time.monotonic() - started < timeout:
+            time.sleep(SETTLE_STEP)
+            used = self.cpu_seconds()
+            if used - last < SETTLE_IDLE * SETTLE_STEP:
+                break
+            last = used
+        return time.monotonic() - started
+
     def _tree(self) -> list[int]:
         found, pending = [], [self.process.pid]
         while pending:
@@ -1132,6 +1160,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                     results.append(skipped(phase, "skipped: could not create any patients to use"))
                     print(phase_line(results[-1]), file=out, flush=True)
                     continue
+            settled = server.settle() if server is not None and Path("/proc/self/stat").exists() else None
             if args.warmup > 0:
                 warmup = run_phase(
                     f"{phase}-warmup",
@@ -1154,12 +1183,16 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 stop,
                 server.cpu_seconds if server is not None and Path("/proc/self/stat").exists() else None,
             )
+            result.settled = settled
             results.append(result)
             print(phase_line(result), file=out, flush=True)
         for client in clients:
             client.reset()
 
         print(file=out)
+        waits = [f"{r.name} {r.settled:.1f} s" for r in results if r.settled is not None]
+        if waits:
+            print(f"idle wait before each phase (the last phase's background work): {', '.join(waits)}", file=out)
         for result in results:
             print_problems(result, out)
         for warmup in warmups:
