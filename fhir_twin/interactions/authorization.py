@@ -15,8 +15,11 @@ from urllib.parse import urlsplit
 
 from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound, Unprocessable
 from fhir_twin.fhir.model import is_resource_type, resource_types
+from fhir_twin.interactions.instance import patch_document
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import parameters
+from fhir_twin.interactions.operations.validate import mode_of
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.security.access import ALL, in_compartment, patients_in, patients_of, reach, require
 from fhir_twin.security.principal import Principal
@@ -78,8 +81,22 @@ class Guard:
             _alone(
                 held_to, f"{interaction.resource_type}/{interaction.resource_id}", patients_of(content, request.base)
             )
-        if interaction.resource_id is not None and interaction.name != "search-type":
+        if interaction.name == "patch":
+            # Its document is judged before the resource is looked up, as for an unused id.
+            patch_document(request)
+        if interaction.resource_id is not None and interaction.name not in ("search-type", "history-instance"):
             self._instance(held_to, interaction, request.base)
+
+    def answered(self, principal: Principal, interaction: Interaction) -> None:
+        """404 for the history of a resource outside the compartment, checked once the history
+        has run rather than before: its parameters are judged first (400 for ``_count=0``), then
+        whether the resource exists, and an id outside the compartment must meet the same order
+        as an id no resource has."""
+        if interaction.name != "history-instance" or principal.trusted or interaction.resource_type is None:
+            return
+        held_to = reach(principal, interaction.resource_type, "s")
+        if held_to is not None and held_to != ALL:
+            self._instance(held_to, interaction)
 
     def searchable(self, principal: Principal | None, types: tuple[str, ...]) -> tuple[str, ...]:
         """Of ``types``, those ``principal`` may search (a system search without ``_type``)."""
@@ -193,11 +210,15 @@ class Guard:
                     # A delete of an unused id would answer 200; held to a compartment, it answers
                     # as for another patient's resource.
                     raise NotFound(f"{res_type}/{res_id} is not known")
-                return  # the interaction answers 404 itself, or creates it (update)
+                if interaction.name == "update":
+                    raise _not_updatable(res_type, res_id)
+                return  # the interaction answers 404 itself
             deleted = found.deleted
             if deleted:
                 found = unit.version(res_type, res_id, found.version - 1) if found.version > 1 else None
         if found is None or found.body is None or not in_compartment(json.loads(found.body), patient_id):
+            if interaction.name == "update":
+                raise _not_updatable(res_type, res_id)
             if interaction.version_id is not None:
                 shown = interaction.version_id if interaction.version_id.isdigit() else repr(interaction.version_id)
                 raise NotFound(f"{res_type}/{res_id} has no version {shown}")
@@ -240,7 +261,9 @@ class Guard:
             if res_type is not None and interaction.resource_id is not None:
                 # $validate of a stored resource (mode update or delete) reads it.
                 held = require(principal, res_type, "r")
-                if held != ALL:
+                # Only mode=delete looks the resource up; the others answer alike whether it
+                # exists or not, so they must not answer 404 for another patient's.
+                if held != ALL and mode_of(parameters(request), interaction.resource_id) == "delete":
                     self._instance(held, replace(interaction, name="read"))
         elif res_type is not None:
             require(principal, res_type, "r")
@@ -255,6 +278,16 @@ def _also_needed(interaction: Interaction, request: Request) -> tuple[str, ...]:
     if interaction.name in ("update", "patch", "delete") and interaction.resource_id is None:
         return ("s", "r") if interaction.name == "patch" else ("s",)
     return ("r",) if interaction.name == "patch" else ()
+
+
+def _not_updatable(res_type: str, res_id: str) -> Forbidden:
+    """An update by a patient-context token of what is not its patient's: refused alike whether
+    the id is another patient's or unused, since creating at an unused id (R4 http.html#upsert)
+    while answering 404 for a taken one would tell the token which ids another record holds."""
+    return Forbidden(
+        f"A patient-context token updates only its patient's existing resources, and {res_type}/{res_id} "
+        "is not one; create new resources with POST"
+    )
 
 
 def _alone(patient_id: str, where: str, patients: set[str]) -> None:

@@ -150,13 +150,13 @@ class InstanceInteractions:
 
     def patch(self, request: Request, res_type: str, res_id: str) -> Response:
         """R4 http.html#patch with JSON Patch (RFC 6902), applied atomically to the current version."""
-        operations = self._patch_body(request)
+        operations = patch_document(request)
         with self.repository.unit(write=True) as unit:
             unit.lock(f"{res_type}/{res_id}")
             return self._patch_locked(unit, request, operations, res_type, res_id)
 
     def conditional_patch(self, request: Request, res_type: str) -> Response:
-        operations = self._patch_body(request)
+        operations = patch_document(request)
         with self.repository.unit(write=True) as unit:
             matches = self._matches(unit, request, res_type, _query_text(request), "conditional patch")
             if not matches:
@@ -262,16 +262,17 @@ class InstanceInteractions:
             )
         return resource
 
-    @staticmethod
-    def _patch_body(request: Request) -> jsonpatch.JsonPatch:
-        if request.patch_format != JSON_PATCH:
-            raise Invalid(f"PATCH bodies must be JSON Patch ({JSON_PATCH})")
-        if not isinstance(request.body, list):
-            raise Invalid("A JSON Patch document is a JSON array of operations")
-        try:
-            return jsonpatch.JsonPatch(request.body)
-        except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
-            raise Invalid(f"The JSON Patch document is malformed: {exc}") from None
+
+def patch_document(request: Request) -> jsonpatch.JsonPatch:
+    """The JSON Patch a PATCH request carries (RFC 6902); 400 when it is not one."""
+    if request.patch_format != JSON_PATCH:
+        raise Invalid(f"PATCH bodies must be JSON Patch ({JSON_PATCH})")
+    if not isinstance(request.body, list):
+        raise Invalid("A JSON Patch document is a JSON array of operations")
+    try:
+        return jsonpatch.JsonPatch(request.body)
+    except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
+        raise Invalid(f"The JSON Patch document is malformed: {exc}") from None
 
 
 def _apply(operations: jsonpatch.JsonPatch, document: Any, where: str) -> Any:

@@ -106,6 +106,7 @@ class Interactions:
                 return response
             response = self._route(request)
             if principal is not None:
+                self.guard.answered(principal, interaction)
                 response = self.guard.visible(principal, response)
         except FhirError as error:
             if isinstance(error, StillReferenced) and principal is not None and principal.patient is not None:

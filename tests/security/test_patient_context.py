@@ -506,11 +506,16 @@ def test_create_for_p2_is_forbidden(server: Server) -> None:
     assert server.count("Patient") == 2
 
 
-def test_update_of_p2_record_answers_404_and_changes_nothing(server: Server) -> None:
+def test_update_of_p2_record_answers_as_one_of_an_unused_id_and_changes_nothing(server: Server) -> None:
+    """Update-as-create at an unused id would tell taken ids from free ones, so a patient-context
+    token updates only its patient's existing resources: both answer the same 403."""
     taken = observation("p2-obs1", "p1", HEART_RATE, "2024-01-03T10:00:00Z", 1)
     answer = server.client.put("/fhir/Observation/p2-obs1", json=taken, headers=server.p1)
-    assert answer.status_code == 404, answer.get_json()
+    unused = server.client.put("/fhir/Observation/no-such-id", json={**taken, "id": "no-such-id"}, headers=server.p1)
+    assert_forbidden(answer)
+    assert shape(answer, "p2-obs1") == shape(unused, "no-such-id")
     assert not mentions_p2({k: v for k, v in answer.get_json().items() if k != "issue"})
+    assert server.client.get("/fhir/Observation/no-such-id", headers=server.system).status_code == 404
     operations = [{"op": "replace", "path": "/subject/reference", "value": "Patient/p1"}]
     assert_same_as_nonexistent(
         server.client,
@@ -630,16 +635,23 @@ def test_patient_token_cannot_create_or_link_patients(server: Server) -> None:
 
 def test_p1_may_write_what_is_in_its_compartment_alone(server: Server) -> None:
     own = shared_observation("own-performed", "Patient/p1")
-    created = server.client.put("/fhir/Observation/own-performed", json=own, headers=server.p1)
+    del own["id"]
+    created = server.client.post("/fhir/Observation", json=own, headers=server.p1)
     assert created.status_code == 201, created.get_json()
+    own_id = created.headers["Location"].split("/")[-3]
+    own["id"] = own_id
+    own["status"] = "amended"
+    updated = server.client.put(f"/fhir/Observation/{own_id}", json=own, headers=server.p1)
+    assert updated.status_code == 200, updated.get_json()
+    assert server.stored(f"Observation/{own_id}")["status"] == "amended"
     renamed = patch(
         server.client, "/fhir/Patient/p1", server.p1, [{"op": "replace", "path": "/name/0/family", "value": "Gamma"}]
     )
     assert renamed.status_code == 200, renamed.get_json()
     assert server.stored("Patient/p1")["name"] == [{"family": "Gamma"}]
-    deleted = server.client.delete("/fhir/Observation/own-performed", headers=server.p1)
+    deleted = server.client.delete(f"/fhir/Observation/{own_id}", headers=server.p1)
     assert deleted.status_code == 200, deleted.get_json()
-    assert server.client.get("/fhir/Observation/own-performed", headers=server.system).status_code == 410
+    assert server.client.get(f"/fhir/Observation/{own_id}", headers=server.system).status_code == 410
 
 
 @pytest.mark.parametrize("subject", ["Patient/p2", "http://localhost/fhir/Patient/p2"])
@@ -704,6 +716,39 @@ def test_method_not_allowed_answers_alike_for_every_id(server: Server, method: s
     assert answer.status_code == 405, answer.get_json()
     assert shape(answer, hidden) == shape(missing, "no-such-id")
     assert server.stored("Observation/p2-obs1")["meta"]["versionId"] == "1"
+
+
+VALID_OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options", "status"),
+    [
+        ("GET", "/fhir/Observation/{id}/_history?_count=0", {}, 400),
+        ("GET", "/fhir/Observation/{id}/_history?_since=garbage", {}, 400),
+        ("GET", "/fhir/Observation/{id}/_history?_cursor=bad", {}, 400),
+        ("PATCH", "/fhir/Observation/{id}", {"data": '[{"op": "bogus"}]', "content_type": JSON_PATCH}, 400),
+        ("PATCH", "/fhir/Observation/{id}", {"data": '{"op": "add"}', "content_type": JSON_PATCH}, 400),
+        ("POST", "/fhir/Observation/{id}/$validate?mode=bogus", {}, 400),
+        ("POST", "/fhir/Observation/{id}/$validate?mode=update", {}, 400),
+        ("POST", "/fhir/Observation/{id}/$validate?mode=update", {"json": VALID_OBSERVATION}, 200),
+        ("POST", "/fhir/Observation/{id}/$validate", {"json": VALID_OBSERVATION}, 200),
+        ("POST", "/fhir/Observation/{id}/$validate?mode=delete", {}, 404),
+        ("PUT", "/fhir/Observation/{id}", {"json": {**VALID_OBSERVATION, "id": "other"}}, 403),
+    ],
+)
+def test_a_request_answers_alike_for_p2s_id_and_an_unused_one(
+    server: Server, method: str, path: str, options: dict[str, Any], status: int
+) -> None:
+    """What is checked before a resource is looked up (parameters, the patch document, the
+    validation mode) answers the same for p2's id as for an unused one: a 404 for p2's alone
+    would tell the token the id is taken."""
+    hidden = server.client.open(path.format(id="p2-obs1"), method=method, headers=server.p1, **options)
+    unused = server.client.open(path.format(id="no-such-id"), method=method, headers=server.p1, **options)
+    assert hidden.status_code == status, hidden.get_json()
+    assert shape(hidden, "p2-obs1") == shape(unused, "no-such-id")
+    assert server.stored("Observation/p2-obs1")["meta"]["versionId"] == "1"
+    assert server.client.get("/fhir/Observation/no-such-id", headers=server.system).status_code == 404
 
 
 def audit_records(server: Server) -> list[dict[str, Any]]:
@@ -864,13 +909,14 @@ def test_a_reference_to_p2s_record_is_refused_as_one_to_nothing(server: Server, 
     unused id: the token would learn which ids p2's record holds."""
     answers = {}
     for target in ("p2-obs1", "no-such-id"):
-        new = observation("linked", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
+        # Created with POST, or an update of p1's own p1-obs2.
+        new = observation("p1-obs2", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
         new["hasMember"] = [{"reference": f"Observation/{target}"}]
         if method == "POST":
             del new["id"]
             answer = server.client.post("/fhir/Observation", json=new, headers=server.p1)
         else:
-            answer = server.client.put("/fhir/Observation/linked", json=new, headers=server.p1)
+            answer = server.client.put("/fhir/Observation/p1-obs2", json=new, headers=server.p1)
         assert answer.status_code == 422, answer.get_json()
         diagnostics = answer.get_json()["issue"][0]["diagnostics"]
         answers[target] = re.sub(r"Observation/[\w.-]+ refers", "Observation/{new} refers", diagnostics).replace(
@@ -878,9 +924,10 @@ def test_a_reference_to_p2s_record_is_refused_as_one_to_nothing(server: Server, 
         )
     assert answers["p2-obs1"] == answers["no-such-id"]
     assert server.count("Observation") == 4
-    mine = observation("linked", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
+    assert server.stored("Observation/p1-obs2")["meta"]["versionId"] == "1"
+    mine = observation("p1-obs2", "p1", HEART_RATE, "2024-02-01T10:00:00Z", 70)
     mine["hasMember"] = [{"reference": "Observation/p1-obs1"}]
-    assert server.client.put("/fhir/Observation/linked", json=mine, headers=server.p1).status_code == 201
+    assert server.client.put("/fhir/Observation/p1-obs2", json=mine, headers=server.p1).status_code == 200
 
 
 def test_a_refused_delete_does_not_name_another_patients_referrer(server: Server) -> None:

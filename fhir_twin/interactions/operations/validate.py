@@ -19,8 +19,7 @@ MODES = ("create", "update", "delete")
 
 def validate(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
     given = parameters(request)
-    modes = [value for name, value in given if name == "mode"]
-    mode = modes[-1] if modes else ("update" if res_id else "create")
+    mode = mode_of(given, res_id)
     if mode not in MODES:
         message = f"mode must be one of {', '.join(MODES)}, not {mode!r}"
         raise Invalid.at("mode", message)
@@ -50,6 +49,12 @@ def validate(context: Context, request: Request, res_type: str | None, res_id: s
     if not issues:
         return Response(200, {}, information("No issues detected"))
     return Response(200, {}, operation_outcome(issues))
+
+
+def mode_of(given: list[tuple[str, Any]], res_id: str | None) -> str:
+    """The mode asked for: the last ``mode`` parameter, else update on an instance, create on a type."""
+    modes = [value for name, value in given if name == "mode"]
+    return str(modes[-1]) if modes else ("update" if res_id else "create")
 
 
 def _resource(request: Request, given: list[tuple[str, Any]]) -> dict[str, Any]:
