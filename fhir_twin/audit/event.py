@@ -50,7 +50,9 @@ class Occurrence:
 
 
 def outcome(status: int) -> str:
-    return "0" if status < 400 else "4" if status < 500 else "8"
+    """0 success; 4 a request refused (4xx, or 501: an operation this server does not offer);
+    8 the server failed to carry out what it offers."""
+    return "0" if status < 400 else "4" if status < 500 or status == 501 else "8"
 
 
 def audit_event(occurrence: Occurrence) -> dict[str, Any]:

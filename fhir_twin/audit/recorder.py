@@ -211,6 +211,9 @@ class AuditRecorder(Worker):
         if interaction.name in _SEARCHES and request.query:
             query = [(name, "[redacted]" if name.lower() in _CREDENTIALS else value) for name, value in request.query]
             occurrence.query = f"{request.path}?{urlencode(query)}"
+        elif interaction.name in _SEARCHES and interaction.name != "operation":
+            # A search of everything of a type is a query too (BALP Query pattern).
+            occurrence.query = request.path
         return occurrence
 
 

@@ -94,7 +94,7 @@ class Guard:
         as an id no resource has."""
         if interaction.name != "history-instance" or principal.trusted or interaction.resource_type is None:
             return
-        held_to = reach(principal, interaction.resource_type, "s")
+        held_to = reach(principal, interaction.resource_type, interaction.permission or "r")
         if held_to is not None and held_to != ALL:
             self._instance(held_to, interaction)
 

@@ -112,6 +112,12 @@ def test_a_search_is_an_execute_with_its_query_in_base64(server: Any, patient_x:
     assert path.endswith("Patient")
     assert sorted(parse_qsl(query)) == [("_id", "x"), ("gender", "other")]
 
+    # A search of every Patient is a query too: its path.
+    mark = server.chain_count()
+    assert server.client.get("/fhir/Patient", headers=server.ehr).status_code == 200
+    [query] = [entity["query"] for entity in only_new(server, mark)["entity"] if "query" in entity]
+    assert base64.b64decode(query).decode("utf-8").endswith("Patient")
+
     # A search that finds Patient/x records that its record was disclosed.
     mark = server.chain_count()
     assert server.client.get("/fhir/Patient?_id=x", headers=server.ehr).status_code == 200

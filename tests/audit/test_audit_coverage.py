@@ -96,6 +96,13 @@ def test_an_unexpected_failure_is_recorded_as_a_server_failure(server: Server, m
     assert server.subtype(events[0]) == "search-type"
 
 
+def test_an_operation_this_server_does_not_offer_is_recorded_as_refused(server: Server) -> None:
+    answer, events = recorded(server, lambda: server.client.post("/fhir/Patient/$nonesuch", headers=server.ehr))
+    assert answer.status_code == 501
+    assert len(events) == 1
+    assert (events[0]["outcome"], events[0]["outcomeDesc"][:4]) == ("4", "501:")
+
+
 def test_a_delete_names_the_patient_whose_record_it_was(server: Server) -> None:
     seed(server)
     answer, events = recorded(server, lambda: server.client.delete("/fhir/Observation/o1", headers=server.ehr))
