@@ -14,17 +14,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fhir_twin.fhir.balp import (
+    CLIENT_SYSTEM,
+    ENTITY_TYPE,
+    OBJECT_ROLE,
+    OPERATION_SYSTEM,
+    PATIENT_ENTITY,
+    QUERY_ENTITY,
+    RESOURCE_ENTITY,
+    REST_TYPE,
+    RESTFUL_INTERACTION,
+    SERVER_NAME,
+    TOKEN_SYSTEM,
+)
+from fhir_twin.fhir.balp import DCM as _DCM
 from fhir_twin.fhir.instant import format_instant
-
-_DCM = "http://dicom.nema.org/resources/ontology/DCM"
-ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
-OPERATION_SYSTEM = "urn:fhir-twin:CodeSystem/operation"
-TOKEN_SYSTEM = "urn:fhir-twin:api-token"
-CLIENT_SYSTEM = "urn:fhir-twin:client"
-SERVER_NAME = "fhir-twin"
-REST_TYPE = {"system": _DCM, "code": "rest", "display": "RESTful Operation"}
 
 
 @dataclass
@@ -88,8 +92,7 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     if occurrence.query is not None:
         entities.append(
             {
-                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+                **_kind(QUERY_ENTITY),
                 "query": base64.b64encode(occurrence.query.encode("utf-8")).decode("ascii"),
             }
         )
@@ -143,17 +146,17 @@ def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
     return agents
 
 
-def _resource_entity(reference: str) -> dict[str, Any]:
+def _kind(kind: tuple[tuple[str, str], tuple[str, str]]) -> dict[str, Any]:
+    (type_code, type_display), (role_code, role_display) = kind
     return {
-        "what": {"reference": reference},
-        "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-        "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+        "type": {"system": ENTITY_TYPE, "code": type_code, "display": type_display},
+        "role": {"system": OBJECT_ROLE, "code": role_code, "display": role_display},
     }
+
+
+def _resource_entity(reference: str) -> dict[str, Any]:
+    return {"what": {"reference": reference}, **_kind(RESOURCE_ENTITY)}
 
 
 def _patient_entity(patient_id: str) -> dict[str, Any]:
-    return {
-        "what": {"reference": f"Patient/{patient_id}"},
-        "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-        "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-    }
+    return {"what": {"reference": f"Patient/{patient_id}"}, **_kind(PATIENT_ENTITY)}

@@ -20,7 +20,6 @@ from uuid6 import uuid7
 
 from fhir_twin.audit import chain
 from fhir_twin.audit.event import Occurrence, audit_event
-from fhir_twin.audit.index import audit_index
 from fhir_twin.audit.throttle import Throttle
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant, now
@@ -30,7 +29,8 @@ from fhir_twin.interactions.worker import Worker
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.security.principal import Principal
 from fhir_twin.signals import interaction_completed
-from fhir_twin.store import audit
+from fhir_twin.store import audit, audit_index
+from fhir_twin.store.audit_index import audit_rows
 from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.version import Version
@@ -220,14 +220,21 @@ class AuditRecorder(Worker):
 def write_records(unit: Unit, occurrences: list[Occurrence], key: str) -> None:
     """Store an AuditEvent per occurrence in ``unit`` and chain them (HMAC under ``key`` if set)."""
     links = []
+    records, entities = [], []
     for occurrence in occurrences:
         event = audit_event(occurrence)
         event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
         # Plain JSON (no decimals): the standard library's C encoder, compact as stored bodies are.
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
         version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
-        unit.write(version, audit_index(occurrence), event)
+        # Indexed in the audit trail's own tables (store.audit_index), not the generic ones.
+        unit.write(version, [], event)
+        recorded = occurrence.recorded
+        record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
+        records.append(record)
+        entities += named
         links.append((occurrence.event_id, chain.digest(body)))
+    audit_index.write(unit.connection, records, entities)
     audit.append(unit, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
 
 

@@ -43,7 +43,6 @@ _DELETES = {
     table.name: delete(table).where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"))
     for table in INDEX_TABLES
 }
-_INSERTS = {table.name: insert(table) for table in INDEX_TABLES}
 
 
 def replace_index(connection: Connection, res_type: str, res_id: str, rows: list[IndexRow], fresh: bool) -> None:
@@ -83,12 +82,17 @@ def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: s
 def insert_rows(connection: Connection, by_table: dict[str, list[dict[str, Any]]]) -> None:
     """One multi-row insert per index table."""
     for name, values_list in by_table.items():
-        if not values_list:
-            continue
-        if connection.dialect.name == "sqlite":
-            _insert_sqlite(connection, _TABLES[name], values_list)
-        else:
-            connection.execute(_INSERTS[name], values_list)
+        insert_many(connection, _TABLES[name], values_list)
+
+
+def insert_many(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
+    """One multi-row insert of ``values_list`` (rows with the same keys) into ``table``."""
+    if not values_list:
+        return
+    if connection.dialect.name == "sqlite":
+        _insert_sqlite(connection, table, values_list)
+    else:
+        connection.execute(insert(table), values_list)
 
 
 _TABLES = {table.name: table for table in INDEX_TABLES}

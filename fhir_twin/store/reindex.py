@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from fhir_twin.fhir import json
 from fhir_twin.search.extract import extract
+from fhir_twin.store import audit_index
 from fhir_twin.store.indexing import clear_index, replace_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -57,6 +58,9 @@ def reindex(engine: Engine, types: Iterable[str], progress: Callable[[str, int],
                 ).all()
                 versions = [Version(*row) for row in rows]
                 clear_index(connection, res_type, [version.res_id for version in versions])
+                if res_type == audit_index.AUDIT_TYPE:
+                    audit_index.rewrite(connection, [json.loads(version.body or "{}") for version in versions])
+                    versions = []
                 for version in versions:
                     index = extract(json.loads(version.body or "{}"))
                     replace_index(connection, res_type, version.res_id, index, fresh=True)

@@ -1,17 +1,26 @@
-"""The AuditEvents the server records are indexed from their Occurrence directly (``audit_index``);
-every search on the trail relies on those rows being exactly what the search parameters'
-FHIRPath expressions select from the stored event (``extract``)."""
+"""The AuditEvents the server records are indexed in the audit trail's own tables
+(``store.audit_index``); every search on the trail relies on the rows its views unfold being
+exactly what the search parameters' FHIRPath expressions select from the stored event
+(``extract``), on both databases."""
 
 from __future__ import annotations
 
 import itertools
 from datetime import datetime
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+from sqlalchemy import select
 
 from fhir_twin.audit.event import Occurrence, audit_event
-from fhir_twin.audit.index import audit_index
+from fhir_twin.audit.recorder import write_records
 from fhir_twin.search.extract import extract
+from fhir_twin.search.index import DateRow, IndexRow, ReferenceRow, StringRow, TokenRow
+from fhir_twin.store import audit_index
+from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.repository import Repository
 
 USERS = (
     None,
@@ -73,12 +82,52 @@ def occurrences() -> list[Occurrence]:
     return found
 
 
+ROWS = {"token": TokenRow, "string": StringRow, "reference": ReferenceRow, "date": DateRow}
+
+
+def indexed(repository: Repository, res_id: str) -> list[IndexRow]:
+    """The rows the audit trail's views show for one AuditEvent, as index rows."""
+    found: list[IndexRow] = []
+    with repository.unit() as unit:
+        for kind, row_type in ROWS.items():
+            view = audit_index.view(kind)
+            names = [name for name in row_type.__dataclass_fields__ if name != "group"]
+            rows = unit.connection.execute(
+                select(*(view.c[name] for name in names), view.c.grp).where(view.c.res_id == res_id)
+            )
+            found += [row_type(*row) for row in rows]
+    return found
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, postgres_database: str | None) -> Iterator[Repository]:
+    """Every occurrence recorded, on the database the tests run on."""
+    url = postgres_database or f"sqlite:///{tmp_path_factory.mktemp('audit-index') / 'fhir-twin.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    repository = Repository(engine)
+    with repository.unit(write=True) as unit:
+        unit.connection.execute(audit_index.audit_record.delete())
+        unit.connection.execute(audit_index.audit_entity.delete())
+        write_records(unit, occurrences(), "")
+    yield repository
+    engine.dispose()
+
+
 @pytest.mark.parametrize("occurrence", occurrences(), ids=lambda occurrence: occurrence.event_id)
-def test_the_direct_rows_are_those_the_search_parameters_select(occurrence: Occurrence) -> None:
+def test_the_audit_index_shows_the_rows_the_search_parameters_select(
+    recorded: Repository, occurrence: Occurrence
+) -> None:
     event = audit_event(occurrence)
     event["meta"] = {"versionId": "1", "lastUpdated": "2026-11-30T12:00:00.000+00:00"}
 
-    direct = audit_index(occurrence)
+    assert set(indexed(recorded, occurrence.event_id)) == set(extract(event))
 
-    assert len(direct) == len(set(direct))
-    assert set(direct) == set(extract(event))
+
+def test_a_reindex_writes_the_same_rows(recorded: Repository) -> None:
+    chosen = occurrences()[:20]
+    before = {occurrence.event_id: set(indexed(recorded, occurrence.event_id)) for occurrence in chosen}
+    events: list[dict[str, Any]] = [audit_event(occurrence) for occurrence in chosen]
+    with recorded.unit(write=True) as unit:
+        audit_index.rewrite(unit.connection, events)
+    assert {res_id: set(indexed(recorded, res_id)) for res_id in before} == before

@@ -18,8 +18,9 @@ from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select
 
 from fhir_twin.errors import Invalid
 from fhir_twin.search.query import Condition, Criterion, Include, InCompartment, Search, SortKey
-from fhir_twin.store.schema import idx_reference, resource, resource_version
-from fhir_twin.store.search.conditions import TABLES, in_compartment, where
+from fhir_twin.store import audit_index
+from fhir_twin.store.schema import resource, resource_version
+from fhir_twin.store.search.conditions import in_compartment, index_table, where
 from fhir_twin.store.version import CURRENT, Version, columns
 
 INCLUDE_LIMIT = 1000
@@ -40,7 +41,7 @@ def search(connection: Connection, query: Search, base: str) -> Page:
     A cursor is the sort values and identity of a page's edge row with a direction: ``next``
     pages start after it, ``previous`` pages end before it.
     """
-    keys = [_sort_expression(key) for key in query.sort]
+    keys = [_sort_expression(key, query.resource_types) for key in query.sort]
     conditions = [resource.c.deleted.is_(False), _types_and_conditions(query, base)]
     backwards = False
     if query.cursor is not None:
@@ -138,7 +139,7 @@ def _selectivity(condition: Condition) -> int:
     return 9
 
 
-def _sort_expression(key: SortKey) -> Any:
+def _sort_expression(key: SortKey, types: tuple[str, ...]) -> Any:
     """The value a resource sorts by: the smallest (ascending) or largest (descending) of its index
     values for the parameter (R4 search.html#sort)."""
     parameter = key.parameter
@@ -146,7 +147,7 @@ def _sort_expression(key: SortKey) -> Any:
         return resource.c.res_id
     if parameter.code == "_lastUpdated":
         return resource.c.last_updated
-    table = TABLES[parameter.type].alias()
+    table = index_table(parameter.type, types[0] if len(types) == 1 else "")
     column = {
         "string": table.c.get("normalized"),
         "token": table.c.get("code"),
@@ -259,7 +260,7 @@ def _forward(connection: Connection, include: Include, frontier: list[tuple[str,
     ids = [res_id for res_type, res_id in frontier if res_type == include.source_type]
     if not ids:
         return set()
-    ref = idx_reference
+    ref = index_table("reference", include.source_type)
     statement = select(ref.c.target_type, ref.c.target_id).where(
         ref.c.res_type == include.source_type, ref.c.res_id.in_(ids), ref.c.target_id.is_not(None)
     )
@@ -273,7 +274,17 @@ def _forward(connection: Connection, include: Include, frontier: list[tuple[str,
 def _reverse(connection: Connection, include: Include, frontier: list[tuple[str, str]]) -> set[tuple[str, str]]:
     if not frontier:
         return set()
-    ref = idx_reference
+    found: set[tuple[str, str]] = set()
+    sources = ("", audit_index.AUDIT_TYPE) if include.source_type == "*" else (include.source_type,)
+    for source in sources:
+        found |= _reverse_from(connection, include, frontier, index_table("reference", source))
+    return found
+
+
+def _reverse_from(
+    connection: Connection, include: Include, frontier: list[tuple[str, str]], ref: Any
+) -> set[tuple[str, str]]:
+    """The resources in ``ref`` (an index of references) that ``include`` adds for ``frontier``."""
     targets = or_(
         *(
             and_(ref.c.target_type == res_type, ref.c.target_id.in_([i for t, i in frontier if t == res_type]))

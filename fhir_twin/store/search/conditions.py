@@ -29,6 +29,7 @@ from fhir_twin.search.query import (
     UriValue,
     Value,
 )
+from fhir_twin.store import audit_index
 from fhir_twin.store.schema import (
     idx_date,
     idx_number,
@@ -53,6 +54,14 @@ TABLES = {
 _MILLISECOND = timedelta(milliseconds=1)
 
 
+def index_table(kind: str, res_type: str) -> Any:
+    """A fresh alias of the index rows of ``kind`` for ``res_type``: for AuditEvent, the audit
+    trail's own index seen in the same shape (``store.audit_index``)."""
+    if res_type == audit_index.AUDIT_TYPE and kind in audit_index.KINDS:
+        return audit_index.view(kind)
+    return TABLES[kind].alias()
+
+
 def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: bool = False) -> ColumnElement[bool]:
     """The condition on ``ids`` (a column of ``res_type`` ids) that ``condition`` states.
 
@@ -65,7 +74,7 @@ def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: 
     if isinstance(condition, InCompartment):
         return _compartment(res_type, ids, condition)
     if isinstance(condition, ReverseChain):
-        ref = idx_reference.alias()
+        ref = index_table("reference", condition.source_type)
         sources = select(ref.c.target_id).where(
             ref.c.res_type == condition.source_type,
             ref.c.param == condition.reference.code,
@@ -108,7 +117,7 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correla
         return _member(ids, stamped, correlated=correlated)
     if parameter.type == "composite":
         return _composite(res_type, ids, criterion, base, correlated)
-    table = TABLES[parameter.type].alias()
+    table = index_table(parameter.type, res_type)
     rows = select(table.c.res_id).where(table.c.res_type == res_type, table.c.param == parameter.code)
     if criterion.missing is not None:
         return _member(ids, rows, negate=criterion.missing, correlated=correlated)
@@ -210,11 +219,18 @@ def _compartment_set(condition: InCompartment) -> CTE:
         *([] if patient_id is None else [link.c.target_id == patient_id]),
         or_(*(and_(link.c.param == code, link.c.res_type.in_(types)) for code, types in _compartment_codes())),
     )
+    # AuditEvents are members through ``patient``, in the audit trail's own index.
+    audit = index_table("reference", audit_index.AUDIT_TYPE)
+    audited = select(audit.c.res_type, audit.c.res_id).where(
+        audit.c.param == "patient",
+        audit.c.target_type == "Patient",
+        *([] if patient_id is None else [audit.c.target_id == patient_id]),
+    )
     if patient_id is None:
         itself = select(resource.c.res_type, resource.c.res_id).where(resource.c.res_type == "Patient")
     else:
         itself = select(literal("Patient").label("res_type"), literal(patient_id).label("res_id"))
-    members = union(linked, itself).cte()
+    members = union(linked, audited, itself).cte()
     if not condition.referenced:
         return members
     ref = idx_reference.alias()
