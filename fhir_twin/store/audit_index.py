@@ -24,7 +24,6 @@ from sqlalchemy import (
     Text,
     cast,
     delete,
-    insert,
     literal_column,
     null,
     or_,
@@ -224,7 +223,9 @@ def _strings() -> list[Select[Any]]:
     ]
 
 
-def _reference(table: Any, param: str, target: tuple[Any, Any, Any], identifier: tuple[Any, Any], *where: Any) -> Select[Any]:
+def _reference(
+    table: Any, param: str, target: tuple[Any, Any, Any], identifier: tuple[Any, Any], *where: Any
+) -> Select[Any]:
     return select(
         *_head(table, param),
         (target[0] if target[0] is not None else _null(String(64))).label("target_type"),

@@ -6,9 +6,8 @@ exactly what the search parameters' FHIRPath expressions select from the stored 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
-
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
