@@ -100,8 +100,9 @@ _TABLES = {table.name: table for table in INDEX_TABLES}
 
 def _insert_sqlite(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
     """``executemany`` on the driver with the column types' own conversions: SQLAlchemy's
-    per-row parameter processing costs more than SQLite's insert of an index row."""
-    names = tuple(values_list[0])
+    per-row parameter processing costs more than SQLite's insert of an index row. Keys that
+    are not columns of ``table`` are left out, as SQLAlchemy's ``insert`` leaves them."""
+    names = tuple(name for name in values_list[0] if name in table.c)
     converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
     take = itemgetter(*names)
     rows: list[Any] = [take(values) for values in values_list]

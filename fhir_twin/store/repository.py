@@ -41,7 +41,15 @@ from fhir_twin.search.query import InCompartment, Search
 from fhir_twin.signals import version_written
 from fhir_twin.store import search
 from fhir_twin.store.database import write_gate
-from fhir_twin.store.indexing import RECORD_TYPES, add_rows, insert_rows, live_keys, referrer_of, replace_index
+from fhir_twin.store.indexing import (
+    RECORD_TYPES,
+    add_rows,
+    insert_many,
+    insert_rows,
+    live_keys,
+    referrer_of,
+    replace_index,
+)
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search import Page
 from fhir_twin.store.search.conditions import compartment_members
@@ -70,7 +78,6 @@ _SELECT_EXISTS = select(resource.c.version).where(
 )
 # Inserts and the update take their values from the parameters; keys name columns.
 _INSERT_VERSION = insert(resource_version)
-_INSERT_RESOURCE = insert(resource)
 _UPDATE_RESOURCE = update(resource).where(
     resource.c.res_type == bindparam("key_type"),
     resource.c.res_id == bindparam("key_id"),
@@ -176,8 +183,8 @@ class Unit:
     def flush(self) -> None:
         """Send the pending inserts of new resources and of the rows staged with them."""
         if self._new_versions:
-            self._connection.execute(_INSERT_VERSION, self._new_versions)
-            self._connection.execute(_INSERT_RESOURCE, self._new_resources)
+            insert_many(self._connection, resource_version, self._new_versions)
+            insert_many(self._connection, resource, self._new_resources)
             insert_rows(self._connection, self._new_index)
             self._new_versions, self._new_resources = [], []
             self._new_index = defaultdict(list)
