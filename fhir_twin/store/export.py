@@ -46,6 +46,7 @@ from sqlalchemy import update as sql_update
 from fhir_twin.fhir.instant import now
 from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.store import audit_index
 from fhir_twin.store.database import make_engine
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job, idx_reference, resource, resource_version
@@ -433,7 +434,7 @@ def _wanted(job: _Claimed, body: str | None, last_updated: datetime | None) -> b
 def _in_compartment(res_type: str, patient_id: str | None, after: str) -> ColumnElement[bool]:
     """In the compartment of ``patient_id``, or of any patient when None (R4
     compartmentdefinition-patient.html), by the reference index of the compartment parameters."""
-    ref = idx_reference.c
+    ref = (audit_index.view("reference") if res_type == audit_index.AUDIT_TYPE else idx_reference).c
     linked: Select[Any] = select(ref.res_id).where(
         ref.res_type == res_type,
         ref.param.in_(patient_compartment().get(res_type, ())),

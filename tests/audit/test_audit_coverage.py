@@ -155,6 +155,32 @@ def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
     assert patients(events[0]) == {"Patient/p1", "Patient/p2"}
 
 
+def test_a_patient_export_of_audit_events_holds_those_naming_the_patient(server: Server) -> None:
+    """AuditEvents are in the Patient compartment through ``patient`` (held in the audit trail's
+    own index), so ``Patient/{id}/$export?_type=AuditEvent`` gives the records of that patient."""
+    seed(server)
+    assert server.client.get("/fhir/Patient/p2", headers=server.ehr).status_code == 200
+    before = {event["id"] for event in server.events() if "Patient/p1" in patients(event)}
+    kickoff = server.client.get(
+        "/fhir/Patient/p1/$export?_type=AuditEvent", headers={**server.ehr, "Prefer": "respond-async"}
+    )
+    assert kickoff.status_code == 202
+    status_url = kickoff.headers["Content-Location"].split("/fhir", 1)[1]
+    for _ in range(200):
+        polled = server.client.get(f"/fhir{status_url}", headers=server.ehr)
+        if polled.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert polled.status_code == 200
+    lines = []
+    for file in polled.get_json()["output"]:
+        answer = server.client.get(f"/fhir{file['url'].split('/fhir', 1)[1]}", headers=server.ehr)
+        lines += [json.loads(line) for line in answer.data.splitlines()]
+    assert before
+    assert before <= {event["id"] for event in lines}
+    assert all("Patient/p1" in patients(event) for event in lines)
+
+
 @pytest.mark.parametrize(
     "send, status",
     [
