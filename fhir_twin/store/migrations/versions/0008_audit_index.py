@@ -9,11 +9,14 @@ Create Date: 2026-11-30
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
+from fhir_twin.search.extract import extract
 from fhir_twin.store import audit_index
+from fhir_twin.store.indexing import replace_index
 from fhir_twin.store.schema import INDEX_TABLES, audit_entity, audit_record, resource, resource_version
 
 revision = "0008"
@@ -23,12 +26,9 @@ depends_on = None
 BATCH = 1000
 
 
-def upgrade() -> None:
-    bind = op.get_bind()
-    audit_record.create(bind)
-    audit_entity.create(bind)
-    # Index the AuditEvents stored so far in the new tables, then drop their generic rows.
-    stored = (
+def _stored() -> sa.Select[tuple[str]]:
+    """The bodies of the live AuditEvents."""
+    return (
         sa.select(resource_version.c.body)
         .select_from(
             resource_version.join(
@@ -43,8 +43,15 @@ def upgrade() -> None:
         .where(resource.c.res_type == "AuditEvent", resource.c.deleted.is_(False))
         .order_by(resource.c.res_id)
     )
-    batch: list[dict[str, object]] = []
-    for (body,) in bind.execute(stored):
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    audit_record.create(bind)
+    audit_entity.create(bind)
+    # Index the AuditEvents stored so far in the new tables, then drop their generic rows.
+    batch: list[dict[str, Any]] = []
+    for (body,) in bind.execute(_stored()).all():
         batch.append(json.loads(body))
         if len(batch) >= BATCH:
             audit_index.rewrite(bind, batch)
@@ -56,5 +63,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    # Back in the generic index tables, as revision 0007 keeps them.
+    for (body,) in bind.execute(_stored()).all():
+        event = json.loads(body)
+        replace_index(bind, "AuditEvent", event["id"], extract(event), fresh=True)
     op.drop_table("audit_entity")
     op.drop_table("audit_record")
