@@ -142,11 +142,11 @@ def _converted(row: list[Any], converting: list[tuple[int, Any]]) -> tuple[Any, 
     return tuple(row)
 
 
-_PROCESSORS: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+_PROCESSORS: dict[tuple[str, str, tuple[str, ...]], list[Any]] = {}
 
 
 def _processors(connection: Connection, table: Table, names: tuple[str, ...]) -> list[Any]:
-    key = (table.name, names)
+    key = (connection.dialect.name, table.name, names)
     found = _PROCESSORS.get(key)
     if found is None:
         dialect = connection.dialect
