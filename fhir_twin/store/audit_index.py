@@ -67,6 +67,7 @@ def audit_rows(event: dict[str, Any], low: datetime) -> tuple[dict[str, Any], li
     identifier = client.get("who", {}).get("identifier", {})
     agent = identifier.get("value", "")
     address = client.get("network", {}).get("address")
+    # Agents are the client, the human user a JWT named (if any), then this server.
     user = user_who = None
     for other in agents[1:-1]:
         user, user_who = other.get("name"), other.get("who", {})

@@ -133,11 +133,9 @@ def test_a_search_showing_part_of_each_resource_names_their_patients(server: Ser
     assert patients(events[0]) == {"Patient/p1"}
 
 
-def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
-    seed(server)
-    kickoff = server.client.get(
-        "/fhir/Patient/$export?_type=Patient", headers={**server.ehr, "Prefer": "respond-async"}
-    )
+def export_files(server: Server, path: str) -> list[str]:
+    """The paths (below /fhir) of the files of a finished ``$export`` kicked off at ``path``."""
+    kickoff = server.client.get(f"/fhir/{path}", headers={**server.ehr, "Prefer": "respond-async"})
     assert kickoff.status_code == 202
     status_url = kickoff.headers["Content-Location"].split("/fhir", 1)[1]
     for _ in range(200):
@@ -146,11 +144,14 @@ def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
             break
         time.sleep(0.05)
     assert polled.status_code == 200
-    files = polled.get_json()["output"]
+    return [file["url"].split("/fhir", 1)[1] for file in polled.get_json()["output"]]
+
+
+def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
+    seed(server)
+    files = export_files(server, "Patient/$export?_type=Patient")
     assert len(files) == 1
-    answer, events = recorded(
-        server, lambda: server.client.get(f"/fhir{files[0]['url'].split('/fhir', 1)[1]}", headers=server.ehr)
-    )
+    answer, events = recorded(server, lambda: server.client.get(f"/fhir{files[0]}", headers=server.ehr))
     assert answer.status_code == 200 and len(answer.data.splitlines()) == 2
     assert patients(events[0]) == {"Patient/p1", "Patient/p2"}
 
@@ -161,20 +162,9 @@ def test_a_patient_export_of_audit_events_holds_those_naming_the_patient(server:
     seed(server)
     assert server.client.get("/fhir/Patient/p2", headers=server.ehr).status_code == 200
     before = {event["id"] for event in server.events() if "Patient/p1" in patients(event)}
-    kickoff = server.client.get(
-        "/fhir/Patient/p1/$export?_type=AuditEvent", headers={**server.ehr, "Prefer": "respond-async"}
-    )
-    assert kickoff.status_code == 202
-    status_url = kickoff.headers["Content-Location"].split("/fhir", 1)[1]
-    for _ in range(200):
-        polled = server.client.get(f"/fhir{status_url}", headers=server.ehr)
-        if polled.status_code == 200:
-            break
-        time.sleep(0.05)
-    assert polled.status_code == 200
     lines = []
-    for file in polled.get_json()["output"]:
-        answer = server.client.get(f"/fhir{file['url'].split('/fhir', 1)[1]}", headers=server.ehr)
+    for file in export_files(server, "Patient/p1/$export?_type=AuditEvent"):
+        answer = server.client.get(f"/fhir{file}", headers=server.ehr)
         lines += [json.loads(line) for line in answer.data.splitlines()]
     assert before
     assert before <= {event["id"] for event in lines}
