@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, select
 
+from fhir_twin.store.indexing import insert_many
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.schema import audit_chain, resource, resource_version
 
@@ -31,7 +32,7 @@ def append(unit: Unit, events: list[tuple[str, str]], link: Callable[[str, str],
         seq += 1
         previous = link(previous, body_digest)
         rows.append({"seq": seq, "res_id": res_id, "digest": body_digest, "link": previous})
-    unit.connection.execute(insert(audit_chain), rows)
+    insert_many(unit.connection, audit_chain, rows)
 
 
 def link_at(repository: Repository, seq: int | None = None) -> tuple[int, str] | None:
