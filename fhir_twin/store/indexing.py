@@ -87,52 +87,45 @@ def insert_rows(connection: Connection, by_table: dict[str, list[dict[str, Any]]
 
 
 def insert_many(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
-    """One multi-row insert of ``values_list`` (rows with the same keys) into ``table``."""
+    """One multi-row insert of ``values_list`` (rows with the same keys) into ``table``.
+
+    On SQLite and PostgreSQL the rows go to the driver with the column types' own conversions:
+    SQLAlchemy's per-row parameter processing costs more than the database's insert of an index
+    row. Keys that are not columns of ``table`` are left out, as SQLAlchemy's ``insert`` leaves them.
+    """
     if not values_list:
         return
-    if connection.dialect.name == "sqlite":
-        _insert_sqlite(connection, table, values_list)
-    elif connection.dialect.name == "postgresql":
-        _copy_postgresql(connection, table, values_list)
-    else:
+    if connection.dialect.name not in ("sqlite", "postgresql"):
         connection.execute(insert(table), values_list)
-
-
-_TABLES = {table.name: table for table in INDEX_TABLES}
-
-
-def _insert_sqlite(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
-    """``executemany`` on the driver with the column types' own conversions: SQLAlchemy's
-    per-row parameter processing costs more than SQLite's insert of an index row. Keys that
-    are not columns of ``table`` are left out, as SQLAlchemy's ``insert`` leaves them."""
+        return
     names = tuple(name for name in values_list[0] if name in table.c)
     converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
     take = itemgetter(*names)
     rows: list[Any] = [take(values) for values in values_list]
     if converting:
         rows = [_converted(list(row), converting) for row in rows]
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    connection.exec_driver_sql(sql, rows)
+    if connection.dialect.name == "sqlite":
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        connection.exec_driver_sql(sql, rows)
+    else:
+        _copy(connection, f"COPY {table.name} ({', '.join(names)}) FROM STDIN", rows)
 
 
-def _copy_postgresql(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
-    """``COPY ... FROM STDIN`` on the driver, in the connection's transaction: PostgreSQL's bulk
-    load, where an ``INSERT`` with many rows of parameters costs more in building it than the
-    database spends storing the rows."""
-    names = tuple(name for name in values_list[0] if name in table.c)
-    converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
-    take = itemgetter(*names)
+_TABLES = {table.name: table for table in INDEX_TABLES}
+
+
+def _copy(connection: Connection, statement: str, rows: list[Any]) -> None:
+    """PostgreSQL's bulk load on the driver, in the connection's transaction."""
     driver = connection.connection.driver_connection
     assert driver is not None
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for values in values_list:
-                row = take(values)
-                copy.write_row(_converted(list(row), converting) if converting else row)
-    except connection.dialect.loaded_dbapi.Error as error:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi_error as error:
         # As SQLAlchemy raises it (a duplicate key is an IntegrityError), so callers see one kind.
-        raise DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error) from error
+        raise DBAPIError.instance(statement, None, error, dbapi_error) from error
 
 
 def _converted(row: list[Any], converting: list[tuple[int, Any]]) -> tuple[Any, ...]:
