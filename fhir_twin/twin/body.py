@@ -3,6 +3,11 @@
 Two sources reporting the same value at the same time (a blood-pressure panel and a stand-alone
 systolic Observation, say) are one measurement, counted once; the point keeps how many
 duplicates it absorbed.
+
+A reading that carries a value the twin could not use as given (implausible, in an unknown unit,
+not yet final, a bound, an unknown answer) is still the patient's newest reading when nothing
+usable came after it: ``FieldState.unverified`` shows it, so no model or reader takes an older
+value for the current one without being told (docs/clinical-safety.md, H1).
 """
 
 from __future__ import annotations
@@ -32,12 +37,20 @@ class Point:
         return self.flag is None
 
 
+# Flags of a reading that holds a value a clinician must verify; ``no-value`` and ``no-time``
+# hold no reading (an absent value, or none that can be placed in time).
+UNVERIFIED_FLAGS = frozenset({"implausible", "unit", "status", "comparator", "unknown-answer"})
+
+
 @dataclass(frozen=True)
 class FieldState:
     field: Field
     latest: Point | None
     count: int
     stale: bool | None  # None when there is no usable value
+    # The newest reading when it is newer than ``latest`` (or there is none) and flagged: it needs
+    # verification before any model may score the field.
+    unverified: Point | None = None
 
 
 def source_of(row: dict[str, Any]) -> str:
@@ -76,13 +89,25 @@ def field_states(series: dict[str, list[Point]], mapping: Mapping, reference: da
     """Every mapped field's latest usable value and whether it is stale at ``reference``."""
     states = {}
     for name, twin_field in mapping.fields.items():
-        used = [point for point in series.get(name, []) if point.used]
+        found = series.get(name, [])
+        used = [point for point in found if point.used]
         latest = max(used, key=lambda point: point.time or datetime.min) if used else None
         stale = None
         if latest is not None and latest.time is not None:
             stale = twin_field.stale_after is not None and latest.time < reference - twin_field.stale_after
-        states[name] = FieldState(twin_field, latest, len(used), stale)
+        states[name] = FieldState(twin_field, latest, len(used), stale, _unverified(found, latest))
     return states
+
+
+def _unverified(found: list[Point], latest: Point | None) -> Point | None:
+    """The newest flagged reading after ``latest`` (after nothing, when there is no usable value)."""
+    after = latest.time if latest is not None and latest.time is not None else None
+    flagged = [
+        point
+        for point in found
+        if point.flag in UNVERIFIED_FLAGS and point.time is not None and (after is None or point.time > after)
+    ]
+    return max(flagged, key=lambda point: point.time) if flagged else None
 
 
 def by_field(rows: list[dict[str, Any]], mapping: Mapping) -> dict[str, list[Point]]:

@@ -48,6 +48,9 @@ class TwinDocument:
     body: dict[str, FieldState]
     case: dict[str, list[CaseItem]]
     quality: Quality
+    # Every point of every field, flagged ones included, oldest first: what models that read more
+    # than the latest value (a mean of recent readings, the highest LDL) read.
+    series: dict[str, list[Point]] = field(default_factory=dict)
 
 
 def build(
@@ -67,6 +70,7 @@ def build(
         body=field_states(series, mapping, reference_time),
         case=_case(case_rows, series, mapping),
         quality=quality(series, mapping),
+        series=series,
     )
 
 

@@ -1,4 +1,4 @@
-"""Loading ``mappings/*.yaml``: the shipped folder gives the twin its 21 fields and 6 case lists,
+"""Loading ``mappings/*.yaml``: the shipped folder gives the twin its 22 fields and 7 case lists,
 and a mapping mistake stops the server and ``fhir-twin twin rebuild`` at start-up with the file,
 line and key path, instead of surfacing later as a silently empty series."""
 
@@ -24,7 +24,7 @@ SNOMED = "http://snomed.info/sct"
 LOINC_CODES = (
     "8867-4", "9279-1", "85354-9", "55284-4", "8480-6", "8462-4", "8310-5", "2708-6", "59408-5", "29463-7",
     "8302-2", "39156-5", "67775-7", "2339-0", "2345-7", "15074-8", "4548-4", "2093-3", "2085-9", "18262-6",
-    "13457-7", "2571-8", "2160-0", "38483-4", "72166-2",
+    "13457-7", "2571-8", "2160-0", "38483-4", "72166-2", "1558-6", "14771-0",
 )  # fmt: skip
 
 # A valid one-field file; each bad file below breaks it in one place. Lines, 1-based:
@@ -52,9 +52,9 @@ case:
 
 def test_the_shipped_mappings_load() -> None:
     mapping = load_mappings(MAPPINGS)
-    assert len(mapping.fields) == 21
+    assert len(mapping.fields) == 22
     assert sorted(mapping.case) == [
-        "care_plans", "conditions", "diagnostic_reports", "encounters", "medications", "procedures",
+        "care_plans", "conditions", "diagnostic_reports", "encounters", "goals", "medications", "procedures",
     ]  # fmt: skip
     loinc = {
         code
@@ -66,6 +66,7 @@ def test_the_shipped_mappings_load() -> None:
     assert [code for code in LOINC_CODES if code not in loinc] == []
     assert mapping.types == {
         "Observation", "Condition", "DiagnosticReport", "Encounter", "Procedure", "MedicationRequest", "CarePlan",
+        "Goal",
     }  # fmt: skip
 
 

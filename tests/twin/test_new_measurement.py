@@ -71,7 +71,7 @@ def test_a_new_field_from_a_mapping_file(make_app: Any, mappings_dir: Path) -> N
             "duplicates": 0,
         },
     }
-    assert len(twin["body"]) == 22
+    assert len(twin["body"]) == 23
     quality = twin["quality"]
     assert quality["fields"]["pain_score"] == {
         "total": 2,
@@ -82,7 +82,7 @@ def test_a_new_field_from_a_mapping_file(make_app: Any, mappings_dir: Path) -> N
         "completeness": 0.5,
     }
     assert "pain_score" not in quality["missing"]
-    assert quality["completeness"] == pytest.approx(1 / 22, abs=1e-4)
+    assert quality["completeness"] == pytest.approx(1 / 23, abs=1e-4)
 
     series = client.get("/twin/patients/p-pain/series/pain_score").get_json()
     assert [(point["value"], point["flag"]) for point in series["points"]] == [(7.0, None), (15.0, "implausible")]
