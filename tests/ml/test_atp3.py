@@ -1,4 +1,5 @@
-"""ATP III hard-CHD equation: the official FHIR R4 cardiac RiskAssessment example, age caps, applicability."""
+"""ATP III hard-CHD equation: the official FHIR R4 cardiac RiskAssessment example, age caps,
+applicability (CHD and its risk equivalents, diabetes, LDL-C ≥ 190), assumptions said."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_twin.ml.scores.atp3 import MODEL, Atp3Inputs, atp3
+from fhir_twin.ml.scores.atp3 import MODEL, Atp3Inputs, atp3, terms
 
 CARDIAC_EXAMPLE = (
     Path(__file__).resolve().parents[2] / "fixtures" / "official-r4-examples" / "RiskAssessment-cardiac.json"
@@ -25,6 +26,7 @@ CARDIAC = Atp3Inputs(
     systolic_bp=107,
     bp_treated=False,
     smoker=False,
+    diabetes=False,
 )
 
 
@@ -35,7 +37,8 @@ def test_reproduces_the_official_fhir_cardiac_example() -> None:
     assert round(score.probability, 2) == example["prediction"][0]["probabilityDecimal"] == 0.02
     assert score.value is not None and round(score.value) == 2  # the narrative's "2%"
     assert score.band == "low"
-    assert "1.68 %" in score.rationale
+    assert score.rationale.startswith("10-year risk of a heart attack or coronary death: 1.7 % (low)")
+    assert score.assumptions == ()
 
 
 @pytest.mark.parametrize(
@@ -60,23 +63,43 @@ def test_regression_vectors(inputs: Atp3Inputs, percent: float) -> None:
 )
 def test_the_smoking_interaction_caps_age(sex: str, cap: int, older: int) -> None:
     def smoking_term(age: int) -> float:
-        score = atp3(replace(CARDIAC, sex=sex, age=age, smoker=True))  # type: ignore[arg-type]
-        return {c.input: c for c in score.contributions}["ln_age_x_smoker"].value  # type: ignore[return-value]
+        found = terms(replace(CARDIAC, sex=sex, age=age, smoker=True))  # type: ignore[arg-type]
+        return {c.input: c for c in found}["ln_age_x_smoker"].value  # type: ignore[return-value]
 
     assert smoking_term(older) == smoking_term(cap) == pytest.approx(math.log(cap))
     assert smoking_term(cap - 1) == pytest.approx(math.log(cap - 1))
 
 
 def test_women_have_no_age_squared_term() -> None:
-    inputs = {c.input for c in atp3(replace(CARDIAC, sex="female")).contributions}
+    inputs = {c.input for c in terms(replace(CARDIAC, sex="female"))}
     assert "ln_age_squared" not in inputs
-    assert "ln_age_squared" in {c.input for c in atp3(CARDIAC).contributions}
+    assert "ln_age_squared" in {c.input for c in terms(CARDIAC)}
 
 
-def test_contributions_sum_to_the_linear_predictor() -> None:
-    score = atp3(CARDIAC)
-    linear_predictor = sum(c.points for c in score.contributions)
-    assert score.probability == pytest.approx(1 - 0.9402 ** math.exp(linear_predictor - 172.300168))
+def test_the_terms_sum_to_the_linear_predictor() -> None:
+    linear_predictor = sum(c.points for c in terms(CARDIAC))
+    assert atp3(CARDIAC).probability == pytest.approx(1 - 0.9402 ** math.exp(linear_predictor - 172.300168))
+
+
+def test_the_rationale_is_in_words_with_the_largest_contributors() -> None:
+    score = atp3(replace(CARDIAC, age=55, smoker=True))
+    assert score.rationale.startswith("10-year risk of a heart attack or coronary death: 13.4 % (intermediate)")
+    assert "largest contributors, in percentage points of risk: smoker (+" in score.rationale
+    assert "ΣβX" not in score.rationale and score.contributions[0].input == "smoker"
+
+
+@pytest.mark.parametrize(
+    "evidence", [("Myocardial infarction (Condition/mi)",), ("Peripheral arterial disease (Condition/pad)",)]
+)
+def test_chd_or_a_risk_equivalent_makes_it_not_applicable(evidence: tuple[str, ...]) -> None:
+    score = atp3(replace(CARDIAC, clinical_ascvd=evidence))
+    assert score.value is None
+    assert "CHD or a CHD risk equivalent is on record" in score.rationale and evidence[0] in score.rationale
+
+
+def test_ldl_190_or_more_makes_it_not_applicable() -> None:
+    assert atp3(replace(CARDIAC, ldl=195)).value is None
+    assert atp3(replace(CARDIAC, ldl=189)).value is not None
 
 
 @pytest.mark.parametrize(
@@ -97,11 +120,16 @@ def test_diabetes_is_outside_the_equation() -> None:
     assert score.value is None and "CHD risk equivalent" in score.rationale
 
 
-def test_unknown_diabetes_is_scored_with_a_note() -> None:
-    assert "diabetes status not given" in atp3(CARDIAC).rationale
-    known = atp3(replace(CARDIAC, diabetes=False))
-    assert "diabetes" not in known.rationale
-    assert known.probability == atp3(CARDIAC).probability
+def test_unknown_yes_no_inputs_are_assumed_no_and_said() -> None:
+    score = atp3(replace(CARDIAC, diabetes=None, smoker=None, bp_treated=None))
+    assert score.probability == atp3(CARDIAC).probability
+    assert score.assumptions == (
+        "No blood-pressure-lowering medicine is ordered, which does not show that none is taken: assumed untreated "
+        "blood pressure; if treated, the risk would be 2.1 %.",
+        "No current smoking status is recorded: assumed a non-smoker; as a current smoker, the risk would be 8.7 %.",
+        "Neither diabetes nor its absence is recorded (no diagnosis, no HbA1c or fasting glucose): assumed no "
+        "diabetes; with diabetes the equation would not apply.",
+    )
 
 
 @pytest.mark.parametrize(("age", "scored"), [(19, False), (20, True), (79, True), (80, False)])
@@ -112,7 +140,7 @@ def test_age_range(age: int, scored: bool) -> None:
         assert "not applicable" in score.rationale and "20-79" in score.rationale
 
 
-@pytest.mark.parametrize("field", ["age", "sex", "total_cholesterol", "hdl", "systolic_bp", "bp_treated", "smoker"])
+@pytest.mark.parametrize("field", ["age", "sex", "total_cholesterol", "hdl", "systolic_bp"])
 def test_a_missing_input_gives_no_score(field: str) -> None:
     score = atp3(replace(CARDIAC, **{field: None}))
     assert score.value is None and score.probability is None

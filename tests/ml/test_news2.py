@@ -1,4 +1,5 @@
-"""NEWS2 against the RCP 2017 chart: published vectors, every cell edge, Scale 2, bands, missing inputs."""
+"""NEWS2 against the RCP 2017 chart: published vectors, every cell edge, Scale 2, bands; partial sets
+scored as a lower bound; where it does not apply (children, pregnancy)."""
 
 from __future__ import annotations
 
@@ -66,9 +67,10 @@ def test_medium_vector_parts_and_rationale() -> None:
         "consciousness": 0,
         "temperature": 1,
     }
-    assert (
-        score.rationale
-        == "NEWS2 6 (medium): RR 22→2, SpO2 94 (scale 1)→1, air→0, SBP 105→1, HR 95→1, alert→0, T 38.2→1"
+    assert score.rationale == (
+        "NEWS2 6 (medium): respiratory rate 22/min: 2 points; SpO2 94 % (scale 1): 1 point; breathing air: 0 points; "
+        "systolic blood pressure 105 mmHg: 1 point; pulse 95/min: 1 point; alert: 0 points; temperature 38.2 °C: "
+        "1 point"
     )
 
 
@@ -158,7 +160,7 @@ def test_values_are_rounded_before_scoring(field: str, value: float, expected: i
     assert points(replace(NORMAL, **{field: value}))[field] == expected
 
 
-SCALE_2 = replace(NORMAL, hypercapnic_respiratory_failure=True)
+SCALE_2 = replace(NORMAL, spo2_scale_2=True)
 
 
 @pytest.mark.parametrize(
@@ -209,13 +211,13 @@ def test_scale_2_vectors(spo2: int, on_oxygen: bool, spo2_points: int, total: in
     score = news2(replace(SCALE_2, spo2=spo2, supplemental_oxygen=on_oxygen))
     assert points(replace(SCALE_2, spo2=spo2, supplemental_oxygen=on_oxygen))["spo2"] == spo2_points
     assert (score.value, score.band) == (total, band)
-    assert "(scale 2)" in score.rationale
+    assert "(scale 2" in score.rationale and "prescribed target of 88-92 %" in score.rationale
 
 
 def test_scale_2_differs_from_scale_1_only_when_flagged() -> None:
     hypoxic = replace(NORMAL, spo2=88)
     assert news2(hypoxic).value == 3
-    assert news2(replace(hypoxic, hypercapnic_respiratory_failure=True)).value == 0
+    assert news2(replace(hypoxic, spo2_scale_2=True)).value == 0
 
 
 @pytest.mark.parametrize(
@@ -244,16 +246,76 @@ def test_low_medium_names_the_red_parameter() -> None:
     assert news2(replace(NORMAL, pulse=35)).rationale.endswith("a single parameter scored 3 (pulse)")
 
 
+def test_a_partial_set_is_a_lower_bound_said_as_at_least() -> None:
+    """No ACVPU and no oxygen record, as on most ward feeds: the five signs present score 6, so the
+    complete score is at least 6 (at least medium), preliminary, with the range it could reach."""
+    score = news2(replace(vitals(22, 94, "air", 105, 95, True, 38.2), consciousness=None, supplemental_oxygen=None))
+    assert (score.value, score.band, score.partial, score.bound) == (6, "medium", True, True)
+    assert score.missing == ("supplemental_oxygen", "consciousness")
+    assert score.rationale.startswith(
+        "NEWS2 at least 6 (at least medium) from 5 of its 7 parameters; with the missing ones it would be between 6 "
+        "and 11: respiratory rate 22/min: 2 points;"
+    )
+    assert score.rationale.endswith("Not observed: air or oxygen, level of consciousness")
+    assert score.mitigation is not None and "urgent response threshold" in score.mitigation
+    assert "The set is incomplete: observe the missing parameters and score again" in score.mitigation
+
+
+@pytest.mark.parametrize(
+    ("present", "scored"),
+    [
+        ({"pulse": 95, "temperature": 37.0, "respiratory_rate": 16}, False),  # 3 of 7, nothing calls for a response
+        ({"pulse": 95, "temperature": 37.0, "respiratory_rate": 16, "systolic_bp": 120}, True),  # 4 of 7
+        ({"pulse": 135}, True),  # a single 3 calls for a response
+        ({"pulse": 115, "temperature": 39.5, "respiratory_rate": 21}, True),  # 2 + 2 + 2 = at least 6
+    ],
+    ids=["three", "four", "red", "five-or-more"],
+)
+def test_a_partial_set_is_scored_when_it_is_a_set_or_already_calls_for_a_response(
+    present: dict[str, float], scored: bool
+) -> None:
+    score = news2(News2Inputs(age=60, **present))  # type: ignore[arg-type]
+    assert (score.value is not None) is scored
+    if not scored:
+        assert "insufficient data" in score.rationale
+
+
+def test_unknown_oxygen_on_scale_2_keeps_both_bounds() -> None:
+    """On Scale 2, SpO2 ≥ 93 % scores 0 on air and up to 3 on oxygen: air gives the lower bound."""
+    score = news2(replace(NORMAL, spo2=97, supplemental_oxygen=None, spo2_scale_2=True))
+    assert score.value == 0 and score.band == "low"
+    assert "between 0 and 5" in score.rationale
+
+
+@pytest.mark.parametrize(("age", "applies"), [(8, False), (15, False), (16, True), (90, True)])
+def test_news2_is_for_age_16_and_over(age: int, applies: bool) -> None:
+    score = news2(replace(NORMAL, age=age))
+    assert (score.value is not None) is applies
+    if not applies:
+        assert f"not applicable, age {age}: NEWS2 is for people aged 16 and over" in score.rationale
+
+
+def test_an_unrecorded_age_is_assumed_adult_and_said() -> None:
+    assert news2(replace(NORMAL, age=None)).assumptions == (
+        "No age recorded: NEWS2 applies from 16 years; the patient is assumed to be an adult.",
+    )
+    assert news2(replace(NORMAL, age=40)).assumptions == ()
+
+
+def test_pregnancy_is_not_applicable() -> None:
+    score = news2(replace(NORMAL, age=30, pregnancy=("Normal pregnancy (Condition/p)",)))
+    assert score.value is None
+    assert "pregnancy is on record (Normal pregnancy (Condition/p))" in score.rationale
+
+
 @pytest.mark.parametrize(
     "field",
     ["respiratory_rate", "spo2", "supplemental_oxygen", "systolic_bp", "pulse", "consciousness", "temperature"],
 )
-def test_a_missing_parameter_gives_no_score(field: str) -> None:
+def test_a_missing_parameter_gives_a_partial_score(field: str) -> None:
     score = news2(replace(NORMAL, **{field: None}))
-    assert score.value is None and score.band is None and score.mitigation is None
-    assert score.missing == (field,)
-    assert score.contributions == ()
-    assert "insufficient data" in score.rationale and field in score.rationale
+    assert (score.value, score.partial, score.missing) == (0, True, (field,))
+    assert field not in {c.input for c in score.contributions}
 
 
 def test_nothing_observed_names_all_seven() -> None:

@@ -1,12 +1,21 @@
-"""qSOFA against Sepsis-3 (Singer et al. 2016): published vectors, criterion edges, mentation, partial inputs."""
+"""qSOFA against Sepsis-3 (Singer et al. 2016): published vectors, criterion edges, mentation,
+partial inputs, and where it applies: adults with suspected infection, or on request."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from fhir_twin.ml.scores.qsofa import MODEL, QsofaInputs, qsofa
+
+INFECTION = ("Pneumonia (Condition/pn)",)
+
+
+def inputs(**values: object) -> QsofaInputs:
+    """Criteria of an adult with a suspected infection on record."""
+    return QsofaInputs(age=60, suspected_infection=INFECTION, **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -18,7 +27,7 @@ from fhir_twin.ml.scores.qsofa import MODEL, QsofaInputs, qsofa
     ],
 )
 def test_published_vectors(rr: int, sbp: int, gcs: int, value: int, band: str) -> None:
-    score = qsofa(QsofaInputs(respiratory_rate=rr, systolic_bp=sbp, gcs=gcs))
+    score = qsofa(inputs(respiratory_rate=rr, systolic_bp=sbp, gcs=gcs))
     assert (score.value, score.band) == (value, band)
     assert not score.partial and score.missing == ()
     assert score.probability is None
@@ -27,19 +36,19 @@ def test_published_vectors(rr: int, sbp: int, gcs: int, value: int, band: str) -
 @pytest.mark.parametrize(
     ("inputs", "criterion", "points"),
     [
-        (QsofaInputs(respiratory_rate=21, systolic_bp=120, gcs=15), "respiratory_rate", 0),
-        (QsofaInputs(respiratory_rate=22, systolic_bp=120, gcs=15), "respiratory_rate", 1),
-        (QsofaInputs(respiratory_rate=21.9, systolic_bp=120, gcs=15), "respiratory_rate", 0),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=101, gcs=15), "systolic_bp", 0),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=100, gcs=15), "systolic_bp", 1),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=100.5, gcs=15), "systolic_bp", 0),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, gcs=15), "gcs", 0),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, gcs=14), "gcs", 1),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="alert"), "consciousness", 0),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="confusion"), "consciousness", 1),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="voice"), "consciousness", 1),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="pain"), "consciousness", 1),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="unresponsive"), "consciousness", 1),
+        (inputs(respiratory_rate=21, systolic_bp=120, gcs=15), "respiratory_rate", 0),
+        (inputs(respiratory_rate=22, systolic_bp=120, gcs=15), "respiratory_rate", 1),
+        (inputs(respiratory_rate=21.9, systolic_bp=120, gcs=15), "respiratory_rate", 0),
+        (inputs(respiratory_rate=16, systolic_bp=101, gcs=15), "systolic_bp", 0),
+        (inputs(respiratory_rate=16, systolic_bp=100, gcs=15), "systolic_bp", 1),
+        (inputs(respiratory_rate=16, systolic_bp=100.5, gcs=15), "systolic_bp", 0),
+        (inputs(respiratory_rate=16, systolic_bp=120, gcs=15), "gcs", 0),
+        (inputs(respiratory_rate=16, systolic_bp=120, gcs=14), "gcs", 1),
+        (inputs(respiratory_rate=16, systolic_bp=120, consciousness="alert"), "consciousness", 0),
+        (inputs(respiratory_rate=16, systolic_bp=120, consciousness="confusion"), "consciousness", 1),
+        (inputs(respiratory_rate=16, systolic_bp=120, consciousness="voice"), "consciousness", 1),
+        (inputs(respiratory_rate=16, systolic_bp=120, consciousness="pain"), "consciousness", 1),
+        (inputs(respiratory_rate=16, systolic_bp=120, consciousness="unresponsive"), "consciousness", 1),
     ],
 )
 def test_criterion_edges(inputs: QsofaInputs, criterion: str, points: int) -> None:
@@ -58,22 +67,22 @@ def test_criterion_edges(inputs: QsofaInputs, criterion: str, points: int) -> No
     ],
 )
 def test_mentation_from_acvpu_and_gcs(consciousness: str, gcs: int, altered: int) -> None:
-    score = qsofa(QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness=consciousness, gcs=gcs))  # type: ignore[arg-type]
+    score = qsofa(inputs(respiratory_rate=16, systolic_bp=120, consciousness=consciousness, gcs=gcs))  # type: ignore[arg-type]
     assert score.value == altered
     mentation = score.contributions[-1]
-    assert "consciousness" in mentation.explanation and "gcs" in mentation.explanation
+    assert "ACVPU" in mentation.explanation and "GCS" in mentation.explanation
 
 
 @pytest.mark.parametrize(
     ("inputs", "value", "band", "missing"),
     [
         # two criteria met: the third cannot make it negative
-        (QsofaInputs(respiratory_rate=25, systolic_bp=90), 2, "positive", ("mentation",)),
-        (QsofaInputs(respiratory_rate=25, gcs=12), 2, "positive", ("systolic_bp",)),
-        (QsofaInputs(systolic_bp=95, consciousness="voice"), 2, "positive", ("respiratory_rate",)),
+        (inputs(respiratory_rate=25, systolic_bp=90), 2, "positive", ("mentation",)),
+        (inputs(respiratory_rate=25, gcs=12), 2, "positive", ("systolic_bp",)),
+        (inputs(systolic_bp=95, consciousness="voice"), 2, "positive", ("respiratory_rate",)),
         # none met with one missing: at most 1, negative whatever it is
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120), 0, "negative", ("mentation",)),
-        (QsofaInputs(respiratory_rate=16, consciousness="alert"), 0, "negative", ("systolic_bp",)),
+        (inputs(respiratory_rate=16, systolic_bp=120), 0, "negative", ("mentation",)),
+        (inputs(respiratory_rate=16, consciousness="alert"), 0, "negative", ("systolic_bp",)),
     ],
 )
 def test_partial_when_missing_criteria_cannot_change_the_result(
@@ -88,14 +97,15 @@ def test_partial_when_missing_criteria_cannot_change_the_result(
 @pytest.mark.parametrize(
     ("inputs", "missing"),
     [
-        (QsofaInputs(respiratory_rate=25, systolic_bp=120), ("mentation",)),  # 1 met, the third decides
-        (QsofaInputs(respiratory_rate=16), ("systolic_bp", "mentation")),  # 0 met, two unknown could make 2
-        (QsofaInputs(respiratory_rate=25), ("systolic_bp", "mentation")),
-        (QsofaInputs(), ("respiratory_rate", "systolic_bp", "mentation")),
+        (inputs(respiratory_rate=25, systolic_bp=120), ("mentation",)),  # 1 met, the third decides
+        (inputs(respiratory_rate=16), ("systolic_bp", "mentation")),  # 0 met, two unknown could make 2
+        (inputs(respiratory_rate=25), ("systolic_bp", "mentation")),
+        (inputs(), ("respiratory_rate", "systolic_bp", "mentation")),
     ],
 )
 def test_no_score_when_missing_criteria_could_change_the_result(inputs: QsofaInputs, missing: tuple[str, ...]) -> None:
     score = qsofa(inputs)
+    assert "could make it positive" in score.rationale
     assert score.value is None and score.band is None
     assert score.missing == missing
     assert "insufficient data" in score.rationale
@@ -104,8 +114,8 @@ def test_no_score_when_missing_criteria_could_change_the_result(inputs: QsofaInp
 @pytest.mark.parametrize(
     ("inputs", "band", "phrase"),
     [
-        (QsofaInputs(respiratory_rate=30, systolic_bp=90, gcs=15), "positive", "organ dysfunction"),
-        (QsofaInputs(respiratory_rate=16, systolic_bp=120, gcs=15), "negative", "should not delay"),
+        (inputs(respiratory_rate=30, systolic_bp=90, gcs=15), "positive", "organ dysfunction"),
+        (inputs(respiratory_rate=16, systolic_bp=120, gcs=15), "negative", "should not delay"),
     ],
 )
 def test_mitigation(inputs: QsofaInputs, band: str, phrase: str) -> None:
@@ -117,10 +127,10 @@ def test_mitigation(inputs: QsofaInputs, band: str, phrase: str) -> None:
 @pytest.mark.parametrize(
     "inputs",
     [
-        QsofaInputs(respiratory_rate=16, systolic_bp=120, gcs=16),
-        QsofaInputs(respiratory_rate=16, systolic_bp=120, gcs=2),
-        QsofaInputs(respiratory_rate=16, systolic_bp=120, consciousness="drowsy"),  # type: ignore[arg-type]
-        QsofaInputs(respiratory_rate=-1, systolic_bp=120, gcs=15),
+        inputs(respiratory_rate=16, systolic_bp=120, gcs=16),
+        inputs(respiratory_rate=16, systolic_bp=120, gcs=2),
+        inputs(respiratory_rate=16, systolic_bp=120, consciousness="drowsy"),  # type: ignore[arg-type]
+        inputs(respiratory_rate=-1, systolic_bp=120, gcs=15),
     ],
 )
 def test_impossible_values_are_rejected(inputs: QsofaInputs) -> None:
@@ -133,3 +143,31 @@ def test_model_info() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", MODEL.version)
     assert {i.name: i.loinc for i in MODEL.inputs}["gcs"] == "http://loinc.org|9269-2"
     assert "Singer" in MODEL.reference and "not a diagnostic" in MODEL.intended_use
+
+
+def test_no_suspected_infection_is_not_applicable() -> None:
+    """qSOFA prompts a search for organ dysfunction in suspected infection; on everyone it is noise."""
+    score = qsofa(replace(inputs(respiratory_rate=25, systolic_bp=90, gcs=15), suspected_infection=()))
+    assert score.value is None and score.missing == ()
+    assert "not applicable, no suspected infection on record" in score.rationale
+
+
+def test_on_request_it_is_scored_and_says_it_is_outside_its_use() -> None:
+    score = qsofa(replace(inputs(respiratory_rate=25, systolic_bp=90, gcs=15), suspected_infection=(), on_request=True))
+    assert (score.value, score.band) == (2, "positive")
+    (assumption,) = score.assumptions
+    assert assumption.startswith("No suspected infection is on record; qSOFA was scored because it was asked for")
+
+
+@pytest.mark.parametrize(("age", "applies"), [(17, False), (18, True)])
+def test_adults_only(age: int, applies: bool) -> None:
+    score = qsofa(replace(inputs(respiratory_rate=25, systolic_bp=90, gcs=15), age=age))
+    assert (score.value is not None) is applies
+
+
+def test_the_rationale_is_in_words() -> None:
+    score = qsofa(inputs(respiratory_rate=24, systolic_bp=95, consciousness="alert"))
+    assert score.rationale == (
+        "qSOFA 2 of 3 (positive): respiratory rate 24/min (≥ 22): 1 point; systolic blood pressure 95 mmHg (≤ 100): "
+        "1 point; ACVPU alert, normal mentation: 0 points. Suspected infection: Pneumonia (Condition/pn)"
+    )

@@ -5,17 +5,24 @@ BP; the smoking interaction uses age capped at 70 for men and 78 for women (NCEP
 2001;285:2486; coefficients as MDCalc publishes them). It
 reproduces the official FHIR R4 ``riskassessment-example-cardiac`` (1.68 %, shown as 2 %). There
 is no diabetes term: ATP III counts diabetes as a CHD risk equivalent, so a patient with diabetes
-gets no score. ATP III treatment goals also depend on counting risk factors, so no mitigation is
-given; the Pooled Cohort Equations carry current guidance.
+gets no score, and neither does one with CHD or another risk equivalent (clinical ASCVD: stroke
+or TIA of carotid origin, peripheral arterial disease, aortic aneurysm), whom ATP III puts in the
+highest risk category without an estimate (NCEP ATP III 2001, Executive Summary, "Risk
+assessment"); nor does an LDL-C of 190 mg/dL or more (2018 AHA/ACC cholesterol guideline). ATP
+III treatment goals also depend on counting risk factors, so no mitigation is given; the Pooled
+Cohort Equations carry current guidance. Unknown treatment, smoking or diabetes are assumed and
+said (``risk_factors``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores import risk_factors
+from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 
@@ -32,6 +39,8 @@ MODEL = ModelInfo(
         Input("bp_treated"),
         Input("smoker", f"{LOINC}|72166-2"),
         Input("diabetes"),
+        Input("ldl", f"{LOINC}|18262-6"),
+        Input("clinical_ascvd"),
     ),
     outcome="Hard coronary heart disease: myocardial infarction or coronary death",
     horizon="10 years",
@@ -46,7 +55,9 @@ MODEL = ModelInfo(
     ),
 )
 
-REQUIRED = ("age", "sex", "total_cholesterol", "hdl", "systolic_bp", "bp_treated", "smoker")
+REQUIRED = ("age", "sex", "total_cholesterol", "hdl", "systolic_bp")
+YES_NO = ("bp_treated", "smoker")
+SEVERE_LDL = 190  # mg/dL (2018 AHA/ACC cholesterol guideline)
 AGES = (20, 79)  # the NHLBI ATP III calculator's range; the ATP III point tables span the same ages
 
 
@@ -107,6 +118,8 @@ class Atp3Inputs:
     bp_treated: bool | None = None  # on antihypertensive treatment
     smoker: bool | None = None  # current smoker
     diabetes: bool | None = None  # not in the equation; True means the equation does not apply
+    ldl: float | None = None  # mg/dL, the highest recorded
+    clinical_ascvd: tuple[str, ...] = ()  # CHD or another risk equivalent on record, in words
 
 
 def atp3(inputs: Atp3Inputs) -> Score:
@@ -116,25 +129,49 @@ def atp3(inputs: Atp3Inputs) -> Score:
         return Score.insufficient(MODEL, missing)
     _check(inputs)
     assert inputs.age is not None and inputs.sex is not None
+    if inputs.clinical_ascvd:
+        return Score.not_applicable(
+            MODEL,
+            f"CHD or a CHD risk equivalent is on record ({'; '.join(inputs.clinical_ascvd)}): ATP III puts the "
+            "patient in the highest risk category without an estimate",
+        )
     if inputs.diabetes:
         return Score.not_applicable(MODEL, "diabetes is a CHD risk equivalent in ATP III, outside this equation")
+    if inputs.ldl is not None and inputs.ldl >= SEVERE_LDL:
+        return Score.not_applicable(
+            MODEL,
+            f"LDL cholesterol {inputs.ldl:g} mg/dL is {SEVERE_LDL} or more (severe hypercholesterolaemia): "
+            "high-intensity statin therapy is indicated without a risk estimate (2018 AHA/ACC cholesterol guideline)",
+        )
     low, high = AGES
     if not low <= inputs.age <= high:
         return Score.not_applicable(MODEL, f"age {inputs.age:g} outside {low}-{high}")
 
-    equation = EQUATIONS[inputs.sex]
-    covariates = _covariates(inputs, equation.smoking_age_cap)
-    contributions = tuple(linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items())
-    linear_predictor = sum(c.points for c in contributions)
-    probability = 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
-    band = _band(probability)
-    rationale = (
-        f"10-year hard CHD risk {100 * probability:.2f} % (about {100 * probability:.0f} %, {band}) by the ATP III "
-        f"{inputs.sex} equation: ΣβX {linear_predictor:.3f} against the mean {equation.mean}, "
-        f"S₀ {equation.baseline_survival}"
-    )
+    assumed, assumptions = risk_factors.assume_no(inputs, YES_NO, _risk)
     if inputs.diabetes is None:
-        rationale += "; diabetes status not given, and the equation applies only to people without diabetes"
+        # Its "yes" is not a higher risk here but no estimate at all (a CHD risk equivalent).
+        assumed = dataclasses.replace(assumed, diabetes=False)
+        unknown = risk_factors.UNKNOWN["diabetes"].unknown
+        assumptions += (f"{unknown}: assumed no diabetes; with diabetes the equation would not apply.",)
+    probability = _risk(assumed)
+    band = _band(probability)
+    factors = {
+        "smoker": "smoker",
+        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
+        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
+        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
+    }
+    contributions = risk_factors.contributions(assumed, _risk, factors)
+    women = "women" if inputs.sex == "female" else "men"
+    rationale = (
+        f"10-year risk of a heart attack or coronary death: {100 * probability:.1f} % ({band}), by the ATP III "
+        f"Framingham equation for {women}. With optimal risk factors (total cholesterol 170 mg/dL, HDL 50 mg/dL, "
+        f"untreated systolic BP 110 mmHg, non-smoker) it would be {100 * risk_factors.optimal(assumed, _risk):.1f} %"
+    )
+    if contributions:
+        listed = "; ".join(c.explanation for c in contributions[:3])
+        rationale += f"; largest contributors, in percentage points of risk: {listed}"
+    rationale += "."
     return Score(
         model=MODEL,
         value=100 * probability,
@@ -145,7 +182,23 @@ def atp3(inputs: Atp3Inputs) -> Score:
         contributions=contributions,
         rationale=rationale,
         mitigation=None,
+        assumptions=assumptions,
     )
+
+
+def terms(inputs: Atp3Inputs) -> tuple[Contribution, ...]:
+    """The β·X terms of the patient's equation, whose sum is the linear predictor ΣβX."""
+    assert inputs.sex is not None
+    equation = EQUATIONS[inputs.sex]
+    covariates = _covariates(inputs, equation.smoking_age_cap)
+    return tuple(linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items())
+
+
+def _risk(inputs: Atp3Inputs) -> float:
+    """1 − S₀^exp(ΣβX − mean) of the patient's sex (inputs complete, yes/no answered)."""
+    assert inputs.sex is not None
+    equation = EQUATIONS[inputs.sex]
+    return 1 - equation.baseline_survival ** math.exp(sum(term.points for term in terms(inputs)) - equation.mean)
 
 
 def _covariates(inputs: Atp3Inputs, smoking_age_cap: float) -> dict[str, tuple[float, str]]:

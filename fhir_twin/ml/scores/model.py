@@ -65,7 +65,13 @@ class Forecast:
 
 @dataclass(frozen=True)
 class Score:
-    """One run of a model. ``value`` is None when the model could not or may not be applied."""
+    """One run of a model. ``value`` is None when the model could not or may not be applied.
+
+    ``partial``: inputs were missing and ``value`` is a bound (NEWS2's lower bound, qSOFA's decided
+    result); ``assumptions``: what the score took for a yes/no or a category the record does not
+    give, each in words with what the other answer would give. Either makes the assessment
+    preliminary: the record does not support a final statement.
+    """
 
     model: ModelInfo
     value: float | int | None
@@ -77,11 +83,14 @@ class Score:
     rationale: str
     mitigation: str | None
     forecast: Forecast | None = None
+    assumptions: tuple[str, ...] = ()
+    bound: bool = False  # value and band are lower bounds ("at least"), from a partial set
 
     @classmethod
-    def insufficient(cls, model: ModelInfo, missing: tuple[str, ...]) -> Score:
+    def insufficient(cls, model: ModelInfo, missing: tuple[str, ...], why: str | None = None) -> Score:
         """No score because required inputs are missing; nothing is filled in for them."""
-        return cls._without_value(model, missing, f"{model.id}: insufficient data, missing {', '.join(missing)}")
+        rationale = f"{model.id}: insufficient data, missing {', '.join(missing)}"
+        return cls._without_value(model, missing, f"{rationale}: {why}" if why else rationale)
 
     @classmethod
     def not_applicable(cls, model: ModelInfo, reason: str) -> Score:

@@ -1,10 +1,19 @@
 """NEWS2, the National Early Warning Score 2 (Royal College of Physicians, 2017).
 
-Scoring per RCP NEWS2 Chart 1, bands per Chart 2, clinical response per Chart 3
-(RCP 2017). Respiratory rate, SpO2, systolic BP and pulse are rounded
-half-up to whole numbers and temperature to 0.1 °C before scoring, so every value falls in
-exactly one cell of the chart. All seven parameters are required: the RCP score is defined on a
-complete set of observations, so a missing one gives no score.
+Scoring per RCP NEWS2 Chart 1, bands per Chart 2, clinical response per Chart 3 (RCP 2017).
+Respiratory rate, SpO2, systolic BP and pulse are rounded half-up to whole numbers and
+temperature to 0.1 °C before scoring, so every value falls in exactly one cell of the chart.
+
+The RCP defines the score on a complete set of the seven parameters. With some missing, the
+score of what was observed is a **lower bound** (every parameter's best cell scores 0): it is
+given as "at least N", preliminary, with the band that bound implies and the range the full
+score could reach, because a partial set that already scores 5 must not wait for the rest. A
+partial set is scored when it holds most of the set (``MIN_PARAMETERS``), or when what it holds
+already calls for a response (a 3 in one parameter, or 5 in all); fewer readings than that are
+single measurements, not a set, and say nothing about the rest (this server's rule).
+
+NEWS2 is not for children under 16 or in pregnancy (RCP 2017, "Using NEWS2"): both are not
+applicable, never scored.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ MODEL = ModelInfo(
         Input("pulse", f"{LOINC}|8867-4"),
         Input("consciousness", f"{LOINC}|67775-7"),
         Input("temperature", f"{LOINC}|8310-5"),
-        Input("hypercapnic_respiratory_failure"),
+        Input("spo2_scale_2"),
     ),
     outcome="Clinical deterioration (NEWS2 clinical risk band)",
     horizon=None,
@@ -49,6 +58,27 @@ REQUIRED = (
     "consciousness",
     "temperature",
 )
+# A parameter's name in words, as a rationale lists what was not observed.
+PARAMETER = {
+    "respiratory_rate": "respiratory rate",
+    "spo2": "SpO2",
+    "supplemental_oxygen": "air or oxygen",
+    "systolic_bp": "systolic blood pressure",
+    "pulse": "pulse",
+    "consciousness": "level of consciousness",
+    "temperature": "temperature",
+}
+# The most each parameter can score (Chart 1): the gap between a partial set's bounds.
+HIGHEST = {name: 3 for name in REQUIRED} | {"supplemental_oxygen": 2}
+MIN_PARAMETERS = 4  # of 7: fewer are single readings, not a set, unless they already call for a response
+MIN_AGE = 16  # RCP 2017: NEWS2 is for adults aged 16 and over
+CONSCIOUSNESS = {
+    "alert": "alert",
+    "confusion": "new confusion",
+    "voice": "responds to voice",
+    "pain": "responds to pain",
+    "unresponsive": "unresponsive",
+}
 
 # (inclusive upper bound, points, the chart's label for the cell), per RCP Chart 1
 RESPIRATORY_RATE = ((8, 3, "≤8"), (11, 1, "9–11"), (20, 0, "12–20"), (24, 2, "21–24"), (math.inf, 3, "≥25"))
@@ -111,58 +141,109 @@ class News2Inputs:
     pulse: float | None = None  # /min
     consciousness: Consciousness | None = None  # ACVPU; "confusion" means new confusion
     temperature: float | None = None  # °C
-    hypercapnic_respiratory_failure: bool = False  # a clinician's decision to use SpO2 Scale 2
+    spo2_scale_2: bool = False  # a prescribed SpO2 target of 88-92 % (RCP 2017: SpO2 Scale 2)
+    age: float | None = None  # years; None: not recorded
+    pregnancy: tuple[str, ...] = ()  # a pregnancy on record, in words: NEWS2 does not apply
 
 
 def news2(inputs: News2Inputs) -> Score:
-    """The NEWS2 aggregate score, its band and the RCP clinical response (RCP 2017, Charts 1-3)."""
-    missing = missing_inputs(inputs, REQUIRED)
-    if missing:
-        return Score.insufficient(MODEL, missing)
-    assert inputs.respiratory_rate is not None and inputs.spo2 is not None  # narrowed for the type checker
-    assert inputs.systolic_bp is not None and inputs.pulse is not None and inputs.temperature is not None
-    assert inputs.supplemental_oxygen is not None and inputs.consciousness is not None
+    """The NEWS2 aggregate score, its band and the RCP clinical response (RCP 2017, Charts 1-3); a
+    lower bound from a partial set."""
     _check(inputs)
-
-    on_oxygen = inputs.supplemental_oxygen
-    respiratory_rate = _whole(inputs.respiratory_rate)
-    spo2 = _whole(inputs.spo2)
-    systolic_bp = _whole(inputs.systolic_bp)
-    pulse = _whole(inputs.pulse)
-    temperature = _tenth(inputs.temperature)
-    contributions = (
-        _banded("respiratory_rate", respiratory_rate, RESPIRATORY_RATE, "respiratory rate", "/min"),
-        _spo2(spo2, on_oxygen, inputs.hypercapnic_respiratory_failure),
-        Contribution(
-            "supplemental_oxygen",
-            "oxygen" if on_oxygen else "air",
-            2 if on_oxygen else 0,
-            "supplemental oxygen → 2" if on_oxygen else "breathing air → 0",
-        ),
-        _banded("systolic_bp", systolic_bp, SYSTOLIC_BP, "systolic BP", " mmHg"),
-        _banded("pulse", pulse, PULSE, "pulse", "/min"),
-        _consciousness(inputs.consciousness),
-        _banded("temperature", temperature, TEMPERATURE, "temperature", " °C"),
-    )
-    total = sum(int(c.points) for c in contributions)
-    red = tuple(c.input for c in contributions if c.points == 3)
+    if inputs.pregnancy:
+        return Score.not_applicable(
+            MODEL,
+            f"pregnancy is on record ({'; '.join(inputs.pregnancy)}): NEWS2 is not validated in pregnancy, where an "
+            "obstetric early warning score is used (RCP 2017)",
+        )
+    if inputs.age is not None and inputs.age < MIN_AGE:
+        return Score.not_applicable(
+            MODEL,
+            f"age {inputs.age:g}: NEWS2 is for people aged {MIN_AGE} and over (RCP 2017); children are scored with "
+            "a paediatric early warning score",
+        )
+    missing = missing_inputs(inputs, REQUIRED)
+    low, high = _bounds(inputs)
+    total = sum(int(c.points) for c in low)
+    red = tuple(c.input for c in low if c.points == 3)
+    if missing and len(REQUIRED) - len(missing) < MIN_PARAMETERS and total < 5 and not red:
+        return Score.insufficient(MODEL, missing)
     band = _band(total, red)
-    scale = 2 if inputs.hypercapnic_respiratory_failure else 1
-    parts = ", ".join(_part(c, scale) for c in contributions)
-    rationale = f"NEWS2 {total} ({band}): {parts}"
+    highest = sum(int(c.points) for c in high) + sum(HIGHEST[name] for name in missing if name != "supplemental_oxygen")
+    scale = 2 if inputs.spo2_scale_2 else 1
+    parts = "; ".join(c.explanation for c in low)
+    if missing:
+        observed = len(REQUIRED) - len(missing)
+        rationale = (
+            f"NEWS2 at least {total} (at least {band}) from {observed} of its 7 parameters; with the missing ones it "
+            f"would be between {total} and {highest}: {parts}"
+        )
+    else:
+        rationale = f"NEWS2 {total} ({band}): {parts}"
     if band == "low-medium":
-        rationale += f"; a single parameter scored 3 ({', '.join(red)})"
+        rationale += f"; a single parameter scored 3 ({', '.join(PARAMETER[name] for name in red)})"
+    if scale == 2:
+        rationale += "; SpO2 scored on Scale 2 for a prescribed target of 88-92 %"
+    if missing:
+        rationale += f". Not observed: {', '.join(PARAMETER[name] for name in missing)}"
+    response = RESPONSE["zero" if total == 0 and not missing else band]
+    if missing:
+        response += (
+            " The set is incomplete: observe the missing parameters and score again; the response may need to rise "
+            "(RCP 2017 scores a complete set)."
+        )
+    assumptions = ()
+    if inputs.age is None:
+        assumptions = (f"No age recorded: NEWS2 applies from {MIN_AGE} years; the patient is assumed to be an adult.",)
     return Score(
         model=MODEL,
         value=total,
         probability=None,
         band=band,
-        partial=False,
-        missing=(),
-        contributions=contributions,
+        partial=bool(missing),
+        missing=missing,
+        contributions=tuple(low),
         rationale=rationale,
-        mitigation=RESPONSE["zero" if total == 0 else band],
+        mitigation=response,
+        assumptions=assumptions,
+        bound=bool(missing),
     )
+
+
+def _bounds(inputs: News2Inputs) -> tuple[list[Contribution], list[Contribution]]:
+    """The observed parameters' contributions at the lowest and the highest total: the same, but
+    when air or oxygen is unknown, which moves SpO2 on Scale 2 (≥ 93 % scores only on oxygen):
+    the lowest is on air, without air or oxygen among them; the highest on oxygen, with it."""
+    if inputs.supplemental_oxygen is not None:
+        found = _contributions(inputs, inputs.supplemental_oxygen)
+        return found, found
+    low = [c for c in _contributions(inputs, False) if c.input != "supplemental_oxygen"]
+    return low, _contributions(inputs, True)
+
+
+def _contributions(inputs: News2Inputs, on_oxygen: bool) -> list[Contribution]:
+    """Each observed parameter's cell, with air or oxygen as given (or as ``on_oxygen`` when unknown)."""
+    found = []
+    if inputs.respiratory_rate is not None:
+        found.append(_banded("respiratory_rate", _whole(inputs.respiratory_rate), RESPIRATORY_RATE, "/min"))
+    if inputs.spo2 is not None:
+        found.append(_spo2(_whole(inputs.spo2), on_oxygen, inputs.spo2_scale_2))
+    oxygen = "oxygen" if on_oxygen else "air"
+    words = "on supplemental oxygen" if on_oxygen else "breathing air"
+    found.append(Contribution("supplemental_oxygen", oxygen, 2 if on_oxygen else 0, _points(words, 2 * on_oxygen)))
+    if inputs.systolic_bp is not None:
+        found.append(_banded("systolic_bp", _whole(inputs.systolic_bp), SYSTOLIC_BP, " mmHg"))
+    if inputs.pulse is not None:
+        found.append(_banded("pulse", _whole(inputs.pulse), PULSE, "/min"))
+    if inputs.consciousness is not None:
+        found.append(_consciousness(inputs.consciousness))
+    if inputs.temperature is not None:
+        found.append(_banded("temperature", _tenth(inputs.temperature), TEMPERATURE, " °C"))
+    return found
+
+
+def _points(text: str, points: int) -> str:
+    return f"{text}: {points} point{'' if points == 1 else 's'}"
 
 
 def _band(total: int, red: tuple[str, ...]) -> str:
@@ -174,55 +255,41 @@ def _band(total: int, red: tuple[str, ...]) -> str:
     return "low-medium" if red else "low"
 
 
-def _banded(name: str, value: float, table: tuple[tuple[float, int, str], ...], label: str, unit: str) -> Contribution:
-    for upper, points, cell in table:
+def _banded(name: str, value: float, table: tuple[tuple[float, int, str], ...], unit: str) -> Contribution:
+    for upper, points, _ in table:
         if value <= upper:
-            return Contribution(name, value, points, f"{label} {value}{unit} is in {cell} → {points}")
+            return Contribution(name, value, points, _points(f"{PARAMETER[name]} {value:g}{unit}", points))
     raise AssertionError("every table ends with an unbounded cell")
 
 
 def _spo2(spo2: int, on_oxygen: bool, scale_2: bool) -> Contribution:
     """SpO2 Scale 1, or Scale 2 where 93 % and above scores 0 on air and rises only on oxygen (Chart 1)."""
     if not scale_2:
-        contribution = _banded("spo2", spo2, SPO2_SCALE_1, "SpO2 (scale 1)", " %")
+        table = SPO2_SCALE_1
     elif spo2 <= 92:
-        contribution = _banded("spo2", spo2, SPO2_SCALE_2_LOW, "SpO2 (scale 2)", " %")
+        table = SPO2_SCALE_2_LOW
     elif not on_oxygen:
-        contribution = Contribution("spo2", spo2, 0, f"SpO2 (scale 2) {spo2} % is ≥93 on air → 0")
+        return Contribution("spo2", spo2, 0, _points(f"SpO2 {spo2} % (scale 2, 93 % or more on air)", 0))
     else:
-        contribution = _banded("spo2", spo2, SPO2_SCALE_2_ON_OXYGEN, "SpO2 (scale 2)", " %")
-    return contribution
+        table = SPO2_SCALE_2_ON_OXYGEN
+    for upper, points, _ in table:
+        if spo2 <= upper:
+            return Contribution("spo2", spo2, points, _points(f"SpO2 {spo2} % (scale {2 if scale_2 else 1})", points))
+    raise AssertionError("every table ends with an unbounded cell")
 
 
 def _consciousness(level: Consciousness) -> Contribution:
-    if level == "alert":
-        return Contribution("consciousness", level, 0, "alert → 0")
-    return Contribution("consciousness", level, 3, f"{level} (new confusion, voice, pain or unresponsive) → 3")
-
-
-def _part(contribution: Contribution, scale: int) -> str:
-    """One parameter in the rationale's short form, e.g. ``SpO2 94 (scale 1)→1``."""
-    short = {
-        "respiratory_rate": "RR",
-        "spo2": "SpO2",
-        "systolic_bp": "SBP",
-        "pulse": "HR",
-        "temperature": "T",
-    }
-    if contribution.input == "spo2":
-        return f"SpO2 {contribution.value} (scale {scale})→{contribution.points}"
-    name = short.get(contribution.input)
-    value = contribution.value if name is None else f"{name} {contribution.value}"
-    return f"{value}→{contribution.points}"
+    points = 0 if level == "alert" else 3
+    return Contribution("consciousness", level, points, _points(CONSCIOUSNESS[level], points))
 
 
 def _check(inputs: News2Inputs) -> None:
     """Reject values no measurement can have; plausibility is the Digital Body's job, this is a type check."""
-    if inputs.consciousness not in get_args(Consciousness):
+    if inputs.consciousness is not None and inputs.consciousness not in get_args(Consciousness):
         raise ValueError(f"consciousness must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
     for name in ("respiratory_rate", "spo2", "systolic_bp", "pulse", "temperature"):
         value = getattr(inputs, name)
-        if not math.isfinite(value) or value < 0:
+        if value is not None and (not math.isfinite(value) or value < 0):
             raise ValueError(f"{name} must be a finite, non-negative number, not {value!r}")
     if inputs.spo2 is not None and inputs.spo2 > 100:
         raise ValueError(f"spo2 is a percentage, not {inputs.spo2!r}")

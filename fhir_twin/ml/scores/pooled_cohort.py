@@ -6,15 +6,22 @@ Table A). Coefficients, S₀ and means are those of the ACC/AHA app
 ``cerner/ascvd-risk-calculator`` (``app/load_fhir_data.js``): Table A's values with more
 decimals, which reproduce both Table A's worked example and that app's tests. Inputs outside the
 calculator's ranges give no score. The result is RiskAssessment.code LOINC 79423-0.
+
+The equations are for primary prevention: clinical ASCVD on record, or an LDL-C of 190 mg/dL or
+more, makes them not applicable (2018 AHA/ACC cholesterol guideline, Grundy SM et al.,
+Circulation 2019;139:e1082: such patients are treated without a risk estimate). Unknown
+treatment, smoking, diabetes or race are assumed and said (``risk_factors``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores import risk_factors
+from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 Race = Literal["white", "african_american", "other"]
@@ -33,6 +40,8 @@ MODEL = ModelInfo(
         Input("bp_treated"),
         Input("smoker", f"{LOINC}|72166-2"),
         Input("diabetes"),
+        Input("ldl", f"{LOINC}|18262-6"),
+        Input("clinical_ascvd"),
     ),
     outcome="First hard ASCVD event: nonfatal myocardial infarction, CHD death, or fatal or nonfatal stroke",
     horizon="10 years",
@@ -47,7 +56,9 @@ MODEL = ModelInfo(
     ),
 )
 
-REQUIRED = ("age", "sex", "race", "total_cholesterol", "hdl", "systolic_bp", "bp_treated", "smoker", "diabetes")
+REQUIRED = ("age", "sex", "total_cholesterol", "hdl", "systolic_bp")
+YES_NO = ("bp_treated", "smoker", "diabetes")
+SEVERE_LDL = 190  # mg/dL: primary severe hypercholesterolaemia (2018 AHA/ACC cholesterol guideline)
 
 # (input, lowest, highest) accepted, inclusive, as the ACC/AHA app checks them
 RANGES = (
@@ -62,7 +73,7 @@ RANGES = (
 class Equation:
     """One of the four sex- and race-specific equations: β per covariate, S₀(10) and the cohort mean ΣβX."""
 
-    label: str
+    label: str  # who it is for: "white women"
     beta: dict[str, float]
     baseline_survival: float
     mean: float
@@ -70,7 +81,7 @@ class Equation:
 
 EQUATIONS: dict[tuple[str, str], Equation] = {
     ("female", "white"): Equation(
-        "white female",
+        "white women",
         {
             "ln_age": -29.799,
             "ln_age_squared": 4.884,
@@ -88,7 +99,7 @@ EQUATIONS: dict[tuple[str, str], Equation] = {
         -29.1817,
     ),
     ("female", "african_american"): Equation(
-        "African American female",
+        "African American women",
         {
             "ln_age": 17.1141,
             "ln_total_cholesterol": 0.9396,
@@ -105,7 +116,7 @@ EQUATIONS: dict[tuple[str, str], Equation] = {
         86.6081,
     ),
     ("male", "white"): Equation(
-        "white male",
+        "white men",
         {
             "ln_age": 12.344,
             "ln_total_cholesterol": 11.853,
@@ -122,7 +133,7 @@ EQUATIONS: dict[tuple[str, str], Equation] = {
         61.1816,
     ),
     ("male", "african_american"): Equation(
-        "African American male",
+        "African American men",
         {
             "ln_age": 2.469,
             "ln_total_cholesterol": 0.302,
@@ -162,13 +173,16 @@ class PooledCohortInputs:
 
     age: float | None = None  # years
     sex: Sex | None = None
-    race: Race | None = None  # "other" is scored with the white equation
+    race: Race | None = None  # "other" is scored with the white equation; None: not recorded
+    several_races: bool = False  # Black or African American recorded with other categories
     total_cholesterol: float | None = None  # mg/dL
     hdl: float | None = None  # mg/dL
     systolic_bp: float | None = None  # mmHg
-    bp_treated: bool | None = None  # on antihypertensive treatment
+    bp_treated: bool | None = None  # on blood-pressure-lowering treatment
     smoker: bool | None = None  # current smoker
     diabetes: bool | None = None
+    ldl: float | None = None  # mg/dL, the highest recorded
+    clinical_ascvd: tuple[str, ...] = ()  # clinical ASCVD on record, in words
 
 
 def pooled_cohort(inputs: PooledCohortInputs) -> Score:
@@ -177,32 +191,64 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
     if missing:
         return Score.insufficient(MODEL, missing)
     _check(inputs)
+    if inputs.clinical_ascvd:
+        return Score.not_applicable(
+            MODEL,
+            f"clinical ASCVD is on record ({'; '.join(inputs.clinical_ascvd)}): the patient is in secondary "
+            "prevention, which the 2018 AHA/ACC cholesterol guideline treats without a risk estimate",
+        )
+    if inputs.ldl is not None and inputs.ldl >= SEVERE_LDL:
+        return Score.not_applicable(
+            MODEL,
+            f"LDL cholesterol {inputs.ldl:g} mg/dL is {SEVERE_LDL} or more (severe hypercholesterolaemia): "
+            "high-intensity statin therapy is indicated without a risk estimate (2018 AHA/ACC cholesterol guideline)",
+        )
     outside = [
-        f"{name} {getattr(inputs, name):g} outside {low}-{high}"
+        f"{name.replace('_', ' ')} {getattr(inputs, name):g} outside {low}-{high}"
         for name, low, high in RANGES
         if not low <= getattr(inputs, name) <= high
     ]
     if outside:
         return Score.not_applicable(MODEL, "; ".join(outside) + " (ACC/AHA Pooled Cohort Equations ranges)")
 
-    equation = EQUATIONS[inputs.sex, "african_american" if inputs.race == "african_american" else "white"]
-    covariates = _covariates(inputs)
-    contributions = tuple(
-        linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items() if name in covariates
-    )
-    linear_predictor = sum(c.points for c in contributions)
-    probability = 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
+    assumed, assumptions = risk_factors.assume_no(inputs, YES_NO, _risk)
+    if assumed.race is None:
+        other = _risk(dataclasses.replace(assumed, race="african_american"))
+        assumptions += (
+            f"No race is recorded: scored with the white equation, as Goff et al. advise for every group but African "
+            f"American; the African American equation would give {100 * other:.1f} %.",
+        )
+    probability = _risk(assumed)
+    equation = _equation(assumed)
     band = _band(probability)
+    factors = {
+        "smoker": "smoker",
+        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
+        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
+        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
+        "diabetes": "diabetes",
+    }
+    contributions = risk_factors.contributions(assumed, _risk, factors)
     rationale = (
-        f"10-year hard ASCVD risk {100 * probability:.1f} % ({band}) by the {equation.label} Pooled Cohort "
-        f"Equation: ΣβX {linear_predictor:.3f} against the cohort mean {equation.mean}, S₀(10) "
-        f"{equation.baseline_survival}"
+        f"10-year risk of a first heart attack, coronary death or stroke: {100 * probability:.1f} % ({band}), by "
+        f"the Pooled Cohort Equation for {equation.label}. With optimal risk factors it would be "
+        f"{100 * risk_factors.optimal(assumed, _risk):.1f} %"
     )
+    if contributions:
+        listed = "; ".join(c.explanation for c in contributions[:3])
+        rationale += f"; largest contributors, in percentage points of risk: {listed}"
+    rationale += "."
     if inputs.race == "other":
         rationale += (
-            "; race is neither white nor African American, so the white equation is used, as Goff et al. advise; "
+            " Race is neither white nor African American, so the white equation is used, as Goff et al. advise; "
             "the equations were derived in white and African American cohorts only and may over- or underestimate "
-            "risk in other groups"
+            "risk in other groups."
+        )
+    if inputs.several_races and inputs.race == "african_american":
+        other = _risk(dataclasses.replace(assumed, race="white"))
+        rationale += (
+            " Black or African American is recorded with other race categories: the African American equation is "
+            f"used, the only one derived for a group other than white; the white equation gives {100 * other:.1f} %."
         )
     return Score(
         model=MODEL,
@@ -214,7 +260,28 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
         contributions=contributions,
         rationale=rationale,
         mitigation=MITIGATION[band],
+        assumptions=assumptions,
     )
+
+
+def _equation(inputs: PooledCohortInputs) -> Equation:
+    assert inputs.sex is not None
+    return EQUATIONS[inputs.sex, "african_american" if inputs.race == "african_american" else "white"]
+
+
+def terms(inputs: PooledCohortInputs) -> tuple[Contribution, ...]:
+    """The β·X terms of the patient's equation, whose sum is Table A's "individual sum" ΣβX."""
+    equation = _equation(inputs)
+    covariates = _covariates(inputs)
+    return tuple(
+        linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items() if name in covariates
+    )
+
+
+def _risk(inputs: PooledCohortInputs) -> float:
+    """1 − S₀(10)^exp(ΣβX − mean) of the patient's equation (inputs complete, yes/no answered)."""
+    equation = _equation(inputs)
+    return 1 - equation.baseline_survival ** math.exp(sum(term.points for term in terms(inputs)) - equation.mean)
 
 
 def _covariates(inputs: PooledCohortInputs) -> dict[str, tuple[float, str]]:
@@ -262,7 +329,7 @@ def _check(inputs: PooledCohortInputs) -> None:
     """Reject values of the wrong kind; out-of-range measurements are handled as not applicable."""
     if inputs.sex not in get_args(Sex):
         raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
-    if inputs.race not in get_args(Race):
+    if inputs.race is not None and inputs.race not in get_args(Race):
         raise ValueError(f"race must be one of {get_args(Race)}, not {inputs.race!r}")
     for name, _, _ in RANGES:
         value = getattr(inputs, name)

@@ -5,6 +5,9 @@ One point each for respiratory rate ≥ 22 /min, systolic BP ≤ 100 mmHg and al
 Box 4; Seymour et al., JAMA 2016;315:762). Values are used as
 given, without rounding. With criteria missing, a result is still given (``partial``) when no
 value of theirs could change positive to negative or back.
+
+qSOFA is for adults with suspected infection (Singer et al. 2016): without a suspicion on record it
+is not applicable, unless a clinician asks for it, when it is scored with that said.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ MITIGATION = {
 }
 
 
+MIN_AGE = 18  # Sepsis-3 defines qSOFA for adults
+
+
 @dataclass(frozen=True, kw_only=True)
 class QsofaInputs:
     """The three criteria's observations; mentation comes from ACVPU, GCS or both, and is "missing" if neither."""
@@ -60,28 +66,49 @@ class QsofaInputs:
     systolic_bp: float | None = None  # mmHg
     consciousness: Consciousness | None = None  # ACVPU; "confusion" means new confusion
     gcs: int | None = None  # Glasgow Coma Scale total, 3-15
+    age: float | None = None  # years; None: not recorded
+    suspected_infection: tuple[str, ...] = ()  # what on record suggests an infection, in words
+    on_request: bool = False  # a clinician asked for qSOFA on this patient
 
 
 def qsofa(inputs: QsofaInputs) -> Score:
     """qSOFA 0-3 and positive/negative (Singer et al. 2016, Box 4); partial when missing criteria cannot matter."""
     _check(inputs)
+    if inputs.age is not None and inputs.age < MIN_AGE:
+        return Score.not_applicable(MODEL, f"age {inputs.age:g}: qSOFA is defined for adults (Sepsis-3)")
+    assumptions: list[str] = []
+    if not inputs.suspected_infection:
+        if not inputs.on_request:
+            return Score.not_applicable(
+                MODEL,
+                "no suspected infection on record (an active infection diagnosis or an antibacterial order): qSOFA "
+                "is for adults with suspected infection (Sepsis-3)",
+            )
+        assumptions.append(
+            "No suspected infection is on record; qSOFA was scored because it was asked for, and is validated only "
+            "in suspected infection (Sepsis-3)."
+        )
+    if inputs.age is None:
+        assumptions.append("No age recorded: qSOFA is defined for adults; the patient is assumed to be one.")
     criteria = (_respiratory_rate(inputs.respiratory_rate), _systolic_bp(inputs.systolic_bp), _mentation(inputs))
     known = tuple(c for c in criteria if c is not None)
     names = ("respiratory_rate", "systolic_bp", "mentation")
     missing = tuple(name for name, c in zip(names, criteria, strict=True) if c is None)
     met = sum(int(c.points) for c in known)
     if met < POSITIVE_AT <= met + len(missing):
-        return Score.insufficient(MODEL, missing)
+        unknown = " and ".join(name.replace("_", " ") for name in missing)
+        why = f"{met} of 3 criteria met ({'; '.join(c.explanation for c in known)}); {unknown} could make it positive"
+        return Score.insufficient(MODEL, missing, why)
 
     band = "positive" if met >= POSITIVE_AT else "negative"
-    parts = ", ".join(c.explanation for c in known)
+    parts = "; ".join(c.explanation for c in known)
     if missing:
-        rationale = (
-            f"qSOFA at least {met} of 3 ({band}; {', '.join(missing)} not observed but cannot change the result): "
-            f"{parts}"
-        )
+        unknown = ", ".join(name.replace("_", " ") for name in missing)
+        rationale = f"qSOFA at least {met} of 3 ({band}; {unknown} not observed but cannot change the result): {parts}"
     else:
         rationale = f"qSOFA {met} of 3 ({band}): {parts}"
+    if inputs.suspected_infection:
+        rationale += f". Suspected infection: {'; '.join(inputs.suspected_infection)}"
     return Score(
         model=MODEL,
         value=met,
@@ -92,37 +119,49 @@ def qsofa(inputs: QsofaInputs) -> Score:
         contributions=known,
         rationale=rationale,
         mitigation=MITIGATION[band],
+        assumptions=tuple(assumptions),
     )
+
+
+def _point(points: int) -> str:
+    return f"{points} point{'' if points == 1 else 's'}"
 
 
 def _respiratory_rate(value: float | None) -> Contribution | None:
     if value is None:
         return None
     met = value >= 22
-    return Contribution("respiratory_rate", value, int(met), f"RR {value} /min {'≥' if met else '<'} 22 → {int(met)}")
+    explanation = f"respiratory rate {value:g}/min ({'≥' if met else '<'} 22): {_point(int(met))}"
+    return Contribution("respiratory_rate", value, int(met), explanation)
 
 
 def _systolic_bp(value: float | None) -> Contribution | None:
     if value is None:
         return None
     met = value <= 100
-    return Contribution("systolic_bp", value, int(met), f"SBP {value} mmHg {'≤' if met else '>'} 100 → {int(met)}")
+    return Contribution(
+        "systolic_bp",
+        value,
+        int(met),
+        f"systolic blood pressure {value:g} mmHg ({'≤' if met else '>'} 100): {_point(int(met))}",
+    )
 
 
 def _mentation(inputs: QsofaInputs) -> Contribution | None:
     """Altered when either source says so: ACVPU other than Alert, or GCS below 15."""
-    seen: list[tuple[str, str | int, bool]] = []
+    seen: list[tuple[str, str | int, bool, str]] = []
     if inputs.consciousness is not None:
-        seen.append(("consciousness", inputs.consciousness, inputs.consciousness != "alert"))
+        altered = inputs.consciousness != "alert"
+        seen.append(("consciousness", inputs.consciousness, altered, f"ACVPU {inputs.consciousness}"))
     if inputs.gcs is not None:
-        seen.append(("gcs", inputs.gcs, inputs.gcs < 15))
+        seen.append(("gcs", inputs.gcs, inputs.gcs < 15, f"GCS {inputs.gcs}"))
     if not seen:
         return None
     altered = [entry for entry in seen if entry[2]]
-    name, value, _ = (altered or seen)[0]
-    text = " and ".join(f"{source} {observed}" for source, observed, _ in seen)
+    name, value, _, _ = (altered or seen)[0]
+    text = " and ".join(words for *_, words in seen)
     verdict = "altered mentation" if altered else "normal mentation"
-    return Contribution(name, value, int(bool(altered)), f"{text}: {verdict} → {int(bool(altered))}")
+    return Contribution(name, value, int(bool(altered)), f"{text}, {verdict}: {_point(int(bool(altered)))}")
 
 
 def _check(inputs: QsofaInputs) -> None:
