@@ -97,23 +97,30 @@ def risk_assessment(
     assessment_id: str | None,
     preliminary: bool,
     simulated: bool = False,
+    as_of: datetime | None = None,
+    contained: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The RiskAssessment of one scored run; ``simulated`` ones are tagged and never stored."""
+    """The RiskAssessment of one scored run; ``simulated`` ones are tagged, carry their hypothetical
+    readings as ``contained`` Observations, and are never stored. ``whenPeriod`` starts at ``as_of``,
+    the clinical time of the newest input: what the prediction is about, which may be long before
+    it was made (``occurrence``)."""
     model = score.model
     prediction: dict[str, Any] = {"outcome": {"text": model.outcome}, "rationale": score.rationale}
     if score.probability is not None:
         prediction["probabilityDecimal"] = round(score.probability, 6)
     if score.band is not None:
-        code = QUALITATIVE.get(score.band, "moderate")
+        code = qualitative(score.band)
+        bound = "at least " if score.bound else ""
         prediction["qualitativeRisk"] = {
             "coding": [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}],
-            "text": f"{score.band} ({model.id})",
+            "text": f"{bound}{score.band} ({model.id})",
         }
     horizon = kind.horizon
     if score.forecast is not None:
         horizon = timedelta(hours=score.forecast.horizon_hours)
     if horizon is not None:
-        prediction["whenPeriod"] = {"start": format_instant(occurred), "end": format_instant(occurred + horizon)}
+        start = as_of or occurred
+        prediction["whenPeriod"] = {"start": format_instant(start), "end": format_instant(start + horizon)}
     extensions = []
     if score.value is not None and score.forecast is None:
         extensions.append({"url": SCORE_EXTENSION, "valueDecimal": round(float(score.value), 4)})
@@ -128,9 +135,11 @@ def risk_assessment(
     if assessment_id is not None:
         resource["id"] = assessment_id
         resource["identifier"] = [{"system": ASSESSMENT_IDENTIFIER, "value": assessment_id}]
+    resource["meta"] = meta
+    if contained:
+        resource["contained"] = contained
     resource.update(
         {
-            "meta": meta,
             "status": "preliminary" if preliminary or simulated else "final",
             "method": method(model),
             "code": kind.code,
@@ -146,11 +155,17 @@ def risk_assessment(
     texts = list(notes)
     if simulated:
         texts.insert(0, "Simulated what-if assessment: hypothetical inputs, not part of the patient's record.")
-    if score.partial and score.missing:
-        texts.append(f"Partial inputs: {', '.join(score.missing)} not observed")
     if texts:
         resource["note"] = [{"text": text} for text in texts]
     return resource
+
+
+def qualitative(band: str) -> str:
+    """The risk-probability code of a model's band; a band no model declared is a programming error,
+    never a guess."""
+    if band not in QUALITATIVE:
+        raise ValueError(f"No risk-probability code for the band {band!r}")
+    return QUALITATIVE[band]
 
 
 def _forecast(score: Score) -> dict[str, Any]:

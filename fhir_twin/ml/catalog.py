@@ -8,22 +8,27 @@ it is listed as untrained and no RiskAssessment claims its name.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from fhir_twin.errors import Invalid, NotFound
+import pandas as pd
+
+from fhir_twin.errors import NotFound
 from fhir_twin.ml import dataset as datasets
 from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import forecast, incidence, progression
 from fhir_twin.ml.learned.report import TrainResult
+from fhir_twin.ml.reader import Gathered, Reader
 from fhir_twin.ml.registry import ModelVersion, Registry
-from fhir_twin.ml.runners import Patient, Run, Runner, rule_based
+from fhir_twin.ml.runners import Patient, Run, Runner, completed, rule_based
 from fhir_twin.ml.schemas import ModelEntry
 from fhir_twin.ml.scores.model import ModelInfo
+from fhir_twin.ml.simulation import Simulation
 from fhir_twin.store.repository import Repository
 
 # How long a process trusts its knowledge of which version is active before asking the database.
@@ -49,17 +54,20 @@ class ForecastRunner:
     model: ModelInfo
     artifact: Any
     kind: ClassVar[Kind] = Kind({"text": "Heart rate above 100/min at the next reading (forecast)"}, None)
-    input_names: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[tuple[str, ...]] = ()
 
-    def run(self, patient: Patient, changes: dict[str, str] | None = None) -> Run:
-        found = patient.twins.series(patient.id, "heart_rate", None, None, None)
-        points = [
-            (point.time.replace(tzinfo=UTC), point.value, point.source)
-            for point in found.points
-            if point.used and point.value is not None and point.time is not None
-        ]
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        reader = Reader(patient.document)
+        found = reader.points("heart_rate")
+        if found and found[-1].time is not None:
+            reader.needs_verification("heart_rate", "the forecast is made from the readings before it.")
+        points = [(point.time.replace(tzinfo=UTC), point.value, point.source) for point in found if point.value]  # type: ignore[union-attr]
         score, sources = forecast.predict(self.artifact, points, patient.now.replace(tzinfo=UTC))
-        return Run(dataclasses.replace(score, model=self.model), tuple(sources), (), False)
+        for point in found:
+            if point.source in sources:
+                reader.read(point)
+        gathered = Gathered(None, tuple(sources), tuple(reader.notes), False, reader.unverified, _newest(reader))
+        return completed(gathered, dataclasses.replace(score, model=self.model))
 
 
 @dataclass(frozen=True)
@@ -69,44 +77,62 @@ class IncidenceRunner:
     model: ModelInfo
     artifact: Any
     kind: ClassVar[Kind] = Kind({"text": "Incident type 2 diabetes within 5 years"}, timedelta(days=1826))
-    input_names: ClassVar[tuple[str, ...]] = tuple(model_input.name for model_input in incidence.MODEL.inputs)
+    fields: ClassVar[tuple[str, ...]] = (
+        "bmi",
+        "systolic_bp",
+        "glucose",
+        "fasting_glucose",
+        "hba1c",
+        "hdl_cholesterol",
+        "smoking_status",
+    )
 
-    def run(self, patient: Patient, changes: dict[str, str] | None = None) -> Run:
-        one = datasets.from_repository(patient.twins.repository, "patient", patient_id=patient.id)
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        document = patient.document
+        reader = Reader(document, simulated)
+        for name in self.fields:
+            reader.needs_verification(name, "the estimate uses the earlier reading, if any.")
         at = patient.now.replace(tzinfo=UTC)
-        rows = one.patients.to_dict("records")
-        features, sources = incidence.features_now(rows[0] if rows else {}, one.measurements, one.conditions, at)
-        notes: tuple[str, ...] = ()
-        if changes:
-            features = {**features, **{_FEATURE.get(name, name): _feature(name, raw) for name, raw in changes.items()}}
-            notes = tuple(f"simulated: {name} = {raw}" for name, raw in changes.items())
+        rows = [
+            (
+                patient.id,
+                name,
+                _utc(point.time),
+                math.nan if point.value is None else point.value,
+                point.category,
+                point.source,
+            )
+            for name in self.fields
+            for point in reader.points(name)
+        ]
+        measurements = pd.DataFrame(rows, columns=list(datasets.MEASUREMENT_COLUMNS))
+        conditions = pd.DataFrame(
+            [
+                (patient.id, item.code, item.display, _utc(item.start), item.source)
+                for item in document.case.get("conditions", [])
+                if item.code is not None
+            ],
+            columns=list(datasets.CONDITION_COLUMNS),
+        )
+        birth = document.patient.birth_date
+        who = {"birth_date": pd.Timestamp(birth[:10], tz="UTC") if birth else None, "gender": document.patient.gender}
+        features, sources = incidence.features_now(who, measurements, conditions, at)
         score = incidence.predict(self.artifact, features, at)
-        basis = (patient.document.patient.source, *dict.fromkeys(sources))
-        return Run(dataclasses.replace(score, model=self.model), basis, notes, False)
+        for name in self.fields:
+            for point in reader.points(name):
+                if point.source in sources:
+                    reader.read(point)
+        basis = (document.patient.source, *dict.fromkeys(sources))
+        gathered = Gathered(None, basis, tuple(reader.notes), False, reader.unverified, _newest(reader))
+        return completed(gathered, dataclasses.replace(score, model=self.model), simulated)
 
 
-# ``$whatif`` names an input as the model lists it; the feature it sets, and the coded values it takes.
-_FEATURE = {"sex": "male", "smoking_status": "current_smoker"}
-_CODED = {
-    "sex": {"male": 1.0, "female": 0.0},
-    "smoking_status": {"current": 1.0, "former": 0.0, "never": 0.0},
-    "prediabetes": {"true": 1.0, "false": 0.0},
-}
+def _utc(when: datetime | None) -> pd.Timestamp:
+    return pd.Timestamp(when, tz="UTC") if when is not None else pd.NaT
 
 
-def _feature(name: str, raw: str) -> float:
-    if name in _CODED:
-        choices = _CODED[name]
-        if raw not in choices:
-            raise Invalid.at(name, f"{name} must be one of {', '.join(choices)}, not {raw!r}")
-        return choices[raw]
-    try:
-        value = float(raw)
-    except ValueError:
-        raise Invalid.at(name, f"{name} must be a number, not {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise Invalid.at(name, f"{name} must be a finite number, not {raw!r}")
-    return value
+def _newest(reader: Reader) -> datetime | None:
+    return max(reader.times) if reader.times else None
 
 
 LEARNED = {

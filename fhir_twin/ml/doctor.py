@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,12 +19,13 @@ from fhir_twin.errors import Gone, NotFound
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions import unrecorded
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.ml import assessment
+from fhir_twin.ml import assessment, simulation
 from fhir_twin.ml.catalog import Catalog
 from fhir_twin.ml.runners import Patient, Run, Runner
 from fhir_twin.ml.scores.model import Score
 from fhir_twin.store import doctor as store
 from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins
 
 log = logging.getLogger(__name__)
@@ -59,27 +60,51 @@ class Doctor:
         return self.catalog.runners()
 
     def runs(
-        self, patient_id: str, model_ids: Sequence[str] | None = None, changes: dict[str, str] | None = None
+        self, patient_id: str, model_ids: Sequence[str] | None = None, requested: Collection[str] = ()
     ) -> list[tuple[Runner, Run]]:
-        """Every (chosen) model's run on the patient's twin as it is now; nothing is stored."""
+        """Every (chosen) model's run on the patient's twin as it is now; nothing is stored.
+        ``requested`` models were asked for by name: one outside its usual use (qSOFA without a
+        suspected infection) runs, and says so."""
         document = self.twins.document(patient_id)
         patient = Patient(patient_id, document, self.twins, now())
-        chosen = [runner for runner in self.runners() if model_ids is None or runner.model.id in model_ids]
+        chosen = self._chosen(model_ids)
         if document.patient.deceased:
-            # Every model predicts for the living; none applies once the record says the patient died.
-            source = (document.patient.source,)
-            return [
-                (runner, Run(Score.not_applicable(runner.model, "the patient is deceased"), source, (), False))
-                for runner in chosen
-            ]
-        return [(runner, runner.run(patient, changes)) for runner in chosen]
+            return [(runner, _deceased(runner, document)) for runner in chosen]
+        return [(runner, runner.run(patient, None, runner.model.id in requested)) for runner in chosen]
+
+    def whatif(
+        self, patient_id: str, model_ids: Sequence[str] | None, changes: list[tuple[str, str]]
+    ) -> list[tuple[Runner, Run, Run]]:
+        """Each (chosen) model's current run and its run with ``changes`` (Body field → value) put in."""
+        document = self.twins.document(patient_id)
+        patient = Patient(patient_id, document, self.twins, now())
+        chosen = self._chosen(model_ids)
+        simulated = simulation.parse(changes, document, {name for runner in chosen for name in runner.fields})
+        requested = set(model_ids or ())
+        if document.patient.deceased:
+            return [(runner, _deceased(runner, document), _deceased(runner, document)) for runner in chosen]
+        return [
+            (
+                runner,
+                runner.run(patient, None, runner.model.id in requested),
+                runner.run(patient, simulated, runner.model.id in requested),
+            )
+            for runner in chosen
+        ]
+
+    def _chosen(self, model_ids: Sequence[str] | None) -> list[Runner]:
+        return [runner for runner in self.runners() if model_ids is None or runner.model.id in model_ids]
 
     def assess(
-        self, patient_id: str, model_ids: Sequence[str] | None = None, only_changed: bool = True
+        self,
+        patient_id: str,
+        model_ids: Sequence[str] | None = None,
+        only_changed: bool = True,
+        requested: Collection[str] = (),
     ) -> list[Outcome]:
         """Run the models and record a RiskAssessment for each that scored (and, with
         ``only_changed``, whose result or inputs differ from its last one)."""
-        return self.record({patient_id: self.runs(patient_id, model_ids)}, only_changed)[patient_id]
+        return self.record({patient_id: self.runs(patient_id, model_ids, requested)}, only_changed)[patient_id]
 
     def assess_many(
         self, patient_ids: Sequence[str], model_ids: Sequence[str] | None = None, only_changed: bool = True
@@ -189,6 +214,11 @@ class Doctor:
                     log.exception("Assessing Patient/%s failed; it is assessed again on its next change", patient_id)
                 store.done(self.repository, owner, patient_id)
         return count
+
+
+def _deceased(runner: Runner, document: TwinDocument) -> Run:
+    """Every model predicts for the living; none applies once the record says the patient died."""
+    return Run(Score.not_applicable(runner.model, "the patient is deceased"), (document.patient.source,), (), False)
 
 
 def _put(resource: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """``Patient/{id}/$predict`` and ``Patient/{id}/$whatif`` (R4 operations.html).
 
 ``$predict`` runs the models now and records every scored run as a new RiskAssessment (with its
-Provenance); ``model`` (repeatable) chooses which. ``$whatif`` answers the same predictions for
-hypothetical inputs (``systolic_bp=120``, ``smoker=false``): nothing is stored, and each
-RiskAssessment it returns is preliminary and tagged ``simulated``, beside the one the patient's
-real inputs give.
+Provenance); ``model`` (repeatable) chooses which, and a model asked for by name runs even outside
+its usual use where its source allows a clinician to ask (qSOFA without a recorded suspicion of
+infection), saying so. ``$whatif`` answers the same predictions for hypothetical readings of the
+twin's Body fields (``systolic_bp=120``, ``smoking_status=never``: the names and values the twin
+document shows): nothing is stored, and each RiskAssessment it returns is preliminary, tagged
+``simulated``, and carries its hypothetical readings as contained Observations, beside the one the
+patient's real readings give.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def predict_operation(doctor: Doctor) -> Operation:
         if unknown:
             raise Invalid.at(unknown[0], f"$predict takes only 'model', not {unknown[0]!r}")
         models = _models(doctor, [str(value) for _, value in given])
-        outcomes = doctor.assess(str(res_id), models, only_changed=False)
+        outcomes = doctor.assess(str(res_id), models, only_changed=False, requested=models or ())
         return Response(200, {}, {"resourceType": "Parameters", "parameter": [_predicted(o) for o in outcomes]})
 
     return Operation(
@@ -48,29 +51,16 @@ def whatif_operation(doctor: Doctor) -> Operation:
     def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
         given = parameters(request)
         models = _models(doctor, [str(value) for name, value in given if name == "model"])
-        runners = [runner for runner in doctor.runners() if models is None or runner.model.id in models]
-        accepted = {name for runner in runners for name in runner.input_names}
-        changes: dict[str, str] = {}
-        for name, value in given:
-            if name == "model":
-                continue
-            if name not in accepted:
-                known = ", ".join(sorted(accepted))
-                raise Invalid.at(name, f"{name!r} is not an input of the chosen models; inputs: {known}")
-            if name in changes:
-                raise Invalid.at(name, f"{name} may be given only once")
-            changes[name] = str(value)
+        changes = [(name, str(value)) for name, value in given if name != "model"]
         if not changes:
-            raise Invalid("$whatif needs at least one hypothetical input, e.g. systolic_bp=120")
+            raise Invalid("$whatif needs at least one hypothetical reading, e.g. systolic_bp=120")
         patient_id = str(res_id)
-        current = dict((runner.model.id, run) for runner, run in doctor.runs(patient_id, models))
-        simulated = doctor.runs(patient_id, models, changes)
         occurred = now()
         out = []
-        for runner, run in simulated:
+        for runner, current, simulated in doctor.whatif(patient_id, models, changes):
             parts = [{"name": "model", "valueCode": runner.model.id}]
-            parts += _scored("current", runner, current[runner.model.id], patient_id, occurred, simulated=False)
-            parts += _scored("simulated", runner, run, patient_id, occurred, simulated=True)
+            parts += _scored("current", runner, current, patient_id, occurred)
+            parts += _scored("simulated", runner, simulated, patient_id, occurred)
             out.append({"name": "prediction", "part": parts})
         return Response(200, {}, {"resourceType": "Parameters", "parameter": out})
 
@@ -116,10 +106,8 @@ def _predicted(outcome: Outcome) -> dict[str, Any]:
     return {"name": "prediction", "part": parts}
 
 
-def _scored(
-    name: str, runner: Runner, run: Run, patient_id: str, occurred: datetime, simulated: bool
-) -> list[dict[str, Any]]:
+def _scored(name: str, runner: Runner, run: Run, patient_id: str, occurred: datetime) -> list[dict[str, Any]]:
     """A ``current`` or ``simulated`` part: the unstored RiskAssessment, or why there is none."""
     if not run.scored:
         return [{"name": name, "valueString": f"{_result(run)}: {run.score.rationale}"}]
-    return [{"name": name, "resource": run.risk_assessment(runner.kind, patient_id, occurred, simulated=simulated)}]
+    return [{"name": name, "resource": run.risk_assessment(runner.kind, patient_id, occurred)}]

@@ -1,7 +1,8 @@
 """The models the Digital Doctor runs on a twin: each reads its inputs and scores them.
 
-A runner ties a model to the twin: which inputs it reads (``ml.inputs``), what its
-RiskAssessment is about (``Kind``), and which names ``$whatif`` may change.
+A runner ties a model to the twin: which Body fields it reads (the names ``$whatif`` may
+change), how it gathers its inputs (``ml.inputs``), and what its RiskAssessment is about
+(``Kind``). A ``Run`` is one result with exactly what it read and what it must say.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fhir_twin.errors import Invalid
-from fhir_twin.ml import assessment
+from fhir_twin.ml import assessment, simulation
 from fhir_twin.ml import inputs as gather
 from fhir_twin.ml.assessment import Kind
+from fhir_twin.ml.reader import Gathered
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
 from fhir_twin.ml.scores.model import ModelInfo, Score
+from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins
 
@@ -40,12 +43,15 @@ class Patient:
 
 @dataclass(frozen=True)
 class Run:
-    """One model run on one patient: the score and exactly what it read."""
+    """One model run on one patient: the score, exactly what it read, and what it must say."""
 
     score: Score
     basis: tuple[str, ...]
     notes: tuple[str, ...]
     stale: bool
+    unverified: bool = False
+    as_of: datetime | None = None  # the clinical time the prediction is about: its newest input
+    simulation: Simulation | None = None
 
     @property
     def scored(self) -> bool:
@@ -53,18 +59,20 @@ class Run:
 
     @property
     def preliminary(self) -> bool:
-        """Partial or stale inputs make the assessment preliminary (R4 ObservationStatus)."""
-        return self.score.partial or self.stale
+        """Partial, stale, unverified, assumed or simulated inputs make it preliminary (R4 ObservationStatus)."""
+        return (
+            self.score.partial
+            or self.stale
+            or self.unverified
+            or bool(self.score.assumptions)
+            or self.simulation is not None
+        )
 
     def risk_assessment(
-        self,
-        kind: Kind,
-        patient_id: str,
-        occurred: datetime,
-        assessment_id: str | None = None,
-        simulated: bool = False,
+        self, kind: Kind, patient_id: str, occurred: datetime, assessment_id: str | None = None
     ) -> dict[str, Any]:
         """This run as a RiskAssessment (``assessment.risk_assessment``)."""
+        contained = simulation.contained(self.simulation, patient_id) if self.simulation is not None else []
         return assessment.risk_assessment(
             self.score,
             kind,
@@ -74,7 +82,9 @@ class Run:
             occurred,
             assessment_id=assessment_id,
             preliminary=self.preliminary,
-            simulated=simulated,
+            simulated=self.simulation is not None,
+            as_of=self.as_of,
+            contained=contained,
         )
 
     def fingerprint(self) -> str:
@@ -95,8 +105,25 @@ class Run:
             None if score.probability is None else round(score.probability, 4),
             score.band,
             self.preliminary,
+            list(self.notes),
         ]
         return hashlib.sha256(json.dumps(data, default=str).encode()).hexdigest()
+
+
+def completed(gathered: Gathered[Any], score: Score, simulated: Simulation | None = None) -> Run:
+    """The run of ``score`` on ``gathered``: its notes and the score's assumptions, and for a run
+    that could not score for want of data, why each input is missing in its rationale."""
+    if score.missing and score.value is None and gathered.notes:
+        score = replace(score, rationale=f"{score.rationale}. {' '.join(gathered.notes)}")
+    return Run(
+        score,
+        gathered.basis,
+        gathered.notes + score.assumptions,
+        gathered.stale,
+        gathered.unverified,
+        gathered.as_of,
+        simulated,
+    )
 
 
 class Runner(Protocol):
@@ -106,35 +133,34 @@ class Runner(Protocol):
     def model(self) -> ModelInfo: ...
 
     @property
-    def input_names(self) -> tuple[str, ...]: ...
+    def fields(self) -> tuple[str, ...]: ...
 
-    def run(self, patient: Patient, changes: dict[str, str] | None = None) -> Run: ...
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run: ...
+
+
+Gather = Callable[[TwinDocument, Simulation | None, bool], Gathered[Any]]
 
 
 @dataclass(frozen=True)
 class ScoreRunner:
-    """A rule-based score: gather its inputs from the document, optionally change some, score."""
+    """A rule-based score: gather its inputs from the document (simulated ones put in), score."""
 
     model: ModelInfo
     kind: Kind
-    input_names: tuple[str, ...]
-    gather: Callable[[TwinDocument], gather.Gathered[Any]]
+    fields: tuple[str, ...]
+    gather: Gather
     score: Callable[[Any], Score]
 
-    def run(self, patient: Patient, changes: dict[str, str] | None = None) -> Run:
-        gathered = self.gather(patient.document)
-        if changes:
-            gathered = gather.simulate(gathered, changes)
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        gathered = self.gather(patient.document, simulated, requested)
         try:
             score = self.score(gathered.inputs)
         except ValueError as error:
-            if not changes:
+            if simulated is None:
                 # The twin holds a value the score cannot take: no score, and why.
                 return Run(Score.not_applicable(self.model, str(error)), gathered.basis, gathered.notes, False)
-            # A hypothetical value the score cannot take (SpO2 150 %, HDL 0): the client's error.
-            name = next((name for name in changes if str(error).startswith(name)), next(iter(changes)))
-            raise Invalid.at(name, f"{self.model.id}: {error}") from None
-        return Run(score, gathered.basis, gathered.notes, gathered.stale)
+            raise Invalid(f"{self.model.id}: {error}") from None
+        return completed(gathered, score, simulated)
 
 
 def rule_based(window: timedelta) -> list[Runner]:
@@ -143,15 +169,15 @@ def rule_based(window: timedelta) -> list[Runner]:
         ScoreRunner(
             news2.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "National Early Warning Score 2 (NEWS2)"}, None),
-            gather.input_names(news2.News2Inputs),
-            lambda document: gather.news2_inputs(document, window),
+            gather.NEWS2_ROUND,
+            lambda document, simulated, _: gather.news2_inputs(document, window, simulated),
             news2.news2,
         ),
         ScoreRunner(
             qsofa.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "quick Sequential Organ Failure Assessment (qSOFA)"}, None),
-            gather.input_names(qsofa.QsofaInputs),
-            lambda document: gather.qsofa_inputs(document, window),
+            gather.QSOFA_ROUND,
+            lambda document, simulated, requested: gather.qsofa_inputs(document, window, simulated, requested),
             qsofa.qsofa,
         ),
         ScoreRunner(
@@ -171,15 +197,15 @@ def rule_based(window: timedelta) -> list[Runner]:
                 },
                 timedelta(days=3652),
             ),
-            gather.input_names(pooled_cohort.PooledCohortInputs),
-            gather.pooled_cohort_inputs,
+            gather.CARDIOVASCULAR_FIELDS,
+            lambda document, simulated, _: gather.pooled_cohort_inputs(document, simulated),
             pooled_cohort.pooled_cohort,
         ),
         ScoreRunner(
             atp3.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "10-year hard CHD risk (NCEP ATP III)"}, timedelta(days=3652)),
-            gather.input_names(atp3.Atp3Inputs),
-            gather.atp3_inputs,
+            gather.CARDIOVASCULAR_FIELDS,
+            lambda document, simulated, _: gather.atp3_inputs(document, simulated),
             atp3.atp3,
         ),
     ]

@@ -13,6 +13,7 @@ from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.quality import Quality, quality
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+RACE_CODES = "urn:oid:2.16.840.1.113883.6.238"  # CDC Race & Ethnicity code system
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class PatientSummary:
     age: int | None
     deceased: bool
     race: str | None
+    # US Core race codes (OMB categories and detailed, CDC Race & Ethnicity code system)
+    race_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,52 @@ def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> P
         today = reference_time.date()
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     deceased = bool(patient.get("deceasedBoolean")) or "deceasedDateTime" in patient
-    return PatientSummary(patient["id"], source, patient.get("gender"), birth, age, deceased, _race(patient))
+    return PatientSummary(
+        patient["id"],
+        source,
+        patient.get("gender"),
+        birth,
+        age,
+        deceased,
+        _race(patient),
+        race_codes=_race_codes(patient),
+    )
 
 
 def _race(patient: dict[str, Any]) -> str | None:
-    """US Core race: the OMB category's display, else the extension's text."""
+    """US Core race in words: the extension's text (required by US Core), else every OMB category's
+    display (or code), joined."""
     for extension in patient.get("extension") or []:
         if isinstance(extension, dict) and extension.get("url") == US_CORE_RACE:
-            parts = {part.get("url"): part for part in extension.get("extension") or [] if isinstance(part, dict)}
-            coding = (parts.get("ombCategory") or {}).get("valueCoding") or {}
-            return coding.get("display") or coding.get("code") or (parts.get("text") or {}).get("valueString")
+            parts = [part for part in extension.get("extension") or [] if isinstance(part, dict)]
+            text = next((part.get("valueString") for part in parts if part.get("url") == "text"), None)
+            if isinstance(text, str) and text:
+                return text
+            categories = [
+                part["valueCoding"].get("display") or part["valueCoding"].get("code")
+                for part in parts
+                if part.get("url") == "ombCategory" and isinstance(part.get("valueCoding"), dict)
+            ]
+            return ", ".join(str(category) for category in categories if category) or None
     return None
+
+
+def _race_codes(patient: dict[str, Any]) -> tuple[str, ...]:
+    """Every OMB category and detailed race code of the US Core race extension, in order."""
+    codes: list[str] = []
+    for extension in patient.get("extension") or []:
+        if not isinstance(extension, dict) or extension.get("url") != US_CORE_RACE:
+            continue
+        for part in extension.get("extension") or []:
+            coding = part.get("valueCoding") if isinstance(part, dict) else None
+            if (
+                part.get("url") in ("ombCategory", "detailed")
+                and isinstance(coding, dict)
+                and coding.get("system") == RACE_CODES
+                and isinstance(coding.get("code"), str)
+            ):
+                codes.append(coding["code"])
+    return tuple(codes)
 
 
 def _local(reference: str) -> str:

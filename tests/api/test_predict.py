@@ -23,6 +23,7 @@ from tests.ml.doctor_data import (
     assessments,
     by_model,
     cardiovascular_set,
+    infection,
     iso,
     model_of,
     news2_set,
@@ -42,9 +43,12 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
-    """p1, 55, with the medium NEWS2 set and cholesterol; the live assessments already made."""
+    """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
     put(client, patient("p1"))
-    transaction(client, news2_set("p1", MEDIUM, ago(minutes=10)) + cardiovascular_set("p1", ago(hours=2)))
+    transaction(
+        client,
+        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
+    )
     settle(app)
     assert by_model(client, "p1") == {model: 1 for model in MODELS}
     return "p1"
@@ -133,10 +137,8 @@ def test_predict_by_post_with_parameters(client: FlaskClient, p1: str) -> None:
             race="white",
             total_cholesterol=213,
             hdl=50,
-            systolic_bp=105,  # the newest systolic BP is the NEWS2 set's
-            bp_treated=False,
+            systolic_bp=105,  # the newest reading of the day, outside acute care
             smoker=False,
-            diabetes=False,
         )
     )
     assert ascvd["prediction"][0]["probabilityDecimal"] == pytest.approx(round(expected.probability, 6), abs=1e-9)
@@ -170,8 +172,12 @@ def test_insufficient_data_is_answered_and_nothing_is_stored(app: Flask, client:
     assert news2["result"] == ["insufficient-data"]
     assert news2["missing"] == ["spo2", "supplemental_oxygen", "consciousness", "temperature"]
     assert "riskAssessment" not in news2
+    # The message says exactly what is missing and why.
     assert news2["message"] == [
-        "news2: insufficient data, missing spo2, supplemental_oxygen, consciousness, temperature"
+        "news2: insufficient data, missing spo2, supplemental_oxygen, consciousness, temperature. No oxygen "
+        "saturation (SpO2) is recorded. No body temperature is recorded. No inhaled oxygen concentration or flow is "
+        "recorded with the set: air or oxygen unknown. No level of consciousness (ACVPU or GCS) is recorded with the "
+        "set."
     ]
     assert totals(client) == before
     assert assessments(client, "p2", "news2") == []
@@ -243,7 +249,10 @@ def assessed(app: Flask, client: FlaskClient, p1: str) -> tuple[datetime, dict[s
     started = datetime.now(UTC) - timedelta(minutes=1)
     put(client, patient("p2", gender="female", birth_date=years_ago(62)))
     high = NEWS2_VECTORS[3][0]
-    transaction(client, news2_set("p2", high, ago(minutes=10)) + cardiovascular_set("p2", ago(hours=2), hdl=38))
+    transaction(
+        client,
+        [infection("p2"), *news2_set("p2", high, ago(minutes=10)), *cardiovascular_set("p2", ago(hours=2), hdl=38)],
+    )
     settle(app)
     every = search(client, "RiskAssessment")
     assert len(every) == 8

@@ -18,6 +18,7 @@ from tests.ml.doctor_data import (
     SCORE_EXTENSION,
     ago,
     cardiovascular_set,
+    infection,
     news2_set,
     patient,
     put,
@@ -39,7 +40,10 @@ def p1(app: Flask, client: FlaskClient) -> dict[str, Any]:
     """p1, 55, with a medium NEWS2 set and cholesterol, and incident-diabetes trained; the Patient."""
     registry(app).register(incidence_result())
     stored = put(client, patient("p1"))
-    transaction(client, news2_set("p1", MEDIUM, ago(minutes=10)) + cardiovascular_set("p1", ago(hours=2)))
+    transaction(
+        client,
+        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
+    )
     return stored
 
 

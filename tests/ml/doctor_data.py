@@ -41,8 +41,9 @@ VOICE = "300202002"
 NEVER_SMOKED = "266919005"
 CURRENT_SMOKER = "449868002"
 UNKNOWN_SMOKING = "266927001"
-# SNOMED CT 44054006 diabetes mellitus type 2
+# SNOMED CT 44054006 diabetes mellitus type 2, 233604007 pneumonia
 TYPE_2_DIABETES = "44054006"
+PNEUMONIA = "233604007"
 
 
 class Vitals(NamedTuple):
@@ -210,6 +211,35 @@ def condition(
             "code": {"coding": [{"system": system, "code": code, "display": display}]},
             "subject": {"reference": f"Patient/{patient_id}"},
             "onsetDateTime": "2019-04-01",
+        }
+    )
+    return body
+
+
+def infection(patient_id: str, *, res_id: str | None = None) -> dict[str, Any]:
+    """An active pneumonia: the suspected infection qSOFA needs to apply."""
+    return condition(patient_id, SNOMED, PNEUMONIA, "Pneumonia", res_id=res_id)
+
+
+def spo2_target(patient_id: str, low: float = 88, high: float = 92, *, res_id: str | None = None) -> dict[str, Any]:
+    """A prescribed SpO2 target (a Goal measured by LOINC 2708-6): 88-92 % puts NEWS2 on Scale 2."""
+    body: dict[str, Any] = {"resourceType": "Goal"}
+    if res_id is not None:
+        body["id"] = res_id
+    body.update(
+        {
+            "lifecycleStatus": "active",
+            "description": {"text": f"Target oxygen saturation {low:g}-{high:g} %"},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "target": [
+                {
+                    "measure": {"coding": [{"system": LOINC, "code": "2708-6"}]},
+                    "detailRange": {
+                        "low": {"value": low, "unit": "%", "system": UCUM, "code": "%"},
+                        "high": {"value": high, "unit": "%", "system": UCUM, "code": "%"},
+                    },
+                }
+            ],
         }
     )
     return body

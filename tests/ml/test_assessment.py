@@ -39,7 +39,7 @@ NEWS2_MEDIUM = news2.News2Inputs(
     consciousness="alert",
     temperature=38.2,
 )
-QSOFA_PARTIAL = qsofa.QsofaInputs(respiratory_rate=30, systolic_bp=90)
+QSOFA_PARTIAL = qsofa.QsofaInputs(respiratory_rate=30, systolic_bp=90, age=60, suspected_infection=("Sepsis",))
 PCE_WORKED = pooled_cohort.PooledCohortInputs(
     age=55,
     sex="male",
@@ -151,13 +151,30 @@ def test_the_risk_assessment_says_what_the_run_found(basis: tuple[str, ...]) -> 
     assert "note" not in resource
 
 
-def test_a_partial_run_is_preliminary_and_says_what_is_missing(basis: tuple[str, ...]) -> None:
+def test_a_partial_run_is_preliminary(basis: tuple[str, ...]) -> None:
     score = SCORES["qsofa"]
     assert score.partial and score.band == "positive"
     resource = build(score, basis)
     assert resource["status"] == "preliminary"
-    assert resource["note"] == [{"text": "Partial inputs: mentation not observed"}]
+    assert "mentation not observed but cannot change the result" in resource["prediction"][0]["rationale"]
     assert resource["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high"
+    assert resource["prediction"][0]["qualitativeRisk"]["text"] == "positive (qsofa)"
+
+
+def test_a_partial_news2_says_at_least_in_its_band(client: FlaskClient, basis: tuple[str, ...]) -> None:
+    score = news2.news2(dataclasses.replace(NEWS2_MEDIUM, consciousness=None, supplemental_oxygen=None))
+    resource = build(score, basis)
+    assert resource["status"] == "preliminary"
+    risk = resource["prediction"][0]["qualitativeRisk"]
+    assert risk["text"] == "at least medium (news2)" and risk["coding"][0]["code"] == "moderate"
+    assert resource["prediction"][0]["extension"] == [{"url": SCORE_EXTENSION, "valueDecimal": 6}]
+    stored(client, assessment.device(news2.MODEL))
+    stored(client, resource)
+
+
+def test_an_unknown_band_is_an_error_never_moderate(basis: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="No risk-probability code for the band 'somewhat'"):
+        build(dataclasses.replace(SCORES["news2"], band="somewhat"), basis)
 
 
 def test_notes_and_stale_inputs(basis: tuple[str, ...]) -> None:
@@ -176,6 +193,16 @@ def test_a_ten_year_risk_is_a_fraction_over_ten_years(basis: tuple[str, ...], mo
     assert prediction["whenPeriod"] == {
         "start": "2026-03-02T09:00:00.123+00:00",
         "end": "2036-03-01T09:00:00.123+00:00",  # 3652 days
+    }
+
+
+def test_when_starts_at_the_time_the_prediction_is_about(basis: tuple[str, ...]) -> None:
+    """A risk from readings of 2018 is a risk over the 10 years from 2018, whenever it was computed."""
+    measured = datetime(2018, 9, 17, 10, 0)
+    (prediction,) = build(SCORES["pooled-cohort-ascvd"], basis, as_of=measured)["prediction"]
+    assert prediction["whenPeriod"] == {
+        "start": "2018-09-17T10:00:00.000+00:00",
+        "end": "2028-09-16T10:00:00.000+00:00",
     }
 
 

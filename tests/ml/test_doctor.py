@@ -41,12 +41,14 @@ from tests.ml.doctor_data import (
     by_model,
     cardiovascular_set,
     condition,
+    infection,
     medication_request,
     news2_set,
     patient,
     put,
     quantity,
     settle,
+    spo2_target,
     transaction,
     wait_for,
     write,
@@ -98,8 +100,8 @@ def test_a_news2_set_is_assessed_live(client: FlaskClient, record_property: Call
     assert assessment["status"] == "final"
     assert assessment["subject"] == {"reference": "Patient/p1"}
     assert written - timedelta(seconds=1) <= instant(assessment["occurrenceDateTime"]) <= datetime.now(UTC)
-    # basis: the exact versions read, and nothing else
-    assert references(assessment) == sorted(basis)
+    # basis: the exact versions read (the Patient's for the age), and nothing else
+    assert references(assessment) == sorted(["Patient/p1/_history/1", *basis])
     assert all(reference.endswith("/_history/1") for reference in basis)
     assert all(client.get(f"/fhir/{reference}").status_code == 200 for reference in basis)  # vread
     (method,) = assessment["method"]["coding"]
@@ -112,8 +114,11 @@ def test_a_news2_set_is_assessed_live(client: FlaskClient, record_property: Call
     assert risk_code(assessment) == "moderate"
     assert score_of(assessment) == 6
     assert "probabilityDecimal" not in prediction
-    for part in ("RR 22→2", "SpO2 94 (scale 1)→1", "air→0", "SBP 105→1", "HR 95→1", "alert→0", "T 38.2→1"):
-        assert part in prediction["rationale"]
+    assert prediction["rationale"] == (
+        "NEWS2 6 (medium): respiratory rate 22/min: 2 points; SpO2 94 % (scale 1): 1 point; breathing air: 0 points; "
+        "systolic blood pressure 105 mmHg: 1 point; pulse 95/min: 1 point; alert: 0 points; temperature 38.2 °C: "
+        "1 point"
+    )
     assert assessment["mitigation"] == news2.RESPONSE["medium"]
     assert "urgent response threshold" in assessment["mitigation"]
 
@@ -126,7 +131,9 @@ def test_a_news2_set_is_assessed_live(client: FlaskClient, record_property: Call
     assert provenance["target"] == [{"reference": f"RiskAssessment/{assessment['id']}/_history/1"}]
     (agent,) = provenance["agent"]
     assert agent["who"]["reference"] == "Device/news2-1.0.0"
-    assert sorted(entity["what"]["reference"] for entity in provenance["entity"]) == sorted(basis)
+    assert sorted(entity["what"]["reference"] for entity in provenance["entity"]) == sorted(
+        ["Patient/p1/_history/1", *basis]
+    )
     assert {entity["role"] for entity in provenance["entity"]} == {"source"}
 
 
@@ -157,7 +164,9 @@ def test_published_news2_vectors_end_to_end(
 def test_every_model_has_one_device_however_many_assessments(client: FlaskClient) -> None:
     for pid in ("p1", "p2"):
         put(client, patient(pid))
-        transaction(client, news2_set(pid, MEDIUM, ago(minutes=5)) + cardiovascular_set(pid, ago(hours=2)))
+        transaction(
+            client, [infection(pid), *news2_set(pid, MEDIUM, ago(minutes=5)), *cardiovascular_set(pid, ago(hours=2))]
+        )
     for pid in ("p1", "p2"):
         for model in MODELS:
             wait_for(client, pid, model)
@@ -185,6 +194,7 @@ def test_a_corrected_input_gives_a_new_assessment_and_keeps_the_old(client: Flas
     assert (score_of(second), risk_code(second)) == (7, "high")
     assert references(second) == sorted(
         [
+            "Patient/p1/_history/1",
             *(reference for reference in basis if not reference.startswith("Observation/v-rr/")),
             "Observation/v-rr/_history/2",
         ]
@@ -194,7 +204,7 @@ def test_a_corrected_input_gives_a_new_assessment_and_keeps_the_old(client: Flas
     assert client.get(f"/fhir/RiskAssessment/{first['id']}").get_json() == stored
     vread = client.get(f"/fhir/RiskAssessment/{first['id']}/_history/1")
     assert vread.status_code == 200
-    assert references(vread.get_json()) == sorted(basis)
+    assert references(vread.get_json()) == sorted(["Patient/p1/_history/1", *basis])
     assert client.get(f"/fhir/RiskAssessment/{first['id']}/_history").get_json()["total"] == 1
 
 
@@ -207,7 +217,8 @@ def test_a_write_that_no_model_reads_adds_no_assessment(app: Flask, client: Flas
 
     write(client, "POST", "/fhir/Observation", quantity("p1", "29463-7", 81.5, "kg", ago(minutes=2)))
     settle(app)
-    assert by_model(client, "p1") == before == {"news2": 1, "qsofa": 1}
+    # qSOFA does not apply: no suspected infection is on record.
+    assert by_model(client, "p1") == before == {"news2": 1}
 
 
 def test_a_new_patient_version_that_keeps_age_sex_and_race_adds_no_assessment(app: Flask, client: FlaskClient) -> None:
@@ -266,7 +277,7 @@ def test_assessing_many_patients_records_them_in_one_go(app: Flask, client: Flas
     assert list(outcomes) == ["p2", "p1"]
     for patient_id in ("p1", "p2"):
         recorded = sorted(o.runner.model.id for o in outcomes[patient_id] if o.resource is not None)
-        assert recorded == ["news2", "qsofa"]
+        assert recorded == ["news2"]
         after = by_model(client, patient_id)
         assert after == {model: count + 1 for model, count in before[patient_id].items()}
 
@@ -292,16 +303,22 @@ def test_a_partial_set_gets_no_news2_assessment(app: Flask, client: FlaskClient)
     assert assessments(client, "p1", "news2") == []
 
 
-def test_a_value_outside_the_window_of_the_set_counts_as_missing(app: Flask, client: FlaskClient) -> None:
+def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask, client: FlaskClient) -> None:
     """observation_window (PT1H by default): a temperature two hours older than the rest of the
-    set is not part of it, so there is no NEWS2."""
+    set is not part of it; the six others are a partial set, scored as a lower bound, preliminary,
+    and the note names the temperature and when it was taken."""
     put(client, patient("p1"))
     observations = news2_set("p1", MEDIUM, ago(minutes=5))
     temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
     temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
     transaction(client, observations)
-    settle(app)
-    assert assessments(client, "p1", "news2") == []
+    (assessment,), _ = wait_for(client, "p1", "news2")
+    assert assessment["status"] == "preliminary"
+    assert (score_of(assessment), risk_code(assessment)) == (5, "moderate")
+    assert assessment["prediction"][0]["qualitativeRisk"]["text"] == "at least medium (news2)"
+    assert assessment["prediction"][0]["rationale"].startswith("NEWS2 at least 5 (at least medium) from 6 of its 7")
+    notes = [note["text"] for note in assessment["note"]]
+    assert any(note.startswith("No complete set within 1 hour of ") and "body temperature at" in note for note in notes)
 
 
 def test_the_window_is_a_setting(make_app: Callable[..., Flask]) -> None:
@@ -362,7 +379,8 @@ def expected(score: Any) -> float:
 
 def test_cardiovascular_risk_from_the_twin(client: FlaskClient) -> None:
     written = put(client, patient("p1", gender="female", birth_date=years_ago(61), race="Black or African American"))
-    basis = transaction(client, cardiovascular_set("p1", ago(hours=2), systolic_bp=142, smoking=CURRENT_SMOKER))
+    observations = cardiovascular_set("p1", ago(hours=2), systolic_bp=142, smoking=CURRENT_SMOKER)
+    basis = transaction(client, observations)
     (ascvd,), _ = wait_for(client, "p1", "pooled-cohort-ascvd")
     (chd,), _ = wait_for(client, "p1", "atp3-hard-chd")
 
@@ -373,14 +391,18 @@ def test_cardiovascular_risk_from_the_twin(client: FlaskClient) -> None:
     assert ascvd["code"]["coding"][0]["code"] == "79423-0"
     patient_version = f"Patient/p1/_history/{written['meta']['versionId']}"
     for assessment in (ascvd, chd):
-        assert assessment["status"] == "final"
+        # Treatment and diabetes are not recorded either way: assumed no, said, and preliminary.
+        assert assessment["status"] == "preliminary"
+        notes = [note["text"] for note in assessment["note"]]
+        assert any(note.startswith("No blood-pressure-lowering medicine is ordered") for note in notes)
         assert references(assessment) == sorted([patient_version, *basis])
         period = assessment["prediction"][0]["whenPeriod"]
-        assert period["start"] == assessment["occurrenceDateTime"]
+        # The prediction is about the time of its newest input, two hours before it was made.
+        assert instant(period["start"]) == max(instant(o["effectiveDateTime"]) for o in observations)
         assert instant(period["end"]) - instant(period["start"]) == TEN_YEARS
         assert score_of(assessment) == pytest.approx(100 * probability(assessment), abs=1e-3)
     assert risk_code(ascvd) in ("low", "moderate", "high")
-    assert "African American female" in ascvd["prediction"][0]["rationale"]
+    assert "Pooled Cohort Equation for African American women" in ascvd["prediction"][0]["rationale"]
 
 
 def test_treatment_and_diabetes_from_the_case(client: FlaskClient) -> None:
@@ -440,7 +462,7 @@ def test_a_stale_input_makes_the_assessment_preliminary(client: FlaskClient) -> 
     (assessment,), _ = wait_for(client, "p1", "pooled-cohort-ascvd")
     assert assessment["status"] == "preliminary"
     notes = [note["text"] for note in assessment.get("note", [])]
-    assert any(note.startswith("Total cholesterol is older than") for note in notes), notes
+    assert f"Measured more than 1 year before this assessment: total cholesterol ({ago(days=800)[:10]})." in notes
     assert probability(assessment) == pytest.approx(expected(pooled_cohort.pooled_cohort(pce(55))), abs=1e-9)
 
 
@@ -451,14 +473,21 @@ def test_qsofa_positive_without_mentation_is_preliminary(client: FlaskClient) ->
     put(client, patient("p1"))
     effective = ago(minutes=10)
     basis = transaction(
-        client, [quantity("p1", "9279-1", 30, "/min", effective), quantity("p1", "8480-6", 90, "mm[Hg]", effective)]
+        client,
+        [
+            infection("p1"),
+            quantity("p1", "9279-1", 30, "/min", effective),
+            quantity("p1", "8480-6", 90, "mm[Hg]", effective),
+        ],
     )
     (assessment,), _ = wait_for(client, "p1", "qsofa")
     assert assessment["status"] == "preliminary"
     assert (score_of(assessment), risk_code(assessment)) == (2, "high")
-    assert references(assessment) == sorted(basis)
-    assert "positive" in assessment["prediction"][0]["rationale"]
-    assert "Partial inputs: mentation not observed" in [note["text"] for note in assessment["note"]]
+    assert references(assessment) == sorted(["Patient/p1/_history/1", *basis])
+    assert "positive; mentation not observed but cannot change the result" in assessment["prediction"][0]["rationale"]
+    assert "No level of consciousness (ACVPU or GCS) is recorded with the set." in [
+        note["text"] for note in assessment["note"]
+    ]
     assert assessment["mitigation"].startswith("Investigate further for organ dysfunction")
 
 
@@ -470,6 +499,7 @@ def test_qsofa_reads_mentation_from_a_glasgow_coma_scale_total(client: FlaskClie
     basis = transaction(
         client,
         [
+            infection("p1"),
             quantity("p1", "9279-1", 30, "/min", effective),
             quantity("p1", "8480-6", 90, "mm[Hg]", effective),
             quantity("p1", "9269-2", 13, "{score}", effective),
@@ -478,13 +508,14 @@ def test_qsofa_reads_mentation_from_a_glasgow_coma_scale_total(client: FlaskClie
     (assessment,), _ = wait_for(client, "p1", "qsofa")
     assert assessment["status"] == "final"
     assert (score_of(assessment), risk_code(assessment)) == (3, "high")
-    assert references(assessment) == sorted(basis)
-    assert "gcs 13: altered mentation → 1" in assessment["prediction"][0]["rationale"]
+    assert references(assessment) == sorted(["Patient/p1/_history/1", *basis])
+    assert "GCS 13, altered mentation: 1 point" in assessment["prediction"][0]["rationale"]
 
     put(client, patient("p2"))
     transaction(
         client,
         [
+            infection("p2"),
             quantity("p2", "9279-1", 30, "/min", effective),
             quantity("p2", "8480-6", 90, "mm[Hg]", effective),
             quantity("p2", "9269-2", 13, "{score}", ago(hours=5)),
@@ -493,19 +524,28 @@ def test_qsofa_reads_mentation_from_a_glasgow_coma_scale_total(client: FlaskClie
     (assessment,), _ = wait_for(client, "p2", "qsofa")
     assert assessment["status"] == "preliminary"
     notes = [note["text"] for note in assessment["note"]]
-    assert any(note.startswith("gcs (") and note.endswith("is outside the PT1H window of the set") for note in notes)
+    assert "No level of consciousness (ACVPU or GCS) is recorded with the set." in notes
 
 
-def test_news2_scale_2_for_hypercapnic_respiratory_failure(client: FlaskClient) -> None:
-    """NEWS2 SpO2 scale 2 when hypercapnic respiratory failure (ICD-10-CM J96.02) is active."""
+def test_news2_scale_2_only_with_a_prescribed_target(client: FlaskClient) -> None:
+    """A hypercapnic respiratory failure on record alone does not switch SpO2 to Scale 2 (the RCP
+    reserves it for a prescribed target of 88-92 %): Scale 1 with a note suggesting a review. The
+    target, as a Goal, does."""
     put(client, patient("p1"))
     put(client, condition("p1", ICD10CM, "J96.02", "Acute respiratory failure with hypercapnia", res_id="c1"))
-    transaction(client, news2_set("p1", MEDIUM._replace(spo2=90), ago(minutes=5)))
-    (assessment,), _ = wait_for(client, "p1", "news2")
-    # Scale 2 on air: SpO2 90 is in 88-92 → 0 (scale 1 would give 3).
-    assert "SpO2 90 (scale 2)→0" in assessment["prediction"][0]["rationale"]
-    assert score_of(assessment) == 5
-    assert "Condition/c1/_history/1" in references(assessment)
+    transaction(client, news2_set("p1", MEDIUM._replace(spo2=90), ago(minutes=5), ids="s1"))
+    (first,), _ = wait_for(client, "p1", "news2")
+    assert "SpO2 90 % (scale 1): 3 points" in first["prediction"][0]["rationale"]
+    assert score_of(first) == 8
+    assert any("A clinician should review whether Scale 2 applies" in note["text"] for note in first["note"])
+
+    put(client, spo2_target("p1", res_id="g1"))
+    found, _ = wait_for(client, "p1", "news2", count=2)
+    (second,) = [assessment for assessment in found if assessment["id"] != first["id"]]
+    # Scale 2 on air: SpO2 90 is in 88-92 → 0.
+    assert "SpO2 90 % (scale 2): 0 points" in second["prediction"][0]["rationale"]
+    assert score_of(second) == 5
+    assert "Goal/g1/_history/1" in references(second)
 
 
 # --- data-driven cases (fixtures/doctor) ---------------------------------------------------
@@ -812,7 +852,11 @@ def test_two_processes_assess_a_write_exactly_once(make_app: Callable[..., Flask
         put(client, patient(pid))
     transaction(
         client,
-        [o for pid in patients for o in news2_set(pid, MEDIUM, ago(minutes=5)) + cardiovascular_set(pid, ago(hours=2))],
+        [
+            o
+            for pid in patients
+            for o in [infection(pid), *news2_set(pid, MEDIUM, ago(minutes=5)), *cardiovascular_set(pid, ago(hours=2))]
+        ],
     )
     for pid in patients:
         wait_for(client, pid, "news2")
