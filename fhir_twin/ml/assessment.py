@@ -104,7 +104,9 @@ def risk_assessment(
     if score.probability is not None:
         prediction["probabilityDecimal"] = round(score.probability, 6)
     if score.band is not None:
-        code = QUALITATIVE.get(score.band, "moderate")
+        if score.band not in QUALITATIVE:
+            raise ValueError(f"{model.id} gave the band {score.band!r}, which has no risk-probability code")
+        code = QUALITATIVE[score.band]
         prediction["qualitativeRisk"] = {
             "coding": [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}],
             "text": f"{score.band} ({model.id})",

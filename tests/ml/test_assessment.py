@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from fhir_twin.ml import assessment
+from fhir_twin.ml.learned import forecast, incidence
 from fhir_twin.ml.runners import rule_based
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
 from fhir_twin.ml.scores.model import Score
@@ -245,6 +246,27 @@ def test_every_band_a_model_gives_has_a_risk_probability_code(basis: tuple[str, 
     score = dataclasses.replace(SCORES["pooled-cohort-ascvd"], band=band)
     (coding,) = build(score, basis)["prediction"][0]["qualitativeRisk"]["coding"]
     assert coding == {"system": RISK_PROBABILITY, "code": code, "display": assessment.RISK_DISPLAY[code]}
+
+
+@pytest.mark.parametrize("band", ["unknown", "very-high", "Medium", ""])
+def test_a_band_without_a_code_is_an_error_never_a_guess(basis: tuple[str, ...], band: str) -> None:
+    score = dataclasses.replace(SCORES["news2"], band=band)
+    with pytest.raises(ValueError, match="no risk-probability code"):
+        build(score, basis)
+
+
+@pytest.mark.parametrize(
+    ("model", "bands"),
+    [
+        ("news2", set(news2.RESPONSE)),
+        ("qsofa", set(qsofa.MITIGATION)),
+        ("pooled-cohort-ascvd", set(pooled_cohort.MITIGATION)),
+        ("hr-forecast", {name for _, name in forecast.BANDS} | {"high"}),
+        ("incident-diabetes", {name for _, name in incidence.BANDS} | {"high"}),
+    ],
+)
+def test_every_band_a_model_names_is_mapped(model: str, bands: set[str]) -> None:
+    assert bands <= set(assessment.QUALITATIVE), model
 
 
 def test_no_band_no_probability_no_value(basis: tuple[str, ...]) -> None:
