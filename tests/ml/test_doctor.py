@@ -233,7 +233,7 @@ def test_a_deceased_patient_is_not_assessed(app: Flask, client: FlaskClient) -> 
     settle(app)
     assert assessments(client, "p1") == []
 
-    response = client.get("/fhir/Patient/p1/$predict")
+    response = client.post("/fhir/Patient/p1/$predict")
     assert response.status_code == 200
     results = {
         part["valueCode"]
@@ -591,7 +591,7 @@ def test_doctor_off_queues_nothing_and_runs_no_worker(make_app: Callable[..., Fl
     assert queued(app) == []
     assert assessments(client, "p1") == []
     # $predict still works: the models run on request.
-    response = client.get("/fhir/Patient/p1/$predict?model=news2")
+    response = client.post("/fhir/Patient/p1/$predict?model=news2")
     assert response.status_code == 200
     assert len(assessments(client, "p1", "news2")) == 1
 
