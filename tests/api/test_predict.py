@@ -1,10 +1,11 @@
 """``Patient/{id}/$predict``: run the models now and record each prediction as a new
 RiskAssessment (POST only: GET is refused and computes nothing); what a client gets for
-insufficient data and bad requests; and finding the assessments again by search (subject,
-patient, method, date, risk, probability)."""
+insufficient data and bad requests; the model card a learned model's Device names; and finding
+the assessments again by search (subject, patient, method, date, risk, probability)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
 from tests.ml.doctor_data import (
     MEDIUM,
@@ -36,6 +38,7 @@ from tests.ml.doctor_data import (
     transaction,
     years_ago,
 )
+from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, registry
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -222,7 +225,7 @@ def test_get_is_refused_and_computes_nothing(quiet: FlaskClient) -> None:
     assert quiet.get("/fhir/_history").get_json()["total"] == history
     # POST records.
     assert predictions(quiet.post("/fhir/Patient/p1/$predict?model=news2"))["news2"]["result"] == ["scored"]
-    assert written_by_the_doctor(quiet) == {"RiskAssessment": 1, "Provenance": 1, "Device": 1, "DocumentReference": 0}
+    assert written_by_the_doctor(quiet) == {"RiskAssessment": 1, "Provenance": 1, "Device": 1, "DocumentReference": 1}
 
 
 def test_get_in_a_batch_is_refused_and_stores_nothing(quiet: FlaskClient) -> None:
@@ -258,6 +261,31 @@ def test_post_in_a_batch_records(client: FlaskClient, p1: str) -> None:
     (entry,) = client.post("/fhir", json=bundle).get_json()["entry"]
     assert entry["response"]["status"].startswith("200")
     assert by_model(client, p1)["news2"] == 2
+
+
+# --- the model card of a learned model ------------------------------------------------------
+
+
+def test_a_learned_models_card_is_its_registered_versions(make_app: Callable[..., Flask]) -> None:
+    app = make_app(doctor=False)
+    client = app.test_client()
+    registered = registry(app).register(incidence_result())
+    put(client, patient("adult"))
+    transaction(client, diabetes_inputs("adult", ago(minutes=10)))
+    assert predict(client, "adult", "incident-diabetes")["result"] == ["scored"]
+
+    device = client.get("/fhir/Device/incident-diabetes-1.0.0").get_json()
+    kinds = [extension for extension in device["extension"] if extension["url"].endswith(".AIKind")]
+    assert [extension["valueCodeableConcept"]["coding"][0]["code"] for extension in kinds] == [
+        "Machine-Learning-Models"
+    ]
+    card = client.get(f"/fhir/{device['url']}")
+    assert card.status_code == 200, card.get_json()
+    (content,) = card.get_json()["content"]
+    assert base64.b64decode(content["attachment"]["data"]).decode() == registered.card
+    assert registered.card.startswith(f"# Model card: {incidence.MODEL.id} 1.0.0")
+    provenance = client.get(f"/fhir/Provenance?agent=Device/{device['id']}").get_json()["entry"]
+    assert {entity["what"]["reference"] for entity in provenance[0]["resource"]["entity"]} >= {device["url"]}
 
 
 # --- errors ---------------------------------------------------------------------------------
