@@ -38,6 +38,14 @@ SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
 OperationRow = tuple[str, str]  # name, definition URL
 # Written by the server only: the audit trail.
 READ_ONLY_TYPES = ("AuditEvent",)
+# What a client of a type must know beyond the interactions listed.
+RESOURCE_DOCUMENTATION = {
+    "OperationDefinition": (
+        "Besides the stored ones, the definition of each operation this server defines (an operation.definition "
+        "urn:fhir-twin:OperationDefinition/{id}) is read at OperationDefinition/{id}: built from the operation "
+        "itself, it is not stored, cannot be written, and is not found by search."
+    ),
+}
 
 
 def capability_statement(
@@ -46,8 +54,8 @@ def capability_statement(
     search_parameters: Mapping[str, list[SearchParameterRow]],
     operations: Mapping[str, list[OperationRow]],
 ) -> dict[str, Any]:
-    """``operations`` by resource type; the key ``""`` holds the system-level ones."""
-    """The server's CapabilityStatement for requests answered at ``base``."""
+    """The server's CapabilityStatement for requests answered at ``base``; ``operations`` by
+    resource type, the key ``""`` holding the system-level ones."""
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -81,9 +89,11 @@ def _operations(rows: list[OperationRow]) -> list[dict[str, str]]:
 def _resource(
     resource_type: str, search_parameters: list[SearchParameterRow], operations: list[OperationRow]
 ) -> dict[str, Any]:
+    documentation = RESOURCE_DOCUMENTATION.get(resource_type)
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        **({"documentation": documentation} if documentation else {}),
         "interaction": [
             {"code": code}
             for code in TYPE_INTERACTIONS

@@ -10,6 +10,9 @@
 | Type/id                      | read          |        | update           | patch           | delete             |
 | Type/id/_history             | history       |        |                  |                 |                    |
 | Type/id/_history/vid         | vread         |        |                  |                 |                    |
+
+``OperationDefinition/{id}`` of an operation the server defines itself is read only: its
+definition is built from the operation (``operations.definition``), not stored.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fhir_twin.interactions.interaction import Interaction, classify
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation
 from fhir_twin.interactions.operations.catalog import OPERATIONS
+from fhir_twin.interactions.operations.definition import operation_definition, served
 from fhir_twin.interactions.search import compartment_condition, search
 from fhir_twin.search.parameters import parameters_for
 from fhir_twin.security.context import current
@@ -205,6 +209,11 @@ class Interactions:
         res_id = rest[0]
         if not is_valid_id(res_id):
             raise Invalid(f"{res_id!r} is not a valid resource id: ids are 1-64 of A-Z a-z 0-9 - .")
+        own = served(self.operations.values()).get(res_id) if resource_type == "OperationDefinition" else None
+        if len(rest) == 1 and own is not None:
+            definition = operation_definition(own)
+            handlers = {"GET": lambda r: Response(200, {}, definition), "HEAD": lambda r: Response(200, {}, definition)}
+            return self._dispatch(method, request, handlers, f"the server's own OperationDefinition/{res_id}")
         if len(rest) == 1:
             handlers = {
                 "GET": lambda r: instance.read(r, resource_type, res_id),
@@ -248,7 +257,9 @@ class Interactions:
             raise NotFound(f"The operation ${name} is not supported on {res_type}")
         if method not in operation.methods:
             allowed = ", ".join(sorted(operation.methods))
-            raise MethodNotAllowed(f"${name} takes {allowed}", headers={"Allow": allowed})
+            why = " because it changes what the server stores (affectsState)" if operation.affects_state else ""
+            message = f"${name} cannot be invoked with {method}{why}; use {allowed}"
+            raise MethodNotAllowed(message, headers={"Allow": allowed})
         return operation.handler(self.context, request, res_type, res_id)
 
     @staticmethod

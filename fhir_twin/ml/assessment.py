@@ -3,12 +3,14 @@
 R4 riskassessment.html: ``basis`` holds the version-specific references of the inputs used,
 ``method`` the model id with ``Coding.version``, ``performer`` a Device per model version, and
 ``probabilityDecimal`` a 0..1 fraction as in every official example. The AI Transparency on FHIR
-IG's conventions mark it as AI-asserted: the ``AIAST`` security label, an AI Device, and a
-Provenance with the Device as agent and the inputs as source entities.
+IG's conventions mark it as AI-asserted: the ``AIAST`` security label, an AI Device pointing at
+its model card (an AI-ModelCard DocumentReference), and an AI Provenance with the Device as
+agent, the inputs as source entities and the model card as the derivation entity.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +27,24 @@ ASSESSMENT_IDENTIFIER = "urn:fhir-twin:assessment"
 SCORE_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-score"
 FORECAST_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-forecast"
 UCUM = "http://unitsofmeasure.org"
+# AI Transparency on FHIR (http://hl7.org/fhir/uv/aitransparency), an R4 IG: its profiles,
+# extensions and code systems (input/fsh/AIDevice.fsh, AIProvenance.fsh).
+AI_TRANSPARENCY = "http://hl7.org/fhir/uv/aitransparency"
+AI_DEVICE_PROFILE = f"{AI_TRANSPARENCY}/StructureDefinition/AI-Device"
+AI_MODEL_CARD_PROFILE = f"{AI_TRANSPARENCY}/StructureDefinition/AI-ModelCard"
+AI_PROVENANCE_PROFILE = f"{AI_TRANSPARENCY}/StructureDefinition/AI-Provenance"
+AI_KIND_EXTENSION = f"{AI_TRANSPARENCY}/StructureDefinition/aitransparency.AIKind"
+MODEL_CARD_EXTENSION = f"{AI_TRANSPARENCY}/StructureDefinition/aitransparency.modelCardDescription"
+AI_DEVICE_TYPE = f"{AI_TRANSPARENCY}/CodeSystem/AIdeviceTypeCS"
+AI_INPUTS = f"{AI_TRANSPARENCY}/CodeSystem/AIinputsCS"
+ARTIFICIAL_INTELLIGENCE = {"system": AI_DEVICE_TYPE, "code": "Artificial-Intelligence"}
+AI_KINDS = {
+    "rule-based": {"system": AI_DEVICE_TYPE, "code": "Rule-Based-Systems", "display": "Rule-Based Systems"},
+    "learned": {"system": AI_DEVICE_TYPE, "code": "Machine-Learning-Models", "display": "Machine Learning Models"},
+}
+# R4 Device.owner is Reference(Organization), and ref-1 lets a display stand alone: the server
+# keeps no Organization of its own that clients could edit or delete under the Devices.
+OWNER = {"display": "fhir-twin"}
 
 # A model's own band → the risk-probability code; the band itself stays in the concept's text.
 QUALITATIVE = {
@@ -62,20 +82,63 @@ def device_id(model: ModelInfo) -> str:
     return f"{model.id}-{model.version}"[:64]
 
 
-def device(model: ModelInfo) -> dict[str, Any]:
-    """The Device that stands for one model version (AI Transparency IG, AI Device)."""
-    kind = "Rule-Based-Systems" if model.kind == "rule-based" else "Machine-Learning-Models"
+def card_id(model: ModelInfo) -> str:
+    """The id of a model version's model card DocumentReference: ``news2-1.0.0-card``."""
+    return f"{device_id(model)[:59]}-card"
+
+
+def device(model: ModelInfo, base: str = "") -> dict[str, Any]:
+    """The Device that stands for one model version (AI Transparency IG, AI-Device): typed
+    Artificial Intelligence, its kind in ``aiKind``, and its model card named by the
+    ``modelCardDescription`` extension and, as an address, by ``url`` (absolute under ``base``)."""
+    kind = AI_KINDS[model.kind]
+    card = f"DocumentReference/{card_id(model)}"
     return {
         "resourceType": "Device",
         "id": device_id(model),
+        "meta": {"profile": [AI_DEVICE_PROFILE]},
+        "extension": [
+            {"url": AI_KIND_EXTENSION, "valueCodeableConcept": {"coding": [kind]}},
+            {"url": MODEL_CARD_EXTENSION, "valueReference": {"reference": card}},
+        ],
         "identifier": [{"system": MODEL_SYSTEM, "value": device_id(model)}],
         "status": "active",
         "manufacturer": "fhir-twin",
         "deviceName": [{"name": f"fhir-twin {model.id}", "type": "model-name"}],
         "modelNumber": model.id,
-        "type": {"text": f"Artificial Intelligence: {kind}"},
+        "type": {"coding": [ARTIFICIAL_INTELLIGENCE], "text": f"Artificial Intelligence: {kind['display']}"},
         "version": [{"value": model.version}],
+        "owner": OWNER,
+        "url": f"{base}/{card}" if base else card,
         "note": [{"text": f"{model.outcome}. Intended use: {model.intended_use} Reference: {model.reference}"}],
+    }
+
+
+def model_card(model: ModelInfo, card: str, written: datetime) -> dict[str, Any]:
+    """The model card of one model version as an AI-ModelCard DocumentReference (AI Transparency
+    IG): the Markdown ``card`` attached as base64 ``data``, about the model's Device."""
+    return {
+        "resourceType": "DocumentReference",
+        "id": card_id(model),
+        "meta": {"profile": [AI_MODEL_CARD_PROFILE]},
+        "status": "current",
+        "type": {"coding": [{"system": AI_INPUTS, "code": "AIModelCard", "display": "AI Model-Card"}]},
+        "category": [
+            {"coding": [{"system": AI_INPUTS, "code": "AIModelCardMarkdownFormat", "display": "Markdown Format"}]}
+        ],
+        "subject": {"reference": f"Device/{device_id(model)}", "display": f"{model.id} {model.version}"},
+        "date": format_instant(written),
+        "description": f"Model card of {model.id} {model.version}: {model.outcome}",
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/markdown",
+                    "language": "en",
+                    "data": base64.b64encode(card.encode()).decode("ascii"),
+                    "title": f"Model card: {model.id} {model.version}",
+                }
+            }
+        ],
     }
 
 
@@ -109,7 +172,9 @@ def risk_assessment(
     if score.probability is not None:
         prediction["probabilityDecimal"] = round(score.probability, 6)
     if score.band is not None:
-        code = qualitative(score.band)
+        if score.band not in QUALITATIVE:
+            raise ValueError(f"{model.id} gave the band {score.band!r}, which has no risk-probability code")
+        code = QUALITATIVE[score.band]
         bound = "at least " if score.bound else ""
         prediction["qualitativeRisk"] = {
             "coding": [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}],
@@ -160,14 +225,6 @@ def risk_assessment(
     return resource
 
 
-def qualitative(band: str) -> str:
-    """The risk-probability code of a model's band; a band no model declared is a programming error,
-    never a guess."""
-    if band not in QUALITATIVE:
-        raise ValueError(f"No risk-probability code for the band {band!r}")
-    return QUALITATIVE[band]
-
-
 def _forecast(score: Score) -> dict[str, Any]:
     """The point forecast and its interval (R4 has no element for a predicted value)."""
     forecast = score.forecast
@@ -194,10 +251,12 @@ def _forecast(score: Score) -> dict[str, Any]:
 
 
 def provenance(assessment_id: str, model: ModelInfo, basis: tuple[str, ...], recorded: datetime) -> dict[str, Any]:
-    """Who made the assessment (the model's Device) from what (its inputs): AI Transparency IG AI Provenance."""
+    """Who made the assessment (the model's Device, in the AI role) from what (its inputs, as
+    sources) as its model card describes it (the derivation): AI Transparency IG AI-Provenance."""
+    card = {"role": "derivation", "what": {"reference": f"DocumentReference/{card_id(model)}"}}
     return {
         "resourceType": "Provenance",
-        "meta": {"security": [AIAST]},
+        "meta": {"profile": [AI_PROVENANCE_PROFILE], "security": [AIAST]},
         "target": [{"reference": f"RiskAssessment/{assessment_id}/_history/1"}],
         "recorded": format_instant(recorded),
         "reason": [{"coding": [AIAST]}],
@@ -214,8 +273,9 @@ def provenance(assessment_id: str, model: ModelInfo, basis: tuple[str, ...], rec
                         }
                     ]
                 },
+                "role": [{"coding": [ARTIFICIAL_INTELLIGENCE]}],
                 "who": {"reference": f"Device/{device_id(model)}", "display": f"{model.id} {model.version}"},
             }
         ],
-        "entity": [{"role": "source", "what": {"reference": reference}} for reference in basis],
+        "entity": [*({"role": "source", "what": {"reference": reference}} for reference in basis), card],
     }

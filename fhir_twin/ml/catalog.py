@@ -20,6 +20,7 @@ import pandas as pd
 from fhir_twin.errors import NotFound
 from fhir_twin.ml import dataset as datasets
 from fhir_twin.ml.assessment import Kind
+from fhir_twin.ml.card import score_card
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import forecast, incidence, progression
 from fhir_twin.ml.learned.report import TrainResult
@@ -170,6 +171,16 @@ class Catalog:
             checked = (time.monotonic(), self.registry.active_version(model_id))
             self._active[model_id] = checked
         return checked[1]
+
+    def card(self, model: ModelInfo) -> str:
+        """The Markdown model card of ``model``'s version: a score's from its ``ModelInfo``, a learned
+        model's as the registry holds it for that version."""
+        if model.kind == "rule-based":
+            return score_card(model)
+        for version in self.registry.versions(model.id):
+            if version.version == model.version:
+                return version.card
+        raise NotFound(f"{model.id} has no version {model.version}")
 
     def entries(self) -> list[ModelEntry]:
         """Every model, rule-based first, with its registered versions."""

@@ -121,7 +121,7 @@ class Doctor:
 
     def record(self, runs: dict[str, list[tuple[Runner, Run]]], only_changed: bool) -> dict[str, list[Outcome]]:
         """Write the scored runs as one transaction: RiskAssessment, Provenance, and the model's
-        Device the first time a model version is used."""
+        Device and model card the first time a model version is used."""
         occurred = now()
         outcomes: dict[str, list[Outcome]] = {}
         with self.repository.unit(write=True) as unit:
@@ -144,8 +144,8 @@ class Doctor:
                     raise RuntimeError(f"recording assessments of {', '.join(sorted(runs))} failed: {response.body}")
         return {patient_id: outcomes[patient_id] for patient_id in runs}
 
-    @staticmethod
     def _entries(
+        self,
         unit: Unit,
         patient_id: str,
         runner: Runner,
@@ -154,13 +154,18 @@ class Doctor:
         devices: set[str],
         entries: list[dict[str, Any]],
     ) -> Outcome:
-        """Add one run's RiskAssessment and Provenance (and its Device, if new) to ``entries``."""
+        """Add one run's RiskAssessment and Provenance to ``entries``, and the model version's
+        model card and Device the first time it is used (a Device stored without its card is
+        written again, to name it)."""
         model = run.score.model
         device_id = assessment.device_id(model)
-        if device_id not in devices and unit.current("Device", device_id) is None:
+        card_id = assessment.card_id(model)
+        if device_id not in devices and not self._described(unit, device_id, card_id):
             unit.lock(f"device:{device_id}")
-            if unit.current("Device", device_id) is None:
-                entries.append(_put(assessment.device(model)))
+            if not self._described(unit, device_id, card_id):
+                entries.append(_put(assessment.device(model, self.base)))
+                if unit.current("DocumentReference", card_id) is None:
+                    entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
         devices.add(device_id)
         assessment_id = str(uuid.uuid4())
         resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
@@ -169,6 +174,11 @@ class Doctor:
         entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
         store.remember(unit, patient_id, model.id, run.fingerprint(), assessment_id)
         return Outcome(runner, run, resource)
+
+    @staticmethod
+    def _described(unit: Unit, device_id: str, card_id: str) -> bool:
+        """Whether the model version's Device and its model card are both stored."""
+        return unit.current("Device", device_id) is not None and unit.current("DocumentReference", card_id) is not None
 
     def patients(self) -> list[str]:
         """Every live patient's id."""

@@ -18,13 +18,21 @@ from typing import Any
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Parameter, parameters
 from fhir_twin.ml.catalog import LEARNED
 from fhir_twin.ml.doctor import Doctor, Outcome
 from fhir_twin.ml.runners import Run, Runner
+from fhir_twin.twin.mapping import Field
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
+MODEL_PARAMETER = Parameter(
+    "model",
+    "in",
+    "code",
+    "A model to run, by its id as GET /twin/models lists it (repeatable); every model served when absent.",
+    max="*",
+)
 
 
 def predict_operation(doctor: Doctor) -> Operation:
@@ -40,10 +48,25 @@ def predict_operation(doctor: Doctor) -> Operation:
     return Operation(
         name="predict",
         levels=frozenset({"instance"}),
-        methods=frozenset({"GET", "POST"}),
+        methods=frozenset({"POST"}),
         handler=handle,
         definition=PREDICT_DEFINITION,
         types=frozenset({"Patient"}),
+        affects_state=True,
+        description="Runs the Digital Doctor's models on the patient's twin now and records each scored run as a "
+        "new RiskAssessment with its Provenance; invoked with POST only.",
+        parameters=(
+            MODEL_PARAMETER,
+            Parameter(
+                "return",
+                "out",
+                "Parameters",
+                "One `prediction` per model run, with parts `model` (code), `result` (`scored`, `insufficient-data` "
+                "or `not-applicable`), `message` (string), `missing` (code, each input not observed) and, when "
+                "scored, `riskAssessment` (the RiskAssessment recorded).",
+                min=1,
+            ),
+        ),
     )
 
 
@@ -71,7 +94,33 @@ def whatif_operation(doctor: Doctor) -> Operation:
         handler=handle,
         definition=WHATIF_DEFINITION,
         types=frozenset({"Patient"}),
+        affects_state=False,
+        description="The models' predictions for hypothetical values, beside those the patient's own record gives. "
+        "Each hypothetical value is a parameter named after the twin's Body field it replaces; R4 cannot declare "
+        "an open list of names, so every Body field of the server's mapping is declared, and one that no chosen "
+        "model reads is refused. Nothing is stored.",
+        parameters=(
+            MODEL_PARAMETER,
+            *(_hypothetical(field) for field in doctor.twins.mapping.fields.values()),
+            Parameter(
+                "return",
+                "out",
+                "Parameters",
+                "One `prediction` per model, with parts `model` (code), `current` and `simulated`: each an unstored "
+                "RiskAssessment (the simulated one `preliminary` and tagged `simulated`), or a string saying why "
+                "there is none.",
+                min=1,
+            ),
+        ),
     )
+
+
+def _hypothetical(field: Field) -> Parameter:
+    """The ``$whatif`` parameter for a Body field: a value in the field's unit, or one of its codes."""
+    if field.kind == "coded":
+        codes = ", ".join(sorted({*field.values.values(), *field.texts.values()}))
+        return Parameter(field.name, "in", "code", f"Hypothetical {field.label}: one of {codes}.")
+    return Parameter(field.name, "in", "decimal", f"Hypothetical {field.label}, in {field.unit} (UCUM).")
 
 
 def _models(doctor: Doctor, names: list[str]) -> list[str] | None:

@@ -12,7 +12,7 @@ from typing import Any
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Parameter, parameters
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.measurement import UCUM
 from fhir_twin.twin.twins import Twins, time_parameter
@@ -39,6 +39,33 @@ def twin_operation(twins: Twins) -> Operation:
         handler=handle,
         definition=DEFINITION,
         types=frozenset({"Patient"}),
+        affects_state=False,
+        description="The patient's Digital Twin as a Parameters resource: the Digital Body's fields, the "
+        "Digital Case and a data-quality summary. Nothing is stored.",
+        parameters=(
+            Parameter(
+                "at",
+                "in",
+                "dateTime",
+                "Clinical time: the twin as the record described the patient then, from what was observed up to it.",
+            ),
+            Parameter(
+                "recorded",
+                "in",
+                "dateTime",
+                "Server time: the twin as the server knew the patient at that instant, from the versions stored then.",
+            ),
+            Parameter(
+                "return",
+                "out",
+                "Parameters",
+                "`patient` (Reference), `referenceTime` (instant), one `field` per Body field (parts `name`, `label`, "
+                "`count`, `value` as a UCUM Quantity or a code, `time`, `source`, `stale`), one `case` per Case entry "
+                "(parts `kind`, `source`, `code`, `status`, `start`, `end`) and `quality` (parts `completeness`, "
+                "`used`, `converted`, `flagged`, `duplicates`, `missing`).",
+                min=1,
+            ),
+        ),
     )
 
 

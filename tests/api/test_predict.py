@@ -1,9 +1,11 @@
 """``Patient/{id}/$predict``: run the models now and record each prediction as a new
-RiskAssessment; what a client gets for insufficient data and bad requests; and finding the
-assessments again by search (subject, patient, method, date, risk, probability)."""
+RiskAssessment (POST only: GET is refused and computes nothing); what a client gets for
+insufficient data and bad requests; the model card a learned model's Device names; and finding
+the assessments again by search (subject, patient, method, date, risk, probability)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
 from tests.ml.doctor_data import (
     MEDIUM,
@@ -36,6 +39,7 @@ from tests.ml.doctor_data import (
     transaction,
     years_ago,
 )
+from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, registry
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -97,7 +101,7 @@ def test_predict_records_a_new_assessment_on_every_call(client: FlaskClient, p1:
     (live,) = assessments(client, p1, "news2")
     answered = []
     for _ in range(2):
-        response = client.get(f"/fhir/Patient/{p1}/$predict?model=news2")
+        response = client.post(f"/fhir/Patient/{p1}/$predict?model=news2")
         assert response.headers["Content-Type"] == "application/fhir+json; charset=utf-8"
         found = predictions(response)
         assert set(found) == {"news2"}
@@ -146,7 +150,7 @@ def test_predict_by_post_with_parameters(client: FlaskClient, p1: str) -> None:
 
 
 def test_predict_without_model_runs_every_model(client: FlaskClient, p1: str) -> None:
-    found = predictions(client.get(f"/fhir/Patient/{p1}/$predict"))
+    found = predictions(client.post(f"/fhir/Patient/{p1}/$predict"))
     assert set(found) == set(MODELS)
     assert {model: named["result"] for model, named in found.items()} == {model: ["scored"] for model in MODELS}
     assert by_model(client, p1) == {model: 2 for model in MODELS}
@@ -167,7 +171,7 @@ def test_insufficient_data_is_answered_and_nothing_is_stored(app: Flask, client:
     assert assessments(client, "p2", "news2") == []
     before = totals(client)
 
-    found = predictions(client.get("/fhir/Patient/p2/$predict?model=news2"))
+    found = predictions(client.post("/fhir/Patient/p2/$predict?model=news2"))
     news2 = found["news2"]
     assert news2["result"] == ["insufficient-data"]
     assert news2["missing"] == ["spo2", "supplemental_oxygen", "consciousness", "temperature"]
@@ -188,7 +192,7 @@ def test_a_model_outside_its_population_is_not_applicable(app: Flask, client: Fl
     transaction(client, cardiovascular_set("p3", ago(hours=2)))
     settle(app)
     before = totals(client)
-    found = predictions(client.get("/fhir/Patient/p3/$predict?model=pooled-cohort-ascvd"))
+    found = predictions(client.post("/fhir/Patient/p3/$predict?model=pooled-cohort-ascvd"))
     ascvd = found["pooled-cohort-ascvd"]
     assert ascvd["result"] == ["not-applicable"]
     assert "age 35 outside 40-79" in ascvd["message"][0]
@@ -196,19 +200,113 @@ def test_a_model_outside_its_population_is_not_applicable(app: Flask, client: Fl
     assert totals(client) == before
 
 
+# --- GET: $predict affects state (R4 operations.html) ---------------------------------------
+
+
+@pytest.fixture
+def quiet(make_app: Callable[..., Flask]) -> FlaskClient:
+    """p1 with the medium NEWS2 set and no live Doctor: nothing assessed unless $predict records it."""
+    client = make_app(doctor=False).test_client()
+    put(client, patient("p1"))
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=10)))
+    return client
+
+
+def written_by_the_doctor(client: FlaskClient) -> dict[str, int]:
+    return {
+        name: client.get(f"/fhir/{name}?_summary=count").get_json()["total"]
+        for name in ("RiskAssessment", "Provenance", "Device", "DocumentReference")
+    }
+
+
+def test_get_is_refused_and_computes_nothing(quiet: FlaskClient) -> None:
+    history = quiet.get("/fhir/_history").get_json()["total"]
+    response = quiet.get("/fhir/Patient/p1/$predict?model=news2")
+    issue = outcome(response, 405, "not-supported")
+    assert response.headers["Allow"] == "POST"
+    assert "use POST" in issue["diagnostics"] and "affectsState" in issue["diagnostics"]
+    head = quiet.head("/fhir/Patient/p1/$predict")
+    assert (head.status_code, head.headers["Allow"]) == (405, "POST")
+    assert written_by_the_doctor(quiet) == {"RiskAssessment": 0, "Provenance": 0, "Device": 0, "DocumentReference": 0}
+    assert quiet.get("/fhir/_history").get_json()["total"] == history
+    # POST records.
+    assert predictions(quiet.post("/fhir/Patient/p1/$predict?model=news2"))["news2"]["result"] == ["scored"]
+    assert written_by_the_doctor(quiet) == {"RiskAssessment": 1, "Provenance": 1, "Device": 1, "DocumentReference": 1}
+
+
+def test_get_in_a_batch_is_refused_and_stores_nothing(quiet: FlaskClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/p1/$predict?model=news2"}},
+            {"request": {"method": "GET", "url": "Patient/p1"}},
+        ],
+    }
+    response = quiet.post("/fhir", json=bundle)
+    assert response.status_code == 200, response.get_json()
+    refused, read = response.get_json()["entry"]
+    assert refused["response"]["status"].startswith("405")
+    (issue,) = refused["response"]["outcome"]["issue"]
+    assert "use POST" in issue["diagnostics"]
+    assert read["response"]["status"].startswith("200")
+    assert written_by_the_doctor(quiet) == {"RiskAssessment": 0, "Provenance": 0, "Device": 0, "DocumentReference": 0}
+
+
+def test_post_in_a_batch_records(client: FlaskClient, p1: str) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": {"resourceType": "Parameters", "parameter": [{"name": "model", "valueCode": "news2"}]},
+                "request": {"method": "POST", "url": f"Patient/{p1}/$predict"},
+            }
+        ],
+    }
+    (entry,) = client.post("/fhir", json=bundle).get_json()["entry"]
+    assert entry["response"]["status"].startswith("200")
+    assert by_model(client, p1)["news2"] == 2
+
+
+# --- the model card of a learned model ------------------------------------------------------
+
+
+def test_a_learned_models_card_is_its_registered_versions(make_app: Callable[..., Flask]) -> None:
+    app = make_app(doctor=False)
+    client = app.test_client()
+    registered = registry(app).register(incidence_result())
+    put(client, patient("adult"))
+    transaction(client, diabetes_inputs("adult", ago(minutes=10)))
+    assert predict(client, "adult", "incident-diabetes")["result"] == ["scored"]
+
+    device = client.get("/fhir/Device/incident-diabetes-1.0.0").get_json()
+    kinds = [extension for extension in device["extension"] if extension["url"].endswith(".AIKind")]
+    assert [extension["valueCodeableConcept"]["coding"][0]["code"] for extension in kinds] == [
+        "Machine-Learning-Models"
+    ]
+    card = client.get(f"/fhir/{device['url']}")
+    assert card.status_code == 200, card.get_json()
+    (content,) = card.get_json()["content"]
+    assert base64.b64decode(content["attachment"]["data"]).decode() == registered.card
+    assert registered.card.startswith(f"# Model card: {incidence.MODEL.id} 1.0.0")
+    provenance = client.get(f"/fhir/Provenance?agent=Device/{device['id']}").get_json()["entry"]
+    assert {entity["what"]["reference"] for entity in provenance[0]["resource"]["entity"]} >= {device["url"]}
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
 def test_an_unknown_model_is_a_400_naming_it(client: FlaskClient, p1: str) -> None:
     before = totals(client)
-    issue = outcome(client.get(f"/fhir/Patient/{p1}/$predict?model=news2&model=apache-ii"), 400)
+    issue = outcome(client.post(f"/fhir/Patient/{p1}/$predict?model=news2&model=apache-ii"), 400)
     assert "apache-ii" in issue["diagnostics"]
     assert issue["expression"] == ["model"]
     assert totals(client) == before
 
 
 def test_an_unknown_parameter_is_a_400(client: FlaskClient, p1: str) -> None:
-    issue = outcome(client.get(f"/fhir/Patient/{p1}/$predict?systolic_bp=120"), 400)
+    issue = outcome(client.post(f"/fhir/Patient/{p1}/$predict?systolic_bp=120"), 400)
     assert "systolic_bp" in issue["diagnostics"]
     assert issue["expression"] == ["systolic_bp"]
     body = {"resourceType": "Parameters", "parameter": [{"name": "horizon", "valueString": "P1Y"}]}
@@ -216,14 +314,14 @@ def test_an_unknown_parameter_is_a_400(client: FlaskClient, p1: str) -> None:
 
 
 def test_an_unknown_patient_is_a_404(client: FlaskClient) -> None:
-    issue = outcome(client.get("/fhir/Patient/nobody/$predict"), 404, "not-found")
+    issue = outcome(client.post("/fhir/Patient/nobody/$predict"), 404, "not-found")
     assert "Patient/nobody" in issue["diagnostics"]
 
 
 def test_a_deleted_patient_is_a_410(client: FlaskClient) -> None:
     put(client, patient("p4"))
     assert client.delete("/fhir/Patient/p4").status_code in (200, 204)
-    outcome(client.get("/fhir/Patient/p4/$predict"), 410, "deleted")
+    outcome(client.post("/fhir/Patient/p4/$predict"), 410, "deleted")
     outcome(client.post("/fhir/Patient/p4/$predict", json={"resourceType": "Parameters"}), 410, "deleted")
 
 
@@ -237,6 +335,24 @@ def test_the_operations_are_in_the_capability_statement(client: FlaskClient) -> 
     (risk,) = [resource for resource in rest["resource"] if resource["type"] == "RiskAssessment"]
     names = {parameter["name"] for parameter in risk["searchParam"]}
     assert {"subject", "patient", "method", "date", "risk", "probability"} <= names
+
+
+def test_the_definitions_say_what_the_operations_take(client: FlaskClient) -> None:
+    predict_definition = client.get("/fhir/OperationDefinition/Patient-predict").get_json()
+    assert (predict_definition["url"], predict_definition["affectsState"]) == (PREDICT_DEFINITION, True)
+    parameters = {(p["name"], p["use"]): p for p in predict_definition["parameter"]}
+    assert set(parameters) == {("model", "in"), ("return", "out")}
+    assert (parameters["model", "in"]["type"], parameters["model", "in"]["max"]) == ("code", "*")
+    whatif = client.get("/fhir/OperationDefinition/Patient-whatif").get_json()
+    assert (whatif["url"], whatif["affectsState"]) == (WHATIF_DEFINITION, False)
+    inputs = {p["name"]: p for p in whatif["parameter"] if p["use"] == "in"}
+    assert (inputs["model"]["type"], inputs["model"]["max"]) == ("code", "*")
+    # The hypothetical values: the twin's Body fields, each at most once.
+    assert (inputs["systolic_bp"]["type"], inputs["systolic_bp"]["max"]) == ("decimal", "1")
+    assert "mm[Hg]" in inputs["systolic_bp"]["documentation"]
+    assert inputs["smoking_status"]["type"] == "code"
+    assert "current, former, never" in inputs["smoking_status"]["documentation"]
+    assert {"oxygen_saturation", "body_temperature", "consciousness", "hba1c"} <= set(inputs)
 
 
 # --- search ---------------------------------------------------------------------------------

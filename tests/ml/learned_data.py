@@ -96,7 +96,7 @@ def heart_rates(patient_id: str, count: int, last: datetime, values: list[float]
 
 def predict(client: FlaskClient, patient_id: str, model: str) -> dict[str, list[Any]]:
     """``$predict?model=`` for one model: the parts of its one prediction by name (values or resources)."""
-    response = client.get(f"/fhir/Patient/{patient_id}/$predict?model={model}")
+    response = client.post(f"/fhir/Patient/{patient_id}/$predict?model={model}")
     assert response.status_code == 200, response.get_json()
     (prediction,) = response.get_json()["parameter"]
     return parts(prediction)

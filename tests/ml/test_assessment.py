@@ -1,8 +1,10 @@
-"""One model run as FHIR (``ml.assessment``): the RiskAssessment, its Provenance and the model's
-Device are valid R4 resources this server accepts (201), and say what the run found."""
+"""One model run as FHIR (``ml.assessment``): the RiskAssessment, its Provenance, the model's
+Device and its model card are valid R4 resources this server accepts (201), say what the run
+found, and follow the AI Transparency on FHIR IG (AI-Device, AI-ModelCard, AI-Provenance)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,10 +12,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from fhir_twin.fhir.validation import resource_issues
 from fhir_twin.ml import assessment
+from fhir_twin.ml.card import score_card
+from fhir_twin.ml.learned import forecast, incidence
 from fhir_twin.ml.runners import rule_based
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
-from fhir_twin.ml.scores.model import Score
+from fhir_twin.ml.scores.model import ModelInfo, Score
 from tests.ml.doctor_data import (
     AIAST,
     MEDIUM,
@@ -28,6 +33,9 @@ from tests.ml.doctor_data import (
 )
 
 OCCURRED = datetime(2026, 3, 2, 9, 0, 0, 123000)  # naive UTC, as fhir_twin.fhir.instant.now() gives
+AI = "http://hl7.org/fhir/uv/aitransparency"
+AI_DEVICE_TYPE = f"{AI}/CodeSystem/AIdeviceTypeCS"
+AI_INPUTS = f"{AI}/CodeSystem/AIinputsCS"
 KINDS = {runner.model.id: runner.kind for runner in rule_based(timedelta(hours=1))}
 
 NEWS2_MEDIUM = news2.News2Inputs(
@@ -97,26 +105,40 @@ def without_meta_history(resource: dict[str, Any]) -> dict[str, Any]:
     return {**resource, "meta": meta}
 
 
+def described(client: FlaskClient, model: ModelInfo) -> dict[str, Any]:
+    """Store the model version's Device and model card, as the Doctor does on first use; the Device."""
+    device = stored(client, assessment.device(model))
+    stored(client, assessment.model_card(model, score_card(model), OCCURRED))
+    return device
+
+
 @pytest.mark.parametrize("model", list(SCORES))
 def test_each_models_resources_are_valid_r4(client: FlaskClient, basis: tuple[str, ...], model: str) -> None:
     score = SCORES[model]
-    device = stored(client, assessment.device(score.model))
-    assert device["id"] == f"{model}-1.0.0"
+    card = assessment.model_card(score.model, score_card(score.model), OCCURRED)
+    device = assessment.device(score.model)
     resource = build(score, basis)
+    provenance = assessment.provenance("ra1", score.model, basis, OCCURRED)
+    for written in (device, card, resource, provenance):
+        assert resource_issues(written) == [], written["resourceType"]
+    assert stored(client, device)["id"] == f"{model}-1.0.0"
+    assert stored(client, card)["id"] == f"{model}-1.0.0-card"
     created = stored(client, resource)
     # What was sent is what is stored (fhir.resources only validated it).
     assert without_meta_history(created) == resource
     assert without_meta_history(client.get("/fhir/RiskAssessment/ra1").get_json()) == resource
-    provenance = stored(client, assessment.provenance("ra1", score.model, basis, OCCURRED))
+    provenance = stored(client, provenance)
     assert provenance["target"] == [{"reference": "RiskAssessment/ra1/_history/1"}]
     assert provenance["agent"][0]["who"]["reference"] == f"Device/{model}-1.0.0"
-    assert [entity["what"]["reference"] for entity in provenance["entity"]] == list(basis)
-    assert {entity["role"] for entity in provenance["entity"]} == {"source"}
+    sources = [entity["what"]["reference"] for entity in provenance["entity"] if entity["role"] == "source"]
+    assert sources == list(basis)
+    (derivation,) = [entity for entity in provenance["entity"] if entity["role"] != "source"]
+    assert derivation == {"role": "derivation", "what": {"reference": f"DocumentReference/{model}-1.0.0-card"}}
     assert provenance["recorded"] == "2026-03-02T09:00:00.123+00:00"
 
 
 def test_a_simulated_assessment_is_valid_and_marked(client: FlaskClient, basis: tuple[str, ...]) -> None:
-    stored(client, assessment.device(news2.MODEL))
+    described(client, news2.MODEL)
     simulated = build(SCORES["news2"], basis, assessment_id=None, simulated=True, notes=("simulated: spo2 = 90",))
     assert "id" not in simulated and "identifier" not in simulated
     assert simulated["status"] == "preliminary"
@@ -170,11 +192,6 @@ def test_a_partial_news2_says_at_least_in_its_band(client: FlaskClient, basis: t
     assert resource["prediction"][0]["extension"] == [{"url": SCORE_EXTENSION, "valueDecimal": 6}]
     stored(client, assessment.device(news2.MODEL))
     stored(client, resource)
-
-
-def test_an_unknown_band_is_an_error_never_moderate(basis: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="No risk-probability code for the band 'somewhat'"):
-        build(dataclasses.replace(SCORES["news2"], band="somewhat"), basis)
 
 
 def test_notes_and_stale_inputs(basis: tuple[str, ...]) -> None:
@@ -250,7 +267,7 @@ def test_probability_stays_a_fraction_at_the_extremes(
     probability = resource["prediction"][0]["probabilityDecimal"]
     assert 0 <= probability <= 1
     assert probability == round(score.probability, 6)
-    stored(client, assessment.device(score.model))
+    described(client, score.model)
     stored(client, resource)
 
 
@@ -274,16 +291,105 @@ def test_every_band_a_model_gives_has_a_risk_probability_code(basis: tuple[str, 
     assert coding == {"system": RISK_PROBABILITY, "code": code, "display": assessment.RISK_DISPLAY[code]}
 
 
+@pytest.mark.parametrize("band", ["unknown", "very-high", "Medium", ""])
+def test_a_band_without_a_code_is_an_error_never_a_guess(basis: tuple[str, ...], band: str) -> None:
+    score = dataclasses.replace(SCORES["news2"], band=band)
+    with pytest.raises(ValueError, match="no risk-probability code"):
+        build(score, basis)
+
+
+@pytest.mark.parametrize(
+    ("model", "bands"),
+    [
+        ("news2", set(news2.RESPONSE)),
+        ("qsofa", set(qsofa.MITIGATION)),
+        ("pooled-cohort-ascvd", set(pooled_cohort.MITIGATION)),
+        ("hr-forecast", {name for _, name in forecast.BANDS} | {"high"}),
+        ("incident-diabetes", {name for _, name in incidence.BANDS} | {"high"}),
+    ],
+)
+def test_every_band_a_model_names_is_mapped(model: str, bands: set[str]) -> None:
+    assert bands <= set(assessment.QUALITATIVE), model
+
+
 def test_no_band_no_probability_no_value(basis: tuple[str, ...]) -> None:
     score = dataclasses.replace(SCORES["news2"], value=None, band=None, mitigation=None)
     (prediction,) = build(score, basis)["prediction"]
     assert set(prediction) == {"outcome", "rationale"}
 
 
-def test_the_device_is_the_model_version(client: FlaskClient) -> None:
-    device = assessment.device(pooled_cohort.MODEL)
-    assert device["id"] == assessment.device_id(pooled_cohort.MODEL) == "pooled-cohort-ascvd-1.0.0"
-    assert device["version"] == [{"value": "1.0.0"}]
-    assert device["type"] == {"text": "Artificial Intelligence: Rule-Based-Systems"}
-    assert pooled_cohort.MODEL.reference in device["note"][0]["text"]
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [(pooled_cohort.MODEL, "Rule-Based-Systems"), (incidence.MODEL, "Machine-Learning-Models")],
+    ids=["rule-based", "learned"],
+)
+def test_the_device_is_an_ai_device_for_the_model_version(client: FlaskClient, model: ModelInfo, kind: str) -> None:
+    device = assessment.device(model)
+    assert device["id"] == assessment.device_id(model) == f"{model.id}-{model.version}"
+    assert device["meta"] == {"profile": [f"{AI}/StructureDefinition/AI-Device"]}
+    assert device["type"]["coding"] == [{"system": AI_DEVICE_TYPE, "code": "Artificial-Intelligence"}]
+    extensions = {extension["url"]: extension for extension in device["extension"]}
+    (ai_kind,) = extensions[f"{AI}/StructureDefinition/aitransparency.AIKind"]["valueCodeableConcept"]["coding"]
+    assert (ai_kind["system"], ai_kind["code"]) == (AI_DEVICE_TYPE, kind)
+    card = f"DocumentReference/{model.id}-{model.version}-card"
+    modelcard = extensions[f"{AI}/StructureDefinition/aitransparency.modelCardDescription"]
+    assert modelcard["valueReference"] == {"reference": card}
+    assert device["url"] == card
+    assert assessment.device(model, "https://twin.example/fhir")["url"] == f"https://twin.example/fhir/{card}"
+    assert device["version"] == [{"value": model.version}]
+    assert (device["manufacturer"], device["modelNumber"]) == ("fhir-twin", model.id)
+    assert device["deviceName"] == [{"name": f"fhir-twin {model.id}", "type": "model-name"}]
+    # R4 Device.owner is Reference(Organization): a display alone, the server keeping no Organization.
+    assert device["owner"] == {"display": "fhir-twin"}
+    assert model.reference in device["note"][0]["text"]
+    assert resource_issues(device) == []
     assert stored(client, device)["meta"]["versionId"] == "1"
+
+
+def test_the_model_card_is_an_ai_model_card_document(client: FlaskClient) -> None:
+    text = score_card(news2.MODEL)
+    card = assessment.model_card(news2.MODEL, text, OCCURRED)
+    assert card["id"] == assessment.card_id(news2.MODEL) == "news2-1.0.0-card"
+    assert card["meta"] == {"profile": [f"{AI}/StructureDefinition/AI-ModelCard"]}
+    assert card["status"] == "current"
+    assert card["type"] == {"coding": [{"system": AI_INPUTS, "code": "AIModelCard", "display": "AI Model-Card"}]}
+    (category,) = card["category"]
+    assert [(coding["system"], coding["code"]) for coding in category["coding"]] == [
+        (AI_INPUTS, "AIModelCardMarkdownFormat")
+    ]
+    assert card["subject"]["reference"] == "Device/news2-1.0.0"
+    assert card["date"] == "2026-03-02T09:00:00.123+00:00"
+    (content,) = card["content"]
+    attachment = content["attachment"]
+    assert attachment["contentType"] == "text/markdown"
+    assert attachment["title"] == "Model card: news2 1.0.0"
+    assert base64.b64decode(attachment["data"]).decode() == text
+    assert resource_issues(card) == []
+    stored(client, assessment.device(news2.MODEL))
+    assert without_meta_history(stored(client, card)) == card
+
+
+def test_a_scores_model_card_says_what_its_definition_says() -> None:
+    text = score_card(news2.MODEL)
+    assert text.startswith("# Model card: news2 1.0.0\n")
+    for said in (news2.MODEL.intended_use, news2.MODEL.outcome, news2.MODEL.reference, "rule-based"):
+        assert said in text
+    assert "| respiratory_rate | 9279-1 |" in text
+    assert "| supplemental_oxygen | – |" in text
+    assert "Horizon: none stated" in text
+    assert "Horizon: this hospital stay" in score_card(qsofa.MODEL)
+
+
+def test_the_provenance_is_an_ai_provenance(basis: tuple[str, ...]) -> None:
+    provenance = assessment.provenance("ra1", news2.MODEL, basis, OCCURRED)
+    assert provenance["meta"]["profile"] == [f"{AI}/StructureDefinition/AI-Provenance"]
+    assert [f"{label['system']}|{label['code']}" for label in provenance["meta"]["security"]] == [AIAST]
+    (agent,) = provenance["agent"]
+    # AI-Provenance fixes the AI agent's role exactly: the code alone.
+    assert agent["role"] == [{"coding": [{"system": AI_DEVICE_TYPE, "code": "Artificial-Intelligence"}]}]
+    assert agent["who"] == {"reference": "Device/news2-1.0.0", "display": "news2 1.0.0"}
+    assert provenance["entity"][-1] == {
+        "role": "derivation",
+        "what": {"reference": "DocumentReference/news2-1.0.0-card"},
+    }
+    assert [f"{coding['system']}|{coding['code']}" for coding in provenance["reason"][0]["coding"]] == [AIAST]

@@ -5,6 +5,7 @@ shared by every process on the database."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -18,6 +19,7 @@ import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.ml.card import score_card
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort
 from fhir_twin.store import doctor as queue
 from fhir_twin.store.schema import doctor_queue
@@ -56,6 +58,7 @@ from tests.ml.doctor_data import (
 )
 
 TEN_YEARS = timedelta(days=3652)
+AI_DEVICE_TYPE = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS"
 
 
 def risk_code(assessment: dict[str, Any]) -> str:
@@ -126,15 +129,24 @@ def test_a_news2_set_is_assessed_live(client: FlaskClient, record_property: Call
     assert device.status_code == 200
     assert device.get_json()["version"] == [{"value": news2.MODEL.version}]
     assert device.get_json()["identifier"] == [{"system": MODEL_SYSTEM, "value": "news2-1.0.0"}]
+    assert device.get_json()["type"]["coding"] == [{"system": AI_DEVICE_TYPE, "code": "Artificial-Intelligence"}]
+    assert device.get_json()["url"] == "DocumentReference/news2-1.0.0-card"
+    card = client.get("/fhir/DocumentReference/news2-1.0.0-card")
+    assert card.status_code == 200
+    (content,) = card.get_json()["content"]
+    assert base64.b64decode(content["attachment"]["data"]).decode() == score_card(news2.MODEL)
+    assert card.get_json()["subject"]["reference"] == "Device/news2-1.0.0"
 
     provenance = provenance_of(client, assessment["id"])
     assert provenance["target"] == [{"reference": f"RiskAssessment/{assessment['id']}/_history/1"}]
     (agent,) = provenance["agent"]
     assert agent["who"]["reference"] == "Device/news2-1.0.0"
-    assert sorted(entity["what"]["reference"] for entity in provenance["entity"]) == sorted(
-        ["Patient/p1/_history/1", *basis]
-    )
-    assert {entity["role"] for entity in provenance["entity"]} == {"source"}
+    assert agent["role"] == [{"coding": [{"system": AI_DEVICE_TYPE, "code": "Artificial-Intelligence"}]}]
+    sources = [entity["what"]["reference"] for entity in provenance["entity"] if entity["role"] == "source"]
+    assert sorted(sources) == sorted(["Patient/p1/_history/1", *basis])
+    derivations = [entity["what"]["reference"] for entity in provenance["entity"] if entity["role"] == "derivation"]
+    assert derivations == ["DocumentReference/news2-1.0.0-card"]
+    assert len(provenance["entity"]) == len(basis) + 2
 
 
 @pytest.mark.parametrize(
@@ -173,6 +185,35 @@ def test_every_model_has_one_device_however_many_assessments(client: FlaskClient
     devices = client.get("/fhir/Device").get_json()["entry"]
     assert sorted(entry["resource"]["id"] for entry in devices) == sorted(f"{model}-1.0.0" for model in MODELS)
     assert all(entry["resource"]["meta"]["versionId"] == "1" for entry in devices)
+    cards = client.get("/fhir/DocumentReference").get_json()["entry"]
+    assert sorted(entry["resource"]["id"] for entry in cards) == sorted(f"{model}-1.0.0-card" for model in MODELS)
+    assert all(entry["resource"]["meta"]["versionId"] == "1" for entry in cards)
+
+
+def test_a_device_stored_without_its_model_card_gets_one(make_app: Callable[..., Flask]) -> None:
+    """A model version first used before model cards were written: its Device is written again,
+    naming the card, in the transaction that writes the card."""
+    client = make_app(doctor=False).test_client()
+    put(
+        client,
+        {
+            "resourceType": "Device",
+            "id": "news2-1.0.0",
+            "identifier": [{"system": MODEL_SYSTEM, "value": "news2-1.0.0"}],
+            "status": "active",
+            "type": {"text": "Artificial Intelligence: Rule-Based-Systems"},
+            "version": [{"value": "1.0.0"}],
+        },
+    )
+    put(client, patient("p1"))
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=5)))
+    assert client.post("/fhir/Patient/p1/$predict?model=news2").status_code == 200
+    stored = client.get("/fhir/Device/news2-1.0.0").get_json()
+    assert stored["meta"]["versionId"] == "2"
+    assert stored["url"] == "DocumentReference/news2-1.0.0-card"
+    assert client.get("/fhir/DocumentReference/news2-1.0.0-card").status_code == 200
+    assert client.post("/fhir/Patient/p1/$predict?model=news2").status_code == 200
+    assert client.get("/fhir/Device/news2-1.0.0").get_json()["meta"]["versionId"] == "2"
 
 
 # --- corrections and unrelated writes -------------------------------------------------------
@@ -244,7 +285,7 @@ def test_a_deceased_patient_is_not_assessed(app: Flask, client: FlaskClient) -> 
     settle(app)
     assert assessments(client, "p1") == []
 
-    response = client.get("/fhir/Patient/p1/$predict")
+    response = client.post("/fhir/Patient/p1/$predict")
     assert response.status_code == 200
     results = {
         part["valueCode"]
@@ -631,7 +672,7 @@ def test_doctor_off_queues_nothing_and_runs_no_worker(make_app: Callable[..., Fl
     assert queued(app) == []
     assert assessments(client, "p1") == []
     # $predict still works: the models run on request.
-    response = client.get("/fhir/Patient/p1/$predict?model=news2")
+    response = client.post("/fhir/Patient/p1/$predict?model=news2")
     assert response.status_code == 200
     assert len(assessments(client, "p1", "news2")) == 1
 

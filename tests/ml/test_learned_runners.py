@@ -201,7 +201,7 @@ def test_a_write_incident_diabetes_does_not_read_makes_no_new_assessment(make_ap
 
 def test_a_learned_model_is_not_run_before_it_is_trained(app: Flask, client: FlaskClient) -> None:
     new_adult(client, "adult")
-    response = client.get("/fhir/Patient/adult/$predict")
+    response = client.post("/fhir/Patient/adult/$predict")
     assert response.status_code == 200
     models = [parts(p)["model"][0] for p in response.get_json()["parameter"]]
     assert "incident-diabetes" not in models and "hr-forecast" not in models
@@ -210,7 +210,7 @@ def test_a_learned_model_is_not_run_before_it_is_trained(app: Flask, client: Fla
 
 def test_predicting_with_an_untrained_model_says_it_is_not_trained(app: Flask, client: FlaskClient) -> None:
     new_adult(client, "adult")
-    issue = outcome(client.get("/fhir/Patient/adult/$predict?model=hr-forecast"), 400)
+    issue = outcome(client.post("/fhir/Patient/adult/$predict?model=hr-forecast"), 400)
     assert "hr-forecast" in issue["diagnostics"]
     assert "not trained" in issue["diagnostics"], "the model is listed by /twin/models; it is untrained, not unknown"
 

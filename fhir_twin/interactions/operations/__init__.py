@@ -1,14 +1,16 @@
 """Extended operations (R4 operations.html): ``$name`` at system, type or instance level.
 
 Each operation module declares an ``Operation``; the router finds it by name and level, checks
-the method and resource type, and hands it the request. The CapabilityStatement lists them.
+the method and resource type, and hands it the request. The CapabilityStatement lists them, and
+``definition`` builds the OperationDefinition of those the server defines itself from the same
+declaration, so what a client reads is what the router does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fhir_twin.config import Config
 from fhir_twin.errors import Invalid
@@ -29,8 +31,27 @@ Handler = Callable[[Context, Request, str | None, str | None], Response]
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """One ``OperationDefinition.parameter`` (R4 operationdefinition.html): an input or an output,
+    its cardinality (``max`` "1" or "*") and its FHIR type."""
+
+    name: str
+    use: Literal["in", "out"]
+    type: str
+    documentation: str
+    min: int = 0
+    max: str = "1"
+
+
+@dataclass(frozen=True)
 class Operation:
-    """``levels`` ⊆ {system, type, instance}; ``types`` None means every resource type."""
+    """``levels`` ⊆ {system, type, instance}; ``types`` None means every resource type.
+
+    ``affects_state``, ``description`` and ``parameters`` are what its OperationDefinition says.
+    An operation that affects state is invoked with POST only (R4 operations.html: "If the
+    operation affects state, it must be invoked with a POST"), so such an operation cannot be
+    declared with GET: the router then refuses GET with 405.
+    """
 
     name: str
     levels: frozenset[str]
@@ -38,6 +59,13 @@ class Operation:
     handler: Handler
     definition: str
     types: frozenset[str] | None = None
+    affects_state: bool = False
+    description: str = ""
+    parameters: tuple[Parameter, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.affects_state and self.methods & {"GET", "HEAD"}:
+            raise ValueError(f"${self.name} affects state: it may be invoked with POST only")
 
 
 def parameters(request: Request) -> list[tuple[str, Any]]:
