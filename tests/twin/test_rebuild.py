@@ -114,7 +114,7 @@ class History:
         kind = self.random.choice(["heart_rate", "glucose", "temperature", "panel", "smoking", "unmapped"])
         if kind == "heart_rate":
             # Now and then implausible, so flagged points take part too.
-            value = self._decimal(40, 140) if self.random.random() < 0.75 else Decimal(500)
+            value = self._decimal(40, 140) if self.random.random() < 0.75 else Decimal(900)
             return {**base, "code": _code(LOINC, "8867-4"), "valueQuantity": _quantity(value, "/min")}
         if kind == "glucose":
             unit = self.random.choice(["mg/dL", "mmol/L", "g/L"])  # g/L has no conversion: flagged
