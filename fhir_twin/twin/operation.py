@@ -1,8 +1,9 @@
 """``Patient/{id}/$twin``: the twin for FHIR clients, as a ``Parameters`` resource.
 
 Parameters: ``at`` (optional dateTime) for the twin as it was. Each Body field is a ``field``
-parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source); each
-case entry a ``case`` parameter; the data-quality summary a ``quality`` parameter.
+parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source, and an
+``unverified`` part for a newer flagged reading: value, time, flag, source); each case entry a
+``case`` parameter; the data-quality summary a ``quality`` parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.measurement import UCUM
 from fhir_twin.twin.twins import Twins, time_parameter
@@ -53,19 +55,15 @@ def as_parameters(document: TwinDocument) -> dict[str, Any]:
             {"name": "label", "valueString": state.field.label},
             {"name": "count", "valueInteger": state.count},
         ]
-        latest = state.latest
-        if latest is not None:
-            if latest.value is not None:
-                unit = state.field.unit
-                quantity = {"value": latest.value, "unit": unit, "system": UCUM, "code": unit}
-                parts.append({"name": "value", "valueQuantity": quantity})
-            elif latest.category is not None:
-                parts.append({"name": "value", "valueCode": latest.category})
-            if latest.time is not None:
-                parts.append({"name": "time", "valueDateTime": format_instant(latest.time)})
-            parts.append({"name": "source", "valueReference": {"reference": latest.source}})
+        if state.latest is not None:
+            parts.extend(_reading(state.latest, state.field.unit))
         if state.stale is not None:
             parts.append({"name": "stale", "valueBoolean": state.stale})
+        unverified = state.unverified
+        if unverified is not None:
+            reading = _reading(unverified, state.field.unit)
+            reading.insert(-1, {"name": "flag", "valueCode": unverified.flag})
+            parts.append({"name": "unverified", "part": reading})
         out.append({"name": "field", "part": parts})
     for kind, items in document.case.items():
         for item in items:
@@ -99,3 +97,21 @@ def as_parameters(document: TwinDocument) -> dict[str, Any]:
     ]
     out.append({"name": "quality", "part": quality_parts})
     return {"resourceType": "Parameters", "parameter": out}
+
+
+def _reading(point: Point, unit: str | None) -> list[dict[str, Any]]:
+    """A point's value (a UCUM Quantity in the field's unit, a category code, or, when the twin
+    could not read it as either, the value and unit as sent), time and source."""
+    parts: list[dict[str, Any]] = []
+    if point.value is not None:
+        quantity = {"value": point.value, "unit": unit, "system": UCUM, "code": unit}
+        parts.append({"name": "value", "valueQuantity": quantity})
+    elif point.category is not None:
+        parts.append({"name": "value", "valueCode": point.category})
+    elif point.original_value is not None:
+        sent = " ".join(text for text in (point.original_value, point.original_unit) if text)
+        parts.append({"name": "value", "valueString": sent})
+    if point.time is not None:
+        parts.append({"name": "time", "valueDateTime": format_instant(point.time)})
+    parts.append({"name": "source", "valueReference": {"reference": point.source}})
+    return parts

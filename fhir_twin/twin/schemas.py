@@ -46,6 +46,8 @@ class FieldStateSchema(Schema):
     count = fields.Integer()
     stale = fields.Boolean(allow_none=True)
     latest = fields.Nested(PointSchema, allow_none=True)
+    # The newest reading when it is newer than ``latest`` and flagged: a reader must verify it.
+    unverified = fields.Nested(PointSchema, allow_none=True)
 
 
 class PatientSummarySchema(Schema):

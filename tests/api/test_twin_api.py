@@ -139,9 +139,11 @@ def test_document_body(app: Flask, client: FlaskClient, patient: str, recent: da
     body = client.get(f"/twin/patients/{patient}").get_json()["body"]
     assert set(body) == mapped_fields(app)
     for state in body.values():
-        assert set(state) == {"label", "kind", "unit", "staleAfter", "count", "stale", "latest"}
+        assert set(state) == {"label", "kind", "unit", "staleAfter", "count", "stale", "latest", "unverified"}
     heart = body["heart_rate"]
-    # The implausible 700/min is kept in the series but neither counted nor the latest.
+    # The implausible 700/min is kept in the series but neither counted nor the latest; older
+    # than the latest, it is not the field's unverified reading either.
+    assert heart["unverified"] is None
     assert {key: heart[key] for key in ("label", "kind", "unit", "count", "stale")} == {
         "label": "Heart rate",
         "kind": "quantity",
@@ -182,6 +184,7 @@ def test_document_body(app: Flask, client: FlaskClient, patient: str, recent: da
         "count": 0,
         "stale": None,
         "latest": None,
+        "unverified": None,
     }
 
 
@@ -226,6 +229,88 @@ def test_document_quality(app: Flask, client: FlaskClient, patient: str) -> None
         "completeness": 0.6667,
     }
     assert quality["fields"]["hba1c"]["completeness"] == 0.0
+
+
+# --- the unverified reading -----------------------------------------------------------------
+
+
+def spo2(res_id: str, effective: str, value: float, status: str = "final") -> dict[str, Any]:
+    return observation(res_id, "59408-5", effective, value=value, unit="%", status=status)
+
+
+def test_a_flagged_newest_reading_shows_as_unverified(client: FlaskClient) -> None:
+    """SpO2 97 % then 150 %: the 97 stays the latest usable value, and the 150 — newer, and
+    impossible — is shown beside it, so no reader takes the 97 for the current value unawares.
+    Correcting the 150 to 95 (an amended Observation) makes the 95 the latest and clears it."""
+    put(client, {"resourceType": "Patient", "id": "p1"})
+    put(client, spo2("spo2-a", "2024-05-01T08:00:00Z", 97))
+    put(client, spo2("spo2-b", "2024-05-01T08:40:00Z", 150))
+
+    state = client.get("/twin/patients/p1").get_json()["body"]["oxygen_saturation"]
+    assert (state["count"], state["latest"]["value"], state["latest"]["source"]) == (
+        1,
+        97.0,
+        "Observation/spo2-a/_history/1",
+    )
+    assert state["unverified"] == {
+        "time": "2024-05-01T08:40:00.000+00:00",
+        "value": 150.0,
+        "category": None,
+        "unit": "%",
+        "originalValue": "150",
+        "originalUnit": "%",
+        "converted": False,
+        "flag": "implausible",
+        "source": "Observation/spo2-b/_history/1",
+        "duplicates": 0,
+    }
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = next(p for p in named(operation, "field") if parts(p)["name"] == "oxygen_saturation")
+    assert parts(field)["value"]["value"] == 97.0
+    assert field["part"][-1] == {
+        "name": "unverified",
+        "part": [
+            {"name": "value", "valueQuantity": {"value": 150.0, "unit": "%", "system": UCUM, "code": "%"}},
+            {"name": "time", "valueDateTime": "2024-05-01T08:40:00.000+00:00"},
+            {"name": "flag", "valueCode": "implausible"},
+            {"name": "source", "valueReference": {"reference": "Observation/spo2-b/_history/1"}},
+        ],
+    }
+
+    put(client, spo2("spo2-b", "2024-05-01T08:40:00Z", 95, status="amended"))
+    state = client.get("/twin/patients/p1").get_json()["body"]["oxygen_saturation"]
+    assert (state["count"], state["latest"]["value"], state["latest"]["source"]) == (
+        2,
+        95.0,
+        "Observation/spo2-b/_history/2",
+    )
+    assert state["unverified"] is None
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = next(p for p in named(operation, "field") if parts(p)["name"] == "oxygen_saturation")
+    assert "unverified" not in parts(field)
+
+
+def test_an_unverified_reading_without_a_usable_value(client: FlaskClient) -> None:
+    """A heart rate in Hz (no conversion) and nothing usable: no latest value, and the reading
+    as sent is the unverified one; in ``$twin`` its value is the text that came."""
+    put(client, {"resourceType": "Patient", "id": "p1"})
+    put(client, observation("hz", "8867-4", "2024-05-01T08:00:00Z", value=1.2, unit="Hz"))
+    state = client.get("/twin/patients/p1").get_json()["body"]["heart_rate"]
+    assert (state["latest"], state["stale"]) == (None, None)
+    assert (state["unverified"]["value"], state["unverified"]["originalValue"], state["unverified"]["flag"]) == (
+        None,
+        "1.2",
+        "unit",
+    )
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = parts(next(p for p in named(operation, "field") if parts(p)["name"] == "heart_rate"))
+    assert "value" not in field
+    assert field["unverified"] == {
+        "value": "1.2 Hz",
+        "time": "2024-05-01T08:00:00.000+00:00",
+        "flag": "unit",
+        "source": {"reference": "Observation/hz/_history/1"},
+    }
 
 
 # --- series ---------------------------------------------------------------------------------
@@ -393,10 +478,11 @@ def test_invalid_id_is_400(client: FlaskClient, bad_id: str) -> None:
 
 
 def parts(parameter: dict[str, Any]) -> dict[str, Any]:
-    """A parameter's parts by name: the value[x] of each (lists for repeated names)."""
+    """A parameter's parts by name: the value[x] of each, or its own parts by name (lists for
+    repeated names)."""
     found: dict[str, Any] = {}
     for part in parameter["part"]:
-        (value,) = (v for k, v in part.items() if k.startswith("value"))
+        (value,) = (parts(part) if k == "part" else v for k, v in part.items() if k.startswith("value") or k == "part")
         if part["name"] in found:
             previous = found[part["name"]]
             found[part["name"]] = [*previous, value] if isinstance(previous, list) else [previous, value]
