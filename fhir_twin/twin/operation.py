@@ -1,13 +1,15 @@
 """``Patient/{id}/$twin``: the twin for FHIR clients, as a ``Parameters`` resource.
 
-Parameters: ``at`` (optional dateTime) for the twin as it was. Each Body field is a ``field``
-parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source, and an
+Parameters: ``at`` (optional dateTime) for the twin in clinical time, ``recorded`` (optional
+dateTime) for the twin as the server held it; both are echoed when given. Each Body field is a
+``field`` parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source, and an
 ``unverified`` part for a newer flagged reading: value, time, flag, source); each case entry a
 ``case`` parameter; the data-quality summary a ``quality`` parameter.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import Invalid
@@ -25,14 +27,18 @@ DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
 def twin_operation(twins: Twins) -> Operation:
     def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
         given = parameters(request)
-        unknown = [name for name, _ in given if name != "at"]
+        names = ("at", "recorded")
+        unknown = [name for name, _ in given if name not in names]
         if unknown:
-            raise Invalid.at(unknown[0], f"$twin takes only 'at', not {unknown[0]!r}")
-        at_values = [value for _, value in given]
-        if len(at_values) > 1:
-            raise Invalid.at("at", "at may be given only once")
-        at = time_parameter("at", at_values[0], end=True) if at_values else None
-        return Response(200, {}, as_parameters(twins.document(str(res_id), at)))
+            raise Invalid.at(unknown[0], f"$twin takes only 'at' and 'recorded', not {unknown[0]!r}")
+        times: dict[str, datetime | None] = {}
+        for name in names:
+            values = [value for found, value in given if found == name]
+            if len(values) > 1:
+                raise Invalid.at(name, f"{name} may be given only once")
+            times[name] = time_parameter(name, values[0], end=True) if values else None
+        document = twins.document(str(res_id), times["at"], times["recorded"])
+        return Response(200, {}, as_parameters(document))
 
     return Operation(
         name="twin",
@@ -47,6 +53,11 @@ def twin_operation(twins: Twins) -> Operation:
 def as_parameters(document: TwinDocument) -> dict[str, Any]:
     out: list[dict[str, Any]] = [
         {"name": "patient", "valueReference": {"reference": document.patient.source}},
+        *(
+            {"name": name, "valueInstant": format_instant(moment)}
+            for name, moment in (("at", document.at), ("recorded", document.recorded))
+            if moment is not None
+        ),
         {"name": "referenceTime", "valueInstant": format_instant(document.reference_time)},
     ]
     for name, state in document.body.items():
