@@ -2,9 +2,9 @@
 
 Parameters: ``at`` (optional dateTime) for the twin in clinical time, ``recorded`` (optional
 dateTime) for the twin as the server held it; both are echoed when given. Each Body field is a
-``field`` parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source, and an
-``unverified`` part for a newer flagged reading: value, time, flag, source); each case entry a
-``case`` parameter; the data-quality summary a ``quality`` parameter.
+``field`` parameter (name, label, value as a UCUM Quantity or a code, time, stale, count,
+source, and an ``unverified`` part for a newer flagged reading: value, time, flag, source);
+each case entry a ``case`` parameter; the data-quality summary a ``quality`` parameter.
 """
 
 from __future__ import annotations
