@@ -43,20 +43,23 @@ def _patient_id(patient_id: str) -> str:
 
 @blueprint.get("/twin/patients/<patient_id>")
 def twin(patient_id: str) -> Response:
-    times = _times(("at",))
-    document = _twins().document(_patient_id(patient_id), times["at"])
+    times = _times(("at", "recorded"))
+    document = _twins().document(_patient_id(patient_id), times["at"], times["recorded"])
     out = TwinSchema().dump(document)
-    # The Digital Doctor's part of the twin: each model's newest assessment as of the same time.
+    # The Digital Doctor's part of the twin: each model's newest assessment whose occurrence is
+    # before the earlier of the two times. The Doctor dates an assessment when it makes it, so
+    # before ``recorded`` that is the newest it had made by then.
+    given = [moment for moment in (times["at"], times["recorded"]) if moment is not None]
     doctor: Doctor = current_app.extensions["fhir_twin.doctor"]
-    out["assessments"] = [assessment_summary(found) for found in doctor.latest(patient_id, times["at"])]
+    out["assessments"] = [assessment_summary(found) for found in doctor.latest(patient_id, min(given, default=None))]
     return jsonify(out)
 
 
 @blueprint.get("/twin/patients/<patient_id>/series/<field>")
 def series(patient_id: str, field: str) -> Response:
-    times = _times(("from", "to", "at"))
+    times = _times(("from", "to", "at", "recorded"))
     start, end = times["from"], times["to"]
     if start is not None and end is not None and start >= end:
         raise Invalid.at("from", "from must be before to")
-    found = _twins().series(_patient_id(patient_id), field, start, end, times["at"])
+    found = _twins().series(_patient_id(patient_id), field, start, end, times["at"], times["recorded"])
     return jsonify(SeriesSchema().dump(found))

@@ -1,8 +1,9 @@
 """The twin's fact rows: written with the resource version they come from, read as of any instant.
 
 A row is valid from its source version's ``last_updated`` until the next version of that
-resource (or its delete) closes it, so "the twin now" reads open rows and "the twin at T" reads
-rows valid at T — from the same table the live write path keeps.
+resource (or its delete) closes it, so "the twin now" reads open rows and "the twin as the
+server held it at R" (``recorded``) reads rows valid at R — from the same table the live write
+path keeps. Clinical time (``at``) is another axis: what the rows say happened before T.
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ def stage_facts(
         unit.stage(twin_case, [{**source, **row} for row in entries])
 
 
-def _valid(table: Table, at: datetime | None) -> ColumnElement[bool]:
-    """Rows in force just before ``at`` (exclusive: the end of the time a client named)."""
-    if at is None:
+def _valid(table: Table, recorded: datetime | None) -> ColumnElement[bool]:
+    """Rows the server held just before ``recorded`` (exclusive: the end of the time a client
+    named); the open rows when None."""
+    if recorded is None:
         return table.c.valid_to.is_(None)
-    return and_(table.c.valid_from < at, or_(table.c.valid_to.is_(None), table.c.valid_to >= at))
+    return and_(table.c.valid_from < recorded, or_(table.c.valid_to.is_(None), table.c.valid_to >= recorded))
 
 
 def measurement_rows(
@@ -93,13 +95,18 @@ def measurement_rows(
     patient_id: str,
     *,
     at: datetime | None = None,
+    recorded: datetime | None = None,
     field: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """A patient's measurements as of ``at`` (now when None), oldest first."""
+    """A patient's measurements as the server held them at ``recorded`` (now when None), taken
+    before ``at`` (exclusive) when given, oldest first. A measurement with no time cannot be
+    placed before ``at`` and is left out then."""
     t = twin_measurement
-    conditions = [t.c.patient_id == patient_id, _valid(t, at)]
+    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
+    if at is not None:
+        conditions.append(t.c.effective < at)
     if field is not None:
         conditions.append(t.c.field == field)
     if start is not None:
@@ -111,20 +118,27 @@ def measurement_rows(
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def case_rows(connection: Connection, patient_id: str, *, at: datetime | None = None) -> list[dict[str, Any]]:
-    """A patient's case entries as of ``at`` (now when None), by kind then start."""
+def case_rows(
+    connection: Connection, patient_id: str, *, at: datetime | None = None, recorded: datetime | None = None
+) -> list[dict[str, Any]]:
+    """A patient's case entries as the server held them at ``recorded`` (now when None), by
+    kind then start; with ``at``, those that had started before it, and those with no start,
+    which the record does not place in time."""
     t = twin_case
+    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
+    if at is not None:
+        conditions.append(or_(t.c.start.is_(None), t.c.start < at))
     order = (t.c.kind, t.c.start.is_not(None), t.c.start, t.c.res_id)
-    query = select(t).where(t.c.patient_id == patient_id, _valid(t, at)).order_by(*order)
+    query = select(t).where(*conditions).order_by(*order)
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def version_at(connection: Connection, res_type: str, res_id: str, at: datetime | None) -> Version | None:
-    """The version current just before ``at`` (the newest when None); a delete included."""
+def version_at(connection: Connection, res_type: str, res_id: str, recorded: datetime | None) -> Version | None:
+    """The version current just before ``recorded`` (the newest when None); a delete included."""
     v = resource_version
     query = select(*columns(v)).where(v.c.res_type == res_type, v.c.res_id == res_id)
-    if at is not None:
-        query = query.where(v.c.last_updated < at)
+    if recorded is not None:
+        query = query.where(v.c.last_updated < recorded)
     row = connection.execute(query.order_by(v.c.version.desc()).limit(1)).first()
     return Version(*row) if row else None
 

@@ -1,4 +1,8 @@
-"""The twin document of one patient: who, Digital Body, Digital Case and data quality, as of a time."""
+"""The twin document of one patient: who, Digital Body, Digital Case and data quality, as of a time.
+
+Its reference time is when the document is judged: the clinical time ``at``, else the server
+time ``recorded``, else now. Age, death and staleness are read at it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from fhir_twin.fhir.instant import parse_range
 from fhir_twin.search.fhirpath import reference_target
 from fhir_twin.twin.body import FieldState, Point, by_field, field_states, source_of
 from fhir_twin.twin.mapping import Mapping
@@ -54,6 +59,8 @@ class TwinDocument:
     # Every point of every field, flagged ones included, oldest first: what models that read more
     # than the latest value (a mean of recent readings, the highest LDL) read.
     series: dict[str, list[Point]] = field(default_factory=dict)
+    # Server time: the twin as the server held it then (None: as it holds it now).
+    recorded: datetime | None = None
 
 
 def build(
@@ -63,6 +70,7 @@ def build(
     case_rows: list[dict[str, Any]],
     mapping: Mapping,
     at: datetime | None,
+    recorded: datetime | None,
     reference_time: datetime,
 ) -> TwinDocument:
     series = by_field(measurement_rows, mapping)
@@ -74,10 +82,13 @@ def build(
         case=_case(case_rows, series, mapping),
         quality=quality(series, mapping),
         series=series,
+        recorded=recorded,
     )
 
 
 def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> PatientSummary:
+    """Who the patient is at ``reference_time``: the age then (None before the birth), and dead
+    only if the record gives no time of death or one before then."""
     birth = patient.get("birthDate")
     age = None
     if isinstance(birth, str) and len(birth) >= 4:
@@ -87,8 +98,10 @@ def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> P
         day = int(birth[8:10]) if len(birth) >= 10 else 15 if len(birth) >= 7 else 1
         born = date(int(birth[:4]), month, day)
         today = reference_time.date()
-        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    deceased = bool(patient.get("deceasedBoolean")) or "deceasedDateTime" in patient
+        years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        age = years if years >= 0 else None
+    died = patient.get("deceasedDateTime")
+    deceased = bool(patient.get("deceasedBoolean")) or (isinstance(died, str) and _before(died, reference_time))
     return PatientSummary(
         patient["id"],
         source,
@@ -99,6 +112,14 @@ def summary(patient: dict[str, Any], source: str, reference_time: datetime) -> P
         _race(patient),
         race_codes=_race_codes(patient),
     )
+
+
+def _before(value: str, reference_time: datetime) -> bool:
+    """Whether a dateTime began before ``reference_time``; one that cannot be read counts."""
+    try:
+        return parse_range(value)[0] < reference_time
+    except ValueError:
+        return True
 
 
 def _race(patient: dict[str, Any]) -> str | None:

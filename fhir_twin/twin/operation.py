@@ -1,18 +1,22 @@
 """``Patient/{id}/$twin``: the twin for FHIR clients, as a ``Parameters`` resource.
 
-Parameters: ``at`` (optional dateTime) for the twin as it was. Each Body field is a ``field``
-parameter (name, label, value as a UCUM Quantity or a code, time, stale, count, source); each
-case entry a ``case`` parameter; the data-quality summary a ``quality`` parameter.
+Parameters: ``at`` (optional dateTime) for the twin in clinical time, ``recorded`` (optional
+dateTime) for the twin as the server held it; both are echoed when given. Each Body field is a
+``field`` parameter (name, label, value as a UCUM Quantity or a code, time, stale, count,
+source, and an ``unverified`` part for a newer flagged reading: value, time, flag, source);
+each case entry a ``case`` parameter; the data-quality summary a ``quality`` parameter.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Parameter, parameters
+from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.measurement import UCUM
 from fhir_twin.twin.twins import Twins, time_parameter
@@ -23,14 +27,18 @@ DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
 def twin_operation(twins: Twins) -> Operation:
     def handle(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
         given = parameters(request)
-        unknown = [name for name, _ in given if name != "at"]
+        names = ("at", "recorded")
+        unknown = [name for name, _ in given if name not in names]
         if unknown:
-            raise Invalid.at(unknown[0], f"$twin takes only 'at', not {unknown[0]!r}")
-        at_values = [value for _, value in given]
-        if len(at_values) > 1:
-            raise Invalid.at("at", "at may be given only once")
-        at = time_parameter("at", at_values[0], end=True) if at_values else None
-        return Response(200, {}, as_parameters(twins.document(str(res_id), at)))
+            raise Invalid.at(unknown[0], f"$twin takes only 'at' and 'recorded', not {unknown[0]!r}")
+        times: dict[str, datetime | None] = {}
+        for name in names:
+            values = [value for found, value in given if found == name]
+            if len(values) > 1:
+                raise Invalid.at(name, f"{name} may be given only once")
+            times[name] = time_parameter(name, values[0], end=True) if values else None
+        document = twins.document(str(res_id), times["at"], times["recorded"])
+        return Response(200, {}, as_parameters(document))
 
     return Operation(
         name="twin",
@@ -59,8 +67,10 @@ def twin_operation(twins: Twins) -> Operation:
                 "return",
                 "out",
                 "Parameters",
-                "`patient` (Reference), `referenceTime` (instant), one `field` per Body field (parts `name`, `label`, "
-                "`count`, `value` as a UCUM Quantity or a code, `time`, `source`, `stale`), one `case` per Case entry "
+                "`patient` (Reference), `referenceTime` (instant), `at` and `recorded` (instant, when given), one "
+                "`field` per Body field (parts `name`, `label`, `count`, `value` as a UCUM Quantity or a code, `time`, "
+                "`source`, `stale`, and `unverified` for a newer flagged reading: `value`, `time`, `flag`, `source`), "
+                "one `case` per Case entry "
                 "(parts `kind`, `source`, `code`, `status`, `start`, `end`) and `quality` (parts `completeness`, "
                 "`used`, `converted`, `flagged`, `duplicates`, `missing`).",
                 min=1,
@@ -72,6 +82,11 @@ def twin_operation(twins: Twins) -> Operation:
 def as_parameters(document: TwinDocument) -> dict[str, Any]:
     out: list[dict[str, Any]] = [
         {"name": "patient", "valueReference": {"reference": document.patient.source}},
+        *(
+            {"name": name, "valueInstant": format_instant(moment)}
+            for name, moment in (("at", document.at), ("recorded", document.recorded))
+            if moment is not None
+        ),
         {"name": "referenceTime", "valueInstant": format_instant(document.reference_time)},
     ]
     for name, state in document.body.items():
@@ -80,19 +95,15 @@ def as_parameters(document: TwinDocument) -> dict[str, Any]:
             {"name": "label", "valueString": state.field.label},
             {"name": "count", "valueInteger": state.count},
         ]
-        latest = state.latest
-        if latest is not None:
-            if latest.value is not None:
-                unit = state.field.unit
-                quantity = {"value": latest.value, "unit": unit, "system": UCUM, "code": unit}
-                parts.append({"name": "value", "valueQuantity": quantity})
-            elif latest.category is not None:
-                parts.append({"name": "value", "valueCode": latest.category})
-            if latest.time is not None:
-                parts.append({"name": "time", "valueDateTime": format_instant(latest.time)})
-            parts.append({"name": "source", "valueReference": {"reference": latest.source}})
+        if state.latest is not None:
+            parts.extend(_reading(state.latest, state.field.unit))
         if state.stale is not None:
             parts.append({"name": "stale", "valueBoolean": state.stale})
+        unverified = state.unverified
+        if unverified is not None:
+            reading = _reading(unverified, state.field.unit)
+            reading.insert(-1, {"name": "flag", "valueCode": unverified.flag})
+            parts.append({"name": "unverified", "part": reading})
         out.append({"name": "field", "part": parts})
     for kind, items in document.case.items():
         for item in items:
@@ -126,3 +137,21 @@ def as_parameters(document: TwinDocument) -> dict[str, Any]:
     ]
     out.append({"name": "quality", "part": quality_parts})
     return {"resourceType": "Parameters", "parameter": out}
+
+
+def _reading(point: Point, unit: str | None) -> list[dict[str, Any]]:
+    """A point's value (a UCUM Quantity in the field's unit, a category code, or, when the twin
+    could not read it as either, the value and unit as sent), time and source."""
+    parts: list[dict[str, Any]] = []
+    if point.value is not None:
+        quantity = {"value": point.value, "unit": unit, "system": UCUM, "code": unit}
+        parts.append({"name": "value", "valueQuantity": quantity})
+    elif point.category is not None:
+        parts.append({"name": "value", "valueCode": point.category})
+    elif point.original_value is not None:
+        sent = " ".join(text for text in (point.original_value, point.original_unit) if text)
+        parts.append({"name": "value", "valueString": sent})
+    if point.time is not None:
+        parts.append({"name": "time", "valueDateTime": format_instant(point.time)})
+    parts.append({"name": "source", "valueReference": {"reference": point.source}})
+    return parts

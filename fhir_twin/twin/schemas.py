@@ -46,6 +46,8 @@ class FieldStateSchema(Schema):
     count = fields.Integer()
     stale = fields.Boolean(allow_none=True)
     latest = fields.Nested(PointSchema, allow_none=True)
+    # The newest reading when it is newer than ``latest`` and flagged: a reader must verify it.
+    unverified = fields.Nested(PointSchema, allow_none=True)
 
 
 class PatientSummarySchema(Schema):
@@ -93,6 +95,7 @@ class QualitySchema(Schema):
 class TwinSchema(Schema):
     patient = fields.Nested(PatientSummarySchema)
     at = Instant()
+    recorded = Instant()
     reference_time = Instant(data_key="referenceTime")
     body = fields.Dict(keys=fields.String(), values=fields.Nested(FieldStateSchema))
     case = fields.Dict(keys=fields.String(), values=fields.List(fields.Nested(CaseItemSchema)))
@@ -108,4 +111,5 @@ class SeriesSchema(Schema):
     start = Instant(data_key="from")
     end = Instant(data_key="to")
     at = Instant()
+    recorded = Instant()
     points = fields.List(fields.Nested(PointSchema))

@@ -1,4 +1,10 @@
-"""``Twins``: the twin of a patient now or at a past time, its series, and rebuilding from history."""
+"""``Twins``: the twin of a patient now or at a past time, its series, and rebuilding from history.
+
+Two times, which may be combined (README "The twin API"): ``at`` is clinical time — the body
+and case as the data effective before it describe them, from the record as the server knows it
+— and ``recorded`` is server time — the twin as the server held it then. A record migrated
+today shows its 2019 readings at ``at=2020-01-01`` and nothing at ``recorded=2020-01-01``.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class Series:
     end: datetime | None
     at: datetime | None
     points: list[Point]
+    recorded: datetime | None = None
 
 
 class Twins:
@@ -51,33 +58,47 @@ class Twins:
         self.mapping = mapping
         self.base_url = base_url
 
-    def document(self, patient_id: str, at: datetime | None = None) -> TwinDocument:
-        """The patient's twin as it is, or as it was just before ``at``."""
+    def document(self, patient_id: str, at: datetime | None = None, recorded: datetime | None = None) -> TwinDocument:
+        """The patient's twin: now, in clinical time just before ``at``, as the server held it
+        just before ``recorded``, or both. Staleness and age are judged at ``at``, else at
+        ``recorded``, else now."""
         with self.repository.unit() as unit:
-            patient = self._patient(unit, patient_id, at)
-            measurements = store.measurement_rows(unit.connection, patient_id, at=at)
-            entries = store.case_rows(unit.connection, patient_id, at=at)
+            patient = self._patient(unit, patient_id, recorded)
+            measurements = store.measurement_rows(unit.connection, patient_id, at=at, recorded=recorded)
+            entries = store.case_rows(unit.connection, patient_id, at=at, recorded=recorded)
         body = json.loads(patient.body or "{}")
         source = f"Patient/{patient_id}/_history/{patient.version}"
-        return build(body, source, measurements, entries, self.mapping, at, at or now())
+        reference = at or recorded or now()
+        return build(body, source, measurements, entries, self.mapping, at, recorded, reference)
 
     def series(
-        self, patient_id: str, name: str, start: datetime | None, end: datetime | None, at: datetime | None
+        self,
+        patient_id: str,
+        name: str,
+        start: datetime | None,
+        end: datetime | None,
+        at: datetime | None,
+        recorded: datetime | None = None,
     ) -> Series:
-        """One field's points in ``[start, end)``, duplicates folded."""
+        """One field's points in ``[start, end)`` and before ``at``, as the server held them
+        just before ``recorded``; duplicates folded."""
         twin_field = self.mapping.fields.get(name)
         if twin_field is None:
             known = ", ".join(sorted(self.mapping.fields))
             raise NotFound(f"The twin has no field {name!r}; fields: {known}")
         with self.repository.unit() as unit:
-            self._patient(unit, patient_id, at)
-            rows = store.measurement_rows(unit.connection, patient_id, at=at, field=name, start=start, end=end)
-        return Series(patient_id, twin_field, start, end, at, points(rows, twin_field))
+            self._patient(unit, patient_id, recorded)
+            rows = store.measurement_rows(
+                unit.connection, patient_id, at=at, recorded=recorded, field=name, start=start, end=end
+            )
+        return Series(patient_id, twin_field, start, end, at, points(rows, twin_field), recorded)
 
     @staticmethod
-    def _patient(unit: Unit, patient_id: str, at: datetime | None) -> Version:
-        version = store.version_at(unit.connection, "Patient", patient_id, at)
-        when = " at that time" if at is not None else ""
+    def _patient(unit: Unit, patient_id: str, recorded: datetime | None) -> Version:
+        """The Patient version current at ``recorded`` (now when None): clinical time does not
+        change who the patient is, only what the record says happened by then."""
+        version = store.version_at(unit.connection, "Patient", patient_id, recorded)
+        when = " at that time" if recorded is not None else ""
         if version is None:
             raise NotFound(f"Patient/{patient_id} is not known{when}")
         if version.deleted:
@@ -144,8 +165,8 @@ class Twins:
 
 
 def time_parameter(name: str, value: str, *, end: bool) -> datetime:
-    """A ``from``/``to``/``at`` value: the start of the time it names, or its end for ``to``
-    and ``at`` (``at=2024-05-01`` is the twin as that day ended)."""
+    """A ``from``/``to``/``at``/``recorded`` value: the start of the time it names, or its end
+    for the others (``at=2024-05-01`` is the twin as that day ended)."""
     try:
         low, high = parse_range(value)
     except ValueError:

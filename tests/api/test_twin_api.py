@@ -118,8 +118,8 @@ def test_document_shape(app: Flask, client: FlaskClient, patient: str, recent: d
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.headers["X-Request-ID"]
     twin = response.get_json()
-    assert set(twin) == {"patient", "at", "referenceTime", "body", "case", "quality", "assessments"}
-    assert twin["at"] is None
+    assert set(twin) == {"patient", "at", "recorded", "referenceTime", "body", "case", "quality", "assessments"}
+    assert (twin["at"], twin["recorded"]) == (None, None)
     reference = datetime.fromisoformat(twin["referenceTime"])
     assert abs(reference - datetime.now(UTC)) < timedelta(minutes=1)
     today = reference.date()
@@ -139,9 +139,11 @@ def test_document_body(app: Flask, client: FlaskClient, patient: str, recent: da
     body = client.get(f"/twin/patients/{patient}").get_json()["body"]
     assert set(body) == mapped_fields(app)
     for state in body.values():
-        assert set(state) == {"label", "kind", "unit", "staleAfter", "count", "stale", "latest"}
+        assert set(state) == {"label", "kind", "unit", "staleAfter", "count", "stale", "latest", "unverified"}
     heart = body["heart_rate"]
-    # The implausible 700/min is kept in the series but neither counted nor the latest.
+    # The implausible 700/min is kept in the series but neither counted nor the latest; older
+    # than the latest, it is not the field's unverified reading either.
+    assert heart["unverified"] is None
     assert {key: heart[key] for key in ("label", "kind", "unit", "count", "stale")} == {
         "label": "Heart rate",
         "kind": "quantity",
@@ -182,6 +184,7 @@ def test_document_body(app: Flask, client: FlaskClient, patient: str, recent: da
         "count": 0,
         "stale": None,
         "latest": None,
+        "unverified": None,
     }
 
 
@@ -228,6 +231,88 @@ def test_document_quality(app: Flask, client: FlaskClient, patient: str) -> None
     assert quality["fields"]["hba1c"]["completeness"] == 0.0
 
 
+# --- the unverified reading -----------------------------------------------------------------
+
+
+def spo2(res_id: str, effective: str, value: float, status: str = "final") -> dict[str, Any]:
+    return observation(res_id, "59408-5", effective, value=value, unit="%", status=status)
+
+
+def test_a_flagged_newest_reading_shows_as_unverified(client: FlaskClient) -> None:
+    """SpO2 97 % then 150 %: the 97 stays the latest usable value, and the 150 — newer, and
+    impossible — is shown beside it, so no reader takes the 97 for the current value unawares.
+    Correcting the 150 to 95 (an amended Observation) makes the 95 the latest and clears it."""
+    put(client, {"resourceType": "Patient", "id": "p1"})
+    put(client, spo2("spo2-a", "2024-05-01T08:00:00Z", 97))
+    put(client, spo2("spo2-b", "2024-05-01T08:40:00Z", 150))
+
+    state = client.get("/twin/patients/p1").get_json()["body"]["oxygen_saturation"]
+    assert (state["count"], state["latest"]["value"], state["latest"]["source"]) == (
+        1,
+        97.0,
+        "Observation/spo2-a/_history/1",
+    )
+    assert state["unverified"] == {
+        "time": "2024-05-01T08:40:00.000+00:00",
+        "value": 150.0,
+        "category": None,
+        "unit": "%",
+        "originalValue": "150",
+        "originalUnit": "%",
+        "converted": False,
+        "flag": "implausible",
+        "source": "Observation/spo2-b/_history/1",
+        "duplicates": 0,
+    }
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = next(p for p in named(operation, "field") if parts(p)["name"] == "oxygen_saturation")
+    assert parts(field)["value"]["value"] == 97.0
+    assert field["part"][-1] == {
+        "name": "unverified",
+        "part": [
+            {"name": "value", "valueQuantity": {"value": 150.0, "unit": "%", "system": UCUM, "code": "%"}},
+            {"name": "time", "valueDateTime": "2024-05-01T08:40:00.000+00:00"},
+            {"name": "flag", "valueCode": "implausible"},
+            {"name": "source", "valueReference": {"reference": "Observation/spo2-b/_history/1"}},
+        ],
+    }
+
+    put(client, spo2("spo2-b", "2024-05-01T08:40:00Z", 95, status="amended"))
+    state = client.get("/twin/patients/p1").get_json()["body"]["oxygen_saturation"]
+    assert (state["count"], state["latest"]["value"], state["latest"]["source"]) == (
+        2,
+        95.0,
+        "Observation/spo2-b/_history/2",
+    )
+    assert state["unverified"] is None
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = next(p for p in named(operation, "field") if parts(p)["name"] == "oxygen_saturation")
+    assert "unverified" not in parts(field)
+
+
+def test_an_unverified_reading_without_a_usable_value(client: FlaskClient) -> None:
+    """A heart rate in Hz (no conversion) and nothing usable: no latest value, and the reading
+    as sent is the unverified one; in ``$twin`` its value is the text that came."""
+    put(client, {"resourceType": "Patient", "id": "p1"})
+    put(client, observation("hz", "8867-4", "2024-05-01T08:00:00Z", value=1.2, unit="Hz"))
+    state = client.get("/twin/patients/p1").get_json()["body"]["heart_rate"]
+    assert (state["latest"], state["stale"]) == (None, None)
+    assert (state["unverified"]["value"], state["unverified"]["originalValue"], state["unverified"]["flag"]) == (
+        None,
+        "1.2",
+        "unit",
+    )
+    operation = client.get("/fhir/Patient/p1/$twin").get_json()
+    field = parts(next(p for p in named(operation, "field") if parts(p)["name"] == "heart_rate"))
+    assert "value" not in field
+    assert field["unverified"] == {
+        "value": "1.2 Hz",
+        "time": "2024-05-01T08:00:00.000+00:00",
+        "flag": "unit",
+        "source": {"reference": "Observation/hz/_history/1"},
+    }
+
+
 # --- series ---------------------------------------------------------------------------------
 
 
@@ -253,6 +338,11 @@ def three_months(client: FlaskClient) -> str:
         ({"to": "2024-03-10T07:59:59Z"}, [61, 62], None, "2024-03-10T08:00:00.000+00:00"),
         ({"from": "2024-03-10T10:00:00+02:00", "to": "2024-03-10T10:00:00+02:00"}, [63], None, None),
         ({"from": "2024-01-01", "to": "2024-12-31", "at": "2999"}, [61, 62, 63], None, None),
+        # ``at`` is clinical time: the points taken by the end of the time it names.
+        ({"at": "2024-02-10"}, [61, 62], None, None),
+        ({"at": "2024-03-10T07:59:59Z"}, [61, 62], None, None),
+        ({"from": "2024-02", "at": "2024-02"}, [62], "2024-02-01T00:00:00.000+00:00", None),
+        ({"recorded": "2999"}, [61, 62, 63], None, None),
     ],
 )
 def test_series_time_filters(
@@ -279,7 +369,7 @@ def test_series_time_filters(
     if end is not None:
         assert series["to"] == end
     if not params:
-        assert (series["from"], series["to"], series["at"]) == (None, None, None)
+        assert (series["from"], series["to"], series["at"], series["recorded"]) == (None, None, None, None)
 
 
 def test_series_point_shape(client: FlaskClient, three_months: str) -> None:
@@ -307,21 +397,180 @@ def test_an_empty_series(client: FlaskClient, three_months: str) -> None:
 # --- time travel and missing patients -------------------------------------------------------
 
 
-def test_at_before_the_patient_existed_is_404(client: FlaskClient, three_months: str) -> None:
-    issue = outcome(client.get(f"/twin/patients/{three_months}?at=2020-01-01"), 404, "not-found")
+def test_recorded_before_the_patient_existed_is_404(client: FlaskClient, three_months: str) -> None:
+    issue = outcome(client.get(f"/twin/patients/{three_months}?recorded=2020-01-01"), 404, "not-found")
     assert "at that time" in issue["diagnostics"]
-    outcome(client.get(f"/twin/patients/{three_months}/series/heart_rate?at=2020"), 404, "not-found")
-    outcome(client.get(f"/fhir/Patient/{three_months}/$twin?at=2020"), 404, "not-found")
+    outcome(client.get(f"/twin/patients/{three_months}/series/heart_rate?recorded=2020"), 404, "not-found")
+    outcome(client.get(f"/fhir/Patient/{three_months}/$twin?recorded=2020"), 404, "not-found")
 
 
-def test_at_shows_the_twin_as_it_was(client: FlaskClient, three_months: str) -> None:
+def test_recorded_shows_the_twin_as_the_server_held_it(client: FlaskClient, three_months: str) -> None:
     before = put(client, observation("hr3", "8867-4", "2024-03-10T08:00:00Z", value=99))["meta"]["lastUpdated"]
     moment = (datetime.fromisoformat(before) - timedelta(milliseconds=1)).isoformat(timespec="milliseconds")
-    past = client.get(f"/twin/patients/{three_months}", query_string={"at": moment}).get_json()
-    assert past["at"] == past["referenceTime"] == before
+    past = client.get(f"/twin/patients/{three_months}", query_string={"recorded": moment}).get_json()
+    assert past["recorded"] == past["referenceTime"] == before
+    assert past["at"] is None
     assert past["body"]["heart_rate"]["latest"]["value"] == 63.0
     now = client.get(f"/twin/patients/{three_months}").get_json()
     assert now["body"]["heart_rate"]["latest"]["value"] == 99.0
+
+
+@pytest.fixture
+def migrated(make_app: Any) -> tuple[FlaskClient, str, str]:
+    """A record migrated today: everything is written now, but it happened in 2019 and 2021.
+    The client (without the live Doctor, so the RiskAssessments are the two written here), the
+    instant before the load and the instant after it."""
+    client = make_app(doctor=False).test_client()
+    loading = datetime.now(UTC).isoformat(timespec="milliseconds")
+    time.sleep(0.005)
+    put(client, {"resourceType": "Patient", "id": "p1", "birthDate": "1960-06-15"})
+    put(client, observation("hr-2019", "8867-4", "2019-03-01T08:00:00Z", value=70))
+    put(client, observation("hr-2021", "8867-4", "2021-03-01T08:00:00Z", value=90))
+    put(client, observation("spo2-2021", "59408-5", "2021-03-01T08:00:00Z", value=150, unit="%"))
+
+    def problem(res_id: str, code: str, **timing: Any) -> dict[str, Any]:
+        status = "resolved" if "abatementDateTime" in timing else "active"
+        return {
+            "resourceType": "Condition",
+            "id": res_id,
+            "clinicalStatus": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]
+            },
+            "code": {"coding": [{"system": SNOMED, "code": code}]},
+            "subject": {"reference": "Patient/p1"},
+            **timing,
+        }
+
+    put(client, problem("asthma", "195967001", onsetDateTime="2018-02-01", abatementDateTime="2020-06-30"))
+    put(client, problem("diabetes", "44054006", onsetDateTime="2019-05-01"))
+    put(client, problem("hypertension", "38341003", onsetDateTime="2021-01-10"))
+    put(client, problem("undated", "271737000"))
+    for res_id, occurrence in (("ra-2019", "2019-06-01T09:00:00Z"), ("ra-2021", "2021-06-01T09:00:00Z")):
+        assessment = {
+            "resourceType": "RiskAssessment",
+            "id": res_id,
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "occurrenceDateTime": occurrence,
+            "method": {"coding": [{"system": "urn:test", "code": "news2", "version": "1"}]},
+            "prediction": [{"outcome": {"text": "deterioration"}}],
+        }
+        put(client, assessment)
+    time.sleep(0.005)
+    loaded = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return client, loading, loaded
+
+
+def test_at_is_clinical_time(migrated: tuple[FlaskClient, str, str]) -> None:
+    """``at=2020-01-01`` of a record loaded today shows 2019: its readings, the patient's age
+    then, staleness judged then, the problems that had begun by then — the asthma with the end
+    and status the record gives it now, and the undated entry, which the record does not place —
+    and the Doctor's assessment of that time."""
+    client, _, _ = migrated
+    twin = client.get("/twin/patients/p1?at=2020-01-01").get_json()
+    assert (twin["at"], twin["recorded"], twin["referenceTime"]) == (
+        "2020-01-02T00:00:00.000+00:00",
+        None,
+        "2020-01-02T00:00:00.000+00:00",
+    )
+    assert twin["patient"]["age"] == 59
+    heart = twin["body"]["heart_rate"]
+    assert (heart["count"], heart["latest"]["value"], heart["stale"], heart["unverified"]) == (1, 70.0, True, None)
+    assert twin["body"]["oxygen_saturation"]["unverified"] is None
+    assert twin["quality"]["fields"]["oxygen_saturation"]["total"] == 0
+    conditions = {item["source"]: (item["status"], item["start"], item["end"]) for item in twin["case"]["conditions"]}
+    assert conditions == {
+        "Condition/asthma/_history/1": ("resolved", "2018-02-01T00:00:00.000+00:00", "2020-07-01T00:00:00.000+00:00"),
+        "Condition/diabetes/_history/1": ("active", "2019-05-01T00:00:00.000+00:00", None),
+        "Condition/undated/_history/1": ("active", None, None),
+    }
+    assert [(a["reference"], a["occurrence"]) for a in twin["assessments"]] == [
+        ("RiskAssessment/ra-2019", "2019-06-01T09:00:00Z")
+    ]
+
+    now = client.get("/twin/patients/p1").get_json()
+    assert now["patient"]["age"] > 59
+    assert (now["body"]["heart_rate"]["count"], now["body"]["heart_rate"]["latest"]["value"]) == (2, 90.0)
+    assert now["body"]["oxygen_saturation"]["unverified"]["value"] == 150.0
+    assert len(now["case"]["conditions"]) == 4
+    assert [(a["reference"], a["occurrence"]) for a in now["assessments"]] == [
+        ("RiskAssessment/ra-2021", "2021-06-01T09:00:00Z")
+    ]
+
+
+def test_recorded_before_a_migration_shows_nothing(migrated: tuple[FlaskClient, str, str]) -> None:
+    client, loading, loaded = migrated
+    outcome(client.get("/twin/patients/p1", query_string={"recorded": loading}), 404, "not-found")
+    outcome(client.get("/twin/patients/p1/series/heart_rate", query_string={"recorded": loading}), 404, "not-found")
+    outcome(client.get("/fhir/Patient/p1/$twin", query_string={"recorded": loading}), 404, "not-found")
+    # Clinical time as known once the load was done: the same as clinical time alone.
+    both = client.get("/twin/patients/p1", query_string={"at": "2020-01-01", "recorded": loaded}).get_json()
+    assert (both["at"], both["recorded"], both["referenceTime"]) == (
+        "2020-01-02T00:00:00.000+00:00",
+        (datetime.fromisoformat(loaded) + timedelta(milliseconds=1)).isoformat(timespec="milliseconds"),
+        "2020-01-02T00:00:00.000+00:00",
+    )
+    alone = client.get("/twin/patients/p1", query_string={"at": "2020-01-01"}).get_json()
+    assert {key: both[key] for key in ("patient", "body", "case", "quality", "assessments")} == {
+        key: alone[key] for key in ("patient", "body", "case", "quality", "assessments")
+    }
+
+
+def test_at_and_recorded_combine(client: FlaskClient) -> None:
+    """Clinical time as the server knew it: with ``recorded`` between the two writes, a 2021
+    reading written second is not yet known, whatever ``at`` says."""
+    put(client, {"resourceType": "Patient", "id": "p1"})
+    put(client, observation("hr-2019", "8867-4", "2019-03-01T08:00:00Z", value=70))
+    time.sleep(0.005)
+    between = datetime.now(UTC).isoformat(timespec="milliseconds")
+    time.sleep(0.005)
+    put(client, observation("hr-2021", "8867-4", "2021-03-01T08:00:00Z", value=90))
+
+    def values(**times: str) -> list[float]:
+        response = client.get("/twin/patients/p1/series/heart_rate", query_string=times)
+        assert response.status_code == 200, response.get_json()
+        return [point["value"] for point in response.get_json()["points"]]
+
+    assert values(at="2022") == [70.0, 90.0]
+    assert values(recorded=between) == [70.0]
+    assert values(at="2022", recorded=between) == [70.0]
+    assert values(at="2020", recorded=between) == [70.0]
+    assert values(at="2018", recorded=between) == []
+
+
+def test_twin_operation_with_at_and_recorded(migrated: tuple[FlaskClient, str, str]) -> None:
+    client, _, loaded = migrated
+    for response in (
+        client.get("/fhir/Patient/p1/$twin", query_string={"at": "2020-01-01", "recorded": loaded}),
+        client.post(
+            "/fhir/Patient/p1/$twin",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "at", "valueDate": "2020-01-01"}, {"name": "recorded", "valueInstant": loaded}],
+            },
+        ),
+    ):
+        assert response.status_code == 200, response.get_json()
+        result = response.get_json()
+        (at,) = named(result, "at")
+        (recorded,) = named(result, "recorded")
+        (reference,) = named(result, "referenceTime")
+        assert at["valueInstant"] == reference["valueInstant"] == "2020-01-02T00:00:00.000+00:00"
+        assert recorded["valueInstant"] > loaded
+        heart = next(parts(p) for p in named(result, "field") if parts(p)["name"] == "heart_rate")
+        assert (heart["value"]["value"], heart["stale"]) == (70.0, True)
+        kinds = sorted(parts(p)["source"]["reference"] for p in named(result, "case"))
+        assert kinds == ["Condition/asthma/_history/1", "Condition/diabetes/_history/1", "Condition/undated/_history/1"]
+    plain = client.get("/fhir/Patient/p1/$twin").get_json()
+    assert named(plain, "at") == named(plain, "recorded") == []
+
+
+def test_at_before_birth_has_no_age(migrated: tuple[FlaskClient, str, str]) -> None:
+    client, _, _ = migrated
+    twin = client.get("/twin/patients/p1?at=1950").get_json()
+    assert twin["patient"]["age"] is None
+    assert twin["body"]["heart_rate"]["latest"] is None
+    assert [item["source"] for item in twin["case"]["conditions"]] == ["Condition/undated/_history/1"]
 
 
 def test_unknown_patient_is_404(client: FlaskClient) -> None:
@@ -336,7 +585,7 @@ def test_deleted_patient_is_410(client: FlaskClient) -> None:
     time.sleep(0.005)
     assert client.delete("/fhir/Patient/gone").status_code in (200, 204)
     # Before the delete it was there.
-    before = client.get("/twin/patients/gone", query_string={"at": created})
+    before = client.get("/twin/patients/gone", query_string={"recorded": created})
     assert before.status_code == 200
     assert before.get_json()["patient"]["source"] == "Patient/gone/_history/1"
     outcome(client.get("/twin/patients/gone"), 410, "deleted")
@@ -357,6 +606,9 @@ def test_deleted_patient_is_410(client: FlaskClient) -> None:
         ("/series/heart_rate", "at=", "at"),
         ("/series/heart_rate", "from=2024&from=2025", "from"),
         ("", "at=2024&at=2025", "at"),
+        ("", "recorded=tomorrow", "recorded"),
+        ("", "recorded=2024&recorded=2025", "recorded"),
+        ("/series/heart_rate", "recorded=2024-02-30", "recorded"),
         ("", "from=2024", "from"),
         ("", "_format=json", "_format"),
         ("/series/heart_rate", "_count=5", "_count"),
@@ -393,10 +645,11 @@ def test_invalid_id_is_400(client: FlaskClient, bad_id: str) -> None:
 
 
 def parts(parameter: dict[str, Any]) -> dict[str, Any]:
-    """A parameter's parts by name: the value[x] of each (lists for repeated names)."""
+    """A parameter's parts by name: the value[x] of each, or its own parts by name (lists for
+    repeated names)."""
     found: dict[str, Any] = {}
     for part in parameter["part"]:
-        (value,) = (v for k, v in part.items() if k.startswith("value"))
+        (value,) = (parts(part) if k == "part" else v for k, v in part.items() if k.startswith("value") or k == "part")
         if part["name"] in found:
             previous = found[part["name"]]
             found[part["name"]] = [*previous, value] if isinstance(previous, list) else [previous, value]
@@ -455,7 +708,7 @@ def test_twin_operation_by_get(app: Flask, client: FlaskClient, patient: str, re
     assert quality["completeness"] == pytest.approx(3 / len(mapped_fields(app)), abs=1e-4)
 
 
-def test_twin_operation_by_post_with_at(client: FlaskClient) -> None:
+def test_twin_operation_by_post_with_recorded(client: FlaskClient) -> None:
     put(client, {"resourceType": "Patient", "id": "p1"})
     first = put(client, observation("hr", "8867-4", "2024-03-01T08:00:00Z", value=70))["meta"]["lastUpdated"]
     time.sleep(0.005)
@@ -468,8 +721,8 @@ def test_twin_operation_by_post_with_at(client: FlaskClient) -> None:
         field = next(parts(p) for p in named(response.get_json(), "field") if parts(p)["name"] == "heart_rate")
         return field["value"]["value"], field["source"]["reference"]
 
-    at = {"resourceType": "Parameters", "parameter": [{"name": "at", "valueDateTime": first}]}
-    assert heart_rate(at) == (70.0, "Observation/hr/_history/1")
+    recorded = {"resourceType": "Parameters", "parameter": [{"name": "recorded", "valueDateTime": first}]}
+    assert heart_rate(recorded) == (70.0, "Observation/hr/_history/1")
     assert heart_rate({"resourceType": "Parameters"}) == (80.0, "Observation/hr/_history/2")
     assert heart_rate({"resourceType": "Parameters", "parameter": []}) == (80.0, "Observation/hr/_history/2")
 
@@ -479,6 +732,8 @@ def test_twin_operation_by_post_with_at(client: FlaskClient) -> None:
     [
         ([{"name": "at", "valueDateTime": "soon"}], "at"),
         ([{"name": "at", "valueDateTime": "2024"}, {"name": "at", "valueDateTime": "2025"}], "at"),
+        ([{"name": "recorded", "valueDateTime": "2024-13"}], "recorded"),
+        ([{"name": "at", "valueDate": "2024"}, {"name": "recorded", "valueDateTime": "later"}], "recorded"),
         ([{"name": "field", "valueCode": "heart_rate"}], "field"),
     ],
 )

@@ -74,7 +74,8 @@ def test_the_shipped_mappings_say_what_their_comments_say() -> None:
     """Spot checks of parsed values against the YAML: exact ratios, offsets, durations, answers."""
     fields = load_mappings(MAPPINGS).fields
     temperature = fields["body_temperature"]
-    assert (temperature.unit, temperature.plausible) == ("Cel", (Fraction(25), Fraction(45)))
+    assert (temperature.unit, temperature.plausible) == ("Cel", (Fraction(10), Fraction(47)))
+    assert fields["body_weight"].plausible == (Fraction(1, 10), Fraction(650))
     assert temperature.conversions == {"[degF]": Conversion("[degF]", Fraction(5, 9), Fraction(-32))}
     assert temperature.conversions["[degF]"].apply(Fraction("98.6")) == 37
     assert fields["hba1c"].conversions["mmol/mol"].apply(Fraction(48)) == Fraction(48) / Fraction("10.929") + Fraction(

@@ -213,25 +213,61 @@ MEASUREMENTS = [
         [m("body_temperature", "8310-5", None, ("37", "degC"), flag="unit")],
         id="not-the-ucum-code",
     ),
-    # Plausibility (inclusive bounds) and statuses.
+    # Plausibility (inclusive bounds): what no living human shows, or a unit or entry error.
     pytest.param(
-        obs("8867-4", valueQuantity=qty(20, "/min")), [m("heart_rate", "8867-4", 20, ("20", "/min"))], id="low-bound"
+        obs("8867-4", valueQuantity=qty(0, "/min")), [m("heart_rate", "8867-4", 0, ("0", "/min"))], id="asystole"
     ),
     pytest.param(
-        obs("8867-4", valueQuantity=qty(300, "/min")),
-        [m("heart_rate", "8867-4", 300, ("300", "/min"))],
-        id="high-bound",
+        obs("8867-4", valueQuantity=qty(600, "/min")),
+        [m("heart_rate", "8867-4", 600, ("600", "/min"))],
+        id="fastest-rate-on-record",
     ),
     pytest.param(
-        obs("8867-4", valueQuantity=qty(Decimal("19.9"), "/min")),
-        [m("heart_rate", "8867-4", 19.9, ("19.9", "/min"), flag="implausible")],
+        obs("8867-4", valueQuantity=qty(-1, "/min")),
+        [m("heart_rate", "8867-4", -1, ("-1", "/min"), flag="implausible")],
         id="below-range",
     ),
     pytest.param(
-        obs("8867-4", valueQuantity=qty(400, "/min")),
-        [m("heart_rate", "8867-4", 400, ("400", "/min"), flag="implausible")],
+        obs("8867-4", valueQuantity=qty(Decimal("600.1"), "/min")),
+        [m("heart_rate", "8867-4", 600.1, ("600.1", "/min"), flag="implausible")],
         id="above-range",
     ),
+    # A dying patient's readings are data.
+    pytest.param(
+        obs("59408-5", valueQuantity=qty(45, "%")),
+        [m("oxygen_saturation", "59408-5", 45, ("45", "%"))],
+        id="dying-spo2-45",
+    ),
+    pytest.param(
+        obs("8480-6", valueQuantity=qty(40, "mm[Hg]")),
+        [m("systolic_bp", "8480-6", 40, ("40", "mm[Hg]"))],
+        id="dying-systolic-40",
+    ),
+    pytest.param(
+        obs("8867-4", valueQuantity=qty(15, "/min")), [m("heart_rate", "8867-4", 15, ("15", "/min"))], id="dying-hr-15"
+    ),
+    pytest.param(
+        obs("8310-5", valueQuantity=qty(24, "Cel")),
+        [m("body_temperature", "8310-5", 24, ("24", "Cel"))],
+        id="dying-temperature-24",
+    ),
+    # Entry and unit errors are still flagged.
+    pytest.param(
+        obs("59408-5", valueQuantity=qty(150, "%")),
+        [m("oxygen_saturation", "59408-5", 150, ("150", "%"), flag="implausible")],
+        id="spo2-150",
+    ),
+    pytest.param(
+        obs("8310-5", valueQuantity=qty(Decimal("98.6"), "Cel")),
+        [m("body_temperature", "8310-5", 98.6, ("98.6", "Cel"), flag="implausible")],
+        id="fahrenheit-sent-as-celsius",
+    ),
+    pytest.param(
+        obs("8867-4", valueQuantity=qty(900, "/min")),
+        [m("heart_rate", "8867-4", 900, ("900", "/min"), flag="implausible")],
+        id="hr-900",
+    ),
+    # Statuses.
     pytest.param(
         obs("8867-4", status="preliminary", valueQuantity=qty(72, "/min")),
         [m("heart_rate", "8867-4", 72, ("72", "/min"), flag="status")],
@@ -243,8 +279,8 @@ MEASUREMENTS = [
         id="amended-is-accepted",
     ),
     pytest.param(
-        obs("8867-4", status="registered", effectiveDateTime=None, valueQuantity=qty(400, "/min")),
-        [m("heart_rate", "8867-4", 400, ("400", "/min"), effective=None, flag="implausible")],
+        obs("8867-4", status="registered", effectiveDateTime=None, valueQuantity=qty(900, "/min")),
+        [m("heart_rate", "8867-4", 900, ("900", "/min"), effective=None, flag="implausible")],
         id="value-flags-come-first",
     ),
     pytest.param(

@@ -70,6 +70,19 @@ def test_a_new_field_from_a_mapping_file(make_app: Any, mappings_dir: Path) -> N
             "source": "Observation/pain-7/_history/1",
             "duplicates": 0,
         },
+        # The later 15 is outside the file's 0-10: the field's unverified reading.
+        "unverified": {
+            "time": "2023-04-01T12:00:00.000+00:00",
+            "value": 15.0,
+            "category": None,
+            "unit": "{score}",
+            "originalValue": "15",
+            "originalUnit": "{score}",
+            "converted": False,
+            "flag": "implausible",
+            "source": "Observation/pain-15/_history/1",
+            "duplicates": 0,
+        },
     }
     assert len(twin["body"]) == 23
     quality = twin["quality"]

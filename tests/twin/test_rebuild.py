@@ -1,6 +1,7 @@
 """Rebuilding the twin from history gives exactly the facts live sync kept, past states included,
 so ``fhir-twin twin rebuild`` can repair or backfill a twin without changing what any past
-``at`` shows; and ``at`` reads the twin as it was at the end of the time it names."""
+``recorded`` shows; and ``recorded`` reads the twin as the server held it at the end of the time
+it names."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ class History:
         kind = self.random.choice(["heart_rate", "glucose", "temperature", "panel", "smoking", "unmapped"])
         if kind == "heart_rate":
             # Now and then implausible, so flagged points take part too.
-            value = self._decimal(40, 140) if self.random.random() < 0.75 else Decimal(500)
+            value = self._decimal(40, 140) if self.random.random() < 0.75 else Decimal(900)
             return {**base, "code": _code(LOINC, "8867-4"), "valueQuantity": _quantity(value, "/min")}
         if kind == "glucose":
             unit = self.random.choice(["mg/dL", "mmol/L", "g/L"])  # g/L has no conversion: flagged
@@ -264,10 +265,10 @@ def _quantity(value: Decimal, unit: str) -> Resource:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
-def snapshot(client: FlaskClient, at: str | None = None) -> dict[str, Any]:
-    """What the twin API shows of every patient (now, or as of ``at``), minus what depends on
-    the reference time (staleness)."""
-    params = {"at": at} if at else {}
+def snapshot(client: FlaskClient, recorded: str | None = None) -> dict[str, Any]:
+    """What the twin API shows of every patient (now, or as the server held it at
+    ``recorded``), minus what depends on the reference time (staleness)."""
+    params = {"recorded": recorded} if recorded else {}
     shown: dict[str, Any] = {}
     for patient_id in PATIENTS:
         response = client.get(f"/twin/patients/{patient_id}", query_string=params)
@@ -293,7 +294,7 @@ def history(app: Flask) -> History:
     for number in range(150):
         story.step()
         if number % 30 == 29:
-            # What the twin shows now must be what ``at`` shows of this moment later on. The
+            # What the twin shows now must be what ``recorded`` shows of this moment later on. The
             # moment is a millisecond after the last write and before the next one.
             time.sleep(0.003)
             moment = format_instant(now())
@@ -427,12 +428,12 @@ def test_patient_rebuild_restores_the_past_of_a_resource_gone_elsewhere(
         send(client, "DELETE", "/fhir/Observation/o1")
     else:
         send(client, "PUT", "/fhir/Observation/o1", {**observation, "subject": {"reference": "Patient/p2"}})
-    past = client.get("/twin/patients/p1/series/heart_rate", query_string={"at": moment}).get_json()["points"]
+    past = client.get("/twin/patients/p1/series/heart_rate", query_string={"recorded": moment}).get_json()["points"]
     assert [point["value"] for point in past] == [72.0]
     execute(app, "DELETE FROM twin_measurement WHERE patient_id = 'p1'")
     result = CliRunner().invoke(cli.main, ["twin", "rebuild", "--patient", "p1", "--database", database_url])
     assert result.exit_code == 0, result.output
-    rebuilt = client.get("/twin/patients/p1/series/heart_rate", query_string={"at": moment}).get_json()["points"]
+    rebuilt = client.get("/twin/patients/p1/series/heart_rate", query_string={"recorded": moment}).get_json()["points"]
     assert rebuilt == past
 
 
@@ -443,9 +444,10 @@ def _shift(instant: str, milliseconds: int = 0, offset_hours: int = 0) -> str:
     return moment.astimezone(zone).isoformat(timespec="milliseconds")
 
 
-def test_at_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask) -> None:
-    """``at`` names a time and reads the twin as that time ended: ``at`` set to a version's
-    ``meta.lastUpdated`` (a millisecond) includes that version, a millisecond earlier does not."""
+def test_recorded_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask) -> None:
+    """``recorded`` names a time and reads the twin as the server held it when that time ended:
+    set to a version's ``meta.lastUpdated`` (a millisecond) it includes that version, a
+    millisecond earlier it does not."""
     client = app.test_client()
 
     def heart_rate(value: int) -> Resource:
@@ -463,10 +465,10 @@ def test_at_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask) -> No
         time.sleep(0.005)  # the next write lands in a later millisecond
         return response.get_json()["meta"]["lastUpdated"]
 
-    def values(at: str) -> list[float]:
-        response = client.get("/twin/patients/p1/series/heart_rate", query_string={"at": at})
+    def values(recorded: str) -> list[float]:
+        response = client.get("/twin/patients/p1/series/heart_rate", query_string={"recorded": recorded})
         assert response.status_code == 200, response.get_json()
-        assert response.get_json()["at"] == _shift(at, 1)  # the end of the named millisecond, in UTC
+        assert response.get_json()["recorded"] == _shift(recorded, 1)  # the end of the named millisecond, in UTC
         return [point["value"] for point in response.get_json()["points"]]
 
     created = written(send(client, "PUT", "/fhir/Patient/p1", {"resourceType": "Patient", "id": "p1"}))
@@ -484,10 +486,10 @@ def test_at_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask) -> No
         assert values(_shift(deleted, -1)) == [80.0]
         assert values(deleted) == []
         assert client.get("/twin/patients/p1/series/heart_rate").get_json()["points"] == []
-        twin = client.get("/twin/patients/p1", query_string={"at": _shift(second, -1)}).get_json()
+        twin = client.get("/twin/patients/p1", query_string={"recorded": _shift(second, -1)}).get_json()
         assert twin["body"]["heart_rate"]["latest"]["value"] == 70.0
-        assert twin["at"] == twin["referenceTime"] == second
-        operation = client.get("/fhir/Patient/p1/$twin", query_string={"at": _shift(second, -1)}).get_json()
+        assert twin["recorded"] == twin["referenceTime"] == second
+        operation = client.get("/fhir/Patient/p1/$twin", query_string={"recorded": _shift(second, -1)}).get_json()
         heart = next(
             p["part"]
             for p in operation["parameter"]
@@ -497,10 +499,10 @@ def test_at_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask) -> No
             "name": "value",
             "valueQuantity": {"value": 70.0, "unit": "/min", "system": UCUM, "code": "/min"},
         } in heart
-        before_patient = client.get("/twin/patients/p1", query_string={"at": _shift(created, -1)})
+        before_patient = client.get("/twin/patients/p1", query_string={"recorded": _shift(created, -1)})
         assert before_patient.status_code == 404
         assert before_patient.get_json()["issue"][0]["code"] == "not-found"
-        assert client.get("/twin/patients/p1", query_string={"at": created}).status_code == 200
+        assert client.get("/twin/patients/p1", query_string={"recorded": created}).status_code == 200
 
     check()
     app.extensions["fhir_twin.twins"].rebuild()

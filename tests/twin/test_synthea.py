@@ -50,22 +50,22 @@ def _range(low: str, high: str) -> tuple[Fraction, Fraction]:
 
 # The quantity fields Synthea feeds, as README/mappings document them.
 QUANTITIES: dict[str, Spec] = {
-    "heart_rate": Spec("/min", *_range("20", "300"), {"{beats}/min": (Fraction(1), Fraction(0))}),
-    "respiratory_rate": Spec("/min", *_range("2", "80"), {"{breaths}/min": (Fraction(1), Fraction(0))}),
-    "body_temperature": Spec("Cel", *_range("25", "45"), {"[degF]": (Fraction(5, 9), Fraction(-32))}),
-    "oxygen_saturation": Spec("%", *_range("50", "100")),
-    "body_weight": Spec("kg", *_range("0.3", "650"), {"[lb_av]": (Fraction("0.45359237"), Fraction(0))}),
+    "heart_rate": Spec("/min", *_range("0", "600"), {"{beats}/min": (Fraction(1), Fraction(0))}),
+    "respiratory_rate": Spec("/min", *_range("0", "150"), {"{breaths}/min": (Fraction(1), Fraction(0))}),
+    "body_temperature": Spec("Cel", *_range("10", "47"), {"[degF]": (Fraction(5, 9), Fraction(-32))}),
+    "oxygen_saturation": Spec("%", *_range("0", "100")),
+    "body_weight": Spec("kg", *_range("0.1", "650"), {"[lb_av]": (Fraction("0.45359237"), Fraction(0))}),
     "body_height": Spec("cm", *_range("20", "275"), {"[in_i]": (Fraction("2.54"), Fraction(0))}),
-    "bmi": Spec("kg/m2", *_range("7", "150")),
-    "systolic_bp": Spec("mm[Hg]", *_range("50", "300")),
-    "diastolic_bp": Spec("mm[Hg]", *_range("20", "200")),
-    "glucose": Spec("mg/dL", *_range("10", "2000"), {"mmol/L": (Fraction("18.016"), Fraction(0))}),
-    "creatinine": Spec("mg/dL", *_range("0.1", "30"), {"umol/L": (Fraction(1) / Fraction("88.42"), Fraction(0))}),
-    "hba1c": Spec("%", *_range("3", "20")),
-    "total_cholesterol": Spec("mg/dL", *_range("50", "1000"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
-    "hdl_cholesterol": Spec("mg/dL", *_range("5", "250"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
-    "ldl_cholesterol": Spec("mg/dL", *_range("5", "800"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
-    "triglycerides": Spec("mg/dL", *_range("10", "10000"), {"mmol/L": (Fraction("88.57"), Fraction(0))}),
+    "bmi": Spec("kg/m2", *_range("2", "200")),
+    "systolic_bp": Spec("mm[Hg]", *_range("0", "500")),
+    "diastolic_bp": Spec("mm[Hg]", *_range("0", "400")),
+    "glucose": Spec("mg/dL", *_range("0", "2700"), {"mmol/L": (Fraction("18.016"), Fraction(0))}),
+    "creatinine": Spec("mg/dL", *_range("0", "80"), {"umol/L": (Fraction(1) / Fraction("88.42"), Fraction(0))}),
+    "hba1c": Spec("%", *_range("0", "25")),
+    "total_cholesterol": Spec("mg/dL", *_range("10", "3000"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
+    "hdl_cholesterol": Spec("mg/dL", *_range("0", "300"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
+    "ldl_cholesterol": Spec("mg/dL", *_range("0", "3000"), {"mmol/L": (Fraction("38.67"), Fraction(0))}),
+    "triglycerides": Spec("mg/dL", *_range("0", "30000"), {"mmol/L": (Fraction("88.57"), Fraction(0))}),
 }
 
 # LOINC code of a stand-alone Observation -> field.
