@@ -159,7 +159,10 @@ class ScoreRunner:
             if simulated is None:
                 # The twin holds a value the score cannot take: no score, and why.
                 return Run(Score.not_applicable(self.model, str(error)), gathered.basis, gathered.notes, False)
-            raise Invalid(f"{self.model.id}: {error}") from None
+            # A hypothetical reading the score cannot take (HDL 0 for a logarithm): the client's error.
+            names = list(simulated.points)
+            name = next((name for name in names if name.split("_")[0] in str(error)), names[0])
+            raise Invalid.at(name, f"{self.model.id}: {error}") from None
         return completed(gathered, score, simulated)
 
 

@@ -212,7 +212,7 @@ def test_an_empty_twin_answers_in_words(client: FlaskClient) -> None:
         ("systolic_bp=-10", "systolic_bp", "outside what the twin accepts as plausible"),
         ("oxygen_saturation=150&model=news2", "oxygen_saturation", "outside what the twin accepts as plausible"),
         ("gcs=20&model=qsofa", "gcs", "outside what the twin accepts as plausible"),
-        ("hdl_cholesterol=0", "hdl_cholesterol", "outside what the twin accepts as plausible"),
+        ("hdl_cholesterol=0", "hdl_cholesterol", "atp3-hard-chd: hdl must be a positive, finite number"),
         ("consciousness=asleep&model=news2", "consciousness", "must be one of alert, confusion"),
         ("sex=unknown&model=pooled-cohort-ascvd", "sex", "is not a field of the twin's Body"),
         ("smoker=false", "smoker", "is not a field of the twin's Body"),
