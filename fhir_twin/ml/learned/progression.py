@@ -139,6 +139,14 @@ def train(seed: int = 0) -> TrainResult:
         data={
             "name": "sklearn.datasets.load_diabetes(scaled=False) (Efron et al. 2004)",
             "synthetic": False,
+            "origin": {
+                "patients": len(y),
+                "synthetic_patients": 0,
+                "marks": {},
+                "declared": False,
+                "summary": "real: the study's 442 patients (Efron et al. 2004), as scikit-learn bundles them; "
+                "no generator made them",
+            },
             "patients": len(y),
             "sha256": _digest(X, y),
         },
