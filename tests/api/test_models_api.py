@@ -90,9 +90,7 @@ def test_every_model_is_listed_and_learned_ones_are_untrained_until_trained(clie
     assert listed["incident-diabetes"]["horizon"] == "5 years"
 
 
-def test_registered_versions_are_listed_with_the_active_one_and_its_activation(
-    app: Flask, client: FlaskClient
-) -> None:
+def test_registered_versions_are_listed_with_the_active_one_and_its_activation(app: Flask, client: FlaskClient) -> None:
     models_registry = registry(app)
     models_registry.register(incidence_result(PASSING))
     models_registry.register(incidence_result(PASSING))
