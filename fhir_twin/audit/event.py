@@ -51,6 +51,8 @@ class Occurrence:
     resources: list[str] = field(default_factory=list)
     patients: set[str] = field(default_factory=set)
     site: str = ""
+    # Why it was done, when someone said so (a model version's activation): ``purposeOfEvent.text``.
+    purpose: str | None = None
 
 
 def outcome(status: int) -> str:
@@ -75,6 +77,8 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     }
     if occurrence.status >= 400:
         event["outcomeDesc"] = f"{occurrence.status}: {occurrence.diagnostics or ''}".strip()
+    if occurrence.purpose:
+        event["purposeOfEvent"] = [{"text": occurrence.purpose}]
     event["agent"] = _agents(occurrence)
     event["source"] = {
         "site": occurrence.site,

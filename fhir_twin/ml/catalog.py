@@ -1,8 +1,9 @@
-"""The models this server knows: the validated scores, and the learned models with, once trained,
+"""The models this server knows: the validated scores, and the learned models with, once activated,
 the active version of each from the registry.
 
-A learned model is served only after ``fhir-twin train`` registered a version of it; until then
-it is listed as untrained and no RiskAssessment claims its name.
+A learned model is served only once a version of it was trained (``fhir-twin train``) and activated
+(``train --activate`` or ``models activate``, which check the gates it declares); until then no
+RiskAssessment claims its name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from fhir_twin.ml import dataset as datasets
 from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.card import score_card
 from fhir_twin.ml.dataset import Dataset
-from fhir_twin.ml.learned import forecast, incidence, progression
+from fhir_twin.ml.learned import forecast, incidence, pima, progression
+from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import TrainResult
 from fhir_twin.ml.reader import Gathered, Reader
 from fhir_twin.ml.registry import ModelVersion, Registry
@@ -38,14 +40,16 @@ ACTIVE_TTL = 2.0
 
 @dataclass(frozen=True)
 class Learned:
-    """A learned model: how to train it, evaluate a trained version, and run it on a patient."""
+    """A learned model: how to train it, evaluate a trained version, run it on a patient, and the gates
+    a version's report must pass before it is activated."""
 
     model: ModelInfo
     train: Callable[[Dataset, int], TrainResult]
-    # Trained on the server's own twins, or on bundled data (the load_diabetes comparison).
+    # Trained on the server's own twins, or on data of its own (load_diabetes, MASS Pima).
     on_server_data: bool
     evaluate: Callable[[Any, Dataset], dict[str, Any]] | None
     runner: Callable[[ModelInfo, Any], Runner] | None
+    gates: tuple[Gate, ...]
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,12 @@ def _newest(reader: Reader) -> datetime | None:
 LEARNED = {
     entry.model.id: entry
     for entry in (
-        Learned(forecast.MODEL, forecast.train, True, None, ForecastRunner),
-        Learned(incidence.MODEL, incidence.train, True, incidence.evaluate, IncidenceRunner),
-        Learned(progression.MODEL, lambda _dataset, seed: progression.train(seed), False, None, None),
+        Learned(forecast.MODEL, forecast.train, True, None, ForecastRunner, forecast.GATES),
+        Learned(incidence.MODEL, incidence.train, True, incidence.evaluate, IncidenceRunner, incidence.GATES),
+        Learned(
+            progression.MODEL, lambda _dataset, seed: progression.train(seed), False, None, None, progression.GATES
+        ),
+        Learned(pima.MODEL, lambda _dataset, seed: pima.train(seed), False, None, None, pima.GATES),
     )
 }
 

@@ -1,19 +1,25 @@
 """A ``Dataset``: the twins of many patients as pandas frames, what learned models train and are evaluated on.
 
 Frames hold only usable twin values (flagged measurements are left out, as the twin leaves them
-out of every score), in the twin's canonical units, with UTC times.
+out of every score), in the twin's canonical units, with UTC times. Beside the frames a dataset
+keeps the evidence of its origin (``ml.origin``: synthetic or not, and why) and the patients'
+business identifiers, from which ``ml.identity`` tells which patients two datasets share.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 
+from fhir_twin.errors import Unprocessable
 from fhir_twin.fhir.instant import now
+from fhir_twin.ml import identity, origin
+from fhir_twin.ml.origin import Origin
 from fhir_twin.store import twin as twin_store
 from fhir_twin.store.repository import Repository
 from fhir_twin.twin import document
@@ -21,7 +27,6 @@ from fhir_twin.twin import document
 PATIENT_COLUMNS = ("patient_id", "gender", "birth_date", "race")
 MEASUREMENT_COLUMNS = ("patient_id", "field", "time", "value", "category", "source")
 CONDITION_COLUMNS = ("patient_id", "code", "display", "onset", "source")
-ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Dataset:
     ``measurements``: patient_id, field (twin field name), time (UTC), value (float; NaN for a coded
     value), category (the coded value, e.g. ``current`` for smoking_status), source (version reference).
     ``conditions``: patient_id, code (``system|code``), display, onset (UTC or NaT), source.
+    ``evidence``: the origin found in the data (None: only ``synthetic`` as its maker declared it).
+    ``identifiers``: (patient_id, system, value) of each patient's business identifiers.
     """
 
     name: str
@@ -37,6 +44,26 @@ class Dataset:
     patients: pd.DataFrame
     measurements: pd.DataFrame
     conditions: pd.DataFrame
+    evidence: Origin | None = None
+    identifiers: Sequence[tuple[str, str, str]] = ()
+
+    @property
+    def origin(self) -> Origin:
+        """The evidence of origin, or, for data built in code (the synthetic cohort), what its maker declared."""
+        return self.evidence or Origin(len(self.patients), declared=self.synthetic, examined=False)
+
+    def patient_keys(self) -> dict[str, frozenset[str]]:
+        """Each patient's identity keys (``ml.identity``): id, birth date and gender, and each identifier."""
+        by_patient: dict[str, list[tuple[str, str]]] = {}
+        for patient_id, system, value in self.identifiers:
+            by_patient.setdefault(patient_id, []).append((system, value))
+        found = {}
+        for row in self.patients.itertuples(index=False):
+            pid = str(row.patient_id)
+            birth = "" if pd.isna(row.birth_date) else row.birth_date.date().isoformat()
+            gender = row.gender if isinstance(row.gender, str) else ""
+            found[pid] = identity.keys(pid, birth, gender, by_patient.get(pid, []))
+        return found
 
     def digest(self) -> str:
         """SHA-256 of the data, so a report names exactly what a model was trained on."""
@@ -45,6 +72,32 @@ class Dataset:
             ordered = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True) if len(frame) else frame
             sha.update(pd.util.hash_pandas_object(ordered.astype(str), index=False).values.tobytes())
         return sha.hexdigest()
+
+
+class NotExternal(Unprocessable):
+    """Data offered for external validation that is, or shares patients with, the training data."""
+
+
+def require_external(dataset: Dataset, trained_on: str, digest: str | None, keys: frozenset[str]) -> None:
+    """Refuse (``NotExternal``) ``dataset`` as external to a model ``trained_on`` (its name and version) from
+    data with SHA-256 ``digest`` and patient identity ``keys``: the same data, any patient in both, or
+    training patients that were not kept (nothing can then show the data are independent)."""
+    advice = "external validation needs data the model was not trained on; without --data, evaluate files an "
+    advice += "apparent validation on this server's twins"
+    if digest is not None and dataset.digest() == digest:
+        raise NotExternal(f"{dataset.name} is the data {trained_on} was trained on (SHA-256 {digest}): {advice}")
+    if not keys:
+        raise NotExternal(
+            f"the patients {trained_on} was trained on were not kept, so no data can be shown to be "
+            f"independent of them: {advice}"
+        )
+    shared = identity.shared(keys, dataset.patient_keys())
+    if shared:
+        raise NotExternal(
+            f"{len(shared)} of {len(dataset.patients)} patients in {dataset.name} are among those {trained_on} was "
+            f"trained on (same id, or same identifier, with the same birth date and gender; e.g. Patient/"
+            f"{shared[0]}): {advice}"
+        )
 
 
 def empty(name: str, synthetic: bool) -> Dataset:
@@ -66,18 +119,25 @@ def from_repository(
     patient_id: str | None = None,
 ) -> Dataset:
     """The current twins of every live patient in ``repository`` (or of one); ``kind`` names the
-    Case list of conditions. ``synthetic`` None: synthetic when every patient is labelled test
-    data (security label HTEST, as generated cohorts are)."""
+    Case list of conditions. Synthetic when any patient carries a mark of generated data
+    (``ml.origin``); ``synthetic`` True labels it synthetic anyway, False (real) is refused with
+    ``origin.RealOverridesEvidence`` when a patient carries such a mark."""
     with repository.unit() as unit:
         patients, measurements, conditions = twin_store.population(unit.connection, kind, patient_id)
     patient_rows = []
-    test_data = 0
+    resources = []
+    identifiers = []
     for patient_id, body in patients:
         resource = json.loads(body or "{}")
-        labels = (resource.get("meta") or {}).get("security") or []
-        test_data += any(label.get("system") == ACT_REASON and label.get("code") == "HTEST" for label in labels)
+        resources.append(resource)
+        identifiers += [
+            (patient_id, str(i["system"]), str(i["value"]))
+            for i in resource.get("identifier") or []
+            if i.get("system") and i.get("value")
+        ]
         summary = document.summary(resource, "", now())
         patient_rows.append((patient_id, summary.gender, _timestamp_of(summary.birth_date), summary.race))
+    found = origin.of_patients(resources, synthetic)
     measurement_rows = [
         (pid, field, _utc(time), value if value is not None else float("nan"), category, f"{t}/{i}/_history/{v}")
         for pid, field, time, value, category, t, i, v in measurements
@@ -85,14 +145,14 @@ def from_repository(
     condition_rows = [
         (pid, code, display, _utc(onset), f"{t}/{i}/_history/{v}") for pid, code, display, onset, t, i, v in conditions
     ]
-    if synthetic is None:
-        synthetic = bool(patients) and test_data == len(patients)
     return Dataset(
         name,
-        synthetic,
+        found.synthetic,
         _frame(patient_rows, PATIENT_COLUMNS, ("birth_date",)),
         _frame(measurement_rows, MEASUREMENT_COLUMNS, ("time",)),
         _frame(condition_rows, CONDITION_COLUMNS, ("onset",)),
+        found,
+        tuple(identifiers),
     )
 
 

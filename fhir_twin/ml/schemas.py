@@ -36,9 +36,14 @@ class InputSchema(Schema):
 
 
 class VersionSchema(Schema):
+    """A registered version: whether it is the one in use, and its last activation (who, when, why)."""
+
     version = fields.String()
     created = Instant()
     active = fields.Boolean()
+    activated = Instant(allow_none=True)
+    activated_by = fields.String(allow_none=True, data_key="activatedBy")
+    activation_reason = fields.String(allow_none=True, data_key="activationReason")
 
 
 def _attr(name: str) -> fields.Function:

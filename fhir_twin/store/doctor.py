@@ -8,7 +8,7 @@ once assessed; a claim older than ``STALE_CLAIM`` is taken over.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,6 +135,10 @@ class ModelVersion:
     active: bool
     report: str
     card: str
+    # The last activation of this version (None: never activated): when, by whom, why.
+    activated: datetime | None = None
+    activated_by: str | None = None
+    activation_reason: str | None = None
 
 
 _SUMMARY = (
@@ -144,28 +148,38 @@ _SUMMARY = (
     model_version.c.active,
     model_version.c.report,
     model_version.c.card,
+    model_version.c.activated,
+    model_version.c.activated_by,
+    model_version.c.activation_reason,
 )
 
 
-def register(repository: Repository, model_id: str, major: int, build: Callable[[str], tuple[bytes, str, str]]) -> str:
-    """Store a newly trained version as the active one, in one transaction: its version
-    (``major.N.0``) is chosen here and ``build(version)`` gives its artifact, report and card."""
+def register(
+    repository: Repository,
+    model_id: str,
+    major: int,
+    build: Callable[[str], tuple[bytes, str, str]],
+    training_keys: Iterable[str] = (),
+) -> str:
+    """Store a newly trained version, inactive, in one transaction: its version (``major.N.0``) is
+    chosen here and ``build(version)`` gives its artifact, report and card. It serves no patient
+    until ``activate``; the version in use stays as it was."""
     m = model_version.c
     with repository.unit(write=True) as unit:
         unit.lock(f"model:{model_id}")
         count = unit.connection.execute(select(func.count()).where(m.model_id == model_id)).scalar_one()
         version = f"{major}.{count}.0"
         artifact, report, card = build(version)
-        unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=False))
         unit.connection.execute(
             insert(model_version).values(
                 model_id=model_id,
                 version=version,
                 created=now(),
-                active=True,
+                active=False,
                 artifact=artifact,
                 report=report,
                 card=card,
+                training_keys="\n".join(sorted(training_keys)) or None,
             )
         )
     return version
@@ -187,8 +201,24 @@ def active_version(repository: Repository, model_id: str) -> str | None:
         return unit.connection.execute(select(m.version).where(m.model_id == model_id, m.active.is_(True))).scalar()
 
 
-def activate(repository: Repository, model_id: str, version: str) -> bool:
-    """Make ``version`` the one the server uses; False when no such version exists."""
+def stored_version(repository: Repository, model_id: str, version: str) -> ModelVersion | None:
+    """One version's summary (report and card included), or None."""
+    m = model_version.c
+    with repository.unit() as unit:
+        row = unit.connection.execute(select(*_SUMMARY).where(m.model_id == model_id, m.version == version)).first()
+    return ModelVersion(*row) if row else None
+
+
+def activate(
+    repository: Repository,
+    model_id: str,
+    version: str,
+    by: str | None,
+    reason: str,
+    record: Callable[[Unit], None],
+) -> bool:
+    """Make ``version`` the one the server uses, noting when, ``by`` whom and why, and ``record`` it (the
+    audit trail's event) in the same transaction; False when no such version exists (nothing changes)."""
     m = model_version.c
     with repository.unit(write=True) as unit:
         unit.lock(f"model:{model_id}")
@@ -196,7 +226,23 @@ def activate(repository: Repository, model_id: str, version: str) -> bool:
         if found is None:
             return False
         unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=m.version == version))
+        unit.connection.execute(
+            update(model_version)
+            .where(m.model_id == model_id, m.version == version)
+            .values(activated=now(), activated_by=by, activation_reason=reason)
+        )
+        record(unit)
     return True
+
+
+def training_keys(repository: Repository, model_id: str, version: str) -> frozenset[str]:
+    """The identity keys of the patients ``version`` was trained on (empty: none were stored)."""
+    m = model_version.c
+    with repository.unit() as unit:
+        text = unit.connection.execute(
+            select(m.training_keys).where(m.model_id == model_id, m.version == version)
+        ).scalar()
+    return frozenset(text.split("\n")) if text else frozenset()
 
 
 def versions(repository: Repository, model_id: str | None = None) -> list[ModelVersion]:

@@ -287,7 +287,9 @@ doctor_last = Table(
     PrimaryKeyConstraint("patient_id", "model_id", name="pk_doctor_last"),
 )
 
-# Every trained version of a learned model, its fitted artifact and its evaluation report.
+# Every trained version of a learned model, its fitted artifact and its evaluation report; when, by
+# whom and why it was last activated (migration 0009); the identity keys of its training patients
+# (``ml.identity``, one per line), read only when an evaluation checks for overlap.
 model_version = Table(
     "model_version",
     metadata,
@@ -298,6 +300,10 @@ model_version = Table(
     Column("artifact", LargeBinary, nullable=False),
     Column("report", Text, nullable=False),
     Column("card", Text, nullable=False),
+    Column("activated", DateTime(timezone=False)),
+    Column("activated_by", String(200)),
+    Column("activation_reason", Text),
+    Column("training_keys", Text),
     PrimaryKeyConstraint("model_id", "version", name="pk_model_version"),
 )
 

@@ -1,6 +1,7 @@
 """``/twin/models`` and ``/twin/models/{id}[?version=]``: every model the Digital Doctor knows, with
-its kind, inputs, versions and Device; a version's evaluation report and model card; and the errors a
-client gets, OperationOutcomes naming what is wrong."""
+its kind, inputs, versions (which is active, and who activated it when and why) and Device; a
+version's evaluation report, gates and model card; and the errors a client gets, OperationOutcomes
+naming what is wrong."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.ml.learned import incidence
 from tests.ml.doctor_data import outcome
-from tests.ml.learned_data import SEVEN_MODELS, incidence_result, instant, registry
+from tests.ml.learned_data import MODELS, PASSING, TESTING, incidence_result, instant, registry, serve
 
 LOINC = "http://loinc.org"
 REPORT_KEYS = {
@@ -24,9 +26,11 @@ REPORT_KEYS = {
     "cross_validation",
     "holdout",
     "external",
+    "internal",
     "calibration",
     "efficiency",
     "comparison",
+    "gates",
     "limits",
     "created",
     "versions",
@@ -44,23 +48,23 @@ def models(client: FlaskClient) -> dict[str, dict[str, Any]]:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     listed = response.get_json()["models"]
-    assert [model["id"] for model in listed] == list(SEVEN_MODELS), "rule-based first, then the learned ones"
+    assert [model["id"] for model in listed] == list(MODELS), "rule-based first, then the learned ones"
     return {model["id"]: model for model in listed}
 
 
 def test_every_model_is_listed_and_learned_ones_are_untrained_until_trained(client: FlaskClient) -> None:
     listed = models(client)
-    for model_id in SEVEN_MODELS[:4]:
+    for model_id in MODELS[:4]:
         model = listed[model_id]
         assert (model["kind"], model["version"], model["available"]) == ("rule-based", "1.0.0", True)
         assert model["device"] == f"Device/{model_id}-1.0.0"
         assert model["runsOnPatients"] is True and model["versions"] == []
-    for model_id in SEVEN_MODELS[4:]:
+    for model_id in MODELS[4:]:
         model = listed[model_id]
         assert (model["kind"], model["version"], model["available"]) == ("learned", None, False)
         assert model["device"] is None and model["versions"] == []
         assert model["outcome"] and model["intendedUse"] and model["reference"]
-    assert [m["runsOnPatients"] for m in listed.values()] == [True] * 6 + [False]
+    assert [m["runsOnPatients"] for m in listed.values()] == [True] * 6 + [False] * 2
 
     def loinc(model_id: str) -> dict[str, str | None]:
         return {i["name"]: i["loinc"] for i in listed[model_id]["inputs"]}
@@ -72,31 +76,55 @@ def test_every_model_is_listed_and_learned_ones_are_untrained_until_trained(clie
     assert diabetes["bmi"] == f"{LOINC}|39156-5" and diabetes["hba1c"] == f"{LOINC}|4548-4"
     assert diabetes["age"] is None
     assert loinc("diabetes-progression")["s6"] == f"{LOINC}|2339-0"
+    assert loinc("pima-diabetes") == {
+        "npreg": None,
+        "glu": None,
+        "bp": f"{LOINC}|8462-4",
+        "skin": None,
+        "bmi": f"{LOINC}|39156-5",
+        "ped": None,
+        "age": None,
+    }
+    assert "Pima Indian heritage" in listed["pima-diabetes"]["intendedUse"]
+    assert "does NOT run on this server's patients" in listed["pima-diabetes"]["intendedUse"]
     assert listed["incident-diabetes"]["horizon"] == "5 years"
 
 
-def test_registered_versions_are_listed_with_the_active_one(app: Flask, client: FlaskClient) -> None:
+def test_registered_versions_are_listed_with_the_active_one_and_its_activation(app: Flask, client: FlaskClient) -> None:
     models_registry = registry(app)
-    models_registry.register(incidence_result())
-    models_registry.register(incidence_result())
+    models_registry.register(incidence_result(PASSING))
+    models_registry.register(incidence_result(PASSING))
+    model = models(client)["incident-diabetes"]
+    assert (model["version"], model["available"], model["device"]) == (None, False, None), "registered, not active"
+    assert [(v["version"], v["active"], v["activated"]) for v in model["versions"]] == [
+        ("1.0.0", False, None),
+        ("1.1.0", False, None),
+    ]
+    for version in model["versions"]:
+        assert abs(instant(version["created"]) - datetime.now(UTC)) < timedelta(minutes=1)
+
+    gates = incidence_result(PASSING).report["gates"]
+    models_registry.activate(incidence.MODEL, "1.1.0", incidence.GATES, TESTING)
     model = models(client)["incident-diabetes"]
     assert (model["version"], model["available"]) == ("1.1.0", True)
     assert model["device"] == "Device/incident-diabetes-1.1.0"
     assert [(v["version"], v["active"]) for v in model["versions"]] == [("1.0.0", False), ("1.1.0", True)]
-    for version in model["versions"]:
-        assert abs(instant(version["created"]) - datetime.now(UTC)) < timedelta(minutes=1)
+    active = model["versions"][1]
+    assert (active["activatedBy"], active["activationReason"]) == ("tester", TESTING.reason)
+    assert abs(instant(active["activated"]) - datetime.now(UTC)) < timedelta(minutes=1)
     assert models(client)["hr-forecast"]["version"] is None
 
-    models_registry.activate("incident-diabetes", "1.0.0")
+    models_registry.activate(incidence.MODEL, "1.0.0", incidence.GATES, TESTING)
     model = models(client)["incident-diabetes"]
     assert (model["version"], model["device"]) == ("1.0.0", "Device/incident-diabetes-1.0.0")
     assert [(v["version"], v["active"]) for v in model["versions"]] == [("1.0.0", True), ("1.1.0", False)]
+    assert client.get("/twin/models/incident-diabetes").get_json()["report"]["gates"] == gates
 
 
 def test_a_model_has_the_report_and_card_of_its_active_or_a_chosen_version(app: Flask, client: FlaskClient) -> None:
-    trained = incidence_result()
+    trained = incidence_result(PASSING)
     registry(app).register(trained)
-    registry(app).register(trained)
+    serve(app, trained)
     response = client.get("/twin/models/incident-diabetes")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
@@ -112,6 +140,8 @@ def test_a_model_has_the_report_and_card_of_its_active_or_a_chosen_version(app: 
     assert report["data"]["synthetic"] is True
     assert body["card"].startswith("# Model card: incident-diabetes 1.1.0\n")
     assert "## Intended use" in body["card"] and "## External validation" in body["card"]
+    assert [gate["passed"] for gate in report["gates"]] == [True, True, True]
+    assert "## Gates" in body["card"] and "all pass" in body["card"]
 
     older = client.get("/twin/models/incident-diabetes?version=1.0.0").get_json()
     assert (older["version"], older["reportVersion"]) == ("1.1.0", "1.0.0"), "the active one stays 1.1.0"
@@ -138,11 +168,11 @@ def test_a_rule_based_model_answers_for_the_version_it_lists(client: FlaskClient
 def test_an_unknown_model_is_not_found(client: FlaskClient) -> None:
     issue = outcome(client.get("/twin/models/framingham"), 404, "not-found")
     assert "framingham" in issue["diagnostics"]
-    assert all(model_id in issue["diagnostics"] for model_id in SEVEN_MODELS), "it names the models there are"
+    assert all(model_id in issue["diagnostics"] for model_id in MODELS), "it names the models there are"
 
 
 def test_an_unknown_version_is_not_found(app: Flask, client: FlaskClient) -> None:
-    registry(app).register(incidence_result())
+    registry(app).register(incidence_result(PASSING))
     issue = outcome(client.get("/twin/models/incident-diabetes?version=2.0.0"), 404, "not-found")
     assert "2.0.0" in issue["diagnostics"] and "versions: 1.0.0" in issue["diagnostics"]
     issue = outcome(client.get("/twin/models/hr-forecast?version=1.0.0"), 404, "not-found")
@@ -160,7 +190,7 @@ def test_an_unknown_version_is_not_found(app: Flask, client: FlaskClient) -> Non
     ids=["list-takes-none", "misspelt", "unknown", "repeated"],
 )
 def test_bad_parameters_are_400_naming_them(app: Flask, client: FlaskClient, url: str, name: str, says: str) -> None:
-    registry(app).register(incidence_result())
+    registry(app).register(incidence_result(PASSING))
     issue = outcome(client.get(url), 400)
     assert issue["expression"] == [name]
     assert says in issue["diagnostics"]

@@ -24,7 +24,7 @@ from tests.ml.doctor_data import (
     put,
     transaction,
 )
-from tests.ml.learned_data import incidence_result, parts, registry
+from tests.ml.learned_data import incidence_result, parts, serve
 
 FIELDS = {"reference", "model", "version", "status", "occurrence", "score", "probability", "risk", "rationale", "basis"}
 
@@ -38,7 +38,7 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> dict[str, Any]:
     """p1, 55, with a medium NEWS2 set and cholesterol, and incident-diabetes trained; the Patient."""
-    registry(app).register(incidence_result())
+    serve(app, incidence_result())
     stored = put(client, patient("p1"))
     transaction(
         client,

@@ -1,8 +1,10 @@
-"""Learned models of the Digital Doctor: trained on the server's own data, evaluated, and shipped with a report.
+"""Learned models of the Digital Doctor: trained on the server's own data (or on published data they
+bring), evaluated, and shipped with a report.
 
-One module per model (``forecast``, ``incidence``, ``progression``), each with a ``MODEL`` and a
-``train`` that returns a ``report.TrainResult``; ``metrics`` and ``validation`` hold the evaluation
-shared by all three. Reporting follows TRIPOD+AI (Collins et al., BMJ 2024;385:e078378).
+One module per model (``forecast``, ``incidence``, ``progression``, ``pima``), each with a ``MODEL``,
+its ``GATES`` and a ``train`` that returns a ``report.TrainResult``; ``metrics`` and ``validation``
+hold the evaluation shared by all, ``gates`` what a version must show before it is activated.
+Reporting follows TRIPOD+AI (Collins et al., BMJ 2024;385:e078378).
 """
 
 from __future__ import annotations

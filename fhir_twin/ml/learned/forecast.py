@@ -38,6 +38,7 @@ from sklearn.preprocessing import PolynomialFeatures
 
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, metrics, risk_band
+from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
 from fhir_twin.ml.learned.validation import inference_latency
 from fhir_twin.ml.scores.model import LOINC, Contribution, Forecast, Input, ModelInfo, Score
@@ -90,6 +91,26 @@ FEATURES = (
 NAMES = tuple(feature.name for feature in FEATURES)
 
 Point = tuple[datetime, float, str]
+
+
+# What a version must show on held-out patients before it may serve patients (``gates``).
+GATES = (
+    Gate(
+        "hold-out skill over persistence",
+        ("holdout", "metrics", "skill"),
+        "1 − MSE / MSE of repeating the last value (Murphy, Mon Weather Rev 1988;116:2417): a forecast that "
+        "is worse than the last reading must not be shown; 0 is persistence itself, which training may choose",
+        low=0.0,
+    ),
+    Gate(
+        "hold-out 90 % interval coverage",
+        ("holdout", "interval_coverage"),
+        "Share of held-out readings inside the 90 % interval; 0.80 to 0.98 is this server's choice: below, the "
+        "interval misleads; above, it is too wide to inform (a few held-out patients measure it to about ±0.05)",
+        low=0.80,
+        high=0.98,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -387,6 +408,7 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
             "Evaluation on a simulated stream shows the pipeline works, not clinical accuracy.",
         ],
         seed=seed,
+        gates=GATES,
     )
     return TrainResult(MODEL, config, report, model_card(MODEL, report))
 

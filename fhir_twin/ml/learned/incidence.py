@@ -11,10 +11,17 @@ smoking and a recorded prediabetes. Imputation, scaling and the regression are o
 Index date (a single landmark, independent of the outcome): the dataset's end is the latest time it
 holds (measurement or condition onset); the landmark is 5 years before it; a patient's index date is
 the time of their latest feature measurement at or before the landmark. A patient is an example when
-they are at least 18 then, have a known sex, have no diabetes recorded at or before the index date (nor
-one without an onset), and are followed up: a diabetes onset within the 5 years, or any record at or
-after index + 5 years. Patients lost to follow-up are left out (complete-case, not survival analysis).
-Features are each field's latest value at or before the index date and at most 3 years older.
+they are at least 18 then, have a known sex, have no diabetes at or before the index date, and are
+followed up: a diabetes onset within the 5 years, or any record at or after index + 5 years. Patients
+lost to follow-up are left out (complete-case, not survival analysis). Features are each field's latest
+value at or before the index date and at most 3 years older.
+
+Diabetes is present (in training, the patient is excluded; in prediction, the model does not apply) when
+a diabetes diagnosis is recorded at or before the time (or without an onset), or by laboratory criteria
+of the ADA (Standards of Care in Diabetes-2024, section 2, Diabetes Care 2024;47(Suppl 1):S20): any
+HbA1c ≥ 6.5 % or fasting plasma glucose ≥ 126 mg/dL recorded at or before the time, however old. The
+ADA asks for a confirming second test; one reading suffices here because the model predicts diabetes
+for people without it, and excluding a person who may already have it is the safe error.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from sklearn.preprocessing import StandardScaler
 from fhir_twin.ml.concepts import DIABETES, PREDIABETES, TYPE_2_DIABETES
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, risk_band
+from fhir_twin.ml.learned.gates import classifier_gates
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
 from fhir_twin.ml.learned.validation import (
     cross_validate_classifier,
@@ -112,8 +120,20 @@ MITIGATION = (
     "estimate from this server's data, not a diagnosis."
 )
 
+# Laboratory criteria for diabetes (ADA, Standards of Care in Diabetes-2024, section 2, S20).
+HBA1C_DIABETES = 6.5  # %
+FASTING_GLUCOSE_DIABETES = 126.0  # mg/dL
+# Why a patient has diabetes, in the order the evidence is looked for; the training report counts each.
+DIAGNOSIS = "diabetes diagnosis recorded at or before the index date"
+BY_HBA1C = "HbA1c ≥ 6.5 % at or before the index date (ADA)"
+BY_FASTING_GLUCOSE = "fasting glucose ≥ 126 mg/dL at or before the index date (ADA)"
+
+# What a version must show on its hold-out before it may serve patients (``gates``).
+GATES = classifier_gates("holdout")
+
 Record = tuple[str, datetime, float, str | None, str]  # field, time, value (NaN if coded), category, source
-ConditionRecord = tuple[str, datetime | None, str]  # code, onset (None if unknown), source
+ConditionRecord = tuple[str, datetime | None, str, str | None]  # code, onset (None if unknown), source, display
+Features = dict[str, float | str | None]
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,8 @@ def _conditions(conditions: pd.DataFrame) -> dict[str, list[ConditionRecord]]:
     found: dict[str, list[ConditionRecord]] = {}
     for row in conditions.itertuples(index=False):
         onset = None if pd.isna(row.onset) else row.onset
-        found.setdefault(str(row.patient_id), []).append((str(row.code), onset, str(row.source)))
+        display = row.display if isinstance(row.display, str) else None
+        found.setdefault(str(row.patient_id), []).append((str(row.code), onset, str(row.source), display))
     return found
 
 
@@ -178,14 +199,47 @@ def _male(gender: Any) -> float | None:
     return {"male": 1.0, "female": 0.0}.get(gender) if isinstance(gender, str) else None
 
 
+@dataclass(frozen=True)
+class Diabetes:
+    """Evidence that diabetes is present at a time: which criterion, in words, and the record it is in."""
+
+    criterion: str
+    evidence: str
+    source: str
+
+
+def _diabetes(records: Sequence[Record], conditions: Sequence[ConditionRecord], at: datetime) -> Diabetes | None:
+    """A diagnosis at or before ``at`` (or without onset) first, else the latest HbA1c ≥ 6.5 %, else the latest
+    fasting glucose ≥ 126 mg/dL at or before ``at``; None without any."""
+    for code, onset, source, display in conditions:
+        if DIABETES.matches(code, None) and (onset is None or onset <= at):
+            when = f"onset {_utc(onset).date().isoformat()}" if onset is not None else "onset unknown"
+            text = f"diabetes is already recorded: {source} ({display or code}, {when})"
+            return Diabetes(DIAGNOSIS, text, source)
+    for name, label, threshold, unit, criterion in (
+        ("hba1c", "HbA1c", HBA1C_DIABETES, "%", BY_HBA1C),
+        ("fasting_glucose", "fasting glucose", FASTING_GLUCOSE_DIABETES, "mg/dL", BY_FASTING_GLUCOSE),
+    ):
+        found = [r for r in records if r[0] == name and r[1] <= at and not math.isnan(r[2]) and r[2] >= threshold]
+        if found:
+            _, when, value, _, source = max(found, key=lambda r: r[1])
+            text = (
+                f"diabetes is already present: {label} {value:g} {unit} on {_utc(when).date().isoformat()} "
+                f"(≥ {threshold:g} {unit}, ADA)"
+            )
+            return Diabetes(criterion, text, source)
+    return None
+
+
 def _features(
     birth_date: Any,
     gender: Any,
     records: Sequence[Record],
     conditions: Sequence[ConditionRecord],
     at: datetime,
-) -> tuple[dict[str, float | None], list[str]]:
-    """Features at ``at`` (and whether diabetes is already recorded, as ``diabetes``) and their sources."""
+) -> tuple[Features, list[str]]:
+    """Features at ``at`` and their sources; ``diabetes`` 1 when diabetes is present by then (a diagnosis,
+    or HbA1c or fasting glucose by the ADA criteria), with ``diabetes_evidence`` saying which record shows it."""
     at = _utc(at)
     earliest = at - LOOKBACK
     latest: dict[str, Record] = {}
@@ -196,16 +250,19 @@ def _features(
         usable = category not in (None, "unknown") if name == "smoking_status" else not math.isnan(value)
         if usable and (name not in latest or when >= latest[name][1]):
             latest[name] = record
-    features: dict[str, float | None] = {"age": _age(birth_date, at), "male": _male(gender)}
+    features: Features = {"age": _age(birth_date, at), "male": _male(gender)}
     features.update({name: latest[name][2] if name in latest else None for name in MEASURED})
     smoking = latest.get("smoking_status")
     features["current_smoker"] = None if smoking is None else float(smoking[3] == "current")
     sources = [latest[name][4] for name in (*MEASURED, "smoking_status") if name in latest]
     prediabetes = [c for c in conditions if PREDIABETES.matches(c[0], None) and c[1] is not None and c[1] <= at]
-    diabetes = [c for c in conditions if DIABETES.matches(c[0], None) and (c[1] is None or c[1] <= at)]
+    diabetes = _diabetes(records, conditions, at)
     features["prediabetes"] = float(bool(prediabetes))
-    features["diabetes"] = float(bool(diabetes))
-    sources += [c[2] for c in prediabetes[:1] + diabetes[:1]]
+    features["diabetes"] = float(diabetes is not None)
+    sources += [c[2] for c in prediabetes[:1]]
+    if diabetes is not None:
+        features["diabetes_evidence"] = diabetes.evidence
+        sources.append(diabetes.source)
     return features, sources
 
 
@@ -214,10 +271,11 @@ def features_now(
     measurements_of_patient: pd.DataFrame,
     conditions_of_patient: pd.DataFrame,
     at: datetime,
-) -> tuple[dict[str, float | None], list[str]]:
+) -> tuple[Features, list[str]]:
     """One patient's features at ``at`` from the ``Dataset`` frames' rows of that patient, as training
     computes them at the index date, and the version references of the values used. ``diabetes`` is 1
-    when a diabetes diagnosis is recorded by then: the model does not apply."""
+    when diabetes is present by then (a diagnosis, or HbA1c or fasting glucose by the ADA criteria), and
+    ``diabetes_evidence`` names the record: the model does not apply."""
     records = next(iter(_records(measurements_of_patient).values()), [])
     conditions = next(iter(_conditions(conditions_of_patient).values()), [])
     return _features(patient_row.get("birth_date"), patient_row.get("gender"), records, conditions, at)
@@ -259,8 +317,9 @@ def _examples(dataset: Dataset) -> Examples:
         if features["age"] < MIN_AGE:
             excluded["under 18 at the index date"] += 1
             continue
-        if features.pop("diabetes"):
-            excluded["diabetes at or before the index date"] += 1
+        diabetes = _diabetes(own, diagnoses, index)
+        if diabetes is not None:
+            excluded[diabetes.criterion] += 1
             continue
         event = any(
             TYPE_2_DIABETES.matches(c[0], None) and c[1] is not None and index < c[1] <= index + HORIZON
@@ -358,6 +417,7 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
             "generator's rules, so no figure here is clinical performance.",
         ],
         seed=seed,
+        gates=GATES,
     )
     return TrainResult(MODEL, artifact, report, model_card(MODEL, report))
 
@@ -376,12 +436,12 @@ def _readable(name: str) -> str:
     return f"{name.removeprefix('missingindicator_')} missing" if name.startswith("missingindicator_") else name
 
 
-def predict(artifact: IncidenceModel, features: Mapping[str, float | None], at: datetime) -> Score:
+def predict(artifact: IncidenceModel, features: Mapping[str, float | str | None], at: datetime) -> Score:
     """The 5-year probability for one patient's ``features`` (``COLUMNS``; ``diabetes`` 1 makes it not
-    applicable). Missing measured features are imputed with the training medians and named in ``missing``;
-    without age and sex, or without any measured feature, there is no score."""
+    applicable, saying ``diabetes_evidence``). Missing measured features are imputed with the training
+    medians and named in ``missing``; without age and sex, or without any measured feature, no score."""
     if features.get("diabetes"):
-        return Score.not_applicable(MODEL, "diabetes is already recorded")
+        return Score.not_applicable(MODEL, str(features.get("diabetes_evidence") or "diabetes is already recorded"))
     missing = tuple(name for name in COLUMNS if _missing(features.get(name)))
     required = tuple(name for name, column in (("age", "age"), ("sex", "male")) if column in missing)
     if required:

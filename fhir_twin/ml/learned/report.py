@@ -1,8 +1,10 @@
 """What training returns: the fitted artifact, an evaluation report (strict JSON) and a Markdown model card.
 
 The report has the same top-level keys for every learned model, so a reader (or a registry) can
-compare them: model, data, features, outcome, cross_validation, holdout, external, calibration,
-efficiency, comparison, limits, created, versions, seed. Its content follows TRIPOD+AI (Collins et
+compare them: model, data, features, outcome, cross_validation, holdout, external, internal,
+calibration, efficiency, comparison, gates, limits, created, versions, seed. ``external`` holds only
+an evaluation on data the model was not trained on; ``internal`` an apparent one on this server's
+current twins, which may include the training data. Its content follows TRIPOD+AI (Collins et
 al., BMJ 2024;385:e078378) and the model-card layout of Mitchell et al. (FAT* 2019, doi:10.1145/3287560.3287596).
 """
 
@@ -20,6 +22,8 @@ import pandas as pd
 import sklearn
 
 from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.learned import gates as gating
+from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.scores.model import ModelInfo
 
 TRIPOD = "Collins GS et al. TRIPOD+AI statement. BMJ 2024;385:e078378."
@@ -74,10 +78,11 @@ def clean(value: Any) -> Any:
 
 
 def data_section(dataset: Dataset, **extra: Any) -> dict[str, Any]:
-    """Name, synthetic flag, patient count and SHA-256 of a dataset, plus model-specific counts."""
+    """Name, synthetic flag and why, patient count and SHA-256 of a dataset, plus model-specific counts."""
     return {
         "name": dataset.name,
         "synthetic": dataset.synthetic,
+        "origin": dataset.origin.describe(),
         "patients": len(dataset.patients),
         "sha256": dataset.digest(),
         **extra,
@@ -102,11 +107,12 @@ def build(
     comparison: dict[str, Any] | None,
     limits: Sequence[str],
     seed: int,
+    gates: Sequence[Gate] = (),
     external: dict[str, Any] | None = None,
     created: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report of one training run, JSON-ready."""
-    return clean(
+    """The report of one training run, JSON-ready, with each of the model's ``gates`` checked on it."""
+    report = clean(
         {
             "model": {
                 "id": model.id,
@@ -123,6 +129,7 @@ def build(
             "cross_validation": cross_validation,
             "holdout": holdout,
             "external": external,
+            "internal": None,
             "calibration": calibration,
             "efficiency": efficiency,
             "comparison": comparison,
@@ -132,12 +139,26 @@ def build(
             "seed": seed,
         }
     )
+    report["gates"] = clean(gating.check(gates, report))
+    return report
 
 
 def external_report(report: dict[str, Any], metrics: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
-    """A copy of ``report`` with an external validation section: ``metrics`` (from ``evaluate``) on ``dataset``."""
+    """A copy of ``report`` with an external validation section: ``metrics`` (from ``evaluate``) on ``dataset``,
+    which the caller has checked shares neither its digest nor any patient with the training data."""
     updated = copy.deepcopy(report)
     updated["external"] = clean({"dataset": data_section(dataset), **metrics})
+    return updated
+
+
+INTERNAL = "Apparent validation on this server's current twins, which may include the training data"
+
+
+def internal_report(report: dict[str, Any], metrics: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """A copy of ``report`` with an internal (apparent) validation section: ``metrics`` on this server's own
+    twins. Never external: the training data may be among them, which makes the figures optimistic."""
+    updated = copy.deepcopy(report)
+    updated["internal"] = clean({"description": INTERNAL, "dataset": data_section(dataset), **metrics})
     return updated
 
 
@@ -219,6 +240,36 @@ def _evaluation(section: Mapping[str, Any]) -> list[str]:
     return lines + _value_table(section.get("metrics", {}), section.get("ci"))
 
 
+def _dataset(dataset: Mapping[str, Any]) -> list[str]:
+    origin = dataset.get("origin") or {}
+    return [
+        f"Dataset: {dataset['name']} (synthetic: {'yes' if dataset['synthetic'] else 'no'}, "
+        f"{dataset['patients']} patients, SHA-256 {dataset['sha256']}).",
+        *([f"Origin: {origin['summary']}"] if origin.get("summary") else []),
+        "",
+    ]
+
+
+def _gates(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each gate, its value and whether it passed: a version is activated only when all pass."""
+    if not results:
+        return ["None declared."]
+    passed = all(result["passed"] for result in results)
+    lines = [
+        f"A version serves patients only once activated, and only when every gate passes: "
+        f"{'all pass' if passed else 'not all pass, so this version cannot be activated'}.",
+        "",
+        "| gate | metric | allowed | value | result | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['metric']} | {r['allowed']} | {_number(r['value'])} | "
+        f"{'pass' if r['passed'] else 'FAIL'} | {r['reason']} |"
+        for r in results
+    ]
+    return lines
+
+
 def model_card(model: ModelInfo, report: Mapping[str, Any]) -> str:
     """The report as a Markdown model card, one section per TRIPOD+AI item a reader checks first."""
     data = report["data"]
@@ -227,7 +278,10 @@ def model_card(model: ModelInfo, report: Mapping[str, Any]) -> str:
     if data.get("synthetic"):
         lines += [f"> {SYNTHETIC_WARNING}", ""]
     lines += [f"- Name: {data['name']}", f"- Synthetic: {'yes' if data.get('synthetic') else 'no'}"]
-    lines += [f"- {_label(key)}: {_number(value)}" for key, value in data.items() if key not in ("name", "synthetic")]
+    if (data.get("origin") or {}).get("summary"):
+        lines.append(f"- Origin: {data['origin']['summary']}")
+    shown = ("name", "synthetic", "origin")
+    lines += [f"- {_label(key)}: {_number(value)}" for key, value in data.items() if key not in shown]
     lines += [
         "",
         "## Features",
@@ -249,18 +303,16 @@ def model_card(model: ModelInfo, report: Mapping[str, Any]) -> str:
     lines += ["", "## External validation", ""]
     external = report.get("external")
     if external:
-        dataset = external["dataset"]
-        lines += [
-            f"Dataset: {dataset['name']} (synthetic: {'yes' if dataset['synthetic'] else 'no'}, "
-            f"{dataset['patients']} patients, SHA-256 {dataset['sha256']}).",
-            "",
-        ]
-        lines += _evaluation(external)
+        lines += _dataset(external["dataset"]) + _evaluation(external)
     else:
         lines += [
             "Not performed: no independent cohort was evaluated. Validation on the data a model was developed on, "
-            "however split, is internal; `evaluate` applies the fitted model unchanged to another dataset."
+            "however split, is internal; `evaluate --data` applies the fitted model unchanged to other data."
         ]
+    internal = report.get("internal")
+    if internal:
+        lines += ["", "## Internal validation (apparent)", "", f"{internal['description']}.", ""]
+        lines += _dataset(internal["dataset"]) + _evaluation(internal)
     lines += ["", "## Calibration", ""]
     calibration = report.get("calibration")
     if calibration:
@@ -281,6 +333,7 @@ def model_card(model: ModelInfo, report: Mapping[str, Any]) -> str:
         lines += [f"| candidate | {' | '.join(names)} |", f"|---|{'---|' * len(names)}"]
         lines += [f"| {c} | {' | '.join(_number(row.get(n)) for n in names)} |" for c, row in candidates.items()]
         lines.append(f"\nChosen: {comparison['chosen']}.")
+    lines += ["", "## Gates", "", *_gates(report.get("gates") or [])]
     efficiency = report["efficiency"]
     lines += ["", "## Efficiency", ""]
     lines += [f"- {_label(key)}: {_number(value)}" for key, value in efficiency.items()]

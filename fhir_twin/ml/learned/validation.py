@@ -119,6 +119,21 @@ def holdout_classifier(
     }
 
 
+def predefined_holdout_classifier(
+    pipeline_factory: Factory,
+    train: tuple[pd.DataFrame, pd.Series],
+    test: tuple[pd.DataFrame, pd.Series],
+    method: str,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:
+    """A split the data came with (e.g. MASS ``Pima.tr``/``Pima.te``): fitted on ``train``, evaluated once on
+    ``test``; the fitted model, and the evaluation in ``holdout_classifier``'s shape."""
+    model, seconds = _fit(pipeline_factory, *train)
+    found = _classifier_evaluation(model, *test, threshold, seed)
+    return model, {"method": method, "n_train": len(train[1]), "n_test": len(test[1]), "fit_seconds": seconds, **found}
+
+
 def external_classifier(
     fitted: Any, X_ext: pd.DataFrame, y_ext: pd.Series, threshold: float = 0.5, seed: int = 0
 ) -> dict[str, Any]:

@@ -89,6 +89,13 @@ def test_external_validation_on_another_cohort(trained: TrainResult) -> None:
     assert report["external"]["dataset"] == {
         "name": external.name,
         "synthetic": True,
+        "origin": {
+            "patients": 400,
+            "synthetic_patients": 0,
+            "marks": {},
+            "declared": True,
+            "summary": "declared synthetic by the code that built the data; no Patient resource was examined",
+        },
         "patients": 400,
         "sha256": external.digest(),
     }
@@ -196,3 +203,98 @@ def test_an_icd10_coded_diagnosis_is_an_outcome_and_an_exclusion() -> None:
     assert (dataset.conditions["code"] == snomed).any()
     assert y_icd.sum() == y.sum() > 0
     assert len(X_icd) == len(X)
+
+
+def _frames(
+    measurements: list[tuple[str, str, float]], conditions: list[tuple[str, str, str]] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One patient's frames: (field, date, value) measurements and (code, display, onset) conditions."""
+    rows = [("p", name, pd.Timestamp(day, tz="UTC"), value, None, f"Observation/{name}/_history/1")
+            for name, day, value in measurements]  # fmt: skip
+    diagnoses = [("p", code, display, pd.Timestamp(onset, tz="UTC"), "Condition/dm/_history/1")
+                 for code, display, onset in conditions]  # fmt: skip
+    return (
+        pd.DataFrame(rows, columns=["patient_id", "field", "time", "value", "category", "source"]),
+        pd.DataFrame(diagnoses, columns=["patient_id", "code", "display", "onset", "source"]),
+    )
+
+
+PATIENT = {"birth_date": pd.Timestamp("1969-05-01", tz="UTC"), "gender": "male"}
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("measurements", "conditions", "says", "source"),
+    [
+        (
+            [("bmi", "2024-03-01", 31.0), ("hba1c", "2023-01-05", 8.5), ("hba1c", "2024-03-01", 6.9)],
+            [],
+            "diabetes is already present: HbA1c 6.9 % on 2024-03-01 (≥ 6.5 %, ADA)",
+            "Observation/hba1c/_history/1",
+        ),
+        (
+            [("bmi", "2024-03-01", 31.0), ("fasting_glucose", "2024-02-10", 131.0)],
+            [],
+            "diabetes is already present: fasting glucose 131 mg/dL on 2024-02-10 (≥ 126 mg/dL, ADA)",
+            "Observation/fasting_glucose/_history/1",
+        ),
+        (
+            [("bmi", "2024-03-01", 31.0), ("hba1c", "2024-03-01", 8.5)],
+            [(f"{SNOMED_SYSTEM}|44054006", "Diabetes mellitus type 2", "2020-01-01")],
+            "diabetes is already recorded: Condition/dm/_history/1 (Diabetes mellitus type 2, onset 2020-01-01)",
+            "Condition/dm/_history/1",
+        ),
+    ],
+    ids=["hba1c", "fasting-glucose", "diagnosis-first"],
+)
+def test_existing_diabetes_by_laboratory_criteria_is_not_applicable_naming_the_evidence(
+    trained: TrainResult, measurements: list[tuple[str, str, float]], conditions: list[tuple[str, str, str]],
+    says: str, source: str,
+) -> None:  # fmt: skip
+    frames = _frames(measurements, conditions)
+    features, basis = features_now(PATIENT, *frames, NOW)
+    assert features["diabetes"] == 1.0 and source in basis
+    score = predict(trained.artifact, features, NOW)
+    assert score.value is None and score.probability is None
+    assert score.rationale == f"incident-diabetes: not applicable, {says}"
+
+
+def test_readings_below_the_criteria_or_after_the_time_leave_the_model_applicable(trained: TrainResult) -> None:
+    frames = _frames(
+        [
+            ("bmi", "2024-03-01", 31.0),
+            ("hba1c", "2024-03-01", 6.4),
+            ("fasting_glucose", "2024-03-01", 125.0),
+            ("hba1c", "2024-07-01", 9.0),  # after the time of the prediction
+        ]
+    )
+    features, _ = features_now(PATIENT, *frames, NOW)
+    assert features["diabetes"] == 0.0 and "diabetes_evidence" not in features
+    score = predict(trained.artifact, features, NOW)
+    assert score.probability is not None and 0 < score.probability < 1
+    later, _ = features_now(PATIENT, *frames, datetime(2024, 8, 1, tzinfo=UTC))
+    assert "HbA1c 9 % on 2024-07-01" in predict(trained.artifact, later, NOW).rationale
+
+
+def test_training_excludes_diabetes_by_laboratory_criteria_and_counts_each_criterion() -> None:
+    dataset = cohort_dataset(1, 150)
+    X, _, index_dates, _ = examples(dataset)
+    by_hba1c, by_glucose = list(X.index[:3]), list(X.index[3:5])
+    frame = dataset.measurements
+    raised = frame["value"].where(~(frame["patient_id"].isin(by_hba1c) & (frame["field"] == "hba1c")), 7.1)
+    fasting = pd.DataFrame(
+        [
+            (pid, "fasting_glucose", index_dates[pid], 140.0, None, f"Observation/fg-{pid}/_history/1")
+            for pid in by_glucose
+        ],
+        columns=frame.columns,
+    )
+    hba1c_holders = set(frame.loc[frame["field"] == "hba1c", "patient_id"]) & set(by_hba1c)
+    changed = dataclasses.replace(dataset, measurements=pd.concat([frame.assign(value=raised), fasting]))
+    X_changed, _, _, _ = examples(changed)
+    assert set(X.index) - set(X_changed.index) == hba1c_holders | set(by_glucose)
+    excluded = train(changed, seed=0).report["data"]["excluded"]
+    assert excluded[incidence.BY_HBA1C] == len(hba1c_holders) > 0
+    assert excluded[incidence.BY_FASTING_GLUCOSE] == 2
+    prevalent = train(dataset, seed=0).report["data"]["excluded"][incidence.DIAGNOSIS]
+    assert excluded[incidence.DIAGNOSIS] == prevalent > 0, "a diagnosis counts first"

@@ -1,4 +1,5 @@
-"""Reports are strict JSON; model cards name the data, flag synthetic data and hold every section."""
+"""Reports are strict JSON; model cards name the data, flag synthetic data and hold every section; an
+apparent validation on the server's own twins is filed apart from external validation; gates are shown."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from datetime import UTC, datetime
 import numpy as np
 
 from fhir_twin.ml.dataset import empty
-from fhir_twin.ml.learned.report import Feature, build, clean, data_section, external_report, model_card
+from fhir_twin.ml.learned.gates import Gate
+from fhir_twin.ml.learned.report import (
+    Feature,
+    build,
+    clean,
+    data_section,
+    external_report,
+    internal_report,
+    model_card,
+)
 from fhir_twin.ml.scores.model import Input, ModelInfo
 
 MODEL = ModelInfo("demo", "0.1.0", "learned", (Input("bmi", "http://loinc.org|39156-5"),), "demo outcome", "1 year",
@@ -33,6 +43,11 @@ def _report(synthetic: bool) -> dict:
         comparison=None,
         limits=["a limit"],
         seed=7,
+        gates=(
+            Gate("hold-out AUROC", ("holdout", "metrics", "auroc"), "a source", low=0.7),
+            Gate("calibration slope", ("calibration", "slope"), "our choice", low=0.95, high=1.05),
+            Gate("hold-out Brier", ("holdout", "metrics", "brier"), "not measured here", above=0.0),
+        ),
         created=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
@@ -44,8 +59,8 @@ def test_clean_makes_strict_json() -> None:
     report = _report(True)
     json.dumps(report, allow_nan=False)
     assert set(report) == {
-        "model", "data", "features", "outcome", "cross_validation", "holdout", "external", "calibration",
-        "efficiency", "comparison", "limits", "created", "versions", "seed",
+        "model", "data", "features", "outcome", "cross_validation", "holdout", "external", "internal",
+        "calibration", "efficiency", "comparison", "gates", "limits", "created", "versions", "seed",
     }  # fmt: skip
     assert report["cross_validation"]["metrics"]["brier"]["mean"] is None
     assert set(report["versions"]) == {"scikit-learn", "pandas", "numpy"}
@@ -74,3 +89,35 @@ def test_external_report_adds_a_section_without_changing_the_original() -> None:
     card = model_card(MODEL, updated)
     assert "Dataset: other site (synthetic: no, 0 patients" in card
     assert "| auroc | 0.700 | – |" in card
+
+
+def test_gates_are_checked_on_the_report_and_shown_on_the_card() -> None:
+    report = _report(False)
+    assert [(g["name"], g["value"], g["passed"]) for g in report["gates"]] == [
+        ("hold-out AUROC", 0.7, True),
+        ("calibration slope", 0.9, False),
+        ("hold-out Brier", None, False),
+    ]
+    assert report["gates"][1]["allowed"] == "0.95 to 1.05" and report["gates"][1]["reason"] == "our choice"
+    card = model_card(MODEL, report)
+    gates = card.split("## Gates", 1)[1].split("## Efficiency", 1)[0]
+    assert "not all pass, so this version cannot be activated" in gates
+    assert "| hold-out AUROC | holdout.metrics.auroc | ≥ 0.7 | 0.700 | pass | a source |" in gates
+    assert "| calibration slope | calibration.slope | 0.95 to 1.05 | 0.900 | FAIL | our choice |" in gates
+    assert "| hold-out Brier | holdout.metrics.brier | > 0 | – | FAIL | not measured here |" in gates
+
+
+def test_an_apparent_validation_is_internal_never_external() -> None:
+    report = _report(True)
+    here = empty("this server's current twins", True)
+    updated = internal_report(report, {"method": "unchanged", "n": 3, "metrics": {"auroc": 0.9}}, here)
+    assert updated["external"] is None and report["internal"] is None
+    assert updated["internal"]["description"] == (
+        "Apparent validation on this server's current twins, which may include the training data"
+    )
+    card = model_card(MODEL, updated)
+    assert "## External validation\n\nNot performed" in card
+    internal = card.split("## Internal validation (apparent)", 1)[1].split("## Calibration", 1)[0]
+    assert "which may include the training data." in internal
+    assert "Dataset: this server's current twins (synthetic: yes, 0 patients" in internal
+    assert "| auroc | 0.900 | – |" in internal
