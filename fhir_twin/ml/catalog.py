@@ -194,11 +194,12 @@ class Catalog:
         registered: dict[str, list[ModelVersion]] = {}
         for version in self.registry.versions():
             registered.setdefault(version.model_id, []).append(version)
-        found = [ModelEntry(runner.model, runner.model.version, [], True) for runner in self._rule_based]
+        found = [ModelEntry(runner.model, runner.model.version, [], True, runner.fields) for runner in self._rule_based]
         for model_id, entry in LEARNED.items():
             versions = registered.get(model_id, [])
             active = next((v.version for v in versions if v.active), None)
-            found.append(ModelEntry(entry.model, active, versions, entry.runner is not None))
+            reads = getattr(entry.runner, "fields", ())
+            found.append(ModelEntry(entry.model, active, versions, entry.runner is not None, reads))
         return found
 
     def entry(self, model_id: str) -> ModelEntry:

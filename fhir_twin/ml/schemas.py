@@ -22,6 +22,7 @@ class ModelEntry:
     active: str | None
     versions: list[ModelVersion]
     runs_on_patients: bool
+    reads: tuple[str, ...] = ()  # the twin's Body fields it reads: the names ``$whatif`` takes for it
 
     @property
     def device(self) -> str | None:
@@ -61,6 +62,7 @@ class ModelSchema(Schema):
     intended_use = fields.Function(lambda entry: entry.info.intended_use, data_key="intendedUse")
     reference = _attr("reference")
     inputs = fields.Function(lambda entry: InputSchema(many=True).dump([i._asdict() for i in entry.info.inputs]))
+    reads = fields.List(fields.String())
     device = fields.String(allow_none=True)
     versions = fields.List(fields.Nested(VersionSchema))
 

@@ -39,7 +39,7 @@ from tests.ml.doctor_data import (
     transaction,
     years_ago,
 )
-from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, registry
+from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, serve
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -275,7 +275,7 @@ def test_post_in_a_batch_records(client: FlaskClient, p1: str) -> None:
 def test_a_learned_models_card_is_its_registered_versions(make_app: Callable[..., Flask]) -> None:
     app = make_app(doctor=False)
     client = app.test_client()
-    registered = registry(app).register(incidence_result())
+    registered = serve(app, incidence_result())
     put(client, patient("adult"))
     transaction(client, diabetes_inputs("adult", ago(minutes=10)))
     assert predict(client, "adult", "incident-diabetes")["result"] == ["scored"]

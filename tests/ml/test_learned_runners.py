@@ -101,9 +101,14 @@ def test_incident_diabetes_trained_on_the_servers_twins_predicts_for_a_new_patie
     # The prediction is about the time of its newest input, not the moment it was computed.
     newest = max(instant(client.get(f"/fhir/{ref}").get_json()["effectiveDateTime"]) for ref in stored[:6])
     assert instant(period["start"]) == newest <= instant(risk["occurrenceDateTime"])
-    assert "Largest contributions to the log-odds" in prediction["rationale"]
-    named = re.findall(r"(\w+) [\d.]+: β [+-][\d.]+ × z [+-][\d.]+ = [+-][\d.]+", prediction["rationale"])
-    assert named and set(named) <= set(incidence.COLUMNS), "the largest β·z terms, by feature"
+    assert (
+        "Largest contributors, against a patient with the training cohort's average values: "
+        in (prediction["rationale"])
+    )
+    named = re.findall(
+        r"; ([^;(]+) \((?:raises|lowers) the estimate\)", "; " + prediction["rationale"].split(": ", 2)[-1]
+    )
+    assert len(named) == 3, "the three largest contributors, in words"
     assert [basis["reference"] for basis in risk["basis"]] == ["Patient/adult/_history/1", *stored[:6]]
     (kept,) = assessments(client, "adult", "incident-diabetes")
     assert kept == {**risk, "meta": kept["meta"]}
@@ -148,6 +153,9 @@ def test_hr_forecast_forecasts_the_next_heart_rate_with_its_interval(app: Flask,
     assert instant(period["end"]) - instant(period["start"]) == pytest.approx(
         timedelta(minutes=5), abs=timedelta(milliseconds=2)
     )
+    # From the latest reading, which the forecast is about, to the next one expected.
+    latest = max(instant(client.get(f"/fhir/{ref}").get_json()["effectiveDateTime"]) for ref in stored)
+    assert instant(period["start"]) == latest
     assert [basis["reference"] for basis in risk["basis"]] == stored
     assert client.get("/fhir/Device/hr-forecast-1.0.0").status_code == 200
 
@@ -240,13 +248,14 @@ def test_whatif_answers_a_simulated_risk_and_stores_nothing(app: Flask, client: 
     assert client.get("/fhir/Device/incident-diabetes-1.0.0").status_code == 404
 
 
-def test_whatif_takes_the_input_names_twin_models_lists(app: Flask, client: FlaskClient) -> None:
+def test_whatif_takes_the_body_fields_twin_models_lists(app: Flask, client: FlaskClient) -> None:
     serve(app, incidence_result())
     new_adult(client, "adult", smoking=NEVER_SMOKED)
     (listed,) = [m for m in client.get("/twin/models").get_json()["models"] if m["id"] == "incident-diabetes"]
-    names = [i["name"] for i in listed["inputs"]]
     issue = outcome(client.get("/fhir/Patient/adult/$whatif?model=incident-diabetes&bogus=1"), 400)
-    accepted = issue["diagnostics"].split("inputs: ", 1)[1].split(", ")
-    # README: "$whatif ... (names are the models' inputs, listed by /twin/models)"
-    assert set(names) - set(accepted) == set(), "listed, yet $whatif refuses them"
-    assert set(accepted) - set(names) == set(), "taken by $whatif, yet not listed"
+    accepted = issue["diagnostics"].split("the chosen models read: ", 1)[1].split(", ")
+    # README: "$whatif takes the twin's Body fields each model reads, listed by /twin/models as reads"
+    assert sorted(listed["reads"]) == sorted(accepted)
+    assert {"bmi", "hba1c", "fasting_glucose", "smoking_status"} <= set(accepted)
+    twin = client.get("/twin/patients/adult").get_json()["body"]
+    assert set(accepted) <= set(twin), "every name is a field of the twin's Body"

@@ -76,7 +76,6 @@ MIN_OWN_RESIDUALS = 20  # fewer own one-step errors than this: use the pooled on
 TACHYCARDIA = 100.0  # /min, adult tachycardia
 LEVEL = 0.9
 QUANTILE_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 100))
-BASIS_CAP = 50
 DEGREES = (1, 2)
 CANDIDATES = {0: "persistence (last value)", 1: "linear", 2: "polynomial (degree 2)"}
 # P(next HR > 100/min): below 0.01 negligible, below 0.1 low, below 0.5 moderate, else high (our choice).
@@ -502,10 +501,10 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
     contributions = _contributions(model, row)
     last = ", ".join(f"{v:.0f}" for v in values[-artifact.lags :])
     rationale = (
-        f"Last {artifact.lags} heart rates {last} /min (latest {times[-1].isoformat()}). "
+        f"Last {artifact.lags} heart rates {last} /min (the latest at {times[-1]:%H:%M on %Y-%m-%d}). "
         f"Forecast for the next reading in {horizon * 60:.0f} min: {value:.1f} /min, 90 % interval "
         f"{value + low:.1f} to {value + high:.1f} ({basis_of_interval}). "
-        f"P(heart rate > 100/min) = {probability:.3f}: {band}. "
+        f"Chance of a heart rate above 100/min then: {probability:.1%} ({band}). "
     )
     if artifact.degree == 0:
         rationale += "The forecast is the last value: in training no regression forecast better than persistence. "
@@ -516,7 +515,6 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
             f"(skill {skill:+.2f}). "
         )
     rationale += "Largest terms: " + "; ".join(c.explanation for c in contributions[:3]) + "."
-    fitted_sources = sources[-min(len(sources), artifact.window) :]
     score = Score(
         model=MODEL,
         value=round(value, 1),
@@ -529,7 +527,19 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
         mitigation=None,
         forecast=Forecast(value, value + low, value + high, LEVEL, "/min", horizon),
     )
-    return score, fitted_sources[-BASIS_CAP:]
+    # Every reading the forecast and its interval were fitted on: the basis names them all.
+    return score, sources
+
+
+# A term of the regression in words, as the rationale lists the largest ones.
+TERMS = {
+    "heart_rate_lag1": "the last reading",
+    "heart_rate_lag2": "the reading before it",
+    "heart_rate_lag3": "the one before that",
+    "hour_sin": "the time of day (sine)",
+    "hour_cos": "the time of day (cosine)",
+    "hours_since_previous": "the time since the previous reading",
+}
 
 
 def _contributions(model: Fit, row: np.ndarray) -> tuple[Contribution, ...]:
@@ -544,7 +554,7 @@ def _contributions(model: Fit, row: np.ndarray) -> tuple[Contribution, ...]:
         values = polynomial.transform(values[None, :])[0]
         names = [name.replace(" ", "·") for name in polynomial.get_feature_names_out(names)]
     terms = [
-        Contribution(name, float(x), float(beta * x) + 0.0, f"{beta:+.3f} × {name} [{x:.3f}] = {beta * x:+.1f} /min")
+        Contribution(name, float(x), float(beta * x) + 0.0, f"{TERMS.get(name, name)} {beta * x:+.1f} /min")
         for name, beta, x in zip(names, regression.coef_, values, strict=True)
     ]
     return tuple(sorted(terms, key=lambda c: -abs(c.points)))

@@ -457,11 +457,9 @@ def predict(artifact: IncidenceModel, features: Mapping[str, float | str | None]
     band = risk_band(probability, BANDS)
     contributions = _contributions(artifact.pipeline, row, features)
     top = "; ".join(c.explanation for c in contributions[:3])
-    by = (_utc(at) + HORIZON).date().isoformat()
     rationale = (
-        f"Estimated probability of a type 2 diabetes diagnosis within 5 years (by {by}): {probability:.1%}, "
-        f"{band}. Largest contributions to the log-odds, each β·z with z = (value − training mean) / training SD, "
-        f"so relative to a patient with the training cohort's average values: {top}."
+        f"Estimated probability of a type 2 diabetes diagnosis within 5 years: {probability:.1%} ({band}). "
+        f"Largest contributors, against a patient with the training cohort's average values: {top}."
     )
     if missing:
         rationale += f" Not available, imputed with the training median: {', '.join(missing)}."
@@ -482,10 +480,31 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+# How each column reads in a rationale: its words for a value (a number's unit, or the yes/no).
+IN_WORDS: dict[str, tuple[str, str]] = {
+    "age": ("age", " years"),
+    "bmi": ("BMI", " kg/m²"),
+    "systolic_bp": ("systolic BP", " mmHg"),
+    "glucose": ("glucose", " mg/dL"),
+    "hba1c": ("HbA1c", " %"),
+    "hdl_cholesterol": ("HDL cholesterol", " mg/dL"),
+    "male": ("sex", ""),
+    "current_smoker": ("smoking status", ""),
+    "prediabetes": ("prediabetes", ""),
+}
+YES_NO_WORDS = {
+    "male": ("male", "female"),
+    "current_smoker": ("a current smoker", "not a current smoker"),
+    "prediabetes": ("prediabetes recorded", "no prediabetes recorded"),
+}
+
+
 def _contributions(
-    model: Pipeline, row: pd.DataFrame, features: Mapping[str, float | None]
+    model: Pipeline, row: pd.DataFrame, features: Mapping[str, float | str | None]
 ) -> tuple[Contribution, ...]:
-    """β·z for every column the regression sees (indicator columns included), largest |β·z| first."""
+    """β·z for every column the regression sees (indicator columns included), largest |β·z| first; each
+    explained in words: the value, and whether it raises or lowers the estimate against the training
+    cohort's average patient (z is the value's distance from the training mean in training SDs)."""
     z = np.asarray(model[:-1].transform(row))[0]
     names = [_readable(str(n)) for n in model[:-1].get_feature_names_out()]
     beta = model.named_steps["classifier"].coef_[0]
@@ -498,6 +517,17 @@ def _contributions(
         else:
             shown = "missing" if absent else float(features[column])  # type: ignore[arg-type]
         term = float(b * value) + 0.0
-        shown_text = f"{shown:.1f}" if isinstance(shown, float) else shown
-        terms.append(Contribution(name, shown, term, f"{name} {shown_text}: β {b:+.2f} × z {value:+.2f} = {term:+.2f}"))
+        direction = "raises the estimate" if term > 0 else "lowers the estimate"
+        terms.append(Contribution(name, shown, term, f"{_words(column, name != column, shown)} ({direction})"))
     return tuple(sorted(terms, key=lambda c: -abs(c.points)))
+
+
+def _words(column: str, indicator: bool, shown: float | str) -> str:
+    """A column's value as a clinician reads it: "HbA1c 6.1 %", "a current smoker", "BMI not recorded"."""
+    label = IN_WORDS.get(column, (column.replace("_", " "), ""))[0]
+    if indicator or shown == "missing":
+        return f"{label} not recorded"
+    if column in YES_NO_WORDS:
+        return YES_NO_WORDS[column][0 if shown == 1.0 else 1]
+    unit = IN_WORDS.get(column, ("", ""))[1]
+    return f"{label} {float(shown):.3g}{unit}"

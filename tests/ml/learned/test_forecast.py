@@ -108,10 +108,13 @@ def test_a_forecast_with_interval_probability_and_basis() -> None:
     assert 0 < score.probability < 1
     assert score.band in {"negligible", "low", "moderate", "high"}
     assert basis == [source for _, _, source in points][-len(basis) :]
-    assert len(basis) <= 50 and basis[-3:] == [p[2] for p in points[-3:]]
+    # Every reading the forecast and its interval were fitted on, none left out of the basis.
+    assert basis == [p[2] for p in points]
     last = ", ".join(f"{v:.0f}" for _, v, _ in points[-3:])
     assert f"Last 3 heart rates {last} /min" in score.rationale
     assert "90 % interval" in score.rationale and "repeating the last value" in score.rationale
+    assert "Chance of a heart rate above 100/min then: " in score.rationale and "P(" not in score.rationale
+    assert "the last reading +" in score.rationale or "the last reading -" in score.rationale
     assert score.contributions and abs(score.contributions[0].points) >= abs(score.contributions[-1].points)
     assert score.contributions[0].input == "heart_rate_lag1"
     later = [*points, (now + timedelta(minutes=5), 190.0, "Observation/future/_history/1")]

@@ -149,8 +149,10 @@ def test_a_prediction_explains_its_top_three_contributions(trained: TrainResult)
     assert points == sorted(points, reverse=True)
     for contribution in score.contributions[:3]:
         assert contribution.explanation in score.rationale
-    assert "within 5 years (by 2016-12-31)" in score.rationale
-    assert "β·z with z = (value − training mean) / training SD" in score.rationale
+    assert score.rationale.startswith("Estimated probability of a type 2 diabetes diagnosis within 5 years: ")
+    assert "Largest contributors, against a patient with the training cohort's average values: " in score.rationale
+    assert "β" not in score.rationale and "z " not in score.rationale
+    assert any(c.explanation.endswith(("(raises the estimate)", "(lowers the estimate)")) for c in score.contributions)
     lower = predict(trained.artifact, {**TYPICAL, "hba1c": 5.0, "glucose": 85.0, "bmi": 22.0, "prediabetes": 0.0}, AT)
     assert lower.probability < score.probability
     assert lower.band in ("negligible", "low")
