@@ -224,6 +224,17 @@ def test_predicting_with_an_untrained_model_says_it_is_not_trained(app: Flask, c
     assert "not trained" in issue["diagnostics"], "the model is listed by /twin/models; it is untrained, not unknown"
 
 
+def test_a_diagnostic_hypothetical_hba1c_is_not_a_risk_of_diabetes(app: Flask, client: FlaskClient) -> None:
+    """What if HbA1c were 7 %? Then the patient has diabetes: not a 5-year risk of it."""
+    serve(app, incidence_result())
+    new_adult(client, "adult")
+    response = client.get("/fhir/Patient/adult/$whatif?model=incident-diabetes&hba1c=7")
+    assert response.status_code == 200, response.get_json()
+    (prediction,) = response.get_json()["parameter"]
+    (simulated,) = parts(prediction)["simulated"]
+    assert simulated.startswith("not-applicable: incident-diabetes: not applicable, diabetes is already present: HbA1c")
+
+
 def test_whatif_answers_a_simulated_risk_and_stores_nothing(app: Flask, client: FlaskClient) -> None:
     serve(app, incidence_result())
     new_adult(client, "adult")
