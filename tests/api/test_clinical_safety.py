@@ -5,6 +5,7 @@ and on the Synthea bundles of an ordinary EHR."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,29 @@ def test_h2_ordinary_ehr_records_are_scored_as_partial_sets_and_said(quiet: Flas
             ("Laila Gorczany", "atp3-hard-chd", "insufficient-data"): 1,
         }
     ), results
+
+
+def test_every_hazard_names_tests_that_exist() -> None:
+    """docs/clinical-safety.md stays true: each hazard has a control and names its tests, and every
+    test it names exists (a renamed test fails here, not silently in the log)."""
+    log = Path(__file__).resolve().parents[2] / "docs" / "clinical-safety.md"
+    text = log.read_text(encoding="utf-8")
+    hazards = re.split(r"^### ", text, flags=re.M)[1:]
+    assert len(hazards) >= 20
+    named = 0
+    for hazard in hazards:
+        title = hazard.splitlines()[0]
+        assert "- **Control.**" in hazard and "- **Tests.**" in hazard, title
+        tests = hazard.split("- **Tests.**", 1)[1].split("- **Residual.**", 1)[0]
+        current: Path | None = None
+        references = re.findall(r"`(tests/[\w/]+\.py)?(::\w+)?(?:\[[^\]`]*\])?`", tests)
+        assert references, title
+        for path, function in references:
+            if path:
+                current = Path(__file__).resolve().parents[2] / path
+                assert current.is_file(), (title, path)
+            if function:
+                assert current is not None, (title, function)
+                assert f"def {function[2:]}(" in current.read_text(encoding="utf-8"), (title, current.name, function)
+                named += 1
+    assert named >= 60
