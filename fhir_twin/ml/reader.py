@@ -134,6 +134,12 @@ class Reader:
         if self.document.patient.source not in self.basis:
             self.basis.append(self.document.patient.source)
 
+    def age(self) -> float | None:
+        """The patient's age in years at the document's time; the Patient joins the basis."""
+        self.patient()
+        age = self.document.patient.age
+        return float(age) if age is not None else None
+
     def found(self, concept: Concept, kinds: tuple[str, ...], active_only: bool = True) -> list[CaseItem]:
         """Case entries of ``kinds`` that are the concept (active ones unless told, never a procedure
         that was not done); they join the basis."""
