@@ -128,4 +128,4 @@ def test_served_writes_are_assessed_live(database_url: str) -> None:
             process.terminate()
             process.communicate(timeout=30)
     methods = sorted(resource["method"]["coding"][0]["code"] for resource in found)  # type: ignore[index]
-    assert methods == ["news2", "qsofa"]
+    assert methods == ["news2"]  # qSOFA does not apply: no suspected infection is on record
