@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.constructor
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from fhir_twin.search.fhirpath import check_expression
@@ -191,11 +192,16 @@ def _where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
     return f"{path.name}, line {_line_of(root, keys)}, {'.'.join(map(str, keys))}"
 
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The file's data and its node tree (for the line of an error), from one parse by libyaml when
+    PyYAML has it: every app reads every mapping file at start-up."""
     text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=LOADER)
+        raw = yaml.constructor.SafeConstructor().construct_document(root) if root is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
