@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,12 +33,26 @@ RISK_OF_DISEASE = {"system": SNOMED, "code": "709510001", "display": "Assessment
 
 @dataclass(frozen=True)
 class Patient:
-    """What a runner may read of one patient: the twin document and, for series, the twins."""
+    """What a runner may read of one patient: the twin document and, for series, the twins; and
+    what the runners of one assessment gathered already (``memo``), which they share."""
 
     id: str
     document: TwinDocument
     twins: Twins
     now: datetime
+    memo: dict[tuple[str, int], Gathered[Any]] = field(default_factory=dict, compare=False, repr=False)
+
+    def gathered(
+        self,
+        name: str,
+        simulated: Simulation | None,
+        gather: Callable[[TwinDocument, Simulation | None], Gathered[Any]],
+    ) -> Gathered[Any]:
+        """``gather`` of this patient's twin (and ``simulated`` readings), once per assessment."""
+        key = (name, id(simulated))
+        if key not in self.memo:
+            self.memo[key] = gather(self.document, simulated)
+        return self.memo[key]
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,7 @@ class Runner(Protocol):
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run: ...
 
 
-Gather = Callable[[TwinDocument, Simulation | None, bool], Gathered[Any]]
+Gather = Callable[[Patient, Simulation | None, bool], Gathered[Any]]
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,7 @@ class ScoreRunner:
     score: Callable[[Any], Score]
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
-        gathered = self.gather(patient.document, simulated, requested)
+        gathered = self.gather(patient, simulated, requested)
         try:
             score = self.score(gathered.inputs)
         except ValueError as error:
@@ -173,14 +187,14 @@ def rule_based(window: timedelta) -> list[Runner]:
             news2.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "National Early Warning Score 2 (NEWS2)"}, None),
             gather.NEWS2_ROUND,
-            lambda document, simulated, _: gather.news2_inputs(document, window, simulated),
+            lambda patient, simulated, _: gather.news2_inputs(patient.document, window, simulated),
             news2.news2,
         ),
         ScoreRunner(
             qsofa.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "quick Sequential Organ Failure Assessment (qSOFA)"}, None),
             gather.QSOFA_ROUND,
-            lambda document, simulated, requested: gather.qsofa_inputs(document, window, simulated, requested),
+            lambda patient, simulated, requested: gather.qsofa_inputs(patient.document, window, simulated, requested),
             qsofa.qsofa,
         ),
         ScoreRunner(
@@ -201,14 +215,16 @@ def rule_based(window: timedelta) -> list[Runner]:
                 timedelta(days=3652),
             ),
             gather.CARDIOVASCULAR_FIELDS,
-            lambda document, simulated, _: gather.pooled_cohort_inputs(document, simulated),
+            lambda patient, simulated, _: patient.gathered("cardiovascular", simulated, gather.pooled_cohort_inputs),
             pooled_cohort.pooled_cohort,
         ),
         ScoreRunner(
             atp3.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "10-year hard CHD risk (NCEP ATP III)"}, timedelta(days=3652)),
             gather.CARDIOVASCULAR_FIELDS,
-            lambda document, simulated, _: gather.atp3_inputs(document, simulated),
+            lambda patient, simulated, _: gather.atp3_inputs(
+                patient.gathered("cardiovascular", simulated, gather.pooled_cohort_inputs)
+            ),
             atp3.atp3,
         ),
     ]

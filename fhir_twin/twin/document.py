@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from fhir_twin.fhir.instant import parse_range
@@ -55,12 +56,17 @@ class TwinDocument:
     reference_time: datetime
     body: dict[str, FieldState]
     case: dict[str, list[CaseItem]]
-    quality: Quality
+    mapping: Mapping = field(repr=False, compare=False)
     # Every point of every field, flagged ones included, oldest first: what models that read more
     # than the latest value (a mean of recent readings, the highest LDL) read.
     series: dict[str, list[Point]] = field(default_factory=dict)
     # Server time: the twin as the server held it then (None: as it holds it now).
     recorded: datetime | None = None
+
+    @cached_property
+    def quality(self) -> Quality:
+        """The data-quality summary, made when asked: the Doctor reads twins without it."""
+        return quality(self.series, self.mapping)
 
 
 def build(
@@ -80,7 +86,7 @@ def build(
         reference_time=reference_time,
         body=field_states(series, mapping, reference_time),
         case=_case(case_rows, series, mapping),
-        quality=quality(series, mapping),
+        mapping=mapping,
         series=series,
         recorded=recorded,
     )

@@ -21,7 +21,6 @@ from fhir_twin.ml.scores.qsofa import qsofa
 from fhir_twin.twin.body import Point, field_states
 from fhir_twin.twin.document import CaseItem, PatientSummary, TwinDocument
 from fhir_twin.twin.mapping_file import load_mappings
-from fhir_twin.twin.quality import quality
 from tests.ml.doctor_data import ICD10CM, RXNORM, SNOMED, TYPE_2_DIABETES
 
 MAPPING = load_mappings(Config().resolved_mappings_dir)
@@ -111,9 +110,7 @@ def document(
     for item in case:
         kinds[item.kind].append(item)
     who = PatientSummary("p1", "Patient/p1/_history/1", gender, None, age, False, race_text, race_codes)
-    return TwinDocument(
-        who, None, NOW, field_states(series, MAPPING, NOW), kinds, quality(series, MAPPING), series=series
-    )
+    return TwinDocument(who, None, NOW, field_states(series, MAPPING, NOW), kinds, MAPPING, series=series)
 
 
 def medium_set(**changes: Any) -> list[tuple[str, Point]]:
@@ -416,7 +413,7 @@ def test_cardiovascular_inputs() -> None:
     )
     assert sorted(gathered.basis) == sorted(["Patient/p1/_history/1", *(point.source for _, point in CARDIOVASCULAR)])
     assert not gathered.stale
-    atp = atp3_inputs(document(*CARDIOVASCULAR)).inputs
+    atp = atp3_inputs(pooled_cohort_inputs(document(*CARDIOVASCULAR))).inputs
     assert (atp.age, atp.sex, atp.total_cholesterol, atp.hdl, atp.systolic_bp) == (55, "male", 213, 50, 120)
     # ... and the score says each assumption it makes and goes preliminary.
     score = pooled_cohort(inputs)
@@ -555,7 +552,7 @@ def test_diabetes_from_a_condition() -> None:
     gathered = pooled_cohort_inputs(document(*CARDIOVASCULAR, case=(diabetes,)))
     assert gathered.inputs.diabetes is True
     assert diabetes.source in gathered.basis
-    assert atp3_inputs(document(*CARDIOVASCULAR, case=(diabetes,))).inputs.diabetes is True
+    assert atp3_inputs(pooled_cohort_inputs(document(*CARDIOVASCULAR, case=(diabetes,)))).inputs.diabetes is True
 
 
 @pytest.mark.parametrize(

@@ -77,9 +77,8 @@ def pooled_cohort_inputs(document: TwinDocument, simulation: Simulation | None =
     return reader.gathered(inputs)
 
 
-def atp3_inputs(document: TwinDocument, simulation: Simulation | None = None) -> Gathered[Atp3Inputs]:
-    """The ATP III hard-CHD inputs, read as for the Pooled Cohort Equations (which add race)."""
-    pooled = pooled_cohort_inputs(document, simulation)
+def atp3_inputs(pooled: Gathered[PooledCohortInputs]) -> Gathered[Atp3Inputs]:
+    """The ATP III hard-CHD inputs: the Pooled Cohort Equations' (which add race), read once for both."""
     shared = {field.name: getattr(pooled.inputs, field.name) for field in dataclasses.fields(Atp3Inputs)}
     return dataclasses.replace(pooled, inputs=Atp3Inputs(**shared))
 

@@ -19,7 +19,7 @@ from fhir_twin.ml.concepts import HYPERCAPNIC_RESPIRATORY_FAILURE, INFECTION, PR
 from fhir_twin.ml.medicines import ANTIBACTERIAL
 from fhir_twin.ml.reader import Gathered, Reader, active, described
 from fhir_twin.ml.scores.model import Consciousness
-from fhir_twin.ml.scores.news2 import News2Inputs, news2
+from fhir_twin.ml.scores.news2 import MIN_PARAMETERS, News2Inputs, news2
 from fhir_twin.ml.scores.qsofa import QsofaInputs
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.body import Point
@@ -55,7 +55,7 @@ def news2_inputs(
     """The newest set of NEWS2 parameters within ``window`` that NEWS2 can score; the Scale 2 target,
     age and pregnancy the record shows."""
     reader = Reader(document, simulation)
-    found = _round(reader, NEWS2_ROUND, window, lambda points: news2(_news2_set(points)).value is not None)
+    found = _round(reader, NEWS2_ROUND, window, _news2_scorable)
     inputs = dataclasses.replace(
         _news2_set(found, reader),
         spo2_scale_2=_scale_2(reader),
@@ -63,6 +63,14 @@ def news2_inputs(
         pregnancy=tuple(described(item) for item in reader.found(PREGNANCY, ("conditions",))),
     )
     return reader.gathered(inputs)
+
+
+def _news2_scorable(found: dict[str, Point]) -> bool:
+    """Whether NEWS2 scores this set: most parameters are there (counted cheaply), or it scores anyway."""
+    parameters = sum(name in found for name in NEWS2_FIELDS if name != "consciousness")
+    parameters += "consciousness" in found or "gcs" in found
+    parameters += any(name in found for name in OXYGEN_FIELDS)
+    return parameters >= MIN_PARAMETERS or news2(_news2_set(found)).value is not None
 
 
 def _news2_set(found: dict[str, Point], reader: Reader | None = None) -> News2Inputs:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
 from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
@@ -190,39 +191,58 @@ def terms(inputs: Atp3Inputs) -> tuple[Contribution, ...]:
     """The β·X terms of the patient's equation, whose sum is the linear predictor ΣβX."""
     assert inputs.sex is not None
     equation = EQUATIONS[inputs.sex]
-    covariates = _covariates(inputs, equation.smoking_age_cap)
-    return tuple(linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items())
+    covariates = _covariates(vars(inputs), equation.smoking_age_cap)
+    labels = _labels(inputs, equation.smoking_age_cap)
+    return tuple(linear_term(name, beta, covariates[name], labels[name]) for name, beta in equation.beta.items())
 
 
-def _risk(inputs: Atp3Inputs) -> float:
-    """1 − S₀^exp(ΣβX − mean) of the patient's sex (inputs complete, yes/no answered)."""
-    assert inputs.sex is not None
-    equation = EQUATIONS[inputs.sex]
-    return 1 - equation.baseline_survival ** math.exp(sum(term.points for term in terms(inputs)) - equation.mean)
+def _risk(inputs: Atp3Inputs, **changes: Any) -> float:
+    """1 − S₀^exp(ΣβX − mean) of the patient's sex (inputs complete, yes/no answered), with
+    ``changes`` to the inputs; evaluated a dozen times a run by the explanations, so it forms no
+    text and copies no dataclass."""
+    values = {**vars(inputs), **changes} if changes else vars(inputs)
+    equation = EQUATIONS[values["sex"]]
+    covariates = _covariates(values, equation.smoking_age_cap)
+    linear_predictor = sum(beta * covariates[name] for name, beta in equation.beta.items())
+    return 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
 
 
-def _covariates(inputs: Atp3Inputs, smoking_age_cap: float) -> dict[str, tuple[float, str]]:
-    """Each X of the equation with how it was formed; the smoking interaction uses the capped age."""
-    assert inputs.age is not None and inputs.total_cholesterol is not None and inputs.hdl is not None
-    assert inputs.systolic_bp is not None
-    ln_age = math.log(inputs.age)
-    ln_total_cholesterol = math.log(inputs.total_cholesterol)
+def _covariates(values: Mapping[str, Any], smoking_age_cap: float) -> dict[str, float]:
+    """Each X of the equation from the inputs' values; the smoking interaction uses the capped age."""
+    ln_age = math.log(values["age"])
+    ln_total_cholesterol = math.log(values["total_cholesterol"])
+    smoker = float(bool(values["smoker"]))
+    return {
+        "ln_age": ln_age,
+        "ln_total_cholesterol": ln_total_cholesterol,
+        "ln_hdl": math.log(values["hdl"]),
+        "ln_sbp": math.log(values["systolic_bp"]),
+        "bp_treated": float(bool(values["bp_treated"])),
+        "smoker": smoker,
+        "ln_age_x_ln_total_cholesterol": ln_age * ln_total_cholesterol,
+        "ln_age_x_smoker": math.log(min(values["age"], smoking_age_cap)) * smoker,
+        "ln_age_squared": ln_age**2,
+    }
+
+
+def _labels(inputs: Atp3Inputs, smoking_age_cap: float) -> dict[str, str]:
+    """How each X of ``_covariates`` was formed from the inputs, for its β·X term."""
+    assert inputs.age is not None
     smoking_age = min(inputs.age, smoking_age_cap)
-    smoker = float(bool(inputs.smoker))
     age = f"ln(age {inputs.age:g})"
     total_cholesterol = f"ln(total cholesterol {inputs.total_cholesterol:g} mg/dL)"
-    smoking = f"smoker ({'yes' if smoker else 'no'})"
+    smoking = f"smoker ({'yes' if inputs.smoker else 'no'})"
     capped = f"ln(age {smoking_age:g}{', capped' if smoking_age < inputs.age else ''})"
     return {
-        "ln_age": (ln_age, age),
-        "ln_total_cholesterol": (ln_total_cholesterol, total_cholesterol),
-        "ln_hdl": (math.log(inputs.hdl), f"ln(HDL {inputs.hdl:g} mg/dL)"),
-        "ln_sbp": (math.log(inputs.systolic_bp), f"ln(SBP {inputs.systolic_bp:g} mmHg)"),
-        "bp_treated": (float(bool(inputs.bp_treated)), f"BP treated ({'yes' if inputs.bp_treated else 'no'})"),
-        "smoker": (smoker, smoking),
-        "ln_age_x_ln_total_cholesterol": (ln_age * ln_total_cholesterol, f"{age} × {total_cholesterol}"),
-        "ln_age_x_smoker": (math.log(smoking_age) * smoker, f"{capped} × {smoking}"),
-        "ln_age_squared": (ln_age**2, f"{age}²"),
+        "ln_age": age,
+        "ln_total_cholesterol": total_cholesterol,
+        "ln_hdl": f"ln(HDL {inputs.hdl:g} mg/dL)",
+        "ln_sbp": f"ln(SBP {inputs.systolic_bp:g} mmHg)",
+        "bp_treated": f"BP treated ({'yes' if inputs.bp_treated else 'no'})",
+        "smoker": smoking,
+        "ln_age_x_ln_total_cholesterol": f"{age} × {total_cholesterol}",
+        "ln_age_x_smoker": f"{capped} × {smoking}",
+        "ln_age_squared": f"{age}²",
     }
 
 

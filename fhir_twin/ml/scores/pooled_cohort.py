@@ -15,10 +15,10 @@ treatment, smoking, diabetes or race are assumed and said (``risk_factors``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
 from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
@@ -213,13 +213,13 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
 
     assumed, assumptions = risk_factors.assume_no(inputs, YES_NO, _risk)
     if assumed.race is None:
-        other = _risk(dataclasses.replace(assumed, race="african_american"))
+        other = _risk(assumed, race="african_american")
         assumptions += (
             f"No race is recorded: scored with the white equation, as Goff et al. advise for every group but African "
             f"American; the African American equation would give {100 * other:.1f} %.",
         )
     probability = _risk(assumed)
-    equation = _equation(assumed)
+    equation = _equation(vars(assumed))
     band = _band(probability)
     factors = {
         "smoker": "smoker",
@@ -245,7 +245,7 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
             "risk in other groups."
         )
     if inputs.several_races and inputs.race == "african_american":
-        other = _risk(dataclasses.replace(assumed, race="white"))
+        other = _risk(assumed, race="white")
         rationale += (
             " Black or African American is recorded with other race categories: the African American equation is "
             f"used, the only one derived for a group other than white; the white equation gives {100 * other:.1f} %."
@@ -264,53 +264,75 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
     )
 
 
-def _equation(inputs: PooledCohortInputs) -> Equation:
-    assert inputs.sex is not None
-    return EQUATIONS[inputs.sex, "african_american" if inputs.race == "african_american" else "white"]
+def _equation(values: Mapping[str, Any]) -> Equation:
+    return EQUATIONS[values["sex"], "african_american" if values["race"] == "african_american" else "white"]
 
 
 def terms(inputs: PooledCohortInputs) -> tuple[Contribution, ...]:
     """The β·X terms of the patient's equation, whose sum is Table A's "individual sum" ΣβX."""
-    equation = _equation(inputs)
-    covariates = _covariates(inputs)
+    equation = _equation(vars(inputs))
+    covariates, labels = _covariates(vars(inputs)), _labels(inputs)
     return tuple(
-        linear_term(name, beta, *covariates[name]) for name, beta in equation.beta.items() if name in covariates
+        linear_term(name, beta, covariates[name], labels[name])
+        for name, beta in equation.beta.items()
+        if name in covariates
     )
 
 
-def _risk(inputs: PooledCohortInputs) -> float:
-    """1 − S₀(10)^exp(ΣβX − mean) of the patient's equation (inputs complete, yes/no answered)."""
-    equation = _equation(inputs)
-    return 1 - equation.baseline_survival ** math.exp(sum(term.points for term in terms(inputs)) - equation.mean)
+def _risk(inputs: PooledCohortInputs, **changes: Any) -> float:
+    """1 − S₀(10)^exp(ΣβX − mean) of the patient's equation (inputs complete, yes/no answered), with
+    ``changes`` to the inputs; the explanations evaluate it a dozen times a run, so it forms no text
+    and copies no dataclass."""
+    values = {**vars(inputs), **changes} if changes else vars(inputs)
+    equation = _equation(values)
+    covariates = _covariates(values)
+    linear_predictor = sum(beta * covariates[name] for name, beta in equation.beta.items() if name in covariates)
+    return 1 - equation.baseline_survival ** math.exp(linear_predictor - equation.mean)
 
 
-def _covariates(inputs: PooledCohortInputs) -> dict[str, tuple[float, str]]:
-    """Each X of the equations with how it was formed; only the SBP terms of the patient's treatment are present."""
-    assert inputs.age is not None and inputs.total_cholesterol is not None and inputs.hdl is not None
-    assert inputs.systolic_bp is not None
-    ln_age = math.log(inputs.age)
-    ln_total_cholesterol = math.log(inputs.total_cholesterol)
-    ln_hdl = math.log(inputs.hdl)
-    ln_sbp = math.log(inputs.systolic_bp)
-    smoker = float(bool(inputs.smoker))
+def _covariates(values: Mapping[str, Any]) -> dict[str, float]:
+    """Each X of the equations from the inputs' values; only the SBP terms of the treatment given."""
+    ln_age = math.log(values["age"])
+    ln_total_cholesterol = math.log(values["total_cholesterol"])
+    ln_hdl = math.log(values["hdl"])
+    ln_sbp = math.log(values["systolic_bp"])
+    smoker = float(bool(values["smoker"]))
+    treatment = "treated" if values["bp_treated"] else "untreated"
+    return {
+        "ln_age": ln_age,
+        "ln_age_squared": ln_age**2,
+        "ln_total_cholesterol": ln_total_cholesterol,
+        "ln_age_x_ln_total_cholesterol": ln_age * ln_total_cholesterol,
+        "ln_hdl": ln_hdl,
+        "ln_age_x_ln_hdl": ln_age * ln_hdl,
+        f"ln_sbp_{treatment}": ln_sbp,
+        f"ln_age_x_ln_sbp_{treatment}": ln_age * ln_sbp,
+        "smoker": smoker,
+        "ln_age_x_smoker": ln_age * smoker,
+        "diabetes": float(bool(values["diabetes"])),
+    }
+
+
+def _labels(inputs: PooledCohortInputs) -> dict[str, str]:
+    """How each X of ``_covariates`` was formed from the inputs, for its β·X term."""
     treatment = "treated" if inputs.bp_treated else "untreated"
     age = f"ln(age {inputs.age:g})"
     total_cholesterol = f"ln(total cholesterol {inputs.total_cholesterol:g} mg/dL)"
     hdl = f"ln(HDL {inputs.hdl:g} mg/dL)"
     sbp = f"ln({treatment} SBP {inputs.systolic_bp:g} mmHg)"
-    smoking = f"smoker ({'yes' if smoker else 'no'})"
+    smoking = f"smoker ({'yes' if inputs.smoker else 'no'})"
     return {
-        "ln_age": (ln_age, age),
-        "ln_age_squared": (ln_age**2, f"{age}²"),
-        "ln_total_cholesterol": (ln_total_cholesterol, total_cholesterol),
-        "ln_age_x_ln_total_cholesterol": (ln_age * ln_total_cholesterol, f"{age} × {total_cholesterol}"),
-        "ln_hdl": (ln_hdl, hdl),
-        "ln_age_x_ln_hdl": (ln_age * ln_hdl, f"{age} × {hdl}"),
-        f"ln_sbp_{treatment}": (ln_sbp, sbp),
-        f"ln_age_x_ln_sbp_{treatment}": (ln_age * ln_sbp, f"{age} × {sbp}"),
-        "smoker": (smoker, smoking),
-        "ln_age_x_smoker": (ln_age * smoker, f"{age} × {smoking}"),
-        "diabetes": (float(bool(inputs.diabetes)), f"diabetes ({'yes' if inputs.diabetes else 'no'})"),
+        "ln_age": age,
+        "ln_age_squared": f"{age}²",
+        "ln_total_cholesterol": total_cholesterol,
+        "ln_age_x_ln_total_cholesterol": f"{age} × {total_cholesterol}",
+        "ln_hdl": hdl,
+        "ln_age_x_ln_hdl": f"{age} × {hdl}",
+        f"ln_sbp_{treatment}": sbp,
+        f"ln_age_x_ln_sbp_{treatment}": f"{age} × {sbp}",
+        "smoker": smoking,
+        "ln_age_x_smoker": f"{age} × {smoking}",
+        "diabetes": f"diabetes ({'yes' if inputs.diabetes else 'no'})",
     }
 
 

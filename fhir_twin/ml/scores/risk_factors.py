@@ -55,20 +55,26 @@ UNKNOWN = {
 }
 
 
-def assume_no(inputs: T, names: tuple[str, ...], risk: Callable[[T], float]) -> tuple[T, tuple[str, ...]]:
+# An equation's risk of its inputs, with changes to some of them: ``risk(inputs, smoker=True)``.
+Risk = Callable[..., float]
+
+
+def assume_no(inputs: T, names: tuple[str, ...], risk: Risk) -> tuple[T, tuple[str, ...]]:
     """``inputs`` with each unknown yes/no of ``names`` taken as no, and each assumption in words
     with the risk the other answer gives."""
     unknown = [name for name in names if getattr(inputs, name) is None]
+    if not unknown:
+        return inputs, ()
     assumed = dataclasses.replace(inputs, **{name: False for name in unknown})  # type: ignore[type-var]
     texts = []
     for name in unknown:
         words = UNKNOWN[name]
-        other = risk(dataclasses.replace(assumed, **{name: True}))  # type: ignore[type-var]
+        other = risk(assumed, **{name: True})
         texts.append(f"{words.unknown}: assumed {words.no}; {words.if_yes}, the risk would be {100 * other:.1f} %.")
     return assumed, tuple(texts)
 
 
-def contributions(inputs: T, risk: Callable[[T], float], factors: dict[str, str]) -> tuple[Contribution, ...]:
+def contributions(inputs: T, risk: Risk, factors: dict[str, str]) -> tuple[Contribution, ...]:
     """Each factor of ``factors`` (name → its value in words) that raises the risk above its optimal
     level: the percentage points it adds, largest first."""
     actual = risk(inputs)
@@ -77,12 +83,12 @@ def contributions(inputs: T, risk: Callable[[T], float], factors: dict[str, str]
         changes = {name: OPTIMAL[name]}
         if name == "systolic_bp":
             changes["bp_treated"] = False  # the optimal level is an untreated 110 mmHg
-        added = 100 * (actual - risk(dataclasses.replace(inputs, **changes)))  # type: ignore[type-var]
+        added = 100 * (actual - risk(inputs, **changes))
         if added >= 0.05:
             found.append(Contribution(name, getattr(inputs, name), round(added, 2), f"{words} (+{added:.1f})"))
     return tuple(sorted(found, key=lambda c: -c.points))
 
 
-def optimal(inputs: T, risk: Callable[[T], float]) -> float:
+def optimal(inputs: T, risk: Risk) -> float:
     """The risk at the optimal level of every modifiable factor, age, sex and race as they are."""
-    return risk(dataclasses.replace(inputs, **OPTIMAL))  # type: ignore[type-var]
+    return risk(inputs, **OPTIMAL)
