@@ -188,9 +188,10 @@ def news2(inputs: News2Inputs) -> Score:
         rationale += f". Not observed: {', '.join(PARAMETER[name] for name in missing)}"
     response = RESPONSE["zero" if total == 0 and not missing else band]
     if missing:
+        rise = "" if band == "high" else "; the response may need to rise"
         response += (
-            " The set is incomplete: observe the missing parameters and score again; the response may need to rise "
-            "(RCP 2017 scores a complete set)."
+            f" The set is incomplete: observe the missing parameters and score again{rise} (RCP 2017 scores a "
+            "complete set)."
         )
     assumptions = ()
     if inputs.age is None:
