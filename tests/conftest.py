@@ -60,6 +60,10 @@ def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]
         return
     engine = sqlalchemy.create_engine(postgres_database)
     with engine.begin() as connection:
+        # DELETE, not TRUNCATE: on tables this small it takes about 1 ms where TRUNCATE's new files
+        # take 40 ms or more, which over the suite is minutes. Foreign keys and triggers are not
+        # fired in the replica role, so the order does not matter.
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
         tables = (
             connection.exec_driver_sql(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
@@ -67,8 +71,12 @@ def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]
             .scalars()
             .all()
         )
-        if tables:
-            connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        for table in tables:
+            connection.exec_driver_sql(f'DELETE FROM "{table}"')
+        for sequence in connection.exec_driver_sql(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+        ).scalars():
+            connection.exec_driver_sql(f'ALTER SEQUENCE "{sequence}" RESTART')
     engine.dispose()
     yield postgres_database
 
