@@ -26,6 +26,9 @@ class Config:
     database_url: str = ""
     data_dir: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
+    # The longest request target (path and query) and the most header-field bytes read (api/limits.py).
+    max_url_bytes: int = 8192
+    max_header_bytes: int = 16384
     default_page_size: int = 20
     max_page_size: int = 1000
     base_url: str = ""

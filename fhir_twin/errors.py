@@ -104,6 +104,13 @@ class PayloadTooLarge(FhirError):
     code = "too-costly"
 
 
+class UriTooLong(FhirError):
+    """414 (RFC 9110 section 15.5.15): the request target is longer than the server reads."""
+
+    status = 414
+    code = "too-long"
+
+
 class UnsupportedMediaType(FhirError):
     status = 415
     code = "not-supported"
@@ -114,6 +121,13 @@ class Unprocessable(FhirError):
 
     status = 422
     code = "processing"
+
+
+class HeaderFieldsTooLarge(FhirError):
+    """431 (RFC 6585 section 5): the request's header fields are larger than the server reads."""
+
+    status = 431
+    code = "too-long"
 
 
 class ServiceUnavailable(FhirError):

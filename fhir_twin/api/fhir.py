@@ -7,11 +7,12 @@ from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, g, request
 
+from fhir_twin.api.limits import read_body
 from fhir_twin.api.negotiation import body_kind, response_format
 from fhir_twin.api.representation import render
 from fhir_twin.config import Config
 from fhir_twin.fhir import json
-from fhir_twin.fhir.json import require_object
+from fhir_twin.fhir.json import MAX_DEPTH, require_depth, require_object
 from fhir_twin.fhir.xml import xml_to_resource
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions import Request as FhirRequest
@@ -48,15 +49,18 @@ def _fhir_request(path: str) -> FhirRequest:
     body: Any = None
     patch_format = None
     if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
-        data = request.get_data(cache=False)
+        # The type is checked first: a body of the wrong type is refused unread.
+        kind = body_kind(request, path)
+        data = read_body(request, config.max_body_bytes)
         if data:
-            kind = body_kind(request)
             if kind == "form":
                 query.extend(parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True))
             elif kind == "xml":
                 body = xml_to_resource(data)
+                # Arrays are levels in JSON that repeated elements are not in XML.
+                require_depth(body, MAX_DEPTH, "objects and arrays (in its JSON form)")
             else:
-                body = json.loads(data)
+                body = json.loads(data, MAX_DEPTH)
                 if kind == "json-patch":
                     patch_format = "application/json-patch+json"
                 elif request.method != "PATCH":

@@ -1,4 +1,5 @@
-"""HTTP hygiene every answer gets: a request id, an access log, security headers and CORS.
+"""HTTP hygiene every answer gets: a request id, an access log, security headers and CORS;
+and every request, bounds on its URL and header fields (``api.limits``).
 
 FHIR answers hold patient data (R4 security.html), so browsers and proxies are told not to keep,
 frame or sniff them (OWASP Secure Headers Project), the access log names paths but never query
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 from flask import Flask, Response, g, has_app_context, request
 
+from fhir_twin.api.limits import check_head
 from fhir_twin.config import Config
 
 #: The log line format: every record carries the request id (``-`` outside a request).
@@ -53,8 +55,9 @@ def register(app: Flask, config: Config) -> None:
     """Install the request id, access log, security headers and CORS on ``app``, once.
 
     The request hook goes first, so a CORS preflight is answered before authentication (browsers
-    send preflights without credentials) and every later hook and log line sees ``g.request_id``;
-    the response hook goes last, so it sees the final answer, error answers included.
+    send preflights without credentials), a URL or header fields past the limits are refused
+    before anything reads them, and every later hook and log line sees ``g.request_id``; the
+    response hook goes last, so it sees the final answer, error answers included.
     """
     if app.extensions.get("fhir_twin.hygiene"):
         return
@@ -65,6 +68,7 @@ def register(app: Flask, config: Config) -> None:
     def begin() -> Response | None:
         g.request_start = time.perf_counter()
         g.request_id = _request_id(request.headers.get("X-Request-ID", ""))
+        check_head(request, config)
         return cors.preflight()
 
     def finish(response: Response) -> Response:

@@ -87,17 +87,33 @@ def _accept_items(header: str) -> list[tuple[str, float]]:
     return items
 
 
-def body_kind(request: Request) -> str:
-    """What the body is: ``json``, ``xml``, ``json-patch`` or ``form``; 415 for anything else."""
+def body_kind(request: Request, path: str) -> str:
+    """What the body is: ``json``, ``xml``, ``json-patch`` or ``form``; 415 naming the type sent
+    and the types this request takes.
+
+    A form body is a search's (R4 http.html#search: ``POST [type]/_search``) and a JSON Patch a
+    PATCH's (R4 http.html#patch); anywhere else they are the wrong type, not a malformed resource.
+    """
     mimetype = request.mimetype.lower()
+    search = request.method == "POST" and path.rstrip("/").rsplit("/", 1)[-1] == "_search"
     if not mimetype or mimetype in _JSON_TYPES:
         return "json"
     if mimetype in _XML_TYPES:
         return "xml"
-    if mimetype == JSON_PATCH:
+    if mimetype == JSON_PATCH and request.method == "PATCH":
         return "json-patch"
-    if mimetype == FORM:
+    if mimetype == FORM and search:
         return "form"
+    accepted = [Format.JSON.value, Format.XML.value]
+    if request.method == "PATCH":
+        accepted.insert(0, JSON_PATCH)
+    if search:
+        accepted.insert(0, FORM)
+    where = {
+        JSON_PATCH: " (JSON Patch is taken by PATCH only)",
+        FORM: " (a form is taken by POST [type]/_search only)",
+    }.get(mimetype, "")
     raise UnsupportedMediaType(
-        f"Content-Type {request.mimetype!r} is not supported; send {Format.JSON.value} or {Format.XML.value}"
+        f"Content-Type {request.mimetype!r} is not accepted for {request.method} {request.path}{where}; "
+        f"send {' or '.join(accepted)}"
     )

@@ -149,7 +149,7 @@ def _patch_body(entry: Entry) -> tuple[Any, str]:
     if resource.get("resourceType") != "Binary" or resource.get("contentType") != JSON_PATCH:
         raise Invalid.at(f"{entry.where}.resource", f"{entry.where}: a PATCH entry needs a Binary of {JSON_PATCH}")
     try:
-        return json.loads(base64.b64decode(str(resource.get("data", "")), validate=True)), JSON_PATCH
+        return json.loads(base64.b64decode(str(resource.get("data", "")), validate=True), json.MAX_DEPTH), JSON_PATCH
     except (binascii.Error, ValueError):
         raise Invalid.at(
             f"{entry.where}.resource.data", f"{entry.where}: the Binary's data is not base64 JSON"
