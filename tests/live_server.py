@@ -57,12 +57,20 @@ class LiveServer:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, seconds: float = 60) -> LiveServer:
+    def start(self) -> LiveServer:
         """Start it and wait until ``/metadata`` answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> LiveServer:
+        """Start the process without waiting: servers launched together start in parallel."""
         command = [FHIR_TWIN, "serve", "--port", str(self.port), "--database", self.database_url, *self._args]
         self.process = subprocess.Popen(
             command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        return self
+
+    def wait_ready(self, seconds: float = 60) -> LiveServer:
+        assert self.process is not None
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
