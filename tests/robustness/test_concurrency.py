@@ -131,21 +131,25 @@ def test_if_match_writers_on_two_servers_lose_no_update(servers: Servers) -> Non
     assert counts == list(range(writers * increments + 1))  # each version one more than the last
 
 
+def _create_at_once(servers: Servers, writers: int, value: str) -> list[tuple[int, str]]:
+    """``writers`` conditional creates of one Patient from both servers at once: status and id."""
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:fhir-twin-test:mrn", "value": value}]}
+    condition = {"If-None-Exist": f"identifier=urn:fhir-twin-test:mrn|{value}"}
+    answers: list[tuple[int, str]] = []
+
+    def create(number: int) -> None:
+        status, _, body = servers.call(number % 2, "POST", "Patient", patient, **condition)
+        answers.append((status, body.get("id", "")))
+
+    _race(writers, create)
+    return answers
+
+
 def test_conditional_creates_on_two_servers_create_once(servers: Servers) -> None:
     writers, rounds = 8, 5
     for _ in range(rounds):
         value = uuid.uuid4().hex
-        patient = {"resourceType": "Patient", "identifier": [{"system": "urn:fhir-twin-test:mrn", "value": value}]}
-        answers: list[tuple[int, str]] = []
-
-        def create(number: int, patient: dict[str, Any] = patient, value: str = value) -> None:
-            status, _, body = servers.call(
-                number % 2, "POST", "Patient", patient, **{"If-None-Exist": f"identifier=urn:fhir-twin-test:mrn|{value}"}
-            )
-            answers.append((status, body.get("id", "")))
-
-        _race(writers, create)
-
+        answers = _create_at_once(servers, writers, value)
         assert sorted(status for status, _ in answers) == [200] * (writers - 1) + [201]
         assert len({res_id for _, res_id in answers}) == 1  # every answer names the one Patient
         _, _, found = servers.call(0, "GET", f"Patient?identifier=urn:fhir-twin-test:mrn|{value}")
