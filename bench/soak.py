@@ -6,7 +6,8 @@ connection and sends requests back to back, each drawn at random from this mix:
 ``read``         ``GET Patient/{id}`` of a Patient this client made (200)
 ``search``       ``GET Observation?subject=Patient/{id}&_count=10`` or ``Patient?family=...`` (200)
 ``create``       ``POST Patient`` (201)
-``update``       ``PUT Patient/{id}`` of this client's own Patient, a changed phone number (200)
+``update``       ``PUT Patient/{id}``: half of this client's own Patients (a changed phone number),
+                 half of three Patients every client writes (update as create; 200 or 201)
 ``transaction``  ``POST /`` a Bundle of a Patient and three Observations referring to it (200)
 
 It prints the requests, requests per second, errors counted by status (``conn`` for a failed
@@ -46,6 +47,8 @@ from urllib.parse import urlsplit
 MIX = {"read": 35, "search": 30, "create": 15, "update": 10, "transaction": 10}
 # Patients each client makes before the clock starts, so reads and updates have targets.
 SEED_PATIENTS = 5
+# Patients every client updates, half of all updates: concurrent writers of one resource.
+SHARED = 3
 FAMILIES = ["Smith", "Jones", "Garcia", "Nguyen", "Okafor", "Kowalski", "Rossi", "Tanaka"]
 # Result of one client: per kind the latencies of 2xx answers, and the statuses of the others.
 Result = tuple[dict[str, list[float]], Counter[str]]
@@ -139,6 +142,11 @@ def run_client(base: str, token: str, seconds: float, seed: int) -> Result:
                 status, body = client.call("GET", f"Patient?family={rng.choice(FAMILIES)}&_count=10")
         elif kind == "create":
             status, body = client.call("POST", "Patient", patient(rng))
+        elif kind == "update" and rng.random() < 0.5:
+            # Every client writes the same few Patients (update as create): writers contend.
+            shared = {**patient(rng), "id": f"soak-shared-{rng.randrange(SHARED)}"}
+            status, body = client.call("PUT", f"Patient/{shared['id']}", shared)
+            target = None
         elif kind == "update":
             assert target is not None
             target["telecom"] = [{"system": "phone", "value": f"+1-555-{rng.randint(0, 9999):04d}"}]
@@ -150,7 +158,7 @@ def run_client(base: str, token: str, seconds: float, seed: int) -> Result:
             latencies[kind].append(elapsed)
             if kind == "create" and len(mine) < 200:
                 mine.append(body)
-            elif kind == "update":
+            elif kind == "update" and target is not None:
                 mine[mine.index(target)] = body
         else:
             errors[f"{kind} {status or 'conn'}"] += 1
