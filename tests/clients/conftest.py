@@ -1,4 +1,4 @@
-"""One live server per module for the real-client tests: starting a server costs seconds, and
+"""One live server for all the real-client tests: starting a server costs seconds, and
 the clients' interactions leave nothing behind that another test here depends on."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Live:
     token: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if postgres_database is None:
         url = f"sqlite:///{Path(tmp_path_factory.mktemp('live')) / 'fhir-twin.db'}"
