@@ -19,6 +19,8 @@ import sqlalchemy
 from tests.live_server import LiveServer, make_token
 
 ENTRIES = 2000
+# Polls 5 ms apart that must all find the server writing before the kill.
+HELD = 20
 
 
 @pytest.fixture
@@ -48,9 +50,11 @@ def _transaction(system: str) -> bytes:
 
 
 def _writing(database_url: str, seconds: float = 60) -> None:
-    """Wait until the server has a write transaction open: on PostgreSQL a backend with a
-    transaction id (given at its first write), on SQLite the write lock held."""
+    """Wait until the server has held a write transaction open for ``HELD`` polls in a row: on
+    PostgreSQL a backend with a transaction id (given at its first write), on SQLite the write
+    lock. A short write of the server's own (the audit trail's queue) does not last that long."""
     deadline = time.monotonic() + seconds
+    held = 0
     if database_url.startswith("sqlite"):
         path = sqlalchemy.engine.make_url(database_url).database
         probe = sqlite3.connect(path, timeout=0, isolation_level=None)
@@ -59,8 +63,12 @@ def _writing(database_url: str, seconds: float = 60) -> None:
                 try:
                     probe.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError:  # "database is locked": the server is writing
-                    return
-                probe.execute("ROLLBACK")
+                    held += 1
+                    if held == HELD:
+                        return
+                else:
+                    probe.execute("ROLLBACK")
+                    held = 0
                 time.sleep(0.005)
         finally:
             probe.close()
@@ -74,7 +82,8 @@ def _writing(database_url: str, seconds: float = 60) -> None:
                         " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
                     ).scalar_one()
                     connection.rollback()
-                    if writers:
+                    held = held + 1 if writers else 0
+                    if held == HELD:
                         return
                     time.sleep(0.005)
         finally:
