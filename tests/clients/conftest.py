@@ -1,0 +1,36 @@
+"""One live server for all the real-client tests: starting a server costs seconds, and
+the clients' interactions leave nothing behind that another test here depends on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import empty_postgres
+from tests.live_server import LiveServer, make_token
+
+
+@dataclass(frozen=True)
+class Live:
+    """Where the server answers and a ``system/*.cruds`` token for it."""
+
+    base: str
+    token: str
+
+
+@pytest.fixture(scope="package")
+def live(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    if postgres_database is None:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('live')) / 'fhir-twin.db'}"
+    else:
+        empty_postgres(postgres_database)
+        url = postgres_database
+    token = make_token(url)
+    server = LiveServer(url).start()
+    try:
+        yield Live(server.base, token)
+    finally:
+        server.stop()
