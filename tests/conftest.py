@@ -53,11 +53,20 @@ def postgres_database() -> Iterator[str | None]:
 
 
 @pytest.fixture
-def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]:
+def database_url(postgres_database: str | None, tmp_path: Path) -> str:
     """A database with no resources in it."""
+    return _empty_database(postgres_database, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database with no resources in it, shared by one module's tests that only read."""
+    return _empty_database(postgres_database, tmp_path_factory.mktemp("module"))
+
+
+def _empty_database(postgres_database: str | None, folder: Path) -> str:
     if postgres_database is None:
-        yield f"sqlite:///{tmp_path / 'fhir-twin.db'}"
-        return
+        return f"sqlite:///{folder / 'fhir-twin.db'}"
     engine = sqlalchemy.create_engine(postgres_database)
     with engine.begin() as connection:
         tables = (
@@ -70,7 +79,7 @@ def database_url(postgres_database: str | None, tmp_path: Path) -> Iterator[str]
         if tables:
             connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     engine.dispose()
-    yield postgres_database
+    return postgres_database
 
 
 @pytest.fixture
