@@ -205,6 +205,18 @@ def test_the_setting_is_read_from_the_environment_and_checked(monkeypatch: pytes
         Config.from_env()
 
 
+def test_the_capability_statement_says_how_unknown_parameters_are_treated(
+    strict: FlaskClient, lenient: FlaskClient
+) -> None:
+    for client, treatment in ((strict, "are refused with a 400"), (lenient, "are ignored, with a warning")):
+        documentation = client.get("/fhir/metadata").get_json()["rest"][0]["documentation"]
+        assert (
+            f"Unknown or unsupported search parameters (_text _content _list _filter _query _contained) {treatment}"
+            in (documentation)
+        )
+        assert "Prefer: handling=strict or handling=lenient" in documentation
+
+
 # --- totals only -------------------------------------------------------------------------
 
 
