@@ -538,12 +538,12 @@ def test_since_error_names_since(client: FlaskClient) -> None:
     [
         pytest.param(STRICT, 400, id="strict"),
         pytest.param({"Prefer": "handling=lenient"}, 200, id="lenient"),
-        pytest.param({}, 200, id="no-preference"),
+        pytest.param({}, 400, id="no-preference"),
     ],
 )
 @pytest.mark.parametrize("url", SCOPES)
 def test_unknown_parameters(client: FlaskClient, url: str, headers: dict[str, str], status: int) -> None:
-    """search.html#errors: unknown parameters are an error under ``handling=strict``, else ignored."""
+    """search.html#errors: unknown parameters are an error unless ``handling=lenient``, then ignored."""
     put(client, patient("p"), status=201)
     response = client.get(url, query_string={"bogus": "1", "_count": "5"}, headers=headers)
     if status == 400:
