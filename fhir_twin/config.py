@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "FHIR_TWIN_"
+# R4 search.html#errors and http.html (Prefer: handling=): the two ways to treat unknown parameters.
+SEARCH_HANDLING = ("strict", "lenient")
 
 
 def default_data_dir() -> Path:
@@ -57,6 +59,13 @@ class Config:
     audit_key: str = ""
     # Origins allowed to call the API from a browser (comma-separated, or "*"); none by default.
     cors_origins: str = ""
+    # Search parameters the server does not know: "strict" refuses them (400), "lenient" ignores
+    # them with a warning in the Bundle; ``Prefer: handling=`` overrides it per request.
+    search_handling: str = "strict"
+
+    def __post_init__(self) -> None:
+        if self.search_handling not in SEARCH_HANDLING:
+            raise ValueError(f"search_handling must be strict or lenient, not {self.search_handling!r}")
 
     @property
     def resolved_database_url(self) -> str:

@@ -79,6 +79,19 @@ def database_url(postgres_database: str | None, tmp_path: Path, request: pytest.
     yield postgres_database
 
 
+@pytest.fixture(scope="module")
+def module_database_url(
+    postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> str:
+    """A database with no resources in it, shared by one module's tests that only read."""
+    if postgres_database is None:
+        path = tmp_path_factory.mktemp("module") / "fhir-twin.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+    empty_postgres(postgres_database)
+    return postgres_database
+
+
 def empty_postgres(url: str) -> None:
     """Remove every row the tests before left in the session's PostgreSQL database."""
     engine = sqlalchemy.create_engine(url)

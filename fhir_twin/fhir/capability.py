@@ -31,8 +31,24 @@ SEARCH_DOCUMENTATION = (
     "Search parameters come from the official R4 SearchParameter definitions. Modifiers: string :exact "
     ":contains; token :not :text :of-type; reference :[type] :identifier and chaining; uri :below :above; "
     ":missing on every type. Prefixes eq ne gt lt ge le sa eb ap on number, date and quantity. Result "
-    "parameters: _sort _count _include _revinclude (:iterate) _summary _elements _total; _has; keyset paging."
+    "parameters: _sort _count _include _revinclude (:iterate) _summary _elements _total; _has; keyset paging. "
+    "_count=0 and _summary=count answer the total alone, with no next link. A value no resource can hold (an "
+    "id with characters ids cannot have, text with a NUL) finds nothing."
 )
+
+
+def search_handling_documentation(handling: str) -> str:
+    """How unknown or unsupported search parameters are treated under the server's ``search_handling``
+    (R4 search.html#errors); ``Prefer: handling=`` chooses per request."""
+    if handling == "strict":
+        default = "are refused with a 400 naming them and the valid ones"
+    else:
+        default = "are ignored, with a warning in an OperationOutcome entry (search.mode outcome)"
+    return (
+        f"Unknown or unsupported search parameters (_text _content _list _filter _query _contained) {default}; "
+        "the header Prefer: handling=strict or handling=lenient chooses per request."
+    )
+
 
 SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
 OperationRow = tuple[str, str]  # name, definition URL

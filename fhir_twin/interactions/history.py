@@ -3,6 +3,7 @@
 Newest first; ``_since`` keeps versions written at or after an instant, ``_at`` those current at
 some point within a time; ``_count`` sizes a page. Pages are chained by a keyset cursor (the last
 version's time and sequence), so inserts made while a client pages never shift what it sees.
+Another parameter is refused or ignored as a search's unknown ones are (``search_handling``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.fhir.model import AUDIT_TYPES, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
+from fhir_twin.interactions.search import strict_handling
 from fhir_twin.interactions.versioning import etag
 from fhir_twin.search.parser import page_size
 from fhir_twin.security.access import ALL, reach
@@ -37,10 +39,11 @@ def history(
     counts = request.params("_count")
     count = page_size(counts[-1] if counts else None, config.default_page_size, config.max_page_size)
     cursor = _cursor(request)
-    strict = request.prefer("handling") == "strict"
     unknown = sorted({name for name, _ in request.query if name not in _KNOWN})
-    if unknown and strict:
-        raise Invalid.at(unknown[0], f"Unknown parameter {unknown[0]!r} for history")
+    if unknown and strict_handling(config, request):
+        taken = ", ".join(sorted(_KNOWN - {"_cursor", "_format", "_pretty"}))
+        message = f"Unknown parameter {unknown[0]!r} for history, which takes {taken}"
+        raise Invalid.at(unknown[0], message, "not-supported")
     types, compartment, held = _held_to(res_type, res_id)
     with repository.unit() as unit:
         if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
@@ -66,7 +69,7 @@ def history(
             request, url, [*criteria, ("_count", str(count))] + ([("_cursor", _token(cursor))] if cursor else [])
         )
     }
-    if len(page.versions) > count:
+    if count and len(page.versions) > count:
         last = versions[-1]
         links["next"] = link(
             request, url, [*criteria, ("_count", str(count)), ("_cursor", _token((last.last_updated, last.seq)))]

@@ -35,7 +35,7 @@ from fhir_twin.errors import (
     NotImplementedInteraction,
     StillReferenced,
 )
-from fhir_twin.fhir.capability import capability_statement
+from fhir_twin.fhir.capability import capability_statement, search_handling_documentation
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
 from fhir_twin.interactions.authorization import Guard
@@ -280,6 +280,9 @@ class Interactions:
 
     def _capabilities(self, request: Request) -> Response:
         body: dict[str, Any] = dict(_capabilities(request.base, tuple(self.operations.values())))
+        rest = body["rest"][0]
+        handling = search_handling_documentation(self.config.search_handling)
+        body["rest"] = [{**rest, "documentation": f"{rest['documentation']} {handling}"}]
         if self.security is not None:
             body["rest"] = [{**body["rest"][0], "security": self.security}]
         body["id"] = str(uuid.uuid4())

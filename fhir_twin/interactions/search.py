@@ -2,7 +2,10 @@
 
 Answers a ``searchset`` Bundle: matches (``search.mode = match``), then what ``_include`` and
 ``_revinclude`` added (``include``), each with its ``fullUrl``; ``self``, ``first`` and ``next``
-links repeat the understood parameters, and ``next`` carries a keyset cursor.
+links repeat the understood parameters, and ``next`` carries a keyset cursor. ``_summary=count``
+and ``_count=0`` answer the total alone, with no ``next`` link to follow. A parameter a lenient
+search ignored gets a warning in an OperationOutcome entry (``search.mode = outcome``,
+search.html#errors).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from fhir_twin.config import Config
-from fhir_twin.errors import NotFound
+from fhir_twin.config import SEARCH_HANDLING, Config
+from fhir_twin.errors import Issue, NotFound
 from fhir_twin.fhir import json
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.outcome import operation_outcome
 from fhir_twin.fhir.subsetting import subset
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
@@ -28,17 +32,35 @@ from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
 
 
+def strict_handling(config: Config, request: Request) -> bool:
+    """Whether unknown parameters are refused: ``Prefer: handling=strict|lenient`` (R4
+    search.html#errors, http.html), else the ``search_handling`` setting. Another value is
+    ignored, as RFC 7240 section 2 says of preferences not understood, and as HAPI does."""
+    preference = request.prefer("handling")
+    chosen = preference if preference in SEARCH_HANDLING else config.search_handling
+    return chosen == "strict"
+
+
 def parse_request(
     config: Config, request: Request, resource_types: tuple[str, ...], strict: bool | None = None
 ) -> Search:
-    """The search a request asks for; ``Prefer: handling=strict`` refuses unknown parameters."""
+    """The search a request asks for; unknown parameters are refused or ignored by ``strict_handling``."""
     return parse(
         resource_types,
         request.query,
-        strict=request.prefer("handling") == "strict" if strict is None else strict,
+        strict=strict_handling(config, request) if strict is None else strict,
         default_count=config.default_page_size,
         max_count=config.max_page_size,
     )
+
+
+def ignored_entry(ignored: tuple[tuple[str, str], ...]) -> list[Entry]:
+    """An OperationOutcome entry warning of each parameter a lenient search ignored, or nothing."""
+    if not ignored:
+        return []
+    issues = [Issue("not-supported", f"{why}. It was ignored.", "warning", (name,)) for name, why in ignored]
+    body = json.dumps(operation_outcome(issues)).decode("utf-8")
+    return [Entry(f"urn:uuid:{uuid.uuid4()}", body, search_mode="outcome")]
 
 
 def compartment_condition(resource_type: str, patient_id: str) -> AnyOf:
@@ -64,6 +86,8 @@ def search(
     compartment: AnyOf | None = None,
 ) -> Response:
     query = parse_request(config, request, resource_types)
+    if query.summary == "count":
+        query = replace(query, count=0)
     principal = current()
     if principal is not None and not principal.trusted:
         query = confine(query, principal)
@@ -86,6 +110,7 @@ def search(
     if query.summary != "count":
         entries = [_entry(request.base, version, "match", query) for version in page.matches]
         entries += [_entry(request.base, version, "include", query) for version in extra]
+    entries += ignored_entry(query.ignored)
     body = bundle("searchset", entries, links, page.total, str(uuid.uuid4()), format_instant(now()))
     return Response(200, {}, body)
 

@@ -2,13 +2,16 @@
 
 Repeated parameters are ANDed and the comma-separated values of one parameter ORed
 (search.html#combining); ``\\,``, ``\\$``, ``\\|`` and ``\\\\`` stand for the character itself
-(search.html#escaping). A parameter this server does not know is ignored and left out of
-``applied``, or refused under ``Prefer: handling=strict``; a known parameter with a bad value or
-a modifier that does not fit it is always refused (search.html#errors).
+(search.html#escaping). A parameter this server does not know, or declares unsupported, is
+refused naming the valid ones when ``strict`` (HAPI's default), else left out of ``applied`` and
+listed in ``ignored``; a known parameter with a bad value or a modifier that does not fit it is
+always refused (search.html#errors). A value no resource can hold (an id with characters ids
+cannot have, text with a NUL) is ``Unmatchable``: it finds nothing rather than failing.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import replace
 from decimal import Context, Decimal
@@ -31,12 +34,16 @@ from fhir_twin.search.query import (
     SortKey,
     StringValue,
     TokenValue,
+    Unmatchable,
     UriValue,
     Value,
 )
 
 # Parameters that format or shape the answer, handled by the transport or ignored harmlessly.
 TRANSPORT_PARAMETERS = frozenset({"_format", "_pretty"})
+# Parameters a client library sends that ask for nothing this server would do otherwise: fhirpy's
+# count() adds Aidbox's _totalMethod=count next to _count=0, which answers the total anyway.
+HARMLESS = frozenset({"_totalMethod"})
 
 # search.html#prefix
 PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})
@@ -53,6 +60,8 @@ SUMMARY = ("true", "text", "data", "count", "false")
 TOTAL = ("none", "estimate", "accurate")
 # Result parameters that may appear once, without a modifier.
 SINGLE = frozenset({"_count", "_cursor", "_sort", "_summary", "_total", "_elements"})
+# What a search takes besides search parameters (search.html#return), for error messages.
+RESULT_PARAMETERS = ("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_has")
 
 _CURSOR = re.compile(r"[A-Za-z0-9\-._~]{1,512}")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -60,6 +69,8 @@ _ELEMENT = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _ESCAPE = re.compile(r"\\([\\,$|])")
+# Characters FHIR strings cannot contain (datatypes.html#string: below U+0020 but tab, CR, LF).
+_NOT_IN_STRINGS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Exponents beyond this are refused rather than computed with (no FHIR value gets near them).
 _MAX_EXPONENT = 1000
 
@@ -74,12 +85,14 @@ def parse(
 ) -> Search:
     """Parse ``query`` for a search of ``resource_types`` (several: a system search with ``_type``).
 
-    400 naming the parameter on a bad value, and on an unknown or unsupported one when ``strict``.
+    400 naming the parameter on a bad value, and on an unknown or unsupported one when ``strict``
+    (else it is listed in ``ignored``).
     """
     conditions: list[Condition] = []
     includes: list[Include] = []
     revincludes: list[Include] = []
     applied: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
     sort: tuple[SortKey, ...] = ()
     count = page_size(None, default_count, max_count)
     cursor: str | None = None
@@ -88,7 +101,7 @@ def parse(
     elements: tuple[str, ...] = ()
     seen: set[str] = set()
     for name, value in query:
-        if name in TRANSPORT_PARAMETERS:
+        if name in TRANSPORT_PARAMETERS or name in HARMLESS:
             continue
         code = re.split(r"[:.]", name, maxsplit=1)[0]
         if (code in SINGLE or code == "_type") and name != code:
@@ -115,17 +128,14 @@ def parse(
             _check_type(resource_types, name, value)
         elif code in ("_include", "_revinclude"):
             (revincludes if code == "_revinclude" else includes).extend(_include(resource_types, name, value))
-        elif code in UNSUPPORTED:
-            if strict:
-                raise Invalid.at(name, f"The search parameter {code} is not supported by this server", "not-supported")
-            continue
         elif code == "_has":
             conditions.append(_reverse_chain(resource_types, name, name, value))
-        elif _lookup(resource_types, code) is not None:
+        elif code not in UNSUPPORTED and _lookup(resource_types, code) is not None:
             conditions.append(_criterion(resource_types, name, name, value))
         elif strict:
-            raise Invalid.at(name, _unknown(resource_types, code), "not-supported")
+            raise Invalid.at(name, unknown_parameter(resource_types, code), "not-supported")
         else:
+            ignored.append((name, unknown_parameter(resource_types, code)))
             continue
         applied.append((name, value))
     return Search(
@@ -140,16 +150,22 @@ def parse(
         elements=elements,
         total=total,
         applied=tuple(applied),
+        ignored=tuple(ignored),
     )
 
 
 def page_size(value: str | None, default: int, maximum: int) -> int:
-    """The page size ``_count`` asks for, capped at ``maximum`` (R4 search.html#count)."""
+    """The page size ``_count`` asks for, capped at ``maximum`` (R4 search.html#count).
+
+    ``_count=0`` asks for the total alone, as fhirpy's ``count()`` does.
+    """
     if value is None:
         return min(default, maximum)
     digits = value.lstrip("0")
-    if not (value.isascii() and value.isdigit()) or not digits:
-        raise Invalid.at("_count", f"_count must be a positive whole number, not {value[:40]!r}")
+    if not (value.isascii() and value.isdigit()):
+        raise Invalid.at("_count", f"_count must be a whole number, 0 or more, not {value[:40]!r}")
+    if not digits:
+        return 0
     # Compare lengths first: int() refuses numbers of thousands of digits.
     return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
 
@@ -176,10 +192,28 @@ def _shape(parameter: SearchParameter) -> tuple[str, ...]:
     return (parameter.type, *(component.parameter.type for component in parameter.components))
 
 
-def _unknown(types: tuple[str, ...], code: str) -> str:
-    if len(types) > 1 and any(code in parameters_for(resource_type) for resource_type in types):
-        return f"{code!r} is not a search parameter shared by every type searched ({', '.join(types)})"
-    return f"Unknown or unsupported search parameter {code!r} for {', '.join(types)}"
+def unknown_parameter(types: tuple[str, ...], code: str) -> str:
+    """Why ``code`` is not searched, and the parameters that are, as HAPI names them."""
+    valid = valid_parameters(types)
+    where = ", ".join(types) if len(types) <= 3 else "every type searched"
+    if code in UNSUPPORTED:
+        reason = f"The search parameter {code} is not supported by this server"
+    elif len(types) > 1 and any(code in parameters_for(resource_type) for resource_type in types):
+        reason = f"{code!r} is not a search parameter shared by every type searched ({', '.join(types)})"
+    else:
+        reason = f"Unknown search parameter {code!r} for {where}"
+        close = difflib.get_close_matches(code, valid, n=1, cutoff=0.8)
+        if close:
+            reason += f" (did you mean {close[0]!r}?)"
+    return (
+        f"{reason}. Valid search parameters for {where} are: {', '.join(valid)}; "
+        f"and the result parameters {', '.join(RESULT_PARAMETERS)}"
+    )
+
+
+def valid_parameters(types: tuple[str, ...]) -> list[str]:
+    """The search parameters a search of ``types`` understands, sorted."""
+    return sorted(code for code in parameters_for(types[0]) if _lookup(types, code) is not None)
 
 
 def _criterion(types: tuple[str, ...], path: str, name: str, value: str) -> Criterion:
@@ -285,6 +319,8 @@ def _value(parameter: SearchParameter, modifier: str | None, name: str, text: st
     if not text:
         raise Invalid.at(name, f"{name} has an empty value")
     kind = parameter.type
+    if kind in ("string", "token", "reference", "uri") and _NOT_IN_STRINGS.search(text):
+        return Unmatchable()
     if kind == "string":
         return StringValue(_unescape(text))
     if kind == "token":
@@ -311,9 +347,7 @@ def _value(parameter: SearchParameter, modifier: str | None, name: str, text: st
 def _token(parameter: SearchParameter, modifier: str | None, name: str, text: str) -> Value:
     """``code``, ``system|code``, ``system|``, ``|code`` (search.html#token) and the forms modifiers take."""
     if parameter.code == ID:
-        if not is_valid_id(_unescape(text)):
-            raise Invalid.at(name, f"{text[:70]!r} is not a resource id")
-        return TokenValue(None, _unescape(text))
+        return TokenValue(None, _unescape(text)) if is_valid_id(_unescape(text)) else Unmatchable()
     if modifier == "text":
         return TokenValue(None, _unescape(text))
     if modifier in ("in", "not-in"):
@@ -332,9 +366,9 @@ def _token(parameter: SearchParameter, modifier: str | None, name: str, text: st
     return TokenValue(system, code, system_given=True)
 
 
-def _reference(parameter: SearchParameter, modifier: str | None, name: str, text: str) -> ReferenceValue:
+def _reference(parameter: SearchParameter, modifier: str | None, name: str, text: str) -> Value:
     """``Type/id``, ``id``, an absolute URL, ``:Type`` with an id, ``:identifier`` with
-    ``system|value`` (search.html#reference)."""
+    ``system|value`` (search.html#reference); an id part no id can be finds nothing."""
     if modifier == "identifier":
         parts = _split(text, "|", 1)
         if len(parts) == 1:
@@ -346,23 +380,21 @@ def _reference(parameter: SearchParameter, modifier: str | None, name: str, text
     raw = _unescape(text)
     if modifier is not None:
         written_type, slash, resource_id = raw.rpartition("/")
-        if (slash and written_type != modifier) or not is_valid_id(resource_id):
+        if (slash and written_type != modifier) or not resource_id:
             raise Invalid.at(name, f"With :{modifier} the value must be the id of a {modifier}, not {raw[:70]!r}")
-        return ReferenceValue(modifier, resource_id)
+        return ReferenceValue(modifier, resource_id) if is_valid_id(resource_id) else Unmatchable()
     if ":" in raw:
         if not _SCHEME.fullmatch(raw):
             raise Invalid.at(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
         return ReferenceValue(None, None, url=raw)
     if "/" not in raw:
-        if not is_valid_id(raw):
-            raise Invalid.at(name, f"{raw[:70]!r} is not a resource id")
-        return ReferenceValue(None, raw)
+        return ReferenceValue(None, raw) if is_valid_id(raw) else Unmatchable()
     written_type, _, resource_id = raw.partition("/")
-    if not _TYPE.fullmatch(written_type) or not is_valid_id(resource_id):
+    if not _TYPE.fullmatch(written_type) or not resource_id or "/" in resource_id:
         raise Invalid.at(name, f"{raw[:70]!r} is neither Type/id, an id nor an absolute URL")
     if parameter.targets and written_type not in parameter.targets:
         raise Invalid.at(name, f"{parameter.code} cannot refer to a {written_type}")
-    return ReferenceValue(written_type, resource_id)
+    return ReferenceValue(written_type, resource_id) if is_valid_id(resource_id) else Unmatchable()
 
 
 def _prefixed(text: str) -> tuple[str, str]:

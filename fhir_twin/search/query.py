@@ -91,7 +91,24 @@ class CompositeValue:
     parts: tuple[Value, ...]
 
 
-Value = StringValue | TokenValue | ReferenceValue | DateValue | NumberValue | QuantityValue | UriValue | CompositeValue
+@dataclass(frozen=True)
+class Unmatchable:
+    """A value no stored resource can hold, so it matches nothing: an id with characters or a
+    length ids cannot have (R4 datatypes.html#id), text with a control character FHIR strings
+    exclude (datatypes.html#string), such as NUL."""
+
+
+Value = (
+    StringValue
+    | TokenValue
+    | ReferenceValue
+    | DateValue
+    | NumberValue
+    | QuantityValue
+    | UriValue
+    | CompositeValue
+    | Unmatchable
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +183,8 @@ class SortKey:
 class Search:
     """A whole search: conditions ANDed, then sorting, paging and the shape of the answer.
 
-    ``applied`` holds the parameters as understood, for the ``self`` link (R4 search.html#return).
+    ``applied`` holds the parameters as understood, for the ``self`` link (R4 search.html#return);
+    ``ignored`` the unknown ones a lenient search left out, each with why (search.html#errors).
     """
 
     resource_types: tuple[str, ...]
@@ -180,3 +198,4 @@ class Search:
     elements: tuple[str, ...] = ()
     total: str | None = None
     applied: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    ignored: tuple[tuple[str, str], ...] = field(default_factory=tuple)

@@ -278,6 +278,13 @@ def test_a_token_in_the_query_string_is_refused_and_not_kept(server: Server) -> 
     answer, events = recorded(
         server, lambda: server.client.get(f"/fhir/Patient?access_token={secret}&name=x", headers=server.ehr)
     )
+    assert answer.status_code == 400  # access_token is not a search parameter
+    assert secret not in answer.get_data(as_text=True) and secret not in json.dumps(events)
+    # With a header too, the search goes on (access_token is not a search parameter: ignored when lenient).
+    lenient = {**server.ehr, "Prefer": "handling=lenient"}
+    answer, events = recorded(
+        server, lambda: server.client.get(f"/fhir/Patient?access_token={secret}&name=x", headers=lenient)
+    )
     assert answer.status_code == 200
     queries = [base64.b64decode(e["query"]).decode() for event in events for e in event["entity"] if "query" in e]
     assert queries and all(secret not in query and "access_token=%5Bredacted%5D" in query for query in queries)

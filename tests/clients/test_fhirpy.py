@@ -89,13 +89,11 @@ def test_include_brings_the_subject(client: SyncFHIRClient) -> None:
     assert modes.count(("Patient", "include")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="search handling, issue 16 part 1")
 def test_count(client: SyncFHIRClient) -> None:
     patient_id, _ = _patient_with_observations(client)
     assert client.resources("Observation").search(subject=f"Patient/{patient_id}").count() == OBSERVATIONS
 
 
-@pytest.mark.xfail(strict=True, reason="search handling, issue 16 part 1")
 def test_search_for_an_id_that_cannot_exist_finds_nothing(client: SyncFHIRClient) -> None:
     with pytest.raises(ResourceNotFound):
         client.resources("Patient").search(_id="FHIRPypy_not_existing_id").get()

@@ -724,7 +724,7 @@ VALID_OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {
 @pytest.mark.parametrize(
     ("method", "path", "options", "status"),
     [
-        ("GET", "/fhir/Observation/{id}/_history?_count=0", {}, 400),
+        ("GET", "/fhir/Observation/{id}/_history?_count=-1", {}, 400),
         ("GET", "/fhir/Observation/{id}/_history?_since=garbage", {}, 400),
         ("GET", "/fhir/Observation/{id}/_history?_cursor=bad", {}, 400),
         ("PATCH", "/fhir/Observation/{id}", {"data": '[{"op": "bogus"}]', "content_type": JSON_PATCH}, 400),

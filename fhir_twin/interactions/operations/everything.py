@@ -8,7 +8,8 @@ link stays valid while others write. Entries in the compartment have ``search.mo
 resources only referred to ``include``. Referenced Patients other than the one asked for are left
 out: a Group or a link in the compartment must not bring another patient's record along.
 ``_since``, ``_type`` and ``_count`` apply to every entry, the patient's own included; ``start``
-and ``end`` (care dates) are refused as not supported.
+and ``end`` (care dates) are refused as not supported; any other parameter is refused or ignored
+with a warning, as a search's unknown parameters are (``search_handling``, ``Prefer: handling=``).
 """
 
 from __future__ import annotations
@@ -22,21 +23,30 @@ from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
 from fhir_twin.interactions.paging import link
+from fhir_twin.interactions.search import ignored_entry, strict_handling
 from fhir_twin.search.parameters import parameters_for
-from fhir_twin.search.parser import parse
+from fhir_twin.search.parser import HARMLESS, parse
 from fhir_twin.search.query import Condition, Criterion, DateValue, InCompartment, Search, TokenValue
 from fhir_twin.store.repository import Unit
 from fhir_twin.store.version import Version
 
 UNSUPPORTED = ("start", "end")
+TAKEN = ("_since", "_type", "_count", "_cursor")
 
 
 def everything(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
     """``Patient/{id}/$everything``, or ``Patient/$everything`` for every patient's compartment."""
-    given = [(name, value) for name, value in parameters(request) if isinstance(value, str)]
-    for name, _ in given:
+    inputs = parameters(request)
+    given = [(name, value) for name, value in inputs if isinstance(value, str)]
+    ignored: list[tuple[str, str]] = []
+    for name, _ in inputs:
         if name in UNSUPPORTED:
             raise Invalid.at(name, f"$everything does not support the parameter {name!r}", "not-supported")
+        if name not in TAKEN and name not in HARMLESS:
+            why = f"Unknown parameter {name!r} for $everything, which takes {', '.join(TAKEN[:3])}"
+            if strict_handling(context.config, request):
+                raise Invalid.at(name, why, "not-supported")
+            ignored.append((name, why))
     since = [value for name, value in given if name == "_since"]
     named = [item.strip() for name, value in given if name == "_type" for item in value.split(",") if item.strip()]
     unknown = [item for item in named if not is_resource_type(item)]
@@ -83,6 +93,7 @@ def everything(context: Context, request: Request, res_type: str | None, res_id:
         )
         for version in page.matches
     ]
+    entries += ignored_entry(tuple(ignored))
     body = bundle("searchset", entries, links, page.total, str(uuid.uuid4()), format_instant(now()))
     return Response(200, {}, body)
 

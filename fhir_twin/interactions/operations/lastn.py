@@ -5,8 +5,8 @@ Every parameter but ``max`` is an Observation search parameter with search seman
 ``subject``, ``category``, ``code`` (a comma list is an OR), and any other. Where the spec leaves a
 choice: without ``patient`` or ``subject`` the answer spans every patient (R4 lets a server allow
 it); the answer is one unpaged Bundle, bounded by ``max`` per code, so ``_count``, ``_cursor``,
-``_sort`` and the other result parameters are refused; unknown parameters are ignored as a search
-ignores them, or refused under ``Prefer: handling=strict``.
+``_sort`` and the other result parameters are refused; unknown parameters are refused or ignored
+as a search's are (``search_handling``, ``Prefer: handling=``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, parameters
 from fhir_twin.interactions.paging import link
+from fhir_twin.interactions.search import ignored_entry, strict_handling
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Criterion, TokenValue
 from fhir_twin.security.access import confine
@@ -44,7 +45,7 @@ def lastn(context: Context, request: Request, res_type: str | None, res_id: str 
     query = parse(
         ("Observation",),
         [(name, value) for name, value in given if name != "max"],
-        strict=request.prefer("handling") == "strict",
+        strict=strict_handling(context.config, request),
         default_count=context.config.default_page_size,
         max_count=context.config.max_page_size,
     )
@@ -64,6 +65,7 @@ def lastn(context: Context, request: Request, res_type: str | None, res_id: str 
         Entry(f"{request.base}/{version.res_type}/{version.res_id}", version.body, search_mode="match")
         for version in found
     ]
+    entries += ignored_entry(query.ignored)
     links = {"self": link(request, f"{request.base}/Observation/$lastn", [("max", str(most)), *query.applied])}
     body = bundle("searchset", entries, links, len(entries), str(uuid.uuid4()), format_instant(now()))
     return Response(200, {}, body)

@@ -39,8 +39,11 @@ def search(connection: Connection, query: Search, base: str) -> Page:
     """One page of current, live resources meeting ``query``, and the cursors of its neighbours.
 
     A cursor is the sort values and identity of a page's edge row with a direction: ``next``
-    pages start after it, ``previous`` pages end before it.
+    pages start after it, ``previous`` pages end before it. ``_count=0`` asks for the total
+    alone (search.html#count): no rows, so no neighbours.
     """
+    if query.count == 0:
+        return Page([], None, None, count(connection, query, base))
     keys = [_sort_expression(key, query.resource_types) for key in query.sort]
     conditions = [resource.c.deleted.is_(False), _types_and_conditions(query, base)]
     backwards = False

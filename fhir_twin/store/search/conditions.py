@@ -157,7 +157,7 @@ def _value(
         return values.number(table.c.value, value)
     if isinstance(value, UriValue):
         return values.uri(table, value, modifier)
-    return false()
+    return false()  # Unmatchable: no stored resource holds it
 
 
 def _composite(res_type: str, ids: Any, criterion: Criterion, base: str, correlated: bool) -> ColumnElement[bool]:
