@@ -224,7 +224,7 @@ class _LoadProgress:
         self.files_done = 0
         self.resources = 0
         self.started = self.last_line = time.perf_counter()
-        self.bar = tqdm(unit=" resources", unit_scale=True, disable=None)
+        self.bar = tqdm(unit=" resources", disable=None)
         self.plain = self.bar.disable
 
     def __enter__(self) -> _LoadProgress:
