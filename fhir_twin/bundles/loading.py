@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -85,33 +84,35 @@ class Load:
     def run(self, files: list[Path]) -> list[FileResult]:
         """Load ``files``; the results, in the order of ``files``, carry every failure."""
         checking = self.repository.referential_integrity
+        # Each target the load refers to, with its first referrer and the file (its position) it is in.
         deferred: dict[Key, Key] = {}
-        owners: dict[Key, Path] = {}
-        if checking:
-            self.repository.deferred_targets = deferred
-        results: dict[Path, FileResult] = {}
+        owners: dict[Key, int] = {}
+        results = [FileResult(path) for path in files]
         try:
-            pending, attempt = files, 1
+            pending, attempt = list(range(len(files))), 1
             while pending:
                 loaded = 0
-                for path in pending:
-                    before = len(deferred)
-                    result = load_file(self.route, self.base, path, self.progress)
+                for number in pending:
+                    in_file: dict[Key, Key] = {}
+                    if checking:
+                        self.repository.deferred_targets = in_file
+                    result = results[number] = load_file(self.route, self.base, files[number], self.progress)
                     result.attempt = attempt
-                    owners.update((target, path) for target in islice(deferred, before, None))
-                    results[path] = result
+                    for target, source in in_file.items():
+                        if target not in deferred:
+                            deferred[target], owners[target] = source, number
                     loaded += result.resources
                     self.file_done(result)
-                pending = [path for path in pending if results[path].retry] if loaded else []
+                pending = [number for number in pending if results[number].retry] if loaded else []
                 attempt += 1
         finally:
             self.repository.deferred_targets = None
         if checking and deferred:
-            for target, path in self._dangling(deferred, owners):
-                results[path].failures.append(target)
-        return [results[path] for path in files]
+            for message, number in self._dangling(deferred, owners):
+                results[number].failures.append(message)
+        return results
 
-    def _dangling(self, deferred: dict[Key, Key], owners: dict[Key, Path]) -> Iterator[tuple[str, Path]]:
+    def _dangling(self, deferred: dict[Key, Key], owners: dict[Key, int]) -> Iterator[tuple[str, int]]:
         """What each missing target's referrer says about it, and the file the referrer came from."""
         with self.repository.unit() as unit:
             for target in unit.missing(list(deferred)):
