@@ -187,6 +187,9 @@ def load(paths: tuple[Path, ...], database_url: str | None, referential_integrit
         {"database_url": database_url, "log_level": "WARNING", "referential_integrity": referential_integrity}
     )
     app = _app(config)
+    # As in serve: what building the app made is frozen out of the collector, so its full
+    # collections during a long load scan only what the load makes.
+    gc.freeze()
     # Loaded patients stay queued for assessment; the server's processes assess them.
     assessments = app.extensions.get("fhir_twin.doctor_worker")
     if assessments is not None:
