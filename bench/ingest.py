@@ -9,8 +9,16 @@ With ``--spawn`` the run is made twice, on fresh databases: with the digital twi
 (the default) and with it switched off (``FHIR_TWIN_TWIN=false``), and the twin's cost is
 printed as the share of throughput it takes.
 
+With ``--versus-load`` the same Bundles are ingested both ways, each on a fresh database,
+alternated ``--repeat`` times: posted one after another over one connection to a spawned server
+(``--clients 1`` is implied), and loaded by ``fhir-twin load`` (every file ``--rounds`` times, in
+one load). Both rates count resources written per second of ingesting, without the start-up of
+the server or of the command; the command's wall time, start-up included, is printed beside it.
+Issue 16 asks that ``load`` be at least as fast as HTTP ingest.
+
     python bench/ingest.py --spawn                      # temporary SQLite servers
     python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/ingest.py --versus-load --rounds 1     # HTTP vs fhir-twin load, SQLite
 """
 
 from __future__ import annotations
@@ -51,7 +59,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="concurrent connections posting Bundles")
     parser.add_argument("--rounds", type=int, default=3, help="times each Bundle is posted")
     parser.add_argument("--repeat", type=int, default=2, help="with --spawn: runs per twin setting, alternated")
+    parser.add_argument("--versus-load", action="store_true", help="compare sequential HTTP with fhir-twin load")
     args = parser.parse_args()
+    if args.versus_load:
+        return versus_load(args)
 
     bundles = [path.read_bytes() for path in args.files]
     resources = [entry["resource"] for body in bundles for entry in json.loads(body)["entry"]]
@@ -85,6 +96,64 @@ def main() -> int:
         print(f"\nmedians    twin on {on:,.0f}, twin off {off:,.0f} resources/s over {args.repeat} runs each")
         print(f"twin cost  {1 - on / off:.1%} of ingest throughput")
     return 1 if failed else 0
+
+
+def versus_load(args: argparse.Namespace) -> int:
+    """Sequential HTTP ingest against ``fhir-twin load`` of the same files, alternated."""
+    args.spawn, args.clients = True, 1
+    total = sum(len(json.loads(path.read_bytes())["entry"]) for path in args.files) * args.rounds
+    print("fhir-twin ingest: HTTP (sequential) vs fhir-twin load (bench/ingest.py --versus-load)")
+    print(f"  date      {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(f"  python    {platform.python_version()} on {platform.platform()}, {os.cpu_count()} cpus")
+    print(f"  bundles   {len(args.files)} files x{args.rounds} rounds = {total} resources")
+    print(f"  database  {args.database or 'temporary SQLite'}")
+    rates: dict[str, list[float]] = {"http": [], "load": []}
+    failed = False
+    for way in ["http", "load"] * args.repeat:
+        if way == "http":
+            with server(args) as url:
+                rate, _latencies, errors = post_all(url, [path.read_bytes() for path in args.files], 1, args.rounds)
+            print(f"http       {rate:,.0f} resources/s")
+            for error in errors[:3]:
+                print(f"error      {error}")
+            failed = failed or bool(errors)
+        else:
+            rate, wall, error = run_load(args)
+            print(f"load       {rate:,.0f} resources/s ({wall:.1f} s wall time with start-up)")
+            if error:
+                print(f"error      {error}")
+            failed = failed or bool(error)
+        rates[way].append(rate)
+    http, load = statistics.median(rates["http"]), statistics.median(rates["load"])
+    print(f"\nmedians    http {http:,.0f}, load {load:,.0f} resources/s over {args.repeat} runs each")
+    print(f"load/http  {load / http:.2f}")
+    return 1 if failed else 0
+
+
+def run_load(args: argparse.Namespace) -> tuple[float, float, str]:
+    """``fhir-twin load`` of every file ``--rounds`` times on a fresh database: its own rate (the
+    summary line's), its wall time, and the error it ended with, if any."""
+    command = shutil.which("fhir-twin") or str(Path(sys.executable).with_name("fhir-twin"))
+    folder = tempfile.mkdtemp(prefix="fhir-twin-load-")
+    try:
+        with fresh_database(args.database, folder) as database:
+            files = [str(path) for _ in range(args.rounds) for path in args.files]
+            started = time.perf_counter()
+            done = subprocess.run(
+                [command, "load", *files, "--database", database],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_AUTH_MODE": "none"},
+                check=False,
+            )
+            wall = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    summary = [line for line in done.stdout.splitlines() if "resources loaded in" in line]
+    if not summary:
+        return 0.0, wall, (done.stderr or done.stdout)[-300:]
+    rate = float(summary[-1].rpartition("(")[2].split()[0])
+    return rate, wall, "" if done.returncode == 0 else done.stderr[-300:]
 
 
 def raw_validation_rate(resources: list[dict[str, Any]]) -> float:

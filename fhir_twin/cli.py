@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 from tqdm import tqdm
 
 from fhir_twin.app import create_app
-from fhir_twin.bundles.loading import files_in, load_file
+from fhir_twin.bundles.loading import FileResult, Load, files_in, load_file
 from fhir_twin.cli_security import _login, audit, token
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
@@ -175,23 +175,39 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
-def load(paths: tuple[Path, ...], database_url: str | None) -> None:
-    """Load Bundle files (transaction, batch, collection) and NDJSON files or folders of them."""
-    app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING"}))
+@click.option(
+    "--referential-integrity/--no-referential-integrity",
+    default=None,
+    help="Check that every local reference resolves, once the whole load is written "
+    "(default: FHIR_TWIN_REFERENTIAL_INTEGRITY, else on).",
+)
+def load(paths: tuple[Path, ...], database_url: str | None, referential_integrity: bool | None) -> None:
+    """Load Bundle files (transaction, batch, collection) and NDJSON files or folders of them.
+
+    All the files are one load: they may refer to each other in any order, and references are
+    checked once everything is written; a reference that resolves nowhere is reported as a
+    failure of its file. Each Bundle commits on its own (see fhir_twin.bundles.loading).
+    """
+    config = Config.from_env(
+        {"database_url": database_url, "log_level": "WARNING", "referential_integrity": referential_integrity}
+    )
+    app = _app(config)
+    # As in serve: what building the app made is frozen out of the collector, so its full
+    # collections during a long load scan only what the load makes.
+    gc.freeze()
     # Loaded patients stay queued for assessment; the server's processes assess them.
     assessments = app.extensions.get("fhir_twin.doctor_worker")
     if assessments is not None:
         assessments.stop()
-    route = app.extensions["fhir_twin.interactions"].route
+    interactions = app.extensions["fhir_twin.interactions"]
     files = files_in(list(paths))
-    results = []
     started = time.perf_counter()
     try:
         # The operator at the console may write anything; the audit trail names the load.
-        with acting_as(LOADER), tqdm(total=len(files), unit="file", disable=None) as bar:
-            for path in files:
-                results.append(load_file(route, "urn:fhir-twin:load", path, lambda _count: None))
-                bar.update(1)
+        with acting_as(LOADER), _LoadProgress(len(files)) as progress:
+            results = Load(
+                interactions.route, interactions.repository, "urn:fhir-twin:load", progress.add, progress.file_done
+            ).run(files)
     finally:
         app.extensions["fhir_twin.engine"].dispose()
     seconds = time.perf_counter() - started
@@ -203,6 +219,47 @@ def load(paths: tuple[Path, ...], database_url: str | None) -> None:
         click.echo(f"  {result.path}: {len(result.failures)} failures, first: {result.failures[0]}", err=True)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(files)} files had failures")
+
+
+class _LoadProgress:
+    """Progress of a load in resources written: a tqdm bar on a terminal; otherwise (a log, a
+    pipe, CI) a plain line after each file and every ``EVERY`` seconds within a long one."""
+
+    EVERY = 10.0
+
+    def __init__(self, files: int) -> None:
+        self.files = files
+        self.files_done = 0
+        self.resources = 0
+        self.started = self.last_line = time.perf_counter()
+        self.bar = tqdm(unit=" resources", disable=None)
+        self.plain = self.bar.disable
+
+    def __enter__(self) -> _LoadProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.bar.close()
+
+    def add(self, count: int) -> None:
+        self.resources += count
+        self.bar.update(count)
+        if self.plain and time.perf_counter() - self.last_line >= self.EVERY:
+            self._line("")
+
+    def file_done(self, result: FileResult) -> None:
+        self.files_done += 1
+        failures = f", {len(result.failures)} failures" if result.failures else ""
+        retry = f" (attempt {result.attempt})" if result.attempt > 1 else ""
+        self.bar.set_postfix_str(f"file {min(self.files_done, self.files)}/{self.files}", refresh=False)
+        if self.plain:
+            self._line(f": {result.path.name} {result.resources} resources{failures}{retry}")
+
+    def _line(self, detail: str) -> None:
+        self.last_line = time.perf_counter()
+        rate = self.resources / max(self.last_line - self.started, 1e-9)
+        files = f"{min(self.files_done, self.files)}/{self.files} files"
+        click.echo(f"loading: {self.resources} resources, {files}, {rate:.0f} resources/s{detail}", err=True)
 
 
 @main.group()

@@ -65,14 +65,15 @@ class Bundles:
         return entry.method in ("GET", "HEAD") or request.prefer("return") in ("representation", "operationoutcome")
 
     def _batch(self, request: Request, entries: list[Entry]) -> list[dict[str, Any]]:
-        """Entries independent of each other: one failing does not stop the rest."""
+        """Entries independent of each other: one failing does not stop the rest; its outcome
+        names the entry, as a transaction's error does."""
         answers = []
         for entry in entries:
             try:
                 answer = self.route(entry.request(request))
                 answers.append(response_entry(answer, request.base, self._include_resource(request, entry)))
             except FhirError as error:
-                answers.append(error_entry(error))
+                answers.append(error_entry(_at(entry, error)))
         return answers
 
     def _transaction(self, request: Request, entries: list[Entry]) -> list[dict[str, Any]]:

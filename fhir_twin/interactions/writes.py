@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_twin.errors import Issue, Unprocessable
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.references import placeholders
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
+from fhir_twin.store.indexing import RECORD_TYPES
 from fhir_twin.store.repository import Unit, Version
 
 # meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
@@ -26,6 +29,8 @@ def store_version(
 
     ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
     """
+    if unit.referential_integrity and resource["resourceType"] not in RECORD_TYPES:
+        refuse_placeholders(resource)
     number = previous.version + 1 if previous else 1
     stamp = now()
     meta = {key: value for key, value in (resource.get("meta") or {}).items() if key not in SERVER_META}
@@ -36,6 +41,26 @@ def store_version(
     version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
     unit.write(version, extract(body) if index is None else index, body)
     return version
+
+
+def refuse_placeholders(resource: dict[str, Any]) -> None:
+    """A ``urn:uuid:`` / ``urn:oid:`` reference still in a resource being stored is dangling: a
+    transaction replaces those naming its entries (R4 http.html#trules), so what is left names no
+    resource. Refused (422) like any dangling reference under ``referential_integrity``."""
+    found = placeholders(resource)
+    if not found:
+        return
+    issues = [
+        Issue(
+            Unprocessable.code,
+            f"{element} refers to {reference}, which does not exist: a urn:uuid: or urn:oid: reference must be "
+            "the fullUrl of an entry of the same transaction Bundle",
+            expression=(element,),
+        )
+        for element, reference in found
+    ]
+    more = f" (and {len(issues) - 1} more unresolved references)" if len(issues) > 1 else ""
+    raise Unprocessable(issues[0].diagnostics + more, issues=issues)
 
 
 def store_delete(unit: Unit, previous: Version) -> Version:

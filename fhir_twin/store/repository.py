@@ -91,6 +91,10 @@ class Repository:
     def __init__(self, engine: Engine, referential_integrity: bool = True) -> None:
         self.engine = engine
         self.referential_integrity = referential_integrity
+        # When a dict, units add the local references they write here (target -> first referrer)
+        # instead of checking that the targets exist: a load of many files checks them once, at
+        # its end, so its files may refer to each other in any order. Deletes are still checked.
+        self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         self._write_gate = write_gate(engine)
         self._active: ContextVar[Unit | None] = ContextVar(f"fhir_twin_unit_{id(self)}", default=None)
 
@@ -118,6 +122,7 @@ class Repository:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
                     unit = Unit(connection, write, self.referential_integrity, sender=self)
+                    unit.deferred_targets = self.deferred_targets
                     token = self._active.set(unit)
                     try:
                         yield unit
@@ -163,6 +168,7 @@ class Unit:
         # any order (R4 http.html#trules).
         self._referenced: dict[tuple[str, str], tuple[str, str]] = {}
         self._deleted: set[tuple[str, str]] = set()
+        self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         # Called once the transaction has committed (``after_commit``), e.g. to wake a worker.
         self.committed: list[Callable[[], None]] = []
         # Every version written in this transaction with its index rows, in order: what an
@@ -273,8 +279,12 @@ class Unit:
 
     def check_integrity(self) -> None:
         """Refuse dangling local references (422) and deletes of referenced resources (409)."""
-        if self._referenced:
-            missing = sorted(set(self._referenced) - live_keys(self.connection, list(self._referenced)))
+        if self._referenced and self.deferred_targets is not None:
+            deferred, referenced = self.deferred_targets, dict(self._referenced)
+            # Only what is committed is left to check.
+            self.after_commit(lambda: _defer(deferred, referenced))
+        elif self._referenced:
+            missing = self.missing(list(self._referenced))
             if missing:
                 target = missing[0]
                 source = self._referenced[target]
@@ -289,6 +299,10 @@ class Unit:
                     f"{target[0]}/{target[1]} cannot be deleted: {referrer[0]}/{referrer[1]} refers to it",
                     target=f"{target[0]}/{target[1]}",
                 )
+
+    def missing(self, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Which of ``keys`` (type, id) name no live resource, in order."""
+        return sorted(set(keys) - live_keys(self.connection, keys))
 
     def search(self, query: Search, base: str) -> Page:
         """One page of the resources ``query`` matches (R4 search.html)."""
@@ -357,3 +371,11 @@ class Unit:
             select(*columns(v)).where(*conditions).order_by(v.c.last_updated.desc(), v.c.seq.desc()).limit(count)
         ).all()
         return HistoryPage([Version(*row) for row in rows], total)
+
+
+def _defer(
+    deferred: dict[tuple[str, str], tuple[str, str]], referenced: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """Add a committed unit's references (target -> referrer) to a load's deferred check."""
+    for target, source in referenced.items():
+        deferred.setdefault(target, source)

@@ -18,6 +18,7 @@ from werkzeug.test import TestResponse
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.operations.export import ExportWorker
+from fhir_twin.security import tokens
 from fhir_twin.store.export import RUNNING, run_pending_exports
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job
@@ -359,3 +360,23 @@ def test_the_worker_pauses_with_its_engine_and_resumes_on_the_next_request(app: 
     assert client.get("/fhir/Patient/p1").status_code == 200
     assert not worker.running
     assert "fhir-twin-export" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_the_manifest_says_a_token_is_needed_when_files_need_one(make_app: Any) -> None:
+    """With authentication on, the files answer 401 without a token, and the manifest says so
+    (``requiresAccessToken``, IG v2 export.html#response---complete-status)."""
+    app = make_app(auth_mode="tokens")
+    secret, _ = tokens.create(repository(app), "exporter", "system/*.cruds", None, None)
+    auth = {"Authorization": f"Bearer {secret}"}
+    client = app.test_client()
+    assert client.put("/fhir/Patient/p1", json=DATA[0], headers=auth).status_code == 201
+    location = client.get("/fhir/$export", headers={**ASYNC, **auth}).headers["Content-Location"]
+    deadline = time.monotonic() + 10
+    while (response := client.get(location, headers=auth)).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    manifest = response.get_json()
+    assert manifest["requiresAccessToken"] is True
+    url = manifest["output"][0]["url"]
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers=auth).status_code == 200

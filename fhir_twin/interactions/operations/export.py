@@ -103,7 +103,9 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
     manifest = {
         "transactionTime": format_instant(job.transaction_time),
         "request": job.request_url,
-        "requiresAccessToken": False,
+        # Files are served behind the same authentication as every other request: a token is
+        # needed unless authentication is off (IG v2 export.html#response---complete-status).
+        "requiresAccessToken": context.config.auth_mode != "none",
         "output": [
             {
                 "type": file.res_type,
