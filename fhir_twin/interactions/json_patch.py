@@ -33,7 +33,7 @@ def check_patch(document: Any) -> None:
         if not isinstance(operation, dict):
             raise Invalid(f"{where} is not a JSON object")
         op = operation.get("op")
-        if op not in MEMBERS:
+        if not isinstance(op, str) or op not in MEMBERS:
             raise Invalid(f"{where} has op {op!r}; it must be one of {', '.join(MEMBERS)}")
         for member in ("path", *MEMBERS[op]):
             if member not in operation:

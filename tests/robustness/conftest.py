@@ -1,0 +1,39 @@
+"""One app for a whole fuzzing module: Hypothesis runs many examples per test, and a fresh
+database per example would cost seconds each. The database starts with the official examples, so
+mutated bodies and their references meet resources that exist."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy
+from flask import Flask
+
+from fhir_twin.app import create_app
+from tests.conftest import empty_database
+from tests.robustness.cases import EXAMPLES
+
+
+def stored_versions(app: Flask) -> int:
+    """Every version of every resource in the app's database: what a failed write must not change."""
+    with app.extensions["fhir_twin.engine"].connect() as connection:
+        return connection.execute(sqlalchemy.text("SELECT count(*) FROM resource_version")).scalar_one()
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    url = empty_database(postgres_database, tmp_path_factory.mktemp("fuzz"))
+    settings: dict[str, Any] = {"database_url": url, "auth_mode": "none", "audit": False, "doctor": False}
+    loader = create_app({**settings, "referential_integrity": False})
+    client = loader.test_client()
+    for resource in EXAMPLES:
+        url_path = f"/fhir/{resource['resourceType']}/{resource['id']}"
+        assert client.put(url_path, data=json.dumps(resource), content_type="application/fhir+json").status_code < 300
+    loader.extensions["fhir_twin.engine"].dispose()
+    app = create_app(settings)
+    app.testing = True
+    yield app
+    app.extensions["fhir_twin.engine"].dispose()
