@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import logging
 import sys
@@ -31,12 +32,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sqlalchemy
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
-import sqlalchemy  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
-from tests.robustness.cases import EXAMPLES, Case, problems, requests, send  # noqa: E402
+def _cases_module() -> Any:
+    """tests/robustness/cases.py, loaded by path: ``tests`` is no package (and a dependency
+    installs a ``tests`` package of its own into site-packages)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "robustness" / "cases.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cases", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_cases"] = module  # dataclasses look their module up while building Case
+    spec.loader.exec_module(module)
+    return module
+
+
+cases = _cases_module()
+EXAMPLES, Case, problems, requests, send = cases.EXAMPLES, cases.Case, cases.problems, cases.requests, cases.send
 
 
 class InProcess:
@@ -91,9 +104,13 @@ def _empty(database_url: str) -> None:
         return
     engine = sqlalchemy.create_engine(database_url)
     with engine.begin() as connection:
-        tables = connection.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        ).scalars().all()
+        tables = (
+            connection.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+            .scalars()
+            .all()
+        )
         if tables:
             connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     engine.dispose()
@@ -102,7 +119,9 @@ def _empty(database_url: str) -> None:
 def _load(send_case: Any) -> None:
     for resource in EXAMPLES:
         path = f"/fhir/{resource['resourceType']}/{resource['id']}"
-        status, body = send_case(Case("PUT", path, {"Content-Type": "application/fhir+json"}, json.dumps(resource).encode()))
+        status, body = send_case(
+            Case("PUT", path, {"Content-Type": "application/fhir+json"}, json.dumps(resource).encode())
+        )
         if status >= 300:
             raise SystemExit(f"could not load {path}: {status} {body[:200]!r}")
 
@@ -124,6 +143,7 @@ def main() -> None:
     else:
         target = InProcess(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/fuzz.db")
     statuses: Counter[str] = Counter()
+    distinct: set[str] = set()
     broken: list[str] = []
     started = time.perf_counter()
 
@@ -137,6 +157,7 @@ def main() -> None:
     )
     @given(case=requests(args.max_depth))
     def run(case: Case) -> None:
+        distinct.add(case.describe(limit=10**9))
         before = target.stored()
         try:
             status, body = target.send(case)
@@ -152,7 +173,7 @@ def main() -> None:
     run()
     elapsed = time.perf_counter() - started
     total = sum(statuses.values())
-    print(f"cases: {total} in {elapsed:.1f} s (seed {args.seed})")
+    print(f"cases: {total} ({len(distinct)} distinct) in {elapsed:.1f} s (seed {args.seed})")
     print("by status class: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     print(f"5xx: {statuses['5xx']}, broken properties: {len(broken)}")
     for line in broken:

@@ -14,11 +14,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from xml.etree import ElementTree
 
 from hypothesis import strategies as st
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "official-r4-examples"
 RESOURCE_TYPES = ("Patient", "Observation", "Condition", "Encounter", "DiagnosticReport", "RiskAssessment")
+FHIR_NS = "http://hl7.org/fhir"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -84,7 +87,8 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan
 JSON_VALUES = st.recursive(
     st.one_of(SCALARS, NASTY_NUMBERS),
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(st.one_of(st.text(max_size=8), NASTY_STRINGS), children, max_size=4)
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=8), NASTY_STRINGS), children, max_size=4),
     ),
     max_leaves=12,
 )
@@ -129,8 +133,15 @@ def mutated_resource(draw: st.DrawFn, max_depth: int = 300) -> dict[str, Any]:
             break
         path = draw(st.sampled_from(locations))
         parent, last = _parent(resource, path), path[-1]
-        action = draw(st.sampled_from(["drop", "replace", "replace", "wrap", "duplicate", "nest", "retype"]))
-        if action == "drop":
+        action = draw(st.sampled_from(["drop", "replace", "poison", "poison", "wrap", "duplicate", "nest", "retype"]))
+        if action == "poison":
+            # A leaf keeps its JSON type but gets a nasty value: the body stays valid-looking.
+            leaf = parent[last]
+            if isinstance(leaf, str):
+                parent[last] = draw(st.one_of(NASTY_STRINGS, st.text(max_size=20)))
+            elif isinstance(leaf, int | float) and not isinstance(leaf, bool):
+                parent[last] = draw(NASTY_NUMBERS)
+        elif action == "drop":
             del parent[last]
         elif action == "replace":
             parent[last] = draw(JSON_VALUES)
@@ -178,7 +189,9 @@ CONTENT_TYPES = st.sampled_from(
 
 def _resource_id(resource: dict[str, Any], draw: st.DrawFn) -> str:
     given = resource.get("id")
-    return draw(st.sampled_from([given if isinstance(given, str) and given else "example", "example", "x" * 65, "a.b-C"]))
+    return draw(
+        st.sampled_from([given if isinstance(given, str) and given else "example", "example", "x" * 65, "a.b-C"])
+    )
 
 
 @st.composite
@@ -187,7 +200,7 @@ def resource_writes(draw: st.DrawFn, max_depth: int = 300) -> Case:
     resource = draw(mutated_resource(max_depth))
     kind = resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else "Patient"
     url_type = draw(st.sampled_from([kind, kind, "Patient", "Nothing"]))
-    headers = {"Content-Type": draw(CONTENT_TYPES)}
+    headers = {"Content-Type": draw(st.one_of(st.just("application/fhir+json"), CONTENT_TYPES))}
     headers.update(draw(write_headers()))
     body = encode(resource, draw)
     if draw(st.booleans()):
@@ -207,16 +220,22 @@ GARBAGE_HEADER = st.one_of(
 def write_headers(draw: st.DrawFn) -> dict[str, str]:
     """Conditional and preference headers a write may carry, right or wrong."""
     headers: dict[str, str] = {}
-    if draw(st.booleans()):
-        headers["If-Match"] = draw(st.one_of(st.sampled_from(['W/"1"', '"1"', "*", 'W/"99999999999999999999"']), GARBAGE_HEADER))
-    if draw(st.booleans()):
-        headers["If-None-Exist"] = draw(
-            st.one_of(st.sampled_from(["identifier=x|y", "_id=example", "name=", "Patient?", "?", "&&"]), GARBAGE_HEADER)
+    if draw(st.integers(0, 3)) == 0:
+        headers["If-Match"] = draw(
+            st.one_of(st.sampled_from(['W/"1"', '"1"', "*", 'W/"99999999999999999999"']), GARBAGE_HEADER)
         )
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
+        headers["If-None-Exist"] = draw(
+            st.one_of(
+                st.sampled_from(["identifier=x|y", "_id=example", "name=", "Patient?", "?", "&&"]), GARBAGE_HEADER
+            )
+        )
+    if draw(st.integers(0, 3)) == 0:
         headers["Prefer"] = draw(
             st.one_of(
-                st.sampled_from(["return=minimal", "return=representation", "return=OperationOutcome", "handling=strict"]),
+                st.sampled_from(
+                    ["return=minimal", "return=representation", "return=OperationOutcome", "handling=strict"]
+                ),
                 GARBAGE_HEADER,
             )
         )
@@ -249,13 +268,37 @@ def read_headers(draw: st.DrawFn) -> dict[str, str]:
 # --- reads and searches ---------------------------------------------------------------------------
 
 PARAMETERS = {
-    "Patient": ["name", "family", "given", "birthdate", "gender", "identifier", "_id", "address", "general-practitioner"],
+    "Patient": [
+        "name",
+        "family",
+        "given",
+        "birthdate",
+        "gender",
+        "identifier",
+        "_id",
+        "address",
+        "general-practitioner",
+    ],
     "Observation": ["code", "subject", "patient", "date", "value-quantity", "status", "category", "combo-code"],
     "Condition": ["code", "subject", "clinical-status", "onset-date"],
     "Encounter": ["subject", "date", "status", "class"],
 }
 COMMON = ["_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_lastUpdated", "_format"]
-MODIFIERS = ["", "", "", ":exact", ":contains", ":missing", ":not", ":text", ":above", ":below", ":in", ":Patient", ":x"]
+MODIFIERS = [
+    "",
+    "",
+    "",
+    ":exact",
+    ":contains",
+    ":missing",
+    ":not",
+    ":text",
+    ":above",
+    ":below",
+    ":in",
+    ":Patient",
+    ":x",
+]
 PREFIXES = ["", "", "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap", "zz"]
 VALUES = st.one_of(
     st.sampled_from(
@@ -287,13 +330,13 @@ VALUES = st.one_of(
 @st.composite
 def searches(draw: st.DrawFn) -> Case:
     """A search or read with random parameters, modifiers, prefixes and values."""
-    from urllib.parse import quote
-
     resource_type = draw(st.sampled_from([*PARAMETERS, "Nothing"]))
     pairs = []
     for _ in range(draw(st.integers(0, 4))):
         name = draw(st.one_of(st.sampled_from(PARAMETERS.get(resource_type, ["name"]) + COMMON), st.text(max_size=10)))
-        pairs.append(f"{quote(name + draw(st.sampled_from(MODIFIERS)))}={quote(draw(st.sampled_from(PREFIXES)) + draw(VALUES))}")
+        pairs.append(
+            f"{quote(name + draw(st.sampled_from(MODIFIERS)))}={quote(draw(st.sampled_from(PREFIXES)) + draw(VALUES))}"
+        )
     shape = draw(st.sampled_from(["search", "search", "search", "read", "vread", "history", "post-search"]))
     query = "&".join(pairs)
     headers = draw(read_headers())
@@ -301,7 +344,9 @@ def searches(draw: st.DrawFn) -> Case:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         return Case("POST", f"/fhir/{resource_type}/_search", headers, query.encode())
     if shape == "read":
-        return Case(draw(st.sampled_from(["GET", "HEAD"])), f"/fhir/{resource_type}/{quote(draw(VALUES) or 'x')}", headers)
+        return Case(
+            draw(st.sampled_from(["GET", "HEAD"])), f"/fhir/{resource_type}/{quote(draw(VALUES) or 'x')}", headers
+        )
     if shape == "vread":
         version = draw(st.sampled_from(["1", "0", "-1", "99999999999999999999", "2147483648", "1.0", "x"]))
         return Case("GET", f"/fhir/{resource_type}/example/_history/{version}", headers)
@@ -314,8 +359,27 @@ def searches(draw: st.DrawFn) -> Case:
 
 POINTERS = st.one_of(
     st.sampled_from(
-        ["/active", "/name", "/name/0", "/name/0/family", "/name/-", "/gender", "/id", "/resourceType", "", "/", "/~2",
-         "/~0", "/~1", "name", "/name/01", "/name/99", "/telecom/0/value", "/birthDate", "/meta"]
+        [
+            "/active",
+            "/name",
+            "/name/0",
+            "/name/0/family",
+            "/name/-",
+            "/gender",
+            "/id",
+            "/resourceType",
+            "",
+            "/",
+            "/~2",
+            "/~0",
+            "/~1",
+            "name",
+            "/name/01",
+            "/name/99",
+            "/telecom/0/value",
+            "/birthDate",
+            "/meta",
+        ]
     ),
     st.text(max_size=10),
 )
@@ -341,7 +405,11 @@ def patches(draw: st.DrawFn) -> Case:
     document: Any = operations if draw(st.integers(0, 9)) else draw(JSON_VALUES)
     content_type = draw(st.sampled_from(["application/json-patch+json"] * 4 + ["application/fhir+json", "text/plain"]))
     headers = {"Content-Type": content_type, **draw(write_headers())}
-    target = draw(st.sampled_from(["/fhir/Patient/example", "/fhir/Patient/example", "/fhir/Patient/none", "/fhir/Patient?name=x"]))
+    target = draw(
+        st.sampled_from(
+            ["/fhir/Patient/example", "/fhir/Patient/example", "/fhir/Patient/none", "/fhir/Patient?name=x"]
+        )
+    )
     return Case("PATCH", target, headers, json.dumps(document).encode())
 
 
@@ -349,8 +417,22 @@ def patches(draw: st.DrawFn) -> Case:
 
 ENTRY_URLS = st.one_of(
     st.sampled_from(
-        ["Patient", "Patient/example", "Patient?name=x", "Observation", "Patient ", "Patient /x", "/Patient",
-         "http://elsewhere/fhir/Patient/1", "", "?", "Patient/example/_history/1", "$everything", "metadata", "Nothing/1"]
+        [
+            "Patient",
+            "Patient/example",
+            "Patient?name=x",
+            "Observation",
+            "Patient ",
+            "Patient /x",
+            "/Patient",
+            "http://elsewhere/fhir/Patient/1",
+            "",
+            "?",
+            "Patient/example/_history/1",
+            "$everything",
+            "metadata",
+            "Nothing/1",
+        ]
     ),
     st.text(max_size=20),
 )
@@ -368,7 +450,9 @@ def bundle_entries(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 9)):
         request: dict[str, Any] = {}
         if draw(st.integers(0, 9)):
-            request["method"] = draw(st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]), VALUES))
+            request["method"] = draw(
+                st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]), VALUES)
+            )
         if draw(st.integers(0, 9)):
             request["url"] = draw(ENTRY_URLS)
         if draw(st.integers(0, 4)) == 0:
@@ -387,7 +471,10 @@ def bundles(draw: st.DrawFn) -> Case:
     }
     if draw(st.integers(0, 9)) == 0:
         del bundle[draw(st.sampled_from(["type", "entry"]))]
-    headers = {"Content-Type": draw(CONTENT_TYPES), **draw(write_headers())}
+    headers = {
+        "Content-Type": draw(st.one_of(st.just("application/fhir+json"), CONTENT_TYPES)),
+        **draw(write_headers()),
+    }
     return Case("POST", "/fhir", headers, encode(bundle, draw))
 
 
@@ -404,16 +491,26 @@ def problems(case: Case, status: int, body: bytes, stored_before: int, stored_af
     found = []
     if status >= 500:
         found.append(f"answered {status}")
-    if status >= 400 and case.method != "HEAD":
-        try:
-            outcome = json.loads(body)
-        except ValueError:
-            outcome = None
-        if not (isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome" and outcome.get("issue")):
-            found.append(f"answered {status} without an OperationOutcome: {body[:200]!r}")
+    if status >= 400 and case.method != "HEAD" and not is_outcome(body):
+        found.append(f"answered {status} without an OperationOutcome: {body[:200]!r}")
     if status >= 400 and case.method in WRITE_METHODS and stored_after != stored_before:
         found.append(f"answered {status} but stored {stored_after - stored_before} versions")
     return found
+
+
+def is_outcome(body: bytes) -> bool:
+    """Whether ``body`` is an OperationOutcome with an issue, in JSON or (when asked for) XML."""
+    try:
+        outcome = json.loads(body)
+    except ValueError:
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError:
+            return False
+        return root.tag == f"{{{FHIR_NS}}}OperationOutcome" and root.find(f"{{{FHIR_NS}}}issue") is not None
+    return (
+        isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome" and bool(outcome.get("issue"))
+    )
 
 
 def send(client: Any, case: Case) -> tuple[int, bytes]:
