@@ -66,6 +66,7 @@ def total(client: FlaskClient, resource_type: str) -> int:
         ([{"op": "remove"}], ("'path'",)),
         ([{"op": "remove", "path": 3}], ("JSON Pointer string",)),
         (["remove"], ("not a JSON object",)),
+        ([{"op": [], "path": "/status"}], ("op []", "add, remove")),
     ],
 )
 def test_malformed_json_patch_is_a_400(client: FlaskClient, patient: str, operations: Any, needles: str) -> None:
