@@ -18,7 +18,7 @@ from tests.robustness.cases import Case, bundles, patches, problems, resource_wr
 from tests.robustness.conftest import stored_versions
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FHIR_TWIN_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("FHIR_TWIN_FUZZ_EXAMPLES", "30")),
     derandomize=True,
     deadline=None,
     database=None,
