@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,23 @@ import sqlalchemy
 from flask import Flask
 
 from fhir_twin.app import create_app
-from tests.conftest import empty_database
 from tests.robustness.cases import EXAMPLES
+
+
+def empty_database(postgres_database: str | None, directory: Path) -> str:
+    """A new SQLite file, or the session's PostgreSQL database emptied (as ``database_url`` does
+    for one test)."""
+    if postgres_database is None:
+        return f"sqlite:///{directory / 'fhir-twin.db'}"
+    engine = sqlalchemy.create_engine(postgres_database)
+    with engine.begin() as connection:
+        tables = connection.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ).scalars()
+        for table in tables:
+            connection.exec_driver_sql(f'TRUNCATE "{table}" RESTART IDENTITY CASCADE')
+    engine.dispose()
+    return postgres_database
 
 
 def stored_versions(app: Flask) -> int:
