@@ -122,7 +122,10 @@ def _binding_problem(value: Any, child: str, valueset: ValueSet, path: str) -> s
     if not isinstance(codings, list) or not codings:
         return f"{path} has no coding, and a code is required {where}"
     given = [c for c in codings if isinstance(c, dict)]
-    if any((c.get("system"), c.get("code")) in valueset.pairs for c in given):
+    # A system or code of the wrong JSON type (a list, say) matches nothing; the structure check
+    # names it, and this check may run on the raw JSON before that one has.
+    pairs = [(c.get("system"), c.get("code")) for c in given]
+    if any(pair in valueset.pairs for pair in pairs if all(isinstance(part, str) for part in pair)):
         return None
     shown = ", ".join(f"{c.get('system', '')}#{c.get('code', '')}" for c in given)
     return f"none of the codings of {path} ({shown}) is in the required value set {where}"

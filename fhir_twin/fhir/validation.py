@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.model import is_resource_type, is_valid_id, model_class
+from fhir_twin.fhir.primitives import primitive_issues
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
 
 
@@ -35,7 +36,7 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or not is_resource_type(resource_type):
         return [Issue("not-supported", f"Unknown resource type {resource_type!r}", expression=("resourceType",))]
-    issues = empty_element_issues(resource)
+    issues = empty_element_issues(resource) + primitive_issues(resource)
     if "id" in resource and not is_valid_id(resource["id"]):
         issues.append(
             Issue(

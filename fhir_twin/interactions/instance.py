@@ -19,6 +19,7 @@ from fhir_twin.errors import Gone, Invalid, NotFound, PreconditionFailed, Unproc
 from fhir_twin.fhir import json
 from fhir_twin.fhir.outcome import information
 from fhir_twin.fhir.validation import validate_resource
+from fhir_twin.interactions.json_patch import check_patch
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.search import parse_request
 from fhir_twin.interactions.versioning import check_if_match, not_modified, version_headers
@@ -267,8 +268,7 @@ def patch_document(request: Request) -> jsonpatch.JsonPatch:
     """The JSON Patch a PATCH request carries (RFC 6902); 400 when it is not one."""
     if request.patch_format != JSON_PATCH:
         raise Invalid(f"PATCH bodies must be JSON Patch ({JSON_PATCH})")
-    if not isinstance(request.body, list):
-        raise Invalid("A JSON Patch document is a JSON array of operations")
+    check_patch(request.body)
     try:
         return jsonpatch.JsonPatch(request.body)
     except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:

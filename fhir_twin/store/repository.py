@@ -50,7 +50,7 @@ from fhir_twin.store.indexing import (
     referrer_of,
     replace_index,
 )
-from fhir_twin.store.schema import resource, resource_version
+from fhir_twin.store.schema import MAX_VERSION, resource, resource_version
 from fhir_twin.store.search import Page
 from fhir_twin.store.search.conditions import compartment_members
 from fhir_twin.store.version import CURRENT, Version, columns
@@ -216,6 +216,8 @@ class Unit:
         return Version(*row) if row else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Version | None:
+        if not 0 < version <= MAX_VERSION:
+            return None  # no such version can exist; the database would refuse the number
         row = self.connection.execute(
             _SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version}
         ).first()

@@ -54,6 +54,9 @@ class Number(TypeDecorator[Decimal]):
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
 
+#: The largest version number the ``version`` columns hold (a 32-bit INTEGER on PostgreSQL).
+MAX_VERSION = 2**31 - 1
+
 resource = Table(
     "resource",
     metadata,

@@ -116,7 +116,12 @@ def _quantity(holder: dict[str, Any], twin_field: Field, code: str, effective: d
     flag = None
     if twin_field.plausible and not twin_field.plausible[0] <= canonical <= twin_field.plausible[1]:
         flag = "implausible"
-    return Measurement(twin_field.name, code, effective, float(canonical), None, original, unit, converted, flag)
+    try:
+        number = float(canonical)
+    except OverflowError:
+        # A valid decimal whose unit conversion leaves the range of a double: no body holds it.
+        return Measurement(twin_field.name, code, effective, None, None, original, unit, converted, "implausible")
+    return Measurement(twin_field.name, code, effective, number, None, original, unit, converted, flag)
 
 
 def _unit(quantity: dict[str, Any], twin_field: Field) -> str | None:
