@@ -34,10 +34,6 @@ PATIENT_XML = (
     b'<name><family value="Chalmers"/><given value="Peter"/><given value="James"/></name>'
     b'<gender value="male"/><birthDate value="1974-12-25"/></Patient>'
 )
-DECIMAL_XML_BUG = (
-    "fhir_core serialises Decimal through float (xml_utils.xml_represent and "
-    "FHIRAbstractModel._serialize_primitive_value), so XML loses the digits sent: 1.50 -> 1.5"
-)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -651,7 +647,6 @@ def test_decimals_in_the_create_answer(client: FlaskClient) -> None:
         assert _json_decimal(text).search(response.data), (text, response.data)
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_XML_BUG)
 def test_decimals_read_back_as_sent_in_xml(client: FlaskClient) -> None:
     """R4 datatypes.html#decimal: "the original precision should be preserved" in XML too."""
     observation_id = create_observation(client).get_json()["id"]
@@ -660,7 +655,6 @@ def test_decimals_read_back_as_sent_in_xml(client: FlaskClient) -> None:
     assert xml_values(root, "f:component/f:valueQuantity/f:value") == list(DECIMALS[1:])
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_XML_BUG)
 def test_decimals_sent_in_xml_are_stored_as_sent(client: FlaskClient) -> None:
     """R4 datatypes.html#decimal: a decimal sent in XML keeps its precision when read as JSON."""
     document = (
