@@ -667,6 +667,55 @@ def test_decimals_sent_in_xml_are_stored_as_sent(client: FlaskClient) -> None:
     assert _json_decimal("1.50").search(read.data), read.data
 
 
+NESTED_DECIMALS = (
+    '{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
+    '"contained":[{"resourceType":"Observation","id":"c","status":"final","code":{"text":"c"},'
+    '"valueQuantity":{"value":2.500}}],'
+    '"_status":{"extension":[{"url":"http://example.org/x","valueDecimal":0.10}]},'
+    '"valueQuantity":{"value":80},"referenceRange":[{"low":{"value":1.0}},{"high":{"value":99.90}}]}'
+)
+
+
+def test_decimals_everywhere_in_xml(client: FlaskClient) -> None:
+    """R4 datatypes.html#decimal: in contained resources, extensions of primitives, repeats and
+    Bundles, XML carries the digits of the stored JSON (an integral ``80`` is not ``80.0``)."""
+    created = client.post("/fhir/Observation", data=NESTED_DECIMALS, headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 201, created.data
+    observation_id = created.get_json()["id"]
+    read = xml_root(client.get(f"/fhir/Observation/{observation_id}", query_string={"_format": "xml"}))
+    searched = xml_root(client.get("/fhir/Observation", query_string={"_id": observation_id, "_format": "xml"}))
+    bundled = searched.find("f:entry/f:resource/f:Observation", NS)
+    assert bundled is not None
+    for root in (read, bundled):
+        assert xml_value(root, "f:contained/f:Observation/f:valueQuantity/f:value") == "2.500"
+        assert xml_value(root, "f:status/f:extension/f:valueDecimal") == "0.10"
+        assert xml_value(root, "f:valueQuantity/f:value") == "80"
+        assert xml_values(root, "f:referenceRange/*/f:value") == ["1.0", "99.90"]
+
+
+def test_decimals_sent_in_xml_read_back_in_xml(client: FlaskClient) -> None:
+    """R4 datatypes.html#decimal: XML in, XML out, digits unchanged, nested ones too."""
+    document = (
+        b'<Observation xmlns="http://hl7.org/fhir"><status value="final"><extension url="http://example.org/x">'
+        b'<valueDecimal value="0.10"/></extension></status><code><text value="weight"/></code>'
+        b'<valueQuantity><value value="1.50"/></valueQuantity>'
+        b'<component><code><text value="a"/></code><valueQuantity><value value="1.000E-245"/></valueQuantity></component>'
+        b'<component><code><text value="b"/></code><valueQuantity><value value="70"/></valueQuantity></component>'
+        b"</Observation>"
+    )
+    created = client.post("/fhir/Observation", data=document, headers={"Content-Type": "application/fhir+xml"})
+    assert created.status_code == 201, created.data
+    observation_id = created.get_json()["id"]
+    root = xml_root(client.get(f"/fhir/Observation/{observation_id}", query_string={"_format": "xml"}))
+    assert xml_value(root, "f:valueQuantity/f:value") == "1.50"
+    assert xml_value(root, "f:status/f:extension/f:valueDecimal") == "0.10"
+    assert xml_values(root, "f:component/f:valueQuantity/f:value") == ["1.000E-245", "70"]
+    read = client.get(f"/fhir/Observation/{observation_id}").data
+    for text in ("1.50", "1.000E-245", "70"):
+        assert _json_decimal(text).search(read), read
+    assert b'"valueDecimal":0.10' in read
+
+
 @pytest.mark.parametrize(
     ("value", "version"),
     [
