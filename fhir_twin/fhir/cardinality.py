@@ -6,7 +6,8 @@ would be told only ``code``. This walk over the JSON finds every such problem at
 ``min`` of each element (R4 elementdefinition.html#cardinality) and the choice elements
 (R4 formats.html#choice: "only one of the types SHALL be present"), as recorded in
 ``data/elements.json``. A primitive counts as present when it has only its ``_name`` extension
-(R4 json.html#primitive). Element names the table does not know are left to fhir.resources.
+(R4 json.html#primitive). A nested resource must be of a known type. Element names the table
+does not know are left to fhir.resources.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from fhir_twin.errors import Issue
 from fhir_twin.fhir.definitions import table
+from fhir_twin.fhir.model import is_resource_type
 
 # per type: (required element -> its JSON names, choice element -> its JSON names, child types)
 Rules = tuple[dict[str, list[str]], dict[str, list[str]], dict[str, str]]
@@ -74,6 +76,8 @@ def _visit(value: Any, child: str, path: str, issues: list[Issue]) -> None:
         return
     if child == "Resource":
         child = value.get("resourceType")
-        if not isinstance(child, str):
+        if not isinstance(child, str) or not is_resource_type(child):
+            where = f"{path}.resourceType"
+            issues.append(Issue("structure", f"Unknown resource type {child!r} at {path}", expression=(where,)))
             return
     _walk(value, child, path, issues)

@@ -55,13 +55,20 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
             )
         )
     structure = _structure_issues(resource_type, without_empty_elements(resource) if issues else resource)
-    if issues or structure:
-        issues += cardinality_issues(resource)
-    return _one_per_element(issues + structure + binding_issues(resource))
+    if structure is None and not issues:
+        return binding_issues(resource)
+    issues += cardinality_issues(resource)
+    if structure is not None:
+        issues += structure
+    issues += binding_issues(resource)
+    if not issues:
+        return [Issue("structure", f"{resource_type} is not a valid resource", expression=(resource_type,))]
+    return _one_per_element(issues)
 
 
-def _structure_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:
-    """What fhir.resources refuses, less its choice-type messages (``cardinality`` names those)."""
+def _structure_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue] | None:
+    """What fhir.resources refuses, less its choice-type messages (``cardinality`` names those);
+    None when it accepts the resource."""
     try:
         model_class(resource_type).model_validate(resource)
     except ValidationError as exc:
@@ -70,9 +77,12 @@ def _structure_issues(resource_type: str, resource: dict[str, Any]) -> list[Issu
             for error in exc.errors(include_url=False)
             if not str(error.get("msg", "")).startswith(_CHOICE_MESSAGES)
         ]
+    except KeyError:
+        # fhir_core's lookup of a nested resource of unknown type; ``cardinality`` names it.
+        return []
     except (ValueError, TypeError) as exc:
         return [Issue("structure", f"{resource_type} is not valid: {exc}", expression=(resource_type,))]
-    return []
+    return None
 
 
 # fhir_core's one-of-many check (R4 formats.html#choice), raised without naming the element.

@@ -165,3 +165,12 @@ def test_a_transaction_entry_is_told_every_issue(
     assert {issue["expression"][0] for issue in issues} == {"Bundle.entry[1]"}
     assert sorted(error_expressions(issues)) == sorted(expressions)
     assert client.get("/fhir/Patient").get_json()["total"] == 0
+
+
+def test_a_contained_resource_of_unknown_type_is_named(client: FlaskClient) -> None:
+    body = {"resourceType": "Patient", "contained": [{"resourceType": "Bogus"}], "gender": "mal"}
+    response = client.post("/fhir/Patient", json=body)
+    assert response.status_code == 400
+    found = error_expressions(response.get_json()["issue"])
+    assert sorted(found) == ["Patient.contained[0].resourceType", "Patient.gender"]
+    assert client.get("/fhir/Patient").get_json()["total"] == 0
