@@ -699,7 +699,8 @@ def test_decimals_sent_in_xml_read_back_in_xml(client: FlaskClient) -> None:
         b'<Observation xmlns="http://hl7.org/fhir"><status value="final"><extension url="http://example.org/x">'
         b'<valueDecimal value="0.10"/></extension></status><code><text value="weight"/></code>'
         b'<valueQuantity><value value="1.50"/></valueQuantity>'
-        b'<component><code><text value="a"/></code><valueQuantity><value value="1.000E-245"/></valueQuantity></component>'
+        b'<component><code><text value="a"/></code>'
+        b'<valueQuantity><value value="1.000E-245"/></valueQuantity></component>'
         b'<component><code><text value="b"/></code><valueQuantity><value value="70"/></valueQuantity></component>'
         b"</Observation>"
     )
