@@ -380,6 +380,25 @@ def test_unservable_formats(
 # --- bodies that cannot be read (R4 http.html#create: 400) ---------------------------
 
 
+def test_an_xml_body_is_told_every_issue(client: FlaskClient) -> None:
+    """An XML body goes through the same validation as JSON, so every issue is named at once."""
+    document = (
+        b'<Patient xmlns="http://hl7.org/fhir"><name><given value=""/></name>'
+        b'<gender value="mal"/><birthDate value="1970-13-45"/>'
+        b'<contact><telecom><system value="pager2"/></telecom></contact></Patient>'
+    )
+    response = client.post("/fhir/Patient", data=document, headers={"Content-Type": "application/fhir+xml"})
+    assert response.status_code == 400
+    expressions = sorted(issue["expression"][0] for issue in response.get_json()["issue"])
+    assert expressions == [
+        "Patient.birthDate",
+        "Patient.contact[0].telecom[0].system",
+        "Patient.gender",
+        "Patient.name[0].given[0]",
+    ]
+    assert patient_total(client) == 0
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "code", "diagnostics", "expression"),
     [
@@ -472,9 +491,9 @@ def test_unservable_formats(
         pytest.param(
             "application/fhir+xml",
             b'<Patient xmlns="http://hl7.org/fhir"><foo value="x"/></Patient>',
-            "invalid",
+            "structure",
             "foo",
-            None,
+            ["Patient.foo"],
             id="xml-unknown-element",
         ),
         pytest.param(
