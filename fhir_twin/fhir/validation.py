@@ -2,7 +2,8 @@
 
 fhir.resources checks structure, cardinality, datatypes and formats; it does not check required
 code bindings nor forbid empty elements, so ``terminology`` adds those (R4 json.html,
-terminologies.html#required), and ``cardinality`` finds what its model validators leave unsaid.
+terminologies.html#required), ``datatypes`` holds primitives to their JSON types (its lax mode
+takes ``"yes"`` for true), and ``cardinality`` finds what its model validators leave unsaid.
 Every issue is reported in one answer, one per element. A failure is "basic FHIR validation", answered with 400
 (R4 http.html#create: "400 Bad Request - resource could not be parsed or failed basic FHIR
 validation rules"), never a partial write.
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.cardinality import cardinality_issues
+from fhir_twin.fhir.datatypes import json_type_issues
 from fhir_twin.fhir.model import is_resource_type, is_valid_id, model_class
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues, without_empty_elements
 
@@ -45,7 +47,7 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or not is_resource_type(resource_type):
         return [Issue("not-supported", f"Unknown resource type {resource_type!r}", expression=("resourceType",))]
-    issues = empty_element_issues(resource)
+    issues = empty_element_issues(resource) + json_type_issues(resource)
     if "id" in resource and not is_valid_id(resource["id"]):
         issues.append(
             Issue(

@@ -1,14 +1,16 @@
-"""FHIR XML (R4 xml.html) read and written through fhir.resources' XML support.
+"""FHIR XML (R4 xml.html) in and out; the store keeps JSON, so XML is converted at the edge.
 
-The store keeps JSON; XML is converted at the edge. A DTD is refused outright (R4 xml.html:
-"XML ... SHALL NOT contain a DOCTYPE") so no entity can be expanded.
-
-Decimals keep their digits both ways (R4 datatypes.html#decimal: "the original precision should
-be preserved"), as in JSON: fhir.resources passes them through ``float`` (``1.50`` becomes
-``1.5``), so each decimal's text is put back from the other side. XML is written with the
-digits of the JSON the store serves, and JSON is made from XML with the digits the XML gave.
-The two trees are walked side by side: each FHIR XML element is the JSON property of its name,
-repeated elements are the items of its array (R4 json.html, xml.html).
+* In: the XML is turned into its JSON form (R4 json.html) with the element table
+  (``definitions``): which elements repeat, which are resources, which primitives are numbers
+  or booleans. Nothing is validated here, so an XML body goes through the validation a JSON
+  body does and is told every issue at once; each primitive keeps its text (``1.50`` stays
+  ``1.50``). A DTD is refused outright (R4 xml.html: "XML ... SHALL NOT contain a DOCTYPE"), so
+  no entity can be expanded.
+* Out: fhir.resources gives the element order and structure, then every primitive's ``value``
+  is put back from the stored JSON, because fhir.resources writes decimals through ``float``
+  (``1.50`` became ``1.5``) and rewrites date-times; R4 datatypes.html#decimal: "the original
+  precision should be preserved". The two trees are walked side by side: each FHIR XML element
+  is the JSON property of its name, repeated elements the items of its array.
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ def _complex(element: Any, elements: dict[str, Any]) -> dict[str, Any]:
         if kind == "Resource" or (kind is not None and is_resource_type(kind)):  # <contained><Patient>
             inner = [c for c in child if isinstance(c.tag, str)]
             value, extension = (_resource(inner[0]) if inner else {}), None
-        elif kind in table()["types"]:
-            value, extension = _complex(child, table()["types"][kind]), None
-        else:  # a primitive, or an element the validation will name as unknown
+        elif kind in table()["types"] or (kind is None and child.get("value") is None):
+            # A complex element; an unknown one keeps its content, for validation to name it.
+            value, extension = _complex(child, table()["types"].get(kind or "", {})), None
+        else:
             value, extension = _primitive(child, kind)
         if repeats:
             values: list[Any] = out.setdefault(name, [])

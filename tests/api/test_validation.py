@@ -131,6 +131,11 @@ EVERY_ISSUE = [
         observation(valueString="a", valueBoolean=True, effectiveDateTime="yesterday"),
         {"Observation.value[x]", "Observation.effectiveDateTime"},
     ),
+    (
+        {"resourceType": "Patient", "active": "yes", "multipleBirthInteger": "+2", "gender": "mal"},
+        {"Patient.active", "Patient.multipleBirthInteger", "Patient.gender"},
+    ),
+    (observation(valueQuantity={"value": "1.50"}, issued=5), {"Observation.valueQuantity.value", "Observation.issued"}),
 ]
 
 
