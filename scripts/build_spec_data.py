@@ -8,7 +8,10 @@ compact JSON file the runtime (``fhir_twin.fhir.terminology``) loads fast.
 Output shape::
 
     {"types": {TypeName: {jsonName: [childType, bindingKey | null, isArray]}},
-     "valuesets": {bindingKey: {system: [sorted codes]}}}
+     "valuesets": {bindingKey: {system: [sorted codes]}},
+     "summary": {ResourceType: [jsonName]}, "mandatory": {ResourceType: [jsonName]},
+     "required": {TypeName: {elementName: [jsonName]}},   # min >= 1, any one name satisfies
+     "choices": {TypeName: {elementName: [jsonName]}}}    # value[x]: at most one name present
 
 * TypeName is every concrete resource, every complex datatype, and every backbone element,
   named by its path (``Observation.component``, ``Timing.repeat``).
@@ -137,6 +140,8 @@ class TableBuilder:
         self.skipped: dict[str, list[str]] = {}
         self.summary: dict[str, list[str]] = {}
         self.mandatory: dict[str, list[str]] = {}
+        self.required: dict[str, dict[str, list[str]]] = {}
+        self.choices: dict[str, dict[str, list[str]]] = {}
 
     def add(self, sd: Json) -> None:
         """Add one resource or datatype definition with all its backbone elements."""
@@ -153,6 +158,11 @@ class TableBuilder:
             else:
                 child_types = [type_name(t["code"]) for t in el.get("type", [])]
             is_array = el.get("max") != "1"
+            json_names = [name[:-3] + c[0].upper() + c[1:] for c in child_types] if name.endswith("[x]") else [name]
+            if el.get("min", 0) > 0:
+                self.required.setdefault(owner, {})[name] = json_names
+            if name.endswith("[x]"):
+                self.choices.setdefault(owner, {})[name] = json_names
             for child in child_types:
                 json_name = name
                 if name.endswith("[x]"):
@@ -214,6 +224,8 @@ def build() -> tuple[Json, TableBuilder]:
         "valuesets": builder.valuesets(),
         "summary": {t: sorted(set(names)) for t, names in sorted(builder.summary.items())},
         "mandatory": {t: sorted(set(names)) for t, names in sorted(builder.mandatory.items())},
+        "required": {t: dict(sorted(els.items())) for t, els in sorted(builder.required.items())},
+        "choices": {t: dict(sorted(els.items())) for t, els in sorted(builder.choices.items())},
     }
     return table, builder
 

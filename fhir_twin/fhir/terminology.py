@@ -178,3 +178,31 @@ def _scan_value(value: Any, path: str, key: str, aligned: bool, issues: list[Iss
         return
     where = f"{path} (JSON property '{key}')" if key.startswith("_") else path
     issues.append(Issue("invalid", f"{where} is {what}, which FHIR JSON does not allow", expression=(path,)))
+
+
+def without_empty_elements(node: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``node`` without what ``empty_element_issues`` reports, so that the other checks
+    still see everything else (a null in a list would stop fhir.resources' model). An empty array
+    item becomes ``{}`` so that later items keep their index in what is reported."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        kind = type(value)
+        if kind is dict:
+            if value:
+                out[key] = without_empty_elements(value)
+        elif kind is list:
+            if value:
+                name = key.removeprefix("_")
+                aligned = (name if name != key else f"_{key}") in node
+                out[key] = [None if item is None and aligned else _kept(item) for item in value]
+        elif value is not None and value != "":
+            out[key] = value
+    return out
+
+
+def _kept(item: Any) -> Any:
+    if type(item) is dict and item:
+        return without_empty_elements(item)
+    if item is None or item == "" or item == {} or item == []:
+        return {}
+    return item

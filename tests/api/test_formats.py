@@ -34,10 +34,6 @@ PATIENT_XML = (
     b'<name><family value="Chalmers"/><given value="Peter"/><given value="James"/></name>'
     b'<gender value="male"/><birthDate value="1974-12-25"/></Patient>'
 )
-DECIMAL_XML_BUG = (
-    "fhir_core serialises Decimal through float (xml_utils.xml_represent and "
-    "FHIRAbstractModel._serialize_primitive_value), so XML loses the digits sent: 1.50 -> 1.5"
-)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -384,6 +380,25 @@ def test_unservable_formats(
 # --- bodies that cannot be read (R4 http.html#create: 400) ---------------------------
 
 
+def test_an_xml_body_is_told_every_issue(client: FlaskClient) -> None:
+    """An XML body goes through the same validation as JSON, so every issue is named at once."""
+    document = (
+        b'<Patient xmlns="http://hl7.org/fhir"><name><given value=""/></name>'
+        b'<gender value="mal"/><birthDate value="1970-13-45"/>'
+        b'<contact><telecom><system value="pager2"/></telecom></contact></Patient>'
+    )
+    response = client.post("/fhir/Patient", data=document, headers={"Content-Type": "application/fhir+xml"})
+    assert response.status_code == 400
+    expressions = sorted(issue["expression"][0] for issue in response.get_json()["issue"])
+    assert expressions == [
+        "Patient.birthDate",
+        "Patient.contact[0].telecom[0].system",
+        "Patient.gender",
+        "Patient.name[0].given[0]",
+    ]
+    assert patient_total(client) == 0
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "code", "diagnostics", "expression"),
     [
@@ -476,9 +491,9 @@ def test_unservable_formats(
         pytest.param(
             "application/fhir+xml",
             b'<Patient xmlns="http://hl7.org/fhir"><foo value="x"/></Patient>',
-            "invalid",
+            "structure",
             "foo",
-            None,
+            ["Patient.foo"],
             id="xml-unknown-element",
         ),
         pytest.param(
@@ -651,7 +666,6 @@ def test_decimals_in_the_create_answer(client: FlaskClient) -> None:
         assert _json_decimal(text).search(response.data), (text, response.data)
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_XML_BUG)
 def test_decimals_read_back_as_sent_in_xml(client: FlaskClient) -> None:
     """R4 datatypes.html#decimal: "the original precision should be preserved" in XML too."""
     observation_id = create_observation(client).get_json()["id"]
@@ -660,7 +674,6 @@ def test_decimals_read_back_as_sent_in_xml(client: FlaskClient) -> None:
     assert xml_values(root, "f:component/f:valueQuantity/f:value") == list(DECIMALS[1:])
 
 
-@pytest.mark.xfail(strict=True, reason=DECIMAL_XML_BUG)
 def test_decimals_sent_in_xml_are_stored_as_sent(client: FlaskClient) -> None:
     """R4 datatypes.html#decimal: a decimal sent in XML keeps its precision when read as JSON."""
     document = (
@@ -671,6 +684,56 @@ def test_decimals_sent_in_xml_are_stored_as_sent(client: FlaskClient) -> None:
     assert created.status_code == 201, created.data
     read = client.get(f"/fhir/Observation/{created.get_json()['id']}")
     assert _json_decimal("1.50").search(read.data), read.data
+
+
+NESTED_DECIMALS = (
+    '{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
+    '"contained":[{"resourceType":"Observation","id":"c","status":"final","code":{"text":"c"},'
+    '"valueQuantity":{"value":2.500}}],'
+    '"_status":{"extension":[{"url":"http://example.org/x","valueDecimal":0.10}]},'
+    '"valueQuantity":{"value":80},"referenceRange":[{"low":{"value":1.0}},{"high":{"value":99.90}}]}'
+)
+
+
+def test_decimals_everywhere_in_xml(client: FlaskClient) -> None:
+    """R4 datatypes.html#decimal: in contained resources, extensions of primitives, repeats and
+    Bundles, XML carries the digits of the stored JSON (an integral ``80`` is not ``80.0``)."""
+    created = client.post("/fhir/Observation", data=NESTED_DECIMALS, headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 201, created.data
+    observation_id = created.get_json()["id"]
+    read = xml_root(client.get(f"/fhir/Observation/{observation_id}", query_string={"_format": "xml"}))
+    searched = xml_root(client.get("/fhir/Observation", query_string={"_id": observation_id, "_format": "xml"}))
+    bundled = searched.find("f:entry/f:resource/f:Observation", NS)
+    assert bundled is not None
+    for root in (read, bundled):
+        assert xml_value(root, "f:contained/f:Observation/f:valueQuantity/f:value") == "2.500"
+        assert xml_value(root, "f:status/f:extension/f:valueDecimal") == "0.10"
+        assert xml_value(root, "f:valueQuantity/f:value") == "80"
+        assert xml_values(root, "f:referenceRange/*/f:value") == ["1.0", "99.90"]
+
+
+def test_decimals_sent_in_xml_read_back_in_xml(client: FlaskClient) -> None:
+    """R4 datatypes.html#decimal: XML in, XML out, digits unchanged, nested ones too."""
+    document = (
+        b'<Observation xmlns="http://hl7.org/fhir"><status value="final"><extension url="http://example.org/x">'
+        b'<valueDecimal value="0.10"/></extension></status><code><text value="weight"/></code>'
+        b'<valueQuantity><value value="1.50"/></valueQuantity>'
+        b'<component><code><text value="a"/></code>'
+        b'<valueQuantity><value value="1.000E-245"/></valueQuantity></component>'
+        b'<component><code><text value="b"/></code><valueQuantity><value value="70"/></valueQuantity></component>'
+        b"</Observation>"
+    )
+    created = client.post("/fhir/Observation", data=document, headers={"Content-Type": "application/fhir+xml"})
+    assert created.status_code == 201, created.data
+    observation_id = created.get_json()["id"]
+    root = xml_root(client.get(f"/fhir/Observation/{observation_id}", query_string={"_format": "xml"}))
+    assert xml_value(root, "f:valueQuantity/f:value") == "1.50"
+    assert xml_value(root, "f:status/f:extension/f:valueDecimal") == "0.10"
+    assert xml_values(root, "f:component/f:valueQuantity/f:value") == ["1.000E-245", "70"]
+    read = client.get(f"/fhir/Observation/{observation_id}").data
+    for text in ("1.50", "1.000E-245", "70"):
+        assert _json_decimal(text).search(read), read
+    assert b'"valueDecimal":0.10' in read
 
 
 @pytest.mark.parametrize(

@@ -78,3 +78,28 @@ def test_validate_takes_post_only(client: FlaskClient) -> None:
     response = client.get("/fhir/Observation/$validate")
     assert response.status_code == 405
     assert response.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "body, expressions",
+    [
+        ({"resourceType": "Observation"}, {"Observation.status", "Observation.code"}),
+        (
+            {"resourceType": "Patient", "birthDate": "1970-13-45", "gender": "mal"},
+            {"Patient.birthDate", "Patient.gender"},
+        ),
+        (
+            observation(status=None, component=[{"code": {"coding": [{"system": "http://loinc.org", "code": 5}]}}, {}]),
+            {
+                "Observation.status",
+                "Observation.component[0].code.coding[0].code",
+                "Observation.component[1]",
+            },
+        ),
+    ],
+)
+def test_every_issue_of_every_kind_is_listed(client: FlaskClient, body: dict[str, Any], expressions: set[str]) -> None:
+    found = issues(client.post(f"/fhir/{body['resourceType']}/$validate", json=body))
+    errors = [issue for issue in found if issue["severity"] == "error"]
+    assert sorted(issue["expression"][0] for issue in errors) == sorted(expressions)
+    assert all(issue["diagnostics"] and issue["code"] for issue in errors)

@@ -89,3 +89,93 @@ def test_unknown_resource_type_in_body(client: FlaskClient) -> None:
     response = client.post("/fhir/Patient", json={"resourceType": "Patientx"})
     assert response.status_code == 400
     assert response.get_json()["issue"][0]["expression"] == ["resourceType"]
+
+
+# Every issue in one answer: fhir.resources stops at some problems (its cardinality checks run
+# only on models whose fields are all valid), the answer must not.
+EVERY_ISSUE = [
+    (
+        {"resourceType": "Observation", "subject": {"reference": "Patient/p"}},
+        {"Observation.status", "Observation.code"},
+    ),
+    ({"resourceType": "Patient", "birthDate": "1970-13-45", "gender": "mal"}, {"Patient.birthDate", "Patient.gender"}),
+    (
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "component": [
+                {"code": {"text": "fine"}, "valueString": "a"},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": 5}]}, "valueQuantity": {"comparator": "~"}},
+                {"valueString": ""},
+            ],
+        },
+        {
+            "Observation.code",
+            "Observation.component[1].code.coding[0].code",
+            "Observation.component[1].valueQuantity.comparator",
+            "Observation.component[2].code",
+            "Observation.component[2].valueString",
+        },
+    ),
+    (
+        {"resourceType": "MedicationRequest", "subject": {"reference": "Patient/p"}, "note": [None, {"text": 1}]},
+        {
+            "MedicationRequest.status",
+            "MedicationRequest.intent",
+            "MedicationRequest.medication[x]",
+            "MedicationRequest.note[0]",
+            "MedicationRequest.note[1].text",
+        },
+    ),
+    (
+        observation(valueString="a", valueBoolean=True, effectiveDateTime="yesterday"),
+        {"Observation.value[x]", "Observation.effectiveDateTime"},
+    ),
+    (
+        {"resourceType": "Patient", "active": "yes", "multipleBirthInteger": "+2", "gender": "mal"},
+        {"Patient.active", "Patient.multipleBirthInteger", "Patient.gender"},
+    ),
+    (observation(valueQuantity={"value": "1.50"}, issued=5), {"Observation.valueQuantity.value", "Observation.issued"}),
+]
+
+
+def error_expressions(issues: list[dict[str, Any]]) -> list[str]:
+    return [issue["expression"][-1] for issue in issues if issue["severity"] == "error"]
+
+
+@pytest.mark.parametrize("body, expressions", EVERY_ISSUE)
+def test_a_write_is_told_every_issue(client: FlaskClient, body: dict[str, Any], expressions: set[str]) -> None:
+    response = client.post(f"/fhir/{body['resourceType']}", json=body)
+    assert response.status_code == 400
+    found = error_expressions(response.get_json()["issue"])
+    assert sorted(found) == sorted(expressions)
+    assert client.get(f"/fhir/{body['resourceType']}").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("body, expressions", EVERY_ISSUE)
+def test_a_transaction_entry_is_told_every_issue(
+    client: FlaskClient, body: dict[str, Any], expressions: set[str]
+) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": body, "request": {"method": "POST", "url": body["resourceType"]}},
+        ],
+    }
+    response = client.post("/fhir", json=bundle)
+    assert response.status_code == 400
+    issues = response.get_json()["issue"]
+    assert {issue["expression"][0] for issue in issues} == {"Bundle.entry[1]"}
+    assert sorted(error_expressions(issues)) == sorted(expressions)
+    assert client.get("/fhir/Patient").get_json()["total"] == 0
+
+
+def test_a_contained_resource_of_unknown_type_is_named(client: FlaskClient) -> None:
+    body = {"resourceType": "Patient", "contained": [{"resourceType": "Bogus"}], "gender": "mal"}
+    response = client.post("/fhir/Patient", json=body)
+    assert response.status_code == 400
+    found = error_expressions(response.get_json()["issue"])
+    assert sorted(found) == ["Patient.contained[0].resourceType", "Patient.gender"]
+    assert client.get("/fhir/Patient").get_json()["total"] == 0
