@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir_twin.errors import Issue
+
+# What R4 strings may not carry (datatypes.html#string: [ \r\n\t\S]+; XML 1.0 cannot carry the
+# C0 controls): an issue that quotes a request's bad text shows such characters escaped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
@@ -23,7 +28,11 @@ def information(diagnostics: str) -> dict[str, Any]:
 def _issue(issue: Issue) -> dict[str, Any]:
     out: dict[str, Any] = {"severity": issue.severity, "code": issue.code}
     if issue.diagnostics:
-        out["diagnostics"] = issue.diagnostics
+        out["diagnostics"] = _printable(issue.diagnostics)
     if issue.expression:
-        out["expression"] = list(issue.expression)
+        out["expression"] = [_printable(expression) for expression in issue.expression]
     return out
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)

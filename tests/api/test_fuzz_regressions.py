@@ -164,3 +164,14 @@ def test_a_batch_entry_of_an_unknown_type_fails_alone(client: FlaskClient) -> No
     assert second["response"]["status"].startswith("4")
     assert third["response"]["status"].startswith("201")
     assert total(client, "Patient") == 1
+
+
+@pytest.mark.parametrize("accept", ["application/fhir+json", "application/fhir+xml"])
+def test_an_error_quoting_a_control_character_shows_it_escaped(client: FlaskClient, accept: str) -> None:
+    """A parameter name with a control character was quoted as is: XML cannot carry it and
+    OperationOutcome.issue.diagnostics may not hold it (R4 string), so the error itself was a 500."""
+    response = client.get("/fhir/Patient?%1F=1", headers={"Accept": accept})
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "OperationOutcome" in text
+    assert "\\x1f" in text and "\x1f" not in text
