@@ -24,6 +24,7 @@ from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.http_server import Limits, worker_class
 from fhir_twin.ml import dataset as datasets
 from fhir_twin.ml.catalog import LEARNED, Learned
 from fhir_twin.ml.cohort import cohort_bundles, cohort_resources
@@ -46,7 +47,7 @@ ASSESS_BATCH = 50
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
-    """gunicorn with threaded workers; the app is built once in the master, before forking."""
+    """gunicorn with waitress workers; the app is built once in the master, before forking."""
 
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.application = app
@@ -91,6 +92,20 @@ LOADER = Principal("fhir-twin load", kind="cli", trusted=True)
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
 @click.option(
+    "--read-timeout",
+    type=click.IntRange(min=1),
+    default=lambda: int(os.environ.get("FHIR_TWIN_READ_TIMEOUT", "30")),
+    show_default="30",
+    help="Seconds a connection may stay silent, idle or mid-request, before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=lambda: int(os.environ.get("FHIR_TWIN_MAX_CONNECTIONS", "1000")),
+    show_default="1000",
+    help="Open connections per worker process; more wait to be accepted.",
+)
+@click.option(
     "--auth-mode",
     type=click.Choice(["tokens", "jwt", "none"]),
     default=None,
@@ -103,6 +118,8 @@ def serve(
     data_dir: str | None,
     workers: int,
     threads: int,
+    read_timeout: int,
+    max_connections: int,
     auth_mode: str | None,
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
@@ -118,8 +135,8 @@ def serve(
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": threads,
-            "worker_class": "gthread",
-            "keepalive": 5,
+            # Requests are read in full before they take one of the threads; see http_server.
+            "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
             "post_fork": _post_fork,
             "accesslog": None,
         },
