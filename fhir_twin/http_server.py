@@ -16,11 +16,15 @@ import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gunicorn.app.base import BaseApplication
 from gunicorn.workers.base import Worker
 from waitress import wasyncore
 from waitress.server import create_server
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 # waitress's own limit on the request line and headers: far above the app's (8 kB URL, 16 kB of
 # headers), so the app answers an oversized request with its OperationOutcome, not waitress.
@@ -95,3 +99,31 @@ def _allow_open_files(needed: int) -> None:
     wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """gunicorn with waitress workers; the app is built once in the master, before forking."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def post_fork(_server: Any, worker: Any) -> None:
+    """gunicorn's hook in each forked worker, before it serves."""
+    extensions = worker.app.application.extensions
+    # Connections opened in the master must not be shared with the forked workers.
+    extensions["fhir_twin.engine"].dispose(close=False)
+    # Each worker process runs its own background threads from the start, so queued exports and
+    # assessments are worked off even before it serves a request.
+    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker", "fhir_twin.audit"):
+        if name in extensions:
+            extensions[name].ensure_running()
