@@ -3,6 +3,7 @@ or ``FHIR_TWIN_*`` variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -148,9 +149,11 @@ def _timed_get(url: str) -> float:
 def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: str) -> None:
     """200 connections that send nothing and 200 that send half a request and wait hold no
     request thread: requests are read in full before they take one, so another client is
-    answered at once; clients that hang up mid-request change nothing."""
+    answered at once; clients that hang up mid-request change nothing; a connection silent for
+    longer than the read time-out is closed."""
     port = _free_port()
-    with _served(database_url, "--port", str(port), "--workers", "2", "--threads", "4") as process:
+    options = ("--port", str(port), "--workers", "2", "--threads", "4", "--read-timeout", "3")
+    with _served(database_url, *options) as process:
         held: list[socket.socket] = []
         try:
             search = f"http://127.0.0.1:{port}/fhir/Patient?_count=1"
@@ -172,6 +175,10 @@ def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: s
                 connection.close()
             assert max(_timed_get(search) for _ in range(5)) < 1
             assert process.poll() is None
+            silent = held[-1]  # sent half a request, then nothing for longer than 3 s
+            silent.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                assert silent.recv(1024) == b""
         finally:
             for connection in held:
                 connection.close()
