@@ -10,66 +10,27 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask
-from gunicorn.app.base import BaseApplication
-from tqdm import tqdm
 
-from fhir_twin.app import create_app
-from fhir_twin.bundles.loading import FileResult, Load, files_in, load_file
 from fhir_twin.cli_security import _login, audit, token
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant
-from fhir_twin.fhir.model import is_resource_type
-from fhir_twin.ml import dataset as datasets
-from fhir_twin.ml.catalog import LEARNED, Learned
-from fhir_twin.ml.cohort import cohort_bundles, cohort_resources
-from fhir_twin.ml.dataset import Dataset
-from fhir_twin.ml.doctor import Doctor
-from fhir_twin.ml.learned.report import external_report, internal_report
-from fhir_twin.ml.registry import Activation, GatesFailed, Registry, write_report
-from fhir_twin.security.context import acting_as
 from fhir_twin.security.principal import Principal
-from fhir_twin.store.database import make_engine
-from fhir_twin.store.database import migrate as run_migrations
-from fhir_twin.store.reindex import live_count, stored_types
-from fhir_twin.store.reindex import reindex as run_reindex
-from fhir_twin.store.repository import Repository
-from fhir_twin.twin.mapping_file import MappingError, load_mappings
-from fhir_twin.twin.twins import Twins
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from fhir_twin.bundles.loading import FileResult
+    from fhir_twin.ml.catalog import Learned
+    from fhir_twin.ml.dataset import Dataset
+    from fhir_twin.ml.doctor import Doctor
+    from fhir_twin.ml.registry import Activation, Registry
 
 # Patients assessed per transaction by ``fhir-twin assess``: one commit for many.
 ASSESS_BATCH = 50
-
-
-class _Server(BaseApplication):  # type: ignore[misc]
-    """gunicorn with threaded workers; the app is built once in the master, before forking."""
-
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return self.application
-
-
-def _post_fork(_server: Any, worker: Any) -> None:
-    extensions = worker.app.application.extensions
-    # Connections opened in the master must not be shared with the forked workers.
-    extensions["fhir_twin.engine"].dispose(close=False)
-    # Each worker process runs its own background threads from the start, so queued exports and
-    # assessments are worked off even before it serves a request.
-    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker", "fhir_twin.audit"):
-        if name in extensions:
-            extensions[name].ensure_running()
 
 
 @click.group()
@@ -91,6 +52,20 @@ LOADER = Principal("fhir-twin load", kind="cli", trusted=True)
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
 @click.option(
+    "--read-timeout",
+    type=click.IntRange(min=1),
+    default=lambda: int(os.environ.get("FHIR_TWIN_READ_TIMEOUT", "30")),
+    show_default="30",
+    help="Seconds a connection may stay silent, idle or mid-request, before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=lambda: int(os.environ.get("FHIR_TWIN_MAX_CONNECTIONS", "1000")),
+    show_default="1000",
+    help="Open connections per worker process; more wait to be accepted.",
+)
+@click.option(
     "--auth-mode",
     type=click.Choice(["tokens", "jwt", "none"]),
     default=None,
@@ -103,24 +78,28 @@ def serve(
     data_dir: str | None,
     workers: int,
     threads: int,
+    read_timeout: int,
+    max_connections: int,
     auth_mode: str | None,
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
+    from fhir_twin.http_server import Limits, Server, post_fork, worker_class
+
     config = Config.from_env({"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode})
     app = _app(config)
     # What building the app made lives as long as the process: frozen out of the collector, full
     # collections in the workers scan only what requests made, and the forked pages stay shared.
     gc.freeze()
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {_safe_url(config.resolved_database_url)}")
-    _Server(
+    Server(
         app,
         {
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": threads,
-            "worker_class": "gthread",
-            "keepalive": 5,
-            "post_fork": _post_fork,
+            # Requests are read in full before they take one of the threads; see http_server.
+            "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
+            "post_fork": post_fork,
             "accesslog": None,
             # Above the app's limits (api/limits.py), so clients get its 414/431 OperationOutcome:
             # gunicorn takes no request-line limit between 8190 and none (0); a field is >= 4 bytes.
@@ -135,6 +114,9 @@ def serve(
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema to the newest version."""
+    from fhir_twin.store.database import make_engine
+    from fhir_twin.store.database import migrate as run_migrations
+
     config = Config.from_env({"database_url": database_url})
     engine = make_engine(config.resolved_database_url)
     try:
@@ -149,6 +131,14 @@ def migrate(database_url: str | None) -> None:
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     """Rebuild the search index tables from the stored resources."""
+    from tqdm import tqdm
+
+    from fhir_twin.fhir.model import is_resource_type
+    from fhir_twin.store.database import make_engine
+    from fhir_twin.store.database import migrate as run_migrations
+    from fhir_twin.store.reindex import live_count, stored_types
+    from fhir_twin.store.reindex import reindex as run_reindex
+
     unknown = [name for name in types if not is_resource_type(name)]
     if unknown:
         raise click.BadParameter(f"unknown resource type {unknown[0]!r}", param_hint="--type")
@@ -188,6 +178,9 @@ def load(paths: tuple[Path, ...], database_url: str | None, referential_integrit
     checked once everything is written; a reference that resolves nowhere is reported as a
     failure of its file. Each Bundle commits on its own (see fhir_twin.bundles.loading).
     """
+    from fhir_twin.bundles.loading import Load, files_in
+    from fhir_twin.security.context import acting_as
+
     config = Config.from_env(
         {"database_url": database_url, "log_level": "WARNING", "referential_integrity": referential_integrity}
     )
@@ -231,6 +224,8 @@ class _LoadProgress:
         self.files = files
         self.files_done = 0
         self.resources = 0
+        from tqdm import tqdm
+
         self.started = self.last_line = time.perf_counter()
         self.bar = tqdm(unit=" resources", disable=None)
         self.plain = self.bar.disable
@@ -273,6 +268,14 @@ def twin() -> None:
 @click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
 def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> None:
     """Recompute twins, past states included, from every stored version of the mapped resources."""
+    from tqdm import tqdm
+
+    from fhir_twin.store.database import make_engine
+    from fhir_twin.store.database import migrate as run_migrations
+    from fhir_twin.store.repository import Repository
+    from fhir_twin.twin.mapping_file import MappingError, load_mappings
+    from fhir_twin.twin.twins import Twins
+
     config = Config.from_env({"database_url": database_url})
     try:
         mapping = load_mappings(config.resolved_mappings_dir)
@@ -313,6 +316,9 @@ def train(
 ) -> None:
     """Train a learned model, evaluate it, and register it as a new version, inactive until activated
     (--activate, or fhir-twin models activate) with every gate passed."""
+    from fhir_twin.ml import dataset as datasets
+    from fhir_twin.ml.registry import write_report
+
     learned = _learned(model_id)
     if activate and not (reason or "").strip():
         raise click.BadParameter("--activate needs the reason recorded with the activation", param_hint="--reason")
@@ -349,6 +355,8 @@ def train(
 
 def _activation(config: Config, reason: str | None, command: str) -> Activation:
     """Who activates (the login, as ``audit report`` records itself) and why; audited unless audit is off."""
+    from fhir_twin.ml.registry import Activation
+
     return Activation(
         reason or "", _login(), f"fhir-twin {command}", config.audit_key if config.audit else None, config.base_url
     )
@@ -357,6 +365,8 @@ def _activation(config: Config, reason: str | None, command: str) -> Activation:
 def _activated(registry: Registry, learned: Learned, version: str, activation: Activation) -> list[dict[str, Any]]:
     """Activate ``version`` if its gates pass, printing each gate; a failed gate or a bad request is a
     command error (exit 1) and the version stays as it was."""
+    from fhir_twin.ml.registry import GatesFailed
+
     try:
         results = registry.activate(learned.model, version, learned.gates, activation)
     except GatesFailed as error:
@@ -405,6 +415,10 @@ def evaluate(
 ) -> None:
     """Validate a trained version externally on data it was not trained on (--data), or apparently on this
     server's current twins, add the result to its report, and print the model card."""
+    from fhir_twin.ml import dataset as datasets
+    from fhir_twin.ml.learned.report import external_report, internal_report
+    from fhir_twin.ml.registry import write_report
+
     learned = _learned(model_id)
     if learned.evaluate is None:
         raise click.ClickException(f"{model_id} is evaluated when it is trained; run fhir-twin train {model_id}")
@@ -455,6 +469,8 @@ def evaluate(
 def assess(patient_ids: tuple[str, ...], model_ids: tuple[str, ...], database_url: str | None) -> None:
     """Run the models on every (chosen) patient's twin now, recording a RiskAssessment where a
     model's result or inputs changed since its last one (after training a new version, say)."""
+    from tqdm import tqdm
+
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
     doctor: Doctor = app.extensions["fhir_twin.doctor"]
     try:
@@ -559,6 +575,8 @@ def activate_model(model_id: str, version: str, reason: str, database_url: str |
 @click.option("--stream-patients", type=int, default=0, show_default=True, help="Patients with a heart-rate stream.")
 def cohort(out: Path, seed: int, patients: int, stream_patients: int) -> None:
     """Write a seeded synthetic cohort (labelled test data) as NDJSON, one resource per line."""
+    from fhir_twin.ml.cohort import cohort_bundles, cohort_resources
+
     bundles = cohort_bundles(seed, patients, stream_patients)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as file:
@@ -568,6 +586,8 @@ def cohort(out: Path, seed: int, patients: int, stream_patients: int) -> None:
 
 
 def _learned(model_id: str) -> Learned:
+    from fhir_twin.ml.catalog import LEARNED
+
     if model_id not in LEARNED:
         raise click.BadParameter(f"{model_id!r} is not a learned model; choose one of {', '.join(LEARNED)}")
     return LEARNED[model_id]
@@ -579,6 +599,11 @@ def _reports_dir(config: Config) -> Path:
 
 def _external(paths: tuple[Path, ...], synthetic: bool | None, config: Config) -> Dataset:
     """Load the files into a throw-away embedded database, through the same twin mappings."""
+    from tqdm import tqdm
+
+    from fhir_twin.bundles.loading import files_in, load_file
+    from fhir_twin.ml import dataset as datasets
+
     with tempfile.TemporaryDirectory(prefix="fhir-twin-evaluate-") as folder:
         app = _app(replace(config, database_url="", data_dir=folder, doctor=False, log_level="WARNING"))
         try:
@@ -598,6 +623,9 @@ def _external(paths: tuple[Path, ...], synthetic: bool | None, config: Config) -
 
 def _app(config: Config) -> Flask:
     """The app, with a bad mapping file reported as a command error rather than a traceback."""
+    from fhir_twin.app import create_app
+    from fhir_twin.twin.mapping_file import MappingError
+
     try:
         return create_app(config)
     except MappingError as error:

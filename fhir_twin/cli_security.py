@@ -8,21 +8,22 @@ import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import click
 
-from fhir_twin.audit.recorder import new_occurrence, write_records
-from fhir_twin.audit.trail import Anchor, accesses, head, verify_trail
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
-from fhir_twin.security import tokens
 from fhir_twin.security.principal import AUDITOR_SCOPES
 from fhir_twin.security.scopes import is_scope
-from fhir_twin.store import tokens as stored_tokens
-from fhir_twin.store.database import make_engine
-from fhir_twin.store.database import migrate as run_migrations
-from fhir_twin.store.repository import Repository
+
+if TYPE_CHECKING:
+    from fhir_twin.audit.trail import Anchor
+    from fhir_twin.store.repository import Repository
+
+# The store and the audit trail (SQLAlchemy and the FHIR models) are imported by the commands that
+# use them, so `fhir-twin --help` answers at once.
 
 _DATABASE = click.option(
     "--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory)."
@@ -30,6 +31,10 @@ _DATABASE = click.option(
 
 
 def _repository(database_url: str | None) -> tuple[Repository, Config]:
+    from fhir_twin.store.database import make_engine
+    from fhir_twin.store.database import migrate as run_migrations
+    from fhir_twin.store.repository import Repository
+
     config = Config.from_env({"database_url": database_url})
     engine = make_engine(config.resolved_database_url)
     run_migrations(engine)
@@ -67,6 +72,8 @@ def token_create(
     name: str, scope: str, role: str | None, patient_id: str | None, expires: str | None, database_url: str | None
 ) -> None:
     """Make a token and print its secret once: only a hash of it is kept."""
+    from fhir_twin.security import tokens
+
     parts = scope.split()
     bad = [part for part in parts if not is_scope(part)]
     if bad and "?" in bad[0] and is_scope(bad[0].split("?", 1)[0]):
@@ -101,6 +108,8 @@ def token_create(
 @_DATABASE
 def token_list(database_url: str | None) -> None:
     """The tokens: id, name, scopes, patient, created, expires, state (never the secrets)."""
+    from fhir_twin.store import tokens as stored_tokens
+
     repository, _ = _repository(database_url)
     try:
         found = stored_tokens.listed(repository)
@@ -121,6 +130,8 @@ def token_list(database_url: str | None) -> None:
 @_DATABASE
 def token_revoke(name_or_id: str, database_url: str | None) -> None:
     """Revoke the tokens with this id or name; a revoked token is refused from its next request."""
+    from fhir_twin.store import tokens as stored_tokens
+
     repository, _ = _repository(database_url)
     try:
         count = stored_tokens.revoke(repository, name_or_id)
@@ -137,6 +148,8 @@ def audit() -> None:
 
 
 def _anchor(_context: click.Context, _param: click.Parameter, value: str | None) -> Anchor | None:
+    from fhir_twin.audit.trail import Anchor
+
     try:
         return Anchor.parse(value) if value is not None else None
     except ValueError as error:
@@ -148,6 +161,8 @@ def _anchor(_context: click.Context, _param: click.Parameter, value: str | None)
 def audit_head(database_url: str | None) -> None:
     """Print the chain's last link as SEQ:LINK, to keep outside the database (a ticket, a log
     shipped elsewhere): `audit verify --anchor` then proves no record was removed from the end."""
+    from fhir_twin.audit.trail import head
+
     repository, _ = _repository(database_url)
     try:
         found = head(repository)
@@ -163,6 +178,8 @@ def audit_head(database_url: str | None) -> None:
 @_DATABASE
 def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
     """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
+    from fhir_twin.audit.trail import verify_trail
+
     repository, config = _repository(database_url)
     try:
         verdict = verify_trail(repository, config.audit_key, anchor)
@@ -180,6 +197,8 @@ def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
 def _record_report(repository: Repository, config: Config, patient_id: str, start: datetime | None) -> None:
     """Reading the trail is an access to the patient's record too: it is audited, under the
     command's name and the login that ran it."""
+    from fhir_twin.audit.recorder import new_occurrence, write_records
+
     query = {"patient": f"Patient/{patient_id}", **({"date": f"ge{format_instant(start)}"} if start else {})}
     occurrence = new_occurrence(
         interaction="search-type",
@@ -210,6 +229,8 @@ def _login() -> str | None:
 @_DATABASE
 def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str | None) -> None:
     """Who accessed a patient's record, when and how."""
+    from fhir_twin.audit.trail import accesses
+
     start = _when(since, "--since", ago=True) if since else None
     repository, config = _repository(database_url)
     try:

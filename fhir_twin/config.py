@@ -77,10 +77,11 @@ class Config:
 
     @property
     def resolved_mappings_dir(self) -> Path:
-        """The mappings folder: as configured, else ``mappings/`` of the checkout installed."""
+        """The mappings folder: as configured (``FHIR_TWIN_MAPPINGS_DIR``), else the one installed with
+        the package (in a checkout, a link to its top-level ``mappings/``)."""
         if self.mappings_dir:
             return Path(self.mappings_dir)
-        return Path(__file__).resolve().parent.parent / "mappings"
+        return Path(__file__).with_name("mappings")
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None) -> Config:

@@ -39,7 +39,14 @@ def principal(repository: Repository, secret: str) -> Principal:
     """Who ``secret`` stands for; 401 for an unknown, revoked or expired token."""
     found = tokens.by_hash(repository, secret_hash(secret)) if secret.startswith(PREFIX) else None
     if found is None:
-        raise Unauthorized("The bearer token is not known to this server")
+        # A token made with `fhir-twin token create` against another database is the usual cause.
+        hint = (
+            "; tokens live in the server's database: create it with the same --database or "
+            "FHIR_TWIN_DATABASE_URL as the server"
+            if secret.startswith(PREFIX)
+            else ""
+        )
+        raise Unauthorized("The bearer token is not known to this server" + hint)
     if found.revoked is not None:
         raise Unauthorized("The bearer token was revoked")
     if found.expires is not None and found.expires <= now():

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from fhir_twin import cli
+from fhir_twin.store import reindex as store_reindex
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_reindex_reports_missing_rows_as_failure(
     def short(engine: Any, types: list[str], progress: Any) -> dict[str, int]:
         return {name: 0 for name in types}
 
-    monkeypatch.setattr(cli, "run_reindex", short)
+    monkeypatch.setattr(store_reindex, "reindex", short)
     result = CliRunner().invoke(cli.main, ["reindex", "--database", database_url])
     assert result.exit_code == 1
     assert "the index is incomplete" in result.output

@@ -1,8 +1,9 @@
-"""``fhir-twin serve`` runs the API under gunicorn with several workers, settings from options
+"""``fhir-twin serve`` runs the API under gunicorn with several waitress workers, settings from options
 or ``FHIR_TWIN_*`` variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -62,7 +63,7 @@ def test_serve_answers_over_http(database_url: str, database_from: str) -> None:
         finally:
             process.terminate()
             output = process.communicate(timeout=30)[0].decode()
-    assert "Using worker: gthread" in output
+    assert "Using worker: WaitressWorker" in output
     assert output.count("Booting worker") == 2
 
 
@@ -129,3 +130,58 @@ def test_served_writes_are_assessed_live(database_url: str) -> None:
             process.communicate(timeout=30)
     methods = sorted(resource["method"]["coding"][0]["code"] for resource in found)  # type: ignore[index]
     assert methods == ["news2"]  # qSOFA does not apply: no suspected infection is on record
+
+
+def _served(database_url: str, *options: str) -> subprocess.Popen[bytes]:
+    command = [str(Path(sys.executable).with_name("fhir-twin")), "serve", "--database", database_url, *options]
+    env = {**os.environ, "FHIR_TWIN_LOG_LEVEL": "WARNING", "FHIR_TWIN_AUTH_MODE": "none"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _timed_get(url: str) -> float:
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["resourceType"] == "Bundle"
+    return time.monotonic() - started
+
+
+def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: str) -> None:
+    """200 connections that send nothing and 200 that send half a request and wait hold no
+    request thread: requests are read in full before they take one, so another client is
+    answered at once; clients that hang up mid-request change nothing; a connection silent for
+    longer than the read time-out is closed."""
+    port = _free_port()
+    options = ("--port", str(port), "--workers", "2", "--threads", "4", "--read-timeout", "3")
+    with _served(database_url, *options) as process:
+        held: list[socket.socket] = []
+        try:
+            search = f"http://127.0.0.1:{port}/fhir/Patient?_count=1"
+            _wait(search, process)
+            for number in range(400):
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                held.append(connection)
+                if number % 4 == 1:  # the request line and part of the headers
+                    connection.sendall(f"GET /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+                elif number % 4 == 3:  # the headers and a part of the announced body
+                    connection.sendall(
+                        f"POST /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                        "Content-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n"
+                        '{"resourceType": "Patient", '.encode()
+                    )
+            assert max(_timed_get(search) for _ in range(5)) < 1
+            for connection in held[:100]:  # clients that give up mid-request, some abruptly
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                connection.close()
+            assert max(_timed_get(search) for _ in range(5)) < 1
+            assert process.poll() is None
+            silent = held[-1]  # sent half a request, then nothing for longer than 3 s
+            silent.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                assert silent.recv(1024) == b""
+        finally:
+            for connection in held:
+                connection.close()
+            process.terminate()
+            output = process.communicate(timeout=30)[0].decode()
+    assert "Traceback" not in output

@@ -25,6 +25,7 @@ from fhir_twin.app import create_app
 from fhir_twin.security import tokens
 from fhir_twin.security.discovery import OAUTH_URIS
 from fhir_twin.store import tokens as stored_tokens
+from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 
 pytestmark = pytest.mark.audited
@@ -78,6 +79,20 @@ def client(app: Flask) -> FlaskClient:
 
 
 # --- auth mode "tokens" ------------------------------------------------------------------------
+
+
+def test_a_token_made_on_another_database_is_told_where_tokens_live(client: FlaskClient, tmp_path: Path) -> None:
+    """The common mistake: ``fhir-twin token create`` without the server's ``--database``."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        migrate(engine)
+        secret, _ = tokens.create(Repository(engine), "elsewhere", "system/*.cruds", None, None)
+    finally:
+        engine.dispose()
+    body = assert_outcome(client.get("/fhir/Patient", headers=bearer(secret)), 401, "login")
+    diagnostics = body["issue"][0]["diagnostics"]
+    assert "not known to this server" in diagnostics
+    assert "--database" in diagnostics and "FHIR_TWIN_DATABASE_URL" in diagnostics
 
 
 def test_no_credential_is_401_with_a_bare_challenge(client: FlaskClient) -> None:

@@ -1,0 +1,129 @@
+"""The HTTP server under ``fhir-twin serve``: gunicorn's master and worker processes, each worker
+running waitress on the shared listening socket.
+
+Why waitress: a gthread worker gives a connection a thread as soon as it is accepted, so a few
+idle keep-alive or half-sent connections hold every thread and the server stops answering.
+waitress reads each request in full in its event loop (spooling large bodies to a temporary
+file) and only then hands it to a thread, closes connections quiet for longer than the read
+time-out, and stops accepting past a connection limit. Why gunicorn around it: the GIL lets one
+process use one core; gunicorn forks the app built once in the master, restarts a worker that
+dies and stops them all on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.base import Worker
+from waitress import wasyncore
+from waitress.server import create_server
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# waitress's own limit on the request line and headers: far above the app's (8 kB URL, 16 kB of
+# headers), so the app answers an oversized request with its OperationOutcome, not waitress.
+HEADER_LIMIT = 256 * 1024
+# How often (seconds) idle connections are looked for and closed; also the event loop's wake-up.
+CLEANUP_INTERVAL = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker process allows its clients."""
+
+    # Seconds a connection may stay silent (idle between requests, or mid-request) before it is closed.
+    read_timeout: int = 30
+    # Open connections one worker process keeps; past it, new ones wait in the listen backlog.
+    max_connections: int = 1000
+    # Largest body waitress buffers; the app's own, lower limit answers 413 first.
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+def worker_class(limits: Limits) -> type[Worker]:
+    """gunicorn's worker class for these limits (gunicorn takes a class, not an instance)."""
+    return type("WaitressWorker", (WaitressWorker,), {"limits": limits})
+
+
+class WaitressWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker whose requests waitress reads in full and answers from its thread pool."""
+
+    limits = Limits()
+
+    def run(self) -> None:
+        _allow_open_files(self.limits.max_connections + 64)
+        socket_map: dict[int, Any] = {}
+        server = create_server(
+            self.wsgi,
+            map=socket_map,
+            sockets=[listener.sock for listener in self.sockets],
+            threads=self.cfg.threads,
+            channel_timeout=self.limits.read_timeout,
+            cleanup_interval=CLEANUP_INTERVAL,
+            connection_limit=self.limits.max_connections,
+            max_request_header_size=HEADER_LIMIT,
+            max_request_body_size=self.limits.max_body_bytes,
+            # Forwarded headers reach the app as sent, as they did under gunicorn.
+            clear_untrusted_proxy_headers=False,
+            ident="fhir-twin",
+        )
+        while self.alive:
+            self.notify()
+            if self.ppid != os.getppid():
+                self.log.info("parent changed, shutting down: %s", self)
+                break
+            wasyncore.loop(timeout=CLEANUP_INTERVAL, map=socket_map, count=1)
+        self._drain(server, socket_map)
+
+    def _drain(self, server: Any, socket_map: dict[int, Any]) -> None:
+        """Stop accepting, finish the requests under way (up to gunicorn's graceful time-out), close."""
+        for dispatcher in list(socket_map.values()):
+            if getattr(dispatcher, "accepting", False):
+                dispatcher.close()
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline and any(getattr(d, "requests", None) for d in socket_map.values()):
+            self.notify()
+            wasyncore.loop(timeout=0.1, map=socket_map, count=1)
+        server.task_dispatcher.shutdown(timeout=max(deadline - time.monotonic(), 0))
+        wasyncore.close_all(socket_map)
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's open-file limit towards ``needed`` (one descriptor per connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """gunicorn with waitress workers; the app is built once in the master, before forking."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def post_fork(_server: Any, worker: Any) -> None:
+    """gunicorn's hook in each forked worker, before it serves."""
+    extensions = worker.app.application.extensions
+    # Connections opened in the master must not be shared with the forked workers.
+    extensions["fhir_twin.engine"].dispose(close=False)
+    # Each worker process runs its own background threads from the start, so queued exports and
+    # assessments are worked off even before it serves a request.
+    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker", "fhir_twin.audit"):
+        if name in extensions:
+            extensions[name].ensure_running()
