@@ -101,11 +101,6 @@ def serve(
             "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
             "post_fork": post_fork,
             "accesslog": None,
-            # Above the app's limits (api/limits.py), so clients get its 414/431 OperationOutcome:
-            # gunicorn takes no request-line limit between 8190 and none (0); a field is >= 4 bytes.
-            "limit_request_line": 0,
-            "limit_request_field_size": 4 * config.max_header_bytes,
-            "limit_request_fields": config.max_header_bytes // 4,
         },
     ).run()
 
