@@ -1,5 +1,6 @@
-"""One live server for all the real-client tests: starting a server costs seconds, and
-the clients' interactions leave nothing behind that another test here depends on."""
+"""A live server per real-client module. Not one per package: this folder is no Python package,
+so pytest would keep a package-scoped server to the session's end, and on PostgreSQL its Digital
+Doctor would go on claiming the queue rows of later tests in the shared database."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Live:
     token: str
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def live(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if postgres_database is None:
         url = f"sqlite:///{Path(tmp_path_factory.mktemp('live')) / 'fhir-twin.db'}"
