@@ -101,6 +101,9 @@ def serve(
             "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
             "post_fork": post_fork,
             "accesslog": None,
+            # gunicorn 27's control socket would sit in the user's home, one path for every server
+            # on the machine; nothing here uses it.
+            "control_socket_disable": True,
         },
     ).run()
 

@@ -12,6 +12,7 @@ dies and stops them all on SIGTERM.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import time
@@ -57,6 +58,9 @@ class WaitressWorker(Worker):  # type: ignore[misc]
 
     def run(self) -> None:
         _allow_open_files(self.limits.max_connections + 64)
+        # waitress warns of every request that waits for a thread; at saturation that is every
+        # request, and waiting is what the queue is for: a flood in the log, not news.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         socket_map: dict[int, Any] = {}
         server = create_server(
             self.wsgi,
