@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -111,7 +112,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=15, help="seconds a search may take (default 15)")
     parser.add_argument("--spawn", action="store_true", help="start `fhir-twin serve` on the --url port")
     parser.add_argument("--workers", type=int, help="with --spawn: the server's --workers")
-    parser.add_argument("--server", default="fhir-twin", help="with --spawn: the server executable")
+    parser.add_argument(
+        "--server",
+        default=shutil.which("fhir-twin") or str(Path(sys.executable).with_name("fhir-twin")),
+        help="with --spawn: the server executable (default: on PATH, else beside this Python)",
+    )
     args = parser.parse_args()
     url = urllib.parse.urlsplit(args.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
