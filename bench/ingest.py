@@ -14,7 +14,7 @@ alternated ``--repeat`` times: posted one after another over one connection to a
 (``--clients 1`` is implied), and loaded by ``fhir-twin load`` (every file ``--rounds`` times, in
 one load). Both rates count resources written per second of ingesting, without the start-up of
 the server or of the command; the command's wall time, start-up included, is printed beside it.
-Issue 16 asks that ``load`` be at least as fast as HTTP ingest.
+``load`` should be at least as fast as HTTP ingest.
 
     python bench/ingest.py --spawn                      # temporary SQLite servers
     python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/test

@@ -26,7 +26,7 @@ from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
 
-# The server writes its audit trail itself; through the API it is read-only (issue 7).
+# The server writes its audit trail itself; through the API it is read-only.
 AUDIT_TYPE = "AuditEvent"
 _WRITES = ("create", "update", "patch", "delete")
 # Operations on one patient's record, and what each needs beyond reading the Patient.

@@ -1,4 +1,4 @@
-"""Requests seeded fuzzing answered with 5xx (issue 16): each is now a 4xx OperationOutcome that
+"""Requests seeded fuzzing answered with 5xx: each is now a 4xx OperationOutcome that
 names what is wrong and changes nothing, or, where the input is valid, a normal answer."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Hypothesis strategies for careless and hostile FHIR requests, and the properties every answer
-keeps (issue 16): no 5xx, every error an OperationOutcome, nothing stored by a failed request.
+keeps: no 5xx, every error an OperationOutcome, nothing stored by a failed request.
 
 Bodies start from the official R4 examples in ``fixtures/official-r4-examples`` and are mutated:
 keys dropped, duplicated or given values of the wrong JSON type, strings with control characters

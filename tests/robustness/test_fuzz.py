@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the FHIR API (issue 16): bodies, query strings, headers, Bundles and
+"""Property-based fuzzing of the FHIR API: bodies, query strings, headers, Bundles and
 JSON Patch documents, mutated from the official examples and mixed with garbage. Whatever comes
 in, no answer is a 5xx, every error is an OperationOutcome, and a failed write stores nothing.
 
