@@ -19,10 +19,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.base import Worker
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
+
+from fhir_twin.errors import Issue
+from fhir_twin.fhir.outcome import operation_outcome
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -32,6 +38,26 @@ if TYPE_CHECKING:
 HEADER_LIMIT = 256 * 1024
 # How often (seconds) idle connections are looked for and closed; also the event loop's wake-up.
 CLEANUP_INTERVAL = 1
+
+
+class OperationOutcomeErrorTask(ErrorTask):  # type: ignore[misc]
+    """What waitress refuses itself, before the app sees the request (a header it cannot parse, a
+    request line and headers past ``HEADER_LIMIT``, a body past its limit), answered as an
+    OperationOutcome like every other error, not as waitress's plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        code = {413: "too-costly", 431: "too-long"}.get(error.code, "structure")
+        body = orjson.dumps(operation_outcome([Issue(code, f"{error.reason}: {error.body}")]))
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/fhir+json; charset=utf-8"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class OperationOutcomeChannel(HTTPChannel):  # type: ignore[misc]
+    error_task_class = OperationOutcomeErrorTask
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,9 @@ class WaitressWorker(Worker):  # type: ignore[misc]
             clear_untrusted_proxy_headers=False,
             ident="fhir-twin",
         )
+        for dispatcher in socket_map.values():
+            if getattr(dispatcher, "accepting", False):
+                dispatcher.channel_class = OperationOutcomeChannel
         while self.alive:
             self.notify()
             if self.ppid != os.getppid():

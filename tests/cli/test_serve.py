@@ -146,6 +146,19 @@ def _timed_get(url: str) -> float:
     return time.monotonic() - started
 
 
+def _raw(port: int, request: str) -> str:
+    """Send ``request`` as is; the answer's status code, once its body is seen to be an OperationOutcome."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request.encode("latin-1"))
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert "application/fhir+json" in head
+    assert json.loads(body)["resourceType"] == "OperationOutcome"
+    return head.split(" ", 2)[1]
+
+
 def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: str) -> None:
     """200 connections that send nothing and 200 that send half a request and wait hold no
     request thread: requests are read in full before they take one, so another client is
@@ -179,6 +192,8 @@ def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: s
             silent.settimeout(10)
             with contextlib.suppress(ConnectionResetError):
                 assert silent.recv(1024) == b""
+            # What the HTTP server refuses before the app sees it is an OperationOutcome too.
+            assert _raw(port, "GET /fhir/Patient HTTP/1.1\r\nAccept: \x01\x1f\r\n\r\n") == "400"
         finally:
             for connection in held:
                 connection.close()
