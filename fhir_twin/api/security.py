@@ -17,7 +17,6 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, NotFound
 from fhir_twin.interactions import Interactions
-from fhir_twin.interactions.authorization import TWIN_TYPES
 from fhir_twin.interactions.interaction import Interaction, classify
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
@@ -88,9 +87,10 @@ def _authorize_twin(principal: Principal, path: str) -> None:
     parts = path.strip("/").split("/")
     if len(parts) >= 3 and parts[1] == "patients":
         try:
-            held_to = require(principal, "Patient", "r")
-            for read in TWIN_TYPES:
-                require(principal, read, "r")
+            # The same permission as Patient/{id}/$twin, which serves the same document.
+            needs = current_app.extensions["fhir_twin.interactions"].operations["twin"].permission
+            held = [require(principal, read, "r") for read in needs.reads]
+            held_to = next((reach for reach in held if reach != ALL), ALL)
             if held_to != ALL and held_to != parts[2]:
                 raise NotFound(f"Patient/{parts[2]} is not known")
         except FhirError as error:

@@ -18,10 +18,17 @@ from fhir_twin.fhir.model import is_resource_type, resource_types
 from fhir_twin.interactions.instance import patch_document
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import parameters
-from fhir_twin.interactions.operations.validate import mode_of
+from fhir_twin.interactions.operations import Operation
 from fhir_twin.search.index import IndexRow, ReferenceRow
-from fhir_twin.security.access import ALL, in_compartment, patients_in, patients_of, reach, require
+from fhir_twin.security.access import (
+    ALL,
+    holds_everything,
+    in_compartment,
+    patients_in,
+    patients_of,
+    reach,
+    require,
+)
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
@@ -29,29 +36,15 @@ from fhir_twin.store.version import Version
 # The server writes its audit trail itself; through the API it is read-only.
 AUDIT_TYPE = "AuditEvent"
 _WRITES = ("create", "update", "patch", "delete")
-# Operations on one patient's record, and what each needs beyond reading the Patient.
-_PATIENT_OPERATIONS = {"everything": None, "twin": None, "whatif": None, "predict": ("RiskAssessment", "c")}
-_EXPORT_OPERATIONS = ("export", "export-poll-status", "export-file")
-# What the twin shows of a patient (Body, Case and the Doctor's assessments): reading it needs
-# reading each of them.
-TWIN_TYPES = (
-    "Patient",
-    "Observation",
-    "Condition",
-    "DiagnosticReport",
-    "Encounter",
-    "Procedure",
-    "MedicationRequest",
-    "CarePlan",
-    "RiskAssessment",
-)
 
 
 class Guard:
     """Checks a request before it runs and what it wrote before its transaction commits."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, operations: dict[str, Operation]) -> None:
         self.repository = repository
+        # The router's own table, shared: an operation added to it is guarded by what it declares.
+        self.operations = operations
 
     def before(self, principal: Principal, interaction: Interaction, request: Request) -> None:
         """403 for what the scopes do not grant, 404 for what lies outside the compartment, 405
@@ -236,37 +229,46 @@ class Guard:
         return current is not None and current.body is not None and in_compartment(json.loads(current.body), patient_id)
 
     def _operation(self, principal: Principal, interaction: Interaction, request: Request) -> None:
+        """What the operation declares it needs (``Operation.permission``); one that declares
+        nothing, or that the server does not offer, only a ``system/*`` token with every
+        permission may invoke: an operation nobody thought to guard is closed, not open."""
         name, res_type = interaction.operation, interaction.resource_type
-        if name in _PATIENT_OPERATIONS and res_type == "Patient":
-            held_to = require(principal, "Patient", "r")
-            if name != "everything":
-                for read in TWIN_TYPES:
-                    require(principal, read, "r")
-            extra = _PATIENT_OPERATIONS[name]
-            if extra is not None:
-                require(principal, *extra)
-            if held_to != ALL:
-                if interaction.resource_id is None:
-                    raise Forbidden(f"${name} over every patient needs a user or system scope")
-                if interaction.resource_id != held_to:
-                    raise NotFound(f"Patient/{interaction.resource_id} is not known")
-        elif name in _EXPORT_OPERATIONS:
-            exported = [res_type] if res_type not in (None, "Group", "Patient") else sorted(resource_types())
+        operation = self.operations.get(name or "")
+        needs = operation.permission if operation is not None else None
+        if needs is None:
+            if not holds_everything(principal):
+                raise Forbidden(f"${name} declares no permission, so only a system/* token may invoke it")
+            return
+        # "*" is the resource the operation is invoked on, so only an instance-level call reads it.
+        invoked_on = (res_type,) if res_type is not None and interaction.resource_id is not None else ()
+        held: list[str] = []
+        for letter, types in (("r", needs.reads), ("s", needs.searches), ("c", needs.creates)):
+            for needed in types:
+                for checked in invoked_on if needed == "*" else (needed,):
+                    held.append(require(principal, checked, letter))
+        if needs.every_type:
+            whole = res_type is None or res_type in ("Group", "Patient")
+            exported = tuple(sorted(resource_types())) if whole else (str(res_type),)
             for exported_type in exported:
                 if reach(principal, exported_type, "r") != ALL:
-                    raise Forbidden("Bulk export needs a user or system scope that reads every type exported")
-        elif name == "lastn":
-            require(principal, "Observation", "s")
-        elif name == "validate":
-            if res_type is not None and interaction.resource_id is not None:
-                # $validate of a stored resource (mode update or delete) reads it.
-                held = require(principal, res_type, "r")
-                # Only mode=delete looks the resource up; the others answer alike whether it
-                # exists or not, so they must not answer 404 for another patient's.
-                if held != ALL and mode_of(parameters(request), interaction.resource_id) == "delete":
-                    self._instance(held, replace(interaction, name="read"))
-        elif res_type is not None:
-            require(principal, res_type, "r")
+                    raise Forbidden(f"${name} needs a user or system scope that reads every type exported")
+        held_to = next((reach_ for reach_ in held if reach_ != ALL), ALL)
+        if held_to == ALL:
+            return
+        if needs.patient:
+            if interaction.resource_id is None:
+                raise Forbidden(f"${name} over every patient needs a user or system scope")
+            if interaction.resource_id != held_to:
+                raise NotFound(f"Patient/{interaction.resource_id} is not known")
+        elif (
+            needs.looks_up is not None
+            and res_type is not None
+            and interaction.resource_id is not None
+            and needs.looks_up(request, interaction.resource_id)
+        ):
+            # The operation looks the resource up: another patient's must answer as one no
+            # resource has, not 403.
+            self._instance(held_to, replace(interaction, name="read"))
 
 
 def _also_needed(interaction: Interaction, request: Request) -> tuple[str, ...]:

@@ -82,7 +82,7 @@ class Interactions:
         self.operations = dict(OPERATIONS)
         # Batch and transaction processing sits a layer above and is plugged in by the app.
         self.bundles: Handler | None = None
-        self.guard = Guard(repository)
+        self.guard = Guard(repository, self.operations)
         # CapabilityStatement.rest.security, set by the app from the authentication settings.
         self.security: dict[str, Any] | None = None
 

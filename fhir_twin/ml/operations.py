@@ -23,6 +23,7 @@ from fhir_twin.ml.catalog import LEARNED
 from fhir_twin.ml.doctor import Doctor, Outcome
 from fhir_twin.ml.runners import Run, Runner
 from fhir_twin.twin.mapping import Field
+from fhir_twin.twin.operation import twin_permission
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -52,6 +53,7 @@ def predict_operation(doctor: Doctor) -> Operation:
         handler=handle,
         definition=PREDICT_DEFINITION,
         types=frozenset({"Patient"}),
+        permission=twin_permission(doctor.twins, creates=("RiskAssessment",)),
         affects_state=True,
         description="Runs the Digital Doctor's models on the patient's twin now and records each scored run as a "
         "new RiskAssessment with its Provenance; invoked with POST only.",
@@ -94,6 +96,7 @@ def whatif_operation(doctor: Doctor) -> Operation:
         handler=handle,
         definition=WHATIF_DEFINITION,
         types=frozenset({"Patient"}),
+        permission=twin_permission(doctor.twins),
         affects_state=False,
         description="The models' predictions for hypothetical values, beside those the patient's own record gives. "
         "Each hypothetical value is a parameter named after the twin's Body field it replaces; R4 cannot declare "

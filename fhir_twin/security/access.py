@@ -44,6 +44,15 @@ def reach(principal: Principal, resource_type: str, permission: str) -> str | No
     return held_to
 
 
+def holds_everything(principal: Principal) -> bool:
+    """Whether the principal may do anything: the server itself, or a ``system/*`` scope with
+    every permission (``system/*.cruds``, or ``system/*.*`` in SMART v1)."""
+    return principal.trusted or any(
+        scope.level == "system" and scope.resource_type == "*" and set(scope.permissions) >= set("cruds")
+        for scope in principal.scopes
+    )
+
+
 def require(principal: Principal, resource_type: str, permission: str) -> str:
     """The reach of a granted permission; 403 when the scopes do not grant it."""
     found = reach(principal, resource_type, permission)

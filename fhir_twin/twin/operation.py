@@ -15,13 +15,21 @@ from typing import Any
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, Parameter, parameters
+from fhir_twin.interactions.operations import Context, Operation, Parameter, Permission, parameters
 from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.measurement import UCUM
 from fhir_twin.twin.twins import Twins, time_parameter
 
 DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
+
+
+def twin_permission(twins: Twins, creates: tuple[str, ...] = ()) -> Permission:
+    """What showing a patient's twin needs: reading the Patient, every type its mappings feed from
+    (so a type added to the mappings is guarded at once) and the Doctor's RiskAssessments; a
+    patient-context token, only for its own patient."""
+    reads = ("Patient", *sorted(twins.mapping.types - {"Patient"}), "RiskAssessment")
+    return Permission(reads=reads, creates=creates, patient=True)
 
 
 def twin_operation(twins: Twins) -> Operation:
@@ -47,6 +55,7 @@ def twin_operation(twins: Twins) -> Operation:
         handler=handle,
         definition=DEFINITION,
         types=frozenset({"Patient"}),
+        permission=twin_permission(twins),
         affects_state=False,
         description="The patient's Digital Twin as a Parameters resource: the Digital Body's fields, the "
         "Digital Case and a data-quality summary. Nothing is stored.",

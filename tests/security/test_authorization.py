@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -613,8 +614,13 @@ def test_twin_api_needs_patient_read(server: Server) -> None:
             "Procedure",
             "MedicationRequest",
             "CarePlan",
+            "Goal",
             "RiskAssessment",
         )
+    )
+    # Goals feed the Digital Case (mappings/case.yaml): a twin reader must be able to read them.
+    assert_forbidden(
+        server.client.get("/twin/patients/p1", headers=server.token(twin_reader.replace(" user/Goal.r", "")))
     )
     answer = server.client.get("/twin/patients/p1", headers=server.token(twin_reader))
     assert answer.status_code == 200
@@ -718,3 +724,48 @@ def test_a_refusal_for_scope_says_insufficient_scope(server: Server) -> None:
     refused = server.client.get("/fhir/Observation/p1-obs", headers=server.token("user/Patient.rs"))
     assert_forbidden(refused)
     assert refused.headers["WWW-Authenticate"] == 'Bearer realm="fhir-twin", error="insufficient_scope"'
+
+
+# --- operations: each declares its permission, and none is open by default -------------------
+
+
+def test_every_offered_operation_refuses_a_token_with_no_permission_at_any_level(server: Server) -> None:
+    """Walks the router's own table: every operation, at every level and method it is offered,
+    is refused to a token that may only read Practitioners."""
+    operations = server.app.extensions["fhir_twin.interactions"].operations
+    assert {"validate", "everything", "lastn", "export", "twin", "predict", "whatif"} <= set(operations)
+    narrow = server.token("user/Practitioner.r")
+    for operation in operations.values():
+        assert operation.permission is not None, operation.name
+        for level in operation.levels:
+            if (operation.name, level) == ("validate", "type"):
+                continue  # checks a resource sent in the body: reads and stores nothing, any token may
+
+            res_type = "Patient" if operation.types is None or "Patient" in operation.types else min(operation.types)
+            path = {"system": "", "type": f"/{res_type}", "instance": f"/{res_type}/p1"}[level]
+            for method in operation.methods:
+                answer = server.client.open(f"/fhir{path}/${operation.name}", method=method, headers=narrow)
+                assert answer.status_code in (403, 404), (operation.name, level, method, answer.status_code)
+                assert answer.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_operation_that_declares_no_permission_is_refused_to_all_but_system_star(server: Server) -> None:
+    operations = server.app.extensions["fhir_twin.interactions"].operations
+    # An operation registered without a declared permission: open to nobody but system/*.
+    operations["new-op"] = replace(operations["lastn"], name="new-op", permission=None)
+    try:
+        for scope in ("user/Observation.rs", "system/Observation.cruds", "user/*.cruds", "system/*.rs"):
+            answer = server.client.get("/fhir/Observation/$new-op", headers=server.token(scope))
+            assert answer.status_code == 403, scope
+            assert "declares no permission" in answer.get_json()["issue"][0]["diagnostics"]
+        answer = server.client.get("/fhir/Observation/$new-op", headers=server.token("system/*.cruds"))
+        assert answer.status_code == 200
+    finally:
+        del operations["new-op"]
+
+
+def test_an_operation_the_server_does_not_offer_is_refused_before_it_is_looked_up(server: Server) -> None:
+    answer = server.client.post("/fhir/$reindex-everything", headers=server.token("user/Observation.rs"))
+    assert answer.status_code == 403
+    answer = server.client.post("/fhir/$reindex-everything", headers=server.token("system/*.cruds"))
+    assert answer.status_code == 501

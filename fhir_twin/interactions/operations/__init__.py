@@ -44,10 +44,35 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Permission:
+    """The SMART v2 permissions a token needs to invoke an operation, declared beside it so the
+    Guard has no list of its own to keep (R4 gives operations no scope; SMART App Launch v2
+    scopes name types and the letters ``c r u d s``).
+
+    ``reads``, ``searches`` and ``creates`` name resource types; ``"*"`` is the resource the
+    operation is invoked on (instance level). ``patient``: the operation works on one Patient's record, which a
+    patient-context token may reach only for its own patient and never at type level.
+    ``every_type``: it hands out whole types (bulk export), so it needs a user or system scope
+    that reads every type it may export.
+    """
+
+    reads: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    creates: tuple[str, ...] = ()
+    patient: bool = False
+    every_type: bool = False
+    # Whether a call looks up the instance it is invoked on (given the request and the id): a
+    # patient-context token then meets another patient's resource as one that does not exist.
+    looks_up: Callable[[Request, str], bool] | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     """``levels`` ⊆ {system, type, instance}; ``types`` None means every resource type.
 
     ``affects_state``, ``description`` and ``parameters`` are what its OperationDefinition says.
+    ``permission`` is what a token must hold to invoke it; an operation declared without one is
+    refused to every token but a ``system/*`` one that holds every permission (default deny).
     An operation that affects state is invoked with POST only (R4 operations.html: "If the
     operation affects state, it must be invoked with a POST"), so such an operation cannot be
     declared with GET: the router then refuses GET with 405.
@@ -62,6 +87,7 @@ class Operation:
     affects_state: bool = False
     description: str = ""
     parameters: tuple[Parameter, ...] = ()
+    permission: Permission | None = None
 
     def __post_init__(self) -> None:
         if self.affects_state and self.methods & {"GET", "HEAD"}:

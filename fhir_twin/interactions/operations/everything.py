@@ -21,7 +21,7 @@ from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
 from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, resource_types
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.search import ignored_entry, strict_handling
 from fhir_twin.search.parameters import parameters_for
@@ -127,4 +127,5 @@ EVERYTHING = Operation(
     handler=everything,
     definition="http://hl7.org/fhir/OperationDefinition/Patient-everything",
     types=frozenset({"Patient"}),
+    permission=Permission(reads=("Patient",), patient=True),
 )

@@ -31,7 +31,7 @@ from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_
 from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.fhir.outcome import information
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
@@ -223,12 +223,15 @@ class ExportWorker(Worker):
         )
 
 
+# A bulk export hands out whole types: a user or system scope reading every type it may export.
+EXPORTS = Permission(every_type=True)
 EXPORT = Operation(
     name="export",
     levels=frozenset({"system", "type", "instance"}),
     methods=frozenset({"GET", "POST"}),
     handler=kick_off,
     definition="http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    permission=EXPORTS,
 )
 EXPORT_POLL_STATUS = Operation(
     name="export-poll-status",
@@ -236,6 +239,7 @@ EXPORT_POLL_STATUS = Operation(
     methods=frozenset({"GET", "DELETE"}),
     handler=poll_status,
     definition="http://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request",
+    permission=EXPORTS,
 )
 EXPORT_FILE = Operation(
     name="export-file",
@@ -243,4 +247,5 @@ EXPORT_FILE = Operation(
     methods=frozenset({"GET"}),
     handler=output_file,
     definition="http://hl7.org/fhir/uv/bulkdata/STU2/export.html#file-request",
+    permission=EXPORTS,
 )

@@ -18,7 +18,7 @@ from fhir_twin.errors import Invalid
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.search import ignored_entry, strict_handling
 from fhir_twin.search.parser import parse
@@ -91,4 +91,5 @@ LASTN = Operation(
     handler=lastn,
     definition="http://hl7.org/fhir/OperationDefinition/Observation-lastn",
     types=frozenset({"Observation"}),
+    permission=Permission(searches=("Observation",)),
 )

@@ -12,7 +12,7 @@ from fhir_twin.errors import Invalid, Issue, NotFound
 from fhir_twin.fhir.outcome import information, operation_outcome
 from fhir_twin.fhir.validation import resource_issues
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.operations import Context, Operation, parameters
+from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 
 MODES = ("create", "update", "delete")
 
@@ -74,4 +74,9 @@ VALIDATE = Operation(
     methods=frozenset({"POST"}),
     handler=validate,
     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    # Validating a stored resource (mode update or delete) reads it; only mode=delete looks it up,
+    # the others answer alike whether it exists or not.
+    permission=Permission(
+        reads=("*",), looks_up=lambda request, res_id: mode_of(parameters(request), res_id) == "delete"
+    ),
 )
