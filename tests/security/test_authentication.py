@@ -426,7 +426,6 @@ def test_auth_mode_tokens_does_not_warn(make_app: Any, caplog: pytest.LogCapture
 
 
 def test_unknown_auth_mode_is_refused(tmp_path: Path) -> None:
-    # On SQLite whatever the test database: create_app migrates its database before it checks the
-    # mode, and leaves that engine's connection open when it then fails.
+    # The mode is checked before any database is opened, so nothing is left to close.
     with pytest.raises(ValueError, match="auth_mode must be one of tokens, jwt, none, not 'basic'"):
         create_app({"database_url": f"sqlite:///{tmp_path / 'unused.db'}", "auth_mode": "basic"})
