@@ -193,7 +193,7 @@ def news2(inputs: News2Inputs) -> Score:
             f" The set is incomplete: observe the missing parameters and score again{rise} (RCP 2017 scores a "
             "complete set)."
         )
-    assumptions = ()
+    assumptions: tuple[str, ...] = ()
     if inputs.age is None:
         assumptions = (f"No age recorded: NEWS2 applies from {MIN_AGE} years; the patient is assumed to be an adult.",)
     return Score(
