@@ -265,6 +265,7 @@ def _banded(name: str, value: float, table: tuple[tuple[float, int, str], ...], 
 
 def _spo2(spo2: int, on_oxygen: bool, scale_2: bool) -> Contribution:
     """SpO2 Scale 1, or Scale 2 where 93 % and above scores 0 on air and rises only on oxygen (Chart 1)."""
+    table: tuple[tuple[float, int, str], ...]
     if not scale_2:
         table = SPO2_SCALE_1
     elif spo2 <= 92:
