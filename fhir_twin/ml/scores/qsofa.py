@@ -160,8 +160,8 @@ def _mentation(inputs: QsofaInputs) -> Contribution | None:
     abnormal = [entry for entry in seen if entry[2]]
     name, value, _, _ = (abnormal or seen)[0]
     text = " and ".join(words for *_, words in seen)
-    verdict = "altered mentation" if altered else "normal mentation"
-    return Contribution(name, value, int(bool(altered)), f"{text}, {verdict}: {_point(int(bool(altered)))}")
+    verdict = "altered mentation" if abnormal else "normal mentation"
+    return Contribution(name, value, int(bool(abnormal)), f"{text}, {verdict}: {_point(int(bool(abnormal)))}")
 
 
 def _check(inputs: QsofaInputs) -> None:
