@@ -40,23 +40,25 @@ HEADER_LIMIT = 256 * 1024
 CLEANUP_INTERVAL = 1
 
 
-class OperationOutcomeErrorTask(ErrorTask):  # type: ignore[misc]
+class OperationOutcomeErrorTask(ErrorTask):
     """What waitress refuses itself, before the app sees the request (a header it cannot parse, a
     request line and headers past ``HEADER_LIMIT``, a body past its limit), answered as an
     OperationOutcome like every other error, not as waitress's plain text."""
 
     def execute(self) -> None:
-        error = self.request.error
+        # types-waitress says ``request`` is the Error; waitress passes the parser, which holds it.
+        error = self.request.error  # type: ignore[attr-defined]
         code = {413: "too-costly", 431: "too-long"}.get(error.code, "structure")
         body = orjson.dumps(operation_outcome([Issue(code, f"{error.reason}: {error.body}")]))
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/fhir+json; charset=utf-8"))
+        # types-waitress types ``response_headers`` as a Sequence; waitress makes it a list.
+        self.response_headers.append(("Content-Type", "application/fhir+json; charset=utf-8"))  # type: ignore[attr-defined]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
 
-class OperationOutcomeChannel(HTTPChannel):  # type: ignore[misc]
+class OperationOutcomeChannel(HTTPChannel):
     error_task_class = OperationOutcomeErrorTask
 
 
@@ -77,7 +79,7 @@ def worker_class(limits: Limits) -> type[Worker]:
     return type("WaitressWorker", (WaitressWorker,), {"limits": limits})
 
 
-class WaitressWorker(Worker):  # type: ignore[misc]
+class WaitressWorker(Worker):
     """A gunicorn worker whose requests waitress reads in full and answers from its thread pool."""
 
     limits = Limits()
@@ -134,7 +136,7 @@ def _allow_open_files(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-class Server(BaseApplication):  # type: ignore[misc]
+class Server(BaseApplication):
     """gunicorn with waitress workers; the app is built once in the master, before forking."""
 
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:

@@ -279,9 +279,9 @@ def _shown(item: _Queued) -> list[tuple[str, str, int | None]]:
         bundle = json.loads(item.body) if isinstance(item.body, str | bytes) else item.body
     except ValueError:
         return []  # not JSON (an export file): its lines showed whole resources
-    shown = []
+    shown: list[tuple[str, str, int | None]] = []
     for entry in bundle.get("entry", []) if isinstance(bundle, dict) else []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+        resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         if resource is not None and not isinstance(resource, dict):
             resource = json.loads(getattr(resource, "encoded_json", resource))
         if isinstance(resource, dict) and isinstance(resource.get("id"), str):

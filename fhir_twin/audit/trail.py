@@ -137,7 +137,7 @@ def accesses(repository: Repository, patient_id: str, since: datetime | None = N
 
 
 def _access(event: dict[str, Any]) -> Access:
-    agents = event.get("agent", [])
+    agents: list[dict[str, Any]] = event.get("agent", [])
     client = next((agent for agent in agents if agent.get("requestor") and "network" in agent), None)
     client = client or next((agent for agent in agents if agent.get("requestor")), {})
     user = next((agent.get("name", "") for agent in agents[1:] if agent.get("requestor")), "")

@@ -175,14 +175,14 @@ def _bundles(path: Path) -> Iterator[tuple[dict[str, Any], list[str]]]:
     if kind in ("transaction", "batch"):
         yield value, [f"entry {index}" for index in range(len(entries))]
         return
-    resources = [
+    numbered = [
         (index, entry["resource"])
         for index, entry in enumerate(entries)
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
     ]
-    for start in range(0, len(resources), CHUNK):
-        chunk = resources[start : start + CHUNK]
-        yield _transaction([resource for _, resource in chunk]), [f"entry {index}" for index, _ in chunk]
+    for start in range(0, len(numbered), CHUNK):
+        entry_chunk = numbered[start : start + CHUNK]
+        yield _transaction([resource for _, resource in entry_chunk]), [f"entry {index}" for index, _ in entry_chunk]
 
 
 def _transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -75,9 +75,10 @@ def _visit(value: Any, child: str, path: str, issues: list[Issue]) -> None:
     if type(value) is not dict:
         return
     if child == "Resource":
-        child = value.get("resourceType")
-        if not isinstance(child, str) or not is_resource_type(child):
+        resource_type = value.get("resourceType")
+        if not isinstance(resource_type, str) or not is_resource_type(resource_type):
             where = f"{path}.resourceType"
-            issues.append(Issue("structure", f"Unknown resource type {child!r} at {path}", expression=(where,)))
+            issues.append(Issue("structure", f"Unknown resource type {resource_type!r} at {path}", expression=(where,)))
             return
+        child = resource_type
     _walk(value, child, path, issues)

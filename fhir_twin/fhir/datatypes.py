@@ -75,7 +75,8 @@ def _visit(value: Any, child: str, primitive: bool, path: str, issues: list[Issu
     if type(value) is not dict:
         return  # fhir.resources names an object of the wrong shape
     if child == "Resource":
-        child = value.get("resourceType")
-        if not isinstance(child, str):
+        resource_type = value.get("resourceType")
+        if not isinstance(resource_type, str):
             return
+        child = resource_type
     _walk(value, child, path, issues)

@@ -103,9 +103,10 @@ def _visit(value: Any, child: str, valueset: ValueSet | None, path: str, issues:
             issues.append(Issue("code-invalid", problem, expression=(path,)))
     if type(value) is dict:
         if child == "Resource":
-            child = value.get("resourceType")
-            if not isinstance(child, str):
+            resource_type = value.get("resourceType")
+            if not isinstance(resource_type, str):
                 return
+            child = resource_type
         _walk(value, child, path, issues)
 
 

@@ -127,8 +127,8 @@ class Interactions:
         # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
         # read's answer was never given.
         enclosing = self.repository.active_unit()
-        unit = enclosing if enclosing is not None and enclosing.writable else None
-        self.report(principal, interaction, request, response, None, unit, [])
+        transaction = enclosing if enclosing is not None and enclosing.writable else None
+        self.report(principal, interaction, request, response, None, transaction, [])
         return response
 
     def report(

@@ -270,7 +270,8 @@ def dataset_of(resources: Iterable[dict[str, Any]], name: str, synthetic: bool =
     """The ``Dataset`` frames of the cohort's resources, read directly (no server): the codes this module
     emits mapped to twin fields as mappings/*.yaml map them, values already in canonical units; sources
     are version 1 references, as after one load. Quantity rows have category None, coded rows value NaN."""
-    patients, measurements, conditions = [], [], []
+    patients, conditions = [], []
+    measurements: list[tuple[Any, str, Any, float, str | None, str]] = []
     for resource in resources:
         kind, rid = resource["resourceType"], resource["id"]
         source = f"{kind}/{rid}/_history/1"

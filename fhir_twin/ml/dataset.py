@@ -170,7 +170,7 @@ def _timestamp_of(birth_date: str | None) -> pd.Timestamp:
         return pd.NaT
 
 
-def _frame(rows: list[tuple[object, ...]], columns: tuple[str, ...], times: tuple[str, ...]) -> pd.DataFrame:
+def _frame(rows: Sequence[tuple[object, ...]], columns: tuple[str, ...], times: tuple[str, ...]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(columns))
     for column in times:
         frame[column] = pd.to_datetime(frame[column], utc=True)

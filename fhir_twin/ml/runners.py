@@ -141,7 +141,8 @@ def completed(gathered: Gathered[Any], score: Score, simulated: Simulation | Non
 
 
 class Runner(Protocol):
-    kind: Kind
+    @property
+    def kind(self) -> Kind: ...
 
     @property
     def model(self) -> ModelInfo: ...

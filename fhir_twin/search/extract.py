@@ -236,7 +236,9 @@ def _identifier(value: dict[str, Any], param: str, group: int) -> list[IndexRow]
     system, code = _str(value, "system"), _str(value, "value")
     if system is None and code is None:
         return []
-    kind = value.get("type") if isinstance(value.get("type"), dict) else {}
+    kind = value.get("type")
+    if not isinstance(kind, dict):
+        kind = {}
     text = _text(kind.get("text"))
     codings = [coding for coding in _list(kind, "coding") if isinstance(coding, dict)] or [{}]
     return [
@@ -256,7 +258,9 @@ def _contact_point(value: dict[str, Any], param: str, group: int) -> list[IndexR
 def _reference(value: dict[str, Any], param: str, group: int) -> list[IndexRow]:
     """``Type/id`` locally, else the absolute URL; ``#contained`` targets are not indexed, identifiers are."""
     target = value.get("reference")
-    identifier = value.get("identifier") if isinstance(value.get("identifier"), dict) else {}
+    identifier = value.get("identifier")
+    if not isinstance(identifier, dict):
+        identifier = {}
     system, code = _str(identifier, "system"), _str(identifier, "value")
     target_type = target_id = url = None
     if isinstance(target, str) and not target.startswith("#"):

@@ -527,7 +527,7 @@ def split_union(expression: str) -> list[str]:
     return branches
 
 
-class _Refuse(ErrorListener):  # type: ignore[misc]
+class _Refuse(ErrorListener):
     def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int, message: str, error: Any) -> None:
         raise ValueError(f"at character {column + 1}: {message}")
 

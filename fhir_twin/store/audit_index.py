@@ -81,7 +81,7 @@ def audit_rows(event: dict[str, Any], low: datetime) -> tuple[dict[str, Any], li
             continue
         entities.append(_entity(res_id, role, entity.get("what", {}).get("reference", "")))
     user_reference = user_who is not None and "reference" in user_who
-    if user_reference:
+    if user_who is not None and user_reference:
         entities.append(_entity(res_id, "user", user_who["reference"]))
     record = {
         "res_id": res_id,

@@ -31,7 +31,7 @@ from fhir_twin.store.schema import (
     resource,
 )
 
-TABLE_OF: dict[type, Table] = {
+TABLE_OF: dict[type[IndexRow], Table] = {
     StringRow: idx_string,
     TokenRow: idx_token,
     ReferenceRow: idx_reference,

@@ -39,7 +39,7 @@ def stored_types(engine: Engine) -> list[str]:
         return sorted(row[0] for row in rows)
 
 
-def reindex(engine: Engine, types: Iterable[str], progress: Callable[[str, int], None]) -> dict[str, int]:
+def reindex(engine: Engine, types: Iterable[str], progress: Callable[[str, int], object]) -> dict[str, int]:
     """Re-extract the index rows of every live resource of ``types``; the count per type."""
     done: dict[str, int] = {}
     for res_type in types:

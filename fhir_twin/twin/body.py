@@ -103,11 +103,11 @@ def _unverified(found: list[Point], latest: Point | None) -> Point | None:
     """The newest flagged reading after ``latest`` (after nothing, when there is no usable value)."""
     after = latest.time if latest is not None and latest.time is not None else None
     flagged = [
-        point
+        (point.time, point)
         for point in found
         if point.flag in UNVERIFIED_FLAGS and point.time is not None and (after is None or point.time > after)
     ]
-    return max(flagged, key=lambda point: point.time) if flagged else None
+    return max(flagged, key=lambda timed: timed[0])[1] if flagged else None
 
 
 def by_field(rows: list[dict[str, Any]], mapping: Mapping) -> dict[str, list[Point]]:

@@ -81,7 +81,8 @@ class CodeText(fields.String):
 
 
 class Duration(fields.String):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:
+    # marshmallow types a String's result as str; this one reads the text and returns a timedelta.
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:  # type: ignore[override]
         try:
             return duration(super()._deserialize(value, attr, data, **kwargs))
         except ValueError as error:
@@ -285,7 +286,9 @@ def _case_kind(spec: dict[str, Any]) -> dict[str, Any]:
 def _check_expressions(kind: CaseKind, path: Path, root: yaml.Node | None) -> None:
     """Check every FHIRPath expression of ``kind`` now, so a typo fails at start-up."""
     named = {"code": kind.code, "status": kind.status, "start": kind.start, "end": kind.end}
-    expressions = [((element,), expression) for element, expression in named.items() if expression]
+    expressions: list[tuple[tuple[str, ...], str]] = [
+        ((element,), expression) for element, expression in named.items() if expression
+    ]
     expressions.extend((("removed", element), element) for element in kind.removed)
     expressions.extend((("details", name), expression) for name, expression in kind.details.items())
     for keys, expression in expressions:

@@ -95,7 +95,9 @@ def _measure(observation: dict[str, Any], twin_field: Field, source: Source) -> 
 
 def _quantity(holder: dict[str, Any], twin_field: Field, code: str, effective: datetime | None) -> Measurement:
     quantity = holder.get("valueQuantity")
-    number = quantity.get("value") if isinstance(quantity, dict) else None
+    if not isinstance(quantity, dict):
+        quantity = {}
+    number = quantity.get("value")
     if not isinstance(number, int | float | Decimal) or isinstance(number, bool):
         return Measurement(twin_field.name, code, effective, None, None, None, None, False, "no-value")
     unit = _unit(quantity, twin_field)

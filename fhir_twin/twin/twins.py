@@ -111,7 +111,7 @@ class Twins:
             return store.count_versions(unit.connection, self.mapping.types)
 
     def rebuild(
-        self, patient_id: str | None = None, progress: Callable[[int], None] | None = None, check: bool = False
+        self, patient_id: str | None = None, progress: Callable[[int], object] | None = None, check: bool = False
     ) -> Rebuild:
         """Recompute twin facts from every stored version (of one patient's resources). Runs as
         one write transaction, so it never shows half; with ``check`` it only counts the rows
@@ -132,7 +132,7 @@ class Twins:
         except _Discard as discarded:
             return discarded.result
 
-    def _rebuild(self, unit: Unit, patient_id: str | None, progress: Callable[[int], None] | None) -> int:
+    def _rebuild(self, unit: Unit, patient_id: str | None, progress: Callable[[int], object] | None) -> int:
         count = 0
         connection = unit.connection
         sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)

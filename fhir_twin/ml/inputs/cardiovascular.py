@@ -19,7 +19,7 @@ from fhir_twin.ml.concepts import CLINICAL_ASCVD, DIABETES, HYPERTENSION
 from fhir_twin.ml.medicines import ANTIHYPERTENSIVE
 from fhir_twin.ml.reader import Gathered, Reader, active, described
 from fhir_twin.ml.scores.atp3 import Atp3Inputs
-from fhir_twin.ml.scores.pooled_cohort import PooledCohortInputs
+from fhir_twin.ml.scores.pooled_cohort import PooledCohortInputs, Sex
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument
@@ -80,12 +80,16 @@ def pooled_cohort_inputs(document: TwinDocument, simulation: Simulation | None =
 def atp3_inputs(pooled: Gathered[PooledCohortInputs]) -> Gathered[Atp3Inputs]:
     """The ATP III hard-CHD inputs: the Pooled Cohort Equations' (which add race), read once for both."""
     shared = {field.name: getattr(pooled.inputs, field.name) for field in dataclasses.fields(Atp3Inputs)}
-    return dataclasses.replace(pooled, inputs=Atp3Inputs(**shared))
+    return Gathered(
+        Atp3Inputs(**shared), pooled.basis, pooled.notes, pooled.stale, pooled.unverified, pooled.as_of
+    )
 
 
-def _sex(reader: Reader) -> str | None:
+def _sex(reader: Reader) -> Sex | None:
     gender = reader.document.patient.gender
-    return gender if gender in ("female", "male") else None
+    if gender == "female":
+        return "female"
+    return "male" if gender == "male" else None
 
 
 def _long_term(reader: Reader, name: str) -> float | None:

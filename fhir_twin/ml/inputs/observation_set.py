@@ -13,6 +13,7 @@ import bisect
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from fhir_twin.ml import words
 from fhir_twin.ml.concepts import HYPERCAPNIC_RESPIRATORY_FAILURE, INFECTION, PREGNANCY
@@ -75,7 +76,9 @@ def _news2_scorable(found: dict[str, Point]) -> bool:
 
 def _news2_set(found: dict[str, Point], reader: Reader | None = None) -> News2Inputs:
     """The NEWS2 parameters of one set of readings (saying, with a ``reader``, what was made of it)."""
-    values = {NEWS2_FIELDS[name]: point.value for name, point in found.items() if name in NEWS2_FIELDS and point.value}
+    values: dict[str, Any] = {
+        NEWS2_FIELDS[name]: point.value for name, point in found.items() if name in NEWS2_FIELDS and point.value
+    }
     return News2Inputs(
         **values,
         supplemental_oxygen=_oxygen(found, reader),

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
@@ -256,7 +257,7 @@ def rolling_origin(
     lags: int = LAGS,
     min_history: int = MIN_HISTORY,
     window: int = WINDOW,
-    origins: Sequence[int] | None = None,
+    origins: ArrayLike | None = None,
 ) -> RollingOrigin:
     """Forecast reading i from readings before i only, for each origin i ≥ ``min_history`` (all of them, or
     ``origins``): an expanding window capped at ``window`` readings, evaluated in time order; persistence
@@ -330,7 +331,7 @@ def _quantiles(residuals: np.ndarray) -> tuple[float, ...]:
     return tuple(float(q) for q in np.quantile(residuals, QUANTILE_LEVELS))
 
 
-def _bounds(residuals: Sequence[float]) -> tuple[float, float]:
+def _bounds(residuals: np.ndarray) -> tuple[float, float]:
     low, high = np.quantile(residuals, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return float(low), float(high)
 

@@ -213,8 +213,8 @@ def _diabetes(records: Sequence[Record], conditions: Sequence[ConditionRecord], 
     fasting glucose ≥ 126 mg/dL at or before ``at``; None without any."""
     for code, onset, source, display in conditions:
         if DIABETES.matches(code, None) and (onset is None or onset <= at):
-            when = f"onset {_utc(onset).date().isoformat()}" if onset is not None else "onset unknown"
-            text = f"diabetes is already recorded: {source} ({display or code}, {when})"
+            onset_text = f"onset {_utc(onset).date().isoformat()}" if onset is not None else "onset unknown"
+            text = f"diabetes is already recorded: {source} ({display or code}, {onset_text})"
             return Diabetes(DIAGNOSIS, text, source)
     for name, label, threshold, unit, criterion in (
         ("hba1c", "HbA1c", HBA1C_DIABETES, "%", BY_HBA1C),
@@ -311,10 +311,11 @@ def _examples(dataset: Dataset) -> Examples:
             continue
         index = max(candidates)
         features, used = _features(patient.birth_date, patient.gender, own, diagnoses, index)
-        if features["age"] is None or features["male"] is None:
+        age = features["age"]
+        if not isinstance(age, float) or features["male"] is None:
             excluded["age or sex unknown"] += 1
             continue
-        if features["age"] < MIN_AGE:
+        if age < MIN_AGE:
             excluded["under 18 at the index date"] += 1
             continue
         diabetes = _diabetes(own, diagnoses, index)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
 # Predicted probabilities are clipped to [EPS, 1 − EPS] before taking logs (log-loss, logit).
@@ -39,7 +40,7 @@ def _float(value: float) -> float | None:
 
 
 def regression_metrics(
-    y: Sequence[float], pred: Sequence[float], baseline_pred: Sequence[float] | None = None
+    y: ArrayLike, pred: ArrayLike, baseline_pred: ArrayLike | None = None
 ) -> Metrics:
     """MSE, RMSE, MAE, R² (None when y is constant) and, given a baseline, skill = 1 − MSE / MSE_baseline."""
     truth = np.asarray(y, dtype=float)
@@ -85,7 +86,7 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, slope: bool)
     return None
 
 
-def calibration(y: Sequence[int], prob: Sequence[float]) -> tuple[float | None, float | None]:
+def calibration(y: ArrayLike, prob: ArrayLike) -> tuple[float | None, float | None]:
     """(slope, intercept) of logistic recalibration on the logit of ``prob`` (Van Calster et al. 2019).
 
     Slope: β in logit P(y) = α + β·logit(p); 1 is ideal, < 1 means predictions too extreme (overfitting).
@@ -112,7 +113,7 @@ def _logit(prob: np.ndarray) -> np.ndarray:
     return np.log(clipped / (1.0 - clipped))
 
 
-def classification_metrics(y: Sequence[int], prob: Sequence[float], threshold: float = 0.5) -> Metrics:
+def classification_metrics(y: ArrayLike, prob: ArrayLike, threshold: float = 0.5) -> Metrics:
     """Discrimination, overall accuracy, calibration and threshold metrics of predicted probabilities.
 
     With one outcome class AUROC, scaled Brier and calibration are undefined: they are None and
@@ -156,7 +157,7 @@ def classification_metrics(y: Sequence[int], prob: Sequence[float], threshold: f
     return found
 
 
-def reliability(y: Sequence[int], prob: Sequence[float], bins: int = 10) -> list[dict[str, float | int]]:
+def reliability(y: ArrayLike, prob: ArrayLike, bins: int = 10) -> list[dict[str, float | int]]:
     """Reliability diagram in quantile bins (as ``sklearn.calibration.calibration_curve(strategy="quantile")``):
     per bin of equal size, ordered by prediction, the mean predicted risk and the observed event rate."""
     truth = np.asarray(y, dtype=float)
@@ -173,8 +174,8 @@ def reliability(y: Sequence[int], prob: Sequence[float], bins: int = 10) -> list
 
 def bootstrap_ci(
     metric: Callable[[np.ndarray, np.ndarray], float | None],
-    y: Sequence[float],
-    pred: Sequence[float],
+    y: ArrayLike,
+    pred: ArrayLike,
     resamples: int = 200,
     seed: int = 0,
     level: float = 0.95,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -104,11 +105,11 @@ def train(seed: int = 0) -> TrainResult:
     comparison); the one with the lower cross-validated MSE is refitted on all 442 patients."""
     X, y = data()
     cv = {
-        name: cross_validate_regressor(lambda name=name: pipeline(name), X, y, folds=10, seed=seed)
+        name: cross_validate_regressor(partial(pipeline, name), X, y, folds=10, seed=seed)
         for name in CANDIDATES
     }
     holdout = {
-        name: holdout_regressor(lambda name=name: pipeline(name), X, y, test_size=0.2, seed=42) for name in CANDIDATES
+        name: holdout_regressor(partial(pipeline, name), X, y, test_size=0.2, seed=42) for name in CANDIDATES
     }
     chosen = min(CANDIDATES, key=lambda name: cv[name]["metrics"]["mse"]["mean"])
     started = time.perf_counter()

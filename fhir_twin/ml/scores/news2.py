@@ -193,7 +193,7 @@ def news2(inputs: News2Inputs) -> Score:
             f" The set is incomplete: observe the missing parameters and score again{rise} (RCP 2017 scores a "
             "complete set)."
         )
-    assumptions = ()
+    assumptions: tuple[str, ...] = ()
     if inputs.age is None:
         assumptions = (f"No age recorded: NEWS2 applies from {MIN_AGE} years; the patient is assumed to be an adult.",)
     return Score(
@@ -265,6 +265,7 @@ def _banded(name: str, value: float, table: tuple[tuple[float, int, str], ...], 
 
 def _spo2(spo2: int, on_oxygen: bool, scale_2: bool) -> Contribution:
     """SpO2 Scale 1, or Scale 2 where 93 % and above scores 0 on air and rises only on oxygen (Chart 1)."""
+    table: tuple[tuple[float, int, str], ...]
     if not scale_2:
         table = SPO2_SCALE_1
     elif spo2 <= 92:

@@ -157,11 +157,11 @@ def _mentation(inputs: QsofaInputs) -> Contribution | None:
         seen.append(("gcs", inputs.gcs, inputs.gcs < 15, f"GCS {inputs.gcs}"))
     if not seen:
         return None
-    altered = [entry for entry in seen if entry[2]]
-    name, value, _, _ = (altered or seen)[0]
+    abnormal = [entry for entry in seen if entry[2]]
+    name, value, _, _ = (abnormal or seen)[0]
     text = " and ".join(words for *_, words in seen)
-    verdict = "altered mentation" if altered else "normal mentation"
-    return Contribution(name, value, int(bool(altered)), f"{text}, {verdict}: {_point(int(bool(altered)))}")
+    verdict = "altered mentation" if abnormal else "normal mentation"
+    return Contribution(name, value, int(bool(abnormal)), f"{text}, {verdict}: {_point(int(bool(abnormal)))}")
 
 
 def _check(inputs: QsofaInputs) -> None:

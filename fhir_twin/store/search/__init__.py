@@ -68,7 +68,7 @@ def search(connection: Connection, query: Search, base: str) -> Page:
         .order_by(*order, *identity)
         .limit(query.count + 1)
     )
-    rows = connection.execute(statement).all()
+    rows = list(connection.execute(statement).all())
     more = len(rows) > query.count
     rows = rows[: query.count]
     if backwards:

@@ -78,8 +78,8 @@ def reference(
         local = _local_reference(value.url, base)
         if local is None:
             return table.c.url == value.url
-        target_type, target_id = local
-        return or_(table.c.url == value.url, and_(table.c.target_type == target_type, table.c.target_id == target_id))
+        local_type, local_id = local
+        return or_(table.c.url == value.url, and_(table.c.target_type == local_type, table.c.target_id == local_id))
     conditions = [table.c.target_id == value.target_id]
     target_type = modifier or value.target_type
     if target_type is not None:
@@ -137,7 +137,12 @@ def date(low: Any, high: Any, value: DateValue, width: timedelta | None = None) 
 def number(column: Any, value: NumberValue | QuantityValue, canonical: bool = False) -> ColumnElement[bool]:
     """A stored number against the search value and its precision range (search.html#number)."""
     if canonical:
-        if value.canonical_value is None or value.canonical_low is None or value.canonical_high is None:
+        if (
+            not isinstance(value, QuantityValue)
+            or value.canonical_value is None
+            or value.canonical_low is None
+            or value.canonical_high is None
+        ):
             return false()
         exact, low, high = value.canonical_value, value.canonical_low, value.canonical_high
     else:

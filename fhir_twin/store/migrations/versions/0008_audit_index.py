@@ -26,7 +26,7 @@ depends_on = None
 BATCH = 1000
 
 
-def _stored() -> sa.Select[tuple[str]]:
+def _stored() -> sa.Select[str]:
     """The bodies of the live AuditEvents."""
     return (
         sa.select(resource_version.c.body)
