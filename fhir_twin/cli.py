@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
 import tempfile
 import time
 from dataclasses import replace
@@ -45,24 +44,26 @@ LOADER = Principal("fhir-twin load", kind="cli", trusted=True)
 
 
 @main.command()
-@click.option("--host", default=lambda: os.environ.get("FHIR_TWIN_HOST", "127.0.0.1"), show_default="127.0.0.1")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_PORT", "8080")), show_default="8080")
+@click.option("--host", envvar="FHIR_TWIN_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, envvar="FHIR_TWIN_PORT", default=8080, show_default=True)
 @DATABASE
 @click.option("--data-dir", default=None, help="Folder for the embedded SQLite database.")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_WORKERS", "2")), show_default="2")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("FHIR_TWIN_THREADS", "4")), show_default="4")
+@click.option("--workers", type=int, envvar="FHIR_TWIN_WORKERS", default=2, show_default=True)
+@click.option("--threads", type=int, envvar="FHIR_TWIN_THREADS", default=4, show_default=True)
 @click.option(
     "--read-timeout",
     type=click.IntRange(min=1),
-    default=lambda: int(os.environ.get("FHIR_TWIN_READ_TIMEOUT", "30")),
-    show_default="30",
+    envvar="FHIR_TWIN_READ_TIMEOUT",
+    default=30,
+    show_default=True,
     help="Seconds a connection may stay silent, idle or mid-request, before it is closed.",
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(min=1),
-    default=lambda: int(os.environ.get("FHIR_TWIN_MAX_CONNECTIONS", "1000")),
-    show_default="1000",
+    envvar="FHIR_TWIN_MAX_CONNECTIONS",
+    default=1000,
+    show_default=True,
     help="Open connections per worker process; more wait to be accepted.",
 )
 @click.option(
