@@ -5,80 +5,60 @@ is valid, and then stop at the first problem, so an Observation missing ``status
 would be told only ``code``. This walk over the JSON finds every such problem at once, from the
 ``min`` of each element (R4 elementdefinition.html#cardinality) and the choice elements
 (R4 formats.html#choice: "only one of the types SHALL be present"), as recorded in
-``data/elements.json``. A primitive counts as present when it has only its ``_name`` extension
-(R4 json.html#primitive). A nested resource must be of a known type. Element names the table
-does not know are left to fhir.resources.
+``data/elements.json``, over what ``elements.walk`` visits. A primitive counts as present when
+it has only its ``_name`` extension (R4 json.html#primitive). A nested resource must be of a
+known type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
-from typing import Any
 
 from fhir_twin.errors import Issue
 from fhir_twin.fhir.definitions import table
+from fhir_twin.fhir.elements import Visit, elements
 from fhir_twin.fhir.model import is_resource_type
 
-# per type: (required element -> its JSON names, choice element -> its JSON names, child types)
-Rules = tuple[dict[str, list[str]], dict[str, list[str]], dict[str, str]]
+# per type: (required element -> its JSON names, choice element -> its JSON names)
+Rules = tuple[dict[str, list[str]], dict[str, list[str]]]
 
 
 @cache
-def _rules(type_name: str) -> Rules | None:
+def _rules(type_name: str) -> Rules:
     data = table()
-    elements = data["types"].get(type_name)
-    if elements is None:
-        return None
-    children = {
-        name: child for name, (child, _, _) in elements.items() if child == "Resource" or child in data["types"]
-    }
-    return data["required"].get(type_name, {}), data["choices"].get(type_name, {}), children
+    return data["required"].get(type_name, {}), data["choices"].get(type_name, {})
 
 
-def cardinality_issues(resource: dict[str, Any]) -> list[Issue]:
-    """Missing required elements and choice elements given more than one type, anywhere."""
+def cardinality_issues(visits: Iterable[Visit]) -> list[Issue]:
+    """Missing required elements and choice elements given more than one type, anywhere in what
+    ``elements.walk`` visits; nothing within a nested resource of unknown type."""
     issues: list[Issue] = []
-    resource_type = resource.get("resourceType")
-    if isinstance(resource_type, str):
-        _walk(resource, resource_type, resource_type, issues)
-    return issues
-
-
-def _walk(node: dict[str, Any], type_name: str, path: str, issues: list[Issue]) -> None:
-    rules = _rules(type_name)
-    if rules is None:
-        return
-    required, choices, children = rules
-    for element, names in required.items():
-        if not any(node.get(name) is not None or node.get(f"_{name}") is not None for name in names):
-            where = f"{path}.{element}"
-            issues.append(Issue("required", f"{where} is required (minimum cardinality 1)", expression=(where,)))
-    for element, names in choices.items():
-        given = [name for name in names if name in node or f"_{name}" in node]
-        if len(given) > 1:
-            where = f"{path}.{element}"
-            issues.append(
-                Issue("structure", f"{where} takes one type only, but has {', '.join(given)}", expression=(where,))
-            )
-    for key, value in node.items():
-        child = children.get(key)
-        if child is None:
+    unknown: tuple[str, ...] = ()  # paths of nested resources of unknown type
+    for path, element, node, type_name, _ in visits:
+        if type(node) is not dict or (element is not None and element.primitive):
             continue
-        if type(value) is list:
-            for i, item in enumerate(value):
-                _visit(item, child, f"{path}.{key}[{i}]", issues)
-        else:
-            _visit(value, child, f"{path}.{key}", issues)
-
-
-def _visit(value: Any, child: str, path: str, issues: list[Issue]) -> None:
-    if type(value) is not dict:
-        return
-    if child == "Resource":
-        resource_type = value.get("resourceType")
-        if not isinstance(resource_type, str) or not is_resource_type(resource_type):
+        if unknown and path.startswith(unknown):
+            continue
+        if element is not None and element.type == "Resource" and not (
+            isinstance(type_name, str) and is_resource_type(type_name)
+        ):
             where = f"{path}.resourceType"
-            issues.append(Issue("structure", f"Unknown resource type {resource_type!r} at {path}", expression=(where,)))
-            return
-        child = resource_type
-    _walk(value, child, path, issues)
+            issues.append(Issue("structure", f"Unknown resource type {type_name!r} at {path}", expression=(where,)))
+            unknown += (f"{path}.",)
+            continue
+        if elements(type_name) is None:
+            continue
+        required, choices = _rules(type_name)
+        for element_name, names in required.items():
+            if not any(node.get(name) is not None or node.get(f"_{name}") is not None for name in names):
+                where = f"{path}.{element_name}"
+                issues.append(Issue("required", f"{where} is required (minimum cardinality 1)", expression=(where,)))
+        for element_name, names in choices.items():
+            given = [name for name in names if name in node or f"_{name}" in node]
+            if len(given) > 1:
+                where = f"{path}.{element_name}"
+                issues.append(
+                    Issue("structure", f"{where} takes one type only, but has {', '.join(given)}", expression=(where,))
+                )
+    return issues

@@ -1,6 +1,6 @@
 """The element table distilled from the R4 StructureDefinitions by ``scripts/build_spec_data.py``.
 
-Loaded once per process; ``terminology`` checks bindings with it, ``subsetting`` shapes
+Loaded once per process; ``elements`` walks resources with it, ``subsetting`` shapes
 ``_summary`` answers with it.
 """
 

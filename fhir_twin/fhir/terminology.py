@@ -7,17 +7,20 @@
   in the table and stay unchecked.
 * JSON elements SHALL NOT be empty: no ``{}``, ``[]``, ``""`` or ``null`` (R4 json.html).
 
-Both walks ignore element names the table does not know: structure is fhir.resources' job.
+Bindings are checked on what ``elements.walk`` visits; the empty-element scan reads every
+property, known to the table or not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from fhir_twin.errors import Issue
 from fhir_twin.fhir.definitions import table
+from fhir_twin.fhir.elements import Visit
 
 
 @dataclass(frozen=True)
@@ -29,85 +32,38 @@ class ValueSet:
     pairs: frozenset[tuple[str, str]]
 
 
-# child type, value set of a checked required binding (or None), repeats
-Element = tuple[str, ValueSet | None, bool]
-
-
 @cache
-def _elements() -> dict[str, dict[str, Element]]:
-    """Per type, the elements that can lead to a checked binding (others need no walking)."""
-    data = table()
-    valuesets = {
+def _valuesets() -> dict[str, ValueSet]:
+    """Per URL, the value sets of the table's checked required bindings."""
+    return {
         url: ValueSet(
             url,
             frozenset(code for codes in by_system.values() for code in codes),
             frozenset((s, code) for s, codes in by_system.items() for code in codes),
         )
-        for url, by_system in data["valuesets"].items()
-    }
-    types: dict[str, dict[str, list[Any]]] = data["types"]
-    relevant = {t for t, els in types.items() if any(b for _, b, _ in els.values())}
-    grown = True
-    while grown:
-        grown = False
-        for t, els in types.items():
-            if t not in relevant and any(c == "Resource" or c in relevant for c, _, _ in els.values()):
-                relevant.add(t)
-                grown = True
-    return {
-        t: {
-            name: (child, valuesets[binding] if binding else None, is_array)
-            for name, (child, binding, is_array) in types[t].items()
-            if binding or child == "Resource" or child in relevant
-        }
-        for t in relevant
+        for url, by_system in table()["valuesets"].items()
     }
 
 
-def binding_issues(resource: dict[str, Any]) -> list[Issue]:
-    """Codes outside the value set of a required binding, anywhere in ``resource``.
+def binding_issues(visits: Iterable[Visit]) -> list[Issue]:
+    """Codes outside the value set of a required binding among ``visits`` (``elements.walk``).
 
     ``code`` elements must hold one of the value set's codes. A ``CodeableConcept`` (or
     ``Coding``) follows the HL7 validator that HAPI uses (InstanceValidator.checkCodeableConcept):
     it needs at least one coding whose (system, code) pair is in the value set, so a concept with
     only text, or only codings from other code systems, is refused too. Empty values are left to
-    ``empty_element_issues``.
+    ``empty_element_issues``; values out of their JSON shape (an array where the element does not
+    repeat, or the reverse) to fhir.resources.
     """
     issues: list[Issue] = []
-    resource_type = resource.get("resourceType")
-    if isinstance(resource_type, str):
-        _walk(resource, resource_type, resource_type, issues)
-    return issues
-
-
-def _walk(node: dict[str, Any], type_name: str, path: str, issues: list[Issue]) -> None:
-    elements = _elements().get(type_name)
-    if elements is None:
-        return
-    for key, value in node.items():
-        element = elements.get(key)
-        if element is None:
+    valuesets = _valuesets()
+    for path, element, value, _, shaped in visits:
+        if element is None or element.binding is None or not shaped or not value:
             continue
-        child, valueset, is_array = element
-        if not is_array:
-            _visit(value, child, valueset, f"{path}.{key}", issues)
-        elif type(value) is list:
-            for i, item in enumerate(value):
-                _visit(item, child, valueset, f"{path}.{key}[{i}]", issues)
-
-
-def _visit(value: Any, child: str, valueset: ValueSet | None, path: str, issues: list[Issue]) -> None:
-    if valueset is not None and value:
-        problem = _binding_problem(value, child, valueset, path)
+        problem = _binding_problem(value, element.type, valuesets[element.binding], path)
         if problem:
             issues.append(Issue("code-invalid", problem, expression=(path,)))
-    if type(value) is dict:
-        if child == "Resource":
-            resource_type = value.get("resourceType")
-            if not isinstance(resource_type, str):
-                return
-            child = resource_type
-        _walk(value, child, path, issues)
+    return issues
 
 
 def _binding_problem(value: Any, child: str, valueset: ValueSet, path: str) -> str | None:

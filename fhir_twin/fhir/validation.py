@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.cardinality import cardinality_issues
 from fhir_twin.fhir.datatypes import json_type_issues
+from fhir_twin.fhir.elements import walk
 from fhir_twin.fhir.model import is_resource_type, is_valid_id, model_class
 from fhir_twin.fhir.primitives import primitive_issues
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues, without_empty_elements
@@ -41,14 +42,15 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
     fhir.resources reports every bad field of a model in one pass, but its cardinality and choice
     checks run only on models whose fields are all valid, and a null in a list stops the model it
     is in. So empty elements are taken out before it sees the resource, and when it refuses
-    anything, ``cardinality`` walks the whole resource for the checks it skipped. A resource it
-    accepts has passed those checks, so the valid path (the common one) costs no extra walk.
-    Bindings are checked in any case. Used by writes and by $validate.
+    anything, ``cardinality`` judges the whole resource for the checks it skipped. A resource it
+    accepts has passed those checks. The resource is walked once (``elements.walk``); JSON types
+    and bindings are checked in any case. Used by writes and by $validate.
     """
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or not is_resource_type(resource_type):
         return [Issue("not-supported", f"Unknown resource type {resource_type!r}", expression=("resourceType",))]
-    issues = empty_element_issues(resource) + primitive_issues(resource) + json_type_issues(resource)
+    visits = walk(resource)
+    issues = empty_element_issues(resource) + primitive_issues(resource) + json_type_issues(visits)
     if "id" in resource and not is_valid_id(resource["id"]):
         issues.append(
             Issue(
@@ -59,11 +61,11 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
         )
     structure = _structure_issues(resource_type, without_empty_elements(resource) if issues else resource)
     if structure is None and not issues:
-        return binding_issues(resource)
-    issues += cardinality_issues(resource)
+        return binding_issues(visits)
+    issues += cardinality_issues(visits)
     if structure is not None:
         issues += structure
-    issues += binding_issues(resource)
+    issues += binding_issues(visits)
     if not issues:
         return [Issue("structure", f"{resource_type} is not a valid resource", expression=(resource_type,))]
     return _one_per_element(issues)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fhir_twin.fhir.definitions import DATA
+from fhir_twin.fhir.elements import walk
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "fixtures"
@@ -109,12 +110,12 @@ def bundle_entry(**entry: Any) -> dict[str, Any]:
     ],
 )
 def test_required_binding_refused(resource: dict[str, Any], expression: str) -> None:
-    issues = binding_issues(resource)
+    issues = binding_issues(walk(resource))
     assert [(i.code, i.severity, i.expression) for i in issues] == [("code-invalid", "error", (expression,))]
 
 
 def test_binding_diagnostics_name_code_element_and_value_set() -> None:
-    [issue] = binding_issues(observation(status="bogus"))
+    [issue] = binding_issues(walk(observation(status="bogus")))
     assert issue.diagnostics == (
         "'bogus' is not a valid code for Observation.status (value set http://hl7.org/fhir/ValueSet/observation-status)"
     )
@@ -124,7 +125,7 @@ def test_binding_diagnostics_name_code_element_and_value_set() -> None:
     "status", ["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"]
 )
 def test_valid_observation_status_passes(status: str) -> None:
-    assert binding_issues(observation(status=status)) == []
+    assert binding_issues(walk(observation(status=status))) == []
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_valid_observation_status_passes(status: str) -> None:
     ],
 )
 def test_binding_passes(resource: dict[str, Any]) -> None:
-    assert binding_issues(resource) == []
+    assert binding_issues(walk(resource)) == []
 
 
 @pytest.mark.parametrize(
@@ -205,14 +206,14 @@ def test_empty_diagnostics_name_the_json_property_of_a_companion() -> None:
 @pytest.mark.parametrize("path", OFFICIAL, ids=lambda p: p.name)
 def test_official_examples_are_clean(path: Path) -> None:
     resource = json.loads(path.read_text(encoding="utf-8"))
-    assert binding_issues(resource) + empty_element_issues(resource) == []
+    assert binding_issues(walk(resource)) + empty_element_issues(resource) == []
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_generated_bundles_are_clean(path: Path) -> None:
     bundle = json.loads(path.read_text(encoding="utf-8"))
     for resource in [bundle] + [entry["resource"] for entry in bundle["entry"]]:
-        assert binding_issues(resource) + empty_element_issues(resource) == [], resource.get("id")
+        assert binding_issues(walk(resource)) + empty_element_issues(resource) == [], resource.get("id")
 
 
 def test_test_data_present() -> None:
