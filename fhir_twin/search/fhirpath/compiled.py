@@ -1,98 +1,26 @@
-"""Evaluating search-parameter expressions: compiled fast paths, fhirpathpy for the rest.
+"""Search expressions compiled to plain dict walks, for the forms almost every R4 expression takes.
 
 A write indexes ~40 expressions per resource and fhirpathpy needs tens of microseconds for
 each, so the forms almost every R4 expression takes (R4 searchparameter.html) are compiled
 here to plain dict walks: ``Type.a.b``, ``Resource.meta.tag``, ``%resource.a``, choice
 elements with or without ``as``/``.as()``/``.ofType()``, ``[n]``, ``where(resolve() is T)``,
-``where(name='literal')``, a bare ``Type``, and ``|`` unions of those. Anything else is given
-to fhirpathpy, compiled once per expression.
+``where(name='literal')``, a bare ``Type``, and ``|`` unions of those. ``fast_selector`` answers
+None for anything else, which ``engine`` runs.
 
-Every result carries its FHIR datatype, which the index conversions need (a dict may be a
-Coding, an Identifier or a ContactPoint). The fast path tracks types statically along the path
-with the element table of ``fhir_twin.fhir.definitions`` (exact, also for choice elements,
-where the JSON name tells the type). fhirpathpy's nodes carry the types of its R4 model; only
-values it computes itself (``exists() and ...`` gives a System Boolean) are typed by shape.
-
-Both engines read the expressions in one dialect, the one HAPI's engine implements: ``as`` on
-a collection filters it (fhirpathpy refuses more than one item, FHIRPath §6.3.3; R4 writes
-``(Observation.component.value as Quantity)``), and type names are matched like HAPI's
-case-insensitive ``hasType``, so ``value.as(DateTime)`` keeps a FHIR ``dateTime``. ``normalize``
-rewrites an expression into fhirpathpy's strict reading of that dialect.
+Types are tracked statically along the path with the element table of
+``fhir_twin.fhir.definitions`` (exact, also for choice elements, where the JSON name tells the
+type).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Callable
-from decimal import Decimal
 from functools import cache
-from typing import Any, Protocol
-
-import fhirpathpy
-from antlr4 import CommonTokenStream, InputStream, Token
-from antlr4.error.ErrorListener import ErrorListener
-from antlr4.error.Errors import LexerNoViableAltException
-from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.models import models
-from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
-from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+from typing import Any
 
 from fhir_twin.fhir.definitions import table
-
-# Values of one FHIR datatype (None: unknown), in document order.
-Group = tuple[str | None, list[Any]]
-
-
-class Selector(Protocol):
-    """What an expression selects from ``focus`` (``resource`` answers ``%resource``)."""
-
-    def __call__(self, focus: Any, resource: dict[str, Any]) -> list[Group]: ...
-
-
-# fmt: off
-PRIMITIVES = frozenset({
-    "boolean", "integer", "string", "decimal", "uri", "url", "canonical", "base64Binary", "instant", "date",
-    "dateTime", "time", "code", "oid", "id", "markdown", "unsignedInt", "positiveInt", "uuid", "xhtml",
-})
-# fmt: on
-# Specialisations the R4 type hierarchy defines among the types an ``as`` names (datatypes.html).
-_PARENT = {
-    "code": "string",
-    "id": "string",
-    "markdown": "string",
-    "canonical": "uri",
-    "url": "uri",
-    "oid": "uri",
-    "uuid": "uri",
-    "positiveInt": "integer",
-    "unsignedInt": "integer",
-    "Age": "Quantity",
-    "Count": "Quantity",
-    "Distance": "Quantity",
-    "Duration": "Quantity",
-    "MoneyQuantity": "Quantity",
-    "SimpleQuantity": "Quantity",
-}
-# FHIRPath System types that name a FHIR primitive in HAPI's case-insensitive type tests.
-_SYSTEM = {
-    name[0].upper() + name[1:]: name for name in ("boolean", "string", "integer", "decimal", "date", "dateTime", "time")
-}
-
-_ID = r"[A-Za-z0-9\-.]{1,64}"
-_TARGET = re.compile(rf"(?:^|.*/)([A-Z][A-Za-z]+)/({_ID})(?:/_history/{_ID})?$")
-
-
-def reference_target(reference: str) -> tuple[str, str] | None:
-    """``(type, id)`` of a RESTful reference, relative or absolute, versioned or not (R4 references.html)."""
-    match = _TARGET.match(reference)
-    return (match.group(1), match.group(2)) if match else None
-
-
-def compile_expression(expression: str, base: str) -> Selector:
-    """The selector for ``expression`` evaluated on a ``base``-typed focus: fast if it can be."""
-    return fast_selector(expression, base) or engine_selector(expression, base)
+from fhir_twin.search.fhirpath.results import PARENT, PRIMITIVES, SYSTEM, Group, Selector, distinct, reference_target
 
 
 @cache
@@ -124,7 +52,6 @@ def _patient_deceased(focus: Any, resource: dict[str, Any]) -> list[Group]:
 
 
 _BY_HAND: dict[str, Selector] = {"Patient.deceased.exists() and Patient.deceased != false": _patient_deceased}
-
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -183,7 +110,7 @@ class _Parser:
 
     def _type(self) -> str:
         name = self._name().removeprefix("FHIR.")
-        return _SYSTEM.get(name, name)
+        return SYSTEM.get(name, name)
 
     def _branch(self) -> list[Step]:
         if self._take("("):
@@ -261,7 +188,7 @@ def _is_a(type_name: str | None, wanted: str) -> bool:
     while type_name is not None:
         if type_name.lower() == wanted.lower():
             return True
-        type_name = _PARENT.get(type_name)
+        type_name = PARENT.get(type_name)
     return False
 
 
@@ -388,171 +315,6 @@ def _union(selectors: list[Selector]) -> Selector:
 
     def select(focus: Any, resource: dict[str, Any]) -> list[Group]:
         groups = [group for selector in selectors for group in selector(focus, resource)]
-        return _distinct(groups) if groups else groups
+        return distinct(groups) if groups else groups
 
     return select
-
-
-def _distinct(groups: list[Group]) -> list[Group]:
-    """Drop repeated values; ``1.0`` and ``1.00`` stay apart, as fhirpathpy compares their JSON text."""
-    scalars: dict[tuple[bool, Any], list[Any]] = {}
-    objects: list[Any] = []
-    result: list[Group] = []
-    for type_name, values in groups:
-        kept = []
-        for value in values:
-            pool = objects if isinstance(value, dict | list) else scalars.setdefault((type(value) is bool, value), [])
-            if not any(value == other and _text(value) == _text(other) for other in pool):
-                pool.append(value)
-                kept.append(value)
-        if kept:
-            result.append((type_name, kept))
-    return result
-
-
-def _text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=repr)
-
-
-# --- fhirpathpy ------------------------------------------------------------------------------
-
-_RESOURCE_HEAD = re.compile(r"('[^']*')|(^|[\s(|])(?:Domain)?Resource\.")
-_AS_OPERATOR = re.compile(r"('[^']*')|\s+as\s+([A-Za-z][\w.]*)|\.as\(")
-_TYPE_ARGUMENT = re.compile(r"('[^']*')|\b(ofType|is)\((?:FHIR\.)?(\w+)\)|\bis\s+(?:FHIR\.)?(\w+)")
-
-
-def normalize(expression: str, base: str) -> str:
-    """``expression`` in fhirpathpy's strict FHIRPath, for a ``base``-typed focus.
-
-    ``x as T`` becomes ``x.ofType(T)`` and System type names FHIR ones; a ``Resource.`` or
-    ``DomainResource.`` head names the resource type, as fhirpathpy does not match a resource
-    against the types it specialises.
-
-    ``as`` binds tighter than ``|`` and looser than ``.``, so the rewrite is exact for the path
-    operands the R4 expressions give it (not for arithmetic ones such as ``a + b as T``).
-    """
-
-    def rewrite_as(match: re.Match[str]) -> str:
-        if match.group(1):
-            return match.group(1)
-        return f".ofType({match.group(2)})" if match.group(2) else ".ofType("
-
-    def rename(match: re.Match[str]) -> str:
-        if match.group(1):
-            return match.group(1)
-        if match.group(2):
-            return f"{match.group(2)}({_SYSTEM.get(match.group(3), match.group(3))})"
-        return f"is {_SYSTEM.get(match.group(4), match.group(4))}"
-
-    def rehead(match: re.Match[str]) -> str:
-        return match.group(1) or f"{match.group(2)}{base.partition('.')[0]}."
-
-    return _TYPE_ARGUMENT.sub(rename, _AS_OPERATOR.sub(rewrite_as, _RESOURCE_HEAD.sub(rehead, expression)))
-
-
-def _resolve(references: list[Any]) -> list[ResourceNode]:
-    """fhirpathpy's ``resolve()``: a placeholder of the type each reference names, as ``_resolves_to`` reads it."""
-    found = []
-    for reference in references:
-        target = reference.get("reference") if isinstance(reference, dict) else None
-        parsed = reference_target(target) if isinstance(target, str) else None
-        if parsed:
-            found.append(ResourceNode.create_node({"resourceType": parsed[0], "id": parsed[1]}))
-    return found
-
-
-ENGINE_OPTIONS = {"userInvocationTable": {"resolve": {"fn": _resolve, "arity": {0: []}}}}
-MODEL = models["r4"]
-
-
-_ENGINE_LOCK = threading.Lock()
-
-
-@cache
-def engine_selector(expression: str, base: str) -> Selector:
-    """fhirpathpy on ``normalize(expression)``; top-level ``|`` branches run apart so nodes keep their types."""
-    compiled = [
-        fhirpathpy.compile(branch, MODEL, {**ENGINE_OPTIONS, "returnRawData": True})
-        for branch in split_union(normalize(expression, base))
-    ]
-
-    def select(focus: Any, resource: dict[str, Any]) -> list[Group]:
-        root = focus if focus is resource else ResourceNode.create_node(focus, base)
-        context = {"resource": resource, "rootResource": resource}
-        # fhirpathpy keeps evaluation state in module globals: one evaluation at a time per process.
-        with _ENGINE_LOCK:
-            groups = [_engine_group(node) for function in compiled for node in function(root, context)]
-        return _distinct(groups) if len(compiled) > 1 else groups
-
-    return select
-
-
-def _engine_group(node: Any) -> Group:
-    if isinstance(node, ResourceNode):
-        path = node.path or ""
-        type_name = _SYSTEM.get(path.removeprefix("System."), path)
-        if type_name in PRIMITIVES or type_name in table()["types"]:
-            return type_name, [node.data]
-        node = node.data
-    return _infer_type(node), [node]
-
-
-def _infer_type(value: Any) -> str | None:
-    """The datatype of a value fhirpathpy computed rather than selected: System values by shape."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-        return value["resourceType"]
-    return "decimal" if isinstance(value, float | Decimal) else None
-
-
-def split_union(expression: str) -> list[str]:
-    """The top-level ``|`` branches of ``expression`` (outside parentheses and string literals)."""
-    branches, depth, quoted, start = [], 0, False, 0
-    for index, char in enumerate(expression):
-        if char == "'":
-            quoted = not quoted
-        elif not quoted and char in "([":
-            depth += 1
-        elif not quoted and char in ")]":
-            depth -= 1
-        elif not quoted and depth == 0 and char == "|":
-            branches.append(expression[start:index].strip())
-            start = index + 1
-    branches.append(expression[start:].strip())
-    return branches
-
-
-class _Refuse(ErrorListener):
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int, message: str, error: Any) -> None:
-        raise ValueError(f"at character {column + 1}: {message}")
-
-
-def check_expression(expression: str, base: str) -> None:
-    """Raise ValueError unless ``expression`` parses strictly and runs on an empty ``base``.
-
-    fhirpathpy's own parser recovers from syntax errors, so ``a.where(`` would otherwise pass
-    and fail (or select nothing) only when a resource is evaluated — too late for a mapping file.
-    """
-    lexer = FHIRPathLexer(InputStream(expression))
-    lexer.removeErrorListeners()
-    lexer.addErrorListener(_Refuse())
-    tokens = CommonTokenStream(lexer)
-    parser = FHIRPathParser(tokens)
-    parser.removeErrorListeners()
-    parser.addErrorListener(_Refuse())
-    try:
-        parser.expression()
-    except LexerNoViableAltException as error:
-        raise ValueError(f"not a FHIRPath expression: {error}") from None
-    if tokens.LA(1) != Token.EOF:
-        raise ValueError(f"unexpected {tokens.LT(1).text!r} at character {tokens.LT(1).column + 1}")
-    empty = {"resourceType": base}
-    try:
-        compile_expression(expression, base)(empty, empty)
-    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
-        raise ValueError(str(error)) from None
