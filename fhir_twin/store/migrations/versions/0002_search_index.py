@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 Number = sa.Float().with_variant(sa.Numeric(), "postgresql")
 

@@ -21,8 +21,6 @@ from fhir_twin.store.schema import INDEX_TABLES, audit_entity, audit_record, res
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 BATCH = 1000
 
 
