@@ -40,8 +40,10 @@ def cardinality_issues(visits: Iterable[Visit]) -> list[Issue]:
             continue
         if unknown and path.startswith(unknown):
             continue
-        if element is not None and element.type == "Resource" and not (
-            isinstance(type_name, str) and is_resource_type(type_name)
+        if (
+            element is not None
+            and element.type == "Resource"
+            and not (isinstance(type_name, str) and is_resource_type(type_name))
         ):
             where = f"{path}.resourceType"
             issues.append(Issue("structure", f"Unknown resource type {type_name!r} at {path}", expression=(where,)))
