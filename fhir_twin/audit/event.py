@@ -14,20 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_twin.fhir.balp import (
-    CLIENT_SYSTEM,
-    ENTITY_TYPE,
-    OBJECT_ROLE,
-    OPERATION_SYSTEM,
-    PATIENT_ENTITY,
-    QUERY_ENTITY,
-    RESOURCE_ENTITY,
-    REST_TYPE,
-    RESTFUL_INTERACTION,
-    SERVER_NAME,
-    TOKEN_SYSTEM,
-)
-from fhir_twin.fhir.balp import DCM as _DCM
+from fhir_twin.fhir import balp
 from fhir_twin.fhir.instant import format_instant
 
 
@@ -63,13 +50,13 @@ def outcome(status: int) -> str:
 
 def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     """The AuditEvent recording ``occurrence``; ``meta`` is the store's to add."""
-    subtype = [{"system": RESTFUL_INTERACTION, "code": occurrence.interaction}]
+    subtype = [{"system": balp.RESTFUL_INTERACTION, "code": occurrence.interaction}]
     if occurrence.operation:
-        subtype.append({"system": OPERATION_SYSTEM, "code": occurrence.operation})
+        subtype.append({"system": balp.OPERATION_SYSTEM, "code": occurrence.operation})
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": occurrence.event_id,
-        "type": REST_TYPE,
+        "type": balp.REST_TYPE,
         "subtype": subtype,
         "action": occurrence.action,
         "recorded": format_instant(occurrence.recorded),
@@ -82,7 +69,7 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     event["agent"] = _agents(occurrence)
     event["source"] = {
         "site": occurrence.site,
-        "observer": {"display": SERVER_NAME},
+        "observer": {"display": balp.SERVER_NAME},
         "type": [
             {
                 "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
@@ -96,7 +83,7 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
     if occurrence.query is not None:
         entities.append(
             {
-                **_kind(QUERY_ENTITY),
+                **_kind(balp.QUERY_ENTITY),
                 "query": base64.b64encode(occurrence.query.encode("utf-8")).decode("ascii"),
             }
         )
@@ -106,9 +93,9 @@ def audit_event(occurrence: Occurrence) -> dict[str, Any]:
 
 
 def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
-    system = TOKEN_SYSTEM if occurrence.agent_kind == "token" else CLIENT_SYSTEM
+    system = balp.TOKEN_SYSTEM if occurrence.agent_kind == "token" else balp.CLIENT_SYSTEM
     client: dict[str, Any] = {
-        "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
+        "type": {"coding": [{"system": balp.DCM, "code": "110153", "display": "Source Role ID"}]},
         "who": {"identifier": {"system": system, "value": occurrence.agent}, "display": occurrence.agent},
         "name": occurrence.agent,
         "requestor": True,
@@ -120,7 +107,7 @@ def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
         who: dict[str, Any] = (
             {"reference": occurrence.user}
             if "/" in occurrence.user and not occurrence.user.startswith("http")
-            else {"identifier": {"system": CLIENT_SYSTEM, "value": occurrence.user}}
+            else {"identifier": {"system": balp.CLIENT_SYSTEM, "value": occurrence.user}}
         )
         agents.append(
             {
@@ -140,9 +127,9 @@ def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
         )
     agents.append(
         {
-            "type": {"coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]},
-            "who": {"display": SERVER_NAME},
-            "name": SERVER_NAME,
+            "type": {"coding": [{"system": balp.DCM, "code": "110152", "display": "Destination Role ID"}]},
+            "who": {"display": balp.SERVER_NAME},
+            "name": balp.SERVER_NAME,
             "requestor": False,
             **({"network": {"address": occurrence.site, "type": "5"}} if occurrence.site else {}),
         }
@@ -153,14 +140,14 @@ def _agents(occurrence: Occurrence) -> list[dict[str, Any]]:
 def _kind(kind: tuple[tuple[str, str], tuple[str, str]]) -> dict[str, Any]:
     (type_code, type_display), (role_code, role_display) = kind
     return {
-        "type": {"system": ENTITY_TYPE, "code": type_code, "display": type_display},
-        "role": {"system": OBJECT_ROLE, "code": role_code, "display": role_display},
+        "type": {"system": balp.ENTITY_TYPE, "code": type_code, "display": type_display},
+        "role": {"system": balp.OBJECT_ROLE, "code": role_code, "display": role_display},
     }
 
 
 def _resource_entity(reference: str) -> dict[str, Any]:
-    return {"what": {"reference": reference}, **_kind(RESOURCE_ENTITY)}
+    return {"what": {"reference": reference}, **_kind(balp.RESOURCE_ENTITY)}
 
 
 def _patient_entity(patient_id: str) -> dict[str, Any]:
-    return {"what": {"reference": f"Patient/{patient_id}"}, **_kind(PATIENT_ENTITY)}
+    return {"what": {"reference": f"Patient/{patient_id}"}, **_kind(balp.PATIENT_ENTITY)}

@@ -87,3 +87,14 @@ class UriRow:
 
 
 IndexRow = StringRow | TokenRow | ReferenceRow | DateRow | NumberRow | QuantityRow | UriRow
+
+# The row type of each search parameter type (composites are rows of their components' types).
+ROW_TYPES: dict[str, type[IndexRow]] = {
+    "string": StringRow,
+    "token": TokenRow,
+    "reference": ReferenceRow,
+    "date": DateRow,
+    "number": NumberRow,
+    "quantity": QuantityRow,
+    "uri": UriRow,
+}

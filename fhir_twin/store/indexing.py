@@ -9,37 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from fhir_twin.search.index import (
-    DateRow,
-    IndexRow,
-    NumberRow,
-    QuantityRow,
-    ReferenceRow,
-    StringRow,
-    TokenRow,
-    UriRow,
-)
-from fhir_twin.store.schema import (
-    INDEX_TABLES,
-    idx_date,
-    idx_number,
-    idx_quantity,
-    idx_reference,
-    idx_string,
-    idx_token,
-    idx_uri,
-    resource,
-)
+from fhir_twin.search.index import ROW_TYPES, IndexRow, ReferenceRow
+from fhir_twin.store.schema import INDEX_TABLE, INDEX_TABLES, idx_reference, resource
 
-TABLE_OF: dict[type[IndexRow], Table] = {
-    StringRow: idx_string,
-    TokenRow: idx_token,
-    ReferenceRow: idx_reference,
-    DateRow: idx_date,
-    NumberRow: idx_number,
-    QuantityRow: idx_quantity,
-    UriRow: idx_uri,
-}
+TABLE_OF: dict[type[IndexRow], Table] = {ROW_TYPES[kind]: table for kind, table in INDEX_TABLE.items()}
 _DELETES = {
     table.name: delete(table).where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"))
     for table in INDEX_TABLES

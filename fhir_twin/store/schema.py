@@ -162,7 +162,17 @@ idx_uri = _index_table(
     indexes=(("res_type", "param", "uri"),),
 )
 
-INDEX_TABLES = (idx_string, idx_token, idx_reference, idx_date, idx_number, idx_quantity, idx_uri)
+# The index table of each search parameter type.
+INDEX_TABLE = {
+    "string": idx_string,
+    "token": idx_token,
+    "reference": idx_reference,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+}
+INDEX_TABLES = tuple(INDEX_TABLE.values())
 
 
 # --- Bulk Data export (fhir_twin/store/export.py) -------------------------------------------

@@ -30,27 +30,9 @@ from fhir_twin.search.query import (
     Value,
 )
 from fhir_twin.store import audit_index
-from fhir_twin.store.schema import (
-    idx_date,
-    idx_number,
-    idx_quantity,
-    idx_reference,
-    idx_string,
-    idx_token,
-    idx_uri,
-    resource,
-)
+from fhir_twin.store.schema import INDEX_TABLE, idx_reference, resource
 from fhir_twin.store.search import values
 
-TABLES = {
-    "string": idx_string,
-    "token": idx_token,
-    "reference": idx_reference,
-    "date": idx_date,
-    "number": idx_number,
-    "quantity": idx_quantity,
-    "uri": idx_uri,
-}
 _MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -59,7 +41,7 @@ def index_table(kind: str, res_type: str) -> Any:
     trail's own index seen in the same shape (``store.audit_index``)."""
     if res_type == audit_index.AUDIT_TYPE and kind in audit_index.KINDS:
         return audit_index.view(kind)
-    return TABLES[kind].alias()
+    return INDEX_TABLE[kind].alias()
 
 
 def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: bool = False) -> ColumnElement[bool]:
@@ -163,7 +145,7 @@ def _value(
 def _composite(res_type: str, ids: Any, criterion: Criterion, base: str, correlated: bool) -> ColumnElement[bool]:
     """Component rows of one composite value share a group (R4 search.html#composite)."""
     components = criterion.parameter.components
-    tables = [TABLES[component.parameter.type].alias() for component in components]
+    tables = [INDEX_TABLE[component.parameter.type].alias() for component in components]
     first = tables[0]
     if criterion.missing is not None:  # a composite value is indexed only when every component has one
         code = f"{criterion.parameter.code}#0"
