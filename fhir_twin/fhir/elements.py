@@ -62,8 +62,8 @@ def walk(resource: dict[str, Any]) -> list[Visit]:
 
 
 def _enter(node: dict[str, Any], type_name: str, path: str, shaped: bool, visits: list[Visit]) -> None:
-    """Visit the known elements of an object of type ``type_name`` (recursion is bounded:
-    ``fhir.json`` refuses bodies nested deeper than ``MAX_DEPTH``)."""
+    """Visit the known elements of an object of type ``type_name``, two frames per level of the
+    body (``fhir.json`` bounds the depth of what clients send, ``MAX_DEPTH``)."""
     known = elements(type_name)
     if known is None:
         return
