@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError
 from fhir_twin.interactions import Interactions
-from fhir_twin.interactions.interaction import Interaction
+from fhir_twin.interactions.interaction import Completion, Interaction
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
 from fhir_twin.interactions.routes import ANY_CREDENTIAL, GET, ROUTES, Match, Route, match
@@ -121,7 +121,7 @@ def _report(
     principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
 ) -> None:
     interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
-    interactions.report(principal, interaction, _fhir_request(), response, error, None, [])
+    interactions.report(Completion(principal, interaction, _fhir_request(), response, error))
     g.audited = True
 
 

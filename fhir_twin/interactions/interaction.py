@@ -9,7 +9,15 @@ needs on ``resource_type`` (None: checked per entry or by the operation).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from fhir_twin.errors import FhirError
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.security.principal import Principal
+from fhir_twin.store.repository import Unit
+from fhir_twin.store.version import Version
 
 
 @dataclass(frozen=True)
@@ -23,3 +31,18 @@ class Interaction:
     # Patient/{id}/{type}: the compartment searched.
     compartment: str | None = None
     operation: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one interaction came to, as ``interaction_completed`` reports it: the principal it
+    acted for, the answer or the error, and for a write the unit it ran in (still open, so a
+    listener writes in the same transaction) and the versions it wrote with their index rows."""
+
+    principal: Principal | None
+    interaction: Interaction
+    request: Request
+    response: Response | None
+    error: FhirError | None
+    unit: Unit | None = None
+    written: Sequence[tuple[Version, list[Any]]] = ()

@@ -19,16 +19,15 @@ from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.model import resource_types
 from fhir_twin.interactions.authorization import Guard
 from fhir_twin.interactions.instance import InstanceInteractions
-from fhir_twin.interactions.interaction import Interaction
+from fhir_twin.interactions.interaction import Completion
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation
 from fhir_twin.interactions.operations.catalog import OPERATIONS
 from fhir_twin.interactions.routes import ROUTES, Match, interactions_at, match
 from fhir_twin.search.parameters import parameters_for
 from fhir_twin.security.context import current
-from fhir_twin.security.principal import Principal
 from fhir_twin.signals import interaction_completed
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.repository import Repository
 
 Handler = Callable[[Request], Response]
 _WRITES = ("create", "update", "patch", "delete")
@@ -88,7 +87,7 @@ class Interactions:
                     written = unit.written[mark:]
                     if principal is not None:
                         self.guard.written(principal, written)
-                    self.report(principal, interaction, request, response, None, unit, written)
+                    self.report(Completion(principal, interaction, request, response, None, unit, written))
                 return response
             response = self._dispatch(request, found)
             if principal is not None:
@@ -98,44 +97,27 @@ class Interactions:
             if isinstance(error, StillReferenced) and principal is not None and principal.patient is not None:
                 # The referrer may be another patient's resource, not the token's to learn of.
                 unnamed = StillReferenced(f"{error.target} cannot be deleted: another resource refers to it")
-                self.report(principal, interaction, request, None, unnamed, None, [])
+                self.report(Completion(principal, interaction, request, None, unnamed))
                 raise unnamed from None
-            self.report(principal, interaction, request, None, error, None, [])
+            self.report(Completion(principal, interaction, request, None, error))
             raise
         except Exception:
             # The API answers 500 (and logs the traceback); the trail records the failure.
-            self.report(principal, interaction, request, None, FhirError("The server failed unexpectedly"), None, [])
+            failure = FhirError("The server failed unexpectedly")
+            self.report(Completion(principal, interaction, request, None, failure))
             raise
         # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
         # read's answer was never given.
         enclosing = self.repository.active_unit()
         transaction = enclosing if enclosing is not None and enclosing.writable else None
-        self.report(principal, interaction, request, response, None, transaction, [])
+        self.report(Completion(principal, interaction, request, response, None, transaction))
         return response
 
-    def report(
-        self,
-        principal: Principal | None,
-        interaction: Interaction,
-        request: Request,
-        response: Response | None,
-        error: FhirError | None,
-        unit: Unit | None,
-        written: list[Any],
-    ) -> None:
+    def report(self, completion: Completion) -> None:
         """Send ``interaction_completed`` for an interaction answered or refused; the twin API,
         which does not pass ``route``, reports its requests here too."""
-        if interaction.name != "capabilities" and interaction_completed.receivers and not _part_of_one.get():
-            interaction_completed.send(
-                self,
-                principal=principal,
-                interaction=interaction,
-                request=request,
-                response=response,
-                error=error,
-                unit=unit,
-                written=written,
-            )
+        if completion.interaction.name != "capabilities" and interaction_completed.receivers and not _part_of_one.get():
+            interaction_completed.send(self, completion=completion)
 
     def _dispatch(self, request: Request, found: Match) -> Response:
         if found.refusal is not None:

@@ -38,6 +38,7 @@ from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, res
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations import Operation
 from fhir_twin.interactions.operations.definition import operation_definition, served
 from fhir_twin.interactions.search import compartment_condition, search
 from fhir_twin.security.context import current
@@ -102,6 +103,7 @@ class Route:
         return params
 
     def interaction_for(self, params: Params) -> Interaction:
+        """The interaction this route is, on the values bound from a path."""
         return Interaction(
             self.interaction,
             self.action,
@@ -319,7 +321,8 @@ def _operation(interactions: Interactions, request: Request, params: Params) -> 
     return operation.handler(interactions.context, request, res_type, res_id)
 
 
-def _own_definition(interactions: Interactions, params: Params) -> Any:
+def _own_definition(interactions: Interactions, params: Params) -> Operation | None:
+    """The operation whose definition ``OperationDefinition/{id}`` is, if the server defines it."""
     if params["type"] != "OperationDefinition":
         return None
     return served(interactions.operations.values()).get(params["id"])
