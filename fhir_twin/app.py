@@ -58,17 +58,20 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["fhir_twin.config"] = config
     app.extensions["fhir_twin.engine"] = engine
-    interactions = Interactions(repository, config)
-    interactions.bundles = Bundles(interactions.route, repository, config).process
-    interactions.security = rest_security(config)
+    twins = Twins(repository, mapping, config.base_url)
+    interactions = Interactions(
+        repository,
+        config,
+        operations=[twin_operation(twins)],
+        bundles=lambda route: Bundles(route, repository, config).process,
+        security=rest_security(config),
+    )
     app.extensions["fhir_twin.interactions"] = interactions
     recorder = AuditRecorder(repository, config.audit_key, config.base_url) if config.audit else None
     if recorder is not None:
         recorder.listen(interactions)
         app.extensions["fhir_twin.audit"] = recorder
-    twins = Twins(repository, mapping, config.base_url)
     app.extensions["fhir_twin.twins"] = twins
-    interactions.operations["twin"] = twin_operation(twins)
     if config.twin:
         # Held here: the signal keeps only a weak reference to its receiver.
         app.extensions["fhir_twin.twin_sync"] = TwinSync(repository, mapping, config.base_url)
@@ -112,8 +115,9 @@ def _doctor(
     """The Digital Doctor on ``repository``, writing through the FHIR interactions on it as the
     server itself (its writes are audited under its name, and no client's scopes limit them)."""
     if interactions is None:
-        interactions = Interactions(repository, config)
-        interactions.bundles = Bundles(interactions.route, repository, config).process
+        interactions = Interactions(
+            repository, config, bundles=lambda route: Bundles(route, repository, config).process
+        )
         if recorder is not None:
             recorder.listen(interactions)
     route = interactions.route

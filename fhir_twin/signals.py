@@ -6,9 +6,9 @@ Repository as ``sender`` and get the ``unit`` (the open transaction), the ``vers
 and the ``resource`` as a dict (None for a delete).
 
 ``interaction_completed`` fires when the router has answered a request or refused it, with the
-``principal`` it acted for, the ``interaction`` (``fhir_twin.interactions.interaction``), the
-``request``, the ``response`` or the ``error``, and for a write the ``unit`` it ran in (still
-open, so a listener writes in the same transaction) and the ``written`` versions.
+``completion`` (``fhir_twin.interactions.interaction.Completion``): the principal it acted for,
+the interaction, the request, the response or the error, and for a write the unit it ran in
+(still open, so a listener writes in the same transaction) and the versions written.
 
 ``twin_changed`` fires, in the same transaction, when a stored version changed the twin of
 ``patients`` (a set of Patient ids): their facts, or the Patient resource itself.

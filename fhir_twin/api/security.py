@@ -15,12 +15,12 @@ from dataclasses import replace
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from fhir_twin.config import Config
-from fhir_twin.errors import FhirError, NotFound
+from fhir_twin.errors import FhirError
 from fhir_twin.interactions import Interactions
-from fhir_twin.interactions.interaction import Interaction, classify
+from fhir_twin.interactions.interaction import Completion, Interaction
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
-from fhir_twin.security.access import ALL, require
+from fhir_twin.interactions.routes import ANY_CREDENTIAL, GET, ROUTES, Match, Route, match
 from fhir_twin.security.authentication import Authenticator
 from fhir_twin.security.context import begin, end
 from fhir_twin.security.discovery import smart_configuration
@@ -28,6 +28,17 @@ from fhir_twin.security.principal import Principal
 
 blueprint = Blueprint("smart", __name__)
 _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
+# The twin API in the route table's terms: a patient's twin is the document Patient/{id}/$twin
+# serves, so it needs what $twin declares; the models are no one's record.
+TWIN_ROUTES = tuple(
+    Route(GET, pattern, "read", "R", needs, resource_type="Patient" if needs == "$twin" else None, operation="twin-api")
+    for pattern, needs in (
+        ("twin/patients/{id}", "$twin"),
+        ("twin/patients/{id}/series/{field}", "$twin"),
+        ("twin/models", ANY_CREDENTIAL),
+        ("twin/models/{model}", ANY_CREDENTIAL),
+    )
+)
 
 
 @blueprint.get("/.well-known/smart-configuration")
@@ -49,13 +60,13 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
         except FhirError as error:
             stranger = Principal("unauthenticated", kind="anonymous", address=request.remote_addr)
-            _report(stranger, _interaction(path), None, error)
+            _report(stranger, _match(path).interaction, None, error)
             raise
         principal = replace(principal, address=request.remote_addr)
         g.principal = principal
         g.principal_token = begin(principal)
         if path.startswith("/twin/"):
-            _authorize_twin(principal, path)
+            _authorize_twin(principal, _match(path))
 
     @app.after_request
     def _audit_unreported(response: Response) -> Response:
@@ -72,7 +83,7 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             error = FhirError(f"HTTP {response.status_code}")
             error.status = response.status_code
         answered = FhirResponse(response.status_code) if error is None else None
-        _report(g.get("principal"), _interaction(path), answered, error)
+        _report(g.get("principal"), _match(path).interaction, answered, error)
         return response
 
     @app.teardown_request
@@ -82,36 +93,39 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             end(token)
 
 
-def _authorize_twin(principal: Principal, path: str) -> None:
-    """``/twin/patients/{id}...`` reads that patient's record; ``/twin/models`` reads no one's."""
-    parts = path.strip("/").split("/")
-    if len(parts) >= 3 and parts[1] == "patients":
-        try:
-            # The same permission as Patient/{id}/$twin, which serves the same document.
-            needs = current_app.extensions["fhir_twin.interactions"].operations["twin"].permission
-            held = [require(principal, read, "r") for read in needs.reads]
-            held_to = next((reach for reach in held if reach != ALL), ALL)
-            if held_to != ALL and held_to != parts[2]:
-                raise NotFound(f"Patient/{parts[2]} is not known")
-        except FhirError as error:
-            _report(principal, _interaction(path), None, error)
-            raise
+def _authorize_twin(principal: Principal, found: Match) -> None:
+    """A twin route that needs what an operation declares is checked by the Guard as that
+    operation on the same patient (it serves the same document); the others read no one's record."""
+    if found.route is None or not found.route.needs.startswith("$"):
+        return
+    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
+    as_operation = replace(found.interaction, name="operation", operation=found.route.needs[1:])
+    try:
+        interactions.guard.before(principal, as_operation, _fhir_request())
+    except FhirError as error:
+        _report(principal, found.interaction, None, error)
+        raise
 
 
-def _interaction(path: str) -> Interaction:
+def _match(path: str) -> Match:
+    """``path`` against the FHIR API's route table or the twin API's."""
     if path.startswith("/fhir"):
-        return classify(request.method, path.removeprefix("/fhir"))
-    parts = path.strip("/").split("/")
-    patient = parts[2] if len(parts) >= 3 and parts[1] == "patients" else None
-    return Interaction("read", "R", "Patient" if patient else None, patient, operation="twin-api")
+        return match(ROUTES, request.method, path.removeprefix("/fhir"))
+    found = match(TWIN_ROUTES, request.method, path)
+    if found.route is None:
+        return Match(Interaction("read", "R", operation="twin-api"))
+    return found
 
 
 def _report(
     principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
 ) -> None:
+    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
+    interactions.report(Completion(principal, interaction, _fhir_request(), response, error))
+    g.audited = True
+
+
+def _fhir_request() -> FhirRequest:
     base = request.url_root.rstrip("/") + "/fhir"
     path = request.path.removeprefix("/fhir")
-    fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
-    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
-    interactions.report(principal, interaction, fhir_request, response, error, None, [])
-    g.audited = True
+    return FhirRequest(request.method, path, base, list(request.args.items(multi=True)))

@@ -22,13 +22,11 @@ from uuid6 import uuid7
 from fhir_twin.audit import chain
 from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.throttle import Throttle
-from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.interactions.interaction import Interaction
-from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.interaction import Completion
+from fhir_twin.interactions.message import Response
 from fhir_twin.interactions.worker import Worker
 from fhir_twin.security.access import patients_in, patients_of
-from fhir_twin.security.principal import Principal
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
 from fhir_twin.store.audit_index import audit_rows
@@ -83,21 +81,11 @@ class AuditRecorder(Worker):
         """Record the interactions ``sender`` (a router) reports."""
         interaction_completed.connect(self.completed, sender=sender)
 
-    def completed(
-        self,
-        _sender: object,
-        *,
-        principal: Principal | None,
-        interaction: Interaction,
-        request: Request,
-        response: Response | None,
-        error: FhirError | None,
-        unit: Unit | None,
-        written: list[tuple[Version, list[Any]]],
-    ) -> None:
-        occurrence = self._occurrence(principal, interaction, request, response, error)
+    def completed(self, _sender: object, *, completion: Completion) -> None:
+        occurrence = self._occurrence(completion)
+        request, response, error, unit = completion.request, completion.response, completion.error, completion.unit
         if unit is not None and error is None:
-            for version, index in written:
+            for version, index in completion.written:
                 occurrence.resources.append(f"{version.res_type}/{version.res_id}/_history/{version.version}")
                 if version.deleted:
                     # A delete has no index rows: the patients are those of what it deleted.
@@ -105,11 +93,11 @@ class AuditRecorder(Worker):
                     occurrence.patients |= _patients_of_stored(unit, version.res_type, version.res_id, before)
                 else:
                     occurrence.patients |= patients_in(version.res_type, version.res_id, index)
-            if not written and response is not None:
+            if not completion.written and response is not None:
                 # A conditional create that found its match, a read inside a transaction: what
                 # was answered is what was accessed.
                 location = response.headers.get("Location") or response.headers.get("Content-Location")
-                if location and interaction.name != "read":
+                if location and completion.interaction.name != "read":
                     occurrence.resources.append(location.removeprefix(request.base).strip("/"))
                 if response.body is not None and response.status < 300:
                     occurrence.patients |= _patients(response.body)
@@ -179,14 +167,9 @@ class AuditRecorder(Worker):
         finally:
             self.own.engine.dispose()
 
-    def _occurrence(
-        self,
-        principal: Principal | None,
-        interaction: Interaction,
-        request: Request,
-        response: Response | None,
-        error: FhirError | None,
-    ) -> Occurrence:
+    def _occurrence(self, completion: Completion) -> Occurrence:
+        principal, interaction, request = completion.principal, completion.interaction, completion.request
+        response, error = completion.response, completion.error
         occurrence = new_occurrence(
             interaction=interaction.name,
             action=interaction.action,

@@ -1,29 +1,18 @@
 """The CapabilityStatement (R4 capabilitystatement.html) describing what this server does.
 
-Built from the same facts the server acts on — the stored resource types, the interactions the
-router serves, the search parameters the parser accepts — so it cannot claim what is not there.
+Built from the same facts the server acts on — the stored resource types, the interactions of
+the router's route table, the search parameters the parser accepts, the operations offered — so
+it cannot claim what is not there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir_twin import __version__
 from fhir_twin.fhir.model import resource_types
 
-TYPE_INTERACTIONS = (
-    "read",
-    "vread",
-    "update",
-    "patch",
-    "delete",
-    "history-instance",
-    "history-type",
-    "create",
-    "search-type",
-)
-SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)
 # R4 search.html: what the search implementation understands, stated once for every type.
@@ -69,9 +58,12 @@ def capability_statement(
     date: str,
     search_parameters: Mapping[str, list[SearchParameterRow]],
     operations: Mapping[str, list[OperationRow]],
+    system_interactions: Sequence[str],
+    type_interactions: Sequence[str],
 ) -> dict[str, Any]:
     """The server's CapabilityStatement for requests answered at ``base``; ``operations`` by
-    resource type, the key ``""`` holding the system-level ones."""
+    resource type, the key ``""`` holding the system-level ones; the ``restful-interaction``
+    codes served at system and at type level."""
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -88,10 +80,10 @@ def capability_statement(
                 "mode": "server",
                 "documentation": SEARCH_DOCUMENTATION,
                 "resource": [
-                    _resource(name, search_parameters.get(name, []), operations.get(name, []))
+                    _resource(name, search_parameters.get(name, []), operations.get(name, []), type_interactions)
                     for name in sorted(resource_types())
                 ],
-                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "interaction": [{"code": code} for code in system_interactions],
                 "operation": _operations(operations.get("", [])),
             }
         ],
@@ -103,7 +95,10 @@ def _operations(rows: list[OperationRow]) -> list[dict[str, str]]:
 
 
 def _resource(
-    resource_type: str, search_parameters: list[SearchParameterRow], operations: list[OperationRow]
+    resource_type: str,
+    search_parameters: list[SearchParameterRow],
+    operations: list[OperationRow],
+    interactions: Sequence[str],
 ) -> dict[str, Any]:
     documentation = RESOURCE_DOCUMENTATION.get(resource_type)
     return {
@@ -112,7 +107,7 @@ def _resource(
         **({"documentation": documentation} if documentation else {}),
         "interaction": [
             {"code": code}
-            for code in TYPE_INTERACTIONS
+            for code in interactions
             if resource_type not in READ_ONLY_TYPES or code not in ("create", "update", "patch", "delete")
         ],
         "versioning": "versioned-update",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fhir_twin.interactions import router
+from fhir_twin.interactions import routes
 from fhir_twin.security import tokens
 from tests.audit.conftest import Server
 
@@ -88,7 +88,7 @@ def test_an_unexpected_failure_is_recorded_as_a_server_failure(server: Server, m
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(router, "search", broken)
+    monkeypatch.setattr(routes, "search", broken)
     answer, events = recorded(server, lambda: server.client.get("/fhir/Observation?code=x", headers=server.ehr))
     assert answer.status_code == 500
     assert len(events) == 1
