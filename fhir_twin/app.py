@@ -27,8 +27,8 @@ from fhir_twin.security.context import acting_as
 from fhir_twin.security.discovery import rest_security
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
-from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository
+from fhir_twin.store.worker import worker_repository
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation

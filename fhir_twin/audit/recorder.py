@@ -26,15 +26,14 @@ from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.worker import Worker
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.security.principal import Principal
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
 from fhir_twin.store.audit_index import audit_rows
-from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.version import Version
+from fhir_twin.store.worker import Worker, worker_repository
 
 log = logging.getLogger("fhir_twin.audit")
 # Half a second of reads makes a batch whose records share index pages and one commit: auditing
