@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import Token
 from dataclasses import replace
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, NotFound
@@ -26,18 +26,18 @@ from fhir_twin.security.context import begin, end
 from fhir_twin.security.discovery import smart_configuration
 from fhir_twin.security.principal import Principal
 
-blueprint = Blueprint("smart", __name__)
 _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
 
 
-@blueprint.get("/.well-known/smart-configuration")
-@blueprint.get("/fhir/.well-known/smart-configuration")
-def discovery() -> Response:
-    config: Config = current_app.extensions["fhir_twin.config"]
-    return jsonify(smart_configuration(config))
+def register(app: Flask, authenticator: Authenticator, interactions: Interactions, config: Config) -> None:
+    """Authenticate with ``authenticator``; report what the router did not to ``interactions``."""
+    blueprint = Blueprint("smart", __name__)
 
+    @blueprint.get("/.well-known/smart-configuration")
+    @blueprint.get("/fhir/.well-known/smart-configuration")
+    def discovery() -> Response:
+        return jsonify(smart_configuration(config))
 
-def register(app: Flask, authenticator: Authenticator) -> None:
     app.register_blueprint(blueprint)
 
     @app.before_request
@@ -49,13 +49,13 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
         except FhirError as error:
             stranger = Principal("unauthenticated", kind="anonymous", address=request.remote_addr)
-            _report(stranger, _interaction(path), None, error)
+            _report(interactions, stranger, _interaction(path), None, error)
             raise
         principal = replace(principal, address=request.remote_addr)
         g.principal = principal
         g.principal_token = begin(principal)
         if path.startswith("/twin/"):
-            _authorize_twin(principal, path)
+            _authorize_twin(interactions, principal, path)
 
     @app.after_request
     def _audit_unreported(response: Response) -> Response:
@@ -72,7 +72,7 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             error = FhirError(f"HTTP {response.status_code}")
             error.status = response.status_code
         answered = FhirResponse(response.status_code) if error is None else None
-        _report(g.get("principal"), _interaction(path), answered, error)
+        _report(interactions, g.get("principal"), _interaction(path), answered, error)
         return response
 
     @app.teardown_request
@@ -82,19 +82,20 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             end(token)
 
 
-def _authorize_twin(principal: Principal, path: str) -> None:
+def _authorize_twin(interactions: Interactions, principal: Principal, path: str) -> None:
     """``/twin/patients/{id}...`` reads that patient's record; ``/twin/models`` reads no one's."""
     parts = path.strip("/").split("/")
     if len(parts) >= 3 and parts[1] == "patients":
         try:
             # The same permission as Patient/{id}/$twin, which serves the same document.
-            needs = current_app.extensions["fhir_twin.interactions"].operations["twin"].permission
+            needs = interactions.operations["twin"].permission
+            assert needs is not None, "$twin declares the reads it needs"
             held = [require(principal, read, "r") for read in needs.reads]
             held_to = next((reach for reach in held if reach != ALL), ALL)
             if held_to != ALL and held_to != parts[2]:
                 raise NotFound(f"Patient/{parts[2]} is not known")
         except FhirError as error:
-            _report(principal, _interaction(path), None, error)
+            _report(interactions, principal, _interaction(path), None, error)
             raise
 
 
@@ -107,11 +108,14 @@ def _interaction(path: str) -> Interaction:
 
 
 def _report(
-    principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
+    interactions: Interactions,
+    principal: Principal | None,
+    interaction: Interaction,
+    response: FhirResponse | None,
+    error: FhirError | None,
 ) -> None:
     base = request.url_root.rstrip("/") + "/fhir"
     path = request.path.removeprefix("/fhir")
     fhir_request = FhirRequest(request.method, path, base, list(request.args.items(multi=True)))
-    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
     interactions.report(principal, interaction, fhir_request, response, error, None, [])
     g.audited = True

@@ -18,7 +18,7 @@ definition is built from the operation (``operations.definition``), not stored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -73,18 +73,26 @@ def unrecorded() -> Iterator[None]:
 class Interactions:
     """Every RESTful interaction of the server, reachable through ``route``."""
 
-    def __init__(self, repository: Repository, config: Config) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        config: Config,
+        *,
+        operations: Iterable[Operation] = (),
+        bundles: Callable[[Handler], Handler] | None = None,
+        security: dict[str, Any] | None = None,
+    ) -> None:
         self.repository = repository
         self.config = config
         self.instance = InstanceInteractions(repository, config)
         self.context = Context(repository, config, self.route)
-        # Operations of layers above (the twin's $twin) are added by the app.
-        self.operations = dict(OPERATIONS)
-        # Batch and transaction processing sits a layer above and is plugged in by the app.
-        self.bundles: Handler | None = None
+        # The server's own operations, then those the layers above declare (the twin's, the Doctor's).
+        self.operations = {**OPERATIONS, **{operation.name: operation for operation in operations}}
+        # Batch and transaction processing sits a layer above; it is built on this router's route.
+        self.bundles: Handler | None = bundles(self.route) if bundles is not None else None
         self.guard = Guard(repository, self.operations)
-        # CapabilityStatement.rest.security, set by the app from the authentication settings.
-        self.security: dict[str, Any] | None = None
+        # CapabilityStatement.rest.security, from the authentication settings.
+        self.security = security
 
     def route(self, request: Request) -> Response:
         """Answer ``request`` as the current principal may; raises a ``FhirError`` for anything
