@@ -16,6 +16,7 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ from fhir_twin.fhir.outcome import operation_outcome
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from fhir_twin.services import Services
 
 # waitress's own limit on the request line and headers: far above the app's (8 kB URL, 16 kB of
 # headers), so the app answers an oversized request with its OperationOutcome, not waitress.
@@ -152,13 +155,14 @@ class Server(BaseApplication):
         return self.application
 
 
-def post_fork(_server: Any, worker: Any) -> None:
-    """gunicorn's hook in each forked worker, before it serves."""
-    extensions = worker.app.application.extensions
-    # Connections opened in the master must not be shared with the forked workers.
-    extensions["fhir_twin.engine"].dispose(close=False)
-    # Each worker process runs its own background threads from the start, so queued exports and
-    # assessments are worked off even before it serves a request.
-    for name in ("fhir_twin.exports", "fhir_twin.doctor_worker", "fhir_twin.audit"):
-        if name in extensions:
-            extensions[name].ensure_running()
+def post_fork(services: Services) -> Callable[[Any, Any], None]:
+    """gunicorn's hook in each forked worker, before it serves, for the app built on ``services``."""
+
+    def hook(_server: Any, _worker: Any) -> None:
+        # Connections opened in the master must not be shared with the forked workers.
+        services.repository.engine.dispose(close=False)
+        # Each worker process runs its own background threads from the start, so queued exports and
+        # assessments are worked off even before it serves a request.
+        services.ensure_running()
+
+    return hook

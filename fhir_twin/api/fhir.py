@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 from fhir_twin.api.limits import read_body
 from fhir_twin.api.negotiation import body_kind, response_format
@@ -17,33 +17,38 @@ from fhir_twin.fhir.xml import xml_to_resource
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions import Request as FhirRequest
 
-blueprint = Blueprint("fhir", __name__)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 _TRUE = ("true", "1", "yes")
 
 
-@blueprint.route("/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False, provide_automatic_options=False)
-@blueprint.route("/fhir/<path:path>", methods=METHODS, provide_automatic_options=False)
-def endpoint(path: str) -> Response:
-    fmt = response_format(request)
-    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
-    fhir_request = _fhir_request(path)
-    # The router records every request it is given, answered, refused or failed.
-    g.audited = True
-    answer = interactions.route(fhir_request)
-    response = Response(status=answer.status)
-    for name, value in answer.headers.items():
-        response.headers[name] = value
-    if answer.content_type is not None and isinstance(answer.body, str):
-        response.data, response.content_type = answer.body.encode("utf-8"), answer.content_type
-    elif answer.body is not None and answer.status != 304:
-        pretty = request.args.get("_pretty", "").lower() in _TRUE
-        response.data, response.content_type = render(answer.body, fmt, pretty)
-    return response
+def fhir_blueprint(interactions: Interactions, config: Config) -> Blueprint:
+    """The endpoint under ``/fhir``, answering through ``interactions``."""
+    blueprint = Blueprint("fhir", __name__)
+
+    @blueprint.route(
+        "/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False, provide_automatic_options=False
+    )
+    @blueprint.route("/fhir/<path:path>", methods=METHODS, provide_automatic_options=False)
+    def endpoint(path: str) -> Response:
+        fmt = response_format(request)
+        fhir_request = _fhir_request(path, config)
+        # The router records every request it is given, answered, refused or failed.
+        g.audited = True
+        answer = interactions.route(fhir_request)
+        response = Response(status=answer.status)
+        for name, value in answer.headers.items():
+            response.headers[name] = value
+        if answer.content_type is not None and isinstance(answer.body, str):
+            response.data, response.content_type = answer.body.encode("utf-8"), answer.content_type
+        elif answer.body is not None and answer.status != 304:
+            pretty = request.args.get("_pretty", "").lower() in _TRUE
+            response.data, response.content_type = render(answer.body, fmt, pretty)
+        return response
+
+    return blueprint
 
 
-def _fhir_request(path: str) -> FhirRequest:
-    config: Config = current_app.extensions["fhir_twin.config"]
+def _fhir_request(path: str, config: Config) -> FhirRequest:
     base = config.base_url.rstrip("/") if config.base_url else request.url_root.rstrip("/") + "/fhir"
     query = list(request.args.items(multi=True))
     body: Any = None

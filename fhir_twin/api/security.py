@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import Token
 from dataclasses import replace
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError
@@ -26,7 +26,6 @@ from fhir_twin.security.context import begin, end
 from fhir_twin.security.discovery import smart_configuration
 from fhir_twin.security.principal import Principal
 
-blueprint = Blueprint("smart", __name__)
 _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
 # The twin API in the route table's terms: a patient's twin is the document Patient/{id}/$twin
 # serves, so it needs what $twin declares; the models are no one's record.
@@ -41,14 +40,15 @@ TWIN_ROUTES = tuple(
 )
 
 
-@blueprint.get("/.well-known/smart-configuration")
-@blueprint.get("/fhir/.well-known/smart-configuration")
-def discovery() -> Response:
-    config: Config = current_app.extensions["fhir_twin.config"]
-    return jsonify(smart_configuration(config))
+def register(app: Flask, authenticator: Authenticator, interactions: Interactions, config: Config) -> None:
+    """Authenticate with ``authenticator``; report what the router did not to ``interactions``."""
+    blueprint = Blueprint("smart", __name__)
 
+    @blueprint.get("/.well-known/smart-configuration")
+    @blueprint.get("/fhir/.well-known/smart-configuration")
+    def discovery() -> Response:
+        return jsonify(smart_configuration(config))
 
-def register(app: Flask, authenticator: Authenticator) -> None:
     app.register_blueprint(blueprint)
 
     @app.before_request
@@ -60,13 +60,13 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
         except FhirError as error:
             stranger = Principal("unauthenticated", kind="anonymous", address=request.remote_addr)
-            _report(stranger, _match(path).interaction, None, error)
+            _report(interactions, stranger, _match(path).interaction, None, error)
             raise
         principal = replace(principal, address=request.remote_addr)
         g.principal = principal
         g.principal_token = begin(principal)
         if path.startswith("/twin/"):
-            _authorize_twin(principal, _match(path))
+            _authorize_twin(interactions, principal, _match(path))
 
     @app.after_request
     def _audit_unreported(response: Response) -> Response:
@@ -83,7 +83,7 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             error = FhirError(f"HTTP {response.status_code}")
             error.status = response.status_code
         answered = FhirResponse(response.status_code) if error is None else None
-        _report(g.get("principal"), _match(path).interaction, answered, error)
+        _report(interactions, g.get("principal"), _match(path).interaction, answered, error)
         return response
 
     @app.teardown_request
@@ -93,17 +93,16 @@ def register(app: Flask, authenticator: Authenticator) -> None:
             end(token)
 
 
-def _authorize_twin(principal: Principal, found: Match) -> None:
+def _authorize_twin(interactions: Interactions, principal: Principal, found: Match) -> None:
     """A twin route that needs what an operation declares is checked by the Guard as that
     operation on the same patient (it serves the same document); the others read no one's record."""
     if found.route is None or not found.route.needs.startswith("$"):
         return
-    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
     as_operation = replace(found.interaction, name="operation", operation=found.route.needs[1:])
     try:
         interactions.guard.before(principal, as_operation, _fhir_request())
     except FhirError as error:
-        _report(principal, found.interaction, None, error)
+        _report(interactions, principal, found.interaction, None, error)
         raise
 
 
@@ -118,9 +117,12 @@ def _match(path: str) -> Match:
 
 
 def _report(
-    principal: Principal | None, interaction: Interaction, response: FhirResponse | None, error: FhirError | None
+    interactions: Interactions,
+    principal: Principal | None,
+    interaction: Interaction,
+    response: FhirResponse | None,
+    error: FhirError | None,
 ) -> None:
-    interactions: Interactions = current_app.extensions["fhir_twin.interactions"]
     interactions.report(Completion(principal, interaction, _fhir_request(), response, error))
     g.audited = True
 

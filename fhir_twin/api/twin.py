@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.model import is_valid_id
@@ -13,12 +13,6 @@ from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.schemas import assessment_summary
 from fhir_twin.twin.schemas import SeriesSchema, TwinSchema
 from fhir_twin.twin.twins import Twins, time_parameter
-
-blueprint = Blueprint("twin", __name__)
-
-
-def _twins() -> Twins:
-    return current_app.extensions["fhir_twin.twins"]
 
 
 def _times(allowed: tuple[str, ...]) -> dict[str, datetime | None]:
@@ -41,25 +35,31 @@ def _patient_id(patient_id: str) -> str:
     return patient_id
 
 
-@blueprint.get("/twin/patients/<patient_id>")
-def twin(patient_id: str) -> Response:
-    times = _times(("at", "recorded"))
-    document = _twins().document(_patient_id(patient_id), times["at"], times["recorded"])
-    out = TwinSchema().dump(document)
-    # The Digital Doctor's part of the twin: each model's newest assessment whose occurrence is
-    # before the earlier of the two times. The Doctor dates an assessment when it makes it, so
-    # before ``recorded`` that is the newest it had made by then.
-    given = [moment for moment in (times["at"], times["recorded"]) if moment is not None]
-    doctor: Doctor = current_app.extensions["fhir_twin.doctor"]
-    out["assessments"] = [assessment_summary(found) for found in doctor.latest(patient_id, min(given, default=None))]
-    return jsonify(out)
+def twin_blueprint(twins: Twins, doctor: Doctor) -> Blueprint:
+    """``/twin/patients/{id}`` and its series, from ``twins``, with ``doctor``'s assessments."""
+    blueprint = Blueprint("twin", __name__)
 
+    @blueprint.get("/twin/patients/<patient_id>")
+    def twin(patient_id: str) -> Response:
+        times = _times(("at", "recorded"))
+        document = twins.document(_patient_id(patient_id), times["at"], times["recorded"])
+        out = TwinSchema().dump(document)
+        # The Digital Doctor's part of the twin: each model's newest assessment whose occurrence is
+        # before the earlier of the two times. The Doctor dates an assessment when it makes it, so
+        # before ``recorded`` that is the newest it had made by then.
+        given = [moment for moment in (times["at"], times["recorded"]) if moment is not None]
+        out["assessments"] = [
+            assessment_summary(found) for found in doctor.latest(patient_id, min(given, default=None))
+        ]
+        return jsonify(out)
 
-@blueprint.get("/twin/patients/<patient_id>/series/<field>")
-def series(patient_id: str, field: str) -> Response:
-    times = _times(("from", "to", "at", "recorded"))
-    start, end = times["from"], times["to"]
-    if start is not None and end is not None and start >= end:
-        raise Invalid.at("from", "from must be before to")
-    found = _twins().series(_patient_id(patient_id), field, start, end, times["at"], times["recorded"])
-    return jsonify(SeriesSchema().dump(found))
+    @blueprint.get("/twin/patients/<patient_id>/series/<field>")
+    def series(patient_id: str, field: str) -> Response:
+        times = _times(("from", "to", "at", "recorded"))
+        start, end = times["from"], times["to"]
+        if start is not None and end is not None and start >= end:
+            raise Invalid.at("from", "from must be before to")
+        found = twins.series(_patient_id(patient_id), field, start, end, times["at"], times["recorded"])
+        return jsonify(SeriesSchema().dump(found))
+
+    return blueprint

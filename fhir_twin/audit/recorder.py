@@ -25,14 +25,13 @@ from fhir_twin.audit.throttle import Throttle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Completion
 from fhir_twin.interactions.message import Response
-from fhir_twin.interactions.worker import Worker
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
 from fhir_twin.store.audit_index import audit_rows
-from fhir_twin.store.export import worker_repository
 from fhir_twin.store.repository import Repository, Unit
 from fhir_twin.store.version import Version
+from fhir_twin.store.worker import Worker, worker_repository
 
 log = logging.getLogger("fhir_twin.audit")
 # Half a second of reads makes a batch whose records share index pages and one commit: auditing

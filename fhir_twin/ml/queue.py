@@ -12,11 +12,11 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.signals import twin_changed
 from fhir_twin.store import doctor as store
 from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.worker import Worker, wake
 
 POLL_INTERVAL = 0.2
 

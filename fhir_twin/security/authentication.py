@@ -24,13 +24,13 @@ log = logging.getLogger("fhir_twin.security")
 class Authenticator:
     """Turns an ``Authorization`` header into the principal a request acts for."""
 
-    def __init__(self, config: Config) -> None:
-        """Checks the settings (a ``ValueError`` naming what is wrong) before any database is
-        touched; ``repository``, where API tokens are, is set once the database is open."""
+    def __init__(self, config: Config, repository: Repository) -> None:
+        """Checks the settings (a ``ValueError`` naming what is wrong) before the database is
+        touched; ``repository`` is where API tokens are."""
         if config.auth_mode not in MODES:
             raise ValueError(f"auth_mode must be one of {', '.join(MODES)}, not {config.auth_mode!r}")
         self.mode = config.auth_mode
-        self.repository: Repository | None = None
+        self.repository = repository
         self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience) if self.mode == "jwt" else None
         if self.mode == "none":
             log.warning(
@@ -55,7 +55,6 @@ class Authenticator:
         try:
             if self.verifier is not None:
                 return self.verifier.principal(credential)
-            assert self.repository is not None, "the Authenticator's repository is set by create_app"
             return tokens.principal(self.repository, credential)
         except Unauthorized as error:
             raise Unauthorized(error.diagnostics, headers=_challenge("invalid_token", error.diagnostics)) from None

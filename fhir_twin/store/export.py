@@ -11,10 +11,7 @@ fresh heartbeat, guarded by owner and progress: a worker that lost its job (canc
 re-claimed after it stalled) writes nothing, and a re-claimed job resumes at its cursor, so no
 resource is written twice.
 
-Snapshot: a resource is exported as the version that was current at ``transaction_time`` (the
-kick-off), read from ``resource_version``: resources created after it are skipped, resources
-updated or deleted after it are exported as they were then. Patient compartment membership is
-decided by the current index rows.
+What a job reads of each type, the snapshot at its kick-off, is ``export_snapshot``'s.
 """
 
 from __future__ import annotations
@@ -26,30 +23,16 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Select,
-    Subquery,
-    and_,
-    case,
-    delete,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select
 from sqlalchemy import update as sql_update
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.fhir.model import AUDIT_TYPES
 from fhir_twin.search.parameters import patient_compartment
-from fhir_twin.store import audit_index
-from fhir_twin.store.database import make_engine
+from fhir_twin.store import export_snapshot as snapshot
+from fhir_twin.store.export_snapshot import Snapshot
 from fhir_twin.store.repository import Repository
-from fhir_twin.store.schema import export_file, export_job, idx_reference, resource, resource_version
+from fhir_twin.store.schema import export_file, export_job, resource
 
 log = logging.getLogger("fhir_twin.export")
 
@@ -110,6 +93,10 @@ class _Claimed:
     @property
     def type_list(self) -> list[str]:
         return [name for name in (self.types or "").split(",") if name]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.scope, self.patient_id, self.since, self.transaction_time)
 
 
 _CLAIMED_COLUMNS = [export_job.c[field.name] for field in fields(_Claimed)]
@@ -215,18 +202,6 @@ def purge_expired(repository: Repository, clock: Clock = now) -> int:
     return len(ids)
 
 
-def when_disposed(repository: Repository, callback: Callable[[], None]) -> None:
-    """Call ``callback`` once the repository's engine has been disposed (``Engine.dispose``)."""
-    event.listen(repository.engine, "engine_disposed", lambda _engine: callback())
-
-
-def worker_repository(repository: Repository) -> Repository:
-    """A repository on an engine of its own, for a worker thread: disposed after the thread
-    stops, it closes every connection the thread used, whenever the app's engine is disposed."""
-    url = repository.engine.url.render_as_string(hide_password=False)
-    return Repository(make_engine(url), repository.referential_integrity)
-
-
 def run_pending_exports(
     repository: Repository,
     owner: str,
@@ -314,7 +289,7 @@ def _plan(repository: Repository, job: _Claimed, owner: str, clock: Clock) -> _C
     """Fix the job's types and the total it will export, and put its cursor on the first type."""
     with repository.unit() as unit:
         types = _types(unit.connection, job)
-        total = sum(unit.connection.execute(_count(job, name)).scalar_one() for name in types)
+        total = sum(unit.connection.execute(snapshot.count(job.snapshot, name)).scalar_one() for name in types)
     changes: dict[str, Any] = {
         "types": ",".join(types),
         "total": total,
@@ -342,8 +317,8 @@ def _batch(
     res_type, after = str(job.cursor_type), job.cursor_id or ""
     limit = min(batch_size, file_size - job.file_count)
     with repository.unit() as unit:
-        scanned = unit.connection.execute(_page(job, res_type, after, limit)).all()
-    bodies = [body for _, body, stamp in scanned if _wanted(job, body, stamp)]
+        scanned = unit.connection.execute(snapshot.page(job.snapshot, res_type, after, limit)).all()
+    bodies = [body for _, body, stamp in scanned if snapshot.wanted(job.snapshot, body, stamp)]
     file_count = job.file_count + len(bodies)
     changes: dict[str, Any] = {
         "cursor_id": scanned[-1][0] if scanned else after,
@@ -373,81 +348,6 @@ def _batch(
                 )
             )
     return replace(job, **changes)
-
-
-def _candidates(job: _Claimed, res_type: str, after: str = "") -> Select[Any]:
-    """Keys of the resources of ``res_type`` the job may export, each with its version current at
-    the job's transaction time (None when created later); in the Patient compartment when asked;
-    ids after ``after`` only.
-
-    Filters on the resource row only leave out what the version at that time could not bring
-    back: deleted before it, or last changed before ``_since``.
-    """
-    r = resource.c
-    at = job.transaction_time
-    older = resource_version.alias("older")
-    # Most resources were not touched since the kick-off: their current version is the one.
-    version_at = case(
-        (r.last_updated <= at, r.version),
-        else_=select(func.max(older.c.version))
-        .where(older.c.res_type == r.res_type, older.c.res_id == r.res_id, older.c.last_updated <= at)
-        .scalar_subquery(),
-    )
-    conditions = [r.res_type == res_type, r.res_id > after, or_(r.deleted.is_(False), r.last_updated > at)]
-    if job.since is not None:
-        conditions.append(r.last_updated >= job.since)
-    if job.scope == "patient":
-        conditions.append(_in_compartment(res_type, job.patient_id, after))
-    return select(r.res_type, r.res_id, version_at.label("version")).where(*conditions)
-
-
-def _versions(candidates: Subquery, outer: bool) -> Select[Any]:
-    """Each candidate's id with the body and ``last_updated`` of its version at the transaction time."""
-    v = resource_version.c
-    on = and_(v.res_type == candidates.c.res_type, v.res_id == candidates.c.res_id, v.version == candidates.c.version)
-    joined = candidates.join(resource_version, on, isouter=outer)
-    return select(candidates.c.res_id, v.body, v.last_updated).select_from(joined)
-
-
-def _page(job: _Claimed, res_type: str, after: str, limit: int) -> Select[Any]:
-    """The next ``limit`` candidates after ``after`` by id (keyset paging), each found by index,
-    with versions that ``_wanted`` may still turn down."""
-    page = _candidates(job, res_type, after).order_by(resource.c.res_id).limit(limit)
-    candidates = page.subquery()
-    return _versions(candidates, outer=True).order_by(candidates.c.res_id)
-
-
-def _count(job: _Claimed, res_type: str) -> Select[Any]:
-    """How many resources of ``res_type`` the job exports: the candidates ``_wanted`` keeps."""
-    v = resource_version.c
-    wanted = [v.body.is_not(None)] + ([v.last_updated >= job.since] if job.since is not None else [])
-    return select(func.count()).select_from(
-        _versions(_candidates(job, res_type).subquery(), outer=False).where(*wanted).subquery()
-    )
-
-
-def _wanted(job: _Claimed, body: str | None, last_updated: datetime | None) -> bool:
-    """Alive at the transaction time and, with ``_since``, changed at or after it."""
-    return body is not None and (job.since is None or (last_updated is not None and last_updated >= job.since))
-
-
-def _in_compartment(res_type: str, patient_id: str | None, after: str) -> ColumnElement[bool]:
-    """In the compartment of ``patient_id``, or of any patient when None (R4
-    compartmentdefinition-patient.html), by the reference index of the compartment parameters."""
-    ref = (audit_index.view("reference") if res_type == audit_index.AUDIT_TYPE else idx_reference).c
-    linked: Select[Any] = select(ref.res_id).where(
-        ref.res_type == res_type,
-        ref.param.in_(patient_compartment().get(res_type, ())),
-        ref.target_type == "Patient",
-        ref.res_id > after,
-    )
-    if patient_id is not None:
-        linked = linked.where(ref.target_id == patient_id)
-    if res_type != "Patient":
-        return resource.c.res_id.in_(linked)
-    if patient_id is None:
-        return true()
-    return or_(resource.c.res_id == patient_id, resource.c.res_id.in_(linked))
 
 
 def _guarded(

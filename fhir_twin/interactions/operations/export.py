@@ -32,11 +32,11 @@ from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.fhir.outcome import information
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
-from fhir_twin.interactions.worker import Worker, wake
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
 from fhir_twin.store import export as store
 from fhir_twin.store.repository import Repository
+from fhir_twin.store.worker import Worker, wake, worker_repository
 
 log = logging.getLogger("fhir_twin.export")
 
@@ -208,7 +208,7 @@ class ExportWorker(Worker):
         batch_size: int = store.BATCH_SIZE,
         file_size: int = store.FILE_SIZE,
     ) -> None:
-        self._work = store.worker_repository(repository)
+        self._work = worker_repository(repository)
         super().__init__(repository, poll_interval, own=self._work)
         self.batch_size = batch_size
         self.file_size = file_size

@@ -1,4 +1,5 @@
-"""A background worker thread per server process, for work queued in the database.
+"""A background worker thread per server process, for work queued in the database, and the
+engine of its own that each one works on (``worker_repository``).
 
 ``start`` and ``stop`` run and end it for good. Disposing the app's engine (what tests do when
 done with an app and gunicorn's ``post_fork`` does), a fork and interpreter exit ``pause`` it;
@@ -18,7 +19,9 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from fhir_twin.store.export import when_disposed
+from sqlalchemy import event
+
+from fhir_twin.store.database import make_engine
 from fhir_twin.store.repository import Repository
 
 log = logging.getLogger("fhir_twin.worker")
@@ -107,6 +110,18 @@ class Worker(ABC):
 
 
 _WORKERS: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def when_disposed(repository: Repository, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the repository's engine has been disposed (``Engine.dispose``)."""
+    event.listen(repository.engine, "engine_disposed", lambda _engine: callback())
+
+
+def worker_repository(repository: Repository) -> Repository:
+    """A repository on an engine of its own, for a worker thread: disposed after the thread
+    stops, it closes every connection the thread used, whenever the app's engine is disposed."""
+    url = repository.engine.url.render_as_string(hide_password=False)
+    return Repository(make_engine(url), repository.referential_integrity)
 
 
 def wake(repository: Repository, kind: type[Worker]) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import click
 
+from fhir_twin.cli.database import DATABASE, open_repository
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security.principal import AUDITOR_SCOPES
@@ -23,26 +24,7 @@ if TYPE_CHECKING:
     from fhir_twin.store.repository import Repository
 
 # The store and the audit trail (SQLAlchemy and the FHIR models) are imported by the commands that
-# use them, so `fhir-twin --help` answers at once.
-
-# Every command that opens the database takes it the same way; tokens live in the server's database.
-DATABASE = click.option(
-    "--database",
-    "database_url",
-    default=None,
-    help="Database URL (default: FHIR_TWIN_DATABASE_URL, else SQLite in the data directory).",
-)
-
-
-def _repository(database_url: str | None) -> tuple[Repository, Config]:
-    from fhir_twin.store.database import make_engine
-    from fhir_twin.store.database import migrate as run_migrations
-    from fhir_twin.store.repository import Repository
-
-    config = Config.from_env({"database_url": database_url})
-    engine = make_engine(config.resolved_database_url)
-    run_migrations(engine)
-    return Repository(engine), config
+# use them, so `fhir-twin --help` answers at once. Tokens live in the server's database.
 
 
 def _when(value: str, name: str, ago: bool = False) -> datetime:
@@ -99,7 +81,7 @@ def token_create(
     if not 0 < len(name) <= tokens.NAME_LENGTH:
         raise click.BadParameter(f"give 1 to {tokens.NAME_LENGTH} characters", param_hint="--name")
     until = _when(expires, "--expires") if expires else None
-    repository, _ = _repository(database_url)
+    repository, _ = open_repository(database_url)
     try:
         secret, made = tokens.create(repository, name, " ".join(parts), patient_id, until)
     finally:
@@ -114,7 +96,7 @@ def token_list(database_url: str | None) -> None:
     """The tokens: id, name, scopes, patient, created, expires, state (never the secrets)."""
     from fhir_twin.store import tokens as stored_tokens
 
-    repository, _ = _repository(database_url)
+    repository, _ = open_repository(database_url)
     try:
         found = stored_tokens.listed(repository)
     finally:
@@ -136,7 +118,7 @@ def token_revoke(name_or_id: str, database_url: str | None) -> None:
     """Revoke the tokens with this id or name; a revoked token is refused from its next request."""
     from fhir_twin.store import tokens as stored_tokens
 
-    repository, _ = _repository(database_url)
+    repository, _ = open_repository(database_url)
     try:
         count = stored_tokens.revoke(repository, name_or_id)
     finally:
@@ -167,7 +149,7 @@ def audit_head(database_url: str | None) -> None:
     shipped elsewhere): `audit verify --anchor` then proves no record was removed from the end."""
     from fhir_twin.audit.trail import head
 
-    repository, _ = _repository(database_url)
+    repository, _ = open_repository(database_url)
     try:
         found = head(repository)
     finally:
@@ -184,7 +166,7 @@ def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
     """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
     from fhir_twin.audit.trail import verify_trail
 
-    repository, config = _repository(database_url)
+    repository, config = open_repository(database_url)
     try:
         verdict = verify_trail(repository, config.audit_key, anchor)
     finally:
@@ -210,7 +192,7 @@ def _record_report(repository: Repository, config: Config, patient_id: str, star
         status=200,
         agent="fhir-twin audit report",
         agent_kind="cli",
-        user=_login(),
+        user=login(),
         query=f"AuditEvent?{urlencode(query)}",
         patients={patient_id},
         site=config.base_url,
@@ -219,7 +201,7 @@ def _record_report(repository: Repository, config: Config, patient_id: str, star
         write_records(unit, [occurrence], config.audit_key)
 
 
-def _login() -> str | None:
+def login() -> str | None:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -236,7 +218,7 @@ def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str
     from fhir_twin.audit.trail import accesses
 
     start = _when(since, "--since", ago=True) if since else None
-    repository, config = _repository(database_url)
+    repository, config = open_repository(database_url)
     try:
         rows = [row.as_dict() for row in accesses(repository, patient_id, start)]
         if config.audit:

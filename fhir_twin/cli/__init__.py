@@ -1,0 +1,25 @@
+"""The ``fhir-twin`` command. Each command imports what it uses when it runs, so
+``fhir-twin --help`` answers at once, and builds only what it needs: ``serve`` the app, ``load``,
+``train``, ``evaluate`` and ``assess`` the server's services without their threads, the others a
+repository."""
+
+from __future__ import annotations
+
+import click
+
+from fhir_twin.cli.database import migrate, reindex
+from fhir_twin.cli.doctor import assess, cohort, evaluate, models, train
+from fhir_twin.cli.load import load
+from fhir_twin.cli.security import audit, token
+from fhir_twin.cli.serve import serve
+from fhir_twin.cli.twin import twin
+
+
+@click.group()
+@click.version_option(package_name="fhir-twin")
+def main() -> None:
+    """fhir-twin: an HL7 FHIR R4 server with a digital twin of every patient."""
+
+
+for command in (token, audit, serve, migrate, reindex, load, twin, train, evaluate, assess, models, cohort):
+    main.add_command(command)

@@ -1,0 +1,81 @@
+"""``fhir-twin serve``: the FHIR server under gunicorn, its app built once before forking."""
+
+from __future__ import annotations
+
+import gc
+
+import click
+
+from fhir_twin.cli.database import DATABASE, safe_url
+from fhir_twin.config import Config
+
+
+@click.command()
+@click.option("--host", envvar="FHIR_TWIN_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, envvar="FHIR_TWIN_PORT", default=8080, show_default=True)
+@DATABASE
+@click.option("--data-dir", default=None, help="Folder for the embedded SQLite database.")
+@click.option("--workers", type=int, envvar="FHIR_TWIN_WORKERS", default=2, show_default=True)
+@click.option("--threads", type=int, envvar="FHIR_TWIN_THREADS", default=4, show_default=True)
+@click.option(
+    "--read-timeout",
+    type=click.IntRange(min=1),
+    envvar="FHIR_TWIN_READ_TIMEOUT",
+    default=30,
+    show_default=True,
+    help="Seconds a connection may stay silent, idle or mid-request, before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    envvar="FHIR_TWIN_MAX_CONNECTIONS",
+    default=1000,
+    show_default=True,
+    help="Open connections per worker process; more wait to be accepted.",
+)
+@click.option(
+    "--auth-mode",
+    type=click.Choice(["tokens", "jwt", "none"]),
+    default=None,
+    help="How requests authenticate (default: FHIR_TWIN_AUTH_MODE, else tokens).",
+)
+def serve(
+    host: str,
+    port: int,
+    database_url: str | None,
+    data_dir: str | None,
+    workers: int,
+    threads: int,
+    read_timeout: int,
+    max_connections: int,
+    auth_mode: str | None,
+) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir."""
+    from fhir_twin.app import create_app, services_of
+    from fhir_twin.http_server import Limits, Server, post_fork, worker_class
+    from fhir_twin.twin.mapping_file import MappingError
+
+    config = Config.from_env({"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode})
+    try:
+        app = create_app(config)
+    except MappingError as error:
+        raise click.ClickException(str(error)) from None
+    # What building the app made lives as long as the process: frozen out of the collector, full
+    # collections in the workers scan only what requests made, and the forked pages stay shared.
+    gc.freeze()
+    click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {safe_url(config.resolved_database_url)}")
+    Server(
+        app,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            # Requests are read in full before they take one of the threads; see http_server.
+            "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
+            "post_fork": post_fork(services_of(app)),
+            "accesslog": None,
+            # gunicorn 27's control socket would sit in the user's home, one path for every server
+            # on the machine; nothing here uses it.
+            "control_socket_disable": True,
+        },
+    ).run()

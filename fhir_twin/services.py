@@ -1,0 +1,142 @@
+"""The server's objects, each built once and complete by ``build(config)``: the app serves them
+(``create_app``), the commands that need more than a database use them (``fhir-twin load``,
+``assess``, ``train``, ``evaluate``). No Flask here, so a command that builds them starts no web
+app; with ``workers=False`` it starts no thread either."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir_twin.audit.recorder import AuditRecorder
+from fhir_twin.bundles import Bundles
+from fhir_twin.config import Config
+from fhir_twin.interactions import Interactions
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.operations.export import ExportWorker
+from fhir_twin.ml.catalog import Catalog
+from fhir_twin.ml.doctor import Doctor
+from fhir_twin.ml.operations import predict_operation, whatif_operation
+from fhir_twin.ml.queue import DoctorQueue, DoctorWorker
+from fhir_twin.security.authentication import Authenticator
+from fhir_twin.security.context import acting_as
+from fhir_twin.security.discovery import rest_security
+from fhir_twin.security.principal import Principal
+from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.repository import Repository
+from fhir_twin.store.worker import Worker, worker_repository
+from fhir_twin.twin.mapping import Mapping
+from fhir_twin.twin.mapping_file import duration, load_mappings
+from fhir_twin.twin.operation import twin_operation
+from fhir_twin.twin.sync import TwinSync
+from fhir_twin.twin.twins import Twins
+
+DOCTOR = Principal("fhir-twin doctor", kind="server", trusted=True)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What one process serves with, on one database."""
+
+    config: Config
+    repository: Repository
+    authenticator: Authenticator
+    interactions: Interactions
+    twins: Twins
+    doctor: Doctor
+    # Present with ``audit`` on; it records writes in their transactions whether or not its thread runs.
+    recorder: AuditRecorder | None
+    # Held here with ``twin`` on: the signal keeps only a weak reference to its receiver.
+    twin_sync: TwinSync | None
+    # With ``twin`` and ``doctor`` on: twin changes queue their patients for assessment.
+    doctor_queue: DoctorQueue | None
+    # With ``workers``: Bulk Data exports, and live assessment with ``doctor_queue``.
+    exports: ExportWorker | None
+    doctor_worker: DoctorWorker | None
+    # The background threads this process runs (``workers``): those two and the recorder's.
+    workers: tuple[Worker, ...]
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.doctor.catalog
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def ensure_running(self) -> None:
+        """Resume the worker threads paused by a fork or by disposing the engine."""
+        for worker in self.workers:
+            worker.ensure_running()
+
+    def close(self) -> None:
+        """Close every database connection; the workers pause, and queued audit records are written."""
+        self.repository.engine.dispose()
+
+
+def build(config: Config, *, workers: bool = True) -> Services:
+    """Everything, on ``config``'s database, migrated first. A mapping file that cannot be used
+    stops it (``MappingError``), and bad authentication settings before the database is touched.
+    ``workers``: whether this process runs the background threads (built, started by the caller)."""
+    mapping = load_mappings(config.resolved_mappings_dir)
+    repository = Repository(make_engine(config.resolved_database_url), config.referential_integrity)
+    authenticator = Authenticator(config, repository)
+    migrate(repository.engine)
+    recorder = AuditRecorder(repository, config.audit_key, config.base_url) if config.audit else None
+    interactions, doctor = _router_and_doctor(repository, mapping, config, recorder)
+    live = config.twin and config.doctor
+    exports = ExportWorker(repository) if workers else None
+    doctor_worker = _doctor_worker(repository, mapping, config, recorder) if workers and live else None
+    return Services(
+        config=config,
+        repository=repository,
+        authenticator=authenticator,
+        interactions=interactions,
+        twins=doctor.twins,
+        doctor=doctor,
+        recorder=recorder,
+        twin_sync=TwinSync(repository, mapping, config.base_url) if config.twin else None,
+        doctor_queue=DoctorQueue(repository) if live else None,
+        exports=exports,
+        doctor_worker=doctor_worker,
+        workers=tuple(worker for worker in (exports, doctor_worker, recorder) if workers and worker is not None),
+    )
+
+
+def _doctor_worker(
+    repository: Repository, mapping: Mapping, config: Config, recorder: AuditRecorder | None
+) -> DoctorWorker:
+    """The live assessment thread, whose Doctor writes through a router of its own on an engine
+    of the thread's own (``worker_repository``)."""
+    _, doctor = _router_and_doctor(worker_repository(repository), mapping, config, recorder)
+    return DoctorWorker(repository, doctor)
+
+
+def _router_and_doctor(
+    repository: Repository, mapping: Mapping, config: Config, recorder: AuditRecorder | None
+) -> tuple[Interactions, Doctor]:
+    """The FHIR router on ``repository`` with every operation, and the Digital Doctor writing
+    through it as the server itself (its writes are validated, indexed and audited under its name,
+    and no client's scopes limit them).
+
+    The two need each other: ``$predict`` and ``$whatif`` are built from the Doctor, and the Doctor
+    writes through the router. The Doctor is built first, with a route that looks up ``router``
+    when called: the name is bound below, before anything can route a request.
+    """
+
+    def as_doctor(request: Request) -> Response:
+        with acting_as(DOCTOR):
+            return router.route(request)
+
+    twins = Twins(repository, mapping, config.base_url)
+    catalog = Catalog(repository, duration(config.observation_window))
+    doctor = Doctor(repository, twins, as_doctor, catalog, config.base_url)
+    router = Interactions(
+        repository,
+        config,
+        operations=[twin_operation(twins), predict_operation(doctor), whatif_operation(doctor)],
+        bundles=lambda route: Bundles(route, repository, config).process,
+        security=rest_security(config),
+    )
+    if recorder is not None:
+        recorder.listen(router)
+    return router, doctor
