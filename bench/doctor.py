@@ -31,7 +31,7 @@ from typing import Any
 
 from ingest import fresh_database
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from fhir_twin.interactions.message import Request
 from fhir_twin.ml.doctor import Doctor
 
@@ -166,8 +166,8 @@ def main() -> int:
         # Live assessment off: the benchmark assesses explicitly, so every figure is its own.
         app = create_app({"database_url": database, "doctor": False, "log_level": "WARNING", "auth_mode": "none"})
         try:
-            route = app.extensions["fhir_twin.interactions"].route
-            doctor: Doctor = app.extensions["fhir_twin.doctor"]
+            route = services_of(app).interactions.route
+            doctor: Doctor = services_of(app).doctor
             count, seconds = _load(route, args.patients, args.seed)
             print(f"  loaded    {args.patients} twins, {count} resources in {seconds:.1f} s ({count / seconds:.0f}/s)")
             ids = [f"bench-{n}" for n in range(args.patients)]
@@ -203,7 +203,7 @@ def main() -> int:
             )
             print(f"live: {_live(database, args.live, args.seed)}")
         finally:
-            app.extensions["fhir_twin.engine"].dispose()
+            services_of(app).repository.engine.dispose()
     return 0
 
 
@@ -212,7 +212,7 @@ def _live(database: str, patients: int, seed: int) -> str:
     live queue on (one app process: its worker thread polls every 0.2 s)."""
     app = create_app({"database_url": database, "log_level": "WARNING", "auth_mode": "none"})
     try:
-        route = app.extensions["fhir_twin.interactions"].route
+        route = services_of(app).interactions.route
         rng = random.Random(seed + 1)
         now = datetime.now(UTC).replace(microsecond=0)
         delays = []
@@ -236,7 +236,7 @@ def _live(database: str, patients: int, seed: int) -> str:
             delays.append(time.perf_counter() - written)
         return _percentiles(delays) + ", from the 2xx to the search that finds the RiskAssessments"
     finally:
-        app.extensions["fhir_twin.engine"].dispose()
+        services_of(app).repository.engine.dispose()
 
 
 if __name__ == "__main__":

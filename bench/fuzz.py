@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 import sqlalchemy
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
+from fhir_twin.app import services_of
+
 
 def _cases_module() -> Any:
     """tests/robustness/cases.py, loaded by path: ``tests`` is no package (and a dependency
@@ -62,7 +64,7 @@ class InProcess:
         common: dict[str, Any] = {"database_url": database_url, "auth_mode": "none", "audit": False, "doctor": False}
         loader = create_app({**common, "referential_integrity": False})
         _load(lambda case: send(loader.test_client(), case))
-        loader.extensions["fhir_twin.engine"].dispose()
+        services_of(loader).repository.engine.dispose()
         self.app = create_app(common)
         self.client = self.app.test_client()
 
@@ -70,7 +72,7 @@ class InProcess:
         return send(self.client, case)
 
     def stored(self) -> int:
-        with self.app.extensions["fhir_twin.engine"].connect() as connection:
+        with services_of(self.app).repository.engine.connect() as connection:
             return connection.execute(sqlalchemy.text("SELECT count(*) FROM resource_version")).scalar_one()
 
 

@@ -80,7 +80,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from fhir_twin.fhir.validation import validate_resource
 from fhir_twin.interactions.writes import store_version
 from fhir_twin.store.database import make_engine, migrate
@@ -581,7 +581,7 @@ def measure(
 ) -> tuple[dict[str, Timing], dict[str, list[Statement]]]:
     """Time every query of the mix on a fresh app; the plans of slow ones (or all with ``explain_all``)."""
     app = create_app({"database_url": url, "log_level": "WARNING", "auth_mode": "none"})
-    engine: Engine = app.extensions["fhir_twin.engine"]
+    engine: Engine = services_of(app).repository.engine
     client = app.test_client()
     results: dict[str, Timing] = {}
     plans: dict[str, list[Statement]] = {}

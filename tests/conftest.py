@@ -19,7 +19,7 @@ import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from fhir_twin.store.database import make_engine, migrate
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -137,10 +137,10 @@ def make_app(database_url: str, request: pytest.FixtureRequest) -> Iterator[Any]
     for app in apps:
         # Queued audit records are written and the recorder's engine closed first: a flush set
         # off by disposing the app's engine would leave a connection open behind it.
-        recorder = app.extensions.get("fhir_twin.audit")
+        recorder = services_of(app).recorder
         if recorder is not None:
             recorder.stop()
-        app.extensions["fhir_twin.engine"].dispose()
+        services_of(app).repository.engine.dispose()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from flask.testing import FlaskClient
 from lxml import etree
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
+
 FHIR_NS = "http://hl7.org/fhir"
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 FHIR_XML = "application/fhir+xml; charset=utf-8"
@@ -280,7 +282,7 @@ def test_unexpected_exception_is_a_500_outcome_and_logged(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(app.extensions["fhir_twin.interactions"], "route", explode)
+    monkeypatch.setattr(services_of(app).interactions, "route", explode)
     caplog.set_level(logging.ERROR)
     body = json.dumps(PATIENT).encode() if method == "POST" else None
     response = app.test_client().open("/fhir/Patient", method=method, headers=headers, data=body)
@@ -350,7 +352,7 @@ def test_every_answer_carries_a_request_id(
     assert created.status_code == 201
     patient_id = created.get_json()["id"]
     if status == 500:
-        monkeypatch.setattr(app.extensions["fhir_twin.interactions"], "route", _raise)
+        monkeypatch.setattr(services_of(app).interactions, "route", _raise)
     data = json.dumps(body) if isinstance(body, dict) else body
     response = client.open(path.format(id=patient_id), method=method, headers=headers, data=data)
     assert response.status_code == status, response.data

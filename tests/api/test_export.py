@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.operations.export import ExportWorker
 from fhir_twin.security import tokens
@@ -70,7 +71,7 @@ def load(client: FlaskClient) -> None:
 
 
 def repository(app: Flask) -> Repository:
-    return app.extensions["fhir_twin.interactions"].repository
+    return services_of(app).interactions.repository
 
 
 def kick_off(client: FlaskClient, path: str = "$export", **query: str) -> str:
@@ -236,7 +237,7 @@ def test_patient_level_types_outside_the_compartment(client: FlaskClient) -> Non
 
 
 def test_progress_cancel_and_unknown_jobs(app: Flask, client: FlaskClient) -> None:
-    app.extensions["fhir_twin.exports"].stop()
+    services_of(app).exports.stop()
     load(client)
     location = kick_off(client)
     response = client.get(location)
@@ -251,7 +252,7 @@ def test_progress_cancel_and_unknown_jobs(app: Flask, client: FlaskClient) -> No
 
 
 def test_failed_job_answers_500_with_the_error(app: Flask, client: FlaskClient) -> None:
-    app.extensions["fhir_twin.exports"].stop()
+    services_of(app).exports.stop()
     location = kick_off(client)
     set_job(app, job_id(location), status="failed", error="disk on fire", finished=now())
     response = client.get(location)
@@ -263,7 +264,7 @@ def test_failed_job_answers_500_with_the_error(app: Flask, client: FlaskClient) 
 
 
 def test_files_are_split_and_served_only_when_complete(app: Flask, client: FlaskClient) -> None:
-    app.extensions["fhir_twin.exports"].stop()
+    services_of(app).exports.stop()
     for number in range(7):
         put(client, {"resourceType": "Patient", "id": f"p{number}"})
     location = kick_off(client)
@@ -283,7 +284,7 @@ def test_files_are_split_and_served_only_when_complete(app: Flask, client: Flask
 
 
 def test_export_reads_the_versions_current_at_kick_off(app: Flask, client: FlaskClient) -> None:
-    app.extensions["fhir_twin.exports"].stop()
+    services_of(app).exports.stop()
     load(client)
     location = kick_off(client, _type="Patient,Observation")
     time.sleep(0.01)
@@ -297,7 +298,7 @@ def test_export_reads_the_versions_current_at_kick_off(app: Flask, client: Flask
 
 
 def test_a_crashed_workers_job_is_reclaimed_and_resumed(app: Flask, client: FlaskClient) -> None:
-    app.extensions["fhir_twin.exports"].stop()
+    services_of(app).exports.stop()
     for number in range(7):
         put(client, {"resourceType": "Patient", "id": f"p{number}"})
     location = kick_off(client)
@@ -317,7 +318,7 @@ def test_a_crashed_workers_job_is_reclaimed_and_resumed(app: Flask, client: Flas
 def test_two_workers_never_run_one_job_twice(make_app: Any) -> None:
     first, second = make_app(), make_app()
     for app in (first, second):
-        app.extensions["fhir_twin.exports"].stop()
+        services_of(app).exports.stop()
     client = first.test_client()
     for number in range(9):
         put(client, {"resourceType": "Patient", "id": f"p{number}"})
@@ -349,7 +350,7 @@ def test_two_workers_never_run_one_job_twice(make_app: Any) -> None:
 
 
 def test_the_worker_pauses_with_its_engine_and_resumes_on_the_next_request(app: Flask, client: FlaskClient) -> None:
-    worker: ExportWorker = app.extensions["fhir_twin.exports"]
+    worker: ExportWorker = services_of(app).exports
     assert worker.running
     repository(app).engine.dispose()
     assert not worker.running

@@ -19,6 +19,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from fhir_twin.api import hygiene
+from fhir_twin.app import services_of
 from fhir_twin.config import Config
 
 pytestmark = pytest.mark.audited
@@ -46,7 +47,7 @@ def build(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
 
     def build(**settings: Any) -> Flask:
         app = make_app(auth_mode="none", **settings)
-        hygiene.register(app, app.extensions["fhir_twin.config"])
+        hygiene.register(app, services_of(app).config)
         return app
 
     return build
@@ -109,7 +110,7 @@ def test_register_is_idempotent(build: Callable[..., Flask]) -> None:
     """Registering twice installs nothing twice: one header value, one access line per request."""
     app = build()
     hooks = (len(app.before_request_funcs[None]), len(app.after_request_funcs[None]))
-    hygiene.register(app, app.extensions["fhir_twin.config"])
+    hygiene.register(app, services_of(app).config)
     assert (len(app.before_request_funcs[None]), len(app.after_request_funcs[None])) == hooks
     response = app.test_client().get("/fhir/metadata")
     assert response.headers.getlist("X-Request-ID") == [response.headers["X-Request-ID"]]

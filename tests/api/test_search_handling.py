@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from fhir_twin.config import Config
 
 LENIENT = {"Prefer": "handling=lenient"}
@@ -55,7 +55,7 @@ def apps(module_database_url: str) -> Iterator[tuple[Flask, Flask]]:
     populate(built[0].test_client())
     yield built[0], built[1]
     for app in built:
-        app.extensions["fhir_twin.engine"].dispose()
+        services_of(app).repository.engine.dispose()
 
 
 @pytest.fixture

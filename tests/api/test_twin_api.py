@@ -14,6 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
+
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
@@ -106,7 +108,7 @@ def patient(client: FlaskClient, recent: datetime) -> str:
 
 
 def mapped_fields(app: Flask) -> set[str]:
-    return set(app.extensions["fhir_twin.twins"].mapping.fields)
+    return set(services_of(app).twins.mapping.fields)
 
 
 # --- the document ---------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def test_document_body(app: Flask, client: FlaskClient, patient: str, recent: da
 
 def test_document_case_lists(app: Flask, client: FlaskClient, patient: str) -> None:
     case = client.get(f"/twin/patients/{patient}").get_json()["case"]
-    assert set(case) == set(app.extensions["fhir_twin.twins"].mapping.case)
+    assert set(case) == set(services_of(app).twins.mapping.case)
     assert all(case[kind] == [] for kind in case if kind not in ("conditions", "encounters"))
     (condition,) = case["conditions"]
     assert {key: condition[key] for key in ("source", "code", "display", "status", "start", "end")} == {

@@ -17,6 +17,7 @@ import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from fhir_twin.security import tokens
 
 # The address requests come from, so the audit trail's network address is one the test chose.
@@ -36,16 +37,16 @@ class Server:
 
     @property
     def engine(self) -> sqlalchemy.Engine:
-        return self.app.extensions["fhir_twin.engine"]
+        return services_of(self.app).repository.engine
 
     def token(self, name: str, scope: str, patient: str | None = None) -> dict[str, str]:
         """Headers bearing a new token called ``name``."""
-        repository = self.app.extensions["fhir_twin.interactions"].repository
+        repository = services_of(self.app).interactions.repository
         secret, _ = tokens.create(repository, name, scope, patient, None)
         return {"Authorization": f"Bearer {secret}"}
 
     def flush(self) -> None:
-        self.app.extensions["fhir_twin.audit"].flush()
+        services_of(self.app).recorder.flush()
 
     def chain_count(self) -> int:
         self.flush()
@@ -100,7 +101,7 @@ def server(make_app: Callable[..., Flask]) -> Server:
     app = make_app(auth_mode="tokens", doctor=False)
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = CLIENT_ADDRESS
-    repository = app.extensions["fhir_twin.interactions"].repository
+    repository = services_of(app).interactions.repository
     ehr, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
     auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
     return Server(app, client, {"Authorization": f"Bearer {ehr}"}, {"Authorization": f"Bearer {auditor}"})

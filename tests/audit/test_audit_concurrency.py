@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from fhir_twin import cli
+from fhir_twin.app import services_of
 from fhir_twin.security import tokens
 
 pytestmark = pytest.mark.audited
@@ -61,7 +62,7 @@ def hammer(apps: list[Flask], headers: dict[str, str], threads_per_app: int, cre
 
 
 def chain_rows(app: Flask) -> list[tuple[int, str]]:
-    with app.extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(app).repository.engine.connect() as connection:
         return [
             (row[0], row[1]) for row in connection.exec_driver_sql("SELECT seq, res_id FROM audit_chain ORDER BY seq")
         ]
@@ -69,11 +70,11 @@ def chain_rows(app: Flask) -> list[tuple[int, str]]:
 
 def check_trail(apps: list[Flask], database_url: str, expected: int) -> None:
     for app in apps:
-        app.extensions["fhir_twin.audit"].flush()
+        services_of(app).recorder.flush()
     rows = chain_rows(apps[0])
     assert [seq for seq, _ in rows] == list(range(1, expected + 1))
     assert len({res_id for _, res_id in rows}) == expected
-    with apps[0].extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(apps[0]).repository.engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT COUNT(*) FROM resource WHERE res_type = 'AuditEvent'").scalar_one()
     assert stored == expected
     result = CliRunner().invoke(cli.main, ["audit", "verify", "--database", database_url])
@@ -88,9 +89,7 @@ def test_two_servers_writing_at_once_keep_one_intact_chain(
 ) -> None:
     monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY", raising=False)
     apps = [make_app(auth_mode="tokens", doctor=False) for _ in range(2)]
-    secret, _ = tokens.create(
-        apps[0].extensions["fhir_twin.interactions"].repository, "ehr", "system/*.cruds", None, None
-    )
+    secret, _ = tokens.create(services_of(apps[0]).interactions.repository, "ehr", "system/*.cruds", None, None)
     # 2 servers x 2 threads x 10 creates, each read back: 40 creates and 40 reads.
     statuses = hammer(apps, {"Authorization": f"Bearer {secret}"}, threads_per_app=2, creates=10)
     assert statuses == {201: 40, 200: 40}
@@ -104,9 +103,7 @@ def test_two_keyed_servers_writing_at_once_keep_one_intact_chain(
 ) -> None:
     monkeypatch.setenv("FHIR_TWIN_AUDIT_KEY", "shared-key")
     apps = [make_app(auth_mode="tokens", doctor=False, audit_key="shared-key") for _ in range(2)]
-    secret, _ = tokens.create(
-        apps[0].extensions["fhir_twin.interactions"].repository, "ehr", "system/*.cruds", None, None
-    )
+    secret, _ = tokens.create(services_of(apps[0]).interactions.repository, "ehr", "system/*.cruds", None, None)
     statuses = hammer(apps, {"Authorization": f"Bearer {secret}"}, threads_per_app=2, creates=10)
     assert statuses == {201: 40, 200: 40}
     check_trail(apps, database_url, 80)
@@ -117,7 +114,7 @@ def test_one_server_with_concurrent_threads_keeps_one_intact_chain(
 ) -> None:
     monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY", raising=False)
     app = make_app(auth_mode="tokens", doctor=False)
-    secret, _ = tokens.create(app.extensions["fhir_twin.interactions"].repository, "ehr", "system/*.cruds", None, None)
+    secret, _ = tokens.create(services_of(app).interactions.repository, "ehr", "system/*.cruds", None, None)
     statuses = hammer([app], {"Authorization": f"Bearer {secret}"}, threads_per_app=4, creates=5)
     assert statuses == {201: 20, 200: 20}
     check_trail([app], database_url, 40)

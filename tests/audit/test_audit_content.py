@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from fhir_twin.app import services_of
 from fhir_twin.audit.trail import verify_trail
 
 pytestmark = pytest.mark.audited
@@ -176,7 +177,7 @@ def test_reads_of_what_does_not_exist_are_recorded_and_change_nothing(server: An
     assert server.client.get("/fhir/Patient/x", headers=server.ehr).status_code == 200
     assert server.client.get("/fhir/Patient/nobody", headers=server.ehr).status_code == 404
     server.flush()
-    verdict = verify_trail(server.app.extensions["fhir_twin.interactions"].repository)
+    verdict = verify_trail(services_of(server.app).interactions.repository)
     assert verdict.finding is None and verdict.checked == server.chain_count() == 1 + 3 + 2
 
 
@@ -196,7 +197,7 @@ def test_a_patient_the_trail_refers_to_can_still_be_deleted(server: Any, patient
     deletion = [event for event in server.events() if server.subtype(event) == "delete"]
     assert len(deletion) == 1 and deletion[0]["id"] in about_x
     assert server.whats(deletion[0])[0] == "Patient/x/_history/2"
-    repository = server.app.extensions["fhir_twin.interactions"].repository
+    repository = services_of(server.app).interactions.repository
     assert verify_trail(repository).finding is None
 
 
@@ -205,7 +206,7 @@ def test_with_auditing_off_nothing_is_recorded(make_app: Any) -> None:
     client = app.test_client()
     assert client.put("/fhir/Patient/x", json={"resourceType": "Patient", "id": "x"}).status_code == 201
     assert client.get("/fhir/Patient/x").status_code == 200
-    assert "fhir_twin.audit" not in app.extensions
+    assert services_of(app).recorder is None
     assert client.get("/fhir/AuditEvent?_summary=count").get_json()["total"] == 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fhir_twin.app import services_of
 from fhir_twin.interactions import routes
 from fhir_twin.security import tokens
 from tests.audit.conftest import Server
@@ -254,7 +255,7 @@ def test_lookups_inside_an_interaction_leave_no_records_of_their_own(server: Ser
 
 def test_the_twin_api_leaves_one_record_and_keeps_a_failures_reason(make_app: Any) -> None:
     app = make_app(auth_mode="tokens", doctor=True)
-    repository = app.extensions["fhir_twin.interactions"].repository
+    repository = services_of(app).interactions.repository
     secret, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
     auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
     server = Server(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fhir_twin.app import services_of
 from fhir_twin.audit.trail import verify_trail
 
 pytestmark = pytest.mark.audited
@@ -30,7 +31,7 @@ def unchanged(server: Any, event: dict[str, Any]) -> None:
     history = server.client.get(f"/fhir/AuditEvent/{event['id']}/_history", headers=server.auditor).get_json()
     assert history["total"] == 1
     server.flush()
-    assert verify_trail(server.app.extensions["fhir_twin.interactions"].repository).finding is None
+    assert verify_trail(services_of(server.app).interactions.repository).finding is None
 
 
 def allowed(answer: Any) -> set[str]:
@@ -117,7 +118,7 @@ def test_without_authentication_the_trail_is_still_read_only(make_app: Any) -> N
     app = make_app(auth_mode="none", doctor=False)
     client = app.test_client()
     client.put("/fhir/Patient/x", json={"resourceType": "Patient", "id": "x"})
-    app.extensions["fhir_twin.audit"].flush()
+    services_of(app).recorder.flush()
     (entry,) = client.get("/fhir/AuditEvent").get_json()["entry"]
     event = entry["resource"]
     assert client.put(f"/fhir/AuditEvent/{event['id']}", json={**event, "outcome": "8"}).status_code == 405

@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+from fhir_twin.app import services_of
+
 pytestmark = pytest.mark.audited
 
 
 def queued_read(make_app: Any) -> tuple[Any, sqlalchemy.Engine]:
     app = make_app(auth_mode="none", doctor=False)
-    recorder = app.extensions["fhir_twin.audit"]
+    recorder = services_of(app).recorder
     # Only the dispose may write the record: no thread flushing it in between.
     recorder.stop()
     assert app.test_client().get("/fhir/Patient/nobody").status_code == 404
-    return app, app.extensions["fhir_twin.engine"]
+    return app, services_of(app).repository.engine
 
 
 def test_disposing_the_engine_writes_the_queued_records(make_app: Any, database_url: str) -> None:

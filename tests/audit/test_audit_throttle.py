@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fhir_twin.app import services_of
 from fhir_twin.audit.event import Occurrence
 from fhir_twin.audit.throttle import Throttle
 from fhir_twin.audit.trail import verify_trail
@@ -70,7 +71,7 @@ def test_a_window_still_open_is_summarised_when_the_process_stops() -> None:
 
 
 def test_a_flood_without_credentials_leaves_a_bounded_trail(server: Any) -> None:
-    recorder = server.app.extensions["fhir_twin.audit"]
+    recorder = services_of(server.app).recorder
     recorder.throttle = Throttle(limit=3, window=60)
     mark = server.chain_count()
 
@@ -85,4 +86,4 @@ def test_a_flood_without_credentials_leaves_a_bounded_trail(server: Any) -> None
     (summary,) = server.events_since(mark + 4)
     assert summary["outcome"] == "4"
     assert summary["outcomeDesc"].startswith(f"401: 7 more requests without a valid credential from {server.address}")
-    assert verify_trail(server.app.extensions["fhir_twin.interactions"].repository).finding is None
+    assert verify_trail(services_of(server.app).interactions.repository).finding is None

@@ -25,6 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin import cli
+from fhir_twin.app import services_of
 from fhir_twin.audit import chain, trail
 from fhir_twin.security import tokens
 
@@ -43,14 +44,14 @@ class Trail:
 
     @property
     def engine(self) -> sqlalchemy.Engine:
-        return self.app.extensions["fhir_twin.engine"]
+        return services_of(self.app).repository.engine
 
     def token(self, name: str, scope: str) -> dict[str, str]:
-        secret, _ = tokens.create(self.app.extensions["fhir_twin.interactions"].repository, name, scope, None, None)
+        secret, _ = tokens.create(services_of(self.app).interactions.repository, name, scope, None, None)
         return {"Authorization": f"Bearer {secret}"}
 
     def flush(self) -> None:
-        self.app.extensions["fhir_twin.audit"].flush()
+        services_of(self.app).recorder.flush()
 
     def links(self) -> list[tuple[int, str, str, str]]:
         """The chain: (seq, AuditEvent id, digest, link), in order."""
@@ -134,7 +135,7 @@ def activity(app: Flask, database_url: str) -> Trail:
     auditor; Patient/y written and read by ``ehr``: 7 records, 5 of them about Patient/x."""
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = ADDRESS
-    repository = app.extensions["fhir_twin.interactions"].repository
+    repository = services_of(app).interactions.repository
     secret, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
     made = Trail(app, client, database_url, {"Authorization": f"Bearer {secret}"})
     nurse = made.token("nurse", "system/Patient.rs")

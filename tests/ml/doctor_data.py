@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
 from fhir_twin.store import doctor as queue
 
 LOINC = "http://loinc.org"
@@ -356,7 +357,7 @@ def wait_for(
 def settle(app: Flask, deadline: float = 5.0) -> float:
     """Wait until the live worker has assessed every queued patient (a row leaves the queue only
     once its patient's assessments are committed); the seconds it took."""
-    repository = app.extensions["fhir_twin.doctor"].repository
+    repository = services_of(app).doctor.repository
     started = time.monotonic()
     while queue.pending(repository):
         assert time.monotonic() - started < deadline, "the Digital Doctor's queue did not drain"

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from fhir_twin.ml.catalog import LEARNED
 from fhir_twin.ml.cohort import cohort_bundles, cohort_dataset
 from fhir_twin.ml.learned import forecast, incidence
@@ -69,7 +70,7 @@ def forecast_result() -> TrainResult:
 
 def registry(app: Flask) -> Registry:
     """A registry of its own on the app's database, as another server process would have."""
-    return Registry(app.extensions["fhir_twin.catalog"].registry.repository)
+    return Registry(services_of(app).catalog.registry.repository)
 
 
 def serve(app: Flask, result: TrainResult) -> TrainResult:

@@ -7,6 +7,7 @@ from collections import Counter
 
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from fhir_twin.ml.cohort import cohort_bundles, cohort_dataset, cohort_resources
 from fhir_twin.ml.dataset import from_repository
 
@@ -62,7 +63,7 @@ def test_the_server_accepts_the_bundles_and_reads_back_the_same_dataset(client: 
         assert response.status_code == 200, response.get_json()
         assert all(entry["response"]["status"].startswith("201") for entry in response.get_json()["entry"])
     expected = cohort_dataset(7, 5, stream_patients=1)
-    twins = client.application.extensions["fhir_twin.twins"]
+    twins = services_of(client.application).twins
     for field in ("hba1c", "systolic_bp", "bmi", "heart_rate", "smoking_status"):
         series = twins.series("cohort-s7-0", field, None, None, None)
         rows = expected.measurements[
@@ -73,5 +74,5 @@ def test_the_server_accepts_the_bundles_and_reads_back_the_same_dataset(client: 
             for value, category, source in zip(rows["value"], rows["category"], rows["source"], strict=True)
         ], field
     assert len(twins.series("cohort-s7-0", "heart_rate", None, None, None).points) == 48
-    repository = client.application.extensions["fhir_twin.interactions"].repository
+    repository = services_of(client.application).interactions.repository
     assert from_repository(repository, expected.name, True).digest() == expected.digest()

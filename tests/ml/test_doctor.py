@@ -19,6 +19,7 @@ import sqlalchemy
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from fhir_twin.ml.card import score_card
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort
 from fhir_twin.store import doctor as queue
@@ -311,7 +312,7 @@ def test_assessing_many_patients_records_them_in_one_go(app: Flask, client: Flas
         put(client, patient(patient_id))
         transaction(client, news2_set(patient_id, MEDIUM, ago(minutes=10)))
     settle(app)
-    doctor = app.extensions["fhir_twin.doctor"]
+    doctor = services_of(app).doctor
     before = {patient_id: by_model(client, patient_id) for patient_id in ("p1", "p2")}
 
     outcomes = doctor.assess_many(["p2", "nobody", "p1"], only_changed=False)
@@ -641,18 +642,18 @@ def test_fixture_case(app: Flask, client: FlaskClient, path: Path) -> None:
 def paused(make_app: Callable[..., Flask]) -> Flask:
     """An app that queues patients but does not assess them: its worker is stopped."""
     app = make_app()
-    app.extensions["fhir_twin.doctor_worker"].stop()
+    services_of(app).doctor_worker.stop()
     return app
 
 
 def repository_of(app: Flask) -> Any:
-    return app.extensions["fhir_twin.doctor"].repository
+    return services_of(app).doctor.repository
 
 
 def queued(app: Flask) -> list[tuple[str, str | None]]:
     """The queue's rows as (patient, claimed by), oldest first."""
     q = doctor_queue.c
-    with app.extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(app).repository.engine.connect() as connection:
         rows = connection.execute(sqlalchemy.select(q.patient_id, q.claimed_by).order_by(q.seq)).all()
     return [(patient_id, owner) for patient_id, owner in rows]
 
@@ -665,8 +666,8 @@ def enqueue(app: Flask, *patients: str) -> None:
 def test_doctor_off_queues_nothing_and_runs_no_worker(make_app: Callable[..., Flask]) -> None:
     app = make_app(doctor=False)
     client = app.test_client()
-    assert "fhir_twin.doctor_worker" not in app.extensions
-    assert "fhir_twin.doctor_queue" not in app.extensions
+    assert services_of(app).doctor_worker is None
+    assert services_of(app).doctor_queue is None
     put(client, patient("p1"))
     transaction(client, news2_set("p1", MEDIUM, ago(minutes=5)))
     assert queued(app) == []
@@ -867,14 +868,14 @@ def test_disposing_the_engine_closes_what_the_worker_used(
     monkeypatch.setattr(queue, "last_fingerprints", held)
     put(client, patient("p1"))
     assert inside.wait(5), "the worker did not start assessing p1"
-    engine = app.extensions["fhir_twin.engine"]
+    engine = services_of(app).repository.engine
     pool = engine.pool
     timer = threading.Timer(0.3, release.set)
     timer.start()
     try:
         engine.dispose()
         timer.join()
-        assert not app.extensions["fhir_twin.doctor_worker"].running
+        assert not services_of(app).doctor_worker.running
         assert open_connections(database_url) == 0
     finally:
         # Close what a failure leaves open now, not in a later test's garbage collection.
@@ -886,8 +887,8 @@ def test_two_processes_assess_a_write_exactly_once(make_app: Callable[..., Flask
     first, second = make_app(), make_app()
     client = first.test_client()
     second.test_client().get("/fhir/metadata")  # both workers are running
-    assert first.extensions["fhir_twin.doctor_worker"].running
-    assert second.extensions["fhir_twin.doctor_worker"].running
+    assert services_of(first).doctor_worker.running
+    assert services_of(second).doctor_worker.running
     patients = [f"p{n}" for n in range(8)]
     for pid in patients:
         put(client, patient(pid))

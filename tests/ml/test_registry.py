@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 
+from fhir_twin.app import services_of
 from fhir_twin.errors import Invalid, NotFound
 from fhir_twin.ml import catalog as catalog_module
 from fhir_twin.ml.catalog import LEARNED, Catalog
@@ -73,7 +74,7 @@ def test_each_registration_is_a_new_inactive_version(app: Flask) -> None:
         ("1.2.0", False, None),
     ]
     assert models.active_version("incident-diabetes") is None
-    assert served(app.extensions["fhir_twin.catalog"]) is None, "a registered version serves no patient"
+    assert served(services_of(app).catalog) is None, "a registered version serves no patient"
     assert models.versions("hr-forecast") == [] and models.active_version("hr-forecast") is None
     for stored in versions:
         report = json.loads(stored.report)
@@ -85,7 +86,7 @@ def test_each_registration_is_a_new_inactive_version(app: Flask) -> None:
 
 def test_activating_a_version_makes_every_process_serve_it(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(catalog_module, "ACTIVE_TTL", 0.2)
-    server: Catalog = app.extensions["fhir_twin.catalog"]
+    server: Catalog = services_of(app).catalog
     first, second = incidence_result(PASSING), incidence_result(OTHER_PASSING)
     assert probability(first.artifact) != probability(second.artifact)
     elsewhere = registry(app)  # another process training and choosing versions

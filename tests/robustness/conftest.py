@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy
 from flask import Flask
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from tests.robustness.cases import EXAMPLES
 
 
@@ -35,7 +35,7 @@ def empty_database(postgres_database: str | None, directory: Path) -> str:
 
 def stored_versions(app: Flask) -> int:
     """Every version of every resource in the app's database: what a failed write must not change."""
-    with app.extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(app).repository.engine.connect() as connection:
         return connection.execute(sqlalchemy.text("SELECT count(*) FROM resource_version")).scalar_one()
 
 
@@ -52,8 +52,8 @@ def fuzz_app(postgres_database: str | None, tmp_path_factory: pytest.TempPathFac
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     response = loader.test_client().post("/fhir", data=json.dumps(bundle), content_type="application/fhir+json")
     assert response.status_code == 200, response.get_data(as_text=True)
-    loader.extensions["fhir_twin.engine"].dispose()
+    services_of(loader).repository.engine.dispose()
     app = create_app(settings)
     app.testing = True
     yield app
-    app.extensions["fhir_twin.engine"].dispose()
+    services_of(app).repository.engine.dispose()

@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from jwt.algorithms import RSAAlgorithm
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 from fhir_twin.security import tokens
 from fhir_twin.security.discovery import OAUTH_URIS
 from fhir_twin.store import tokens as stored_tokens
@@ -37,7 +37,7 @@ TOKEN_ENDPOINT = "https://as.example/token"
 
 
 def repository(app: Flask) -> Repository:
-    return app.extensions["fhir_twin.interactions"].repository
+    return services_of(app).interactions.repository
 
 
 def bearer(secret: str) -> dict[str, str]:

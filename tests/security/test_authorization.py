@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
 from fhir_twin.security import tokens
 from fhir_twin.store.export import run_pending_exports
 
@@ -35,7 +36,7 @@ class Server:
         self.system = self.token("system/*.cruds")
 
     def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
-        repository = self.app.extensions["fhir_twin.interactions"].repository
+        repository = services_of(self.app).interactions.repository
         secret, _ = tokens.create(repository, f"test {scope}"[:128], scope, patient, None)
         return {"Authorization": f"Bearer {secret}"}
 
@@ -424,7 +425,7 @@ def test_export_kick_off_with_system_read(server: Server) -> None:
 def test_an_export_job_belongs_to_the_client_that_started_it(server: Server) -> None:
     """Another client allowed to export gets 404 for the job's status, files and cancellation,
     exactly as for a job that never was; the job is left as it was."""
-    repository = server.app.extensions["fhir_twin.interactions"].repository
+    repository = services_of(server.app).interactions.repository
     owner_secret, _ = tokens.create(repository, "exporter a", "system/*.rs", None, None)
     other_secret, _ = tokens.create(repository, "exporter b", "system/*.rs", None, None)
     owner = {"Authorization": f"Bearer {owner_secret}"}
@@ -533,7 +534,7 @@ def _audit_event() -> dict[str, Any]:
 
 
 def test_audit_events_cannot_be_written_through_the_api(server: Server) -> None:
-    server.app.extensions["fhir_twin.audit"].flush()
+    services_of(server.app).recorder.flush()
     stored = server.client.get("/fhir/AuditEvent?_count=1", headers=server.system).get_json()
     some_id = stored["entry"][0]["resource"]["id"]
     before = server.read(f"AuditEvent/{some_id}").get_json()
@@ -572,7 +573,7 @@ def test_audit_events_cannot_be_written_in_a_transaction(server: Server) -> None
 
 
 def test_auditor_searches_the_trail_and_provenance_but_no_clinical_data(server: Server) -> None:
-    server.app.extensions["fhir_twin.audit"].flush()
+    services_of(server.app).recorder.flush()
     auditor = server.token("user/AuditEvent.rs user/Provenance.rs")
     events = server.client.get("/fhir/AuditEvent", headers=auditor)
     assert events.status_code == 200
@@ -732,7 +733,7 @@ def test_a_refusal_for_scope_says_insufficient_scope(server: Server) -> None:
 def test_every_offered_operation_refuses_a_token_with_no_permission_at_any_level(server: Server) -> None:
     """Walks the router's own table: every operation, at every level and method it is offered,
     is refused to a token that may only read Practitioners."""
-    operations = server.app.extensions["fhir_twin.interactions"].operations
+    operations = services_of(server.app).interactions.operations
     assert {"validate", "everything", "lastn", "export", "twin", "predict", "whatif"} <= set(operations)
     narrow = server.token("user/Practitioner.r")
     for operation in operations.values():
@@ -750,7 +751,7 @@ def test_every_offered_operation_refuses_a_token_with_no_permission_at_any_level
 
 
 def test_an_operation_that_declares_no_permission_is_refused_to_all_but_system_star(server: Server) -> None:
-    operations = server.app.extensions["fhir_twin.interactions"].operations
+    operations = services_of(server.app).interactions.operations
     # An operation registered without a declared permission: open to nobody but system/*.
     operations["new-op"] = replace(operations["lastn"], name="new-op", permission=None)
     try:

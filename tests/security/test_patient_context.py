@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.app import services_of
 from fhir_twin.security import tokens
 
 pytestmark = pytest.mark.audited
@@ -39,7 +40,7 @@ class Server:
         self.p1_reader = self.token("patient/*.rs", "p1")
 
     def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
-        repository = self.app.extensions["fhir_twin.interactions"].repository
+        repository = services_of(self.app).interactions.repository
         secret, _ = tokens.create(repository, f"test {scope} {patient}"[:128], scope, patient, None)
         return {"Authorization": f"Bearer {secret}"}
 
@@ -753,8 +754,8 @@ def test_a_request_answers_alike_for_p2s_id_and_an_unused_one(
 
 def audit_records(server: Server) -> list[dict[str, Any]]:
     """The AuditEvents stored so far, read from the database so reading adds none."""
-    server.app.extensions["fhir_twin.audit"].flush()
-    with server.app.extensions["fhir_twin.engine"].connect() as connection:
+    services_of(server.app).recorder.flush()
+    with services_of(server.app).repository.engine.connect() as connection:
         rows = connection.exec_driver_sql(
             "SELECT rv.body FROM audit_chain c JOIN resource_version rv"
             " ON rv.res_type = 'AuditEvent' AND rv.res_id = c.res_id AND rv.version = 1 ORDER BY c.seq"
@@ -878,7 +879,7 @@ def test_audit_trail_does_not_name_p2_to_p1(server: Server, p1_token: dict[str, 
     # A clinician's search names p1 and p2 in one AuditEvent.
     clinician = server.token("user/*.rs")
     assert server.client.get("/fhir/Observation", headers=clinician).status_code == 200
-    server.app.extensions["fhir_twin.audit"].flush()
+    services_of(server.app).recorder.flush()
     assert mentions_p2(server.client.get("/fhir/AuditEvent?_count=100", headers=server.system).get_json()["entry"])
 
     assert_forbidden(server.client.get("/fhir/AuditEvent", headers=p1_token))

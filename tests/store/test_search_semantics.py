@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy
 from flask.testing import FlaskClient
 
-from fhir_twin.app import create_app
+from fhir_twin.app import create_app, services_of
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -307,7 +307,7 @@ def server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFacto
         time.sleep(0.001)
     late = _put(client, LATE)["meta"]["lastUpdated"]
     yield Server(client, {"early": early, "late": late})
-    app.extensions["fhir_twin.engine"].dispose()
+    services_of(app).repository.engine.dispose()
 
 
 # --- Running a case -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 from werkzeug.test import TestResponse
 
 from fhir_twin import cli
+from fhir_twin.app import services_of
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.store.twin import CASE_COLUMNS, MEASUREMENT_COLUMNS, fact_table_rows
 
@@ -48,12 +49,12 @@ def send(
 
 
 def facts(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    with app.extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(app).repository.engine.connect() as connection:
         return fact_table_rows(connection)
 
 
 def execute(app: Flask, statement: str) -> None:
-    with app.extensions["fhir_twin.engine"].begin() as connection:
+    with services_of(app).repository.engine.begin() as connection:
         connection.execute(text(statement))
 
 
@@ -334,7 +335,7 @@ def test_full_rebuild_reproduces_every_row(app: Flask, history: History, databas
 
 def test_rebuild_of_a_consistent_twin_changes_nothing(app: Flask, history: History) -> None:
     before = facts(app)
-    result = app.extensions["fhir_twin.twins"].rebuild()
+    result = services_of(app).twins.rebuild()
     assert result.versions == history.versions()
     assert result.differing is None
     assert facts(app) == before
@@ -505,7 +506,7 @@ def test_recorded_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask)
         assert client.get("/twin/patients/p1", query_string={"recorded": created}).status_code == 200
 
     check()
-    app.extensions["fhir_twin.twins"].rebuild()
+    services_of(app).twins.rebuild()
     check()
 
 
@@ -520,7 +521,7 @@ def test_a_write_during_a_rebuild_is_not_lost_or_doubled(make_app: Any) -> None:
     """A rebuild and a write at the same time (a server keeps serving during ``twin rebuild``):
     afterwards the twin is what a rebuild from the final history gives."""
     app, writer_app = make_app(), make_app()
-    engine = app.extensions["fhir_twin.engine"]
+    engine = services_of(app).repository.engine
     client, writer = app.test_client(), writer_app.test_client()
     send(client, "PUT", "/fhir/Patient/p1", {"resourceType": "Patient", "id": "p1"})
     observation = {
@@ -552,11 +553,11 @@ def test_a_write_during_a_rebuild_is_not_lost_or_doubled(make_app: Any) -> None:
         while time.monotonic() < deadline and not lock_waits(engine):
             time.sleep(0.02)
 
-    app.extensions["fhir_twin.twins"].rebuild(progress=while_rebuilding)
+    services_of(app).twins.rebuild(progress=while_rebuilding)
     update.join(timeout=30)
     assert answers == [200]
     points = client.get("/twin/patients/p1/series/heart_rate").get_json()["points"]
     assert [(point["value"], point["source"]) for point in points] == [(80.0, "Observation/o1/_history/2")]
     live = facts(app)
-    app.extensions["fhir_twin.twins"].rebuild()
+    services_of(app).twins.rebuild()
     assert live == facts(app)

@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin import cli
+from fhir_twin.app import services_of
 from fhir_twin.store.twin import fact_table_rows
 
 LOINC = "http://loinc.org"
@@ -97,7 +98,7 @@ def document(client: FlaskClient, patient_id: str) -> dict[str, Any]:
 
 
 def facts(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    with app.extensions["fhir_twin.engine"].connect() as connection:
+    with services_of(app).repository.engine.connect() as connection:
         return fact_table_rows(connection)
 
 
@@ -188,7 +189,7 @@ def test_an_observation_about_a_patient_of_another_server_is_not_in_the_twin(cli
     write(client, "PUT", "/fhir/Observation/o1", heart_rate("http://other.example.org/fhir/Patient/p1", 72, id="o1"))
     assert client.get("/fhir/Observation?subject=Patient/p1").get_json().get("entry", []) == []
     assert points(client, "p1") == []
-    twins = client.application.extensions["fhir_twin.twins"]
+    twins = services_of(client.application).twins
     twins.rebuild("p1")
     assert points(client, "p1") == []
     twins.rebuild()
@@ -380,7 +381,7 @@ def test_twin_off_writes_no_facts(make_app: Any) -> None:
     assert points(client, "p1") == []
     assert document(client, "p1")["quality"]["used"] == 0
     # A rebuild catches up with what was written meanwhile.
-    app.extensions["fhir_twin.twins"].rebuild()
+    services_of(app).twins.rebuild()
     assert points(client, "p1") == [("2024-03-01T08:00:00.000+00:00", 74.0, "Observation/o1/_history/2")]
     assert len(document(client, "p1")["case"]["conditions"]) == 1
 

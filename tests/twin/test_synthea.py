@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthea"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "fhir-test-data" / "synthea"
 LOINC = "http://loinc.org"
@@ -245,7 +247,7 @@ def test_twin_series_match_the_bundle(client: FlaskClient, path: Path) -> None:
         if entry["resource"]["resourceType"] == "Patient"
     ]
     assert patients
-    fields = sorted(client.application.extensions["fhir_twin.twins"].mapping.fields)
+    fields = sorted(services_of(client.application).twins.mapping.fields)
     for full_url, patient_id in patients:
         expected = expected_series(resources, full_url)
         assert sum(len(points) for points in expected.values()) > 10, "the Bundle feeds the twin"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from fhir_twin.app import services_of
 from fhir_twin.ml import dataset, identity
 from fhir_twin.ml.cohort import cohort_dataset
 from fhir_twin.ml.dataset import NotExternal, require_external
@@ -71,7 +72,7 @@ def test_the_servers_twins_are_synthetic_when_one_loaded_patient_is(make_app: Ca
     bundle = (SHARED / "synthea/sosd-small-Clemente_Kreiger.json").read_bytes()
     assert client.post("/fhir", data=bundle, content_type="application/fhir+json").status_code == 200
     assert client.put("/fhir/Patient/example", json=EXAMPLE).status_code == 201
-    repository = app.extensions["fhir_twin.catalog"].registry.repository
+    repository = services_of(app).catalog.registry.repository
     found = dataset.from_repository(repository, "this server")
     assert found.synthetic and found.origin.summary() == (
         "1 of 2 patients carry a mark of generated data (Synthea identifier on 1, Synthea extension on 1)"
