@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.api.security import TWIN_ROUTES
+from fhir_twin.app import services_of
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation
 from fhir_twin.interactions.routes import ANY_CREDENTIAL, LETTERS, OPEN, PER_ENTRY, PER_OPERATION, ROUTES, Route
@@ -39,12 +40,12 @@ class Server:
         self.system = self.token("system/*.cruds")
 
     def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
-        repository = self.app.extensions["fhir_twin.interactions"].repository
+        repository = services_of(self.app).interactions.repository
         secret, _ = tokens.create(repository, f"test {scope}"[:128], scope, patient, None)
         return {"Authorization": f"Bearer {secret}"}
 
     def operations(self) -> dict[str, Operation]:
-        operations: dict[str, Operation] = self.app.extensions["fhir_twin.interactions"].operations
+        operations: dict[str, Operation] = services_of(self.app).interactions.operations
         return operations
 
 
