@@ -37,18 +37,19 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
+from fhir_twin.ml import codes
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, metrics, risk_band
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
 from fhir_twin.ml.learned.validation import inference_latency
-from fhir_twin.ml.scores.model import LOINC, Contribution, Forecast, Input, ModelInfo, Score
+from fhir_twin.ml.scores.model import Contribution, Forecast, Input, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="hr-forecast",
     version="1.0.0",
     kind="learned",
-    inputs=(Input("heart_rate", f"{LOINC}|8867-4"),),
+    inputs=(Input("heart_rate", codes.HEART_RATE.token),),
     outcome="Heart rate above 100/min at the next reading",
     horizon="the next reading: one median interval between the patient's readings, at most 24 hours",
     intended_use=(
@@ -83,7 +84,10 @@ CANDIDATES = {0: "persistence (last value)", 1: "linear", 2: "polynomial (degree
 BANDS: Bands = ((0.01, "negligible"), (0.1, "low"), (0.5, "moderate"))
 
 FEATURES = (
-    *(Feature(f"heart_rate_lag{k}", f"{LOINC}|8867-4", "/min", f"heart rate {k} reading(s) before") for k in (1, 2, 3)),
+    *(
+        Feature(f"heart_rate_lag{k}", codes.HEART_RATE.token, "/min", f"heart rate {k} reading(s) before")
+        for k in (1, 2, 3)
+    ),
     Feature("hour_sin", None, "1", "sin(2π·h/24), h = hour (UTC) of the forecast reading; with ≥ 12 h of readings"),
     Feature("hour_cos", None, "1", "cos(2π·h/24), h = hour (UTC) of the forecast reading; with ≥ 12 h of readings"),
     Feature("hours_since_previous", None, "h", "hours between the previous and the forecast reading"),

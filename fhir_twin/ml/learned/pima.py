@@ -30,6 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fhir_twin.errors import Unprocessable
+from fhir_twin.ml import codes
 from fhir_twin.ml.learned import metrics
 from fhir_twin.ml.learned.gates import classifier_gates
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, model_card
@@ -38,14 +39,14 @@ from fhir_twin.ml.learned.validation import (
     inference_latency,
     predefined_holdout_classifier,
 )
-from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo
+from fhir_twin.ml.scores.model import Input, ModelInfo
 
 FEATURES = (
     Feature("npreg", None, "1", "number of pregnancies"),
     Feature("glu", None, "mg/dL", "plasma glucose two hours into an oral glucose tolerance test"),
-    Feature("bp", f"{LOINC}|8462-4", "mm[Hg]", "diastolic blood pressure"),
+    Feature("bp", codes.DIASTOLIC_BP.token, "mm[Hg]", "diastolic blood pressure"),
     Feature("skin", None, "mm", "triceps skinfold thickness"),
-    Feature("bmi", f"{LOINC}|39156-5", "kg/m2", "body mass index"),
+    Feature("bmi", codes.BMI.token, "kg/m2", "body mass index"),
     Feature("ped", None, "1", "diabetes pedigree function, a score of the family history computed by the study"),
     Feature("age", None, "a", "age in years"),
 )

@@ -22,6 +22,7 @@ import pandas as pd
 import sklearn
 
 from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import gates as gating
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.scores.model import ModelInfo
@@ -42,6 +43,11 @@ class Feature:
     loinc: str | None
     unit: str | None
     description: str
+
+    @classmethod
+    def of(cls, read: BodyField, description: str) -> Feature:
+        """A Body field's value as a feature: its name, code and canonical unit."""
+        return cls(read.name, read.code.token, read.unit, description)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
-from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores.model import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 
@@ -34,14 +34,7 @@ MODEL = ModelInfo(
     inputs=(
         Input("age"),
         Input("sex"),
-        Input("total_cholesterol", f"{LOINC}|2093-3"),
-        Input("hdl", f"{LOINC}|2085-9"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("bp_treated"),
-        Input("smoker", f"{LOINC}|72166-2"),
-        Input("diabetes"),
-        Input("ldl", f"{LOINC}|18262-6"),
-        Input("clinical_ascvd"),
+        *risk_factors.INPUTS,
     ),
     outcome="Hard coronary heart disease: myocardial infarction or coronary death",
     horizon="10 years",
@@ -258,8 +251,8 @@ def _band(probability: float) -> str:
 def _check(inputs: Atp3Inputs) -> None:
     """Reject values of the wrong kind: the logarithms need positive, finite numbers."""
     if inputs.sex not in get_args(Sex):
-        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+        raise InputError("sex", f"must be one of {get_args(Sex)}, not {inputs.sex!r}")
     for name in ("age", "total_cholesterol", "hdl", "systolic_bp"):
         value = getattr(inputs, name)
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive, finite number, not {value!r}")
+            raise InputError(name, f"must be a positive, finite number, not {value!r}")

@@ -11,10 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-LOINC = "http://loinc.org"
-
 # ACVPU level of responsiveness (LOINC 67775-7); "confusion" means new confusion (RCP NEWS2 2017)
 Consciousness = Literal["alert", "confusion", "voice", "pain", "unresponsive"]
+
+
+class InputError(ValueError):
+    """An input value a score cannot take (a type check, not plausibility): the input's name and the
+    reason as data, so a caller can name the parameter that gave it."""
+
+    def __init__(self, input: str, reason: str) -> None:
+        super().__init__(f"{input} {reason}")
+        self.input = input
+        self.reason = reason
 
 
 class Input(NamedTuple):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
-from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores.model import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 Race = Literal["white", "african_american", "other"]
@@ -34,14 +34,7 @@ MODEL = ModelInfo(
         Input("age"),
         Input("sex"),
         Input("race"),
-        Input("total_cholesterol", f"{LOINC}|2093-3"),
-        Input("hdl", f"{LOINC}|2085-9"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("bp_treated"),
-        Input("smoker", f"{LOINC}|72166-2"),
-        Input("diabetes"),
-        Input("ldl", f"{LOINC}|18262-6"),
-        Input("clinical_ascvd"),
+        *risk_factors.INPUTS,
     ),
     outcome="First hard ASCVD event: nonfatal myocardial infarction, CHD death, or fatal or nonfatal stroke",
     horizon="10 years",
@@ -350,10 +343,10 @@ def _band(probability: float) -> str:
 def _check(inputs: PooledCohortInputs) -> None:
     """Reject values of the wrong kind; out-of-range measurements are handled as not applicable."""
     if inputs.sex not in get_args(Sex):
-        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+        raise InputError("sex", f"must be one of {get_args(Sex)}, not {inputs.sex!r}")
     if inputs.race is not None and inputs.race not in get_args(Race):
-        raise ValueError(f"race must be one of {get_args(Race)}, not {inputs.race!r}")
+        raise InputError("race", f"must be one of {get_args(Race)}, not {inputs.race!r}")
     for name, _, _ in RANGES:
         value = getattr(inputs, name)
         if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, not {value!r}")
+            raise InputError(name, f"must be a finite number, not {value!r}")

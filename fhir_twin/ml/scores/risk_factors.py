@@ -18,9 +18,23 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from fhir_twin.ml.scores.model import Contribution
+from fhir_twin.ml import codes
+from fhir_twin.ml.scores.model import Contribution, Input
 
 T = TypeVar("T")
+
+# What both equations read besides age and sex (and the Pooled Cohort Equations' race), in the order
+# their model cards list it.
+INPUTS = (
+    Input("total_cholesterol", codes.TOTAL_CHOLESTEROL.token),
+    Input("hdl", codes.HDL_CHOLESTEROL.token),
+    Input("systolic_bp", codes.SYSTOLIC_BP.token),
+    Input("bp_treated"),
+    Input("smoker", codes.SMOKING_STATUS.token),
+    Input("diabetes"),
+    Input("ldl", codes.LDL_CHOLESTEROL.token),
+    Input("clinical_ascvd"),
+)
 
 OPTIMAL: dict[str, Any] = {
     "total_cholesterol": 170.0,
