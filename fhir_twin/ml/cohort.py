@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fhir_twin.ml.dataset import CONDITION_COLUMNS, MEASUREMENT_COLUMNS, PATIENT_COLUMNS, Dataset
-from fhir_twin.ml.learned.forecast import simulate_stream
+from fhir_twin.ml.learned.heart_rate_series import simulate_stream
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"

@@ -14,7 +14,6 @@ How examples and features are made, and when diabetes is already present: ``inci
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, risk_band
 from fhir_twin.ml.learned.gates import classifier_gates
 from fhir_twin.ml.learned.incidence_examples import COLUMNS, MEASURED, MEASURED_FIELDS, MIN_AGE, Examples, examples_of
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
+from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import (
     cross_validate_classifier,
     external_classifier,
@@ -197,12 +196,7 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
             "holdout_intercept": holdout["metrics"]["calibration_intercept"],
             "reliability": cv["reliability"],
         },
-        efficiency={
-            "fit_seconds": fit_seconds,
-            "latency_p50_ms": latency["p50_ms"],
-            "latency_p95_ms": latency["p95_ms"],
-            "artifact_bytes": len(pickle.dumps(artifact)),
-        },
+        efficiency=efficiency(fit_seconds, latency, artifact),
         comparison={
             "summary": "cross-validated (mean over folds) against a logistic regression on age and sex only",
             "candidates": {

@@ -15,7 +15,6 @@ patients (the serum variables are the study's own, e.g. s5 is a log-scale trigly
 from __future__ import annotations
 
 import hashlib
-import pickle
 import time
 from functools import partial
 from typing import Any
@@ -29,7 +28,7 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from fhir_twin.ml import codes
 from fhir_twin.ml.learned.gates import Gate
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, model_card
+from fhir_twin.ml.learned.report import Feature, TrainResult, build, efficiency, model_card
 from fhir_twin.ml.learned.validation import cross_validate_regressor, holdout_regressor, inference_latency
 from fhir_twin.ml.scores.model import Input, ModelInfo
 
@@ -157,12 +156,7 @@ def train(seed: int = 0) -> TrainResult:
         cross_validation=cv[chosen],
         holdout=holdout[chosen],
         calibration=None,
-        efficiency={
-            "fit_seconds": fit_seconds,
-            "latency_p50_ms": latency["p50_ms"],
-            "latency_p95_ms": latency["p95_ms"],
-            "artifact_bytes": len(pickle.dumps(fitted)),
-        },
+        efficiency=efficiency(fit_seconds, latency, fitted),
         comparison=comparison,
         limits=[
             "One small study (442 patients); no independent cohort with the same variables is available offline, "

@@ -149,12 +149,7 @@ def atp3(inputs: Atp3Inputs) -> Score:
         assumptions += (f"{unknown}: assumed no diabetes; with diabetes the equation would not apply.",)
     probability = _risk(assumed)
     band = _band(probability)
-    factors = {
-        "smoker": "smoker",
-        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
-        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
-        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
-    }
+    factors = risk_factors.in_words(assumed)
     contributions = risk_factors.contributions(assumed, _risk, factors)
     women = "women" if inputs.sex == "female" else "men"
     rationale = (
@@ -162,17 +157,12 @@ def atp3(inputs: Atp3Inputs) -> Score:
         f"Framingham equation for {women}. With optimal risk factors (total cholesterol 170 mg/dL, HDL 50 mg/dL, "
         f"untreated systolic BP 110 mmHg, non-smoker) it would be {100 * risk_factors.optimal(assumed, _risk):.1f} %"
     )
-    if contributions:
-        listed = "; ".join(c.explanation for c in contributions[:3])
-        rationale += f"; largest contributors, in percentage points of risk: {listed}"
-    rationale += "."
-    return Score(
-        model=MODEL,
+    rationale += risk_factors.largest(contributions)
+    return Score.complete(
+        MODEL,
         value=100 * probability,
         probability=probability,
         band=band,
-        partial=False,
-        missing=(),
         contributions=contributions,
         rationale=rationale,
         mitigation=None,

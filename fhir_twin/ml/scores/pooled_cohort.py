@@ -214,23 +214,14 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
     probability = _risk(assumed)
     equation = _equation(vars(assumed))
     band = _band(probability)
-    factors = {
-        "smoker": "smoker",
-        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
-        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
-        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
-        "diabetes": "diabetes",
-    }
+    factors = {**risk_factors.in_words(assumed), "diabetes": "diabetes"}
     contributions = risk_factors.contributions(assumed, _risk, factors)
     rationale = (
         f"10-year risk of a first heart attack, coronary death or stroke: {100 * probability:.1f} % ({band}), by "
         f"the Pooled Cohort Equation for {equation.label}. With optimal risk factors it would be "
         f"{100 * risk_factors.optimal(assumed, _risk):.1f} %"
     )
-    if contributions:
-        listed = "; ".join(c.explanation for c in contributions[:3])
-        rationale += f"; largest contributors, in percentage points of risk: {listed}"
-    rationale += "."
+    rationale += risk_factors.largest(contributions)
     if inputs.race == "other":
         rationale += (
             " Race is neither white nor African American, so the white equation is used, as Goff et al. advise; "
@@ -243,13 +234,11 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
             " Black or African American is recorded with other race categories: the African American equation is "
             f"used, the only one derived for a group other than white; the white equation gives {100 * other:.1f} %."
         )
-    return Score(
-        model=MODEL,
+    return Score.complete(
+        MODEL,
         value=100 * probability,
         probability=probability,
         band=band,
-        partial=False,
-        missing=(),
         contributions=contributions,
         rationale=rationale,
         mitigation=MITIGATION[band],

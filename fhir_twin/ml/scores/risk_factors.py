@@ -103,6 +103,25 @@ def contributions(inputs: T, risk: Risk, factors: dict[str, str]) -> tuple[Contr
     return tuple(sorted(found, key=lambda c: -c.points))
 
 
+def in_words(inputs: Any) -> dict[str, str]:
+    """The modifiable factors both equations explain (``contributions``), each as its value in words."""
+    treated = ", treated" if inputs.bp_treated else ""
+    return {
+        "smoker": "smoker",
+        "systolic_bp": f"systolic BP {inputs.systolic_bp:g} mmHg{treated}",
+        "total_cholesterol": f"total cholesterol {inputs.total_cholesterol:g} mg/dL",
+        "hdl": f"HDL cholesterol {inputs.hdl:g} mg/dL",
+    }
+
+
+def largest(contributions: tuple[Contribution, ...]) -> str:
+    """The end of a rationale: the three largest contributions, if any, and the full stop."""
+    if not contributions:
+        return "."
+    listed = "; ".join(c.explanation for c in contributions[:3])
+    return f"; largest contributors, in percentage points of risk: {listed}."
+
+
 def optimal(inputs: T, risk: Risk) -> float:
     """The risk at the optimal level of every modifiable factor, age, sex and race as they are."""
     return risk(inputs, **OPTIMAL)
