@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures
 
-from fhir_twin.ml import codes
+from fhir_twin.ml import codes, fields
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, metrics, risk_band
 from fhir_twin.ml.learned.gates import Gate
@@ -51,13 +51,13 @@ from fhir_twin.ml.learned.heart_rate_series import (
 )
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import inference_latency
-from fhir_twin.ml.scores.model import Contribution, Forecast, Input, ModelInfo, Score
+from fhir_twin.ml.scores.model import Contribution, Forecast, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="hr-forecast",
     version="1.0.0",
     kind="learned",
-    inputs=(Input("heart_rate", codes.HEART_RATE.token),),
+    inputs=(fields.HEART_RATE.input(),),
     outcome="Heart rate above 100/min at the next reading",
     horizon="the next reading: one median interval between the patient's readings, at most 24 hours",
     intended_use=(
@@ -139,7 +139,8 @@ def _spread(count: int, cap: int) -> np.ndarray:
 def _patients(dataset: Dataset) -> dict[str, Series]:
     """Patients whose heart rate is a regular series long enough to forecast."""
     frame = dataset.measurements
-    rates = frame[(frame["field"] == "heart_rate") & frame["value"].notna()].sort_values(["patient_id", "time"])
+    heart_rates = (frame["field"] == fields.HEART_RATE.name) & frame["value"].notna()
+    rates = frame[heart_rates].sort_values(["patient_id", "time"])
     found = {}
     for patient_id, group in rates.groupby("patient_id", sort=True):
         times, values, _ = clean(list(zip(group["time"].tolist(), group["value"].tolist(), strict=True)))
@@ -298,7 +299,7 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
     usable = [(utc(when), value, source) for when, value, source in points if utc(when) <= now]
     times, values, positions = clean([(t, v) for t, v, _ in usable])
     if len(times) < artifact.min_history:
-        score = Score.insufficient(MODEL, ("heart_rate",))
+        score = Score.insufficient(MODEL, (fields.HEART_RATE.name,))
         return replace(
             score, rationale=f"{score.rationale} ({artifact.min_history} readings needed, {len(times)} available)"
         ), []

@@ -243,7 +243,7 @@ def predict(artifact: IncidenceModel, features: Mapping[str, float | str | None]
     if required:
         return Score.insufficient(MODEL, required)
     if all(name in missing for name in (*MEASURED, "current_smoker")):
-        return Score.insufficient(MODEL, (*MEASURED, "smoking_status"))
+        return Score.insufficient(MODEL, (*MEASURED, fields.SMOKING_STATUS.name))
     age = float(features["age"])  # type: ignore[arg-type]
     if age < MIN_AGE:
         return Score.not_applicable(MODEL, f"age {age:.0f} is under {MIN_AGE:.0f}")
