@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.engine import Engine
 
+from fhir_twin import app as app_module
 from fhir_twin import cli
 from fhir_twin.config import Config
 from fhir_twin.ml import fields
@@ -35,6 +38,23 @@ def _copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
     return folder
 
 
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
+    """The engines ``create_app`` opens: one it stops after opening is left to the caller to dispose,
+    so its pooled connections are closed here rather than at garbage collection."""
+    made: list[Engine] = []
+    real = app_module.make_engine
+
+    def recording(*args: Any, **kwargs: Any) -> Engine:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(app_module, "make_engine", recording)
+    yield made
+    for engine in made:
+        engine.dispose()
+
+
 def _with_field(mapping: Mapping, name: str, **changes: Any) -> Mapping:
     found = dict(mapping.fields)
     found[name] = dataclasses.replace(found[name], **changes)
@@ -55,19 +75,21 @@ def test_the_shipped_mappings_define_every_field_a_model_reads(make_app: Any) ->
     }
 
 
-def test_a_renamed_field_stops_the_server_naming_model_and_field(database_url: str, tmp_path: Path) -> None:
-    from fhir_twin.app import create_app
-
+def test_a_renamed_field_stops_the_server_naming_model_and_field(
+    database_url: str, tmp_path: Path, engines: list[Engine]
+) -> None:
     folder = _copy(tmp_path, "laboratory.yaml", "  hdl_cholesterol:\n", "  hdl:\n")
     with pytest.raises(UnmappedField) as raised:
-        create_app({"database_url": database_url, "mappings_dir": str(folder)})
+        app_module.create_app({"database_url": database_url, "mappings_dir": str(folder)})
     assert str(raised.value).startswith(
         "Model pooled-cohort-ascvd reads the Body field 'hdl_cholesterol', which no mapping file defines"
     )
     assert isinstance(raised.value, MappingError)
 
 
-def test_a_command_reports_a_renamed_field_as_its_error(database_url: str, tmp_path: Path) -> None:
+def test_a_command_reports_a_renamed_field_as_its_error(
+    database_url: str, tmp_path: Path, engines: list[Engine]
+) -> None:
     folder = _copy(tmp_path, "vital-signs.yaml", "  heart_rate:\n", "  pulse_rate:\n")
     result = CliRunner().invoke(
         cli.main, ["assess", "--database", database_url], env={"FHIR_TWIN_MAPPINGS_DIR": str(folder)}
@@ -77,12 +99,10 @@ def test_a_command_reports_a_renamed_field_as_its_error(database_url: str, tmp_p
     assert "Traceback" not in result.output
 
 
-def test_a_field_fed_by_other_codes_stops_the_server(database_url: str, tmp_path: Path) -> None:
-    from fhir_twin.app import create_app
-
+def test_a_field_fed_by_other_codes_stops_the_server(database_url: str, tmp_path: Path, engines: list[Engine]) -> None:
     folder = _copy(tmp_path, "laboratory.yaml", "      - code: http://loinc.org|2085-9\n", "")
     with pytest.raises(UnmappedField, match=r"^Model pooled-cohort-ascvd reads the Body field 'hdl_cholesterol' as "):
-        create_app({"database_url": database_url, "mappings_dir": str(folder)})
+        app_module.create_app({"database_url": database_url, "mappings_dir": str(folder)})
 
 
 def test_a_field_in_another_unit_stops_the_check() -> None:
