@@ -82,7 +82,13 @@ def build(config: Config, *, workers: bool = True) -> Services:
     authenticator = Authenticator(config, repository)
     migrate(repository.engine)
     recorder = AuditRecorder(repository, config.audit_key, config.base_url) if config.audit else None
-    interactions, doctor = _router_and_doctor(repository, mapping, config, recorder)
+    try:
+        interactions, doctor = _router_and_doctor(repository, mapping, config, recorder)
+    except Exception:
+        # A model reads a field the mappings lack (``UnmappedField``): nothing will use the
+        # connections already opened.
+        repository.engine.dispose()
+        raise
     live = config.twin and config.doctor
     exports = ExportWorker(repository) if workers else None
     doctor_worker = _doctor_worker(repository, mapping, config, recorder) if workers and live else None

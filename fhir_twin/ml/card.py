@@ -7,7 +7,8 @@ DocumentReference) still needs its identity, intended use, outcome and exact inp
 
 from __future__ import annotations
 
-from fhir_twin.ml.scores.model import LOINC, ModelInfo
+from fhir_twin.ml.codes import LOINC
+from fhir_twin.ml.scores.model import ModelInfo
 
 
 def score_card(model: ModelInfo) -> str:

@@ -20,10 +20,12 @@ import pandas as pd
 
 from fhir_twin.errors import NotFound
 from fhir_twin.ml import dataset as datasets
+from fhir_twin.ml import fields as body_fields
 from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.card import score_card
 from fhir_twin.ml.dataset import Dataset
-from fhir_twin.ml.learned import forecast, incidence, pima, progression
+from fhir_twin.ml.fields import BodyField
+from fhir_twin.ml.learned import forecast, incidence, incidence_examples, pima, progression
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import TrainResult
 from fhir_twin.ml.reader import Gathered, Reader
@@ -33,6 +35,7 @@ from fhir_twin.ml.schemas import ModelEntry
 from fhir_twin.ml.scores.model import ModelInfo
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.store.repository import Repository
+from fhir_twin.twin.mapping import Mapping
 
 # How long a process trusts its knowledge of which version is active before asking the database.
 ACTIVE_TTL = 2.0
@@ -59,13 +62,15 @@ class ForecastRunner:
     model: ModelInfo
     artifact: Any
     kind: ClassVar[Kind] = Kind({"text": "Heart rate above 100/min at the next reading (forecast)"}, None)
+    reads: ClassVar[tuple[BodyField, ...]] = (body_fields.HEART_RATE,)
+    # The forecast is of the patient's own series: a hypothetical reading does not change it.
     fields: ClassVar[tuple[str, ...]] = ()
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
         reader = Reader(patient.document)
-        found = reader.points("heart_rate")
+        found = reader.points(body_fields.HEART_RATE.name)
         if found and found[-1].time is not None:
-            reader.needs_verification("heart_rate", "the forecast is made from the readings before it.")
+            reader.needs_verification(body_fields.HEART_RATE.name, "the forecast is made from the readings before it.")
         points = [(point.time.replace(tzinfo=UTC), point.value, point.source) for point in found if point.value]  # type: ignore[union-attr]
         score, sources = forecast.predict(self.artifact, points, patient.now.replace(tzinfo=UTC))
         for point in found:
@@ -82,15 +87,8 @@ class IncidenceRunner:
     model: ModelInfo
     artifact: Any
     kind: ClassVar[Kind] = Kind({"text": "Incident type 2 diabetes within 5 years"}, timedelta(days=1826))
-    fields: ClassVar[tuple[str, ...]] = (
-        "bmi",
-        "systolic_bp",
-        "glucose",
-        "fasting_glucose",
-        "hba1c",
-        "hdl_cholesterol",
-        "smoking_status",
-    )
+    reads: ClassVar[tuple[BodyField, ...]] = incidence.READS
+    fields: ClassVar[tuple[str, ...]] = body_fields.names(incidence.READS)
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
         document = patient.document
@@ -121,7 +119,7 @@ class IncidenceRunner:
         )
         birth = document.patient.birth_date
         who = {"birth_date": pd.Timestamp(birth[:10], tz="UTC") if birth else None, "gender": document.patient.gender}
-        features, sources = incidence.features_now(who, measurements, conditions, at)
+        features, sources = incidence_examples.features_now(who, measurements, conditions, at)
         score = incidence.predict(self.artifact, features, at)
         for name in self.fields:
             for point in reader.points(name):
@@ -158,6 +156,15 @@ class Catalog:
         self.registry = Registry(repository)
         self._rule_based = rule_based(window)
         self._active: dict[str, tuple[float, str | None]] = {}
+
+    def check(self, mapping: Mapping) -> None:
+        """Stop (``fields.UnmappedField``) on a Body field some model reads that ``mapping`` does not
+        define as the model expects: every score's, and every learned model's that runs on patients,
+        whether or not a version of it is active yet."""
+        for runner in self._rule_based:
+            body_fields.check(runner.model.id, runner.reads, mapping)
+        for model_id, entry in LEARNED.items():
+            body_fields.check(model_id, getattr(entry.runner, "reads", ()), mapping)
 
     def runners(self) -> Sequence[Runner]:
         """Every model to run on a patient: the scores, and each trained learned model's active version."""

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fhir_twin.ml import codes, fields
+from fhir_twin.ml.codes import Coding
 from fhir_twin.ml.dataset import CONDITION_COLUMNS, MEASUREMENT_COLUMNS, PATIENT_COLUMNS, Dataset
-from fhir_twin.ml.learned.forecast import simulate_stream
+from fhir_twin.ml.learned.heart_rate_series import simulate_stream
 
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
+SNOMED = codes.SNOMED
 UCUM = "http://unitsofmeasure.org"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -45,12 +46,13 @@ COHORT_SYSTEM = "urn:fhir-twin:synthetic-cohort"
 NAMESPACE = uuid.UUID("6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
 YEAR = timedelta(days=365.25)
 
-# (LOINC, display, twin field, UCUM unit, observation category) of the quantities at the index date
+# The Body fields measured at the index date (each Observation in the field's code and unit) and
+# their observation category
 QUANTITIES = (
-    ("39156-5", "Body mass index (BMI) [Ratio]", "bmi", "kg/m2", "vital-signs"),
-    ("2339-0", "Glucose [Mass/volume] in Blood", "glucose", "mg/dL", "laboratory"),
-    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "hba1c", "%", "laboratory"),
-    ("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "hdl_cholesterol", "mg/dL", "laboratory"),
+    (fields.BMI, "vital-signs"),
+    (fields.GLUCOSE, "laboratory"),
+    (fields.HBA1C, "laboratory"),
+    (fields.HDL_CHOLESTEROL, "laboratory"),
 )
 # Smoking answers, SNOMED CT, as mappings/social-history.yaml maps them to twin categories
 SMOKING = {
@@ -60,9 +62,11 @@ SMOKING = {
 }
 SMOKING_CATEGORY = {code: category for category, (code, _) in SMOKING.items()}
 DIABETES = ("44054006", "Diabetes mellitus type 2 (disorder)")
-PREDIABETES = ("15777000", "Prediabetes (finding)")
-FIELD_OF_LOINC = {loinc: name for loinc, _, name, _, _ in QUANTITIES} | {"8867-4": "heart_rate"}
-COMPONENTS = {"8480-6": "systolic_bp", "8462-4": "diastolic_bp"}
+PREDIABETES = (codes.PREDIABETES.code, codes.PREDIABETES.display)
+FIELD_OF_LOINC = {measured.code.code: measured.name for measured, _ in QUANTITIES} | {
+    codes.HEART_RATE.code: fields.HEART_RATE.name
+}
+COMPONENTS = {codes.SYSTOLIC_BP.code: fields.SYSTOLIC_BP.name, codes.DIASTOLIC_BP.code: "diastolic_bp"}
 # Share of each measurement left out at random, so models meet missing values.
 MISSING = {"glucose": 0.10, "hba1c": 0.20, "hdl_cholesterol": 0.15, "smoking": 0.05}
 STREAM_READINGS = 48  # four hours of 5-minute heart-rate readings from the index time
@@ -129,13 +133,13 @@ class _Patient:
             resource = {**resource, "subject": {"reference": f"Patient/{self.id}"}}
         self.resources.append({"resourceType": kind, "id": rid, "meta": self.meta(), **resource})
 
-    def observation(self, code: str, display: str, category: str, when: datetime, **value: Any) -> None:
+    def observation(self, code: Coding, category: str, when: datetime, **value: Any) -> None:
         self.add(
             {
                 "resourceType": "Observation",
                 "status": "final",
                 "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
-                "code": _concept(LOINC, code, display),
+                "code": _concept(*code),
                 "effectiveDateTime": _instant(when),
                 **value,
             }
@@ -195,21 +199,22 @@ def _patient(seed: int, n: int, stream: bool, start: datetime) -> list[dict[str,
         }
     )
     values = {"bmi": bmi, "glucose": glucose, "hba1c": hba1c, "hdl_cholesterol": hdl}
-    for loinc, display, name, unit, category in QUANTITIES:
-        if shown.get(name, True):
-            out.observation(loinc, display, category, index, valueQuantity=_quantity(values[name], unit))
+    for measured, category in QUANTITIES:
+        if shown.get(measured.name, True):
+            assert measured.unit is not None  # a quantity field
+            quantity = _quantity(values[measured.name], measured.unit)
+            out.observation(measured.code, category, index, valueQuantity=quantity)
     out.observation(
-        "85354-9",
-        "Blood pressure panel with all children optional",
+        codes.BLOOD_PRESSURE_PANEL,
         "vital-signs",
         index,
         component=[
             {
-                "code": _concept(LOINC, "8480-6", "Systolic blood pressure"),
+                "code": _concept(*codes.SYSTOLIC_BP),
                 "valueQuantity": _quantity(systolic, "mm[Hg]"),
             },
             {
-                "code": _concept(LOINC, "8462-4", "Diastolic blood pressure"),
+                "code": _concept(*codes.DIASTOLIC_BP),
                 "valueQuantity": _quantity(diastolic, "mm[Hg]"),
             },
         ],
@@ -217,8 +222,7 @@ def _patient(seed: int, n: int, stream: bool, start: datetime) -> list[dict[str,
     if shown["smoking"]:
         code, display = SMOKING[smoking]
         out.observation(
-            "72166-2",
-            "Tobacco smoking status",
+            codes.SMOKING_STATUS,
             "social-history",
             index,
             valueCodeableConcept=_concept(SNOMED, code, display),
@@ -228,10 +232,10 @@ def _patient(seed: int, n: int, stream: bool, start: datetime) -> list[dict[str,
     if onset_days is not None:
         out.condition(*DIABETES, index + timedelta(days=onset_days))
     follow_up = round(float(np.clip(bmi + rng.normal(0, 1.5), 15, 60)), 1)
-    out.observation(*QUANTITIES[0][:2], "vital-signs", index + 6 * YEAR, valueQuantity=_quantity(follow_up, "kg/m2"))
+    out.observation(codes.BMI, "vital-signs", index + 6 * YEAR, valueQuantity=_quantity(follow_up, "kg/m2"))
     if stream:
         for when, rate in simulate_stream(seed * 100_003 + n, STREAM_READINGS, index):
-            out.observation("8867-4", "Heart rate", "vital-signs", when, valueQuantity=_quantity(rate, "/min"))
+            out.observation(codes.HEART_RATE, "vital-signs", when, valueQuantity=_quantity(rate, "/min"))
     return out.resources
 
 
@@ -292,9 +296,9 @@ def dataset_of(resources: Iterable[dict[str, Any]], name: str, synthetic: bool =
         for component in resource.get("component", []):
             field = COMPONENTS[component["code"]["coding"][0]["code"]]
             measurements.append((subject, field, when, float(component["valueQuantity"]["value"]), None, source))
-        if coding["code"] == "72166-2":
+        if coding["code"] == codes.SMOKING_STATUS.code:
             category = SMOKING_CATEGORY[resource["valueCodeableConcept"]["coding"][0]["code"]]
-            measurements.append((subject, "smoking_status", when, math.nan, category, source))
+            measurements.append((subject, fields.SMOKING_STATUS.name, when, math.nan, category, source))
     return Dataset(
         name,
         synthetic,

@@ -41,6 +41,9 @@ class Outcome:
 
 
 class Doctor:
+    """Built on the loaded mapping: a model reading a Body field the mapping does not define as it
+    expects stops construction (``Catalog.check``), and with it the server."""
+
     def __init__(
         self,
         repository: Repository,
@@ -49,6 +52,7 @@ class Doctor:
         catalog: Catalog,
         base: str = "",
     ) -> None:
+        catalog.check(twins.mapping)
         self.repository = repository
         self.twins = twins
         self.route = route

@@ -19,10 +19,10 @@ from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Parameter, parameters
+from fhir_twin.ml import simulation
 from fhir_twin.ml.catalog import LEARNED
 from fhir_twin.ml.doctor import Doctor, Outcome
 from fhir_twin.ml.runners import Run, Runner
-from fhir_twin.twin.mapping import Field
 from fhir_twin.twin.operation import twin_permission
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
@@ -104,7 +104,7 @@ def whatif_operation(doctor: Doctor) -> Operation:
         "model reads is refused. Nothing is stored.",
         parameters=(
             MODEL_PARAMETER,
-            *(_hypothetical(field) for field in doctor.twins.mapping.fields.values()),
+            *(simulation.parameter(field) for field in doctor.twins.mapping.fields.values()),
             Parameter(
                 "return",
                 "out",
@@ -116,14 +116,6 @@ def whatif_operation(doctor: Doctor) -> Operation:
             ),
         ),
     )
-
-
-def _hypothetical(field: Field) -> Parameter:
-    """The ``$whatif`` parameter for a Body field: a value in the field's unit, or one of its codes."""
-    if field.kind == "coded":
-        codes = ", ".join(sorted({*field.values.values(), *field.texts.values()}))
-        return Parameter(field.name, "in", "code", f"Hypothetical {field.label}: one of {codes}.")
-    return Parameter(field.name, "in", "decimal", f"Hypothetical {field.label}, in {field.unit} (UCUM).")
 
 
 def _models(doctor: Doctor, names: list[str]) -> list[str] | None:

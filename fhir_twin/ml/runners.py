@@ -15,20 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fhir_twin.errors import Invalid
-from fhir_twin.ml import assessment, simulation
+from fhir_twin.ml import assessment, codes, simulation
+from fhir_twin.ml import fields as body_fields
 from fhir_twin.ml import inputs as gather
 from fhir_twin.ml.assessment import Kind
+from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.reader import Gathered
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
-from fhir_twin.ml.scores.model import ModelInfo, Score
+from fhir_twin.ml.scores.model import InputError, ModelInfo, Score
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins
 
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
 # SNOMED CT 709510001 "Assessment of risk for disease (procedure)", as the official R4 examples code it.
-RISK_OF_DISEASE = {"system": SNOMED, "code": "709510001", "display": "Assessment of risk for disease (procedure)"}
+RISK_OF_DISEASE = {"system": codes.SNOMED, "code": "709510001", "display": "Assessment of risk for disease (procedure)"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,14 @@ class Runner(Protocol):
     def model(self) -> ModelInfo: ...
 
     @property
-    def fields(self) -> tuple[str, ...]: ...
+    def reads(self) -> tuple[BodyField, ...]:
+        """Every Body field the model reads, checked against the mapping at start-up (``fields.check``)."""
+        ...
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The Body fields a ``$whatif`` may change for this model."""
+        ...
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run: ...
 
@@ -162,23 +169,33 @@ class ScoreRunner:
 
     model: ModelInfo
     kind: Kind
-    fields: tuple[str, ...]
+    reads: tuple[BodyField, ...]
     gather: Gather
     score: Callable[[Any], Score]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return body_fields.names(self.reads)
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
         gathered = self.gather(patient, simulated, requested)
         try:
             score = self.score(gathered.inputs)
-        except ValueError as error:
+        except InputError as error:
             if simulated is None:
                 # The twin holds a value the score cannot take: no score, and why.
                 return Run(Score.not_applicable(self.model, str(error)), gathered.basis, gathered.notes, False)
-            # A hypothetical reading the score cannot take (HDL 0 for a logarithm): the client's error.
-            names = list(simulated.points)
-            name = next((name for name in names if name.split("_")[0] in str(error)), names[0])
+            # A hypothetical reading the score cannot take (HDL 0 for a logarithm): the client's error,
+            # named by the parameter of the Body field that feeds the input.
+            fed = self._field_of(error.input)
+            name = fed if fed in simulated.points else next(iter(simulated.points))
             raise Invalid.at(name, f"{self.model.id}: {error}") from None
         return completed(gathered, score, simulated)
+
+    def _field_of(self, input_name: str) -> str | None:
+        """The Body field read for the score's input ``input_name``: the one of the input's code."""
+        code = next((item.loinc for item in self.model.inputs if item.name == input_name), None)
+        return next((read.name for read in self.reads if code is not None and read.code.token == code), None)
 
 
 def rule_based(window: timedelta) -> list[Runner]:
@@ -187,14 +204,14 @@ def rule_based(window: timedelta) -> list[Runner]:
         ScoreRunner(
             news2.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "National Early Warning Score 2 (NEWS2)"}, None),
-            gather.NEWS2_ROUND,
+            gather.NEWS2_READS,
             lambda patient, simulated, _: gather.news2_inputs(patient.document, window, simulated),
             news2.news2,
         ),
         ScoreRunner(
             qsofa.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "quick Sequential Organ Failure Assessment (qSOFA)"}, None),
-            gather.QSOFA_ROUND,
+            gather.QSOFA_READS,
             lambda patient, simulated, requested: gather.qsofa_inputs(patient.document, window, simulated, requested),
             qsofa.qsofa,
         ),
@@ -202,27 +219,19 @@ def rule_based(window: timedelta) -> list[Runner]:
             pooled_cohort.MODEL,
             Kind(
                 {
-                    "coding": [
-                        {
-                            "system": LOINC,
-                            "code": "79423-0",
-                            "display": (
-                                "Cardiovascular disease 10Y risk [Likelihood] ACC-AHA Pooled Cohort by Goff 2013"
-                            ),
-                        }
-                    ],
+                    "coding": [codes.ASCVD_10Y_RISK._asdict()],
                     "text": "10-year ASCVD risk (Pooled Cohort Equations)",
                 },
                 timedelta(days=3652),
             ),
-            gather.CARDIOVASCULAR_FIELDS,
+            gather.CARDIOVASCULAR_READS,
             lambda patient, simulated, _: patient.gathered("cardiovascular", simulated, gather.pooled_cohort_inputs),
             pooled_cohort.pooled_cohort,
         ),
         ScoreRunner(
             atp3.MODEL,
             Kind({"coding": [RISK_OF_DISEASE], "text": "10-year hard CHD risk (NCEP ATP III)"}, timedelta(days=3652)),
-            gather.CARDIOVASCULAR_FIELDS,
+            gather.CARDIOVASCULAR_READS,
             lambda patient, simulated, _: gather.atp3_inputs(
                 patient.gathered("cardiovascular", simulated, gather.pooled_cohort_inputs)
             ),

@@ -2,7 +2,8 @@
 
 A what-if names Body fields and values, ``systolic_bp=120`` in the field's canonical unit or
 ``smoking_status=never`` as one of the field's answers: the same names and values the twin
-document shows, parsed by the field's own definition. Each becomes a simulated reading that every
+document shows, declared (``parameter``) and parsed (``value``) by the field's own definition, here
+only. Each becomes a simulated reading that every
 model reads in place of the field's latest (``reader.Reader``), and travels in the RiskAssessment
 as a contained Observation its ``basis`` points at (R4 references.html#contained), never as a
 reference to the real reading whose value it replaced.
@@ -16,6 +17,7 @@ from typing import Any
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import format_instant
+from fhir_twin.interactions.operations import Parameter
 from fhir_twin.ml.assessment import SIMULATED
 from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument
@@ -48,7 +50,7 @@ def parse(changes: list[tuple[str, str]], document: TwinDocument, read: set[str]
         if name in points:
             raise Invalid.at(name, f"{name} may be given only once")
         twin_field = state.field
-        value, category = _value(twin_field, raw)
+        value, category = parse_value(twin_field, raw)
         latest = state.latest or state.unverified
         when = latest.time if latest is not None and latest.time is not None else document.reference_time
         points[name] = Point(
@@ -66,10 +68,24 @@ def parse(changes: list[tuple[str, str]], document: TwinDocument, read: set[str]
     return Simulation(points, fields)
 
 
-def _value(twin_field: Field, raw: str) -> tuple[float | None, str | None]:
-    """A coded field's answer, or a quantity in the field's canonical unit within its plausible range."""
+def parameter(twin_field: Field) -> Parameter:
+    """The ``$whatif`` parameter of a Body field, as ``parse_value`` reads it: a value in the field's
+    unit, or one of its codes."""
     if twin_field.kind == "coded":
-        answers = sorted(set(twin_field.values.values()) | set(twin_field.texts.values()))
+        codes = ", ".join(_answers(twin_field))
+        return Parameter(twin_field.name, "in", "code", f"Hypothetical {twin_field.label}: one of {codes}.")
+    return Parameter(twin_field.name, "in", "decimal", f"Hypothetical {twin_field.label}, in {twin_field.unit} (UCUM).")
+
+
+def _answers(twin_field: Field) -> list[str]:
+    return sorted({*twin_field.values.values(), *twin_field.texts.values()})
+
+
+def parse_value(twin_field: Field, raw: str) -> tuple[float | None, str | None]:
+    """A what-if value of ``twin_field``: a coded field's answer (as category), or a finite quantity in
+    the field's canonical unit within its plausible range; anything else is a 400 naming the field."""
+    if twin_field.kind == "coded":
+        answers = _answers(twin_field)
         if raw not in answers:
             raise Invalid.at(twin_field.name, f"{twin_field.name} must be one of {', '.join(answers)}, not {raw!r}")
         return None, raw

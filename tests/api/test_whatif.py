@@ -247,3 +247,39 @@ def test_unknown_and_deleted_patients(client: FlaskClient) -> None:
     put(client, patient("gone"))
     assert client.delete("/fhir/Patient/gone").status_code in (200, 204)
     outcome(client.get("/fhir/Patient/gone/$whatif?systolic_bp=120"), 410, "deleted")
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("systolic_bp=nan", "systolic_bp must be a finite number, not 'nan'"),
+        ("systolic_bp=inf", "systolic_bp must be a finite number, not 'inf'"),
+        ("systolic_bp=120%20mm[Hg]", "systolic_bp must be a number in mm[Hg], not '120 mm[Hg]'"),
+        ("systolic_bp=", "systolic_bp must be a number in mm[Hg], not ''"),
+        ("smoking_status=Current", "smoking_status must be one of current, former, never, unknown, not 'Current'"),
+    ],
+)
+def test_a_value_outside_the_fields_definition_is_a_400(client: FlaskClient, p1: str, query: str, says: str) -> None:
+    """Each value is read by its field's definition only: a number in the canonical unit (no unit
+    written with it, nothing infinite) or one of the coded field's answers, spelt as the twin spells it."""
+    issue = outcome(client.get(f"/fhir/Patient/p1/$whatif?{query}"), 400)
+    assert issue["expression"] == [query.split("=")[0]]
+    assert issue["diagnostics"] == says
+
+
+def test_a_quantity_posted_with_its_unit_is_a_400_naming_the_parameter(client: FlaskClient, p1: str) -> None:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "systolic_bp", "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}],
+    }
+    issue = outcome(client.post("/fhir/Patient/p1/$whatif", json=body), 400)
+    assert issue["expression"] == ["systolic_bp"]
+    assert issue["diagnostics"].startswith("systolic_bp must be a number in mm[Hg], not ")
+
+
+def test_a_value_a_score_cannot_take_names_its_own_parameter(client: FlaskClient, p1: str) -> None:
+    """The input a score refuses (ATP III's logarithm of HDL 0) names the Body field that fed it, not
+    the first hypothetical value given."""
+    issue = outcome(client.get("/fhir/Patient/p1/$whatif?systolic_bp=120&hdl_cholesterol=0"), 400)
+    assert issue["expression"] == ["hdl_cholesterol"]
+    assert issue["diagnostics"] == "atp3-hard-chd: hdl must be a positive, finite number, not 0.0"

@@ -14,7 +14,7 @@ import dataclasses
 from datetime import timedelta
 from statistics import mean
 
-from fhir_twin.ml import race, words
+from fhir_twin.ml import fields, race, words
 from fhir_twin.ml.concepts import CLINICAL_ASCVD, DIABETES, HYPERTENSION
 from fhir_twin.ml.medicines import ANTIHYPERTENSIVE
 from fhir_twin.ml.reader import Gathered, Reader, active, described
@@ -42,22 +42,24 @@ STABLE_OCCASIONS = 3
 # National Patient Safety Goal NPSG.03.06.01): no blood-pressure-lowering order on it within the
 # year before an assessment is "untreated", not an unknown.
 RECONCILIATION = ("http://snomed.info/sct|430193006", "http://snomed.info/sct|428191000124101")
-CARDIOVASCULAR_FIELDS = (
-    "total_cholesterol",
-    "hdl_cholesterol",
-    "ldl_cholesterol",
-    "systolic_bp",
-    "smoking_status",
-    "hba1c",
-    "fasting_glucose",
+CARDIOVASCULAR_READS = (
+    fields.TOTAL_CHOLESTEROL,
+    fields.HDL_CHOLESTEROL,
+    fields.LDL_CHOLESTEROL,
+    fields.SYSTOLIC_BP,
+    fields.SMOKING_STATUS,
+    fields.HBA1C,
+    fields.FASTING_GLUCOSE,
 )
+SYSTOLIC_BP = fields.SYSTOLIC_BP.name
+SMOKING_STATUS = fields.SMOKING_STATUS.name
 
 
 def pooled_cohort_inputs(document: TwinDocument, simulation: Simulation | None = None) -> Gathered[PooledCohortInputs]:
     """Age, sex and race from Patient; cholesterol, HDL, a stable systolic BP, smoking and the highest
     LDL from the Body; treatment, diabetes and clinical ASCVD from the Case. Treatment, smoking and
     diabetes stay None when the record says neither yes nor no."""
-    reader = Reader(document, simulation, stale_after={"systolic_bp": YEAR})
+    reader = Reader(document, simulation, stale_after={SYSTOLIC_BP: YEAR})
     age, sex = reader.age(), _sex(reader)
     group = race.pooled_cohort_group(document.patient.race_codes, document.patient.race)
     inputs = PooledCohortInputs(
@@ -65,8 +67,8 @@ def pooled_cohort_inputs(document: TwinDocument, simulation: Simulation | None =
         sex=sex,
         race=group.group,
         several_races=group.several,
-        total_cholesterol=_long_term(reader, "total_cholesterol"),
-        hdl=_long_term(reader, "hdl_cholesterol"),
+        total_cholesterol=_long_term(reader, fields.TOTAL_CHOLESTEROL.name),
+        hdl=_long_term(reader, fields.HDL_CHOLESTEROL.name),
         systolic_bp=_stable_systolic_bp(reader),
         bp_treated=_treated(reader),
         smoker=_smoker(reader),
@@ -80,9 +82,7 @@ def pooled_cohort_inputs(document: TwinDocument, simulation: Simulation | None =
 def atp3_inputs(pooled: Gathered[PooledCohortInputs]) -> Gathered[Atp3Inputs]:
     """The ATP III hard-CHD inputs: the Pooled Cohort Equations' (which add race), read once for both."""
     shared = {field.name: getattr(pooled.inputs, field.name) for field in dataclasses.fields(Atp3Inputs)}
-    return Gathered(
-        Atp3Inputs(**shared), pooled.basis, pooled.notes, pooled.stale, pooled.unverified, pooled.as_of
-    )
+    return Gathered(Atp3Inputs(**shared), pooled.basis, pooled.notes, pooled.stale, pooled.unverified, pooled.as_of)
 
 
 def _sex(reader: Reader) -> Sex | None:
@@ -105,16 +105,16 @@ def _long_term(reader: Reader, name: str) -> float | None:
 def _stable_systolic_bp(reader: Reader) -> float | None:
     """The mean of the newest reading of each of the last ``STABLE_OCCASIONS`` days with a reading
     outside acute care, within a year of the newest such reading."""
-    usable = [point for point in reader.points("systolic_bp") if not _in_acute_care(reader, point)]
+    usable = [point for point in reader.points(SYSTOLIC_BP) if not _in_acute_care(reader, point)]
     newest = usable[-1] if usable else None
     if newest is not None and newest.time is not None:
         reader.needs_verification(
-            "systolic_bp", f"the score uses earlier readings, the newest of {newest.time:%Y-%m-%d}."
+            SYSTOLIC_BP, f"the score uses earlier readings, the newest of {newest.time:%Y-%m-%d}."
         )
     else:
-        reader.needs_verification("systolic_bp", "the score has no earlier reading to use.")
+        reader.needs_verification(SYSTOLIC_BP, "the score has no earlier reading to use.")
     if newest is None or newest.time is None:
-        if reader.points("systolic_bp"):
+        if reader.points(SYSTOLIC_BP):
             reader.notes.append("Every systolic blood pressure on record was taken in acute care.")
         return None
     by_day: dict[str, Point] = {}
@@ -127,7 +127,7 @@ def _stable_systolic_bp(reader: Reader) -> float | None:
             break
     chosen = list(by_day.values())
     for point in chosen:
-        reader.use("systolic_bp", point)
+        reader.use(SYSTOLIC_BP, point)
     value = mean(point.value for point in chosen if point.value is not None)
     shown = ", ".join(f"{words.number(p.value)} mmHg on {p.time:%Y-%m-%d}" for p in chosen if p.value and p.time)
     if len(chosen) > 1:
@@ -188,12 +188,12 @@ def _treated(reader: Reader) -> bool | None:
 
 
 def _smoker(reader: Reader) -> bool | None:
-    point = reader.latest("smoking_status")
+    point = reader.latest(SMOKING_STATUS)
     if point is not None and point.time is not None:
-        reader.needs_verification("smoking_status", f"the score uses the earlier status of {point.time:%Y-%m-%d}.")
+        reader.needs_verification(SMOKING_STATUS, f"the score uses the earlier status of {point.time:%Y-%m-%d}.")
     if point is None or point.category in (None, "unknown"):
         return None
-    reader.use("smoking_status", point)
+    reader.use(SMOKING_STATUS, point)
     return point.category == "current"
 
 
@@ -204,7 +204,10 @@ def _diabetes(reader: Reader) -> bool | None:
         return True
     results = [
         (point, name, threshold)
-        for name, threshold in (("hba1c", HBA1C_DIABETES), ("fasting_glucose", FASTING_GLUCOSE_DIABETES))
+        for name, threshold in (
+            (fields.HBA1C.name, HBA1C_DIABETES),
+            (fields.FASTING_GLUCOSE.name, FASTING_GLUCOSE_DIABETES),
+        )
         for point in reader.points(name)
         if point.value is not None
     ]
@@ -229,7 +232,7 @@ def _diabetes(reader: Reader) -> bool | None:
 
 def _highest_ldl(reader: Reader) -> float | None:
     """The highest LDL-C ever recorded: severe hypercholesterolaemia is judged on the untreated level."""
-    readings = [point for point in reader.points("ldl_cholesterol") if point.value is not None]
+    readings = [point for point in reader.points(fields.LDL_CHOLESTEROL.name) if point.value is not None]
     if not readings:
         return None
     highest = max(readings, key=lambda point: point.value)  # type: ignore[arg-type, return-value]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_twin.ml import words
+from fhir_twin.ml import fields, words
 from fhir_twin.ml.concepts import HYPERCAPNIC_RESPIRATORY_FAILURE, INFECTION, PREGNANCY
 from fhir_twin.ml.medicines import ANTIBACTERIAL
 from fhir_twin.ml.reader import Gathered, Reader, active, described
@@ -33,20 +33,35 @@ SCALE_2_TARGET = (88.0, 92.0)
 GOAL_IN_FORCE = ("active", "accepted", "on-hold")
 
 ROUND_ANCHORS = 24  # readings per field whose times are tried as a set's time
+# Each NEWS2 parameter's Body field, and its name in ``News2Inputs``
 NEWS2_FIELDS = {
-    "respiratory_rate": "respiratory_rate",
-    "oxygen_saturation": "spo2",
-    "systolic_bp": "systolic_bp",
-    "heart_rate": "pulse",
-    "body_temperature": "temperature",
-    "consciousness": "consciousness",
+    fields.RESPIRATORY_RATE.name: "respiratory_rate",
+    fields.OXYGEN_SATURATION.name: "spo2",
+    fields.SYSTOLIC_BP.name: "systolic_bp",
+    fields.HEART_RATE.name: "pulse",
+    fields.BODY_TEMPERATURE.name: "temperature",
+    fields.CONSCIOUSNESS.name: "consciousness",
 }
-OXYGEN_FIELDS = ("inspired_oxygen", "oxygen_flow")
-NEWS2_ROUND = (*NEWS2_FIELDS, *OXYGEN_FIELDS, "gcs")
-QSOFA_ROUND = ("respiratory_rate", "systolic_bp", "consciousness", "gcs")
+OXYGEN_FIELDS = (fields.INSPIRED_OXYGEN.name, fields.OXYGEN_FLOW.name)
+NEWS2_READS = (
+    fields.RESPIRATORY_RATE,
+    fields.OXYGEN_SATURATION,
+    fields.SYSTOLIC_BP,
+    fields.HEART_RATE,
+    fields.BODY_TEMPERATURE,
+    fields.CONSCIOUSNESS,
+    fields.INSPIRED_OXYGEN,
+    fields.OXYGEN_FLOW,
+    fields.GCS,
+)
+QSOFA_READS = (fields.RESPIRATORY_RATE, fields.SYSTOLIC_BP, fields.CONSCIOUSNESS, fields.GCS)
+NEWS2_ROUND = fields.names(NEWS2_READS)
+QSOFA_ROUND = fields.names(QSOFA_READS)
 # Fields whose absence a set names one by one; consciousness (ACVPU or GCS) and oxygen (concentration
 # or flow) are named once, by what is made of them.
-NAMED = ("respiratory_rate", "oxygen_saturation", "systolic_bp", "heart_rate", "body_temperature")
+NAMED = tuple(name for name in NEWS2_FIELDS if name != fields.CONSCIOUSNESS.name)
+ACVPU = fields.CONSCIOUSNESS.name
+GCS = fields.GCS.name
 LEFT_OUT = "the parameter is left out of this score."
 
 
@@ -68,8 +83,8 @@ def news2_inputs(
 
 def _news2_scorable(found: dict[str, Point]) -> bool:
     """Whether NEWS2 scores this set: most parameters are there (counted cheaply), or it scores anyway."""
-    parameters = sum(name in found for name in NEWS2_FIELDS if name != "consciousness")
-    parameters += "consciousness" in found or "gcs" in found
+    parameters = sum(name in found for name in NEWS2_FIELDS if name != ACVPU)
+    parameters += ACVPU in found or GCS in found
     parameters += any(name in found for name in OXYGEN_FIELDS)
     return parameters >= MIN_PARAMETERS or news2(_news2_set(found)).value is not None
 
@@ -96,7 +111,7 @@ def qsofa_inputs(
     # The newest set only: an older one that decides qSOFA must not stand for a newer one that may
     # be positive but lacks a criterion.
     found = _round(reader, QSOFA_ROUND, window, lambda points: True)
-    if "consciousness" not in found and "gcs" not in found:
+    if ACVPU not in found and GCS not in found:
         reader.notes.append("No level of consciousness (ACVPU or GCS) is recorded with the set.")
     inputs = dataclasses.replace(
         _qsofa_set(found), age=reader.age(), suspected_infection=_suspected_infection(reader), on_request=requested
@@ -106,11 +121,11 @@ def qsofa_inputs(
 
 def _qsofa_set(found: dict[str, Point]) -> QsofaInputs:
     """The qSOFA criteria of one set of readings."""
-    gcs = found.get("gcs")
+    gcs = found.get(GCS)
     return QsofaInputs(
-        respiratory_rate=found["respiratory_rate"].value if "respiratory_rate" in found else None,
-        systolic_bp=found["systolic_bp"].value if "systolic_bp" in found else None,
-        consciousness=_category(found.get("consciousness")),
+        respiratory_rate=_value(found.get(fields.RESPIRATORY_RATE.name)),
+        systolic_bp=_value(found.get(fields.SYSTOLIC_BP.name)),
+        consciousness=_category(found.get(ACVPU)),
         gcs=round(gcs.value) if gcs is not None and gcs.value is not None else None,
     )
 
@@ -193,10 +208,10 @@ def _oxygen(found: dict[str, Point], reader: Reader | None) -> bool | None:
 def _consciousness(found: dict[str, Point], reader: Reader | None) -> Consciousness | None:
     """ACVPU from the set; without it a GCS total of the set: 15 alert, below 15 not alert (the
     clinical reference's mapping: GCS 15 is alert and orientated; less is confusion or worse)."""
-    acvpu = _category(found.get("consciousness"))
+    acvpu = _category(found.get(ACVPU))
     if acvpu is not None:
         return acvpu
-    gcs = found.get("gcs")
+    gcs = found.get(GCS)
     if gcs is None or gcs.value is None:
         if reader is not None:
             reader.notes.append("No level of consciousness (ACVPU or GCS) is recorded with the set.")
@@ -207,6 +222,10 @@ def _consciousness(found: dict[str, Point], reader: Reader | None) -> Consciousn
     elif reader is not None:
         reader.notes.append(f"Level of consciousness from GCS {gcs.value:g}: below 15, scored as not alert.")
     return level
+
+
+def _value(point: Point | None) -> float | None:
+    return point.value if point is not None else None
 
 
 def _category(point: Point | None) -> Consciousness | None:

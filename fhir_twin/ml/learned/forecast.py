@@ -21,34 +21,43 @@ are too few.
 
 from __future__ import annotations
 
-import math
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import sklearn
-from numpy.typing import ArrayLike
 from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
+from fhir_twin.ml import codes, fields
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import Bands, InsufficientData, metrics, risk_band
 from fhir_twin.ml.learned.gates import Gate
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, model_card
+from fhir_twin.ml.learned.heart_rate_series import (
+    LAGS,
+    MIN_HISTORY,
+    WINDOW,
+    Fit,
+    RollingOrigin,
+    Series,
+    clean,
+    fit,
+    hour_of_day,
+    median_gap,
+    rolling_origin,
+    utc,
+)
+from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import inference_latency
-from fhir_twin.ml.scores.model import LOINC, Contribution, Forecast, Input, ModelInfo, Score
+from fhir_twin.ml.scores.model import Contribution, Forecast, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="hr-forecast",
     version="1.0.0",
     kind="learned",
-    inputs=(Input("heart_rate", f"{LOINC}|8867-4"),),
+    inputs=(fields.HEART_RATE.input(),),
     outcome="Heart rate above 100/min at the next reading",
     horizon="the next reading: one median interval between the patient's readings, at most 24 hours",
     intended_use=(
@@ -63,27 +72,23 @@ MODEL = ModelInfo(
     ),
 )
 
-LAGS = 3
-# Readings needed: the linear model has LAGS + 3 coefficients and an intercept (7), and is fitted on at
-# least three rows per coefficient (21 rows), each row needing LAGS earlier readings.
-MIN_HISTORY = 24
-WINDOW = 288  # readings a model is fitted on: the latest 24 hours of a 5-minute stream
 MAX_INTERVAL = timedelta(hours=24)  # longer median intervals are not a "regular series"
 STALE_AFTER = timedelta(hours=24)  # as mappings/vital-signs.yaml heart_rate stale_after
-CLOCK_SPAN = 12.0  # hours of readings needed before time of day is a feature: half the daily cycle
 MAX_ORIGINS = 200  # rolling origins evaluated per patient in training, evenly spread over the series
 OWN_ORIGINS = 50  # the patient's latest origins evaluated at prediction time
 MIN_OWN_RESIDUALS = 20  # fewer own one-step errors than this: use the pooled ones from training
 TACHYCARDIA = 100.0  # /min, adult tachycardia
 LEVEL = 0.9
 QUANTILE_LEVELS = tuple(round(0.01 * i, 2) for i in range(1, 100))
-DEGREES = (1, 2)
 CANDIDATES = {0: "persistence (last value)", 1: "linear", 2: "polynomial (degree 2)"}
 # P(next HR > 100/min): below 0.01 negligible, below 0.1 low, below 0.5 moderate, else high (our choice).
 BANDS: Bands = ((0.01, "negligible"), (0.1, "low"), (0.5, "moderate"))
 
 FEATURES = (
-    *(Feature(f"heart_rate_lag{k}", f"{LOINC}|8867-4", "/min", f"heart rate {k} reading(s) before") for k in (1, 2, 3)),
+    *(
+        Feature(f"heart_rate_lag{k}", codes.HEART_RATE.token, "/min", f"heart rate {k} reading(s) before")
+        for k in (1, 2, 3)
+    ),
     Feature("hour_sin", None, "1", "sin(2π·h/24), h = hour (UTC) of the forecast reading; with ≥ 12 h of readings"),
     Feature("hour_cos", None, "1", "cos(2π·h/24), h = hour (UTC) of the forecast reading; with ≥ 12 h of readings"),
     Feature("hours_since_previous", None, "h", "hours between the previous and the forecast reading"),
@@ -126,181 +131,20 @@ class ForecastConfig:
     code_version: str = field(default=MODEL.version)  # of the code that trained it; the registry numbers versions
 
 
-def pipeline(degree: int) -> Pipeline:
-    """Ordinary least squares on the features, with degree-2 terms (squares and products) for degree 2."""
-    if degree == 1:
-        return Pipeline([("regression", LinearRegression())])
-    return Pipeline(
-        [("polynomial", PolynomialFeatures(degree=degree, include_bias=False)), ("regression", LinearRegression())]
-    )
-
-
-def simulate_stream(
-    seed: int, n: int = 864, start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
-) -> list[tuple[datetime, float]]:
-    """A synthetic 5-minute heart-rate stream, for tests and the synthetic cohort (not a physiological model).
-
-    HR(t) = 70 + 8·sin(2π·h(t)/24) + e(t), h the hour of day in UTC, e an AR(1) process with φ = 0.8 and
-    innovations N(0, 3²) started from its stationary distribution; values rounded to 0.1/min. 864 readings
-    are three days.
-    """
-    rng = np.random.default_rng(seed)
-    phi, sigma = 0.8, 3.0
-    noise = rng.normal(0.0, sigma / math.sqrt(1 - phi**2))
-    stream = []
-    for i in range(n):
-        when = start + timedelta(minutes=5 * i)
-        if i:
-            noise = phi * noise + rng.normal(0.0, sigma)
-        stream.append((when, round(70.0 + 8.0 * math.sin(2 * math.pi * _hour(when) / 24) + noise, 1)))
-    return stream
-
-
-def _utc(when: datetime) -> datetime:
-    """``when`` as an aware UTC time; a naive time is taken to be UTC, as the twin stores times."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _hour(when: datetime) -> float:
-    utc = when.astimezone(UTC)
-    return utc.hour + utc.minute / 60 + utc.second / 3600
-
-
-@dataclass(frozen=True)
-class Series:
-    """One patient's readings, oldest first, one per time: epoch hours, hour of day, value."""
-
-    hours: np.ndarray
-    clock: np.ndarray
-    values: np.ndarray
-    built: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, times: Sequence[datetime], values: Sequence[float]) -> Series:
-        return cls(
-            np.array([t.timestamp() / 3600 for t in times]),
-            np.array([_hour(t) for t in times]),
-            np.asarray(values, dtype=float),
-        )
-
-    def __len__(self) -> int:
-        return self.values.size
-
-    def row(self, target: int, lags: int, clock: float | None = None, gap: float | None = None) -> np.ndarray:
-        """Features forecasting reading ``target`` from the ``lags`` readings before it; ``clock`` and ``gap``
-        (hours) describe a target beyond the series."""
-        if clock is None or gap is None:
-            clock, gap = float(self.clock[target]), float(self.hours[target] - self.hours[target - 1])
-        angle = 2 * math.pi * clock / 24
-        lagged = self.values[target - lags : target][::-1]
-        return np.concatenate([lagged, [math.sin(angle), math.cos(angle), gap]])
-
-    def design(self, first: int, stop: int, lags: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows for targets ``first``..``stop − 1`` (``first`` ≥ ``lags``) and their observed values."""
-        return self._rows(lags)[first - lags : stop - lags], self.values[first:stop]
-
-    def _rows(self, lags: int) -> np.ndarray:
-        """Feature rows of every reading from ``lags`` on, built once per series (rolling origin slices it)."""
-        if lags not in self.built:
-            self.built[lags] = np.array([self.row(j, lags) for j in range(lags, len(self))]).reshape(-1, lags + 3)
-        return self.built[lags]
-
-
-@dataclass(frozen=True)
-class Fit:
-    """One fitted candidate: the pipeline (None for persistence) and the feature columns it was fitted on."""
-
-    degree: int
-    pipeline: Pipeline | None
-    columns: tuple[int, ...]
-
-    def predict(self, row: np.ndarray) -> float:
-        if self.pipeline is None:
-            return float(row[0])
-        return float(self.pipeline.predict(row[None, list(self.columns)])[0])
-
-
-def _fit(series: Series, stop: int, degree: int, lags: int, window: int) -> Fit:
-    """A candidate fitted on the ``window`` readings before index ``stop`` only (never on ``stop`` or later).
-
-    Degree 0 is persistence. The time-of-day columns are used only when the fitted readings span at least
-    ``CLOCK_SPAN``: over a shorter part of the daily cycle sin/cos of the hour are nearly a trend in time,
-    the very regression on time this model avoids (on 4-hour simulated streams they made it 40 % worse
-    than persistence; without them about 6 %).
-    """
-    if degree == 0:
-        return Fit(0, None, (0,))
-    first = max(lags, stop - window + lags)
-    X, y = series.design(first, stop, lags)
-    columns = tuple(range(lags + 3))
-    if series.hours[stop - 1] - series.hours[first - lags] < CLOCK_SPAN:
-        columns = (*range(lags), lags + 2)
-    return Fit(degree, pipeline(degree).fit(X[:, list(columns)], y), columns)
-
-
-@dataclass(frozen=True)
-class RollingOrigin:
-    """One-step-ahead forecasts at each origin: the observed value and each candidate's forecast (0: persistence)."""
-
-    origins: np.ndarray
-    observed: np.ndarray
-    forecasts: dict[int, np.ndarray]
-
-    @property
-    def persistence(self) -> np.ndarray:
-        return self.forecasts[0]
-
-
-def rolling_origin(
-    series: Series,
-    degrees: Sequence[int] = DEGREES,
-    lags: int = LAGS,
-    min_history: int = MIN_HISTORY,
-    window: int = WINDOW,
-    origins: ArrayLike | None = None,
-) -> RollingOrigin:
-    """Forecast reading i from readings before i only, for each origin i ≥ ``min_history`` (all of them, or
-    ``origins``): an expanding window capped at ``window`` readings, evaluated in time order; persistence
-    (degree 0) always included."""
-    chosen = np.arange(min_history, len(series)) if origins is None else np.asarray(origins, dtype=int)
-    forecasts: dict[int, list[float]] = {degree: [] for degree in sorted({0, *degrees})}
-    with sklearn.config_context(assume_finite=True):  # NaN readings were dropped: skip the check per fit
-        for i in chosen:
-            row = series.row(int(i), lags)
-            for degree in forecasts:
-                forecasts[degree].append(_fit(series, int(i), degree, lags, window).predict(row))
-    return RollingOrigin(
-        chosen, series.values[chosen], {degree: np.array(values) for degree, values in forecasts.items()}
-    )
-
-
 def _spread(count: int, cap: int) -> np.ndarray:
     """``count`` origins from MIN_HISTORY on, thinned evenly to at most ``cap``."""
     return np.unique(np.linspace(MIN_HISTORY, MIN_HISTORY + count - 1, min(count, cap)).round().astype(int))
 
 
-def _clean(points: Sequence[tuple[datetime, float]]) -> tuple[list[datetime], list[float], list[int]]:
-    """Points sorted by time, NaN dropped, one per time (the last given): times, values, positions."""
-    by_time: dict[datetime, int] = {}
-    for position, (when, value) in enumerate(points):
-        if value is not None and not math.isnan(value):
-            by_time[when] = position
-    order = sorted(by_time)
-    return order, [float(points[by_time[t]][1]) for t in order], [by_time[t] for t in order]
-
-
-def _median_gap(times: Sequence[datetime]) -> timedelta:
-    return timedelta(seconds=float(np.median([(b - a).total_seconds() for a, b in pairwise(times)])))
-
-
 def _patients(dataset: Dataset) -> dict[str, Series]:
     """Patients whose heart rate is a regular series long enough to forecast."""
     frame = dataset.measurements
-    rates = frame[(frame["field"] == "heart_rate") & frame["value"].notna()].sort_values(["patient_id", "time"])
+    heart_rates = (frame["field"] == fields.HEART_RATE.name) & frame["value"].notna()
+    rates = frame[heart_rates].sort_values(["patient_id", "time"])
     found = {}
     for patient_id, group in rates.groupby("patient_id", sort=True):
-        times, values, _ = _clean(list(zip(group["time"].tolist(), group["value"].tolist(), strict=True)))
-        if len(times) >= MIN_HISTORY and _median_gap(times) <= MAX_INTERVAL:
+        times, values, _ = clean(list(zip(group["time"].tolist(), group["value"].tolist(), strict=True)))
+        if len(times) >= MIN_HISTORY and median_gap(times) <= MAX_INTERVAL:
             found[str(patient_id)] = Series.of(times, values)
     return found
 
@@ -391,12 +235,7 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
             "holdout_interval_coverage": holdout["interval_coverage"] if holdout else None,
             "note": "coverage of the 90 % interval built from the training patients' errors, on held-out patients",
         },
-        efficiency={
-            "fit_seconds": fit_seconds,
-            "latency_p50_ms": latency["p50_ms"],
-            "latency_p95_ms": latency["p95_ms"],
-            "artifact_bytes": len(pickle.dumps(config)),
-        },
+        efficiency=efficiency(fit_seconds, latency, config),
         comparison={
             "summary": "pooled one-step-ahead errors of each candidate and of persistence over every origin",
             "candidates": candidates,
@@ -456,15 +295,15 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
     pooled errors of training; P is (k + ½)/(n + 1) over the n errors, k of which would put the forecast above
     100/min, so it is never exactly 0 or 1.
     """
-    now = _utc(now)
-    usable = [(_utc(when), value, source) for when, value, source in points if _utc(when) <= now]
-    times, values, positions = _clean([(t, v) for t, v, _ in usable])
+    now = utc(now)
+    usable = [(utc(when), value, source) for when, value, source in points if utc(when) <= now]
+    times, values, positions = clean([(t, v) for t, v, _ in usable])
     if len(times) < artifact.min_history:
-        score = Score.insufficient(MODEL, ("heart_rate",))
+        score = Score.insufficient(MODEL, (fields.HEART_RATE.name,))
         return replace(
             score, rationale=f"{score.rationale} ({artifact.min_history} readings needed, {len(times)} available)"
         ), []
-    gap = _median_gap(times)
+    gap = median_gap(times)
     if gap > MAX_INTERVAL:
         return Score.not_applicable(
             MODEL,
@@ -476,10 +315,10 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
 
     series = Series.of(times[-(artifact.window + OWN_ORIGINS) :], values[-(artifact.window + OWN_ORIGINS) :])
     sources = [usable[p][2] for p in positions][-(artifact.window + OWN_ORIGINS) :]
-    model = _fit(series, len(series), artifact.degree, artifact.lags, artifact.window)
+    model = fit(series, len(series), artifact.degree, artifact.lags, artifact.window)
     horizon = gap.total_seconds() / 3600
     target = times[-1] + gap
-    row = series.row(len(series), artifact.lags, clock=_hour(target), gap=horizon)
+    row = series.row(len(series), artifact.lags, clock=hour_of_day(target), gap=horizon)
     value = model.predict(row)
 
     own_origins = np.arange(max(artifact.min_history, len(series) - OWN_ORIGINS), len(series))
@@ -516,13 +355,11 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
             f"(skill {skill:+.2f}). "
         )
     rationale += "Largest terms: " + "; ".join(c.explanation for c in contributions[:3]) + "."
-    score = Score(
-        model=MODEL,
+    score = Score.complete(
+        MODEL,
         value=round(value, 1),
         probability=probability,
         band=band,
-        partial=False,
-        missing=(),
         contributions=contributions,
         rationale=rationale,
         mitigation=None,

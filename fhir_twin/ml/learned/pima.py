@@ -19,7 +19,6 @@ glucose tolerance test, triceps skinfold, the study's diabetes pedigree function
 from __future__ import annotations
 
 import hashlib
-import pickle
 from typing import Any
 
 import numpy as np
@@ -30,22 +29,23 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fhir_twin.errors import Unprocessable
+from fhir_twin.ml import codes
 from fhir_twin.ml.learned import metrics
 from fhir_twin.ml.learned.gates import classifier_gates
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, model_card
+from fhir_twin.ml.learned.report import Feature, TrainResult, build, efficiency, model_card
 from fhir_twin.ml.learned.validation import (
     cross_validate_classifier,
     inference_latency,
     predefined_holdout_classifier,
 )
-from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo
+from fhir_twin.ml.scores.model import Input, ModelInfo
 
 FEATURES = (
     Feature("npreg", None, "1", "number of pregnancies"),
     Feature("glu", None, "mg/dL", "plasma glucose two hours into an oral glucose tolerance test"),
-    Feature("bp", f"{LOINC}|8462-4", "mm[Hg]", "diastolic blood pressure"),
+    Feature("bp", codes.DIASTOLIC_BP.token, "mm[Hg]", "diastolic blood pressure"),
     Feature("skin", None, "mm", "triceps skinfold thickness"),
-    Feature("bmi", f"{LOINC}|39156-5", "kg/m2", "body mass index"),
+    Feature("bmi", codes.BMI.token, "kg/m2", "body mass index"),
     Feature("ped", None, "1", "diabetes pedigree function, a score of the family history computed by the study"),
     Feature("age", None, "a", "age in years"),
 )
@@ -175,12 +175,7 @@ def train(seed: int = 0) -> TrainResult:
             "out_of_fold_intercept": cv["out_of_fold"]["calibration_intercept"],
             "reliability": cv["reliability"],
         },
-        efficiency={
-            "fit_seconds": holdout["fit_seconds"],
-            "latency_p50_ms": latency["p50_ms"],
-            "latency_p95_ms": latency["p95_ms"],
-            "artifact_bytes": len(pickle.dumps(fitted)),
-        },
+        efficiency=efficiency(holdout["fit_seconds"], latency, fitted),
         comparison={
             "summary": "on the Pima.te hold-out, against the training prevalence given to everyone and a logistic "
             "regression on glucose alone",

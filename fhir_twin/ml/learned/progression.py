@@ -15,7 +15,6 @@ patients (the serum variables are the study's own, e.g. s5 is a log-scale trigly
 from __future__ import annotations
 
 import hashlib
-import pickle
 import time
 from functools import partial
 from typing import Any
@@ -27,22 +26,23 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+from fhir_twin.ml import codes
 from fhir_twin.ml.learned.gates import Gate
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, model_card
+from fhir_twin.ml.learned.report import Feature, TrainResult, build, efficiency, model_card
 from fhir_twin.ml.learned.validation import cross_validate_regressor, holdout_regressor, inference_latency
-from fhir_twin.ml.scores.model import LOINC, Input, ModelInfo
+from fhir_twin.ml.scores.model import Input, ModelInfo
 
 FEATURES = (
     Feature("age", None, "a", "age"),
     Feature("sex", None, "1", "sex as coded by the study (1 or 2)"),
-    Feature("bmi", f"{LOINC}|39156-5", "kg/m2", "body mass index"),
-    Feature("bp", f"{LOINC}|8478-0", "mm[Hg]", "average (mean arterial) blood pressure"),
-    Feature("s1", f"{LOINC}|2093-3", "mg/dL", "tc: total serum cholesterol"),
-    Feature("s2", f"{LOINC}|13457-7", "mg/dL", "ldl: low-density lipoproteins"),
-    Feature("s3", f"{LOINC}|2085-9", "mg/dL", "hdl: high-density lipoproteins"),
-    Feature("s4", f"{LOINC}|9830-1", "1", "tch: total cholesterol / HDL"),
-    Feature("s5", f"{LOINC}|2571-8", None, "ltg: log of serum triglycerides, the study's own scale"),
-    Feature("s6", f"{LOINC}|2339-0", "mg/dL", "glu: blood sugar level"),
+    Feature("bmi", codes.BMI.token, "kg/m2", "body mass index"),
+    Feature("bp", codes.MEAN_BP.token, "mm[Hg]", "average (mean arterial) blood pressure"),
+    Feature("s1", codes.TOTAL_CHOLESTEROL.token, "mg/dL", "tc: total serum cholesterol"),
+    Feature("s2", codes.LDL_CHOLESTEROL_CALCULATED.token, "mg/dL", "ldl: low-density lipoproteins"),
+    Feature("s3", codes.HDL_CHOLESTEROL.token, "mg/dL", "hdl: high-density lipoproteins"),
+    Feature("s4", codes.CHOLESTEROL_HDL_RATIO.token, "1", "tch: total cholesterol / HDL"),
+    Feature("s5", codes.TRIGLYCERIDES.token, None, "ltg: log of serum triglycerides, the study's own scale"),
+    Feature("s6", codes.GLUCOSE.token, "mg/dL", "glu: blood sugar level"),
 )
 
 MODEL = ModelInfo(
@@ -156,12 +156,7 @@ def train(seed: int = 0) -> TrainResult:
         cross_validation=cv[chosen],
         holdout=holdout[chosen],
         calibration=None,
-        efficiency={
-            "fit_seconds": fit_seconds,
-            "latency_p50_ms": latency["p50_ms"],
-            "latency_p95_ms": latency["p95_ms"],
-            "artifact_bytes": len(pickle.dumps(fitted)),
-        },
+        efficiency=efficiency(fit_seconds, latency, fitted),
         comparison=comparison,
         limits=[
             "One small study (442 patients); no independent cohort with the same variables is available offline, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ import pandas as pd
 import sklearn
 
 from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import gates as gating
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.scores.model import ModelInfo
@@ -42,6 +44,21 @@ class Feature:
     loinc: str | None
     unit: str | None
     description: str
+
+    @classmethod
+    def of(cls, read: BodyField, description: str) -> Feature:
+        """A Body field's value as a feature: its name, code and canonical unit."""
+        return cls(read.name, read.code.token, read.unit, description)
+
+
+def efficiency(fit_seconds: float, latency: dict[str, Any], artifact: Any) -> dict[str, Any]:
+    """A report's efficiency section: seconds to fit, prediction latency and the artifact's size."""
+    return {
+        "fit_seconds": fit_seconds,
+        "latency_p50_ms": latency["p50_ms"],
+        "latency_p95_ms": latency["p95_ms"],
+        "artifact_bytes": len(pickle.dumps(artifact)),
+    }
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
-from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores.model import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 
@@ -34,14 +34,7 @@ MODEL = ModelInfo(
     inputs=(
         Input("age"),
         Input("sex"),
-        Input("total_cholesterol", f"{LOINC}|2093-3"),
-        Input("hdl", f"{LOINC}|2085-9"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("bp_treated"),
-        Input("smoker", f"{LOINC}|72166-2"),
-        Input("diabetes"),
-        Input("ldl", f"{LOINC}|18262-6"),
-        Input("clinical_ascvd"),
+        *risk_factors.INPUTS,
     ),
     outcome="Hard coronary heart disease: myocardial infarction or coronary death",
     horizon="10 years",
@@ -156,12 +149,7 @@ def atp3(inputs: Atp3Inputs) -> Score:
         assumptions += (f"{unknown}: assumed no diabetes; with diabetes the equation would not apply.",)
     probability = _risk(assumed)
     band = _band(probability)
-    factors = {
-        "smoker": "smoker",
-        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
-        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
-        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
-    }
+    factors = risk_factors.in_words(assumed)
     contributions = risk_factors.contributions(assumed, _risk, factors)
     women = "women" if inputs.sex == "female" else "men"
     rationale = (
@@ -169,17 +157,12 @@ def atp3(inputs: Atp3Inputs) -> Score:
         f"Framingham equation for {women}. With optimal risk factors (total cholesterol 170 mg/dL, HDL 50 mg/dL, "
         f"untreated systolic BP 110 mmHg, non-smoker) it would be {100 * risk_factors.optimal(assumed, _risk):.1f} %"
     )
-    if contributions:
-        listed = "; ".join(c.explanation for c in contributions[:3])
-        rationale += f"; largest contributors, in percentage points of risk: {listed}"
-    rationale += "."
-    return Score(
-        model=MODEL,
+    rationale += risk_factors.largest(contributions)
+    return Score.complete(
+        MODEL,
         value=100 * probability,
         probability=probability,
         band=band,
-        partial=False,
-        missing=(),
         contributions=contributions,
         rationale=rationale,
         mitigation=None,
@@ -258,8 +241,8 @@ def _band(probability: float) -> str:
 def _check(inputs: Atp3Inputs) -> None:
     """Reject values of the wrong kind: the logarithms need positive, finite numbers."""
     if inputs.sex not in get_args(Sex):
-        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+        raise InputError("sex", f"must be one of {get_args(Sex)}, not {inputs.sex!r}")
     for name in ("age", "total_cholesterol", "hdl", "systolic_bp"):
         value = getattr(inputs, name)
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive, finite number, not {value!r}")
+            raise InputError(name, f"must be a positive, finite number, not {value!r}")

@@ -9,12 +9,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
-
-LOINC = "http://loinc.org"
+from typing import Any, Literal, NamedTuple
 
 # ACVPU level of responsiveness (LOINC 67775-7); "confusion" means new confusion (RCP NEWS2 2017)
 Consciousness = Literal["alert", "confusion", "voice", "pain", "unresponsive"]
+
+
+class InputError(ValueError):
+    """An input value a score cannot take (a type check, not plausibility): the input's name and the
+    reason as data, so a caller can name the parameter that gave it."""
+
+    def __init__(self, input: str, reason: str) -> None:
+        super().__init__(f"{input} {reason}")
+        self.input = input
+        self.reason = reason
 
 
 class Input(NamedTuple):
@@ -85,6 +93,21 @@ class Score:
     forecast: Forecast | None = None
     assumptions: tuple[str, ...] = ()
     bound: bool = False  # value and band are lower bounds ("at least"), from a partial set
+
+    @classmethod
+    def complete(
+        cls,
+        model: ModelInfo,
+        value: float | int,
+        probability: float | None,
+        band: str,
+        contributions: tuple[Contribution, ...],
+        rationale: str,
+        mitigation: str | None,
+        **more: Any,
+    ) -> Score:
+        """A result from every input the model needs: nothing missing, no bound."""
+        return cls(model, value, probability, band, False, (), contributions, rationale, mitigation, **more)
 
     @classmethod
     def insufficient(cls, model: ModelInfo, missing: tuple[str, ...], why: str | None = None) -> Score:

@@ -23,20 +23,21 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import get_args
 
-from fhir_twin.ml.scores.model import LOINC, Consciousness, Contribution, Input, ModelInfo, Score, missing_inputs
+from fhir_twin.ml import codes
+from fhir_twin.ml.scores.model import Consciousness, Contribution, Input, InputError, ModelInfo, Score, missing_inputs
 
 MODEL = ModelInfo(
     id="news2",
     version="1.0.0",
     kind="rule-based",
     inputs=(
-        Input("respiratory_rate", f"{LOINC}|9279-1"),
-        Input("spo2", f"{LOINC}|2708-6"),
+        Input("respiratory_rate", codes.RESPIRATORY_RATE.token),
+        Input("spo2", codes.SPO2.token),
         Input("supplemental_oxygen"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("pulse", f"{LOINC}|8867-4"),
-        Input("consciousness", f"{LOINC}|67775-7"),
-        Input("temperature", f"{LOINC}|8310-5"),
+        Input("systolic_bp", codes.SYSTOLIC_BP.token),
+        Input("pulse", codes.HEART_RATE.token),
+        Input("consciousness", codes.RESPONSIVENESS.token),
+        Input("temperature", codes.BODY_TEMPERATURE.token),
         Input("spo2_scale_2"),
     ),
     outcome="Clinical deterioration (NEWS2 clinical risk band)",
@@ -288,13 +289,13 @@ def _consciousness(level: Consciousness) -> Contribution:
 def _check(inputs: News2Inputs) -> None:
     """Reject values no measurement can have; plausibility is the Digital Body's job, this is a type check."""
     if inputs.consciousness is not None and inputs.consciousness not in get_args(Consciousness):
-        raise ValueError(f"consciousness must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
+        raise InputError("consciousness", f"must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
     for name in ("respiratory_rate", "spo2", "systolic_bp", "pulse", "temperature"):
         value = getattr(inputs, name)
         if value is not None and (not math.isfinite(value) or value < 0):
-            raise ValueError(f"{name} must be a finite, non-negative number, not {value!r}")
+            raise InputError(name, f"must be a finite, non-negative number, not {value!r}")
     if inputs.spo2 is not None and inputs.spo2 > 100:
-        raise ValueError(f"spo2 is a percentage, not {inputs.spo2!r}")
+        raise InputError("spo2", f"is a percentage, not {inputs.spo2!r}")
 
 
 def _whole(value: float) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
-from fhir_twin.ml.scores.model import LOINC, Contribution, Input, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores.model import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 Race = Literal["white", "african_american", "other"]
@@ -34,14 +34,7 @@ MODEL = ModelInfo(
         Input("age"),
         Input("sex"),
         Input("race"),
-        Input("total_cholesterol", f"{LOINC}|2093-3"),
-        Input("hdl", f"{LOINC}|2085-9"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("bp_treated"),
-        Input("smoker", f"{LOINC}|72166-2"),
-        Input("diabetes"),
-        Input("ldl", f"{LOINC}|18262-6"),
-        Input("clinical_ascvd"),
+        *risk_factors.INPUTS,
     ),
     outcome="First hard ASCVD event: nonfatal myocardial infarction, CHD death, or fatal or nonfatal stroke",
     horizon="10 years",
@@ -221,23 +214,14 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
     probability = _risk(assumed)
     equation = _equation(vars(assumed))
     band = _band(probability)
-    factors = {
-        "smoker": "smoker",
-        "systolic_bp": f"systolic BP {assumed.systolic_bp:g} mmHg{', treated' if assumed.bp_treated else ''}",
-        "total_cholesterol": f"total cholesterol {assumed.total_cholesterol:g} mg/dL",
-        "hdl": f"HDL cholesterol {assumed.hdl:g} mg/dL",
-        "diabetes": "diabetes",
-    }
+    factors = {**risk_factors.in_words(assumed), "diabetes": "diabetes"}
     contributions = risk_factors.contributions(assumed, _risk, factors)
     rationale = (
         f"10-year risk of a first heart attack, coronary death or stroke: {100 * probability:.1f} % ({band}), by "
         f"the Pooled Cohort Equation for {equation.label}. With optimal risk factors it would be "
         f"{100 * risk_factors.optimal(assumed, _risk):.1f} %"
     )
-    if contributions:
-        listed = "; ".join(c.explanation for c in contributions[:3])
-        rationale += f"; largest contributors, in percentage points of risk: {listed}"
-    rationale += "."
+    rationale += risk_factors.largest(contributions)
     if inputs.race == "other":
         rationale += (
             " Race is neither white nor African American, so the white equation is used, as Goff et al. advise; "
@@ -250,13 +234,11 @@ def pooled_cohort(inputs: PooledCohortInputs) -> Score:
             " Black or African American is recorded with other race categories: the African American equation is "
             f"used, the only one derived for a group other than white; the white equation gives {100 * other:.1f} %."
         )
-    return Score(
-        model=MODEL,
+    return Score.complete(
+        MODEL,
         value=100 * probability,
         probability=probability,
         band=band,
-        partial=False,
-        missing=(),
         contributions=contributions,
         rationale=rationale,
         mitigation=MITIGATION[band],
@@ -350,10 +332,10 @@ def _band(probability: float) -> str:
 def _check(inputs: PooledCohortInputs) -> None:
     """Reject values of the wrong kind; out-of-range measurements are handled as not applicable."""
     if inputs.sex not in get_args(Sex):
-        raise ValueError(f"sex must be one of {get_args(Sex)}, not {inputs.sex!r}")
+        raise InputError("sex", f"must be one of {get_args(Sex)}, not {inputs.sex!r}")
     if inputs.race is not None and inputs.race not in get_args(Race):
-        raise ValueError(f"race must be one of {get_args(Race)}, not {inputs.race!r}")
+        raise InputError("race", f"must be one of {get_args(Race)}, not {inputs.race!r}")
     for name, _, _ in RANGES:
         value = getattr(inputs, name)
         if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, not {value!r}")
+            raise InputError(name, f"must be a finite number, not {value!r}")

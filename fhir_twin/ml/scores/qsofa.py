@@ -16,17 +16,18 @@ import math
 from dataclasses import dataclass
 from typing import get_args
 
-from fhir_twin.ml.scores.model import LOINC, Consciousness, Contribution, Input, ModelInfo, Score
+from fhir_twin.ml import codes
+from fhir_twin.ml.scores.model import Consciousness, Contribution, Input, InputError, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="qsofa",
     version="1.0.0",
     kind="rule-based",
     inputs=(
-        Input("respiratory_rate", f"{LOINC}|9279-1"),
-        Input("systolic_bp", f"{LOINC}|8480-6"),
-        Input("consciousness", f"{LOINC}|67775-7"),
-        Input("gcs", f"{LOINC}|9269-2"),
+        Input("respiratory_rate", codes.RESPIRATORY_RATE.token),
+        Input("systolic_bp", codes.SYSTOLIC_BP.token),
+        Input("consciousness", codes.RESPONSIVENESS.token),
+        Input("gcs", codes.GCS_TOTAL.token),
     ),
     outcome="Poor outcome of infection: in-hospital death or ICU stay of 3 days or more",
     horizon="this hospital stay",
@@ -167,10 +168,10 @@ def _mentation(inputs: QsofaInputs) -> Contribution | None:
 def _check(inputs: QsofaInputs) -> None:
     """Reject values no observation can have."""
     if inputs.consciousness is not None and inputs.consciousness not in get_args(Consciousness):
-        raise ValueError(f"consciousness must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
+        raise InputError("consciousness", f"must be one of {get_args(Consciousness)}, not {inputs.consciousness!r}")
     if inputs.gcs is not None and not 3 <= inputs.gcs <= 15:
-        raise ValueError(f"gcs must be 3-15, not {inputs.gcs!r}")
+        raise InputError("gcs", f"must be 3-15, not {inputs.gcs!r}")
     for name in ("respiratory_rate", "systolic_bp"):
         value = getattr(inputs, name)
         if value is not None and (not math.isfinite(value) or value < 0):
-            raise ValueError(f"{name} must be a finite, non-negative number, not {value!r}")
+            raise InputError(name, f"must be a finite, non-negative number, not {value!r}")

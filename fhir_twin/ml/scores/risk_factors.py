@@ -18,9 +18,23 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from fhir_twin.ml.scores.model import Contribution
+from fhir_twin.ml import codes
+from fhir_twin.ml.scores.model import Contribution, Input
 
 T = TypeVar("T")
+
+# What both equations read besides age and sex (and the Pooled Cohort Equations' race), in the order
+# their model cards list it.
+INPUTS = (
+    Input("total_cholesterol", codes.TOTAL_CHOLESTEROL.token),
+    Input("hdl", codes.HDL_CHOLESTEROL.token),
+    Input("systolic_bp", codes.SYSTOLIC_BP.token),
+    Input("bp_treated"),
+    Input("smoker", codes.SMOKING_STATUS.token),
+    Input("diabetes"),
+    Input("ldl", codes.LDL_CHOLESTEROL.token),
+    Input("clinical_ascvd"),
+)
 
 OPTIMAL: dict[str, Any] = {
     "total_cholesterol": 170.0,
@@ -87,6 +101,25 @@ def contributions(inputs: T, risk: Risk, factors: dict[str, str]) -> tuple[Contr
         if added >= 0.05:
             found.append(Contribution(name, getattr(inputs, name), round(added, 2), f"{words} (+{added:.1f})"))
     return tuple(sorted(found, key=lambda c: -c.points))
+
+
+def in_words(inputs: Any) -> dict[str, str]:
+    """The modifiable factors both equations explain (``contributions``), each as its value in words."""
+    treated = ", treated" if inputs.bp_treated else ""
+    return {
+        "smoker": "smoker",
+        "systolic_bp": f"systolic BP {inputs.systolic_bp:g} mmHg{treated}",
+        "total_cholesterol": f"total cholesterol {inputs.total_cholesterol:g} mg/dL",
+        "hdl": f"HDL cholesterol {inputs.hdl:g} mg/dL",
+    }
+
+
+def largest(contributions: tuple[Contribution, ...]) -> str:
+    """The end of a rationale: the three largest contributions, if any, and the full stop."""
+    if not contributions:
+        return "."
+    listed = "; ".join(c.explanation for c in contributions[:3])
+    return f"; largest contributors, in percentage points of risk: {listed}."
 
 
 def optimal(inputs: T, risk: Risk) -> float:

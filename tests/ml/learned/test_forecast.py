@@ -17,7 +17,8 @@ from sklearn.preprocessing import PolynomialFeatures
 from fhir_twin.ml.cohort import cohort_dataset
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.learned import InsufficientData, forecast, metrics
-from fhir_twin.ml.learned.forecast import MIN_HISTORY, ForecastConfig, Series, predict, rolling_origin, simulate_stream
+from fhir_twin.ml.learned.forecast import MIN_HISTORY, ForecastConfig, Series, predict, rolling_origin
+from fhir_twin.ml.learned.heart_rate_series import simulate_stream
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 PERSISTENCE_ERRORS = tuple(np.linspace(-5, 5, 99))

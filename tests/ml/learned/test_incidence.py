@@ -12,8 +12,9 @@ import pytest
 from fhir_twin.ml.cohort import cohort_dataset
 from fhir_twin.ml.concepts import SNOMED as SNOMED_SYSTEM
 from fhir_twin.ml.dataset import Dataset
-from fhir_twin.ml.learned import InsufficientData, incidence
-from fhir_twin.ml.learned.incidence import COLUMNS, HORIZON, evaluate, examples, features_now, predict, train
+from fhir_twin.ml.learned import InsufficientData, incidence, incidence_examples
+from fhir_twin.ml.learned.incidence import evaluate, predict, train
+from fhir_twin.ml.learned.incidence_examples import COLUMNS, HORIZON, examples, features_now
 from fhir_twin.ml.learned.report import TrainResult, external_report
 
 AT = datetime(2012, 1, 1, tzinfo=UTC)
@@ -200,8 +201,8 @@ def test_an_icd10_coded_diagnosis_is_an_outcome_and_an_exclusion() -> None:
         )
     )
     recoded = dataclasses.replace(dataset, conditions=icd10)
-    X, y, _, _ = incidence.examples(dataset)
-    X_icd, y_icd, _, _ = incidence.examples(recoded)
+    X, y, _, _ = incidence_examples.examples(dataset)
+    X_icd, y_icd, _, _ = incidence_examples.examples(recoded)
     assert (dataset.conditions["code"] == snomed).any()
     assert y_icd.sum() == y.sum() > 0
     assert len(X_icd) == len(X)
@@ -296,7 +297,7 @@ def test_training_excludes_diabetes_by_laboratory_criteria_and_counts_each_crite
     X_changed, _, _, _ = examples(changed)
     assert set(X.index) - set(X_changed.index) == hba1c_holders | set(by_glucose)
     excluded = train(changed, seed=0).report["data"]["excluded"]
-    assert excluded[incidence.BY_HBA1C] == len(hba1c_holders) > 0
-    assert excluded[incidence.BY_FASTING_GLUCOSE] == 2
-    prevalent = train(dataset, seed=0).report["data"]["excluded"][incidence.DIAGNOSIS]
-    assert excluded[incidence.DIAGNOSIS] == prevalent > 0, "a diagnosis counts first"
+    assert excluded[incidence_examples.BY_HBA1C] == len(hba1c_holders) > 0
+    assert excluded[incidence_examples.BY_FASTING_GLUCOSE] == 2
+    prevalent = train(dataset, seed=0).report["data"]["excluded"][incidence_examples.DIAGNOSIS]
+    assert excluded[incidence_examples.DIAGNOSIS] == prevalent > 0, "a diagnosis counts first"
