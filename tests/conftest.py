@@ -159,5 +159,6 @@ def client(app: Flask) -> FlaskClient:
 def repository(database_url: str) -> Iterator[Repository]:
     """A Repository on the test database, without an app: for tests of the layers below Flask."""
     engine = make_engine(database_url)
+    migrate(engine)  # a no-op on SQLite's migrated copy; a new PostgreSQL database needs it
     yield Repository(engine, Config().referential_integrity)
     engine.dispose()
