@@ -7,15 +7,132 @@ Builders return plain dicts and take keyword overrides, so a test states only wh
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.fhir.json import dumps
 from fhir_twin.interactions import Interactions, Request, Response
+from fhir_twin.security import tokens
 from fhir_twin.store.repository import Repository
 
 BASE = "http://localhost/fhir"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+HEART_RATE = "8867-4"
+AMBULATORY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+def observation(
+    code: str | None = None,
+    *,
+    res_id: str | None = None,
+    patient: str | None = None,
+    subject: str | None = None,
+    when: str | None = None,
+    value: float | None = None,
+    unit: str = "/min",
+    text: str | None = None,
+    **elements: Any,
+) -> dict[str, Any]:
+    """A final Observation of LOINC ``code``, or named by ``text`` alone ("heart rate" unless
+    told) when it has none. Its subject is ``patient`` (an id) or ``subject`` (a reference);
+    ``when`` is its effectiveDateTime and ``value`` a UCUM quantity in ``unit``."""
+    concept: dict[str, Any] = {}
+    if code is not None:
+        concept["coding"] = [{"system": LOINC, "code": code}]
+    if text is not None or code is None:
+        concept["text"] = "heart rate" if text is None else text
+    body: dict[str, Any] = {"resourceType": "Observation"}
+    if res_id is not None:
+        body["id"] = res_id
+    body.update(status="final", code=concept)
+    if patient is not None:
+        subject = f"Patient/{patient}"
+    if subject is not None:
+        body["subject"] = {"reference": subject}
+    if when is not None:
+        body["effectiveDateTime"] = when
+    if value is not None:
+        body["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    return {**body, **elements}
+
+
+def patient(res_id: str | None = None, **elements: Any) -> dict[str, Any]:
+    """A Patient with only the elements given."""
+    return {"resourceType": "Patient", **({} if res_id is None else {"id": res_id}), **elements}
+
+
+def encounter(res_id: str, patient: str, **elements: Any) -> dict[str, Any]:
+    """A finished ambulatory Encounter of ``patient``."""
+    subject = {"reference": f"Patient/{patient}"}
+    return {
+        "resourceType": "Encounter",
+        "id": res_id,
+        "status": "finished",
+        "class": AMBULATORY,
+        "subject": subject,
+        **elements,
+    }
+
+
+# --- through the test client -----------------------------------------------------------------
+
+
+def put(
+    client: FlaskClient,
+    resource: dict[str, Any],
+    status: int | Collection[int] = 201,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """PUT ``resource`` at its id, which must answer ``status`` (one code or any of several);
+    the JSON answered."""
+    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource, headers=headers)
+    assert response.status_code in ((status,) if isinstance(status, int) else status), response.get_json()
+    return response.get_json()
+
+
+def bearer(app: Flask, scope: str, patient: str | None = None, *, name: str | None = None) -> dict[str, str]:
+    """Headers bearing a new API token of ``app`` with ``scope`` (launched for ``patient``);
+    named ``name``, else after its scope and patient."""
+    repository = app.extensions["fhir_twin.interactions"].repository
+    label = name or " ".join(["test", scope, *([patient] if patient else [])])[:128]
+    secret, _ = tokens.create(repository, label, scope, patient, None)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+class Server:
+    """An app in auth mode "tokens" and a system token (``system/*.cruds``) that sets up and
+    checks the store, so a test of another token sees exactly what that token may."""
+
+    def __init__(self, app: Flask, system: dict[str, str] | None = None) -> None:
+        self.app = app
+        self.client: FlaskClient = app.test_client()
+        self.system = system or bearer(app, "system/*.cruds")
+
+    def token(self, scope: str, patient: str | None = None, *, name: str | None = None) -> dict[str, str]:
+        return bearer(self.app, scope, patient, name=name)
+
+    def put(self, resource: dict[str, Any]) -> None:
+        put(self.client, resource, headers=self.system)
+
+    def read(self, path: str) -> TestResponse:
+        """``path`` as the system token sees it."""
+        return self.client.get(f"/fhir/{path}", headers=self.system)
+
+    def count(self, query: str) -> int:
+        """How many resources ``query`` matches, as the system token sees it."""
+        answer = self.read(query)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["total"]
 
 
 def router(repository: Repository, config: Config) -> Interactions:

@@ -114,7 +114,7 @@ def test_a_refused_entry_is_a_refused_transaction(server: Any, before: Any) -> N
     """A token that may create Patients but not Observations: the Patient entry is written, then
     rolled back with its record when the Observation entry is refused."""
     mark, stored = before
-    limited = server.token("registration", "system/Patient.cruds")
+    limited = server.token("system/Patient.cruds", name="registration")
     answer = server.client.post(
         "/fhir",
         json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(PATIENT_URN))),
