@@ -155,3 +155,23 @@ def response_json(response: Response) -> Any:
     """The body of an answer as plain JSON values, as a client would read it (a built Bundle
     embeds stored bodies unparsed)."""
     return json.loads(response.body if isinstance(response.body, str) else dumps(response.body))
+
+
+def seed_clinic(server: Server) -> None:
+    """What the security tests share: Organization/org with Practitioner/doc, and its patients
+    p1 (Alpha) and p2 (Beta), each with a finished Encounter ``{patient}-enc``."""
+    server.put({"resourceType": "Organization", "id": "org", "name": "Clinic"})
+    server.put({"resourceType": "Practitioner", "id": "doc", "name": [{"family": "Doc"}]})
+    for res_id, family in (("p1", "Alpha"), ("p2", "Beta")):
+        server.put(patient(res_id, name=[{"family": family}], managingOrganization={"reference": "Organization/org"}))
+        server.put(encounter(f"{res_id}-enc", res_id))
+
+
+def condition(res_id: str, patient: str, text: str = "Hypertension") -> dict[str, Any]:
+    """A Condition of ``patient`` named by text alone."""
+    return {
+        "resourceType": "Condition",
+        "id": res_id,
+        "code": {"text": text},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
