@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from fhir_twin.security import tokens
 from fhir_twin.store.export import RUNNING, run_pending_exports
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job
+from tests import factories
 
 ASYNC = {"Prefer": "respond-async"}
 DATA: list[dict[str, Any]] = [
@@ -54,10 +56,8 @@ DATA: list[dict[str, Any]] = [
 ]
 
 
-def put(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{body['resourceType']}/{body['id']}", json=body)
-    assert response.status_code in (200, 201), response.get_json()
-    return response.get_json()
+# Some resources are written again over the dataset.
+put = partial(factories.put, status=(200, 201))
 
 
 def load(client: FlaskClient) -> None:

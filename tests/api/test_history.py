@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
+from tests import factories
 
 BASE = "http://localhost/fhir"
 STRICT = {"Prefer": "handling=strict"}
@@ -24,6 +27,10 @@ Key = tuple[str, str, str]  # resource type, id, version id
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+# Most writes here are updates (200); creates say status=201.
+put = partial(factories.put, status=200)
 
 
 def _millisecond(value: datetime) -> datetime:
@@ -57,13 +64,6 @@ def observation(res_id: str | None = None) -> Json:
     if res_id is not None:
         body["id"] = res_id
     return body
-
-
-def put(client: FlaskClient, resource: Json, status: int = 200) -> Json:
-    """PUT ``resource`` at its id; returns the stored resource."""
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
 
 
 def post(client: FlaskClient, resource: Json) -> Json:

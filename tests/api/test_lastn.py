@@ -7,14 +7,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tests.factories import put
+
 LOINC = "http://loinc.org"
 CATEGORIES = "http://terminology.hl7.org/CodeSystem/observation-category"
 GLUCOSE, TEMPERATURE, HEART_RATE = "2339-0", "8310-5", "8867-4"
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
 
 
 def observation(res_id: str, patient: str, code: str, day: int | None, **extra: Any) -> dict[str, Any]:

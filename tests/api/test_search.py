@@ -8,12 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
+from tests.factories import put
+
 LOINC = "http://loinc.org"
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
 
 
 def observation(res_id: str, patient: str, code: str, value: float, when: str, unit: str = "/min") -> dict[str, Any]:

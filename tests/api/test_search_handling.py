@@ -13,14 +13,10 @@ from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app
 from fhir_twin.config import Config
+from tests.factories import put
 
 LENIENT = {"Prefer": "handling=lenient"}
 STRICT = {"Prefer": "handling=strict"}
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
 
 
 def heart_rate(res_id: str, patient: str, value: float) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,11 +15,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests import factories
+
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 TWIN_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
+
+
+# Readings are written again as they change.
+put = partial(factories.put, status=(200, 201))
 
 
 def iso(moment: datetime) -> str:
@@ -40,12 +47,6 @@ def observation(
     if value is not None:
         body["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
     return body
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code in (200, 201), response.get_json()
-    return response.get_json()
 
 
 def outcome(response: TestResponse, status: int, code: str) -> dict[str, Any]:

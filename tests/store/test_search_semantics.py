@@ -25,6 +25,7 @@ import sqlalchemy
 from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app
+from tests.factories import put
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -269,12 +270,6 @@ class Server:
     stamps: dict[str, str]
 
 
-def _put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
 def _empty(url: str) -> None:
     """Empty every table of the PostgreSQL test database, as the ``database_url`` fixture does."""
     engine = sqlalchemy.create_engine(url)
@@ -300,12 +295,12 @@ def server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFacto
     app.testing = True
     client = app.test_client()
     for resource in DATASET:
-        _put(client, resource)
-    early = _put(client, EARLY)["meta"]["lastUpdated"]
+        put(client, resource)
+    early = put(client, EARLY)["meta"]["lastUpdated"]
     # The next write must get a later millisecond: wait for the clock, not for a fixed time.
     while datetime.now(UTC) <= datetime.fromisoformat(early) + timedelta(milliseconds=2):
         time.sleep(0.001)
-    late = _put(client, LATE)["meta"]["lastUpdated"]
+    late = put(client, LATE)["meta"]["lastUpdated"]
     yield Server(client, {"early": early, "late": late})
     app.extensions["fhir_twin.engine"].dispose()
 
