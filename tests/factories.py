@@ -32,25 +32,27 @@ AMBULATORY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "cod
 
 
 def observation(
-    code: str | None = None,
+    code: str | dict[str, Any] | None = None,
     *,
     res_id: str | None = None,
     patient: str | None = None,
-    subject: str | None = None,
+    subject: str | dict[str, Any] | None = None,
     when: str | None = None,
     value: float | None = None,
     unit: str = "/min",
-    text: str | None = None,
+    code_text: str | None = None,
     **elements: Any,
 ) -> dict[str, Any]:
-    """A final Observation of LOINC ``code``, or named by ``text`` alone ("heart rate" unless
-    told) when it has none. Its subject is ``patient`` (an id) or ``subject`` (a reference);
-    ``when`` is its effectiveDateTime and ``value`` a UCUM quantity in ``unit``."""
-    concept: dict[str, Any] = {}
-    if code is not None:
-        concept["coding"] = [{"system": LOINC, "code": code}]
-    if text is not None or code is None:
-        concept["text"] = "heart rate" if text is None else text
+    """A final Observation. ``code`` is a LOINC code (or a whole CodeableConcept); without one,
+    ``code_text`` alone names it ("heart rate" unless told). Its subject is ``patient`` (an id) or
+    ``subject`` (a reference, or a whole Reference); ``when`` is its effectiveDateTime and
+    ``value`` a UCUM quantity in ``unit``."""
+    if isinstance(code, dict):
+        concept = code
+    else:
+        concept = {} if code is None else {"coding": [{"system": LOINC, "code": code}]}
+        if code_text is not None or code is None:
+            concept["text"] = "heart rate" if code_text is None else code_text
     body: dict[str, Any] = {"resourceType": "Observation"}
     if res_id is not None:
         body["id"] = res_id
@@ -58,7 +60,7 @@ def observation(
     if patient is not None:
         subject = f"Patient/{patient}"
     if subject is not None:
-        body["subject"] = {"reference": subject}
+        body["subject"] = {"reference": subject} if isinstance(subject, str) else subject
     if when is not None:
         body["effectiveDateTime"] = when
     if value is not None:
