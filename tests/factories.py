@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask
@@ -18,6 +19,8 @@ from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
 from fhir_twin.fhir.json import dumps
 from fhir_twin.interactions import Interactions, Request, Response
+from fhir_twin.ml.scores.atp3 import Atp3Inputs
+from fhir_twin.ml.scores.pooled_cohort import PooledCohortInputs
 from fhir_twin.security import tokens
 from fhir_twin.store.repository import Repository
 
@@ -26,6 +29,18 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 HEART_RATE = "8867-4"
 AMBULATORY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+
+# The Pooled Cohort Equations' worked example (Goff DC Jr et al., 2013 ACC/AHA Guideline on the
+# Assessment of Cardiovascular Risk, Circulation 2014;129(25 Suppl 2):S49-73, Table A): the
+# pooled cohorts' mean profile, scored for each sex and race there (white man: 5.3 %).
+PCE_WORKED = PooledCohortInputs(
+    age=55, total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
+)
+PCE_WHITE_MALE = replace(PCE_WORKED, sex="male", race="white")
+# The same man for the ATP III (Framingham) hard-CHD equation.
+ATP3_WORKED = Atp3Inputs(
+    age=55, sex="male", total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
+)
 
 
 # --- resources -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
+from tests.factories import PCE_WHITE_MALE
 from tests.ml.doctor_data import (
     MEDIUM,
     MODEL_SYSTEM,
@@ -134,17 +136,10 @@ def test_predict_by_post_with_parameters(client: FlaskClient, p1: str) -> None:
     found = predictions(client.post(f"/fhir/Patient/{p1}/$predict", json=body))
     assert set(found) == {"pooled-cohort-ascvd", "qsofa"}
     (ascvd,) = found["pooled-cohort-ascvd"]["riskAssessment"]
-    expected = pooled_cohort.pooled_cohort(
-        pooled_cohort.PooledCohortInputs(
-            age=55,
-            sex="male",
-            race="white",
-            total_cholesterol=213,
-            hdl=50,
-            systolic_bp=105,  # the newest reading of the day, outside acute care
-            smoker=False,
-        )
-    )
+    # The worked example's man, with the newest systolic BP of the day (outside acute care);
+    # treatment and diabetes are not recorded.
+    inputs = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None)
+    expected = pooled_cohort.pooled_cohort(inputs)
     assert ascvd["prediction"][0]["probabilityDecimal"] == pytest.approx(round(expected.probability, 6), abs=1e-9)
     assert by_model(client, p1) == {"news2": 1, "qsofa": 2, "pooled-cohort-ascvd": 2, "atp3-hard-chd": 1}
 

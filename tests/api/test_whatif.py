@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.ml.scores import news2, pooled_cohort
+from tests.factories import PCE_WHITE_MALE
 from tests.ml.doctor_data import (
     MEDIUM,
     MODELS,
@@ -32,15 +33,7 @@ from tests.ml.doctor_data import (
 SIMULATED_TAG = {"system": "urn:fhir-twin:CodeSystem/assessment", "code": "simulated", "display": "Simulated (what-if)"}
 # What p1's twin gives the Pooled Cohort Equations: the newest systolic BP of the day is the NEWS2
 # set's; treatment and diabetes are not recorded (assumed no, and said).
-P1_PCE = pooled_cohort.PooledCohortInputs(
-    age=55,
-    sex="male",
-    race="white",
-    total_cholesterol=213,
-    hdl=50,
-    systolic_bp=105,
-    smoker=False,
-)
+P1_PCE = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None)
 
 
 @pytest.fixture
