@@ -36,6 +36,7 @@ from tests.ml.doctor_data import (
     patient,
     put,
     quantity,
+    record_p1,
     search,
     settle,
     transaction,
@@ -50,11 +51,7 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
     """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
-    put(client, patient("p1"))
-    transaction(
-        client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
-    )
+    record_p1(client)
     settle(app)
     assert by_model(client, "p1") == {model: 1 for model in MODELS}
     return "p1"

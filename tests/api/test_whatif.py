@@ -17,15 +17,16 @@ from tests.factories import PCE_WHITE_MALE
 from tests.ml.doctor_data import (
     MEDIUM,
     MODELS,
+    NEWS2_MEDIUM,
     SCORE_EXTENSION,
     ago,
     by_model,
     cardiovascular_set,
-    infection,
     news2_set,
     outcome,
     patient,
     put,
+    record_p1,
     settle,
     transaction,
 )
@@ -38,11 +39,7 @@ P1_PCE = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None
 
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
-    put(client, patient("p1"))
-    transaction(
-        client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
-    )
+    record_p1(client)
     settle(app)
     assert by_model(client, "p1") == {model: 1 for model in MODELS}
     return "p1"
@@ -152,17 +149,7 @@ def test_without_model_every_model_is_answered(client: FlaskClient, p1: str) -> 
     found = whatif(client, "respiratory_rate=25")
     assert set(found) == set(MODELS)
     current, simulated = found["news2"]["current"], found["news2"]["simulated"]
-    score = news2.news2(
-        news2.News2Inputs(
-            respiratory_rate=25,
-            spo2=94,
-            supplemental_oxygen=False,
-            systolic_bp=105,
-            pulse=95,
-            consciousness="alert",
-            temperature=38.2,
-        )
-    )
+    score = news2.news2(replace(NEWS2_MEDIUM, respiratory_rate=25))
     assert [e["valueDecimal"] for e in current["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [6]
     assert [e["valueDecimal"] for e in simulated["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [
         score.value

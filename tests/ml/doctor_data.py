@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,7 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from fhir_twin.ml.scores.news2 import News2Inputs
 from fhir_twin.store import doctor as queue
+from tests import factories
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -67,6 +70,16 @@ NEWS2_VECTORS = (
     (Vitals(8, 91, "O2", 90, 131, False, 35.0), 20, "high"),
 )
 MEDIUM = NEWS2_VECTORS[2][0]
+# What NEWS2 reads from MEDIUM (age aside).
+NEWS2_MEDIUM = News2Inputs(
+    respiratory_rate=22,
+    spo2=94,
+    supplemental_oxygen=False,
+    systolic_bp=105,
+    pulse=95,
+    consciousness="alert",
+    temperature=38.2,
+)
 
 
 def iso(moment: datetime) -> str:
@@ -273,8 +286,19 @@ def write(client: FlaskClient, method: str, url: str, body: Any = None) -> dict[
     return response.get_json()
 
 
-def put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    return write(client, "PUT", f"/fhir/{resource['resourceType']}/{resource['id']}", resource)
+# A resource may be written again as the test moves time on.
+put = partial(factories.put, status=(200, 201))
+
+
+def record_p1(client: FlaskClient) -> dict[str, Any]:
+    """p1, 55, with pneumonia, the medium NEWS2 set of 10 minutes ago and cholesterol of 2 hours
+    ago: every model has what it needs. The stored Patient."""
+    stored = put(client, patient("p1"))
+    transaction(
+        client,
+        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
+    )
+    return stored
 
 
 def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[str]:

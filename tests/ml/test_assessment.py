@@ -24,6 +24,7 @@ from tests.ml.doctor_data import (
     AIAST,
     MEDIUM,
     MODEL_SYSTEM,
+    NEWS2_MEDIUM,
     RISK_PROBABILITY,
     SCORE_EXTENSION,
     ago,
@@ -39,15 +40,6 @@ AI_DEVICE_TYPE = f"{AI}/CodeSystem/AIdeviceTypeCS"
 AI_INPUTS = f"{AI}/CodeSystem/AIinputsCS"
 KINDS = {runner.model.id: runner.kind for runner in rule_based(timedelta(hours=1))}
 
-NEWS2_MEDIUM = news2.News2Inputs(
-    respiratory_rate=22,
-    spo2=94,
-    supplemental_oxygen=False,
-    systolic_bp=105,
-    pulse=95,
-    consciousness="alert",
-    temperature=38.2,
-)
 QSOFA_PARTIAL = qsofa.QsofaInputs(respiratory_rate=30, systolic_bp=90, age=60, suspected_infection=("Sepsis",))
 SCORES = {
     "news2": news2.news2(NEWS2_MEDIUM),
