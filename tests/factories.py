@@ -25,6 +25,7 @@ from fhir_twin.security import tokens
 from fhir_twin.store.repository import Repository
 
 BASE = "http://localhost/fhir"
+FHIR_JSON = "application/fhir+json; charset=utf-8"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 HEART_RATE = "8867-4"
@@ -192,3 +193,16 @@ def condition(res_id: str, patient: str, text: str = "Hypertension") -> dict[str
         "code": {"text": text},
         "subject": {"reference": f"Patient/{patient}"},
     }
+
+
+def outcome(response: TestResponse, status: int, code: str = "invalid") -> dict[str, Any]:
+    """The one error issue of a JSON OperationOutcome answered with ``status``: its ``code``,
+    and diagnostics that say what went wrong."""
+    assert response.status_code == status, response.get_json()
+    assert response.headers["Content-Type"] == FHIR_JSON
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    (issue,) = body["issue"]
+    assert (issue["severity"], issue["code"]) == ("error", code)
+    assert issue["diagnostics"]
+    return issue

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
-from tests.factories import PCE_WHITE_MALE
+from tests.factories import PCE_WHITE_MALE, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODEL_SYSTEM,
@@ -32,7 +32,6 @@ from tests.ml.doctor_data import (
     iso,
     model_of,
     news2_set,
-    outcome,
     patient,
     put,
     quantity,

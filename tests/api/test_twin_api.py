@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from tests import factories
+from tests.factories import FHIR_JSON, outcome
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 TWIN_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
 
 
@@ -47,18 +46,6 @@ def observation(
     if value is not None:
         body["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
     return body
-
-
-def outcome(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    """The one issue of an OperationOutcome answer with ``status`` and ``code``."""
-    assert response.status_code == status, response.get_json()
-    assert response.headers["Content-Type"] == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    (issue,) = body["issue"]
-    assert (issue["severity"], issue["code"]) == ("error", code)
-    assert issue["diagnostics"]
-    return issue
 
 
 @pytest.fixture

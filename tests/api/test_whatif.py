@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.ml.scores import news2, pooled_cohort
-from tests.factories import PCE_WHITE_MALE
+from tests.factories import PCE_WHITE_MALE, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODELS,
@@ -23,7 +23,6 @@ from tests.ml.doctor_data import (
     by_model,
     cardiovascular_set,
     news2_set,
-    outcome,
     patient,
     put,
     record_p1,

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from fhir_twin.ml.scores.news2 import News2Inputs
 from fhir_twin.store import doctor as queue
@@ -33,7 +32,6 @@ MODEL_SYSTEM = "urn:fhir-twin:CodeSystem/model"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 SCORE_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-score"
 AIAST = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue|AIAST"
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "doctor"
 MODELS = ("news2", "qsofa", "pooled-cohort-ascvd", "atp3-hard-chd")
 
@@ -386,14 +384,3 @@ def settle(app: Flask, deadline: float = 5.0) -> float:
         assert time.monotonic() - started < deadline, "the Digital Doctor's queue did not drain"
         time.sleep(0.02)
     return time.monotonic() - started
-
-
-def outcome(response: TestResponse, status: int, code: str = "invalid") -> dict[str, Any]:
-    """The one error issue of an OperationOutcome answer with ``status`` and issue ``code``."""
-    assert response.status_code == status, response.get_json()
-    assert response.headers["Content-Type"] == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    (issue,) = body["issue"]
-    assert (issue["severity"], issue["code"]) == ("error", code)
-    return issue
