@@ -34,18 +34,8 @@ def iso(moment: datetime) -> str:
 def observation(
     res_id: str, code: str, effective: str, *, value: float | None = None, unit: str = "/min", **extra: Any
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": effective,
-        **extra,
-    }
-    if value is not None:
-        body["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
-    return body
+    """p1's Observation of LOINC ``code``."""
+    return factories.observation(code, res_id=res_id, patient="p1", when=effective, value=value, unit=unit, **extra)
 
 
 @pytest.fixture
