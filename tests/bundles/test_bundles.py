@@ -15,7 +15,7 @@ from fhir_twin.errors import FhirError, Invalid, PreconditionFailed, Unprocessab
 from fhir_twin.interactions import Interactions
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import resource
-from tests.factories import response_json, router, send
+from tests.factories import observation, response_json, router, send
 
 PATIENT_URN = "urn:uuid:9d3b5a1c-0000-4000-8000-000000000001"
 
@@ -36,15 +36,6 @@ def entry(method: str, url: str, resource: dict[str, Any] | None = None, **more:
     return item
 
 
-def observation_of(reference: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"text": "heart rate"},
-        "subject": {"reference": reference},
-    }
-
-
 def stored(repository: Repository, res_type: str) -> list[str]:
     """The ids of the resources of a type that exist now (not deleted), as stored."""
     query = select(resource.c.res_id).where(resource.c.res_type == res_type, resource.c.deleted.is_(False))
@@ -57,7 +48,7 @@ def test_a_transaction_creates_its_entries_and_rewrites_urn_uuid_references(
 ) -> None:
     posted = bundle(
         "transaction",
-        entry("POST", "Observation", observation_of(PATIENT_URN)),
+        entry("POST", "Observation", observation(subject=PATIENT_URN)),
         entry("POST", "Patient", {"resourceType": "Patient"}, fullUrl=PATIENT_URN),
     )
 
@@ -135,7 +126,7 @@ def test_a_conditional_reference_is_resolved_to_its_one_match(
 ) -> None:
     identifier = [{"system": "urn:mrn", "value": "42"}]
     send(interactions, "PUT", "Patient/p42", {"resourceType": "Patient", "id": "p42", "identifier": identifier})
-    posted = bundle("transaction", entry("POST", "Observation", observation_of("Patient?identifier=urn:mrn|42")))
+    posted = bundle("transaction", entry("POST", "Observation", observation(subject="Patient?identifier=urn:mrn|42")))
 
     send(interactions, "POST", "", posted)
 
@@ -152,7 +143,7 @@ def test_a_conditional_reference_without_exactly_one_match_fails_the_transaction
         send(
             interactions, "PUT", f"Patient/p{number}", {"resourceType": "Patient", "id": f"p{number}", "gender": "male"}
         )
-    posted = bundle("transaction", entry("POST", "Observation", observation_of("Patient?gender=male")))
+    posted = bundle("transaction", entry("POST", "Observation", observation(subject="Patient?gender=male")))
 
     with pytest.raises(error):
         send(interactions, "POST", "", posted)
@@ -174,7 +165,7 @@ def test_a_conditional_create_in_a_transaction_refers_to_the_existing_match(
             fullUrl=PATIENT_URN,
             request={"ifNoneExist": "identifier=urn:mrn|7"},
         ),
-        entry("POST", "Observation", observation_of(PATIENT_URN)),
+        entry("POST", "Observation", observation(subject=PATIENT_URN)),
     )
 
     result = response_json(send(interactions, "POST", "", posted))

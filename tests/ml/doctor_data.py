@@ -136,21 +136,9 @@ def observation(
     category: str = "vital-signs",
     **value: Any,
 ) -> dict[str, Any]:
-    """An Observation of LOINC ``code`` with the given ``value[x]``."""
-    body: dict[str, Any] = {"resourceType": "Observation"}
-    if res_id is not None:
-        body["id"] = res_id
-    body.update(
-        {
-            "status": "final",
-            "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
-            "code": {"coding": [{"system": LOINC, "code": code}]},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "effectiveDateTime": effective,
-            **value,
-        }
-    )
-    return body
+    """An Observation of LOINC ``code`` in ``category`` with the given ``value[x]``."""
+    categories = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}]
+    return factories.observation(code, res_id=res_id, patient=patient_id, when=effective, category=categories, **value)
 
 
 def quantity(patient_id: str, code: str, value: float, unit: str, effective: str, **extra: Any) -> dict[str, Any]:
