@@ -25,6 +25,7 @@ from tests.ml.doctor_data import (
     NEWS2_VECTORS,
     RISK_PROBABILITY,
     ago,
+    assessed_p1,
     assessments,
     by_model,
     cardiovascular_set,
@@ -35,7 +36,6 @@ from tests.ml.doctor_data import (
     patient,
     put,
     quantity,
-    record_p1,
     search,
     settle,
     transaction,
@@ -50,10 +50,7 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
     """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
-    record_p1(client)
-    settle(app)
-    assert by_model(client, "p1") == {model: 1 for model in MODELS}
-    return "p1"
+    return assessed_p1(app, client)
 
 
 def parts(prediction: dict[str, Any]) -> dict[str, list[Any]]:

@@ -20,12 +20,11 @@ from tests.ml.doctor_data import (
     NEWS2_MEDIUM,
     SCORE_EXTENSION,
     ago,
-    by_model,
+    assessed_p1,
     cardiovascular_set,
     news2_set,
     patient,
     put,
-    record_p1,
     settle,
     transaction,
 )
@@ -38,10 +37,7 @@ P1_PCE = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None
 
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
-    record_p1(client)
-    settle(app)
-    assert by_model(client, "p1") == {model: 1 for model in MODELS}
-    return "p1"
+    return assessed_p1(app, client)
 
 
 def stored_totals(client: FlaskClient) -> dict[str, int]:

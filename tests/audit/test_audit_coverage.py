@@ -13,6 +13,7 @@ import pytest
 
 from fhir_twin.interactions import router
 from tests.audit.conftest import Server
+from tests.factories import observation, patient
 
 pytestmark = pytest.mark.audited
 
@@ -21,16 +22,9 @@ FHIR_JSON = "application/fhir+json"
 
 def seed(server: Server) -> None:
     for resource in (
-        {"resourceType": "Patient", "id": "p1", "name": [{"family": "Secretname"}]},
-        {"resourceType": "Patient", "id": "p2"},
-        {
-            "resourceType": "Observation",
-            "id": "o1",
-            "status": "final",
-            "code": {"text": "heart rate"},
-            "subject": {"reference": "Patient/p1"},
-            "valueString": "seventy",
-        },
+        patient("p1", name=[{"family": "Secretname"}]),
+        patient("p2"),
+        observation(res_id="o1", patient="p1", valueString="seventy"),
     ):
         server.put(resource)
 

@@ -287,6 +287,14 @@ def record_p1(client: FlaskClient) -> dict[str, Any]:
     return stored
 
 
+def assessed_p1(app: Flask, client: FlaskClient) -> str:
+    """``record_p1``, once the live Doctor has made one assessment per model of it; "p1"."""
+    record_p1(client)
+    settle(app)
+    assert by_model(client, "p1") == {model: 1 for model in MODELS}
+    return "p1"
+
+
 def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[str]:
     """Post ``resources`` as one transaction (PUT those with an id, POST the others); the
     version-specific references of what was stored, in order."""
