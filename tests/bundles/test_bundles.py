@@ -99,7 +99,8 @@ def test_a_failure_found_while_writing_rolls_back_the_entries_written_before_it(
 
     assert stored(repository, "Patient") == ["p1"]
     with repository.unit() as unit:
-        assert unit.current("Patient", "p1").version == 1  # type: ignore[union-attr]
+        current = unit.current("Patient", "p1")
+    assert current is not None and current.version == 1
 
 
 def test_batch_entries_succeed_or_fail_on_their_own(interactions: Interactions, repository: Repository) -> None:

@@ -34,7 +34,7 @@ def test_create_assigns_an_id_and_answers_201_with_location_and_etag(
 
     assert response.status == 201
     created = body(response)
-    assert created["meta"]["versionId"] == "1"  # type: ignore[index]
+    assert created["meta"]["versionId"] == "1"
     assert response.headers["ETag"] == 'W/"1"'
     assert response.headers["Location"] == f"{BASE}/Patient/{created['id']}/_history/1"
     assert stored_versions(repository, "Patient", str(created["id"])) == 1
@@ -140,7 +140,8 @@ def test_conditional_create_returns_the_match_instead_of_creating(
     assert (first.status, second.status) == (201, 200)
     assert body(second)["id"] == body(first)["id"]
     with repository.unit() as unit:
-        assert unit.current("Patient", str(body(first)["id"])).version == 1  # type: ignore[union-attr]
+        current = unit.current("Patient", str(body(first)["id"]))
+    assert current is not None and current.version == 1
 
 
 def test_conditional_create_matching_several_is_412(interactions: Interactions) -> None:

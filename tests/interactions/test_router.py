@@ -5,6 +5,7 @@ paths and methods the server does not serve.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -37,8 +38,8 @@ def interactions(repository: Repository) -> Interactions:
     return interactions
 
 
-def ids(bundle: dict[str, object]) -> list[str]:
-    return sorted(entry["resource"]["id"] for entry in bundle.get("entry", []))  # type: ignore[attr-defined,index]
+def ids(bundle: dict[str, Any]) -> list[str]:
+    return sorted(entry["resource"]["id"] for entry in bundle.get("entry", []))
 
 
 def test_search_at_type_system_and_compartment_level(interactions: Interactions) -> None:
