@@ -20,7 +20,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app, services_of
+from fhir_twin.config import Config
 from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.repository import Repository
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 POSTGRES_URL = os.environ.get("FHIR_TWIN_TEST_DATABASE_URL", "")
@@ -151,3 +153,12 @@ def app(make_app: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def repository(database_url: str) -> Iterator[Repository]:
+    """A Repository on the test database, without an app: for tests of the layers below Flask."""
+    engine = make_engine(database_url)
+    migrate(engine)  # a no-op on SQLite's migrated copy; a new PostgreSQL database needs it
+    yield Repository(engine, Config().referential_integrity)
+    engine.dispose()

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tests.factories import HEART_RATE, observation
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PATIENT_URN = "urn:uuid:1f0b6c0e-5a7e-4c3b-9e7d-3c1d2e4f5a60"
 OBSERVATION_URN = "urn:uuid:2a1c7d1f-6b8f-4d4c-8f8e-4d2e3f5a6b71"
@@ -33,16 +35,6 @@ def patient(**extra: Any) -> dict[str, Any]:
     return {"resourceType": "Patient", "name": [{"family": "Chalmers"}], **extra}
 
 
-def observation(subject: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": subject},
-        **extra,
-    }
-
-
 def count(client: FlaskClient, resource_type: str) -> int:
     return client.get(f"/fhir/{resource_type}?_summary=count").get_json()["total"]
 
@@ -52,7 +44,8 @@ def test_transaction_rewrites_urn_references_everywhere(client: FlaskClient) -> 
     bundle = transaction(
         post(
             observation(
-                PATIENT_URN,
+                HEART_RATE,
+                subject=PATIENT_URN,
                 extension=[{"url": "http://example.org/source", "valueReference": {"reference": PATIENT_URN}}],
                 text={"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{PATIENT_URN}</div>'},
             ),
@@ -96,7 +89,7 @@ def test_transaction_is_atomic(client: FlaskClient) -> None:
     """Any failure rolls everything back; the OperationOutcome names the failing entry."""
     bundle = transaction(
         post(patient(), PATIENT_URN),
-        post(observation(PATIENT_URN, status="bogus"), OBSERVATION_URN),
+        post(observation(HEART_RATE, subject=PATIENT_URN, status="bogus"), OBSERVATION_URN),
     )
     response = client.post("/fhir", json=bundle)
     assert response.status_code == 400
@@ -114,7 +107,7 @@ def test_conditional_create_in_a_transaction_reuses_the_match(client: FlaskClien
         post(
             patient(identifier=[{"system": "urn:mrn", "value": "7"}]), PATIENT_URN, ifNoneExist="identifier=urn:mrn|7"
         ),
-        post(observation(PATIENT_URN)),
+        post(observation(HEART_RATE, subject=PATIENT_URN)),
     )
     body = client.post("/fhir", json=bundle).get_json()
     assert body["entry"][0]["response"]["status"] == "200 OK"
@@ -126,14 +119,18 @@ def test_conditional_create_in_a_transaction_reuses_the_match(client: FlaskClien
 def test_conditional_references(client: FlaskClient) -> None:
     """``Patient?identifier=...`` in a reference resolves to the one match, or fails."""
     client.put("/fhir/Patient/p1", json=patient(id="p1", identifier=[{"system": "urn:mrn", "value": "1"}]))
-    ok = client.post("/fhir", json=transaction(post(observation("Patient?identifier=urn:mrn|1"))))
+    ok = client.post("/fhir", json=transaction(post(observation(HEART_RATE, subject="Patient?identifier=urn:mrn|1"))))
     assert ok.status_code == 200
     location = ok.get_json()["entry"][0]["response"]["location"].split("/_history")[0]
     assert client.get(f"/fhir/{location}").get_json()["subject"]["reference"] == "Patient/p1"
-    none = client.post("/fhir", json=transaction(post(observation("Patient?identifier=urn:mrn|404"))))
+    none = client.post(
+        "/fhir", json=transaction(post(observation(HEART_RATE, subject="Patient?identifier=urn:mrn|404")))
+    )
     assert none.status_code == 422
     client.put("/fhir/Patient/p2", json=patient(id="p2", identifier=[{"system": "urn:mrn", "value": "1"}]))
-    several = client.post("/fhir", json=transaction(post(observation("Patient?identifier=urn:mrn|1"))))
+    several = client.post(
+        "/fhir", json=transaction(post(observation(HEART_RATE, subject="Patient?identifier=urn:mrn|1")))
+    )
     assert several.status_code == 412
     assert count(client, "Observation") == 1
 
@@ -152,7 +149,9 @@ def test_two_entries_claiming_one_identity_are_refused(client: FlaskClient) -> N
 
 
 def test_dangling_reference_fails_the_transaction(client: FlaskClient) -> None:
-    response = client.post("/fhir", json=transaction(post(patient()), post(observation("Patient/ghost"))))
+    response = client.post(
+        "/fhir", json=transaction(post(patient()), post(observation(HEART_RATE, subject="Patient/ghost")))
+    )
     assert response.status_code == 422
     assert count(client, "Patient") == 0
 
@@ -191,7 +190,7 @@ def test_entry_conditional_headers_behave_like_top_level(client: FlaskClient) ->
 def test_batch_entries_are_independent(client: FlaskClient) -> None:
     bundle = transaction(
         post(patient()),
-        post(observation("Patient/ghost")),
+        post(observation(HEART_RATE, subject="Patient/ghost")),
         {"request": {"method": "GET", "url": "Patient/none"}},
         post(patient(gender="bogus")),
         post(patient(gender="female")),

@@ -20,9 +20,9 @@ from lxml import etree
 from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
+from tests.factories import FHIR_JSON
 
 FHIR_NS = "http://hl7.org/fhir"
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 FHIR_XML = "application/fhir+xml; charset=utf-8"
 PATIENT: dict[str, Any] = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-02"}
 LIMIT = 2000

@@ -9,24 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
+from tests.factories import observation, put
+
 LOINC = "http://loinc.org"
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-
-
-def observation(res_id: str, patient: str, code: str, when: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": when,
-        **extra,
-    }
 
 
 def record(client: FlaskClient, patient: str, organization: str | None = None) -> None:
@@ -56,10 +41,10 @@ def record(client: FlaskClient, patient: str, organization: str | None = None) -
         put(
             client,
             observation(
-                f"{patient}-obs{number}",
-                patient,
                 "8867-4",
-                f"2024-01-0{number}T10:00:00Z",
+                res_id=f"{patient}-obs{number}",
+                patient=patient,
+                when=f"2024-01-0{number}T10:00:00Z",
                 encounter={"reference": f"Encounter/{patient}-enc1"},
                 performer=[{"reference": "Practitioner/doc"}],
             ),

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from fhir_twin.security import tokens
 from fhir_twin.store.export import RUNNING, run_pending_exports
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job
+from tests import factories
+from tests.factories import observation
 
 ASYNC = {"Prefer": "respond-async"}
 DATA: list[dict[str, Any]] = [
@@ -30,35 +33,15 @@ DATA: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": "p2", "gender": "male"},
     {"resourceType": "Practitioner", "id": "pr1"},
     {"resourceType": "Device", "id": "d1"},
-    {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"text": "hr"},
-        "subject": {"reference": "Patient/p1"},
-    },
-    {
-        "resourceType": "Observation",
-        "id": "o2",
-        "status": "final",
-        "code": {"text": "hr"},
-        "subject": {"reference": "Patient/p2"},
-    },
-    {
-        "resourceType": "Observation",
-        "id": "o3",
-        "status": "final",
-        "code": {"text": "hr"},
-        "subject": {"reference": "Device/d1"},
-    },
+    observation(res_id="o1", subject="Patient/p1", code_text="hr"),
+    observation(res_id="o2", subject="Patient/p2", code_text="hr"),
+    observation(res_id="o3", subject="Device/d1", code_text="hr"),
     {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}},
 ]
 
 
-def put(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{body['resourceType']}/{body['id']}", json=body)
-    assert response.status_code in (200, 201), response.get_json()
-    return response.get_json()
+# Some resources are written again over the dataset.
+put = partial(factories.put, status=(200, 201))
 
 
 def load(client: FlaskClient) -> None:
@@ -66,7 +49,7 @@ def load(client: FlaskClient) -> None:
     for body in DATA:
         put(client, body)
     put(client, {**DATA[0], "gender": "other"})
-    put(client, {"resourceType": "Observation", "id": "gone", "status": "final", "code": {"text": "x"}})
+    put(client, observation(res_id="gone", code_text="x"))
     assert client.delete("/fhir/Observation/gone").status_code in (200, 204)
 
 

@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from lxml import etree
 from werkzeug.test import TestResponse
 
+from tests.factories import FHIR_JSON
+
 FHIR_NS = "http://hl7.org/fhir"
 NS = {"f": FHIR_NS}
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 FHIR_XML = "application/fhir+xml; charset=utf-8"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
+from tests import factories
 
 BASE = "http://localhost/fhir"
 STRICT = {"Prefer": "handling=strict"}
@@ -24,6 +27,10 @@ Key = tuple[str, str, str]  # resource type, id, version id
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+# Most writes here are updates (200); creates say status=201.
+put = partial(factories.put, status=200)
 
 
 def _millisecond(value: datetime) -> datetime:
@@ -46,24 +53,7 @@ def instant(text: str) -> datetime:
 
 
 def patient(res_id: str | None = None, family: str = "Twin") -> Json:
-    body: Json = {"resourceType": "Patient", "name": [{"family": family}]}
-    if res_id is not None:
-        body["id"] = res_id
-    return body
-
-
-def observation(res_id: str | None = None) -> Json:
-    body: Json = {"resourceType": "Observation", "status": "final", "code": {"text": "heart rate"}}
-    if res_id is not None:
-        body["id"] = res_id
-    return body
-
-
-def put(client: FlaskClient, resource: Json, status: int = 200) -> Json:
-    """PUT ``resource`` at its id; returns the stored resource."""
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
+    return factories.patient(res_id, name=[{"family": family}])
 
 
 def post(client: FlaskClient, resource: Json) -> Json:
@@ -247,7 +237,7 @@ def mixed(client: FlaskClient) -> list[Key]:
     """Patient a, Observation o, Patient b, then a updated; returns the keys newest first."""
     put(client, patient("a"), status=201)
     tick()
-    put(client, observation("o"), status=201)
+    put(client, factories.observation(res_id="o"), status=201)
     tick()
     put(client, patient("b"), status=201)
     tick()
@@ -321,7 +311,7 @@ def test_writes_while_paging_neither_repeat_nor_skip(client: FlaskClient, seven:
     def write_more() -> None:
         put(client, patient("p", "v8"))
         put(client, patient("q"), status=201)
-        post(client, observation())
+        post(client, factories.observation())
         post(client, patient(family="New"))
 
     pages = all_pages(client, url, {"_count": "3"}, between=write_more)
@@ -365,10 +355,10 @@ def five(client: FlaskClient) -> list[Json]:
     """Five versions over three resources, each written in a later millisecond; newest first."""
     written = [put(client, patient("a", "1"), status=201)]
     later = [
-        (observation("o"), 201),
+        (factories.observation(res_id="o"), 201),
         (patient("a", "2"), 200),
         (patient("b"), 201),
-        (observation("o") | {"status": "amended"}, 200),
+        (factories.observation(res_id="o") | {"status": "amended"}, 200),
     ]
     for resource, status in later:
         tick()

@@ -7,30 +7,19 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tests import factories
+from tests.factories import put
+
 LOINC = "http://loinc.org"
 CATEGORIES = "http://terminology.hl7.org/CodeSystem/observation-category"
 GLUCOSE, TEMPERATURE, HEART_RATE = "2339-0", "8310-5", "8867-4"
 
 
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-
-
 def observation(res_id: str, patient: str, code: str, day: int | None, **extra: Any) -> dict[str, Any]:
-    category = "laboratory" if code == GLUCOSE else "vital-signs"
-    resource = {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "category": [{"coding": [{"system": CATEGORIES, "code": category}]}],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        **extra,
-    }
-    if day is not None:
-        resource["effectiveDateTime"] = f"2024-03-{day:02d}T08:00:00Z"
-    return resource
+    """A laboratory result (glucose) or a vital sign of ``patient`` taken on March ``day``."""
+    category = [{"coding": [{"system": CATEGORIES, "code": "laboratory" if code == GLUCOSE else "vital-signs"}]}]
+    when = None if day is None else f"2024-03-{day:02d}T08:00:00Z"
+    return factories.observation(code, res_id=res_id, patient=patient, when=when, category=category, **extra)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
-from tests.ml.doctor_data import outcome
+from tests.factories import outcome
 from tests.ml.learned_data import MODELS, PASSING, TESTING, incidence_result, instant, registry, serve
 
 LOINC = "http://loinc.org"

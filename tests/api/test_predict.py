@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
+from tests.factories import PCE_WHITE_MALE, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODEL_SYSTEM,
@@ -23,6 +25,7 @@ from tests.ml.doctor_data import (
     NEWS2_VECTORS,
     RISK_PROBABILITY,
     ago,
+    assessed_p1,
     assessments,
     by_model,
     cardiovascular_set,
@@ -30,7 +33,6 @@ from tests.ml.doctor_data import (
     iso,
     model_of,
     news2_set,
-    outcome,
     patient,
     put,
     quantity,
@@ -48,14 +50,7 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
     """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
-    put(client, patient("p1"))
-    transaction(
-        client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
-    )
-    settle(app)
-    assert by_model(client, "p1") == {model: 1 for model in MODELS}
-    return "p1"
+    return assessed_p1(app, client)
 
 
 def parts(prediction: dict[str, Any]) -> dict[str, list[Any]]:
@@ -134,17 +129,10 @@ def test_predict_by_post_with_parameters(client: FlaskClient, p1: str) -> None:
     found = predictions(client.post(f"/fhir/Patient/{p1}/$predict", json=body))
     assert set(found) == {"pooled-cohort-ascvd", "qsofa"}
     (ascvd,) = found["pooled-cohort-ascvd"]["riskAssessment"]
-    expected = pooled_cohort.pooled_cohort(
-        pooled_cohort.PooledCohortInputs(
-            age=55,
-            sex="male",
-            race="white",
-            total_cholesterol=213,
-            hdl=50,
-            systolic_bp=105,  # the newest reading of the day, outside acute care
-            smoker=False,
-        )
-    )
+    # The worked example's man, with the newest systolic BP of the day (outside acute care);
+    # treatment and diabetes are not recorded.
+    inputs = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None)
+    expected = pooled_cohort.pooled_cohort(inputs)
     assert ascvd["prediction"][0]["probabilityDecimal"] == pytest.approx(round(expected.probability, 6), abs=1e-9)
     assert by_model(client, p1) == {"news2": 1, "qsofa": 2, "pooled-cohort-ascvd": 2, "atp3-hard-chd": 1}
 

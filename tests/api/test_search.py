@@ -8,24 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
+from tests.factories import observation, put
+
 LOINC = "http://loinc.org"
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-
-
-def observation(res_id: str, patient: str, code: str, value: float, when: str, unit: str = "/min") -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}], "text": f"code {code}"},
-        "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
-    }
 
 
 @pytest.fixture
@@ -54,10 +39,36 @@ def population(client: FlaskClient) -> FlaskClient:
             "identifier": [{"system": "urn:mrn", "value": "222"}],
         },
     )
-    put(client, observation("o1", "p1", "8867-4", 72, "2024-01-01T10:00:00Z"))
-    put(client, observation("o2", "p1", "8867-4", 110, "2024-01-02T10:00:00Z"))
-    put(client, observation("o3", "p1", "8310-5", 37.2, "2024-01-03T10:00:00Z", "Cel"))
-    put(client, observation("o4", "p2", "8867-4", 64, "2024-01-04T10:00:00Z"))
+    put(
+        client,
+        observation(
+            "8867-4", code_text="code 8867-4", res_id="o1", patient="p1", value=72, when="2024-01-01T10:00:00Z"
+        ),
+    )
+    put(
+        client,
+        observation(
+            "8867-4", code_text="code 8867-4", res_id="o2", patient="p1", value=110, when="2024-01-02T10:00:00Z"
+        ),
+    )
+    put(
+        client,
+        observation(
+            "8310-5",
+            code_text="code 8310-5",
+            res_id="o3",
+            patient="p1",
+            value=37.2,
+            when="2024-01-03T10:00:00Z",
+            unit="Cel",
+        ),
+    )
+    put(
+        client,
+        observation(
+            "8867-4", code_text="code 8867-4", res_id="o4", patient="p2", value=64, when="2024-01-04T10:00:00Z"
+        ),
+    )
     put(
         client,
         {
@@ -142,7 +153,12 @@ def test_paging_survives_concurrent_inserts(population: FlaskClient) -> None:
     """Keyset pages: resources written between pages neither repeat nor hide older ones."""
     body = get(population, "/fhir/Observation?_sort=date&_count=2")
     seen = ids(body)
-    put(population, observation("o0", "p2", "8867-4", 60, "2023-01-01T00:00:00Z"))
+    put(
+        population,
+        observation(
+            "8867-4", code_text="code 8867-4", res_id="o0", patient="p2", value=60, when="2023-01-01T00:00:00Z"
+        ),
+    )
     while (next_url := {link["relation"]: link["url"] for link in body["link"]}.get("next")) is not None:
         parts = urlsplit(next_url)
         body = get(population, f"{parts.path}?{parts.query}")
@@ -261,7 +277,9 @@ def test_deleted_and_updated_resources_are_reindexed(population: FlaskClient) ->
     assert population.delete("/fhir/DiagnosticReport/r1").status_code == 200
     assert population.delete("/fhir/Observation/o2").status_code == 200
     assert ids(get(population, "/fhir/Observation?value-quantity=gt100")) == []
-    changed = observation("o1", "p1", "8867-4", 150, "2024-01-01T10:00:00Z")
+    changed = observation(
+        "8867-4", code_text="code 8867-4", res_id="o1", patient="p1", value=150, when="2024-01-01T10:00:00Z"
+    )
     assert population.put("/fhir/Observation/o1", json=changed).status_code == 200
     assert ids(get(population, "/fhir/Observation?value-quantity=gt100")) == ["o1"]
 

@@ -13,26 +13,10 @@ from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app, services_of
 from fhir_twin.config import Config
+from tests.factories import HEART_RATE, observation, put
 
 LENIENT = {"Prefer": "handling=lenient"}
 STRICT = {"Prefer": "handling=strict"}
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-
-
-def heart_rate(res_id: str, patient: str, value: float) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": "2024-01-01T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-    }
 
 
 def populate(client: FlaskClient) -> FlaskClient:
@@ -40,8 +24,8 @@ def populate(client: FlaskClient) -> FlaskClient:
     for res_id, family in (("p1", "Chalmers"), ("p2", "Windsor"), ("p3", "Baxter")):
         patient = {"resourceType": "Patient", "id": res_id, "name": [{"family": family}]}
         put(client, patient | {"managingOrganization": {"reference": "Organization/org1"}})
-    put(client, heart_rate("o1", "p1", 72))
-    put(client, heart_rate("o2", "p1", 130))
+    put(client, observation(HEART_RATE, when="2024-01-01T10:00:00Z", res_id="o1", patient="p1", value=72))
+    put(client, observation(HEART_RATE, when="2024-01-01T10:00:00Z", res_id="o2", patient="p1", value=130))
     return client
 
 

@@ -7,20 +7,26 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+
+from tests import factories
+from tests.factories import FHIR_JSON, outcome
 
 from fhir_twin.app import services_of
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 TWIN_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-twin"
+
+
+# Readings are written again as they change.
+put = partial(factories.put, status=(200, 201))
 
 
 def iso(moment: datetime) -> str:
@@ -30,36 +36,8 @@ def iso(moment: datetime) -> str:
 def observation(
     res_id: str, code: str, effective: str, *, value: float | None = None, unit: str = "/min", **extra: Any
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": effective,
-        **extra,
-    }
-    if value is not None:
-        body["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
-    return body
-
-
-def put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code in (200, 201), response.get_json()
-    return response.get_json()
-
-
-def outcome(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    """The one issue of an OperationOutcome answer with ``status`` and ``code``."""
-    assert response.status_code == status, response.get_json()
-    assert response.headers["Content-Type"] == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    (issue,) = body["issue"]
-    assert (issue["severity"], issue["code"]) == ("error", code)
-    assert issue["diagnostics"]
-    return issue
+    """p1's Observation of LOINC ``code``."""
+    return factories.observation(code, res_id=res_id, patient="p1", when=effective, value=value, unit=unit, **extra)
 
 
 @pytest.fixture

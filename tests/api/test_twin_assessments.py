@@ -12,16 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.ml.doctor_data import (
-    MEDIUM,
     MODELS,
     NEWS2_VECTORS,
     SCORE_EXTENSION,
     ago,
-    cardiovascular_set,
-    infection,
     news2_set,
-    patient,
-    put,
+    record_p1,
     transaction,
 )
 from tests.ml.learned_data import incidence_result, parts, serve
@@ -39,12 +35,7 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 def p1(app: Flask, client: FlaskClient) -> dict[str, Any]:
     """p1, 55, with a medium NEWS2 set and cholesterol, and incident-diabetes trained; the Patient."""
     serve(app, incidence_result())
-    stored = put(client, patient("p1"))
-    transaction(
-        client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
-    )
-    return stored
+    return record_p1(client)
 
 
 def predict_all(client: FlaskClient) -> dict[str, dict[str, Any]]:

@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-
-def observation(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "heart rate"}, **extra}
+from tests.factories import observation
 
 
 def parameters(resource: dict[str, Any] | None = None, mode: str | None = None) -> dict[str, Any]:

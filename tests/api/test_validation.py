@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-
-def observation(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "heart rate"}, **extra}
+from tests.factories import observation
 
 
 @pytest.mark.parametrize(

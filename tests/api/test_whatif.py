@@ -13,16 +13,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.ml.scores import news2, pooled_cohort
+from tests.factories import PCE_WHITE_MALE, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODELS,
+    NEWS2_MEDIUM,
     SCORE_EXTENSION,
     ago,
-    by_model,
+    assessed_p1,
     cardiovascular_set,
-    infection,
     news2_set,
-    outcome,
     patient,
     put,
     settle,
@@ -32,27 +32,12 @@ from tests.ml.doctor_data import (
 SIMULATED_TAG = {"system": "urn:fhir-twin:CodeSystem/assessment", "code": "simulated", "display": "Simulated (what-if)"}
 # What p1's twin gives the Pooled Cohort Equations: the newest systolic BP of the day is the NEWS2
 # set's; treatment and diabetes are not recorded (assumed no, and said).
-P1_PCE = pooled_cohort.PooledCohortInputs(
-    age=55,
-    sex="male",
-    race="white",
-    total_cholesterol=213,
-    hdl=50,
-    systolic_bp=105,
-    smoker=False,
-)
+P1_PCE = replace(PCE_WHITE_MALE, systolic_bp=105, bp_treated=None, diabetes=None)
 
 
 @pytest.fixture
 def p1(app: Flask, client: FlaskClient) -> str:
-    put(client, patient("p1"))
-    transaction(
-        client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
-    )
-    settle(app)
-    assert by_model(client, "p1") == {model: 1 for model in MODELS}
-    return "p1"
+    return assessed_p1(app, client)
 
 
 def stored_totals(client: FlaskClient) -> dict[str, int]:
@@ -159,17 +144,7 @@ def test_without_model_every_model_is_answered(client: FlaskClient, p1: str) -> 
     found = whatif(client, "respiratory_rate=25")
     assert set(found) == set(MODELS)
     current, simulated = found["news2"]["current"], found["news2"]["simulated"]
-    score = news2.news2(
-        news2.News2Inputs(
-            respiratory_rate=25,
-            spo2=94,
-            supplemental_oxygen=False,
-            systolic_bp=105,
-            pulse=95,
-            consciousness="alert",
-            temperature=38.2,
-        )
-    )
+    score = news2.news2(replace(NEWS2_MEDIUM, respiratory_rate=25))
     assert [e["valueDecimal"] for e in current["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [6]
     assert [e["valueDecimal"] for e in simulated["prediction"][0]["extension"] if e["url"] == SCORE_EXTENSION] == [
         score.value

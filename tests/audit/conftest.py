@@ -9,41 +9,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import sqlalchemy
 from flask import Flask
-from flask.testing import FlaskClient
 
 from fhir_twin.app import services_of
-from fhir_twin.security import tokens
+from tests import factories
+from tests.factories import bearer
 
 # The address requests come from, so the audit trail's network address is one the test chose.
 CLIENT_ADDRESS = "10.1.2.3"
 
 
-@dataclass
-class Server:
-    """An app in auth mode "tokens" with a system token ``ehr`` and an auditor token."""
+class Server(factories.Server):
+    """An app in auth mode "tokens" with a system token ``ehr``, an auditor token, and the
+    address its client's requests come from."""
 
-    app: Flask
-    client: FlaskClient
-    ehr: dict[str, str]
-    auditor: dict[str, str]
-    # Where the test client's requests come from.
-    address: str = CLIENT_ADDRESS
+    def __init__(self, app: Flask, address: str = CLIENT_ADDRESS) -> None:
+        super().__init__(app, bearer(app, "system/*.cruds", name="ehr"))
+        self.address = address
+        self.client.environ_base["REMOTE_ADDR"] = address
+        self.auditor = bearer(app, "user/AuditEvent.rs", name="auditor")
+
+    @property
+    def ehr(self) -> dict[str, str]:
+        return self.system
 
     @property
     def engine(self) -> sqlalchemy.Engine:
         return services_of(self.app).repository.engine
-
-    def token(self, name: str, scope: str, patient: str | None = None) -> dict[str, str]:
-        """Headers bearing a new token called ``name``."""
-        repository = services_of(self.app).interactions.repository
-        secret, _ = tokens.create(repository, name, scope, patient, None)
-        return {"Authorization": f"Bearer {secret}"}
 
     def flush(self) -> None:
         services_of(self.app).recorder.flush()
@@ -98,10 +94,4 @@ class Server:
 
 @pytest.fixture
 def server(make_app: Callable[..., Flask]) -> Server:
-    app = make_app(auth_mode="tokens", doctor=False)
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = CLIENT_ADDRESS
-    repository = services_of(app).interactions.repository
-    ehr, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
-    auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
-    return Server(app, client, {"Authorization": f"Bearer {ehr}"}, {"Authorization": f"Bearer {auditor}"})
+    return Server(make_app(auth_mode="tokens", doctor=False))

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.factories import observation
+
 pytestmark = pytest.mark.audited
 
 PATIENT_URN = "urn:uuid:0d5e3f4a-8b1c-4d2e-9f3a-7c6b5a4d3e21"
@@ -20,16 +22,6 @@ def bundle(*entries: dict[str, Any]) -> dict[str, Any]:
 def post(resource: dict[str, Any], full_url: str | None = None) -> dict[str, Any]:
     entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
     return entry | ({"fullUrl": full_url} if full_url else {})
-
-
-def observation(subject: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"text": "heart rate"},
-        "subject": {"reference": subject},
-        **extra,
-    }
 
 
 def totals(server: Any) -> dict[str, int]:
@@ -61,7 +53,7 @@ def test_an_invalid_entry_fails_the_transaction_before_anything_is_recorded(serv
         "/fhir",
         json=bundle(
             post({"resourceType": "Patient"}, PATIENT_URN),
-            post(observation(PATIENT_URN)),
+            post(observation(subject=PATIENT_URN)),
             post({"resourceType": "Observation", "status": "no-such-status"}),
         ),
         headers=server.ehr,
@@ -77,7 +69,7 @@ def test_a_dangling_reference_rolls_back_the_records_of_the_entries_written(serv
     mark, stored = before
     answer = server.client.post(
         "/fhir",
-        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation("Patient/nobody"))),
+        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(subject="Patient/nobody"))),
         headers=server.ehr,
     )
     assert answer.status_code == 422, answer.get_json()
@@ -114,10 +106,10 @@ def test_a_refused_entry_is_a_refused_transaction(server: Any, before: Any) -> N
     """A token that may create Patients but not Observations: the Patient entry is written, then
     rolled back with its record when the Observation entry is refused."""
     mark, stored = before
-    limited = server.token("registration", "system/Patient.cruds")
+    limited = server.token("system/Patient.cruds", name="registration")
     answer = server.client.post(
         "/fhir",
-        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(PATIENT_URN))),
+        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(subject=PATIENT_URN))),
         headers=limited,
     )
     assert answer.status_code == 403, answer.get_json()
@@ -128,12 +120,12 @@ def test_a_refused_entry_is_a_refused_transaction(server: Any, before: Any) -> N
 
 def test_a_single_write_that_fails_at_commit_leaves_only_its_failure(server: Any, before: Any) -> None:
     mark, stored = before
-    answer = server.client.post("/fhir/Observation", json=observation("Patient/nobody"), headers=server.ehr)
+    answer = server.client.post("/fhir/Observation", json=observation(subject="Patient/nobody"), headers=server.ehr)
     assert answer.status_code == 422
     assert outcomes(server, mark) == {("create", "4"): 1}
     assert totals(server) == stored
     # And a delete refused because something refers to the patient.
-    server.client.post("/fhir/Observation", json=observation("Patient/keep"), headers=server.ehr)
+    server.client.post("/fhir/Observation", json=observation(subject="Patient/keep"), headers=server.ehr)
     mark = server.chain_count()
     assert server.client.delete("/fhir/Patient/keep", headers=server.ehr).status_code == 409
     assert outcomes(server, mark) == {("delete", "4"): 1}
@@ -144,7 +136,7 @@ def test_a_successful_transaction_records_each_entry_and_itself(server: Any, bef
     mark, stored = before
     answer = server.client.post(
         "/fhir",
-        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(PATIENT_URN))),
+        json=bundle(post({"resourceType": "Patient"}, PATIENT_URN), post(observation(subject=PATIENT_URN))),
         headers=server.ehr,
     )
     assert answer.status_code == 200
@@ -160,7 +152,7 @@ def test_a_read_in_a_failed_transaction_is_not_recorded_as_a_success(server: Any
     answer = server.client.post(
         "/fhir",
         json=bundle(
-            post(observation("Patient/nobody")),
+            post(observation(subject="Patient/nobody")),
             {"request": {"method": "GET", "url": "Patient/keep"}},
         ),
         headers=server.ehr,

@@ -14,7 +14,7 @@ from flask import Flask
 
 from fhir_twin import cli
 from fhir_twin.app import services_of
-from fhir_twin.security import tokens
+from tests.factories import bearer
 
 pytestmark = pytest.mark.audited
 
@@ -89,9 +89,9 @@ def test_two_servers_writing_at_once_keep_one_intact_chain(
 ) -> None:
     monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY", raising=False)
     apps = [make_app(auth_mode="tokens", doctor=False) for _ in range(2)]
-    secret, _ = tokens.create(services_of(apps[0]).interactions.repository, "ehr", "system/*.cruds", None, None)
+    ehr = bearer(apps[0], "system/*.cruds", name="ehr")
     # 2 servers x 2 threads x 10 creates, each read back: 40 creates and 40 reads.
-    statuses = hammer(apps, {"Authorization": f"Bearer {secret}"}, threads_per_app=2, creates=10)
+    statuses = hammer(apps, ehr, threads_per_app=2, creates=10)
     assert statuses == {201: 40, 200: 40}
     check_trail(apps, database_url, 40 + 40)
 
@@ -103,8 +103,8 @@ def test_two_keyed_servers_writing_at_once_keep_one_intact_chain(
 ) -> None:
     monkeypatch.setenv("FHIR_TWIN_AUDIT_KEY", "shared-key")
     apps = [make_app(auth_mode="tokens", doctor=False, audit_key="shared-key") for _ in range(2)]
-    secret, _ = tokens.create(services_of(apps[0]).interactions.repository, "ehr", "system/*.cruds", None, None)
-    statuses = hammer(apps, {"Authorization": f"Bearer {secret}"}, threads_per_app=2, creates=10)
+    ehr = bearer(apps[0], "system/*.cruds", name="ehr")
+    statuses = hammer(apps, ehr, threads_per_app=2, creates=10)
     assert statuses == {201: 40, 200: 40}
     check_trail(apps, database_url, 80)
 
@@ -114,7 +114,7 @@ def test_one_server_with_concurrent_threads_keeps_one_intact_chain(
 ) -> None:
     monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY", raising=False)
     app = make_app(auth_mode="tokens", doctor=False)
-    secret, _ = tokens.create(services_of(app).interactions.repository, "ehr", "system/*.cruds", None, None)
-    statuses = hammer([app], {"Authorization": f"Bearer {secret}"}, threads_per_app=4, creates=5)
+    ehr = bearer(app, "system/*.cruds", name="ehr")
+    statuses = hammer([app], ehr, threads_per_app=4, creates=5)
     assert statuses == {201: 20, 200: 20}
     check_trail([app], database_url, 40)

@@ -13,6 +13,7 @@ import pytest
 
 from fhir_twin.app import services_of
 from fhir_twin.audit.trail import verify_trail
+from tests.factories import HEART_RATE, observation
 
 pytestmark = pytest.mark.audited
 
@@ -26,15 +27,6 @@ def only_new(server: Any, mark: int) -> dict[str, Any]:
     new = server.events_since(mark)
     assert len(new) == 1, [server.subtype(event) for event in new]
     return new[0]
-
-
-def observation(subject: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": subject},
-    }
 
 
 @pytest.fixture
@@ -78,7 +70,9 @@ def test_a_read_names_the_interaction_the_token_the_address_and_the_version(serv
 
 
 def test_create_update_and_delete_name_the_versions_they_wrote(server: Any, patient_x: int) -> None:
-    created = server.client.post("/fhir/Observation", json=observation("Patient/x"), headers=server.ehr)
+    created = server.client.post(
+        "/fhir/Observation", json=observation(HEART_RATE, subject="Patient/x"), headers=server.ehr
+    )
     assert created.status_code == 201
     oid = created.get_json()["id"]
     event = only_new(server, patient_x)
@@ -88,7 +82,7 @@ def test_create_update_and_delete_name_the_versions_they_wrote(server: Any, pati
     assert server.requestor(event)["name"] == "ehr"
 
     mark = server.chain_count()
-    changed = {**observation("Patient/x"), "id": oid, "status": "amended"}
+    changed = {**observation(HEART_RATE, subject="Patient/x"), "id": oid, "status": "amended"}
     assert server.client.put(f"/fhir/Observation/{oid}", json=changed, headers=server.ehr).status_code == 200
     event = only_new(server, mark)
     assert server.subtype(event) == "update" and event["action"] == "U" and event["outcome"] == "0"

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from fhir_twin.app import services_of
 from fhir_twin.interactions import routes
-from fhir_twin.security import tokens
 from tests.audit.conftest import Server
+from tests.factories import observation, patient
 
 pytestmark = pytest.mark.audited
 
@@ -23,19 +22,11 @@ FHIR_JSON = "application/fhir+json"
 
 def seed(server: Server) -> None:
     for resource in (
-        {"resourceType": "Patient", "id": "p1", "name": [{"family": "Secretname"}]},
-        {"resourceType": "Patient", "id": "p2"},
-        {
-            "resourceType": "Observation",
-            "id": "o1",
-            "status": "final",
-            "code": {"text": "heart rate"},
-            "subject": {"reference": "Patient/p1"},
-            "valueString": "seventy",
-        },
+        patient("p1", name=[{"family": "Secretname"}]),
+        patient("p2"),
+        observation(res_id="o1", patient="p1", valueString="seventy"),
     ):
-        path = f"/fhir/{resource['resourceType']}/{resource['id']}"
-        assert server.client.put(path, json=resource, headers=server.ehr).status_code == 201
+        server.put(resource)
 
 
 def recorded(server: Server, request: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -254,13 +245,7 @@ def test_lookups_inside_an_interaction_leave_no_records_of_their_own(server: Ser
 
 
 def test_the_twin_api_leaves_one_record_and_keeps_a_failures_reason(make_app: Any) -> None:
-    app = make_app(auth_mode="tokens", doctor=True)
-    repository = services_of(app).interactions.repository
-    secret, _ = tokens.create(repository, "ehr", "system/*.cruds", None, None)
-    auditor, _ = tokens.create(repository, "auditor", "user/AuditEvent.rs", None, None)
-    server = Server(
-        app, app.test_client(), {"Authorization": f"Bearer {secret}"}, {"Authorization": f"Bearer {auditor}"}
-    )
+    server = Server(make_app(auth_mode="tokens", doctor=True))
     seed(server)
     answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1", headers=server.ehr))
     assert answer.status_code == 200

@@ -143,7 +143,7 @@ def test_a_patient_token_learns_of_no_other_patient_from_the_trail(server: Any) 
     assert client.get("/fhir/Patient?family=Chalmers", headers=ehr).get_json()["total"] == 2
     server.flush()
     # Patient/x's own portal token cannot read Patient/y.
-    portal = server.token("portal", "patient/*.rs", patient="x")
+    portal = server.token("patient/*.rs", "x", name="portal")
     assert client.get("/fhir/Patient/y", headers=portal).status_code == 404
     answer = client.get("/fhir/AuditEvent?_count=100", headers=portal)
     seen = [entry["resource"] for entry in answer.get_json().get("entry", [])] if answer.status_code == 200 else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from fhir_twin.fhir.definitions import DATA
 from fhir_twin.fhir.elements import walk
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
+from tests import factories
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "fixtures"
 OFFICIAL = sorted((TEST_DATA / "official-r4-examples").glob("[!_]*.json"))
@@ -23,8 +25,7 @@ CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 SNOMED = "http://snomed.info/sct"
 
 
-def observation(**elements: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, **elements}
+observation = partial(factories.observation, code_text="x")
 
 
 def condition(clinical_status: dict[str, Any]) -> dict[str, Any]:

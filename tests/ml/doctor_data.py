@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
+from fhir_twin.ml.scores.news2 import News2Inputs
 from fhir_twin.store import doctor as queue
+from tests import factories
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -31,7 +33,6 @@ MODEL_SYSTEM = "urn:fhir-twin:CodeSystem/model"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 SCORE_EXTENSION = "urn:fhir-twin:StructureDefinition/prediction-score"
 AIAST = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue|AIAST"
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "doctor"
 MODELS = ("news2", "qsofa", "pooled-cohort-ascvd", "atp3-hard-chd")
 
@@ -68,6 +69,16 @@ NEWS2_VECTORS = (
     (Vitals(8, 91, "O2", 90, 131, False, 35.0), 20, "high"),
 )
 MEDIUM = NEWS2_VECTORS[2][0]
+# What NEWS2 reads from MEDIUM (age aside).
+NEWS2_MEDIUM = News2Inputs(
+    respiratory_rate=22,
+    spo2=94,
+    supplemental_oxygen=False,
+    systolic_bp=105,
+    pulse=95,
+    consciousness="alert",
+    temperature=38.2,
+)
 
 
 def iso(moment: datetime) -> str:
@@ -126,21 +137,9 @@ def observation(
     category: str = "vital-signs",
     **value: Any,
 ) -> dict[str, Any]:
-    """An Observation of LOINC ``code`` with the given ``value[x]``."""
-    body: dict[str, Any] = {"resourceType": "Observation"}
-    if res_id is not None:
-        body["id"] = res_id
-    body.update(
-        {
-            "status": "final",
-            "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
-            "code": {"coding": [{"system": LOINC, "code": code}]},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "effectiveDateTime": effective,
-            **value,
-        }
-    )
-    return body
+    """An Observation of LOINC ``code`` in ``category`` with the given ``value[x]``."""
+    categories = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}]
+    return factories.observation(code, res_id=res_id, patient=patient_id, when=effective, category=categories, **value)
 
 
 def quantity(patient_id: str, code: str, value: float, unit: str, effective: str, **extra: Any) -> dict[str, Any]:
@@ -274,8 +273,27 @@ def write(client: FlaskClient, method: str, url: str, body: Any = None) -> dict[
     return response.get_json()
 
 
-def put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    return write(client, "PUT", f"/fhir/{resource['resourceType']}/{resource['id']}", resource)
+# A resource may be written again as the test moves time on.
+put = partial(factories.put, status=(200, 201))
+
+
+def record_p1(client: FlaskClient) -> dict[str, Any]:
+    """p1, 55, with pneumonia, the medium NEWS2 set of 10 minutes ago and cholesterol of 2 hours
+    ago: every model has what it needs. The stored Patient."""
+    stored = put(client, patient("p1"))
+    transaction(
+        client,
+        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
+    )
+    return stored
+
+
+def assessed_p1(app: Flask, client: FlaskClient) -> str:
+    """``record_p1``, once the live Doctor has made one assessment per model of it; "p1"."""
+    record_p1(client)
+    settle(app)
+    assert by_model(client, "p1") == {model: 1 for model in MODELS}
+    return "p1"
 
 
 def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[str]:
@@ -363,14 +381,3 @@ def settle(app: Flask, deadline: float = 5.0) -> float:
         assert time.monotonic() - started < deadline, "the Digital Doctor's queue did not drain"
         time.sleep(0.02)
     return time.monotonic() - started
-
-
-def outcome(response: TestResponse, status: int, code: str = "invalid") -> dict[str, Any]:
-    """The one error issue of an OperationOutcome answer with ``status`` and issue ``code``."""
-    assert response.status_code == status, response.get_json()
-    assert response.headers["Content-Type"] == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    (issue,) = body["issue"]
-    assert (issue["severity"], issue["code"]) == ("error", code)
-    return issue

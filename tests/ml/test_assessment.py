@@ -19,10 +19,12 @@ from fhir_twin.ml.learned import forecast, incidence
 from fhir_twin.ml.runners import rule_based
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
 from fhir_twin.ml.scores.model import ModelInfo, Score
+from tests.factories import ATP3_WORKED, PCE_WHITE_MALE
 from tests.ml.doctor_data import (
     AIAST,
     MEDIUM,
     MODEL_SYSTEM,
+    NEWS2_MEDIUM,
     RISK_PROBABILITY,
     SCORE_EXTENSION,
     ago,
@@ -38,34 +40,11 @@ AI_DEVICE_TYPE = f"{AI}/CodeSystem/AIdeviceTypeCS"
 AI_INPUTS = f"{AI}/CodeSystem/AIinputsCS"
 KINDS = {runner.model.id: runner.kind for runner in rule_based(timedelta(hours=1))}
 
-NEWS2_MEDIUM = news2.News2Inputs(
-    respiratory_rate=22,
-    spo2=94,
-    supplemental_oxygen=False,
-    systolic_bp=105,
-    pulse=95,
-    consciousness="alert",
-    temperature=38.2,
-)
 QSOFA_PARTIAL = qsofa.QsofaInputs(respiratory_rate=30, systolic_bp=90, age=60, suspected_infection=("Sepsis",))
-PCE_WORKED = pooled_cohort.PooledCohortInputs(
-    age=55,
-    sex="male",
-    race="white",
-    total_cholesterol=213,
-    hdl=50,
-    systolic_bp=120,
-    bp_treated=False,
-    smoker=False,
-    diabetes=False,
-)
-ATP3_WORKED = atp3.Atp3Inputs(
-    age=55, sex="male", total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
-)
 SCORES = {
     "news2": news2.news2(NEWS2_MEDIUM),
     "qsofa": qsofa.qsofa(QSOFA_PARTIAL),
-    "pooled-cohort-ascvd": pooled_cohort.pooled_cohort(PCE_WORKED),
+    "pooled-cohort-ascvd": pooled_cohort.pooled_cohort(PCE_WHITE_MALE),
     "atp3-hard-chd": atp3.atp3(ATP3_WORKED),
 }
 
@@ -225,7 +204,7 @@ def test_when_starts_at_the_time_the_prediction_is_about(basis: tuple[str, ...])
 
 EXTREMES = [
     pooled_cohort.pooled_cohort(
-        dataclasses.replace(PCE_WORKED, **changes)  # type: ignore[arg-type]
+        dataclasses.replace(PCE_WHITE_MALE, **changes)  # type: ignore[arg-type]
     )
     for changes in (
         {

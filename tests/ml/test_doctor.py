@@ -10,6 +10,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from fhir_twin.ml.card import score_card
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort
 from fhir_twin.store import doctor as queue
 from fhir_twin.store.schema import doctor_queue
+from tests.factories import PCE_WORKED
 from tests.ml.doctor_data import (
     AIAST,
     CURRENT_SMOKER,
@@ -379,20 +381,9 @@ def test_the_window_is_a_setting(make_app: Callable[..., Flask]) -> None:
 
 
 def pce(age: float, *, sex: str = "male", race: str = "white", **changes: Any) -> pooled_cohort.PooledCohortInputs:
-    """The Pooled Cohort inputs ``cardiovascular_set``'s defaults give, with ``changes``."""
-    values: dict[str, Any] = {
-        "age": age,
-        "sex": sex,
-        "race": race,
-        "total_cholesterol": 213,
-        "hdl": 50,
-        "systolic_bp": 120,
-        "bp_treated": False,
-        "smoker": False,
-        "diabetes": False,
-        **changes,
-    }
-    return pooled_cohort.PooledCohortInputs(**values)
+    """The Pooled Cohort inputs ``cardiovascular_set``'s defaults give (the worked example's),
+    with ``changes``."""
+    return replace(PCE_WORKED, age=age, sex=sex, race=race, **changes)  # type: ignore[arg-type]
 
 
 def atp(inputs: pooled_cohort.PooledCohortInputs) -> atp3.Atp3Inputs:

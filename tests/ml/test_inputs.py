@@ -5,6 +5,7 @@ Pure tests on twin documents built from the real ``mappings/``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
@@ -15,13 +16,13 @@ from fhir_twin.errors import Invalid
 from fhir_twin.ml import concepts, medicines, race, simulation, words
 from fhir_twin.ml.inputs import atp3_inputs, news2_inputs, pooled_cohort_inputs, qsofa_inputs
 from fhir_twin.ml.scores.model import Consciousness
-from fhir_twin.ml.scores.news2 import News2Inputs, news2
+from fhir_twin.ml.scores.news2 import news2
 from fhir_twin.ml.scores.pooled_cohort import pooled_cohort
 from fhir_twin.ml.scores.qsofa import qsofa
 from fhir_twin.twin.body import Point, field_states
 from fhir_twin.twin.document import CaseItem, PatientSummary, TwinDocument
 from fhir_twin.twin.mapping_file import load_mappings
-from tests.ml.doctor_data import ICD10CM, RXNORM, SNOMED, TYPE_2_DIABETES
+from tests.ml.doctor_data import ICD10CM, NEWS2_MEDIUM, RXNORM, SNOMED, TYPE_2_DIABETES
 
 MAPPING = load_mappings(Config().resolved_mappings_dir)
 NOW = datetime(2026, 3, 2, 9, 0)  # naive UTC, as the twin holds times
@@ -129,16 +130,7 @@ def medium_set(**changes: Any) -> list[tuple[str, Point]]:
 
 def test_a_complete_set() -> None:
     gathered = news2_inputs(document(*medium_set()), WINDOW)
-    assert gathered.inputs == News2Inputs(
-        respiratory_rate=22,
-        spo2=94,
-        supplemental_oxygen=False,
-        systolic_bp=105,
-        pulse=95,
-        consciousness="alert",
-        temperature=38.2,
-        age=55,
-    )
+    assert gathered.inputs == replace(NEWS2_MEDIUM, age=55)
     assert sorted(gathered.basis) == sorted([*(source(name) for name in MEDIUM_SET), "Patient/p1/_history/1"])
     assert (gathered.notes, gathered.stale, gathered.unverified) == ((), False, False)
     assert gathered.as_of == TAKEN

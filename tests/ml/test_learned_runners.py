@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from fhir_twin.ml import dataset
 from fhir_twin.ml.cohort import cohort_dataset
 from fhir_twin.ml.learned import incidence
+from tests.factories import outcome
 from tests.ml.doctor_data import (
     MODEL_SYSTEM,
     NEVER_SMOKED,
@@ -24,7 +25,6 @@ from tests.ml.doctor_data import (
     ago,
     assessments,
     condition,
-    outcome,
     patient,
     put,
     quantity,

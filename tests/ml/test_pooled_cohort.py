@@ -11,18 +11,7 @@ from dataclasses import replace
 import pytest
 
 from fhir_twin.ml.scores.pooled_cohort import MODEL, PooledCohortInputs, _band, pooled_cohort, terms
-
-# Goff Table A's worked example: the profile of the pooled cohorts' mean
-WORKED = PooledCohortInputs(
-    age=55,
-    total_cholesterol=213,
-    hdl=50,
-    systolic_bp=120,
-    bp_treated=False,
-    smoker=False,
-    diabetes=False,
-)
-WHITE_MALE = replace(WORKED, sex="male", race="white")
+from tests.factories import PCE_WHITE_MALE, PCE_WORKED
 
 
 @pytest.mark.parametrize(
@@ -35,12 +24,14 @@ WHITE_MALE = replace(WORKED, sex="male", race="white")
     ],
 )
 def test_goff_table_a_worked_example(sex: str, race: str, published_sum: float, published_percent: float) -> None:
-    score = pooled_cohort(replace(WORKED, sex=sex, race=race))  # type: ignore[arg-type]
+    score = pooled_cohort(replace(PCE_WORKED, sex=sex, race=race))  # type: ignore[arg-type]
     assert score.value is not None and score.probability is not None
     assert abs(score.value - published_percent) <= 0.1
     assert score.value == pytest.approx(100 * score.probability)
     # Table A prints ΣβX to two decimals from rounded intermediate values
-    assert sum(c.points for c in terms(replace(WORKED, sex=sex, race=race))) == pytest.approx(published_sum, abs=0.01)  # type: ignore[arg-type]
+    assert sum(c.points for c in terms(replace(PCE_WORKED, sex=sex, race=race))) == pytest.approx(
+        published_sum, abs=0.01
+    )  # type: ignore[arg-type]
     assert score.assumptions == ()
 
 
@@ -74,8 +65,8 @@ def test_ascvd_risk_calculator_vectors(inputs: PooledCohortInputs, expected: flo
 @pytest.mark.parametrize(
     ("inputs", "band"),
     [
-        (replace(WORKED, sex="female", race="white"), "low"),  # 2.05 %
-        (replace(WORKED, sex="male", race="white"), "borderline"),  # 5.38 %
+        (replace(PCE_WORKED, sex="female", race="white"), "low"),  # 2.05 %
+        (replace(PCE_WORKED, sex="male", race="white"), "borderline"),  # 5.38 %
         (PooledCohortInputs(sex="male", race="white", age=46, total_cholesterol=150, hdl=40, systolic_bp=140,
                             bp_treated=True, smoker=True, diabetes=True), "intermediate"),  # 12.24 %
         (PooledCohortInputs(sex="male", race="african_american", age=46, total_cholesterol=150, hdl=40,
@@ -119,7 +110,7 @@ def test_band_edges(probability: float, band: str) -> None:
     ],
 )
 def test_outside_the_calculator_ranges_gives_no_score(field: str, value: float) -> None:
-    score = pooled_cohort(replace(WHITE_MALE, **{field: value}))
+    score = pooled_cohort(replace(PCE_WHITE_MALE, **{field: value}))
     assert score.value is None and score.probability is None and score.band is None
     assert score.missing == ()
     assert "not applicable" in score.rationale and f"{field.replace('_', ' ')} {value} outside" in score.rationale
@@ -139,13 +130,13 @@ def test_outside_the_calculator_ranges_gives_no_score(field: str, value: float) 
     ],
 )
 def test_range_limits_are_inclusive(field: str, value: float) -> None:
-    score = pooled_cohort(replace(WHITE_MALE, **{field: value}))
+    score = pooled_cohort(replace(PCE_WHITE_MALE, **{field: value}))
     assert score.probability is not None and 0 < score.probability < 1
 
 
 @pytest.mark.parametrize("field", ["age", "sex", "total_cholesterol", "hdl", "systolic_bp"])
 def test_a_missing_measurement_gives_no_score(field: str) -> None:
-    score = pooled_cohort(replace(WHITE_MALE, **{field: None}))
+    score = pooled_cohort(replace(PCE_WHITE_MALE, **{field: None}))
     assert score.value is None and score.probability is None
     assert score.missing == (field,)
     assert "insufficient data" in score.rationale
@@ -164,18 +155,18 @@ def test_an_unknown_yes_no_is_assumed_no_and_said_with_the_other_answers_risk(
 ) -> None:
     """Unknown is never "no" in silence: the score takes no (as the ACC/AHA calculator defaults),
     names the assumption and gives the risk the other answer would give."""
-    known = pooled_cohort(WHITE_MALE)
-    score = pooled_cohort(replace(WHITE_MALE, **{field: None}))
+    known = pooled_cohort(PCE_WHITE_MALE)
+    score = pooled_cohort(replace(PCE_WHITE_MALE, **{field: None}))
     assert score.probability == known.probability
     (assumption,) = score.assumptions
     assert assumption.startswith(said)
     assert assumption.endswith(f"the risk would be {other} %.")
-    assert other == round(100 * pooled_cohort(replace(WHITE_MALE, **{field: True})).probability, 1)  # type: ignore[operator]
+    assert other == round(100 * pooled_cohort(replace(PCE_WHITE_MALE, **{field: True})).probability, 1)  # type: ignore[operator]
 
 
 def test_an_unrecorded_race_is_scored_with_the_white_equation_and_said() -> None:
-    score = pooled_cohort(replace(WHITE_MALE, race=None))
-    assert score.value == pooled_cohort(WHITE_MALE).value
+    score = pooled_cohort(replace(PCE_WHITE_MALE, race=None))
+    assert score.value == pooled_cohort(PCE_WHITE_MALE).value
     (assumption,) = score.assumptions
     assert assumption == (
         "No race is recorded: scored with the white equation, as Goff et al. advise for every group but African "
@@ -184,7 +175,7 @@ def test_an_unrecorded_race_is_scored_with_the_white_equation_and_said() -> None
 
 
 def test_several_races_with_black_use_the_african_american_equation_and_give_the_other() -> None:
-    score = pooled_cohort(replace(WORKED, sex="male", race="african_american", several_races=True))
+    score = pooled_cohort(replace(PCE_WORKED, sex="male", race="african_american", several_races=True))
     assert round(score.value, 1) == 6.1  # type: ignore[arg-type]
     assert "the white equation gives 5.4 %" in score.rationale
     assert score.assumptions == ()
@@ -197,22 +188,22 @@ def test_several_races_with_black_use_the_african_american_equation_and_give_the
 def test_clinical_ascvd_makes_it_not_applicable(evidence: tuple[str, ...]) -> None:
     """A man after a myocardial infarction needs secondary prevention, not a "low" primary-prevention
     band and lifestyle advice (2018 AHA/ACC cholesterol guideline)."""
-    score = pooled_cohort(replace(WHITE_MALE, clinical_ascvd=evidence))
+    score = pooled_cohort(replace(PCE_WHITE_MALE, clinical_ascvd=evidence))
     assert score.value is None and score.band is None and score.mitigation is None
     assert "not applicable, clinical ASCVD is on record" in score.rationale and evidence[0] in score.rationale
 
 
 @pytest.mark.parametrize(("ldl", "applies"), [(189.9, True), (190, False), (240, False), (None, True)])
 def test_ldl_190_or_more_makes_it_not_applicable(ldl: float | None, applies: bool) -> None:
-    score = pooled_cohort(replace(WHITE_MALE, ldl=ldl))
+    score = pooled_cohort(replace(PCE_WHITE_MALE, ldl=ldl))
     assert (score.value is not None) is applies
     if not applies:
         assert f"LDL cholesterol {ldl:g} mg/dL is 190 or more" in score.rationale
 
 
 def test_other_race_says_the_white_equation_is_used() -> None:
-    other = pooled_cohort(replace(WORKED, sex="female", race="other"))
-    white = pooled_cohort(replace(WORKED, sex="female", race="white"))
+    other = pooled_cohort(replace(PCE_WORKED, sex="female", race="other"))
+    white = pooled_cohort(replace(PCE_WORKED, sex="female", race="white"))
     assert other.probability == white.probability
     assert "white equation is used" in other.rationale
     assert "white equation is used" not in white.rationale
@@ -235,7 +226,7 @@ def test_the_rationale_is_in_words_with_the_largest_contributors() -> None:
 
 
 def test_the_beta_x_terms_of_the_linear_predictor() -> None:
-    inputs = replace(WORKED, sex="female", race="african_american", bp_treated=True)
+    inputs = replace(PCE_WORKED, sex="female", race="african_american", bp_treated=True)
     found = {c.input: c for c in terms(inputs)}
     assert set(found) == {
         "ln_age",
@@ -256,7 +247,7 @@ def test_the_beta_x_terms_of_the_linear_predictor() -> None:
 
 def test_impossible_categories_are_rejected() -> None:
     with pytest.raises(ValueError, match="race"):
-        pooled_cohort(replace(WORKED, sex="male", race="asian"))  # type: ignore[arg-type]
+        pooled_cohort(replace(PCE_WORKED, sex="male", race="asian"))  # type: ignore[arg-type]
 
 
 def test_model_info() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from fhir_twin.search.index import (
     TokenRow,
     UriRow,
 )
+from tests import factories
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 OFFICIAL = sorted((FIXTURES / "official-r4-examples").glob("[!_]*.json"))
@@ -31,16 +33,12 @@ LOINC = "http://loinc.org"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 
+patient = partial(factories.patient, "p")
+observation = partial(factories.observation, res_id="o", code_text="x")
+
+
 def rows(resource: dict[str, Any], param: str) -> list[IndexRow]:
     return [row for row in extract(resource) if row.param == param]
-
-
-def patient(**elements: Any) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": "p", **elements}
-
-
-def observation(**elements: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}, **elements}
 
 
 CASES = [

@@ -11,95 +11,33 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
-from fhir_twin.security import tokens
 from fhir_twin.store.export import run_pending_exports
+from tests import factories
+from tests.factories import HEART_RATE, Server, condition, seed_clinic
 
 pytestmark = pytest.mark.audited
 
-LOINC = "http://loinc.org"
 JSON_PATCH = "application/json-patch+json"
 MARK = "urn:test:authorization"
 
 
-class Server:
-    """An app in auth mode "tokens" holding p1 and p2's records, and a system token to check the
-    store with."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.client: FlaskClient = app.test_client()
-        self.system = self.token("system/*.cruds")
-
-    def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
-        repository = services_of(self.app).interactions.repository
-        secret, _ = tokens.create(repository, f"test {scope}"[:128], scope, patient, None)
-        return {"Authorization": f"Bearer {secret}"}
-
-    def put(self, resource: dict[str, Any]) -> None:
-        answer = self.client.put(
-            f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource, headers=self.system
-        )
-        assert answer.status_code == 201, answer.get_json()
-
-    def read(self, path: str) -> TestResponse:
-        """``path`` as the system token sees it."""
-        return self.client.get(f"/fhir/{path}", headers=self.system)
-
-    def count(self, query: str) -> int:
-        """How many resources ``query`` matches, as the system token sees it."""
-        answer = self.client.get(f"/fhir/{query}", headers=self.system)
-        assert answer.status_code == 200, answer.get_json()
-        return answer.get_json()["total"]
-
-
 def observation(res_id: str, patient: str, when: str, value: float) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-        "performer": [{"reference": "Practitioner/doc"}],
-    }
+    """A heart rate that Practitioner/doc performed."""
+    performer = [{"reference": "Practitioner/doc"}]
+    return factories.observation(
+        HEART_RATE, res_id=res_id, patient=patient, when=when, value=value, performer=performer
+    )
 
 
 def seed(server: Server) -> None:
-    server.put({"resourceType": "Organization", "id": "org", "name": "Clinic"})
-    server.put({"resourceType": "Practitioner", "id": "doc", "name": [{"family": "Doc"}]})
-    for patient, family, value in (("p1", "Alpha", 72), ("p2", "Beta", 90)):
-        server.put(
-            {
-                "resourceType": "Patient",
-                "id": patient,
-                "name": [{"family": family}],
-                "managingOrganization": {"reference": "Organization/org"},
-            }
-        )
-        server.put(
-            {
-                "resourceType": "Encounter",
-                "id": f"{patient}-enc",
-                "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": f"Patient/{patient}"},
-            }
-        )
+    seed_clinic(server)
+    for patient, value in (("p1", 72), ("p2", 90)):
         server.put(observation(f"{patient}-obs", patient, "2024-01-01T10:00:00Z", value))
-        server.put(
-            {
-                "resourceType": "Condition",
-                "id": f"{patient}-cond",
-                "code": {"text": "Hypertension"},
-                "subject": {"reference": f"Patient/{patient}"},
-            }
-        )
+        server.put(condition(f"{patient}-cond", patient))
     server.put(
         {
             "resourceType": "Provenance",
@@ -131,14 +69,8 @@ def ids(bundle: dict[str, Any]) -> set[str]:
 
 def new_observation(patient: str = "p1") -> dict[str, Any]:
     """A new Observation the test can find again by its identifier."""
-    return {
-        "resourceType": "Observation",
-        "identifier": [{"system": MARK, "value": "new"}],
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "valueQuantity": {"value": 60, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-    }
+    identifier = [{"system": MARK, "value": "new"}]
+    return factories.observation(HEART_RATE, patient=patient, value=60, identifier=identifier)
 
 
 def patch_status(client: FlaskClient, path: str, headers: dict[str, str]) -> TestResponse:
@@ -426,10 +358,8 @@ def test_an_export_job_belongs_to_the_client_that_started_it(server: Server) -> 
     """Another client allowed to export gets 404 for the job's status, files and cancellation,
     exactly as for a job that never was; the job is left as it was."""
     repository = services_of(server.app).interactions.repository
-    owner_secret, _ = tokens.create(repository, "exporter a", "system/*.rs", None, None)
-    other_secret, _ = tokens.create(repository, "exporter b", "system/*.rs", None, None)
-    owner = {"Authorization": f"Bearer {owner_secret}"}
-    other = {"Authorization": f"Bearer {other_secret}"}
+    owner = server.token("system/*.rs", name="exporter a")
+    other = server.token("system/*.rs", name="exporter b")
     answer = server.client.get("/fhir/$export?_type=Patient", headers={**owner, "Prefer": "respond-async"})
     assert answer.status_code == 202, answer.get_json()
     status_url = "/fhir/" + answer.headers["Content-Location"].split("/fhir/", 1)[1]

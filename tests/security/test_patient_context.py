@@ -15,12 +15,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
-from fhir_twin.security import tokens
+from tests import factories
+from tests.factories import HEART_RATE, LOINC, condition, seed_clinic
 
 pytestmark = pytest.mark.audited
 
-LOINC = "http://loinc.org"
-HEART_RATE = "8867-4"
 # Only p2 has an Observation with this code.
 GLUCOSE = "2339-0"
 JSON_PATCH = "application/json-patch+json"
@@ -28,83 +27,39 @@ MARK = "urn:test:patient-context"
 P1_OBSERVATIONS = {"Observation/p1-obs1", "Observation/p1-obs2"}
 
 
-class Server:
-    """An app in auth mode "tokens" holding p1 and p2's records, a system token to check the
-    store with, and p1's patient-context tokens."""
+class Server(factories.Server):
+    """The shared server with p1's patient-context tokens."""
 
     def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.client: FlaskClient = app.test_client()
-        self.system = self.token("system/*.cruds")
+        super().__init__(app)
         self.p1 = self.token("patient/*.cruds", "p1")
         self.p1_reader = self.token("patient/*.rs", "p1")
 
-    def token(self, scope: str, patient: str | None = None) -> dict[str, str]:
-        repository = services_of(self.app).interactions.repository
-        secret, _ = tokens.create(repository, f"test {scope} {patient}"[:128], scope, patient, None)
-        return {"Authorization": f"Bearer {secret}"}
-
-    def put(self, resource: dict[str, Any]) -> None:
-        path = f"/fhir/{resource['resourceType']}/{resource['id']}"
-        answer = self.client.put(path, json=resource, headers=self.system)
-        assert answer.status_code == 201, answer.get_json()
-
     def stored(self, path: str) -> dict[str, Any]:
         """``path`` as the system token reads it."""
-        answer = self.client.get(f"/fhir/{path}", headers=self.system)
+        answer = self.read(path)
         assert answer.status_code == 200, answer.get_json()
         return answer.get_json()
 
-    def count(self, query: str) -> int:
-        answer = self.client.get(f"/fhir/{query}", headers=self.system)
-        assert answer.status_code == 200, answer.get_json()
-        return answer.get_json()["total"]
-
 
 def observation(res_id: str, patient: str, code: str, when: str, value: float) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "encounter": {"reference": f"Encounter/{patient}-enc"},
-        "performer": [{"reference": "Practitioner/doc"}],
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-    }
+    """An Observation in ``patient``'s encounter, performed by Practitioner/doc."""
+    return factories.observation(
+        code,
+        res_id=res_id,
+        patient=patient,
+        when=when,
+        value=value,
+        encounter={"reference": f"Encounter/{patient}-enc"},
+        performer=[{"reference": "Practitioner/doc"}],
+    )
 
 
 def seed(server: Server) -> None:
-    server.put({"resourceType": "Organization", "id": "org", "name": "Clinic"})
-    server.put({"resourceType": "Practitioner", "id": "doc", "name": [{"family": "Doc"}]})
-    for patient, family in (("p1", "Alpha"), ("p2", "Beta")):
-        server.put(
-            {
-                "resourceType": "Patient",
-                "id": patient,
-                "name": [{"family": family}],
-                "managingOrganization": {"reference": "Organization/org"},
-            }
-        )
-        server.put(
-            {
-                "resourceType": "Encounter",
-                "id": f"{patient}-enc",
-                "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": f"Patient/{patient}"},
-            }
-        )
+    seed_clinic(server)
+    for patient in ("p1", "p2"):
         for suffix in ("cond", "gone"):
-            server.put(
-                {
-                    "resourceType": "Condition",
-                    "id": f"{patient}-{suffix}",
-                    "code": {"text": "Hypertension"},
-                    "subject": {"reference": f"Patient/{patient}"},
-                }
-            )
+            server.put(condition(f"{patient}-{suffix}", patient))
         deleted = server.client.delete(f"/fhir/Condition/{patient}-gone", headers=server.system)
         assert deleted.status_code == 200
     server.put(observation("p1-obs1", "p1", HEART_RATE, "2024-01-01T10:00:00Z", 72))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from fhir_twin.errors import Forbidden
@@ -10,6 +12,7 @@ from fhir_twin.search.query import AnyOf, Criterion, InCompartment, ReverseChain
 from fhir_twin.security import access
 from fhir_twin.security.principal import Principal
 from fhir_twin.security.scopes import Scope, is_scope, parse_scope, parse_scopes
+from tests import factories
 
 pytestmark = pytest.mark.audited
 
@@ -159,15 +162,8 @@ def test_forbidden_names_the_verb_and_the_type(permission: str, verb: str) -> No
 # --- the patient compartment -------------------------------------------------------------------
 
 
-def observation(**references: str) -> dict[str, object]:
-    return {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"text": "x"},
-        **{name: {"reference": target} for name, target in references.items() if name == "subject"},
-        **{name: [{"reference": target}] for name, target in references.items() if name == "performer"},
-    }
+# Observation/o1, named by text alone: only its references matter here.
+observation = partial(factories.observation, res_id="o1", code_text="x")
 
 
 def test_patient_is_in_its_own_compartment_only() -> None:
@@ -185,7 +181,7 @@ def test_observation_is_in_its_subjects_compartment() -> None:
 
 
 def test_observation_is_in_its_performers_compartment() -> None:
-    resource = observation(subject="Patient/p1", performer="Patient/p2")
+    resource = observation(subject="Patient/p1", performer=[{"reference": "Patient/p2"}])
     assert access.in_compartment(resource, "p1")
     assert access.in_compartment(resource, "p2")
     assert not access.in_compartment(resource, "p3")
@@ -193,7 +189,11 @@ def test_observation_is_in_its_performers_compartment() -> None:
 
 
 def test_observation_about_no_patient_is_in_no_compartment() -> None:
-    for resource in (observation(), observation(subject="Group/p1"), observation(performer="Practitioner/p1")):
+    for resource in (
+        observation(),
+        observation(subject="Group/p1"),
+        observation(performer=[{"reference": "Practitioner/p1"}]),
+    ):
         assert not access.in_compartment(resource, "p1")
         assert access.patients_of(resource) == set()
 

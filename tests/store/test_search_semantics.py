@@ -25,6 +25,7 @@ import sqlalchemy
 from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app, services_of
+from tests.factories import observation, put
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -59,13 +60,6 @@ def _ucum(value: float, code: str) -> dict[str, Any]:
     return {"value": value, "unit": code, "system": UCUM, "code": code}
 
 
-def _observation(res_id: str, code: dict[str, Any], subject: dict[str, Any] | None, **more: Any) -> dict[str, Any]:
-    resource = {"resourceType": "Observation", "id": res_id, "status": "final", "code": code, **more}
-    if subject is not None:
-        resource["subject"] = subject
-    return resource
-
-
 def _procedure(res_id: str, **performed: Any) -> dict[str, Any]:
     return {
         "resourceType": "Procedure",
@@ -94,10 +88,10 @@ def _value_set(res_id: str, url: str | None) -> dict[str, Any]:
 
 
 def _blood_pressure(res_id: str, systolic: float, diastolic: float) -> dict[str, Any]:
-    return _observation(
-        res_id,
+    return observation(
         _loinc("85354-6", "Blood pressure panel"),
-        {"reference": "Patient/p-dora"},
+        res_id=res_id,
+        subject={"reference": "Patient/p-dora"},
         category=[{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
         component=[
             {"code": _loinc("8480-6", "Systolic"), "valueQuantity": _ucum(systolic, "mm[Hg]")},
@@ -184,43 +178,49 @@ DATASET: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": "p-empty"},
     {"resourceType": "Group", "id": "p-anna", "type": "person", "actual": True},
     # Observations for tokens and references; none has a value or an effective time.
-    _observation(
-        "o-hr",
+    observation(
         {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "text": "Pulse"},
-        {"reference": "Patient/p-anna"},
+        res_id="o-hr",
+        subject={"reference": "Patient/p-anna"},
         category=[{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
     ),
-    _observation("o-local", {"coding": [{"code": "local-1", "display": "Local code"}]}, {"reference": "Patient/p-bob"}),
-    _observation(
-        "o-local-sys", {"coding": [{"system": EXAMPLE_CODES, "code": "local-1"}]}, {"reference": "Patient/p-carl"}
+    observation(
+        {"coding": [{"code": "local-1", "display": "Local code"}]},
+        res_id="o-local",
+        subject={"reference": "Patient/p-bob"},
     ),
-    _observation("o-ext", _loinc("8867-4"), {"reference": "http://other.org/fhir/Patient/1"}),
-    _observation("o-ident", _loinc("8867-4"), {"identifier": {"system": "urn:mrn", "value": "12345"}}),
-    _observation("o-group", _loinc("8310-5"), {"reference": "Group/p-anna"}),
-    _observation("o-nosubj", {"text": "Free text only"}, None),
-    _observation("o-versioned", {"text": "Versioned"}, {"reference": "Patient/p-bob/_history/1"}),
+    observation(
+        {"coding": [{"system": EXAMPLE_CODES, "code": "local-1"}]},
+        res_id="o-local-sys",
+        subject={"reference": "Patient/p-carl"},
+    ),
+    observation(_loinc("8867-4"), res_id="o-ext", subject={"reference": "http://other.org/fhir/Patient/1"}),
+    observation(_loinc("8867-4"), res_id="o-ident", subject={"identifier": {"system": "urn:mrn", "value": "12345"}}),
+    observation(_loinc("8310-5"), res_id="o-group", subject={"reference": "Group/p-anna"}),
+    observation({"text": "Free text only"}, res_id="o-nosubj", subject=None),
+    observation({"text": "Versioned"}, res_id="o-versioned", subject={"reference": "Patient/p-bob/_history/1"}),
     # A reference to this server written as an absolute URL (search.html#reference).
-    _observation("o-abs", {"text": "Absolute"}, {"reference": "http://localhost/fhir/Patient/p-carl"}),
+    observation({"text": "Absolute"}, res_id="o-abs", subject={"reference": "http://localhost/fhir/Patient/p-carl"}),
     # Observations for quantities, all about p-dora.
-    _observation("q-mg", DOSE, DORA, valueQuantity=_ucum(5.4, "mg")),
-    _observation("q-unit", DOSE, DORA, valueQuantity={"value": 5.4, "unit": "mg"}),
-    _observation(
-        "q-other",
+    observation(DOSE, res_id="q-mg", subject=DORA, valueQuantity=_ucum(5.4, "mg")),
+    observation(DOSE, res_id="q-unit", subject=DORA, valueQuantity={"value": 5.4, "unit": "mg"}),
+    observation(
         DOSE,
-        DORA,
+        res_id="q-other",
+        subject=DORA,
         valueQuantity={"value": 5.4, "unit": "milligram", "system": "http://example.org/units", "code": "mg"},
     ),
-    _observation("q-mgdl", _loinc("2345-7", "Glucose"), DORA, valueQuantity=_ucum(100, "mg/dL")),
-    _observation("q-gl", _loinc("2345-7", "Glucose"), DORA, valueQuantity=_ucum(2, "g/L")),
+    observation(_loinc("2345-7", "Glucose"), res_id="q-mgdl", subject=DORA, valueQuantity=_ucum(100, "mg/dL")),
+    observation(_loinc("2345-7", "Glucose"), res_id="q-gl", subject=DORA, valueQuantity=_ucum(2, "g/L")),
     # Observations with string, CodeableConcept and dateTime values.
-    _observation("o-str", _loinc("94500-6", "SARS-CoV-2 RNA"), DORA, valueString="Detected"),
-    _observation(
-        "o-concept",
+    observation(_loinc("94500-6", "SARS-CoV-2 RNA"), res_id="o-str", subject=DORA, valueString="Detected"),
+    observation(
         _loinc("94500-6", "SARS-CoV-2 RNA"),
-        DORA,
+        res_id="o-concept",
+        subject=DORA,
         valueCodeableConcept={"coding": [{"system": SNOMED, "code": "260373001"}], "text": "Detected"},
     ),
-    _observation("o-date", _loinc("21112-8", "Birth date"), DORA, valueDateTime="2024-05-05T10:00:00Z"),
+    observation(_loinc("21112-8", "Birth date"), res_id="o-date", subject=DORA, valueDateTime="2024-05-05T10:00:00Z"),
     # Blood pressure panels: bp-cross has a diastolic above the systolic of bp-high.
     _blood_pressure("bp-high", 150, 90),
     _blood_pressure("bp-cross", 130, 145),
@@ -269,12 +269,6 @@ class Server:
     stamps: dict[str, str]
 
 
-def _put(client: FlaskClient, resource: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
 def _empty(url: str) -> None:
     """Empty every table of the PostgreSQL test database, as the ``database_url`` fixture does."""
     engine = sqlalchemy.create_engine(url)
@@ -300,12 +294,12 @@ def server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFacto
     app.testing = True
     client = app.test_client()
     for resource in DATASET:
-        _put(client, resource)
-    early = _put(client, EARLY)["meta"]["lastUpdated"]
+        put(client, resource)
+    early = put(client, EARLY)["meta"]["lastUpdated"]
     # The next write must get a later millisecond: wait for the clock, not for a fixed time.
     while datetime.now(UTC) <= datetime.fromisoformat(early) + timedelta(milliseconds=2):
         time.sleep(0.001)
-    late = _put(client, LATE)["meta"]["lastUpdated"]
+    late = put(client, LATE)["meta"]["lastUpdated"]
     yield Server(client, {"early": early, "late": late})
     services_of(app).repository.engine.dispose()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
+
+from tests.factories import put
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIN = "72514-3"
@@ -38,16 +39,11 @@ def _pain(res_id: str, value: int, time: str) -> dict[str, Any]:
     }
 
 
-def _put(client: FlaskClient, resource: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
-    assert response.status_code == 201, response.get_json()
-
-
 def test_a_new_field_from_a_mapping_file(make_app: Any, mappings_dir: Path) -> None:
     client = make_app(mappings_dir=str(mappings_dir)).test_client()
-    _put(client, {"resourceType": "Patient", "id": "p-pain"})
-    _put(client, _pain("pain-7", 7, "2023-04-01T08:00:00Z"))
-    _put(client, _pain("pain-15", 15, "2023-04-01T12:00:00Z"))
+    put(client, {"resourceType": "Patient", "id": "p-pain"})
+    put(client, _pain("pain-7", 7, "2023-04-01T08:00:00Z"))
+    put(client, _pain("pain-15", 15, "2023-04-01T12:00:00Z"))
 
     twin = client.get("/twin/patients/p-pain").get_json()
     pain = twin["body"]["pain_score"]
@@ -104,8 +100,8 @@ def test_a_new_field_from_a_mapping_file(make_app: Any, mappings_dir: Path) -> N
 def test_without_the_file_there_is_no_such_field(make_app: Any) -> None:
     """The same data on the shipped mappings alone: the Observation is stored, the twin ignores it."""
     client = make_app().test_client()
-    _put(client, {"resourceType": "Patient", "id": "p-pain"})
-    _put(client, _pain("pain-7", 7, "2023-04-01T08:00:00Z"))
+    put(client, {"resourceType": "Patient", "id": "p-pain"})
+    put(client, _pain("pain-7", 7, "2023-04-01T08:00:00Z"))
     twin = client.get("/twin/patients/p-pain").get_json()
     assert "pain_score" not in twin["body"]
     assert twin["quality"]["used"] == 0

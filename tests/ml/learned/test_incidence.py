@@ -16,19 +16,9 @@ from fhir_twin.ml.learned import InsufficientData, incidence, incidence_examples
 from fhir_twin.ml.learned.incidence import evaluate, predict, train
 from fhir_twin.ml.learned.incidence_examples import COLUMNS, HORIZON, examples, features_now
 from fhir_twin.ml.learned.report import TrainResult, external_report
+from tests.ml.learned_data import TYPICAL
 
 AT = datetime(2012, 1, 1, tzinfo=UTC)
-TYPICAL = {
-    "age": 55.0,
-    "male": 1.0,
-    "bmi": 31.0,
-    "systolic_bp": 135.0,
-    "glucose": 104.0,
-    "hba1c": 6.0,
-    "hdl_cholesterol": 40.0,
-    "current_smoker": 1.0,
-    "prediabetes": 1.0,
-}
 
 
 @pytest.fixture(scope="module")
