@@ -14,10 +14,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from tests import factories
 from tests.factories import FHIR_JSON, outcome
-
-from fhir_twin.app import services_of
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
