@@ -326,9 +326,9 @@ def load(
 
     def flush() -> None:
         nonlocal written
-        with repository.unit(write=True) as unit:
+        with repository.transaction(write=True) as tx:
             for resource in pending:
-                store_version(unit, resource, resource["id"], None, "POST")
+                store_version(tx, resource, resource["id"], None, "POST")
         written += len(pending)
         pending.clear()
 

@@ -8,10 +8,10 @@ from flask import Flask
 
 from fhir_twin.api import errors, hygiene, security
 from fhir_twin.api.fhir import fhir_blueprint
-from fhir_twin.api.models import models_blueprint
-from fhir_twin.api.twin import twin_blueprint
+from fhir_twin.api.twin_models import models_blueprint
+from fhir_twin.api.twin_patients import twin_blueprint
 from fhir_twin.config import Config
-from fhir_twin.fhir.model import resource_types
+from fhir_twin.fhir.resource_types import resource_types
 from fhir_twin.services import Services, build
 
 # The single key under which an app keeps its services; read it through ``services_of``.

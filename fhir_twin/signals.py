@@ -2,12 +2,12 @@
 
 ``version_written`` fires inside the write's database transaction for every stored version
 (create, update, patch, delete; bundle entries and loads alike). Receivers connect with the
-Repository as ``sender`` and get the ``unit`` (the open transaction), the ``version`` stored
+Repository as ``sender`` and get ``tx`` (the open ``DatabaseTransaction``), the ``version`` stored
 and the ``resource`` as a dict (None for a delete).
 
 ``interaction_completed`` fires when the router has answered a request or refused it, with the
 ``completion`` (``fhir_twin.interactions.interaction.Completion``): the principal it acted for,
-the interaction, the request, the response or the error, and for a write the unit it ran in
+the interaction, the request, the response or the error, and for a write the transaction it ran in (``tx``)
 (still open, so a listener writes in the same transaction) and the versions written.
 
 ``twin_changed`` fires, in the same transaction, when a stored version changed the twin of

@@ -29,7 +29,7 @@ from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
 from fhir_twin.store.audit_index import audit_rows
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.version import Version
 from fhir_twin.store.worker import Worker, worker_repository
 
@@ -82,14 +82,14 @@ class AuditRecorder(Worker):
 
     def completed(self, _sender: object, *, completion: Completion) -> None:
         occurrence = self._occurrence(completion)
-        request, response, error, unit = completion.request, completion.response, completion.error, completion.unit
-        if unit is not None and error is None:
+        request, response, error, tx = completion.request, completion.response, completion.error, completion.tx
+        if tx is not None and error is None:
             for version, index in completion.written:
                 occurrence.resources.append(f"{version.res_type}/{version.res_id}/_history/{version.version}")
                 if version.deleted:
                     # A delete has no index rows: the patients are those of what it deleted.
                     before = version.version - 1
-                    occurrence.patients |= _patients_of_stored(unit, version.res_type, version.res_id, before)
+                    occurrence.patients |= _patients_of_stored(tx, version.res_type, version.res_id, before)
                 else:
                     occurrence.patients |= patients_in(version.res_type, version.res_id, index)
             if not completion.written and response is not None:
@@ -100,7 +100,7 @@ class AuditRecorder(Worker):
                     occurrence.resources.append(location.removeprefix(request.base).strip("/"))
                 if response.body is not None and response.status < 300:
                     occurrence.patients |= _patients(response.body)
-            self.record(unit, [occurrence])
+            self.record(tx, [occurrence])
             return
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return
@@ -114,9 +114,9 @@ class AuditRecorder(Worker):
         if size >= FLUSH_AT:
             self.wake()
 
-    def record(self, unit: Unit, occurrences: list[Occurrence]) -> None:
-        """Store an AuditEvent per occurrence in ``unit`` and chain them."""
-        write_records(unit, occurrences, self.key)
+    def record(self, tx: DatabaseTransaction, occurrences: list[Occurrence]) -> None:
+        """Store an AuditEvent per occurrence in ``tx`` and chain them."""
+        write_records(tx, occurrences, self.key)
 
     def flush(self, everything: bool = False) -> int:
         """Write every queued record now, with the summaries of ended throttle windows (of all,
@@ -133,12 +133,12 @@ class AuditRecorder(Worker):
             try:
                 looked_up = [item for item in queued if item.stored]
                 if looked_up:
-                    with self.own.unit() as unit:
+                    with self.own.transaction() as tx:
                         for item in looked_up:
                             for res_type, res_id, version in _shown(item):
-                                item.occurrence.patients |= _patients_of_stored(unit, res_type, res_id, version)
-                with self.own.unit(write=True) as unit:
-                    self.record(unit, [item.occurrence for item in queued])
+                                item.occurrence.patients |= _patients_of_stored(tx, res_type, res_id, version)
+                with self.own.transaction(write=True) as tx:
+                    self.record(tx, [item.occurrence for item in queued])
             except Exception:
                 with self._queue_lock:
                     self._queue = queued + self._queue
@@ -200,8 +200,8 @@ class AuditRecorder(Worker):
         return occurrence
 
 
-def write_records(unit: Unit, occurrences: list[Occurrence], key: str) -> None:
-    """Store an AuditEvent per occurrence in ``unit`` and chain them (HMAC under ``key`` if set)."""
+def write_records(tx: DatabaseTransaction, occurrences: list[Occurrence], key: str) -> None:
+    """Store an AuditEvent per occurrence in ``tx`` and chain them (HMAC under ``key`` if set)."""
     links = []
     records, entities = [], []
     for occurrence in occurrences:
@@ -210,14 +210,14 @@ def write_records(unit: Unit, occurrences: list[Occurrence], key: str) -> None:
         body = _encoded(event)
         version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
         # Indexed in the audit trail's own tables (store.audit_index), not the generic ones.
-        unit.write(version, [], event)
+        tx.write(version, [], event)
         recorded = occurrence.recorded
         record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
         records.append(record)
         entities += named
         links.append((occurrence.event_id, chain.digest(body)))
-    audit_index.write(unit.connection, records, entities)
-    audit.append(unit, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
+    audit_index.write(tx.connection, records, entities)
+    audit.append(tx, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
 
 
 def _encoded(event: dict[str, Any]) -> str:
@@ -243,11 +243,11 @@ def _version(response: Response | None) -> str | None:
     return etag.removeprefix("W/").strip('"') or None
 
 
-def _patients_of_stored(unit: Unit, res_type: str, res_id: str, version: int | None) -> set[str]:
+def _patients_of_stored(tx: DatabaseTransaction, res_type: str, res_id: str, version: int | None) -> set[str]:
     """The patients whose compartment a stored version (the current one for None) is in."""
     if version is not None and version < 1:
         return set()
-    found = unit.version(res_type, res_id, version) if version is not None else unit.current(res_type, res_id)
+    found = tx.version(res_type, res_id, version) if version is not None else tx.current(res_type, res_id)
     return patients_of(json.loads(found.body)) if found is not None and found.body else set()
 
 

@@ -126,8 +126,8 @@ def accesses(repository: Repository, patient_id: str, since: datetime | None = N
         params.append(("date", f"ge{format_instant(since)}"))
     query = parse(("AuditEvent",), params, strict=True, default_count=_PAGE, max_count=_PAGE)
     while True:
-        with repository.unit() as unit:
-            page = unit.search(query, "")
+        with repository.transaction() as tx:
+            page = tx.search(query, "")
         for version in page.matches:
             if version.body is not None:
                 yield _access(json.loads(version.body))

@@ -98,7 +98,7 @@ class Bundles:
             if not conditional:
                 entry.index_rows = extract(entry.resource, request.base)
         answers: dict[int, dict[str, Any]] = {}
-        with self.repository.unit(write=True):
+        with self.repository.transaction(write=True):
             if conditional:
                 mapping.update(self._conditional_identities(request, entries))
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):

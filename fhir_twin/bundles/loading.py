@@ -114,10 +114,10 @@ class Load:
 
     def _dangling(self, deferred: dict[Key, Key], owners: dict[Key, int]) -> Iterator[tuple[str, int]]:
         """What each missing target's referrer says about it, and the file the referrer came from."""
-        with self.repository.unit() as unit:
-            for target in unit.missing(list(deferred)):
+        with self.repository.transaction() as tx:
+            for target in tx.missing(list(deferred)):
                 source = deferred[target]
-                current = unit.current(*source)
+                current = tx.current(*source)
                 body = json.loads(current.body) if current is not None and current.body else {}
                 elements = [element for element, ref in references(body) if reference_target(ref) == target]
                 where = f"{source[0]}/{source[1]} {elements[0] if elements else source[0]}"

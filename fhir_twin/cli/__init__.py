@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import click
 
-from fhir_twin.cli.database import migrate, reindex
-from fhir_twin.cli.doctor import assess, cohort, evaluate, models, train
+from fhir_twin.cli.database_commands import migrate, reindex
+from fhir_twin.cli.doctor_commands import assess, cohort, evaluate, models, train
 from fhir_twin.cli.load import load
-from fhir_twin.cli.security import audit, token
+from fhir_twin.cli.security_commands import audit, token
 from fhir_twin.cli.serve import serve
-from fhir_twin.cli.twin import twin
+from fhir_twin.cli.twin_commands import twin
 
 
 @click.group()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fhir_twin.cli.database import DATABASE, services
+from fhir_twin.cli.database_commands import DATABASE, services
 from fhir_twin.config import Config
 from fhir_twin.security.principal import Principal
 

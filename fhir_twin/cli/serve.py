@@ -6,7 +6,7 @@ import gc
 
 import click
 
-from fhir_twin.cli.database import DATABASE, safe_url
+from fhir_twin.cli.database_commands import DATABASE, safe_url
 from fhir_twin.config import Config
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir_twin import __version__
-from fhir_twin.fhir.model import resource_types
+from fhir_twin.fhir.resource_types import resource_types
 
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
 PATCH_FORMATS = ("application/json-patch+json",)

@@ -18,7 +18,7 @@ from functools import cache
 from fhir_twin.errors import Issue
 from fhir_twin.fhir.definitions import table
 from fhir_twin.fhir.elements import Visit, elements
-from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.fhir.resource_types import is_resource_type
 
 # per type: (required element -> its JSON names, choice element -> its JSON names)
 Rules = tuple[dict[str, list[str]], dict[str, list[str]]]

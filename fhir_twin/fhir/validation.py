@@ -19,8 +19,8 @@ from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.cardinality import cardinality_issues
 from fhir_twin.fhir.datatypes import json_type_issues
 from fhir_twin.fhir.elements import walk
-from fhir_twin.fhir.model import is_resource_type, is_valid_id, model_class
 from fhir_twin.fhir.primitives import primitive_issues
+from fhir_twin.fhir.resource_types import is_resource_type, is_valid_id, model_class
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues, without_empty_elements
 
 

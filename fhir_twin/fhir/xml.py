@@ -27,7 +27,7 @@ from lxml import etree
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.definitions import table
 from fhir_twin.fhir.json import MAX_DEPTH, too_deep
-from fhir_twin.fhir.model import is_resource_type, model_class
+from fhir_twin.fhir.resource_types import is_resource_type, model_class
 
 FHIR_NAMESPACE = "http://hl7.org/fhir"
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fhir_twin.errors import Forbidden, MethodNotAllowed, NotFound, Unprocessable
-from fhir_twin.fhir.model import is_resource_type, resource_types
+from fhir_twin.fhir.resource_types import is_resource_type, resource_types
 from fhir_twin.interactions.instance import patch_document
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
@@ -112,8 +112,8 @@ class Guard:
             if held_to == ALL:
                 continue
             if version.version > 1:
-                with self.repository.unit() as unit:
-                    previous = unit.version(version.res_type, version.res_id, version.version - 1)
+                with self.repository.transaction() as tx:
+                    previous = tx.version(version.res_type, version.res_id, version.version - 1)
                 if previous is not None and previous.body is not None:
                     _owned(held_to, f"{version.res_type}/{version.res_id}", patients_of(json.loads(previous.body)))
             if not version.deleted:
@@ -135,9 +135,9 @@ class Guard:
         targets.discard((version.res_type, version.res_id))
         if not targets:
             return
-        with self.repository.unit() as unit:
+        with self.repository.transaction() as tx:
             for target_type, target_id in sorted(targets):
-                found = unit.current(target_type, target_id)
+                found = tx.current(target_type, target_id)
                 if found is None or found.deleted or found.body is None:
                     continue  # the store refuses it (or the server keeps no integrity)
                 patients = patients_of(json.loads(found.body))
@@ -193,11 +193,11 @@ class Guard:
         patient's too, which the token may read but not change."""
         res_type, res_id = interaction.resource_type, interaction.resource_id
         assert res_type is not None and res_id is not None
-        with self.repository.unit() as unit:
+        with self.repository.transaction() as tx:
             if interaction.version_id is not None and interaction.version_id.isdigit():
-                found = unit.version(res_type, res_id, int(interaction.version_id))
+                found = tx.version(res_type, res_id, int(interaction.version_id))
             else:
-                found = unit.current(res_type, res_id)
+                found = tx.current(res_type, res_id)
             if found is None:
                 if interaction.name == "delete":
                     # A delete of an unused id would answer 200; held to a compartment, it answers
@@ -208,7 +208,7 @@ class Guard:
                 return  # the interaction answers 404 itself
             deleted = found.deleted
             if deleted:
-                found = unit.version(res_type, res_id, found.version - 1) if found.version > 1 else None
+                found = tx.version(res_type, res_id, found.version - 1) if found.version > 1 else None
         if found is None or found.body is None or not in_compartment(json.loads(found.body), patient_id):
             if interaction.name == "update":
                 raise _not_updatable(res_type, res_id)
@@ -222,10 +222,10 @@ class Guard:
     def _was_in(self, patient_id: str, res_type: str, res_id: str) -> bool:
         if not is_resource_type(res_type):
             return False
-        with self.repository.unit() as unit:
-            current = unit.current(res_type, res_id)
+        with self.repository.transaction() as tx:
+            current = tx.current(res_type, res_id)
             while current is not None and current.deleted and current.version > 1:
-                current = unit.version(res_type, res_id, current.version - 1)
+                current = tx.version(res_type, res_id, current.version - 1)
         return current is not None and current.body is not None and in_compartment(json.loads(current.body), patient_id)
 
     def _operation(self, principal: Principal, interaction: Interaction, request: Request) -> None:

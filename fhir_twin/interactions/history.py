@@ -16,7 +16,7 @@ from fhir_twin.config import Config
 from fhir_twin.errors import Forbidden, Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
-from fhir_twin.fhir.model import AUDIT_TYPES, resource_types
+from fhir_twin.fhir.resource_types import AUDIT_TYPES, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.paging import link
 from fhir_twin.interactions.search import strict_handling
@@ -45,10 +45,10 @@ def history(
         message = f"Unknown parameter {unknown[0]!r} for history, which takes {taken}"
         raise Invalid.at(unknown[0], message, "not-supported")
     types, compartment, held = _held_to(res_type, res_id)
-    with repository.unit() as unit:
-        if res_id is not None and res_type is not None and not unit.exists(res_type, res_id):
+    with repository.transaction() as tx:
+        if res_id is not None and res_type is not None and not tx.exists(res_type, res_id):
             raise NotFound(f"{res_type}/{res_id} is not known")
-        page = unit.history(
+        page = tx.history(
             res_type,
             res_id,
             since=since,

@@ -26,7 +26,7 @@ from fhir_twin.interactions.versioning import check_if_match, not_modified, vers
 from fhir_twin.interactions.writes import same_content, store_delete, store_version
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
-from fhir_twin.store.repository import Repository, Unit, Version
+from fhir_twin.store.repository import DatabaseTransaction, Repository, Version
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -40,8 +40,8 @@ class InstanceInteractions:
 
     def read(self, request: Request, res_type: str, res_id: str) -> Response:
         """R4 http.html#read: 410 for a deleted resource, 304 when the client's copy is current."""
-        with self.repository.unit() as unit:
-            current = unit.current(res_type, res_id)
+        with self.repository.transaction() as tx:
+            current = tx.current(res_type, res_id)
         if current is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if current.deleted:
@@ -55,8 +55,8 @@ class InstanceInteractions:
         """R4 http.html#vread: 404 for an unknown version, 410 for a delete version."""
         if not (version_id.isascii() and version_id.isdigit()):
             raise NotFound(f"{res_type}/{res_id} has no version {version_id!r}")
-        with self.repository.unit() as unit:
-            found = unit.version(res_type, res_id, int(version_id))
+        with self.repository.transaction() as tx:
+            found = tx.version(res_type, res_id, int(version_id))
         if found is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version_id}")
         headers = version_headers(request.base, found)
@@ -73,10 +73,10 @@ class InstanceInteractions:
         resource.pop("id", None)
         index = _prepare(request, resource)
         condition = request.header("if-none-exist")
-        with self.repository.unit(write=True) as unit:
+        with self.repository.transaction(write=True) as tx:
             if condition is not None:
                 query = _condition_query(condition)
-                matches = self._matches(unit, request, res_type, query, "If-None-Exist")
+                matches = self._matches(tx, request, res_type, query, "If-None-Exist")
                 if len(matches) > 1:
                     raise PreconditionFailed(
                         f"If-None-Exist matched {len(matches)} {res_type} resources; "
@@ -84,7 +84,7 @@ class InstanceInteractions:
                     )
                 if matches:
                     return self._answer(request, matches[0], 200, f"{res_type} matching {condition} already exists")
-            version = store_version(unit, resource, request.assigned_id or str(uuid.uuid4()), None, "POST", index)
+            version = store_version(tx, resource, request.assigned_id or str(uuid.uuid4()), None, "POST", index)
         return self._answer(request, version, 201, f"Created {res_type}/{version.res_id}")
 
     # --- update --------------------------------------------------------------------------
@@ -100,36 +100,36 @@ class InstanceInteractions:
                 f"{res_type}.id", f"The id in the body ({body_id!r}) differs from the id in the URL ({res_id!r})"
             )
         index = _prepare(request, resource)
-        with self.repository.unit(write=True) as unit:
-            unit.lock(f"{res_type}/{res_id}")
-            return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
+        with self.repository.transaction(write=True) as tx:
+            tx.lock(f"{res_type}/{res_id}")
+            return self._update_locked(tx, request, resource, res_type, res_id, "PUT", index)
 
     def conditional_update(self, request: Request, res_type: str) -> Response:
         """R4 http.html#cond-update: no match creates, one match updates, several are 412."""
         resource = self._resource_body(request, res_type)
         index = _prepare(request, resource)
         query_text = _query_text(request)
-        with self.repository.unit(write=True) as unit:
-            matches = self._matches(unit, request, res_type, query_text, "conditional update")
+        with self.repository.transaction(write=True) as tx:
+            matches = self._matches(tx, request, res_type, query_text, "conditional update")
             body_id = resource.get("id")
             if len(matches) > 1:
                 raise PreconditionFailed(f"The conditional update matched {len(matches)} {res_type} resources")
             if not matches:
                 res_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
-                unit.lock(f"{res_type}/{res_id}")
-                return self._update_locked(unit, request, resource, res_type, res_id, "PUT", index)
+                tx.lock(f"{res_type}/{res_id}")
+                return self._update_locked(tx, request, resource, res_type, res_id, "PUT", index)
             match = matches[0]
             if body_id is not None and body_id != match.res_id:
                 raise Invalid.at(
                     f"{res_type}.id",
                     f"The id in the body ({body_id!r}) differs from the matching resource {res_type}/{match.res_id}",
                 )
-            unit.lock(f"{res_type}/{match.res_id}")
-            return self._update_locked(unit, request, resource, res_type, match.res_id, "PUT", index)
+            tx.lock(f"{res_type}/{match.res_id}")
+            return self._update_locked(tx, request, resource, res_type, match.res_id, "PUT", index)
 
     def _update_locked(
         self,
-        unit: Unit,
+        tx: DatabaseTransaction,
         request: Request,
         resource: dict[str, Any],
         res_type: str,
@@ -137,11 +137,11 @@ class InstanceInteractions:
         method: str,
         index: list[IndexRow] | None = None,
     ) -> Response:
-        current = unit.current(res_type, res_id)
+        current = tx.current(res_type, res_id)
         check_if_match(request, current)
         if current is not None and not current.deleted and same_content(resource, current):
             return self._answer(request, current, 200, f"{res_type}/{res_id} is unchanged")
-        version = store_version(unit, resource, res_id, current, method, index)
+        version = store_version(tx, resource, res_id, current, method, index)
         created = current is None or current.deleted
         return self._answer(
             request, version, 201 if created else 200, f"{'Created' if created else 'Updated'} {res_type}/{res_id}"
@@ -152,25 +152,25 @@ class InstanceInteractions:
     def patch(self, request: Request, res_type: str, res_id: str) -> Response:
         """R4 http.html#patch with JSON Patch (RFC 6902), applied atomically to the current version."""
         operations = patch_document(request)
-        with self.repository.unit(write=True) as unit:
-            unit.lock(f"{res_type}/{res_id}")
-            return self._patch_locked(unit, request, operations, res_type, res_id)
+        with self.repository.transaction(write=True) as tx:
+            tx.lock(f"{res_type}/{res_id}")
+            return self._patch_locked(tx, request, operations, res_type, res_id)
 
     def conditional_patch(self, request: Request, res_type: str) -> Response:
         operations = patch_document(request)
-        with self.repository.unit(write=True) as unit:
-            matches = self._matches(unit, request, res_type, _query_text(request), "conditional patch")
+        with self.repository.transaction(write=True) as tx:
+            matches = self._matches(tx, request, res_type, _query_text(request), "conditional patch")
             if not matches:
                 raise NotFound(f"No {res_type} matches {_query_text(request)}")
             if len(matches) > 1:
                 raise PreconditionFailed(f"The conditional patch matched {len(matches)} {res_type} resources")
-            unit.lock(f"{res_type}/{matches[0].res_id}")
-            return self._patch_locked(unit, request, operations, res_type, matches[0].res_id)
+            tx.lock(f"{res_type}/{matches[0].res_id}")
+            return self._patch_locked(tx, request, operations, res_type, matches[0].res_id)
 
     def _patch_locked(
-        self, unit: Unit, request: Request, operations: jsonpatch.JsonPatch, res_type: str, res_id: str
+        self, tx: DatabaseTransaction, request: Request, operations: jsonpatch.JsonPatch, res_type: str, res_id: str
     ) -> Response:
-        current = unit.current(res_type, res_id)
+        current = tx.current(res_type, res_id)
         if current is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if current.deleted:
@@ -186,16 +186,16 @@ class InstanceInteractions:
             raise Unprocessable(f"The patched resource is not valid: {exc.diagnostics}", issues=exc.issues) from None
         if same_content(patched, current):
             return self._answer(request, current, 200, f"{res_type}/{res_id} is unchanged")
-        version = store_version(unit, patched, res_id, current, "PATCH", extract(patched, request.base))
+        version = store_version(tx, patched, res_id, current, "PATCH", extract(patched, request.base))
         return self._answer(request, version, 200, f"Patched {res_type}/{res_id}")
 
     # --- delete --------------------------------------------------------------------------
 
     def delete(self, request: Request, res_type: str, res_id: str) -> Response:
         """R4 http.html#delete: a versioned, logical delete; deleting nothing is still 200."""
-        with self.repository.unit(write=True) as unit:
-            unit.lock(f"{res_type}/{res_id}")
-            current = unit.current(res_type, res_id)
+        with self.repository.transaction(write=True) as tx:
+            tx.lock(f"{res_type}/{res_id}")
+            current = tx.current(res_type, res_id)
             check_if_match(request, current)
             if current is None:
                 return Response(200, {}, information(f"{res_type}/{res_id} does not exist; nothing was deleted"))
@@ -203,14 +203,14 @@ class InstanceInteractions:
                 return Response(
                     200, version_headers(request.base, current), information(f"{res_type}/{res_id} was already deleted")
                 )
-            version = store_delete(unit, current)
+            version = store_delete(tx, current)
         return Response(200, version_headers(request.base, version), information(f"Deleted {res_type}/{res_id}"))
 
     def conditional_delete(self, request: Request, res_type: str) -> Response:
         """R4 http.html#cdelete: one match is deleted, none deletes nothing, several are 412."""
         query_text = _query_text(request)
-        with self.repository.unit(write=True) as unit:
-            matches = self._matches(unit, request, res_type, query_text, "conditional delete")
+        with self.repository.transaction(write=True) as tx:
+            matches = self._matches(tx, request, res_type, query_text, "conditional delete")
             if len(matches) > 1:
                 raise PreconditionFailed(
                     f"The conditional delete matched {len(matches)} {res_type} resources; "
@@ -218,18 +218,20 @@ class InstanceInteractions:
                 )
             if not matches:
                 return Response(200, {}, information(f"No {res_type} matches {query_text}; nothing was deleted"))
-            unit.lock(f"{res_type}/{matches[0].res_id}")
-            current = unit.current(res_type, matches[0].res_id)
+            tx.lock(f"{res_type}/{matches[0].res_id}")
+            current = tx.current(res_type, matches[0].res_id)
             check_if_match(request, current)
             assert current is not None
-            version = store_delete(unit, current)
+            version = store_delete(tx, current)
         return Response(
             200, version_headers(request.base, version), information(f"Deleted {res_type}/{version.res_id}")
         )
 
     # --- shared --------------------------------------------------------------------------
 
-    def _matches(self, unit: Unit, request: Request, res_type: str, query_text: str, what: str) -> list[Version]:
+    def _matches(
+        self, tx: DatabaseTransaction, request: Request, res_type: str, query_text: str, what: str
+    ) -> list[Version]:
         """Resources matching a conditional query, found under a lock on that query."""
         pairs = _parse_query_text(query_text)
         if not pairs:
@@ -237,9 +239,9 @@ class InstanceInteractions:
         query = parse_request(
             self.config, Request("GET", res_type, request.base, query=pairs), (res_type,), strict=True
         )
-        unit.lock(f"{res_type}?{sorted(query.applied)}")
+        tx.lock(f"{res_type}?{sorted(query.applied)}")
         # Two matches are enough to know there are several.
-        return unit.search(replace(query, count=2, total=None), request.base).matches
+        return tx.search(replace(query, count=2, total=None), request.base).matches
 
     def _answer(self, request: Request, version: Version, status: int, message: str) -> Response:
         """Headers and the body ``Prefer: return=`` asks for (R4 http.html#ops)."""

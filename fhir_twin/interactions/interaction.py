@@ -16,7 +16,7 @@ from typing import Any
 from fhir_twin.errors import FhirError
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.security.principal import Principal
-from fhir_twin.store.repository import Unit
+from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.version import Version
 
 
@@ -36,7 +36,7 @@ class Interaction:
 @dataclass(frozen=True)
 class Completion:
     """What one interaction came to, as ``interaction_completed`` reports it: the principal it
-    acted for, the answer or the error, and for a write the unit it ran in (still open, so a
+    acted for, the answer or the error, and for a write the transaction it ran in (still open, so a
     listener writes in the same transaction) and the versions it wrote with their index rows."""
 
     principal: Principal | None
@@ -44,5 +44,5 @@ class Completion:
     request: Request
     response: Response | None
     error: FhirError | None
-    unit: Unit | None = None
+    tx: DatabaseTransaction | None = None
     written: Sequence[tuple[Version, list[Any]]] = ()

@@ -1,5 +1,5 @@
 """The request pipeline: every RESTful interaction passes ``Interactions.route``, which matches
-it against the route table (``routes``), has the Guard check it, opens the write unit a write
+it against the route table (``routes``), has the Guard check it, opens the write transaction a write
 needs, runs the route's handler and reports the outcome to the audit trail.
 """
 
@@ -16,13 +16,13 @@ from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, StillReferenced
 from fhir_twin.fhir.capability import capability_statement, search_handling_documentation
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.fhir.model import resource_types
+from fhir_twin.fhir.resource_types import resource_types
 from fhir_twin.interactions.authorization import Guard
 from fhir_twin.interactions.instance import InstanceInteractions
 from fhir_twin.interactions.interaction import Completion
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation
-from fhir_twin.interactions.operations.catalog import OPERATIONS
+from fhir_twin.interactions.operations.offered import OPERATIONS
 from fhir_twin.interactions.routes import ROUTES, Match, interactions_at, match
 from fhir_twin.search.parameters import parameters_for
 from fhir_twin.security.context import current
@@ -81,13 +81,13 @@ class Interactions:
             if principal is not None:
                 self.guard.before(principal, interaction, request)
             if interaction.name in _WRITES:
-                with self.repository.unit(write=True) as unit:
-                    mark = len(unit.written)
+                with self.repository.transaction(write=True) as tx:
+                    mark = len(tx.written)
                     response = self._dispatch(request, found)
-                    written = unit.written[mark:]
+                    written = tx.written[mark:]
                     if principal is not None:
                         self.guard.written(principal, written)
-                    self.report(Completion(principal, interaction, request, response, None, unit, written))
+                    self.report(Completion(principal, interaction, request, response, None, tx, written))
                 return response
             response = self._dispatch(request, found)
             if principal is not None:
@@ -108,7 +108,7 @@ class Interactions:
             raise
         # A read inside a transaction Bundle is recorded in it: if the transaction fails, the
         # read's answer was never given.
-        enclosing = self.repository.active_unit()
+        enclosing = self.repository.active_transaction()
         transaction = enclosing if enclosing is not None and enclosing.writable else None
         self.report(Completion(principal, interaction, request, response, None, transaction))
         return response

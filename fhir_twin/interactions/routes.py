@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fhir_twin.errors import FhirError, Forbidden, Invalid, MethodNotAllowed, NotFound, NotImplementedInteraction
-from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
+from fhir_twin.fhir.resource_types import AUDIT_TYPES, is_resource_type, is_valid_id, resource_types
 from fhir_twin.interactions.history import history
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response

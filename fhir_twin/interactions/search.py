@@ -93,10 +93,10 @@ def search(
         query = confine(query, principal)
     if compartment is not None:
         query = replace(query, conditions=(compartment, *query.conditions))
-    with repository.unit() as unit:
-        page = unit.search(query, request.base)
+    with repository.transaction() as tx:
+        page = tx.search(query, request.base)
         wants_includes = (query.includes or query.revincludes) and query.summary != "count"
-        extra = unit.included(query, page.matches) if wants_includes else []
+        extra = tx.included(query, page.matches) if wants_includes else []
     applied = list(query.applied)
     without_cursor = [(name, value) for name, value in applied if name != "_cursor"]
     links = {"self": link(request, url, applied)}

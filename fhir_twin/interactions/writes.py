@@ -11,14 +11,14 @@ from fhir_twin.fhir.references import placeholders
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
 from fhir_twin.store.indexing import RECORD_TYPES
-from fhir_twin.store.repository import Unit, Version
+from fhir_twin.store.repository import DatabaseTransaction, Version
 
 # meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
 SERVER_META = ("versionId", "lastUpdated")
 
 
 def store_version(
-    unit: Unit,
+    tx: DatabaseTransaction,
     resource: dict[str, Any],
     res_id: str,
     previous: Version | None,
@@ -29,7 +29,7 @@ def store_version(
 
     ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
     """
-    if unit.referential_integrity and resource["resourceType"] not in RECORD_TYPES:
+    if tx.referential_integrity and resource["resourceType"] not in RECORD_TYPES:
         refuse_placeholders(resource)
     number = previous.version + 1 if previous else 1
     stamp = now()
@@ -39,7 +39,7 @@ def store_version(
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
     status = 201 if previous is None or previous.deleted else 200
     version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
-    unit.write(version, extract(body) if index is None else index, body)
+    tx.write(version, extract(body) if index is None else index, body)
     return version
 
 
@@ -63,10 +63,10 @@ def refuse_placeholders(resource: dict[str, Any]) -> None:
     raise Unprocessable(issues[0].diagnostics + more, issues=issues)
 
 
-def store_delete(unit: Unit, previous: Version) -> Version:
+def store_delete(tx: DatabaseTransaction, previous: Version) -> Version:
     """Write a delete marker version after ``previous`` (R4 http.html#delete)."""
     version = Version(previous.res_type, previous.res_id, previous.version + 1, now(), "DELETE", 200, None)
-    unit.write(version, [])
+    tx.write(version, [])
     return version
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_twin.fhir.instant import format_instant
-from fhir_twin.ml.scores.model import ModelInfo, Score
+from fhir_twin.ml.scores.score import ModelInfo, Score
 
 MODEL_SYSTEM = "urn:fhir-twin:CodeSystem/model"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"

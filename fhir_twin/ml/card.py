@@ -8,7 +8,7 @@ DocumentReference) still needs its identity, intended use, outcome and exact inp
 from __future__ import annotations
 
 from fhir_twin.ml.codes import LOINC
-from fhir_twin.ml.scores.model import ModelInfo
+from fhir_twin.ml.scores.score import ModelInfo
 
 
 def score_card(model: ModelInfo) -> str:

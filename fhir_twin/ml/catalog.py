@@ -32,7 +32,7 @@ from fhir_twin.ml.reader import Gathered, Reader
 from fhir_twin.ml.registry import ModelVersion, Registry
 from fhir_twin.ml.runners import Patient, Run, Runner, completed, rule_based
 from fhir_twin.ml.schemas import ModelEntry
-from fhir_twin.ml.scores.model import ModelInfo
+from fhir_twin.ml.scores.score import ModelInfo
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.store.repository import Repository
 from fhir_twin.twin.mapping import Mapping

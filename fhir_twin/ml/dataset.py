@@ -20,7 +20,7 @@ from fhir_twin.errors import Unprocessable
 from fhir_twin.fhir.instant import now
 from fhir_twin.ml import identity, origin
 from fhir_twin.ml.origin import Origin
-from fhir_twin.store import twin as twin_store
+from fhir_twin.store import twin_facts as twin_store
 from fhir_twin.store.repository import Repository
 from fhir_twin.twin import document
 
@@ -122,8 +122,8 @@ def from_repository(
     Case list of conditions. Synthetic when any patient carries a mark of generated data
     (``ml.origin``); ``synthetic`` True labels it synthetic anyway, False (real) is refused with
     ``origin.RealOverridesEvidence`` when a patient carries such a mark."""
-    with repository.unit() as unit:
-        patients, measurements, conditions = twin_store.population(unit.connection, kind, patient_id)
+    with repository.transaction() as tx:
+        patients, measurements, conditions = twin_store.population(tx.connection, kind, patient_id)
     patient_rows = []
     resources = []
     identifiers = []

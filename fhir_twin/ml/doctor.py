@@ -22,9 +22,9 @@ from fhir_twin.interactions.message import Request, Response
 from fhir_twin.ml import assessment, simulation
 from fhir_twin.ml.catalog import Catalog
 from fhir_twin.ml.runners import Patient, Run, Runner
-from fhir_twin.ml.scores.model import Score
-from fhir_twin.store import doctor as store
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.ml.scores.score import Score
+from fhir_twin.store import doctor_state as store
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins
 
@@ -128,15 +128,15 @@ class Doctor:
         Device and model card the first time a model version is used."""
         occurred = now()
         outcomes: dict[str, list[Outcome]] = {}
-        with self.repository.unit(write=True) as unit:
+        with self.repository.transaction(write=True) as tx:
             entries: list[dict[str, Any]] = []
             devices: set[str] = set()
             # Locks in one order, so two batches over the same patients cannot deadlock.
             for patient_id in sorted(runs):
-                unit.lock(f"doctor:{patient_id}")
-                last = store.last_fingerprints(unit, patient_id) if only_changed else {}
+                tx.lock(f"doctor:{patient_id}")
+                last = store.last_fingerprints(tx, patient_id) if only_changed else {}
                 outcomes[patient_id] = [
-                    self._entries(unit, patient_id, runner, run, occurred, devices, entries)
+                    self._entries(tx, patient_id, runner, run, occurred, devices, entries)
                     if run.scored and not (only_changed and last.get(runner.model.id) == run.fingerprint())
                     else Outcome(runner, run, None)
                     for runner, run in runs[patient_id]
@@ -150,7 +150,7 @@ class Doctor:
 
     def _entries(
         self,
-        unit: Unit,
+        tx: DatabaseTransaction,
         patient_id: str,
         runner: Runner,
         run: Run,
@@ -164,11 +164,11 @@ class Doctor:
         model = run.score.model
         device_id = assessment.device_id(model)
         card_id = assessment.card_id(model)
-        if device_id not in devices and not self._described(unit, device_id, card_id):
-            unit.lock(f"device:{device_id}")
-            if not self._described(unit, device_id, card_id):
+        if device_id not in devices and not self._described(tx, device_id, card_id):
+            tx.lock(f"device:{device_id}")
+            if not self._described(tx, device_id, card_id):
                 entries.append(_put(assessment.device(model, self.base)))
-                if unit.current("DocumentReference", card_id) is None:
+                if tx.current("DocumentReference", card_id) is None:
                     entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
         devices.add(device_id)
         assessment_id = str(uuid.uuid4())
@@ -176,13 +176,13 @@ class Doctor:
         entries.append(_put(resource))
         provenance = assessment.provenance(assessment_id, model, run.basis, occurred)
         entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
-        store.remember(unit, patient_id, model.id, run.fingerprint(), assessment_id)
+        store.remember(tx, patient_id, model.id, run.fingerprint(), assessment_id)
         return Outcome(runner, run, resource)
 
     @staticmethod
-    def _described(unit: Unit, device_id: str, card_id: str) -> bool:
+    def _described(tx: DatabaseTransaction, device_id: str, card_id: str) -> bool:
         """Whether the model version's Device and its model card are both stored."""
-        return unit.current("Device", device_id) is not None and unit.current("DocumentReference", card_id) is not None
+        return tx.current("Device", device_id) is not None and tx.current("DocumentReference", card_id) is not None
 
     def patients(self) -> list[str]:
         """Every live patient's id."""

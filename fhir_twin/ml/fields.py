@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fhir_twin.ml import codes
 from fhir_twin.ml.codes import Coding
-from fhir_twin.ml.scores.model import Input
+from fhir_twin.ml.scores.score import Input
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import MappingError
 

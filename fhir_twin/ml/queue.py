@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.signals import twin_changed
-from fhir_twin.store import doctor as store
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store import doctor_state as store
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.worker import Worker, wake
 
 POLL_INTERVAL = 0.2
@@ -25,19 +25,19 @@ class DoctorQueue:
     """Listens to ``twin_changed`` from one Repository; keep a reference to stay connected."""
 
     def __init__(self, repository: Repository) -> None:
-        # Patients already queued by a unit: a transaction Bundle of many Observations queues once.
-        self._queued: weakref.WeakKeyDictionary[Unit, set[str]] = weakref.WeakKeyDictionary()
+        # Patients already queued by a transaction: a transaction Bundle of many Observations queues once.
+        self._queued: weakref.WeakKeyDictionary[DatabaseTransaction, set[str]] = weakref.WeakKeyDictionary()
         self.repository = repository
         twin_changed.connect(self.on_changed, sender=repository)
 
-    def on_changed(self, sender: object, *, unit: Unit, patients: set[str]) -> None:
-        queued = self._queued.setdefault(unit, set())
+    def on_changed(self, sender: object, *, tx: DatabaseTransaction, patients: set[str]) -> None:
+        queued = self._queued.setdefault(tx, set())
         new = patients - queued
         if new:
             queued.update(new)
-            store.enqueue(unit, new)
+            store.enqueue(tx, new)
             # This process's worker starts at once after the commit; others find the rows by polling.
-            unit.after_commit(self._wake)
+            tx.after_commit(self._wake)
 
     def _wake(self) -> None:
         wake(self.repository, DoctorWorker)

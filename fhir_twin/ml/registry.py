@@ -28,9 +28,9 @@ from fhir_twin.ml.assessment import device_id
 from fhir_twin.ml.learned import gates as gating
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import TrainResult, model_card
-from fhir_twin.ml.scores.model import ModelInfo
-from fhir_twin.store import doctor as store
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.ml.scores.score import ModelInfo
+from fhir_twin.store import doctor_state as store
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 
 ModelVersion = store.ModelVersion
 # The subtype of an activation's AuditEvent (``urn:fhir-twin:CodeSystem/operation``).
@@ -115,7 +115,7 @@ class Registry:
             raise GatesFailed(f"{model_id} {version} was not activated: its gates failed: {'; '.join(failed)}", results)
         device = f"Device/{device_id(dataclasses.replace(model, version=version))}"
 
-        def record(unit: Unit) -> None:
+        def record(tx: DatabaseTransaction) -> None:
             if activation.audit_key is None:
                 return
             occurrence = new_occurrence(
@@ -130,7 +130,7 @@ class Registry:
                 site=activation.site,
                 purpose=activation.reason,
             )
-            write_records(unit, [occurrence], activation.audit_key)
+            write_records(tx, [occurrence], activation.audit_key)
 
         if not store.activate(self.repository, model_id, version, activation.by, activation.reason, record):
             raise NotFound(f"{model_id} has no version {version}")

@@ -22,7 +22,7 @@ from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.reader import Gathered
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
-from fhir_twin.ml.scores.model import InputError, ModelInfo, Score
+from fhir_twin.ml.scores.score import InputError, ModelInfo, Score
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins

@@ -10,7 +10,7 @@ from marshmallow import Schema, fields
 
 from fhir_twin.ml.assessment import SCORE_EXTENSION, device_id
 from fhir_twin.ml.registry import ModelVersion
-from fhir_twin.ml.scores.model import ModelInfo
+from fhir_twin.ml.scores.score import ModelInfo
 from fhir_twin.twin.schemas import Instant
 
 

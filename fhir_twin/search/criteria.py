@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 
 from fhir_twin.errors import Invalid
-from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.search.parameters import ID, UNSUPPORTED, SearchParameter, parameters_for
 from fhir_twin.search.query import Criterion, ReverseChain
 from fhir_twin.search.values import split, value_of

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from fhir_twin.errors import Invalid
-from fhir_twin.fhir.model import is_resource_type
+from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.search.criteria import criterion, lookup, reverse_chain, unknown_parameter
 from fhir_twin.search.parameters import UNSUPPORTED, parameters_for
 from fhir_twin.search.query import Condition, Include, Search, SortKey

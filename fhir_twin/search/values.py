@@ -13,7 +13,7 @@ from decimal import Context, Decimal
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.instant import parse_range
-from fhir_twin.fhir.model import is_valid_id
+from fhir_twin.fhir.resource_types import is_valid_id
 from fhir_twin.search.parameters import ID, SearchParameter
 from fhir_twin.search.query import (
     CompositeValue,

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from fhir_twin.errors import Forbidden
-from fhir_twin.fhir.model import AUDIT_TYPES
+from fhir_twin.fhir.resource_types import AUDIT_TYPES
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.parameters import patient_compartment

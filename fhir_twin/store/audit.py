@@ -12,18 +12,18 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import and_, select
 
 from fhir_twin.store.indexing import insert_many
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import audit_chain, resource, resource_version
 
 _CHAIN_LOCK = "audit-chain"
 
 
-def append(unit: Unit, events: list[tuple[str, str]], link: Callable[[str, str], str]) -> None:
-    """Chain ``events`` (AuditEvent id, its SHA-256 digest) after the last link, in ``unit``."""
+def append(tx: DatabaseTransaction, events: list[tuple[str, str]], link: Callable[[str, str], str]) -> None:
+    """Chain ``events`` (AuditEvent id, its SHA-256 digest) after the last link, in ``tx``."""
     if not events:
         return
-    unit.lock(_CHAIN_LOCK)
-    last = unit.connection.execute(
+    tx.lock(_CHAIN_LOCK)
+    last = tx.connection.execute(
         select(audit_chain.c.seq, audit_chain.c.link).order_by(audit_chain.c.seq.desc()).limit(1)
     ).first()
     seq, previous = (last[0], last[1]) if last else (0, "0" * 64)
@@ -32,15 +32,15 @@ def append(unit: Unit, events: list[tuple[str, str]], link: Callable[[str, str],
         seq += 1
         previous = link(previous, body_digest)
         rows.append({"seq": seq, "res_id": res_id, "digest": body_digest, "link": previous})
-    insert_many(unit.connection, audit_chain, rows)
+    insert_many(tx.connection, audit_chain, rows)
 
 
 def link_at(repository: Repository, seq: int | None = None) -> tuple[int, str] | None:
     """The link numbered ``seq`` (the last link, when None) with its number; None if there is none."""
     query = select(audit_chain.c.seq, audit_chain.c.link)
     query = query.order_by(audit_chain.c.seq.desc()).limit(1) if seq is None else query.where(audit_chain.c.seq == seq)
-    with repository.unit() as unit:
-        row = unit.connection.execute(query).first()
+    with repository.transaction() as tx:
+        row = tx.connection.execute(query).first()
     return (row[0], row[1]) if row else None
 
 
@@ -56,8 +56,8 @@ def chained(repository: Repository, batch: int = 5000) -> Iterator[tuple[int, st
     )
     after = 0
     while True:
-        with repository.unit() as unit:
-            rows = unit.connection.execute(
+        with repository.transaction() as tx:
+            rows = tx.connection.execute(
                 select(
                     audit_chain.c.seq,
                     audit_chain.c.res_id,
@@ -79,9 +79,9 @@ def chained(repository: Repository, batch: int = 5000) -> Iterator[tuple[int, st
 
 def unchained(repository: Repository) -> list[str]:
     """Ids of stored AuditEvents that no link covers."""
-    with repository.unit() as unit:
+    with repository.transaction() as tx:
         return list(
-            unit.connection.execute(
+            tx.connection.execute(
                 select(resource.c.res_id)
                 .where(resource.c.res_type == "AuditEvent", resource.c.res_id.not_in(select(audit_chain.c.res_id)))
                 .order_by(resource.c.res_id)
@@ -92,11 +92,11 @@ def unchained(repository: Repository) -> list[str]:
 def rewritten(repository: Repository) -> list[str]:
     """Ids of AuditEvents with any version but the first: a record is written once, so a later
     version (or a deletion) was made behind the API's back."""
-    with repository.unit() as unit:
+    with repository.transaction() as tx:
         later = select(resource_version.c.res_id).where(
             resource_version.c.res_type == "AuditEvent", resource_version.c.version != 1
         )
         moved = select(resource.c.res_id).where(
             resource.c.res_type == "AuditEvent", (resource.c.version != 1) | resource.c.deleted
         )
-        return sorted(set(unit.connection.execute(later).scalars()) | set(unit.connection.execute(moved).scalars()))
+        return sorted(set(tx.connection.execute(later).scalars()) | set(tx.connection.execute(moved).scalars()))

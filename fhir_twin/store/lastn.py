@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, or_, select
 
 from fhir_twin.search.query import Search, TokenValue
-from fhir_twin.store.repository import Unit
+from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.schema import idx_date, idx_token, resource, resource_version
 from fhir_twin.store.search import values
 from fhir_twin.store.search.conditions import where
@@ -23,7 +23,7 @@ from fhir_twin.store.version import CURRENT, Version, columns
 OBSERVATION = "Observation"
 
 
-def lastn(unit: Unit, query: Search, base: str, most: int, codes: tuple[TokenValue, ...]) -> list[Version]:
+def lastn(tx: DatabaseTransaction, query: Search, base: str, most: int, codes: tuple[TokenValue, ...]) -> list[Version]:
     """The Observations grouped by code (groups ordered by system, then code), newest first within a
     group; one that ranks in several groups is listed once, in the first."""
     matched = select(resource.c.res_id).where(
@@ -66,6 +66,6 @@ def lastn(unit: Unit, query: Search, base: str, most: int, codes: tuple[TokenVal
         .order_by(ranked.c.system.asc().nulls_last(), ranked.c.code, ranked.c.rank)
     )
     found: dict[str, Version] = {}
-    for row in unit.connection.execute(statement):
+    for row in tx.connection.execute(statement):
         found.setdefault(row.res_id, Version(*row))
     return list(found.values())

@@ -1,6 +1,6 @@
 """The Repository: versioned reads and writes of resources inside database transactions.
 
-Every write happens in a ``Unit`` (one database transaction). ``Unit.lock`` serialises writers
+Every write happens in a ``DatabaseTransaction``. ``DatabaseTransaction.lock`` serialises writers
 that touch the same logical key — a resource identity or a conditional query — so two concurrent
 conditional creates cannot both create and two updates cannot lose each other (R4
 http.html#concurrency). On PostgreSQL that is a transaction-scoped advisory lock; SQLite write
@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhir_twin.errors import Conflict, StillReferenced, Unprocessable
-from fhir_twin.fhir.model import AUDIT_TYPES
+from fhir_twin.fhir.resource_types import AUDIT_TYPES
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import InCompartment, Search
 from fhir_twin.signals import version_written
@@ -96,23 +96,23 @@ class Repository:
         # its end, so its files may refer to each other in any order. Deletes are still checked.
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         self._write_gate = write_gate(engine)
-        self._active: ContextVar[Unit | None] = ContextVar(f"fhir_twin_unit_{id(self)}", default=None)
+        self._active: ContextVar[DatabaseTransaction | None] = ContextVar(f"fhir_twin_transaction_{id(self)}", default=None)
 
-    def active_unit(self) -> Unit | None:
-        """The unit of work open in this context (a transaction Bundle's), if any."""
+    def active_transaction(self) -> DatabaseTransaction | None:
+        """The transaction open in this context (a transaction Bundle's), if any."""
         return self._active.get()
 
     @contextmanager
-    def unit(self, write: bool = False) -> Iterator[Unit]:
+    def transaction(self, write: bool = False) -> Iterator[DatabaseTransaction]:
         """A database transaction; committed when the block ends without an exception.
 
-        Inside another unit of this repository (a transaction Bundle running its entries) the
-        outer unit is reused, so everything commits or rolls back together.
+        Inside another transaction of this repository (a transaction Bundle running its entries) the
+        outer transaction is reused, so everything commits or rolls back together.
         """
         active = self._active.get()
         if active is not None:
             if write and not active.writable:
-                raise RuntimeError("a write unit cannot nest inside a read unit")
+                raise RuntimeError("a write transaction cannot nest inside a read transaction")
             yield active
             return
         gate = self._write_gate if write else nullcontext()
@@ -121,17 +121,17 @@ class Repository:
                 if write:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
-                    unit = Unit(connection, write, self.referential_integrity, sender=self)
-                    unit.deferred_targets = self.deferred_targets
-                    token = self._active.set(unit)
+                    tx = DatabaseTransaction(connection, write, self.referential_integrity, sender=self)
+                    tx.deferred_targets = self.deferred_targets
+                    token = self._active.set(tx)
                     try:
-                        yield unit
-                        unit.flush()
-                        unit.check_integrity()
+                        yield tx
+                        tx.flush()
+                        tx.check_integrity()
                     finally:
                         self._active.reset(token)
-            # Committed: now others can see what the unit wrote.
-            for callback in unit.committed:
+            # Committed: now others can see what the transaction wrote.
+            for callback in tx.committed:
                 callback()
         except IntegrityError as exc:
             # Another writer created the same identity between our check and our insert.
@@ -142,7 +142,7 @@ class Repository:
             raise
 
 
-class Unit:
+class DatabaseTransaction:
     """Reads and writes within one transaction."""
 
     def __init__(
@@ -157,14 +157,14 @@ class Unit:
         self.sender = sender
         # Rows other modules derive from a write (the twin's facts), inserted with the batch.
         self._staged: dict[Table, list[dict[str, Any]]] = defaultdict(list)
-        # New resources are written in batches: one multi-row insert per table when the unit
+        # New resources are written in batches: one multi-row insert per table when the transaction
         # next reads or ends, which makes a transaction Bundle of hundreds of creates cheap.
         self._new_versions: list[dict[str, Any]] = []
         self._new_resources: list[dict[str, Any]] = []
         self._new_index: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.writable = writable
         self.referential_integrity = referential_integrity
-        # Checked when the unit ends, so entries of one transaction may refer to each other in
+        # Checked when the transaction ends, so entries of one transaction may refer to each other in
         # any order (R4 http.html#trules).
         self._referenced: dict[tuple[str, str], tuple[str, str]] = {}
         self._deleted: set[tuple[str, str]] = set()
@@ -256,7 +256,7 @@ class Unit:
                     self._referenced.setdefault((row_of_index.target_type, row_of_index.target_id), source)
         self.written.append((version, index))
         if self.sender is not None and version_written.receivers:
-            version_written.send(self.sender, unit=self, version=version, resource=resource)
+            version_written.send(self.sender, tx=self, version=version, resource=resource)
 
     def _write_change(self, version: Version, version_row: dict[str, Any], index: list[IndexRow]) -> None:
         """A new version of an existing resource, written at once: its resource row must be the
@@ -378,6 +378,6 @@ class Unit:
 def _defer(
     deferred: dict[tuple[str, str], tuple[str, str]], referenced: dict[tuple[str, str], tuple[str, str]]
 ) -> None:
-    """Add a committed unit's references (target -> referrer) to a load's deferred check."""
+    """Add a committed transaction's references (target -> referrer) to a load's deferred check."""
     for target, source in referenced.items():
         deferred.setdefault(target, source)

@@ -175,7 +175,7 @@ INDEX_TABLE = {
 INDEX_TABLES = tuple(INDEX_TABLE.values())
 
 
-# --- Bulk Data export (fhir_twin/store/export.py) -------------------------------------------
+# --- Bulk Data export (fhir_twin/store/export_jobs.py) -------------------------------------------
 # Jobs and their NDJSON output live in the database, so every server process can answer a poll
 # and any of them can finish a job another one started (Bulk Data IG v2 export.html).
 export_job = Table(
@@ -220,7 +220,7 @@ export_file = Table(
 )
 
 
-# --- The digital twin (fhir_twin/store/twin.py) ----------------------------------------------
+# --- The digital twin (fhir_twin/store/twin_facts.py) ----------------------------------------------
 # Facts derived from resource versions by the mappings. Each row lives from the version that
 # produced it (``valid_from``) until a later version or a delete replaced it (``valid_to``), so
 # the twin as it was at any instant is a query, not a replay.
@@ -275,7 +275,7 @@ Index("ix_twin_case_patient", twin_case.c.patient_id, twin_case.c.kind, twin_cas
 TWIN_TABLES = (twin_measurement, twin_case)
 
 
-# --- The Digital Doctor (fhir_twin/store/doctor.py) ------------------------------------------
+# --- The Digital Doctor (fhir_twin/store/doctor_state.py) ------------------------------------------
 # Patients whose twin changed and whose models must run again: a durable queue, written in the
 # changing write's transaction and drained by a worker thread in each server process.
 doctor_queue = Table(

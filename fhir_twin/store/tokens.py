@@ -42,8 +42,8 @@ _COLUMNS = (
 
 
 def add(repository: Repository, token: StoredToken, secret_hash: str) -> None:
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
             insert(api_token).values(
                 token_id=token.token_id,
                 name=token.name,
@@ -66,8 +66,8 @@ def by_hash(repository: Repository, secret_hash: str) -> StoredToken | None:
     cached = _cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
-    with repository.unit() as unit:
-        row = unit.connection.execute(select(*_COLUMNS).where(api_token.c.secret_hash == secret_hash)).first()
+    with repository.transaction() as tx:
+        row = tx.connection.execute(select(*_COLUMNS).where(api_token.c.secret_hash == secret_hash)).first()
     if row is None:
         return None
     found = StoredToken(*row)
@@ -79,8 +79,8 @@ def by_hash(repository: Repository, secret_hash: str) -> StoredToken | None:
 
 
 def listed(repository: Repository) -> list[StoredToken]:
-    with repository.unit() as unit:
-        rows = unit.connection.execute(select(*_COLUMNS).order_by(api_token.c.created, api_token.c.name)).all()
+    with repository.transaction() as tx:
+        rows = tx.connection.execute(select(*_COLUMNS).order_by(api_token.c.created, api_token.c.name)).all()
     return [StoredToken(*row) for row in rows]
 
 
@@ -88,8 +88,8 @@ def revoke(repository: Repository, name_or_id: str) -> int:
     """Revoke the live tokens with this id or name; how many were."""
     with _cache_lock:
         _cache.clear()
-    with repository.unit(write=True) as unit:
-        revoked = unit.connection.execute(
+    with repository.transaction(write=True) as tx:
+        revoked = tx.connection.execute(
             update(api_token)
             .where(or_(api_token.c.token_id == name_or_id, api_token.c.name == name_or_id))
             .where(api_token.c.revoked.is_(None))

@@ -8,8 +8,8 @@ from dataclasses import asdict
 from typing import Any
 
 from fhir_twin.signals import twin_changed, version_written
-from fhir_twin.store.repository import Repository, Unit
-from fhir_twin.store.twin import close_facts, stage_facts
+from fhir_twin.store.repository import DatabaseTransaction, Repository
+from fhir_twin.store.twin_facts import close_facts, stage_facts
 from fhir_twin.store.version import Version
 from fhir_twin.twin.facts import Facts, facts_of
 from fhir_twin.twin.mapping import Mapping
@@ -23,25 +23,27 @@ class TwinSync:
         self.base_url = base_url
         version_written.connect(self.on_written, sender=repository)
 
-    def on_written(self, sender: object, *, unit: Unit, version: Version, resource: dict[str, Any] | None) -> None:
+    def on_written(
+        self, sender: object, *, tx: DatabaseTransaction, version: Version, resource: dict[str, Any] | None
+    ) -> None:
         if version.res_type == "Patient":
-            self._changed(sender, unit, {version.res_id})
+            self._changed(sender, tx, {version.res_id})
             return
         if version.res_type not in self.mapping.types:
             return
         facts = facts_of(resource, self.mapping, self.base_url)
         if facts is None and version.version == 1:
             return
-        patients = close_facts(unit, version) if version.version > 1 else set()
-        stage_facts(unit, version, *fact_rows(facts))
+        patients = close_facts(tx, version) if version.version > 1 else set()
+        stage_facts(tx, version, *fact_rows(facts))
         if facts is not None and (facts.measurements or facts.entries):
             patients.add(facts.patient_id)
-        self._changed(sender, unit, patients)
+        self._changed(sender, tx, patients)
 
     @staticmethod
-    def _changed(sender: object, unit: Unit, patients: set[str]) -> None:
+    def _changed(sender: object, tx: DatabaseTransaction, patients: set[str]) -> None:
         if patients and twin_changed.receivers:
-            twin_changed.send(sender, unit=unit, patients=patients)
+            twin_changed.send(sender, tx=tx, patients=patients)
 
 
 def fact_rows(facts: Facts | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -16,8 +16,8 @@ from datetime import datetime
 from fhir_twin.errors import Gone, Invalid, NotFound
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now, parse_range
-from fhir_twin.store import twin as store
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store import twin_facts as store
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.version import Version
 from fhir_twin.twin.body import Point, points
 from fhir_twin.twin.document import TwinDocument, build
@@ -62,10 +62,10 @@ class Twins:
         """The patient's twin: now, in clinical time just before ``at``, as the server held it
         just before ``recorded``, or both. Staleness and age are judged at ``at``, else at
         ``recorded``, else now."""
-        with self.repository.unit() as unit:
-            patient = self._patient(unit, patient_id, recorded)
-            measurements = store.measurement_rows(unit.connection, patient_id, at=at, recorded=recorded)
-            entries = store.case_rows(unit.connection, patient_id, at=at, recorded=recorded)
+        with self.repository.transaction() as tx:
+            patient = self._patient(tx, patient_id, recorded)
+            measurements = store.measurement_rows(tx.connection, patient_id, at=at, recorded=recorded)
+            entries = store.case_rows(tx.connection, patient_id, at=at, recorded=recorded)
         body = json.loads(patient.body or "{}")
         source = f"Patient/{patient_id}/_history/{patient.version}"
         reference = at or recorded or now()
@@ -86,18 +86,18 @@ class Twins:
         if twin_field is None:
             known = ", ".join(sorted(self.mapping.fields))
             raise NotFound(f"The twin has no field {name!r}; fields: {known}")
-        with self.repository.unit() as unit:
-            self._patient(unit, patient_id, recorded)
+        with self.repository.transaction() as tx:
+            self._patient(tx, patient_id, recorded)
             rows = store.measurement_rows(
-                unit.connection, patient_id, at=at, recorded=recorded, field=name, start=start, end=end
+                tx.connection, patient_id, at=at, recorded=recorded, field=name, start=start, end=end
             )
         return Series(patient_id, twin_field, start, end, at, points(rows, twin_field), recorded)
 
     @staticmethod
-    def _patient(unit: Unit, patient_id: str, recorded: datetime | None) -> Version:
+    def _patient(tx: DatabaseTransaction, patient_id: str, recorded: datetime | None) -> Version:
         """The Patient version current at ``recorded`` (now when None): clinical time does not
         change who the patient is, only what the record says happened by then."""
-        version = store.version_at(unit.connection, "Patient", patient_id, recorded)
+        version = store.version_at(tx.connection, "Patient", patient_id, recorded)
         when = " at that time" if recorded is not None else ""
         if version is None:
             raise NotFound(f"Patient/{patient_id} is not known{when}")
@@ -107,8 +107,8 @@ class Twins:
 
     def version_count(self) -> int:
         """How many stored versions a full rebuild reads."""
-        with self.repository.unit() as unit:
-            return store.count_versions(unit.connection, self.mapping.types)
+        with self.repository.transaction() as tx:
+            return store.count_versions(tx.connection, self.mapping.types)
 
     def rebuild(
         self, patient_id: str | None = None, progress: Callable[[int], object] | None = None, check: bool = False
@@ -117,13 +117,13 @@ class Twins:
         one write transaction, so it never shows half; with ``check`` it only counts the rows
         that differ from the live twin and changes nothing."""
         try:
-            with self.repository.unit(write=True) as unit:
-                store.lock_facts(unit.connection)
-                before = store.fact_table_rows(unit.connection) if check else None
-                count = self._rebuild(unit, patient_id, progress)
+            with self.repository.transaction(write=True) as tx:
+                store.lock_facts(tx.connection)
+                before = store.fact_table_rows(tx.connection) if check else None
+                count = self._rebuild(tx, patient_id, progress)
                 if before is None:
                     return Rebuild(count, None)
-                after = store.fact_table_rows(unit.connection)
+                after = store.fact_table_rows(tx.connection)
                 differing = 0
                 for name, rows in before.items():
                     old, new = Counter(rows), Counter(after[name])
@@ -132,9 +132,11 @@ class Twins:
         except _Discard as discarded:
             return discarded.result
 
-    def _rebuild(self, unit: Unit, patient_id: str | None, progress: Callable[[int], object] | None) -> int:
+    def _rebuild(
+        self, tx: DatabaseTransaction, patient_id: str | None, progress: Callable[[int], object] | None
+    ) -> int:
         count = 0
-        connection = unit.connection
+        connection = tx.connection
         sources = None if patient_id is None else store.sources_of(connection, patient_id, self.mapping.types)
         store.clear_facts(connection, sources)
         previous: Version | None = None
@@ -144,24 +146,24 @@ class Twins:
             else:
                 closed = None
             if previous is not None:
-                self._restore(unit, previous, closed)
+                self._restore(tx, previous, closed)
             previous = version
             count += 1
             if progress is not None:
                 progress(1)
             if count % 2000 == 0:
-                unit.flush()
+                tx.flush()
         if previous is not None:
-            self._restore(unit, previous, None)
-        unit.flush()
+            self._restore(tx, previous, None)
+        tx.flush()
         return count
 
-    def _restore(self, unit: Unit, version: Version, closed: datetime | None) -> None:
+    def _restore(self, tx: DatabaseTransaction, version: Version, closed: datetime | None) -> None:
         body = json.loads(version.body) if version.body is not None else None
         measurements, entries = fact_rows(facts_of(body, self.mapping, self.base_url))
         for row in (*measurements, *entries):
             row["valid_to"] = closed
-        store.stage_facts(unit, version, measurements, entries)
+        store.stage_facts(tx, version, measurements, entries)
 
 
 def time_parameter(name: str, value: str, *, end: bool) -> datetime:

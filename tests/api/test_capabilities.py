@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from fhir_twin.fhir.model import resource_types
+from fhir_twin.fhir.resource_types import resource_types
 from fhir_twin.fhir.validation import resource_issues
 from fhir_twin.interactions.message import Response
 from fhir_twin.interactions.operations import Operation

@@ -21,7 +21,7 @@ from fhir_twin.app import services_of
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.operations.export import ExportWorker
 from fhir_twin.security import tokens
-from fhir_twin.store.export import RUNNING, run_pending_exports
+from fhir_twin.store.export_jobs import RUNNING, run_pending_exports
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job
 from tests import factories

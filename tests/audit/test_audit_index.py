@@ -87,11 +87,11 @@ ROWS = {"token": TokenRow, "string": StringRow, "reference": ReferenceRow, "date
 def indexed(repository: Repository, res_id: str) -> list[IndexRow]:
     """The rows the audit trail's views show for one AuditEvent, as index rows."""
     found: list[IndexRow] = []
-    with repository.unit() as unit:
+    with repository.transaction() as tx:
         for kind, row_type in ROWS.items():
             view = audit_index.view(kind)
             names = [name for name in row_type.__dataclass_fields__ if name != "group"]
-            rows = unit.connection.execute(
+            rows = tx.connection.execute(
                 select(*(view.c[name] for name in names), view.c.grp).where(view.c.res_id == res_id)
             )
             found += [row_type(*row) for row in rows]
@@ -105,10 +105,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, postgres_database: str | 
     engine = make_engine(url)
     migrate(engine)
     repository = Repository(engine)
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(audit_index.audit_record.delete())
-        unit.connection.execute(audit_index.audit_entity.delete())
-        write_records(unit, occurrences(), "")
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(audit_index.audit_record.delete())
+        tx.connection.execute(audit_index.audit_entity.delete())
+        write_records(tx, occurrences(), "")
     yield repository
     engine.dispose()
 
@@ -127,6 +127,6 @@ def test_a_reindex_writes_the_same_rows(recorded: Repository) -> None:
     chosen = occurrences()[:20]
     before = {occurrence.event_id: set(indexed(recorded, occurrence.event_id)) for occurrence in chosen}
     events: list[dict[str, Any]] = [audit_event(occurrence) for occurrence in chosen]
-    with recorded.unit(write=True) as unit:
-        audit_index.rewrite(unit.connection, events)
+    with recorded.transaction(write=True) as tx:
+        audit_index.rewrite(tx.connection, events)
     assert {res_id: set(indexed(recorded, res_id)) for res_id in before} == before

@@ -39,8 +39,8 @@ def entry(method: str, url: str, resource: dict[str, Any] | None = None, **more:
 def stored(repository: Repository, res_type: str) -> list[str]:
     """The ids of the resources of a type that exist now (not deleted), as stored."""
     query = select(resource.c.res_id).where(resource.c.res_type == res_type, resource.c.deleted.is_(False))
-    with repository.unit() as unit:
-        return sorted(unit.connection.execute(query).scalars())
+    with repository.transaction() as tx:
+        return sorted(tx.connection.execute(query).scalars())
 
 
 def test_a_transaction_creates_its_entries_and_rewrites_urn_uuid_references(
@@ -98,8 +98,8 @@ def test_a_failure_found_while_writing_rolls_back_the_entries_written_before_it(
         send(interactions, "POST", "", posted)
 
     assert stored(repository, "Patient") == ["p1"]
-    with repository.unit() as unit:
-        current = unit.current("Patient", "p1")
+    with repository.transaction() as tx:
+        current = tx.current("Patient", "p1")
     assert current is not None and current.version == 1
 
 

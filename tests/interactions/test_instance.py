@@ -22,8 +22,8 @@ def interactions(repository: Repository) -> Interactions:
 
 
 def stored_versions(repository: Repository, res_type: str, res_id: str) -> int:
-    with repository.unit() as unit:
-        current = unit.current(res_type, res_id)
+    with repository.transaction() as tx:
+        current = tx.current(res_type, res_id)
     return 0 if current is None else current.version
 
 
@@ -125,8 +125,8 @@ def test_delete_stores_a_deletion_version_and_a_second_delete_changes_nothing(
     assert deleted.status == 200
     assert deleted.headers["ETag"] == 'W/"2"'
     assert again.status == 200
-    with repository.unit() as unit:
-        current = unit.current("Patient", "p1")
+    with repository.transaction() as tx:
+        current = tx.current("Patient", "p1")
     assert current is not None and current.deleted and current.version == 2
 
 
@@ -139,8 +139,8 @@ def test_conditional_create_returns_the_match_instead_of_creating(
 
     assert (first.status, second.status) == (201, 200)
     assert body(second)["id"] == body(first)["id"]
-    with repository.unit() as unit:
-        current = unit.current("Patient", str(body(first)["id"]))
+    with repository.transaction() as tx:
+        current = tx.current("Patient", str(body(first)["id"]))
     assert current is not None and current.version == 1
 
 

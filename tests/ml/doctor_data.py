@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.app import services_of
 from fhir_twin.ml.scores.news2 import News2Inputs
-from fhir_twin.store import doctor as queue
+from fhir_twin.store import doctor_state as queue
 from tests import factories
 
 LOINC = "http://loinc.org"

@@ -18,7 +18,7 @@ from fhir_twin.ml.card import score_card
 from fhir_twin.ml.learned import forecast, incidence
 from fhir_twin.ml.runners import rule_based
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort, qsofa
-from fhir_twin.ml.scores.model import ModelInfo, Score
+from fhir_twin.ml.scores.score import ModelInfo, Score
 from tests.factories import ATP3_WORKED, PCE_WHITE_MALE
 from tests.ml.doctor_data import (
     AIAST,

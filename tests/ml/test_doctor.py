@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from fhir_twin.app import services_of
 from fhir_twin.ml.card import score_card
 from fhir_twin.ml.scores import atp3, news2, pooled_cohort
-from fhir_twin.store import doctor as queue
+from fhir_twin.store import doctor_state as queue
 from fhir_twin.store.schema import doctor_queue
 from tests.factories import PCE_WORKED
 from tests.ml.doctor_data import (
@@ -650,8 +650,8 @@ def queued(app: Flask) -> list[tuple[str, str | None]]:
 
 
 def enqueue(app: Flask, *patients: str) -> None:
-    with repository_of(app).unit(write=True) as unit:
-        queue.enqueue(unit, set(patients))
+    with repository_of(app).transaction(write=True) as tx:
+        queue.enqueue(tx, set(patients))
 
 
 def test_doctor_off_queues_nothing_and_runs_no_worker(make_app: Callable[..., Flask]) -> None:
@@ -851,10 +851,10 @@ def test_disposing_the_engine_closes_what_the_worker_used(
     inside, release = threading.Event(), threading.Event()
     original = queue.last_fingerprints
 
-    def held(unit: Any, patient_id: str) -> dict[str, str]:
+    def held(tx: Any, patient_id: str) -> dict[str, str]:
         inside.set()
         release.wait(10)
-        return original(unit, patient_id)
+        return original(tx, patient_id)
 
     monkeypatch.setattr(queue, "last_fingerprints", held)
     put(client, patient("p1"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_twin.ml.scores import news2, qsofa
-from fhir_twin.ml.scores.model import InputError
+from fhir_twin.ml.scores.score import InputError
 
 
 def test_a_score_names_the_input_it_cannot_take() -> None:

@@ -15,10 +15,10 @@ from fhir_twin.config import Config
 from fhir_twin.errors import Invalid
 from fhir_twin.ml import concepts, medicines, race, simulation, words
 from fhir_twin.ml.inputs import atp3_inputs, news2_inputs, pooled_cohort_inputs, qsofa_inputs
-from fhir_twin.ml.scores.model import Consciousness
 from fhir_twin.ml.scores.news2 import news2
 from fhir_twin.ml.scores.pooled_cohort import pooled_cohort
 from fhir_twin.ml.scores.qsofa import qsofa
+from fhir_twin.ml.scores.score import Consciousness
 from fhir_twin.twin.body import Point, field_states
 from fhir_twin.twin.document import CaseItem, PatientSummary, TwinDocument
 from fhir_twin.twin.mapping_file import load_mappings

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
-from fhir_twin.store.export import run_pending_exports
+from fhir_twin.store.export_jobs import run_pending_exports
 from tests import factories
 from tests.factories import HEART_RATE, Server, condition, seed_clinic
 

@@ -70,8 +70,8 @@ def test_the_upgrade_moves_stored_audit_events_to_the_audit_index(database_url: 
         }
         body = json.dumps(event)
         repository = Repository(engine)
-        with repository.unit(write=True) as unit:
-            unit.write(
+        with repository.transaction(write=True) as tx:
+            tx.write(
                 Version("AuditEvent", "before-upgrade", 1, datetime(2026, 11, 30, 12), "POST", 201, body),
                 extract(event),
             )

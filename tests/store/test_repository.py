@@ -55,10 +55,10 @@ def make(res_id: str, number: int, when: float, *, res_type: str = "Patient", de
 
 
 def store(repo: Repository, *versions: Version) -> None:
-    """Write each version in its own unit, as separate requests would."""
+    """Write each version in its own transaction, as separate requests would."""
     for version in versions:
-        with repo.unit(write=True) as unit:
-            unit.write(version, [])
+        with repo.transaction(write=True) as tx:
+            tx.write(version, [])
 
 
 def key(version: Version) -> Key:
@@ -77,35 +77,35 @@ def test_versions_one_to_three_are_stored_and_read_back(repo: Repository) -> Non
     versions = [make("a", 1, 0), make("a", 2, 1), make("a", 3, 2)]
     store(repo, *versions)
     seqs: list[int] = []
-    with repo.unit() as unit:
-        assert without_seq(unit.current("Patient", "a")) == versions[2]
+    with repo.transaction() as tx:
+        assert without_seq(tx.current("Patient", "a")) == versions[2]
         for written in versions:
-            found = unit.version("Patient", "a", written.version)
+            found = tx.version("Patient", "a", written.version)
             assert found is not None and without_seq(found) == written
             seqs.append(found.seq)
-        assert unit.version("Patient", "a", 4) is None
-        assert unit.version("Patient", "b", 1) is None
-        assert unit.version("Observation", "a", 1) is None
-        assert unit.current("Patient", "b") is None
-        assert unit.current("Observation", "a") is None
-        assert unit.exists("Patient", "a")
-        assert not unit.exists("Patient", "b")
-        assert not unit.exists("Observation", "a")
+        assert tx.version("Patient", "a", 4) is None
+        assert tx.version("Patient", "b", 1) is None
+        assert tx.version("Observation", "a", 1) is None
+        assert tx.current("Patient", "b") is None
+        assert tx.current("Observation", "a") is None
+        assert tx.exists("Patient", "a")
+        assert not tx.exists("Patient", "b")
+        assert not tx.exists("Observation", "a")
     assert seqs == sorted(seqs) and len(set(seqs)) == 3 and seqs[0] > 0
 
 
 def test_a_delete_is_the_current_version_and_the_resource_still_exists(repo: Repository) -> None:
     """http.html#delete: a delete is a version without a body; the identity stays known."""
     store(repo, make("a", 1, 0), make("a", 2, 1, delete=True))
-    with repo.unit() as unit:
-        current = unit.current("Patient", "a")
+    with repo.transaction() as tx:
+        current = tx.current("Patient", "a")
         assert current is not None and current.deleted and current.body is None and current.method == "DELETE"
         assert current.version == 2
-        assert unit.exists("Patient", "a")
-        assert unit.search(Search(("Patient",)), BASE).matches == []
+        assert tx.exists("Patient", "a")
+        assert tx.search(Search(("Patient",)), BASE).matches == []
     store(repo, make("a", 3, 2))
-    with repo.unit() as unit:
-        assert without_seq(unit.current("Patient", "a")) == make("a", 3, 2)
+    with repo.transaction() as tx:
+        assert without_seq(tx.current("Patient", "a")) == make("a", 3, 2)
 
 
 # --- stale writes and rollback -----------------------------------------------------------
@@ -124,26 +124,26 @@ def test_a_delete_is_the_current_version_and_the_resource_still_exists(repo: Rep
 def test_write_refuses_a_stale_version(repo: Repository, already: list[int], attempt: int) -> None:
     """http.html#concurrency: a version that does not follow the current one is a Conflict."""
     store(repo, *(make("a", n, n) for n in already))
-    with pytest.raises(Conflict), repo.unit(write=True) as unit:
-        unit.write(make("a", attempt, 10), [])
-    with repo.unit() as unit:
-        current = unit.current("Patient", "a")
+    with pytest.raises(Conflict), repo.transaction(write=True) as tx:
+        tx.write(make("a", attempt, 10), [])
+    with repo.transaction() as tx:
+        current = tx.current("Patient", "a")
         assert (current.version if current else None) == (already[-1] if already else None)
-        assert unit.exists("Patient", "a") == bool(already)
-        page = unit.history("Patient", "a", since=None, at=None, count=10, after=None, with_total=True)
+        assert tx.exists("Patient", "a") == bool(already)
+        page = tx.history("Patient", "a", since=None, at=None, count=10, after=None, with_total=True)
     assert [v.version for v in page.versions] == sorted(already, reverse=True)
     assert page.total == len(already)
 
 
 def test_writing_version_two_twice_in_one_unit_keeps_neither(repo: Repository) -> None:
-    """The Conflict rolls back the unit, including the first (valid) version 2."""
+    """The Conflict rolls back the transaction, including the first (valid) version 2."""
     store(repo, make("a", 1, 0))
-    with pytest.raises(Conflict), repo.unit(write=True) as unit:
-        unit.write(make("a", 2, 1), [])
-        unit.write(make("a", 2, 2), [])
-    with repo.unit() as unit:
-        assert without_seq(unit.current("Patient", "a")) == make("a", 1, 0)
-        assert unit.version("Patient", "a", 2) is None
+    with pytest.raises(Conflict), repo.transaction(write=True) as tx:
+        tx.write(make("a", 2, 1), [])
+        tx.write(make("a", 2, 2), [])
+    with repo.transaction() as tx:
+        assert without_seq(tx.current("Patient", "a")) == make("a", 1, 0)
+        assert tx.version("Patient", "a", 2) is None
 
 
 class Boom(Exception):
@@ -158,29 +158,29 @@ class Boom(Exception):
     ],
 )
 def test_an_exception_in_a_write_unit_rolls_back_everything(repo: Repository, failure: type[Exception]) -> None:
-    """One unit is one transaction: nothing written in it survives an exception, which propagates."""
+    """One tx is one transaction: nothing written in it survives an exception, which propagates."""
     store(repo, make("a", 1, 0))
-    with pytest.raises(failure), repo.unit(write=True) as unit:
-        unit.write(make("a", 2, 1), [])
-        unit.write(make("b", 1, 1), [])
-        unit.write(make("o", 1, 1, res_type="Observation"), [])
-        unit.write(make("b", 2, 2, delete=True), [])
+    with pytest.raises(failure), repo.transaction(write=True) as tx:
+        tx.write(make("a", 2, 1), [])
+        tx.write(make("b", 1, 1), [])
+        tx.write(make("o", 1, 1, res_type="Observation"), [])
+        tx.write(make("b", 2, 2, delete=True), [])
         if failure is Boom:
             raise Boom("stop")
-        unit.write(make("a", 2, 3), [])  # stale: version 2 was just written
-    with repo.unit() as unit:
-        assert without_seq(unit.current("Patient", "a")) == make("a", 1, 0)
-        assert unit.version("Patient", "a", 2) is None
-        assert not unit.exists("Patient", "b")
-        assert not unit.exists("Observation", "o")
-        assert unit.version("Patient", "b", 1) is None
-        page = unit.history(None, None, since=None, at=None, count=10, after=None, with_total=True)
+        tx.write(make("a", 2, 3), [])  # stale: version 2 was just written
+    with repo.transaction() as tx:
+        assert without_seq(tx.current("Patient", "a")) == make("a", 1, 0)
+        assert tx.version("Patient", "a", 2) is None
+        assert not tx.exists("Patient", "b")
+        assert not tx.exists("Observation", "o")
+        assert tx.version("Patient", "b", 1) is None
+        page = tx.history(None, None, since=None, at=None, count=10, after=None, with_total=True)
     assert [key(v) for v in page.versions] == [("Patient", "a", 1)]
     assert page.total == 1
     # The repository is still usable afterwards.
     store(repo, make("a", 2, 5))
-    with repo.unit() as unit:
-        assert without_seq(unit.current("Patient", "a")) == make("a", 2, 5)
+    with repo.transaction() as tx:
+        assert without_seq(tx.current("Patient", "a")) == make("a", 2, 5)
 
 
 # --- search ------------------------------------------------------------------------------
@@ -208,9 +208,9 @@ def test_search_pages_through_live_resources_in_id_order(patients: Repository) -
     """Keyset paging: each page starts just after the previous page's last row."""
     pages: list[list[Key]] = []
     cursor: str | None = None
-    with patients.unit() as unit:
+    with patients.transaction() as tx:
         while True:
-            page = unit.search(Search(("Patient",), count=2, cursor=cursor), BASE)
+            page = tx.search(Search(("Patient",), count=2, cursor=cursor), BASE)
             pages.append([key(v) for v in page.matches])
             if page.next_cursor is None:
                 break
@@ -239,8 +239,8 @@ def _by_id(*ids: str) -> Criterion:
 )
 def test_search_arguments(patients: Repository, ids: tuple[str, ...] | None, count: int, expected: list[str]) -> None:
     conditions = (_by_id(*ids),) if ids is not None else ()
-    with patients.unit() as unit:
-        found = unit.search(Search(("Patient",), conditions=conditions, count=count), BASE).matches
+    with patients.transaction() as tx:
+        found = tx.search(Search(("Patient",), conditions=conditions, count=count), BASE).matches
     assert [v.res_id for v in found] == expected
     assert all(v.res_type == "Patient" and not v.deleted for v in found)
     assert all(v.version == (2 if v.res_id == "c" else 1) for v in found)
@@ -290,8 +290,8 @@ def test_history_is_newest_first(history_repo: Repository, res_type: str | None,
     expected = [
         k for k in NEWEST_FIRST if (res_type is None or k[0] == res_type) and (res_id is None or k[1] == res_id)
     ]
-    with history_repo.unit() as unit:
-        page = unit.history(res_type, res_id, since=None, at=None, count=100, after=None, with_total=True)
+    with history_repo.transaction() as tx:
+        page = tx.history(res_type, res_id, since=None, at=None, count=100, after=None, with_total=True)
     assert [key(v) for v in page.versions] == expected
     assert page.total == len(expected)
     by_key = {key(v): v for v in HISTORY}
@@ -310,8 +310,8 @@ def test_history_is_newest_first(history_repo: Repository, res_type: str | None,
 )
 def test_history_since(history_repo: Repository, since: datetime, expected: list[Key]) -> None:
     """``_since``: versions written at or after the instant."""
-    with history_repo.unit() as unit:
-        page = unit.history(None, None, since=since, at=None, count=100, after=None, with_total=True)
+    with history_repo.transaction() as tx:
+        page = tx.history(None, None, since=since, at=None, count=100, after=None, with_total=True)
     assert [key(v) for v in page.versions] == expected
     assert page.total == len(expected)
 
@@ -358,8 +358,8 @@ MS = timedelta(milliseconds=1)
 )
 def test_history_at(history_repo: Repository, start: datetime, end: datetime, expected: list[Key]) -> None:
     """``_at``: versions that were current at some point in ``[start, end)``."""
-    with history_repo.unit() as unit:
-        page = unit.history(None, None, since=None, at=(start, end), count=100, after=None, with_total=True)
+    with history_repo.transaction() as tx:
+        page = tx.history(None, None, since=None, at=(start, end), count=100, after=None, with_total=True)
     assert [key(v) for v in page.versions] == expected
     assert page.total == len(expected)
 
@@ -369,26 +369,26 @@ def test_history_pages_by_cursor(history_repo: Repository, count: int) -> None:
     """The keyset cursor ``(last_updated, seq)`` walks every version exactly once, in order."""
     seen: list[Key] = []
     after: tuple[datetime, int] | None = None
-    with history_repo.unit() as unit:
+    with history_repo.transaction() as tx:
         for _ in range(len(HISTORY) + 1):
-            page = unit.history(None, None, since=None, at=None, count=count, after=after, with_total=True)
+            page = tx.history(None, None, since=None, at=None, count=count, after=after, with_total=True)
             assert page.total == len(HISTORY)
             assert len(page.versions) <= count
             seen.extend(key(v) for v in page.versions)
             if len(page.versions) < count:
                 break
             after = page.versions[-1].last_updated, page.versions[-1].seq
-        assert unit.history(None, None, since=None, at=None, count=count, after=None, with_total=False).total is None
+        assert tx.history(None, None, since=None, at=None, count=count, after=None, with_total=False).total is None
     assert seen == NEWEST_FIRST
 
 
 def test_history_cursor_ignores_versions_written_later(history_repo: Repository) -> None:
     """A version written while a client pages sorts before its cursor, so the next page is unchanged."""
-    with history_repo.unit() as unit:
-        first = unit.history(None, None, since=None, at=None, count=3, after=None, with_total=False)
+    with history_repo.transaction() as tx:
+        first = tx.history(None, None, since=None, at=None, count=3, after=None, with_total=False)
     cursor = first.versions[-1].last_updated, first.versions[-1].seq
     store(history_repo, make("a", 4, 50), make("n", 1, 50))
-    with history_repo.unit() as unit:
-        rest = unit.history(None, None, since=None, at=None, count=10, after=cursor, with_total=True)
+    with history_repo.transaction() as tx:
+        rest = tx.history(None, None, since=None, at=None, count=10, after=cursor, with_total=True)
     assert [key(v) for v in first.versions + rest.versions] == NEWEST_FIRST
     assert rest.total == len(HISTORY) + 2

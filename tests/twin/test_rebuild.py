@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 from fhir_twin import cli
 from fhir_twin.app import services_of
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.store.twin import CASE_COLUMNS, MEASUREMENT_COLUMNS, fact_table_rows
+from fhir_twin.store.twin_facts import CASE_COLUMNS, MEASUREMENT_COLUMNS, fact_table_rows
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin import cli
 from fhir_twin.app import services_of
-from fhir_twin.store.twin import fact_table_rows
+from fhir_twin.store.twin_facts import fact_table_rows
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

@@ -19,7 +19,7 @@ import uuid
 from fhir_twin.errors import Gone, Invalid, NotFound
 from fhir_twin.fhir.bundle import Entry, bundle
 from fhir_twin.fhir.instant import format_instant, now, parse_range
-from fhir_twin.fhir.model import AUDIT_TYPES, is_resource_type, resource_types
+from fhir_twin.fhir.resource_types import AUDIT_TYPES, is_resource_type, resource_types
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.interactions.paging import link
@@ -27,7 +27,7 @@ from fhir_twin.interactions.search import ignored_entry, strict_handling
 from fhir_twin.search.parameters import parameters_for
 from fhir_twin.search.parser import HARMLESS, parse
 from fhir_twin.search.query import Condition, Criterion, DateValue, InCompartment, Search, TokenValue
-from fhir_twin.store.repository import Unit
+from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.version import Version
 
 UNSUPPORTED = ("start", "end")
@@ -66,15 +66,15 @@ def everything(context: Context, request: Request, res_type: str | None, res_id:
     if since:
         conditions.append(_since_condition(since[-1]))
     query = Search(query.resource_types, tuple(conditions), count=query.count, cursor=query.cursor)
-    with context.repository.unit() as unit:
+    with context.repository.transaction() as tx:
         if res_id is not None:
-            current = unit.current("Patient", res_id)
+            current = tx.current("Patient", res_id)
             if current is None:
                 raise NotFound(f"Patient/{res_id} is not known")
             if current.deleted:
                 raise Gone(f"Patient/{res_id} was deleted")
-        page = unit.search(query, request.base)
-        members = _members(unit, page.matches, res_id, request.base)
+        page = tx.search(query, request.base)
+        members = _members(tx, page.matches, res_id, request.base)
     url = f"{request.base}/Patient/{res_id + '/' if res_id else ''}$everything"
     criteria = [(name, value) for name, value in given if name in ("_since", "_type")]
     criteria.append(("_count", str(query.count)))
@@ -107,7 +107,9 @@ def _since_condition(value: str) -> Criterion:
     return Criterion(parameters_for("Patient")["_lastUpdated"], values=(DateValue("ge", low, high),))
 
 
-def _members(unit: Unit, matches: list[Version], patient_id: str | None, base: str) -> set[tuple[str, str]]:
+def _members(
+    tx: DatabaseTransaction, matches: list[Version], patient_id: str | None, base: str
+) -> set[tuple[str, str]]:
     """Which of ``matches`` are in the compartment itself rather than only referred to from it."""
     by_type: dict[str, list[str]] = {}
     for version in matches:
@@ -115,7 +117,7 @@ def _members(unit: Unit, matches: list[Version], patient_id: str | None, base: s
     found: set[tuple[str, str]] = set()
     for res_type, ids in by_type.items():
         same = Criterion(parameters_for(res_type)["_id"], values=tuple(TokenValue(None, res_id) for res_id in ids))
-        page = unit.search(Search((res_type,), (InCompartment(patient_id), same), count=len(ids)), base)
+        page = tx.search(Search((res_type,), (InCompartment(patient_id), same), count=len(ids)), base)
         found |= {(version.res_type, version.res_id) for version in page.matches}
     return found
 

@@ -9,7 +9,7 @@ request pattern, and the worker thread that runs the jobs.
 | DELETE [base]/$export-poll-status?_jobId=       | 202; the job and its files are gone         |
 | GET [base]/$export-file?_jobId=&file=           | 200 application/fhir+ndjson                 |
 
-Jobs and files live in the database (``fhir_twin.store.export``); each server process runs an
+Jobs and files live in the database (``fhir_twin.store.export_jobs``); each server process runs an
 ``ExportWorker`` thread that claims jobs, so any process may kick off, poll or finish a job.
 A job belongs to the client that kicked it off: to any other its status URL and files answer
 404, as for a job that never was (IG v2 export.html: "the server SHALL limit the data returned
@@ -28,13 +28,13 @@ from urllib.parse import urlencode
 
 from fhir_twin.errors import FhirError, Invalid, NotFound
 from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_range
-from fhir_twin.fhir.model import is_resource_type
 from fhir_twin.fhir.outcome import information
+from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
-from fhir_twin.store import export as store
+from fhir_twin.store import export_jobs as store
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, wake, worker_repository
 
@@ -65,8 +65,8 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
     types = _types(given, patient_level=res_type is not None, lenient=lenient)
     since = _since(given)
     if res_id is not None:
-        with context.repository.unit() as unit:
-            current = unit.current("Patient", res_id)
+        with context.repository.transaction() as tx:
+            current = tx.current("Patient", res_id)
         if current is None or current.deleted:
             raise NotFound(f"Patient/{res_id} is not known")
     job_id = store.create_job(

@@ -59,8 +59,8 @@ def lastn(context: Context, request: Request, res_type: str | None, res_id: str 
         for value in condition.values
         if isinstance(value, TokenValue)
     )
-    with context.repository.unit() as unit:
-        found = store.lastn(unit, query, request.base, most, codes)
+    with context.repository.transaction() as tx:
+        found = store.lastn(tx, query, request.base, most, codes)
     entries = [
         Entry(f"{request.base}/{version.res_type}/{version.res_id}", version.body, search_mode="match")
         for version in found

@@ -26,8 +26,8 @@ def validate(context: Context, request: Request, res_type: str | None, res_id: s
     if mode == "delete":
         if res_id is None:
             raise Invalid("mode=delete needs a resource id: POST [type]/[id]/$validate")
-        with context.repository.unit() as unit:
-            current = unit.current(str(res_type), res_id)
+        with context.repository.transaction() as tx:
+            current = tx.current(str(res_type), res_id)
         if current is None or current.deleted:
             raise NotFound(f"{res_type}/{res_id} is not known")
         return Response(200, {}, information(f"{res_type}/{res_id} can be deleted"))

@@ -19,9 +19,9 @@ from fhir_twin.ml import fields, words
 from fhir_twin.ml.concepts import HYPERCAPNIC_RESPIRATORY_FAILURE, INFECTION, PREGNANCY
 from fhir_twin.ml.medicines import ANTIBACTERIAL
 from fhir_twin.ml.reader import Gathered, Reader, active, described
-from fhir_twin.ml.scores.model import Consciousness
 from fhir_twin.ml.scores.news2 import MIN_PARAMETERS, News2Inputs, news2
 from fhir_twin.ml.scores.qsofa import QsofaInputs
+from fhir_twin.ml.scores.score import Consciousness
 from fhir_twin.ml.simulation import Simulation
 from fhir_twin.twin.body import Point
 from fhir_twin.twin.document import TwinDocument

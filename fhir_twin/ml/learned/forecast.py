@@ -51,7 +51,7 @@ from fhir_twin.ml.learned.heart_rate_series import (
 )
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import inference_latency
-from fhir_twin.ml.scores.model import Contribution, Forecast, ModelInfo, Score
+from fhir_twin.ml.scores.score import Contribution, Forecast, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="hr-forecast",

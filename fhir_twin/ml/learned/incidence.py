@@ -40,7 +40,7 @@ from fhir_twin.ml.learned.validation import (
     holdout_classifier,
     inference_latency,
 )
-from fhir_twin.ml.scores.model import Contribution, Input, ModelInfo, Score
+from fhir_twin.ml.scores.score import Contribution, Input, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="incident-diabetes",

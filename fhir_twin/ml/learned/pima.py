@@ -38,7 +38,7 @@ from fhir_twin.ml.learned.validation import (
     inference_latency,
     predefined_holdout_classifier,
 )
-from fhir_twin.ml.scores.model import Input, ModelInfo
+from fhir_twin.ml.scores.score import Input, ModelInfo
 
 FEATURES = (
     Feature("npreg", None, "1", "number of pregnancies"),

@@ -30,7 +30,7 @@ from fhir_twin.ml import codes
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, efficiency, model_card
 from fhir_twin.ml.learned.validation import cross_validate_regressor, holdout_regressor, inference_latency
-from fhir_twin.ml.scores.model import Input, ModelInfo
+from fhir_twin.ml.scores.score import Input, ModelInfo
 
 FEATURES = (
     Feature("age", None, "a", "age"),

@@ -26,7 +26,7 @@ from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import gates as gating
 from fhir_twin.ml.learned.gates import Gate
-from fhir_twin.ml.scores.model import ModelInfo
+from fhir_twin.ml.scores.score import ModelInfo
 
 TRIPOD = "Collins GS et al. TRIPOD+AI statement. BMJ 2024;385:e078378."
 SYNTHETIC_WARNING = (

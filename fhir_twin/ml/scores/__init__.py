@@ -5,6 +5,6 @@ Every score takes a typed inputs dataclass of plain values (no FHIR, no I/O) and
 (a score computed on a silently defaulted systolic BP of 120 is a known failure of risk apps).
 """
 
-from fhir_twin.ml.scores.model import Contribution, Input, ModelInfo, Score
+from fhir_twin.ml.scores.score import Contribution, Input, ModelInfo, Score
 
 __all__ = ["Contribution", "Input", "ModelInfo", "Score"]

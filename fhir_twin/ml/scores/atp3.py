@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from fhir_twin.ml.scores import risk_factors
-from fhir_twin.ml.scores.model import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
+from fhir_twin.ml.scores.score import Contribution, Input, InputError, ModelInfo, Score, linear_term, missing_inputs
 
 Sex = Literal["female", "male"]
 

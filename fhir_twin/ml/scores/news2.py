@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import get_args
 
 from fhir_twin.ml import codes
-from fhir_twin.ml.scores.model import Consciousness, Contribution, Input, InputError, ModelInfo, Score, missing_inputs
+from fhir_twin.ml.scores.score import Consciousness, Contribution, Input, InputError, ModelInfo, Score, missing_inputs
 
 MODEL = ModelInfo(
     id="news2",

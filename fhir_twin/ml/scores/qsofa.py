@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 from fhir_twin.ml import codes
-from fhir_twin.ml.scores.model import Consciousness, Contribution, Input, InputError, ModelInfo, Score
+from fhir_twin.ml.scores.score import Consciousness, Contribution, Input, InputError, ModelInfo, Score
 
 MODEL = ModelInfo(
     id="qsofa",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from fhir_twin.ml import codes
-from fhir_twin.ml.scores.model import Contribution, Input
+from fhir_twin.ml.scores.score import Contribution, Input
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from fhir_twin.ml.learned.report import (
     internal_report,
     model_card,
 )
-from fhir_twin.ml.scores.model import Input, ModelInfo
+from fhir_twin.ml.scores.score import Input, ModelInfo
 
 MODEL = ModelInfo("demo", "0.1.0", "learned", (Input("bmi", "http://loinc.org|39156-5"),), "demo outcome", "1 year",
                   "for tests", "none")  # fmt: skip

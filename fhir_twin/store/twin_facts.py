@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 
-from fhir_twin.store.repository import Unit
+from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.schema import (
     TWIN_TABLES,
     idx_reference,
@@ -50,9 +50,9 @@ _CLOSE = {
 }
 
 
-def close_facts(unit: Unit, version: Version) -> set[str]:
+def close_facts(tx: DatabaseTransaction, version: Version) -> set[str]:
     """End the facts of ``version``'s resource where ``version`` replaces them; the patients they were of."""
-    connection = unit.connection
+    connection = tx.connection
     patients: set[str] = set()
     for statement in _CLOSE.values():
         result = connection.execute(
@@ -63,7 +63,7 @@ def close_facts(unit: Unit, version: Version) -> set[str]:
 
 
 def stage_facts(
-    unit: Unit,
+    tx: DatabaseTransaction,
     version: Version,
     measurements: list[dict[str, Any]],
     entries: list[dict[str, Any]],
@@ -77,9 +77,9 @@ def stage_facts(
         "valid_to": None,
     }
     if measurements:
-        unit.stage(twin_measurement, [{**source, **row} for row in measurements])
+        tx.stage(twin_measurement, [{**source, **row} for row in measurements])
     if entries:
-        unit.stage(twin_case, [{**source, **row} for row in entries])
+        tx.stage(twin_case, [{**source, **row} for row in entries])
 
 
 def _valid(table: Table, recorded: datetime | None) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import click
 
-from fhir_twin.cli.database import DATABASE, open_repository
+from fhir_twin.cli.database_commands import DATABASE, open_repository
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security.principal import AUDITOR_SCOPES
@@ -197,8 +197,8 @@ def _record_report(repository: Repository, config: Config, patient_id: str, star
         patients={patient_id},
         site=config.base_url,
     )
-    with repository.unit(write=True) as unit:
-        write_records(unit, [occurrence], config.audit_key)
+    with repository.transaction(write=True) as tx:
+        write_records(tx, [occurrence], config.audit_key)
 
 
 def login() -> str | None:

@@ -15,24 +15,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from fhir_twin.fhir.instant import now
-from fhir_twin.store.repository import Repository, Unit
+from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import doctor_last, doctor_queue, model_version, resource
 
 STALE_CLAIM = timedelta(minutes=2)
 CLAIM_BATCH = 50
 
 
-def enqueue(unit: Unit, patient_ids: set[str]) -> None:
-    """Queue ``patient_ids`` for assessment, with the write now in ``unit``."""
+def enqueue(tx: DatabaseTransaction, patient_ids: set[str]) -> None:
+    """Queue ``patient_ids`` for assessment, with the write now in ``tx``."""
     at = now()
-    unit.stage(doctor_queue, [{"patient_id": pid, "enqueued": at} for pid in sorted(patient_ids)])
+    tx.stage(doctor_queue, [{"patient_id": pid, "enqueued": at} for pid in sorted(patient_ids)])
 
 
 def pending(repository: Repository) -> int:
     """How many patients wait to be assessed."""
-    with repository.unit() as unit:
+    with repository.transaction() as tx:
         query = select(func.count(func.distinct(doctor_queue.c.patient_id)))
-        return int(unit.connection.execute(query).scalar_one())
+        return int(tx.connection.execute(query).scalar_one())
 
 
 def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
@@ -53,8 +53,8 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
         .exists()
     )
     claimable = and_(or_(q.claimed_by.is_(None), q.claimed_at < at - STALE_CLAIM), ~held)
-    with repository.unit() as unit:
-        rows = unit.connection.execute(
+    with repository.transaction() as tx:
+        rows = tx.connection.execute(
             select(q.patient_id, func.max(q.seq))
             .where(claimable)
             .group_by(q.patient_id)
@@ -64,10 +64,10 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     if not rows:
         return []
     claimed: list[str] = []
-    with repository.unit(write=True) as unit:
+    with repository.transaction(write=True) as tx:
         for patient_id, last in rows:
             # Compare-and-set: rows another worker claimed meanwhile no longer match.
-            changed = unit.connection.execute(
+            changed = tx.connection.execute(
                 update(doctor_queue)
                 .where(q.patient_id == patient_id, q.seq <= last, claimable)
                 .values(claimed_by=owner, claimed_at=at)
@@ -80,15 +80,15 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
 def done(repository: Repository, owner: str, patient_id: str) -> None:
     """Remove what ``owner`` claimed for the patient; rows queued since stay for the next pass."""
     q = doctor_queue.c
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(delete(doctor_queue).where(q.patient_id == patient_id, q.claimed_by == owner))
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(delete(doctor_queue).where(q.patient_id == patient_id, q.claimed_by == owner))
 
 
 def release(repository: Repository, owner: str, patient_id: str) -> None:
     """Hand a claimed patient back (its assessment failed) so a later pass retries it."""
     q = doctor_queue.c
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
             update(doctor_queue)
             .where(q.patient_id == patient_id, q.claimed_by == owner)
             .values(claimed_by=None, claimed_at=None)
@@ -98,22 +98,22 @@ def release(repository: Repository, owner: str, patient_id: str) -> None:
 def patient_ids(repository: Repository) -> list[str]:
     """Every live Patient's id, in id order."""
     r = resource.c
-    with repository.unit() as unit:
+    with repository.transaction() as tx:
         query = select(r.res_id).where(r.res_type == "Patient", r.deleted.is_(False)).order_by(r.res_id)
-        return list(unit.connection.execute(query).scalars())
+        return list(tx.connection.execute(query).scalars())
 
 
-def last_fingerprints(unit: Unit, patient_id: str) -> dict[str, str]:
+def last_fingerprints(tx: DatabaseTransaction, patient_id: str) -> dict[str, str]:
     """model id → fingerprint of the inputs it last assessed for the patient."""
     d = doctor_last.c
-    rows = unit.connection.execute(select(d.model_id, d.fingerprint).where(d.patient_id == patient_id))
+    rows = tx.connection.execute(select(d.model_id, d.fingerprint).where(d.patient_id == patient_id))
     return {model_id: fingerprint for model_id, fingerprint in rows}
 
 
-def remember(unit: Unit, patient_id: str, model_id: str, fingerprint: str, assessment_id: str) -> None:
+def remember(tx: DatabaseTransaction, patient_id: str, model_id: str, fingerprint: str, assessment_id: str) -> None:
     """Record what ``model_id`` assessed last for the patient."""
     d = doctor_last.c
-    connection = unit.connection
+    connection = tx.connection
     changed = connection.execute(
         update(doctor_last)
         .where(d.patient_id == patient_id, d.model_id == model_id)
@@ -165,12 +165,12 @@ def register(
     chosen here and ``build(version)`` gives its artifact, report and card. It serves no patient
     until ``activate``; the version in use stays as it was."""
     m = model_version.c
-    with repository.unit(write=True) as unit:
-        unit.lock(f"model:{model_id}")
-        count = unit.connection.execute(select(func.count()).where(m.model_id == model_id)).scalar_one()
+    with repository.transaction(write=True) as tx:
+        tx.lock(f"model:{model_id}")
+        count = tx.connection.execute(select(func.count()).where(m.model_id == model_id)).scalar_one()
         version = f"{major}.{count}.0"
         artifact, report, card = build(version)
-        unit.connection.execute(
+        tx.connection.execute(
             insert(model_version).values(
                 model_id=model_id,
                 version=version,
@@ -188,8 +188,8 @@ def register(
 def update_report(repository: Repository, model_id: str, version: str, report: str, card: str) -> bool:
     """Replace a version's report and card (an evaluation added to it); False when it does not exist."""
     m = model_version.c
-    with repository.unit(write=True) as unit:
-        changed = unit.connection.execute(
+    with repository.transaction(write=True) as tx:
+        changed = tx.connection.execute(
             update(model_version).where(m.model_id == model_id, m.version == version).values(report=report, card=card)
         ).rowcount
     return bool(changed)
@@ -197,15 +197,15 @@ def update_report(repository: Repository, model_id: str, version: str, report: s
 
 def active_version(repository: Repository, model_id: str) -> str | None:
     m = model_version.c
-    with repository.unit() as unit:
-        return unit.connection.execute(select(m.version).where(m.model_id == model_id, m.active.is_(True))).scalar()
+    with repository.transaction() as tx:
+        return tx.connection.execute(select(m.version).where(m.model_id == model_id, m.active.is_(True))).scalar()
 
 
 def stored_version(repository: Repository, model_id: str, version: str) -> ModelVersion | None:
     """One version's summary (report and card included), or None."""
     m = model_version.c
-    with repository.unit() as unit:
-        row = unit.connection.execute(select(*_SUMMARY).where(m.model_id == model_id, m.version == version)).first()
+    with repository.transaction() as tx:
+        row = tx.connection.execute(select(*_SUMMARY).where(m.model_id == model_id, m.version == version)).first()
     return ModelVersion(*row) if row else None
 
 
@@ -215,31 +215,31 @@ def activate(
     version: str,
     by: str | None,
     reason: str,
-    record: Callable[[Unit], None],
+    record: Callable[[DatabaseTransaction], None],
 ) -> bool:
     """Make ``version`` the one the server uses, noting when, ``by`` whom and why, and ``record`` it (the
     audit trail's event) in the same transaction; False when no such version exists (nothing changes)."""
     m = model_version.c
-    with repository.unit(write=True) as unit:
-        unit.lock(f"model:{model_id}")
-        found = unit.connection.execute(select(m.version).where(m.model_id == model_id, m.version == version)).first()
+    with repository.transaction(write=True) as tx:
+        tx.lock(f"model:{model_id}")
+        found = tx.connection.execute(select(m.version).where(m.model_id == model_id, m.version == version)).first()
         if found is None:
             return False
-        unit.connection.execute(update(model_version).where(m.model_id == model_id).values(active=m.version == version))
-        unit.connection.execute(
+        tx.connection.execute(update(model_version).where(m.model_id == model_id).values(active=m.version == version))
+        tx.connection.execute(
             update(model_version)
             .where(m.model_id == model_id, m.version == version)
             .values(activated=now(), activated_by=by, activation_reason=reason)
         )
-        record(unit)
+        record(tx)
     return True
 
 
 def training_keys(repository: Repository, model_id: str, version: str) -> frozenset[str]:
     """The identity keys of the patients ``version`` was trained on (empty: none were stored)."""
     m = model_version.c
-    with repository.unit() as unit:
-        text = unit.connection.execute(
+    with repository.transaction() as tx:
+        text = tx.connection.execute(
             select(m.training_keys).where(m.model_id == model_id, m.version == version)
         ).scalar()
     return frozenset(text.split("\n")) if text else frozenset()
@@ -251,14 +251,14 @@ def versions(repository: Repository, model_id: str | None = None) -> list[ModelV
     query = select(*_SUMMARY).order_by(m.model_id, m.created, m.version)
     if model_id is not None:
         query = query.where(m.model_id == model_id)
-    with repository.unit() as unit:
-        return [ModelVersion(*row) for row in unit.connection.execute(query)]
+    with repository.transaction() as tx:
+        return [ModelVersion(*row) for row in tx.connection.execute(query)]
 
 
 def artifact(repository: Repository, model_id: str, version: str | None = None) -> tuple[str, bytes] | None:
     """The artifact of ``version``, or of the active version when None: (version, bytes)."""
     m = model_version.c
     which = m.version == version if version is not None else m.active.is_(True)
-    with repository.unit() as unit:
-        row = unit.connection.execute(select(m.version, m.artifact).where(and_(m.model_id == model_id, which))).first()
+    with repository.transaction() as tx:
+        row = tx.connection.execute(select(m.version, m.artifact).where(and_(m.model_id == model_id, which))).first()
     return (row[0], bytes(row[1])) if row else None

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or
 from sqlalchemy import update as sql_update
 
 from fhir_twin.fhir.instant import now
-from fhir_twin.fhir.model import AUDIT_TYPES
+from fhir_twin.fhir.resource_types import AUDIT_TYPES
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.store import export_snapshot as snapshot
 from fhir_twin.store.export_snapshot import Snapshot
@@ -117,8 +117,8 @@ def create_job(
     ``patient``); ``patient_id`` narrows a Patient-level export to one patient; ``requester``
     is who may see and cancel it."""
     job_id = uuid.uuid4().hex
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
             insert(export_job).values(
                 id=job_id,
                 status=QUEUED,
@@ -140,8 +140,8 @@ def create_job(
 
 def get_job(repository: Repository, job_id: str) -> ExportJob | None:
     j = export_job.c
-    with repository.unit() as unit:
-        row = unit.connection.execute(
+    with repository.transaction() as tx:
+        row = tx.connection.execute(
             select(
                 j.id, j.status, j.request_url, j.transaction_time, j.exported, j.total, j.error, j.finished, j.requester
             ).where(j.id == job_id)
@@ -151,8 +151,8 @@ def get_job(repository: Repository, job_id: str) -> ExportJob | None:
 
 def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
     f = export_file.c
-    with repository.unit() as unit:
-        rows = unit.connection.execute(
+    with repository.transaction() as tx:
+        rows = tx.connection.execute(
             select(f.file_no, f.res_type, func.sum(f.count))
             .where(f.job_id == job_id)
             .group_by(f.file_no, f.res_type)
@@ -164,12 +164,12 @@ def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
 def file_text(repository: Repository, job_id: str, number: int) -> str | None:
     """The NDJSON of a completed job's file ``number``, or None when there is no such file."""
     f = export_file.c
-    with repository.unit() as unit:
-        status = unit.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
+    with repository.transaction() as tx:
+        status = tx.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
         if status != COMPLETED:
             return None
         parts = (
-            unit.connection.execute(select(f.body).where(f.job_id == job_id, f.file_no == number).order_by(f.position))
+            tx.connection.execute(select(f.body).where(f.job_id == job_id, f.file_no == number).order_by(f.position))
             .scalars()
             .all()
         )
@@ -182,9 +182,9 @@ def delete_job(repository: Repository, job_id: str) -> bool:
     The job row goes first: on PostgreSQL that waits for a batch in flight, whose file rows are
     then committed and deleted here; the worker's next guarded write finds no job and stops.
     """
-    with repository.unit(write=True) as unit:
-        found = unit.connection.execute(delete(export_job).where(export_job.c.id == job_id)).rowcount == 1
-        unit.connection.execute(delete(export_file).where(export_file.c.job_id == job_id))
+    with repository.transaction(write=True) as tx:
+        found = tx.connection.execute(delete(export_job).where(export_job.c.id == job_id)).rowcount == 1
+        tx.connection.execute(delete(export_file).where(export_file.c.job_id == job_id))
     return found
 
 
@@ -192,13 +192,13 @@ def purge_expired(repository: Repository, clock: Clock = now) -> int:
     """Delete jobs finished more than ``RETENTION`` ago, with their files; how many went."""
     j = export_job.c
     old = and_(j.status.in_((COMPLETED, FAILED)), j.finished < clock() - RETENTION)
-    with repository.unit() as unit:
-        ids = unit.connection.execute(select(j.id).where(old)).scalars().all()
+    with repository.transaction() as tx:
+        ids = tx.connection.execute(select(j.id).where(old)).scalars().all()
     if not ids:
         return 0
-    with repository.unit(write=True) as unit:
-        unit.connection.execute(delete(export_job).where(j.id.in_(ids), old))
-        unit.connection.execute(delete(export_file).where(export_file.c.job_id.in_(ids)))
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(delete(export_job).where(j.id.in_(ids), old))
+        tx.connection.execute(delete(export_file).where(export_file.c.job_id.in_(ids)))
     return len(ids)
 
 
@@ -235,20 +235,20 @@ def _claim(repository: Repository, owner: str, at: datetime) -> _Claimed | None:
     oldest = select(j.id).where(_claimable(at)).order_by(j.transaction_time).limit(1)
     if repository.engine.dialect.name == "postgresql":
         target = oldest.with_for_update(skip_locked=True).scalar_subquery()
-        with repository.unit(write=True) as unit:
-            row = unit.connection.execute(
+        with repository.transaction(write=True) as tx:
+            row = tx.connection.execute(
                 sql_update(export_job).where(j.id == target).values(values).returning(*_CLAIMED_COLUMNS)
             ).first()
         return _Claimed(*row) if row else None
     # SQLite: find a candidate without taking the write lock, then compare-and-set it; a job
     # another worker took in between is no longer a candidate on the next round.
     while True:
-        with repository.unit() as unit:
-            job_id = unit.connection.execute(oldest).scalar()
+        with repository.transaction() as tx:
+            job_id = tx.connection.execute(oldest).scalar()
         if job_id is None:
             return None
-        with repository.unit(write=True) as unit:
-            row = unit.connection.execute(
+        with repository.transaction(write=True) as tx:
+            row = tx.connection.execute(
                 sql_update(export_job).where(j.id == job_id, _claimable(at)).values(values).returning(*_CLAIMED_COLUMNS)
             ).first()
         if row:
@@ -287,9 +287,9 @@ def _run(
 
 def _plan(repository: Repository, job: _Claimed, owner: str, clock: Clock) -> _Claimed | None:
     """Fix the job's types and the total it will export, and put its cursor on the first type."""
-    with repository.unit() as unit:
-        types = _types(unit.connection, job)
-        total = sum(unit.connection.execute(snapshot.count(job.snapshot, name)).scalar_one() for name in types)
+    with repository.transaction() as tx:
+        types = _types(tx.connection, job)
+        total = sum(tx.connection.execute(snapshot.count(job.snapshot, name)).scalar_one() for name in types)
     changes: dict[str, Any] = {
         "types": ",".join(types),
         "total": total,
@@ -316,8 +316,8 @@ def _batch(
     """Export the next batch of the current type and move the cursor, in one transaction."""
     res_type, after = str(job.cursor_type), job.cursor_id or ""
     limit = min(batch_size, file_size - job.file_count)
-    with repository.unit() as unit:
-        scanned = unit.connection.execute(snapshot.page(job.snapshot, res_type, after, limit)).all()
+    with repository.transaction() as tx:
+        scanned = tx.connection.execute(snapshot.page(job.snapshot, res_type, after, limit)).all()
     bodies = [body for _, body, stamp in scanned if snapshot.wanted(job.snapshot, body, stamp)]
     file_count = job.file_count + len(bodies)
     changes: dict[str, Any] = {
@@ -333,11 +333,11 @@ def _batch(
         changes["cursor_id"] = ""
     if file_count and (len(scanned) < limit or file_count == file_size):
         changes["file_no"], changes["file_count"] = job.file_no + 1, 0
-    with repository.unit(write=True) as unit:
-        if not _advance(unit.connection, job, owner, True, {**changes, "heartbeat": clock()}):
+    with repository.transaction(write=True) as tx:
+        if not _advance(tx.connection, job, owner, True, {**changes, "heartbeat": clock()}):
             return None
         if bodies:
-            unit.connection.execute(
+            tx.connection.execute(
                 insert(export_file).values(
                     job_id=job.id,
                     file_no=job.file_no,
@@ -353,8 +353,8 @@ def _batch(
 def _guarded(
     repository: Repository, job: _Claimed, owner: str, values: dict[str, Any], guard_progress: bool = True
 ) -> bool:
-    with repository.unit(write=True) as unit:
-        return _advance(unit.connection, job, owner, guard_progress, values)
+    with repository.transaction(write=True) as tx:
+        return _advance(tx.connection, job, owner, guard_progress, values)
 
 
 def _advance(connection: Connection, job: _Claimed, owner: str, guard_progress: bool, values: dict[str, Any]) -> bool:

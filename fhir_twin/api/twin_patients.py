@@ -8,7 +8,7 @@ from datetime import datetime
 from flask import Blueprint, Response, jsonify, request
 
 from fhir_twin.errors import Invalid
-from fhir_twin.fhir.model import is_valid_id
+from fhir_twin.fhir.resource_types import is_valid_id
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.schemas import assessment_summary
 from fhir_twin.twin.schemas import SeriesSchema, TwinSchema

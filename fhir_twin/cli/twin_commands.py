@@ -6,7 +6,7 @@ import time
 
 import click
 
-from fhir_twin.cli.database import DATABASE
+from fhir_twin.cli.database_commands import DATABASE
 from fhir_twin.config import Config
 
 

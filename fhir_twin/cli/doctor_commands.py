@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fhir_twin.cli.database import DATABASE, open_repository, safe_url, services
-from fhir_twin.cli.security import login
+from fhir_twin.cli.database_commands import DATABASE, open_repository, safe_url, services
+from fhir_twin.cli.security_commands import login
 from fhir_twin.config import Config, default_data_dir
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir.instant import format_instant

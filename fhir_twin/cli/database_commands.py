@@ -69,7 +69,7 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     """Rebuild the search index tables from the stored resources."""
     from tqdm import tqdm
 
-    from fhir_twin.fhir.model import is_resource_type
+    from fhir_twin.fhir.resource_types import is_resource_type
     from fhir_twin.store.database import make_engine
     from fhir_twin.store.database import migrate as run_migrations
     from fhir_twin.store.reindex import live_count, stored_types
