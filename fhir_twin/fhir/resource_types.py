@@ -1,7 +1,7 @@
 """The resource types this server stores and their fhir.resources (R4B) models.
 
 fhir.resources ships no 4.0.1 package; R4B's JSON matches R4 for the resources we serve, so
-every type R4B defines is a type this server stores (DESIGN.md, "Known traps").
+every type R4B defines is a type this server stores.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The Digital Doctor's models: validated clinical scores (``scores``) and, later, learned models.
+"""The Digital Doctor: validated clinical scores (``scores``) and learned models (``learned``).
 
-pandas and scikit-learn may be imported here and nowhere else (DESIGN.md, "Layers"); the
-validated scores need neither and stay pure Python: plain values in, a ``Score`` out.
+pandas and scikit-learn may be imported here and nowhere else (setup.cfg's import contracts,
+docs/architecture.md section 1); the validated scores need neither and stay pure Python: plain
+values in, a ``Score`` out.
 """

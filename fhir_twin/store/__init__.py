@@ -1,1 +1,2 @@
-"""Persistence: the only package that imports SQLAlchemy (DESIGN.md, "Layers")."""
+"""Persistence: the only package that imports SQLAlchemy (setup.cfg's import contracts,
+docs/architecture.md section 1)."""

@@ -86,12 +86,12 @@ _UPDATE_RESOURCE = update(resource).where(
 
 
 class Repository:
-    """Entry point to storage; hands out units of work."""
+    """Entry point to storage; hands out its database transactions (``transaction``)."""
 
     def __init__(self, engine: Engine, referential_integrity: bool = True) -> None:
         self.engine = engine
         self.referential_integrity = referential_integrity
-        # When a dict, units add the local references they write here (target -> first referrer)
+        # When a dict, write transactions add the local references they write here (target -> first referrer)
         # instead of checking that the targets exist: a load of many files checks them once, at
         # its end, so its files may refer to each other in any order. Deletes are still checked.
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None

@@ -2,7 +2,7 @@
 
 A write indexes ~40 expressions per resource and fhirpathpy needs tens of microseconds for
 each, so the forms almost every R4 expression takes (R4 searchparameter.html) are compiled
-here to plain dict walks: ``Type.a.b``, ``Resource.meta.tag``, ``%resource.a``, choice
+to plain dict walks (``compiled``): ``Type.a.b``, ``Resource.meta.tag``, ``%resource.a``, choice
 elements with or without ``as``/``.as()``/``.ofType()``, ``[n]``, ``where(resolve() is T)``,
 ``where(name='literal')``, a bare ``Type``, and ``|`` unions of those. Anything else is given
 to fhirpathpy, compiled once per expression.
