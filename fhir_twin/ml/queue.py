@@ -2,7 +2,7 @@
 in each server process drains the queue: at once when the write was its own process's, else
 within ``poll_interval`` of the commit.
 
-The queue is a table (``store.doctor``), so a change committed just before a crash is still
+The queue is a table (``store.doctor_state``), so a change committed just before a crash is still
 assessed when a process next runs; rows are claimed compare-and-set, so several processes on
 one database share the work without running a patient twice at once.
 """

@@ -1,1 +1,2 @@
-"""Search: parsing a FHIR query string into a ``SearchQuery`` value (pure, no storage)."""
+"""Search without storage: the search-parameter registry, a query string parsed into a ``Search``
+value, and the index rows a resource gives (FHIRPath)."""

@@ -47,7 +47,7 @@ class TwinSync:
 
 
 def fact_rows(facts: Facts | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows ``store.twin`` keeps for ``facts``."""
+    """The rows ``store.twin_facts`` keeps for ``facts``."""
     if facts is None:
         return [], []
     measurements = []
