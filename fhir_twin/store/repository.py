@@ -96,7 +96,9 @@ class Repository:
         # its end, so its files may refer to each other in any order. Deletes are still checked.
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         self._write_gate = write_gate(engine)
-        self._active: ContextVar[DatabaseTransaction | None] = ContextVar(f"fhir_twin_transaction_{id(self)}", default=None)
+        self._active: ContextVar[DatabaseTransaction | None] = ContextVar(
+            f"fhir_twin_transaction_{id(self)}", default=None
+        )
 
     def active_transaction(self) -> DatabaseTransaction | None:
         """The transaction open in this context (a transaction Bundle's), if any."""
