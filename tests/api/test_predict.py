@@ -33,9 +33,9 @@ from tests.ml.doctor_data import (
     iso,
     model_of,
     news2_set,
+    partial_news2_set,
     patient,
     put,
-    quantity,
     search,
     settle,
     transaction,
@@ -146,15 +146,7 @@ def test_predict_without_model_runs_every_model(client: FlaskClient, p1: str) ->
 
 def test_insufficient_data_is_answered_and_nothing_is_stored(app: Flask, client: FlaskClient) -> None:
     put(client, patient("p2"))
-    effective = ago(minutes=10)
-    transaction(
-        client,
-        [
-            quantity("p2", "9279-1", 18, "/min", effective),
-            quantity("p2", "8480-6", 128, "mm[Hg]", effective),
-            quantity("p2", "8867-4", 76, "/min", effective),
-        ],
-    )
+    transaction(client, partial_news2_set("p2", ago(minutes=10)))
     settle(app)
     assert assessments(client, "p2", "news2") == []
     before = totals(client)
