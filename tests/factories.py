@@ -7,10 +7,12 @@ Builders return plain dicts and take keyword overrides, so a test states only wh
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
+import jwt
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -126,6 +128,16 @@ def bearer(app: Flask, scope: str, patient: str | None = None, *, name: str | No
     label = name or " ".join(["test", scope, *([patient] if patient else [])])[:128]
     secret, _ = tokens.create(repository, label, scope, patient, None)
     return {"Authorization": f"Bearer {secret}"}
+
+
+def signed_jwt(
+    key: Any, issuer: str, audience: str, *, algorithm: str = "RS256", kid: str | None = "rsa-1", **claims: Any
+) -> str:
+    """A JWT of the backend client "backend-app", valid for five minutes, signed with ``key``;
+    ``claims`` add to or replace those, and one given as None is left out."""
+    payload = {"iss": issuer, "aud": audience, "exp": int(time.time()) + 300, "client_id": "backend-app"} | claims
+    headers = {"kid": kid} if kid else None
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=algorithm, headers=headers)
 
 
 class Server:
