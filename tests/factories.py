@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -45,6 +46,15 @@ PCE_WHITE_MALE = replace(PCE_WORKED, sex="male", race="white")
 ATP3_WORKED = Atp3Inputs(
     age=55, sex="male", total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
 )
+
+
+# The fixture files: the official R4 examples (one resource each), the EHR transaction Bundles
+# (Synthea and carebundle), and every Synthea Bundle, with the shared test data's.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL_EXAMPLES = sorted((FIXTURES / "official-r4-examples").glob("[!_]*.json"))
+EHR_BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted((FIXTURES / "carebundle").glob("*.json"))
+SHARED_SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fhir-test-data" / "synthea"
+SYNTHEA_BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted(SHARED_SYNTHEA.glob("tietai-*.json"))
 
 
 # --- resources -------------------------------------------------------------------------------

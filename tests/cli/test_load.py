@@ -12,18 +12,14 @@ from click.testing import CliRunner
 from flask import Flask
 
 from fhir_twin import cli
-from tests.factories import observation
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-SHARED_SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "fhir-test-data" / "synthea"
-SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json")) + sorted(SHARED_SYNTHEA.glob("tietai-*.json"))
+from tests.factories import SYNTHEA_BUNDLES, observation
 
 
 def _count(app: Flask, resource_type: str) -> int:
     return app.test_client().get(f"/fhir/{resource_type}?_summary=count").get_json()["total"]
 
 
-@pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SYNTHEA_BUNDLES, ids=lambda p: p.stem)
 def test_load_every_synthea_bundle(make_app: Any, database_url: str, path: Path) -> None:
     entries = json.loads(path.read_text())["entry"]
     result = CliRunner().invoke(cli.main, ["load", str(path), "--database", database_url])

@@ -340,16 +340,22 @@ def test_a_partial_set_gets_no_news2_assessment(app: Flask, client: FlaskClient)
     assert assessments(client, "p1", "news2") == []
 
 
-def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask, client: FlaskClient) -> None:
-    """observation_window (PT1H by default): a temperature two hours older than the rest of the
-    set is not part of it; the six others are a partial set, scored as a lower bound, preliminary,
-    and the note names the temperature and when it was taken."""
+def medium_set_with_an_old_temperature(client: FlaskClient) -> tuple[list[dict[str, Any]], float]:
+    """p1's medium NEWS2 set of five minutes ago, but its temperature taken two hours before the
+    rest; what ``wait_for`` answers for p1's NEWS2 assessments."""
     put(client, patient("p1"))
     observations = news2_set("p1", MEDIUM, ago(minutes=5))
     temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
     temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
     transaction(client, observations)
-    (assessment,), _ = wait_for(client, "p1", "news2")
+    return wait_for(client, "p1", "news2")
+
+
+def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask, client: FlaskClient) -> None:
+    """observation_window (PT1H by default): a temperature two hours older than the rest of the
+    set is not part of it; the six others are a partial set, scored as a lower bound, preliminary,
+    and the note names the temperature and when it was taken."""
+    (assessment,), _ = medium_set_with_an_old_temperature(client)
     assert assessment["status"] == "preliminary"
     assert (score_of(assessment), risk_code(assessment)) == (5, "moderate")
     assert assessment["prediction"][0]["qualitativeRisk"]["text"] == "at least medium (news2)"
@@ -361,12 +367,7 @@ def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask,
 def test_the_window_is_a_setting(make_app: Callable[..., Flask]) -> None:
     """With observation_window PT3H the same set is complete."""
     client = make_app(observation_window="PT3H").test_client()
-    put(client, patient("p1"))
-    observations = news2_set("p1", MEDIUM, ago(minutes=5))
-    temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
-    temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
-    transaction(client, observations)
-    (assessment,), _ = wait_for(client, "p1", "news2")
+    (assessment,), _ = medium_set_with_an_old_temperature(client)
     assert score_of(assessment) == 6
 
 
