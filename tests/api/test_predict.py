@@ -41,7 +41,7 @@ from tests.ml.doctor_data import (
     transaction,
     years_ago,
 )
-from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, serve
+from tests.ml.learned_data import diabetes_inputs, incidence_result, parts, predict, serve
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -51,15 +51,6 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 def p1(app: Flask, client: FlaskClient) -> str:
     """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
     return assessed_p1(app, client)
-
-
-def parts(prediction: dict[str, Any]) -> dict[str, list[Any]]:
-    """A prediction's parts by name: their value, or resource."""
-    found: dict[str, list[Any]] = {}
-    for part in prediction["part"]:
-        value = part.get("resource", next((v for k, v in part.items() if k.startswith("value")), None))
-        found.setdefault(part["name"], []).append(value)
-    return found
 
 
 def predictions(response: Any) -> dict[str, dict[str, list[Any]]]:
