@@ -115,6 +115,12 @@ def encounter(res_id: str, patient: str, **elements: Any) -> dict[str, Any]:
     }
 
 
+def batch_of_reads(*urls: str) -> dict[str, Any]:
+    """A batch Bundle that GETs each of ``urls`` (relative to the base), in order."""
+    entries = [{"request": {"method": "GET", "url": url}} for url in urls]
+    return {"resourceType": "Bundle", "type": "batch", "entry": entries}
+
+
 # --- through the test client -----------------------------------------------------------------
 
 

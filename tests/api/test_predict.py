@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
-from tests.factories import PCE_WHITE_MALE, outcome
+from tests.factories import PCE_WHITE_MALE, batch_of_reads, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODEL_SYSTEM,
@@ -206,14 +206,7 @@ def test_get_is_refused_and_computes_nothing(quiet: FlaskClient) -> None:
 
 
 def test_get_in_a_batch_is_refused_and_stores_nothing(quiet: FlaskClient) -> None:
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": "Patient/p1/$predict?model=news2"}},
-            {"request": {"method": "GET", "url": "Patient/p1"}},
-        ],
-    }
+    bundle = batch_of_reads("Patient/p1/$predict?model=news2", "Patient/p1")
     response = quiet.post("/fhir", json=bundle)
     assert response.status_code == 200, response.get_json()
     refused, read = response.get_json()["entry"]
