@@ -7,10 +7,13 @@ Builders return plain dicts and take keyword overrides, so a test states only wh
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import jwt
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -43,6 +46,15 @@ PCE_WHITE_MALE = replace(PCE_WORKED, sex="male", race="white")
 ATP3_WORKED = Atp3Inputs(
     age=55, sex="male", total_cholesterol=213, hdl=50, systolic_bp=120, bp_treated=False, smoker=False, diabetes=False
 )
+
+
+# The fixture files: the official R4 examples (one resource each), the EHR transaction Bundles
+# (Synthea and carebundle), and every Synthea Bundle, with the shared test data's.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL_EXAMPLES = sorted((FIXTURES / "official-r4-examples").glob("[!_]*.json"))
+EHR_BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted((FIXTURES / "carebundle").glob("*.json"))
+SHARED_SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fhir-test-data" / "synthea"
+SYNTHEA_BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted(SHARED_SYNTHEA.glob("tietai-*.json"))
 
 
 # --- resources -------------------------------------------------------------------------------
@@ -103,6 +115,12 @@ def encounter(res_id: str, patient: str, **elements: Any) -> dict[str, Any]:
     }
 
 
+def batch_of_reads(*urls: str) -> dict[str, Any]:
+    """A batch Bundle that GETs each of ``urls`` (relative to the base), in order."""
+    entries = [{"request": {"method": "GET", "url": url}} for url in urls]
+    return {"resourceType": "Bundle", "type": "batch", "entry": entries}
+
+
 # --- through the test client -----------------------------------------------------------------
 
 
@@ -126,6 +144,16 @@ def bearer(app: Flask, scope: str, patient: str | None = None, *, name: str | No
     label = name or " ".join(["test", scope, *([patient] if patient else [])])[:128]
     secret, _ = tokens.create(repository, label, scope, patient, None)
     return {"Authorization": f"Bearer {secret}"}
+
+
+def signed_jwt(
+    key: Any, issuer: str, audience: str, *, algorithm: str = "RS256", kid: str | None = "rsa-1", **claims: Any
+) -> str:
+    """A JWT of the backend client "backend-app", valid for five minutes, signed with ``key``;
+    ``claims`` add to or replace those, and one given as None is left out."""
+    payload = {"iss": issuer, "aud": audience, "exp": int(time.time()) + 300, "client_id": "backend-app"} | claims
+    headers = {"kid": kid} if kid else None
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=algorithm, headers=headers)
 
 
 class Server:

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.factories import HEART_RATE, observation
+from tests.factories import EHR_BUNDLES, HEART_RATE, observation
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PATIENT_URN = "urn:uuid:1f0b6c0e-5a7e-4c3b-9e7d-3c1d2e4f5a60"
 OBSERVATION_URN = "urn:uuid:2a1c7d1f-6b8f-4d4c-8f8e-4d2e3f5a6b71"
 
@@ -244,7 +243,7 @@ def test_bundle_size_limit(make_app: Any) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((FIXTURES / "synthea").glob("*.json")) + sorted((FIXTURES / "carebundle").glob("*.json")),
+    EHR_BUNDLES,
     ids=lambda p: p.stem,
 )
 def test_ehr_bundles_are_kept_whole(client: FlaskClient, path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.factories import SYNTHEA_BUNDLES
 from tests.ml.doctor_data import (
     MEDIUM,
     SNOMED,
@@ -28,10 +29,6 @@ from tests.ml.doctor_data import (
     settle,
     transaction,
     wait_for,
-)
-
-SYNTHEA = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "synthea").glob("*.json")) + sorted(
-    (Path(__file__).resolve().parents[3] / "shared" / "fhir-test-data" / "synthea").glob("tietai-*.json")
 )
 
 
@@ -124,7 +121,7 @@ def test_h5_qsofa_runs_on_suspected_infection_or_on_request_only(app: Flask, cli
 
 def synthea_patients(client: FlaskClient) -> dict[str, str]:
     """Every Synthea bundle posted as the transaction it is; patient id → name."""
-    for path in SYNTHEA:
+    for path in SYNTHEA_BUNDLES:
         response = client.post("/fhir", json=json.loads(path.read_text(encoding="utf-8")))
         assert response.status_code == 200, (path.name, response.get_json())
     found = {}

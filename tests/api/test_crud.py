@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 FHIR_JSON = "application/fhir+json"
 
@@ -118,21 +119,19 @@ def test_update_refuses_wrong_identity(client: FlaskClient, body: dict[str, Any]
 def test_if_match(client: FlaskClient) -> None:
     """R4 http.html#concurrency: a stale If-Match is 412 and changes nothing."""
     res_id, created = create(client, patient())
-    stale = client.put(
-        f"/fhir/Patient/{res_id}",
-        json={**created, "gender": "other"},
-        content_type=FHIR_JSON,
-        headers={"If-Match": 'W/"9"'},
-    )
+
+    def update_if_match(etag: str) -> TestResponse:
+        return client.put(
+            f"/fhir/Patient/{res_id}",
+            json={**created, "gender": "other"},
+            content_type=FHIR_JSON,
+            headers={"If-Match": etag},
+        )
+
+    stale = update_if_match('W/"9"')
     assert stale.status_code == 412
     assert stale.get_json()["issue"][0]["code"] == "conflict"
-    fresh = client.put(
-        f"/fhir/Patient/{res_id}",
-        json={**created, "gender": "other"},
-        content_type=FHIR_JSON,
-        headers={"If-Match": 'W/"1"'},
-    )
-    assert fresh.status_code == 200
+    assert update_if_match('W/"1"').status_code == 200
     assert client.get(f"/fhir/Patient/{res_id}").get_json()["gender"] == "other"
     malformed = client.put(f"/fhir/Patient/{res_id}", json=created, content_type=FHIR_JSON, headers={"If-Match": "W/"})
     assert malformed.status_code == 400

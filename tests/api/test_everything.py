@@ -111,14 +111,7 @@ def records(client: FlaskClient) -> FlaskClient:
     record(client, "p2")
     put(
         client,
-        {
-            "resourceType": "Observation",
-            "id": "p2-own",
-            "status": "final",
-            "code": {"text": "x"},
-            "subject": {"reference": "Patient/p2"},
-            "performer": [{"reference": "Practitioner/other-doc"}],
-        },
+        observation(res_id="p2-own", patient="p2", code_text="x", performer=[{"reference": "Practitioner/other-doc"}]),
     )
     # A Group holding both patients is in each compartment, but must not bring the other one along.
     put(

@@ -47,6 +47,16 @@ def create_patient(client: FlaskClient) -> str:
     return str(response.get_json()["id"])
 
 
+def read_new_patient(client: FlaskClient, headers: dict[str, str], query: str) -> tuple[str, TestResponse]:
+    """Create the test Patient and read it with ``headers`` and ``?{query}``: its id, and the
+    answer, checked to be a 200 of version 1."""
+    patient_id = create_patient(client)
+    response = client.get(f"/fhir/Patient/{patient_id}?{query}", headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.headers["ETag"] == 'W/"1"'
+    return patient_id, response
+
+
 def xml_root(response: TestResponse) -> etree._Element:
     """The root element of an XML answer, checked to be FHIR XML."""
     assert response.headers["Content-Type"] == FHIR_XML
@@ -116,11 +126,8 @@ def patient_total(client: FlaskClient) -> int:
 )
 def test_json_answers(client: FlaskClient, headers: dict[str, str], query: str) -> None:
     """R4 http.html#mime-type: JSON when asked for, and by default (also for */*)."""
-    patient_id = create_patient(client)
-    response = client.get(f"/fhir/Patient/{patient_id}?{query}", headers=headers)
-    assert response.status_code == 200, response.data
+    patient_id, response = read_new_patient(client, headers, query)
     assert response.headers["Content-Type"] == FHIR_JSON
-    assert response.headers["ETag"] == 'W/"1"'
     body = json.loads(response.data)
     assert body["resourceType"] == "Patient"
     assert body["id"] == patient_id
@@ -152,10 +159,7 @@ def test_json_answers(client: FlaskClient, headers: dict[str, str], query: str) 
 )
 def test_xml_answers(client: FlaskClient, headers: dict[str, str], query: str) -> None:
     """R4 http.html#mime-type and xml.html: FHIR XML in the FHIR namespace when XML is asked for."""
-    patient_id = create_patient(client)
-    response = client.get(f"/fhir/Patient/{patient_id}?{query}", headers=headers)
-    assert response.status_code == 200, response.data
-    assert response.headers["ETag"] == 'W/"1"'
+    patient_id, response = read_new_patient(client, headers, query)
     root = xml_root(response)
     assert root.tag == f"{{{FHIR_NS}}}Patient"
     assert xml_value(root, "f:id") == patient_id

@@ -9,7 +9,8 @@ import pytest
 import simplejson
 from flask.testing import FlaskClient
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "official-r4-examples").glob("[!_]*.json"))
+from tests.factories import OFFICIAL_EXAMPLES
+
 SERVER_META = ("versionId", "lastUpdated")
 
 
@@ -24,7 +25,7 @@ def comparable(text: str | bytes) -> str:
 
 
 def test_examples_are_present() -> None:
-    assert len(EXAMPLES) > 100
+    assert len(OFFICIAL_EXAMPLES) > 100
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def client(make_app: Any) -> FlaskClient:
     return make_app(referential_integrity=False).test_client()
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+@pytest.mark.parametrize("path", OFFICIAL_EXAMPLES, ids=[path.stem for path in OFFICIAL_EXAMPLES])
 def test_official_example_round_trips(client: FlaskClient, path: Path) -> None:
     sent = path.read_bytes()
     resource_type = simplejson.loads(sent)["resourceType"]

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.ml.learned import incidence
 from fhir_twin.ml.scores import pooled_cohort
-from tests.factories import PCE_WHITE_MALE, outcome
+from tests.factories import PCE_WHITE_MALE, batch_of_reads, outcome
 from tests.ml.doctor_data import (
     MEDIUM,
     MODEL_SYSTEM,
@@ -33,15 +33,15 @@ from tests.ml.doctor_data import (
     iso,
     model_of,
     news2_set,
+    partial_news2_set,
     patient,
     put,
-    quantity,
     search,
     settle,
     transaction,
     years_ago,
 )
-from tests.ml.learned_data import diabetes_inputs, incidence_result, predict, serve
+from tests.ml.learned_data import diabetes_inputs, incidence_result, parts, predict, serve
 
 PREDICT_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-predict"
 WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
@@ -51,15 +51,6 @@ WHATIF_DEFINITION = "urn:fhir-twin:OperationDefinition/Patient-whatif"
 def p1(app: Flask, client: FlaskClient) -> str:
     """p1, 55, with pneumonia, the medium NEWS2 set and cholesterol; the live assessments already made."""
     return assessed_p1(app, client)
-
-
-def parts(prediction: dict[str, Any]) -> dict[str, list[Any]]:
-    """A prediction's parts by name: their value, or resource."""
-    found: dict[str, list[Any]] = {}
-    for part in prediction["part"]:
-        value = part.get("resource", next((v for k, v in part.items() if k.startswith("value")), None))
-        found.setdefault(part["name"], []).append(value)
-    return found
 
 
 def predictions(response: Any) -> dict[str, dict[str, list[Any]]]:
@@ -146,15 +137,7 @@ def test_predict_without_model_runs_every_model(client: FlaskClient, p1: str) ->
 
 def test_insufficient_data_is_answered_and_nothing_is_stored(app: Flask, client: FlaskClient) -> None:
     put(client, patient("p2"))
-    effective = ago(minutes=10)
-    transaction(
-        client,
-        [
-            quantity("p2", "9279-1", 18, "/min", effective),
-            quantity("p2", "8480-6", 128, "mm[Hg]", effective),
-            quantity("p2", "8867-4", 76, "/min", effective),
-        ],
-    )
+    transaction(client, partial_news2_set("p2", ago(minutes=10)))
     settle(app)
     assert assessments(client, "p2", "news2") == []
     before = totals(client)
@@ -223,14 +206,7 @@ def test_get_is_refused_and_computes_nothing(quiet: FlaskClient) -> None:
 
 
 def test_get_in_a_batch_is_refused_and_stores_nothing(quiet: FlaskClient) -> None:
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": "Patient/p1/$predict?model=news2"}},
-            {"request": {"method": "GET", "url": "Patient/p1"}},
-        ],
-    }
+    bundle = batch_of_reads("Patient/p1/$predict?model=news2", "Patient/p1")
     response = quiet.post("/fhir", json=bundle)
     assert response.status_code == 200, response.get_json()
     refused, read = response.get_json()["entry"]

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
-from tests.factories import observation, put
+from tests.factories import observation, outcome, put
 
 LOINC = "http://loinc.org"
 
@@ -267,9 +267,7 @@ def test_lenient_and_strict_handling(population: FlaskClient) -> None:
     ],
 )
 def test_malformed_values_are_400(population: FlaskClient, query: str, parameter: str) -> None:
-    response = population.get(f"/fhir/{query}")
-    assert response.status_code == 400
-    issue = response.get_json()["issue"][0]
+    issue = outcome(population.get(f"/fhir/{query}"), 400)
     assert parameter in (issue.get("expression") or [""])[0] or parameter in issue["diagnostics"]
 
 

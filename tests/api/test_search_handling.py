@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app, services_of
 from fhir_twin.config import Config
-from tests.factories import HEART_RATE, observation, put
+from tests.factories import HEART_RATE, batch_of_reads, observation, put
 
 LENIENT = {"Prefer": "handling=lenient"}
 STRICT = {"Prefer": "handling=strict"}
@@ -119,14 +119,7 @@ def test_every_kind_of_search_refuses_unknown_parameters(
 
 
 def test_a_batch_get_entry_refuses_unknown_parameters(strict: FlaskClient) -> None:
-    batch = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": "Patient?nonsense=1"}},
-            {"request": {"method": "GET", "url": "Patient?family=Chalmers"}},
-        ],
-    }
+    batch = batch_of_reads("Patient?nonsense=1", "Patient?family=Chalmers")
     response = strict.post("/fhir", json=batch)
     assert response.status_code == 200
     first, second = response.get_json()["entry"]

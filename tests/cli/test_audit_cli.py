@@ -69,23 +69,31 @@ class Trail:
                 {"id": res_id},
             ).scalar_one()
 
+    def event(self, position: int) -> tuple[str, dict[str, Any]]:
+        """The AuditEvent at ``position`` in the chain: its id and first stored body."""
+        res_id = self.links()[position][1]
+        return res_id, json.loads(self.body(res_id))
+
     def execute(self, sql: str, **params: Any) -> None:
         with self.engine.begin() as connection:
             connection.execute(sqlalchemy.text(sql), params)
 
-    def edit_and_rechain(self, position: int) -> str:
-        """Change the outcome of the record at ``position`` and rebuild every link from it on
-        with plain SHA-256, as someone who can write the database but has no key would."""
-        links = self.links()
-        _, res_id, _, _ = links[position]
-        event = json.loads(self.body(res_id))
-        event["outcome"] = "8"
-        body = json.dumps(event)
+    def rewrite(self, res_id: str, body: str) -> None:
+        """Replace the stored body of AuditEvent ``res_id`` with SQL, leaving its chain link alone."""
         self.execute(
             "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id",
             body=body,
             id=res_id,
         )
+
+    def edit_and_rechain(self, position: int) -> str:
+        """Change the outcome of the record at ``position`` and rebuild every link from it on
+        with plain SHA-256, as someone who can write the database but has no key would."""
+        links = self.links()
+        res_id, event = self.event(position)
+        event["outcome"] = "8"
+        body = json.dumps(event)
+        self.rewrite(res_id, body)
         previous = links[position - 1][3] if position else chain.GENESIS
         for seq, each, digest, _ in links[position:]:
             digest = chain.digest(body) if each == res_id else digest
@@ -206,14 +214,9 @@ def test_an_empty_trail_is_intact(make_app: Any, database_url: str, no_key: None
 
 
 def test_an_edited_record_is_named(recorded: Trail) -> None:
-    _, res_id, _, _ = recorded.links()[2]
-    event = json.loads(recorded.body(res_id))
+    res_id, event = recorded.event(2)
     event["agent"][0]["name"] = "someone else"
-    recorded.execute(
-        "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id",
-        body=json.dumps(event),
-        id=res_id,
-    )
+    recorded.rewrite(res_id, json.dumps(event))
     message = tampered(verify(recorded.database_url), "changed")
     assert f"AuditEvent/{res_id}" in message
     assert "record 3" in message
@@ -221,13 +224,10 @@ def test_an_edited_record_is_named(recorded: Trail) -> None:
 
 
 def test_an_edit_with_its_digest_recomputed_is_still_caught(recorded: Trail) -> None:
-    _, res_id, _, _ = recorded.links()[4]
-    event = json.loads(recorded.body(res_id))
+    res_id, event = recorded.event(4)
     event["outcome"] = "8"
     body = json.dumps(event)
-    recorded.execute(
-        "UPDATE resource_version SET body = :body WHERE res_type = 'AuditEvent' AND res_id = :id", body=body, id=res_id
-    )
+    recorded.rewrite(res_id, body)
     recorded.execute("UPDATE audit_chain SET digest = :digest WHERE res_id = :id", digest=chain.digest(body), id=res_id)
     message = tampered(verify(recorded.database_url), "changed")
     assert f"AuditEvent/{res_id}" in message
@@ -390,8 +390,7 @@ def test_head_of_an_empty_trail_says_so(make_app: Any, database_url: str, no_key
 
 
 def test_a_forged_later_version_of_a_record_is_caught(recorded: Trail) -> None:
-    _, res_id, _, _ = recorded.links()[2]
-    event = json.loads(recorded.body(res_id))
+    res_id, event = recorded.event(2)
     event["agent"][0]["name"] = "mallory"
     event["meta"]["versionId"] = "2"
     recorded.forge(version=2, res_id=res_id, body=json.dumps(event))

@@ -12,17 +12,14 @@ from click.testing import CliRunner
 from flask import Flask
 
 from fhir_twin import cli
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-SHARED_SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "fhir-test-data" / "synthea"
-SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json")) + sorted(SHARED_SYNTHEA.glob("tietai-*.json"))
+from tests.factories import SYNTHEA_BUNDLES, observation
 
 
 def _count(app: Flask, resource_type: str) -> int:
     return app.test_client().get(f"/fhir/{resource_type}?_summary=count").get_json()["total"]
 
 
-@pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SYNTHEA_BUNDLES, ids=lambda p: p.stem)
 def test_load_every_synthea_bundle(make_app: Any, database_url: str, path: Path) -> None:
     entries = json.loads(path.read_text())["entry"]
     result = CliRunner().invoke(cli.main, ["load", str(path), "--database", database_url])
@@ -98,22 +95,12 @@ def _write(folder: Path, name: str, value: dict[str, Any]) -> None:
     (folder / name).write_text(json.dumps(value))
 
 
-def _observation(res_id: str, subject: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": res_id,
-        "status": "final",
-        "code": {"text": "x"},
-        "subject": {"reference": subject},
-    }
-
-
 def _referring_folder(folder: Path) -> Path:
     """Files that refer to each other, each before what it refers to in load order: single
     resources as in the official examples, and a Synthea patient whose conditional reference
     names a practitioner its ``practitionerInformation`` file creates."""
     folder.mkdir()
-    _write(folder, "Observation-o1.json", _observation("o1", "Patient/p1"))
+    _write(folder, "Observation-o1.json", observation(res_id="o1", subject="Patient/p1", code_text="x"))
     _write(
         folder,
         "Patient-p1.json",
@@ -169,18 +156,14 @@ def test_a_dangling_reference_is_reported_with_its_file_and_element(
     make_app: Any, database_url: str, tmp_path: Path
 ) -> None:
     folder = _referring_folder(tmp_path / "export")
-    _write(folder, "Observation-o2.json", _observation("o2", "Patient/nobody"))
+    _write(folder, "Observation-o2.json", observation(res_id="o2", subject="Patient/nobody", code_text="x"))
     unresolved = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {
                 "fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
-                "resource": {
-                    key: value
-                    for key, value in _observation("o3", "urn:uuid:99999999-9999-4999-8999-999999999999").items()
-                    if key != "id"
-                },
+                "resource": observation(subject="urn:uuid:99999999-9999-4999-8999-999999999999", code_text="x"),
                 "request": {"method": "POST", "url": "Observation"},
             }
         ],
@@ -210,8 +193,8 @@ def test_progress_is_counted_in_resources_when_not_on_a_terminal(database_url: s
 
 
 def test_referential_integrity_can_be_chosen_per_load(make_app: Any, database_url: str, tmp_path: Path) -> None:
-    (tmp_path / "o1.json").write_text(json.dumps(_observation("o1", "Patient/nobody")))
-    (tmp_path / "o2.json").write_text(json.dumps(_observation("o2", "Patient/nobody")))
+    (tmp_path / "o1.json").write_text(json.dumps(observation(res_id="o1", subject="Patient/nobody", code_text="x")))
+    (tmp_path / "o2.json").write_text(json.dumps(observation(res_id="o2", subject="Patient/nobody", code_text="x")))
     off = CliRunner().invoke(
         cli.main, ["load", str(tmp_path / "o1.json"), "--database", database_url, "--no-referential-integrity"]
     )

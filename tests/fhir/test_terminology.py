@@ -15,10 +15,8 @@ from fhir_twin.fhir.definitions import DATA
 from fhir_twin.fhir.elements import walk
 from fhir_twin.fhir.terminology import binding_issues, empty_element_issues
 from tests import factories
+from tests.factories import EHR_BUNDLES, OFFICIAL_EXAMPLES
 
-TEST_DATA = Path(__file__).resolve().parents[2] / "fixtures"
-OFFICIAL = sorted((TEST_DATA / "official-r4-examples").glob("[!_]*.json"))
-BUNDLES = sorted((TEST_DATA / "synthea").glob("*.json")) + sorted((TEST_DATA / "carebundle").glob("*.json"))
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_spec_data.py"
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -204,13 +202,13 @@ def test_empty_diagnostics_name_the_json_property_of_a_companion() -> None:
     )
 
 
-@pytest.mark.parametrize("path", OFFICIAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", OFFICIAL_EXAMPLES, ids=lambda p: p.name)
 def test_official_examples_are_clean(path: Path) -> None:
     resource = json.loads(path.read_text(encoding="utf-8"))
     assert binding_issues(walk(resource)) + empty_element_issues(resource) == []
 
 
-@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", EHR_BUNDLES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_generated_bundles_are_clean(path: Path) -> None:
     bundle = json.loads(path.read_text(encoding="utf-8"))
     for resource in [bundle] + [entry["resource"] for entry in bundle["entry"]]:
@@ -218,7 +216,7 @@ def test_generated_bundles_are_clean(path: Path) -> None:
 
 
 def test_test_data_present() -> None:
-    assert len(OFFICIAL) > 100 and len(BUNDLES) >= 7
+    assert len(OFFICIAL_EXAMPLES) > 100 and len(EHR_BUNDLES) >= 7
 
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec"

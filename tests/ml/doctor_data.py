@@ -181,6 +181,15 @@ def news2_set(
     return found
 
 
+def partial_news2_set(patient_id: str, effective: str) -> list[dict[str, Any]]:
+    """Three of the seven NEWS2 parameters (respiration rate, systolic BP, pulse): too few to score."""
+    return [
+        quantity(patient_id, "9279-1", 18, "/min", effective),
+        quantity(patient_id, "8480-6", 128, "mm[Hg]", effective),
+        quantity(patient_id, "8867-4", 76, "/min", effective),
+    ]
+
+
 def cardiovascular_set(
     patient_id: str,
     effective: str,

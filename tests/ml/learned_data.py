@@ -119,6 +119,14 @@ def predict(client: FlaskClient, patient_id: str, model: str) -> dict[str, list[
     return parts(prediction)
 
 
+def whatif(client: FlaskClient, patient_id: str, query: str) -> dict[str, list[Any]]:
+    """``$whatif?{query}`` for one model: the parts of its one prediction by name."""
+    response = client.get(f"/fhir/Patient/{patient_id}/$whatif?{query}")
+    assert response.status_code == 200, response.get_json()
+    (prediction,) = response.get_json()["parameter"]
+    return parts(prediction)
+
+
 def parts(parameter: dict[str, Any]) -> dict[str, list[Any]]:
     """A Parameters parameter's parts by name: their value[x], or resource."""
     found: dict[str, list[Any]] = {}

@@ -202,31 +202,23 @@ def test_when_starts_at_the_time_the_prediction_is_about(basis: tuple[str, ...])
     }
 
 
+# Every risk factor at its worst the equations accept (age 79: they are for 40 to 79).
+WORST_PCE = {
+    "age": 79,
+    "total_cholesterol": 320,
+    "hdl": 20,
+    "systolic_bp": 200,
+    "bp_treated": True,
+    "smoker": True,
+    "diabetes": True,
+}
 EXTREMES = [
     pooled_cohort.pooled_cohort(
         dataclasses.replace(PCE_WHITE_MALE, **changes)  # type: ignore[arg-type]
     )
     for changes in (
-        {
-            "age": 79,
-            "total_cholesterol": 320,
-            "hdl": 20,
-            "systolic_bp": 200,
-            "bp_treated": True,
-            "smoker": True,
-            "diabetes": True,
-        },
-        {
-            "age": 79,
-            "sex": "female",
-            "race": "african_american",
-            "total_cholesterol": 320,
-            "hdl": 20,
-            "systolic_bp": 200,
-            "bp_treated": True,
-            "smoker": True,
-            "diabetes": True,
-        },
+        WORST_PCE,
+        {**WORST_PCE, "sex": "female", "race": "african_american"},
         {"age": 40, "sex": "female", "total_cholesterol": 130, "hdl": 100, "systolic_bp": 90},
     )
 ] + [

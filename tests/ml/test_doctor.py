@@ -49,6 +49,7 @@ from tests.ml.doctor_data import (
     infection,
     medication_request,
     news2_set,
+    partial_news2_set,
     patient,
     put,
     quantity,
@@ -334,29 +335,27 @@ def test_assessing_many_patients_records_them_in_one_go(app: Flask, client: Flas
 
 def test_a_partial_set_gets_no_news2_assessment(app: Flask, client: FlaskClient) -> None:
     put(client, patient("p1"))
-    effective = ago(minutes=10)
-    transaction(
-        client,
-        [
-            quantity("p1", "9279-1", 18, "/min", effective),
-            quantity("p1", "8480-6", 128, "mm[Hg]", effective),
-            quantity("p1", "8867-4", 76, "/min", effective),
-        ],
-    )
+    transaction(client, partial_news2_set("p1", ago(minutes=10)))
     settle(app)
     assert assessments(client, "p1", "news2") == []
+
+
+def medium_set_with_an_old_temperature(client: FlaskClient) -> tuple[list[dict[str, Any]], float]:
+    """p1's medium NEWS2 set of five minutes ago, but its temperature taken two hours before the
+    rest; what ``wait_for`` answers for p1's NEWS2 assessments."""
+    put(client, patient("p1"))
+    observations = news2_set("p1", MEDIUM, ago(minutes=5))
+    temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
+    temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
+    transaction(client, observations)
+    return wait_for(client, "p1", "news2")
 
 
 def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask, client: FlaskClient) -> None:
     """observation_window (PT1H by default): a temperature two hours older than the rest of the
     set is not part of it; the six others are a partial set, scored as a lower bound, preliminary,
     and the note names the temperature and when it was taken."""
-    put(client, patient("p1"))
-    observations = news2_set("p1", MEDIUM, ago(minutes=5))
-    temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
-    temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
-    transaction(client, observations)
-    (assessment,), _ = wait_for(client, "p1", "news2")
+    (assessment,), _ = medium_set_with_an_old_temperature(client)
     assert assessment["status"] == "preliminary"
     assert (score_of(assessment), risk_code(assessment)) == (5, "moderate")
     assert assessment["prediction"][0]["qualitativeRisk"]["text"] == "at least medium (news2)"
@@ -368,12 +367,7 @@ def test_a_value_outside_the_window_of_the_set_makes_a_partial_news2(app: Flask,
 def test_the_window_is_a_setting(make_app: Callable[..., Flask]) -> None:
     """With observation_window PT3H the same set is complete."""
     client = make_app(observation_window="PT3H").test_client()
-    put(client, patient("p1"))
-    observations = news2_set("p1", MEDIUM, ago(minutes=5))
-    temperature = next(o for o in observations if o["code"]["coding"][0]["code"] == "8310-5")
-    temperature["effectiveDateTime"] = ago(hours=2, minutes=5)
-    transaction(client, observations)
-    (assessment,), _ = wait_for(client, "p1", "news2")
+    (assessment,), _ = medium_set_with_an_old_temperature(client)
     assert score_of(assessment) == 6
 
 
@@ -502,17 +496,23 @@ def test_a_stale_input_makes_the_assessment_preliminary(client: FlaskClient) -> 
 # --- qSOFA ----------------------------------------------------------------------------------
 
 
-def test_qsofa_positive_without_mentation_is_preliminary(client: FlaskClient) -> None:
-    put(client, patient("p1"))
+def septic_patient(client: FlaskClient, patient_id: str, *, gcs_at: str | None = None) -> list[str]:
+    """``patient_id`` with pneumonia, and respiration rate 30 and systolic BP 90 ten minutes ago
+    (two qSOFA points); with a GCS of 13 at ``gcs_at`` if given. The set's versioned references."""
+    put(client, patient(patient_id))
     effective = ago(minutes=10)
-    basis = transaction(
-        client,
-        [
-            infection("p1"),
-            quantity("p1", "9279-1", 30, "/min", effective),
-            quantity("p1", "8480-6", 90, "mm[Hg]", effective),
-        ],
-    )
+    found = [
+        infection(patient_id),
+        quantity(patient_id, "9279-1", 30, "/min", effective),
+        quantity(patient_id, "8480-6", 90, "mm[Hg]", effective),
+    ]
+    if gcs_at is not None:
+        found.append(quantity(patient_id, "9269-2", 13, "{score}", gcs_at))
+    return transaction(client, found)
+
+
+def test_qsofa_positive_without_mentation_is_preliminary(client: FlaskClient) -> None:
+    basis = septic_patient(client, "p1")
     (assessment,), _ = wait_for(client, "p1", "qsofa")
     assert assessment["status"] == "preliminary"
     assert (score_of(assessment), risk_code(assessment)) == (2, "high")
@@ -527,33 +527,14 @@ def test_qsofa_positive_without_mentation_is_preliminary(client: FlaskClient) ->
 def test_qsofa_reads_mentation_from_a_glasgow_coma_scale_total(client: FlaskClient) -> None:
     """GCS below 15 is altered mentation (Seymour et al. 2016): with RR and SBP the result is
     complete, so final; a GCS outside the set's window is not read."""
-    put(client, patient("p1"))
-    effective = ago(minutes=10)
-    basis = transaction(
-        client,
-        [
-            infection("p1"),
-            quantity("p1", "9279-1", 30, "/min", effective),
-            quantity("p1", "8480-6", 90, "mm[Hg]", effective),
-            quantity("p1", "9269-2", 13, "{score}", effective),
-        ],
-    )
+    basis = septic_patient(client, "p1", gcs_at=ago(minutes=10))
     (assessment,), _ = wait_for(client, "p1", "qsofa")
     assert assessment["status"] == "final"
     assert (score_of(assessment), risk_code(assessment)) == (3, "high")
     assert references(assessment) == sorted(["Patient/p1/_history/1", *basis])
     assert "GCS 13, altered mentation: 1 point" in assessment["prediction"][0]["rationale"]
 
-    put(client, patient("p2"))
-    transaction(
-        client,
-        [
-            infection("p2"),
-            quantity("p2", "9279-1", 30, "/min", effective),
-            quantity("p2", "8480-6", 90, "mm[Hg]", effective),
-            quantity("p2", "9269-2", 13, "{score}", ago(hours=5)),
-        ],
-    )
+    septic_patient(client, "p2", gcs_at=ago(hours=5))
     (assessment,), _ = wait_for(client, "p2", "qsofa")
     assert assessment["status"] == "preliminary"
     notes = [note["text"] for note in assessment["note"]]

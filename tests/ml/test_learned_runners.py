@@ -46,6 +46,7 @@ from tests.ml.learned_data import (
     predict,
     registry,
     serve,
+    whatif,
 )
 
 FIVE_YEARS = timedelta(days=1826)
@@ -228,20 +229,14 @@ def test_a_diagnostic_hypothetical_hba1c_is_not_a_risk_of_diabetes(app: Flask, c
     """What if HbA1c were 7 %? Then the patient has diabetes: not a 5-year risk of it."""
     serve(app, incidence_result())
     new_adult(client, "adult")
-    response = client.get("/fhir/Patient/adult/$whatif?model=incident-diabetes&hba1c=7")
-    assert response.status_code == 200, response.get_json()
-    (prediction,) = response.get_json()["parameter"]
-    (simulated,) = parts(prediction)["simulated"]
+    (simulated,) = whatif(client, "adult", "model=incident-diabetes&hba1c=7")["simulated"]
     assert simulated.startswith("not-applicable: incident-diabetes: not applicable, diabetes is already present: HbA1c")
 
 
 def test_whatif_answers_a_simulated_risk_and_stores_nothing(app: Flask, client: FlaskClient) -> None:
     serve(app, incidence_result())
     new_adult(client, "adult")
-    response = client.get("/fhir/Patient/adult/$whatif?model=incident-diabetes&bmi=22&smoking_status=never")
-    assert response.status_code == 200, response.get_json()
-    (prediction,) = response.get_json()["parameter"]
-    found = parts(prediction)
+    found = whatif(client, "adult", "model=incident-diabetes&bmi=22&smoking_status=never")
     assert found["model"] == ["incident-diabetes"]
     (current,), (simulated,) = found["current"], found["simulated"]
     now_probability = current["prediction"][0]["probabilityDecimal"]

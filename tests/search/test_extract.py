@@ -24,10 +24,8 @@ from fhir_twin.search.index import (
     UriRow,
 )
 from tests import factories
+from tests.factories import EHR_BUNDLES, OFFICIAL_EXAMPLES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-OFFICIAL = sorted((FIXTURES / "official-r4-examples").glob("[!_]*.json"))
-BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted((FIXTURES / "carebundle").glob("*.json"))
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -399,10 +397,10 @@ def test_plain_parameters_use_group_zero_and_rows_are_unique() -> None:
 def _fixture_resources(path: Path) -> list[dict[str, Any]]:
     document = simplejson.loads(path.read_text(encoding="utf-8"), use_decimal=True)
     entries = [entry["resource"] for entry in document.get("entry", []) if "resource" in entry]
-    return entries if path in BUNDLES else [document, *entries]
+    return entries if path in EHR_BUNDLES else [document, *entries]
 
 
-@pytest.mark.parametrize("path", OFFICIAL + BUNDLES, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", OFFICIAL_EXAMPLES + EHR_BUNDLES, ids=lambda path: path.stem)
 def test_every_fixture_extracts(path: Path) -> None:
     for resource in _fixture_resources(path):
         found = extract(resource)
@@ -410,6 +408,6 @@ def test_every_fixture_extracts(path: Path) -> None:
 
 
 def test_synthea_patient_has_the_expected_kinds_of_rows() -> None:
-    resources = _fixture_resources(BUNDLES[0])
+    resources = _fixture_resources(EHR_BUNDLES[0])
     kinds = {type(row) for resource in resources for row in extract(resource)}
     assert kinds >= {StringRow, TokenRow, ReferenceRow, DateRow, QuantityRow}

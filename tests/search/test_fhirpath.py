@@ -10,7 +10,6 @@ import copy
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fhirpathpy
@@ -30,10 +29,8 @@ from fhir_twin.search.fhirpath import (
     split_union,
 )
 from fhir_twin.search.parameters import _data, parameters_for
+from tests.factories import EHR_BUNDLES, OFFICIAL_EXAMPLES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-OFFICIAL = sorted((FIXTURES / "official-r4-examples").glob("[!_]*.json"))
-BUNDLES = sorted((FIXTURES / "synthea").glob("*.json")) + sorted((FIXTURES / "carebundle").glob("*.json"))
 SAME_TYPE = {"SimpleQuantity": "Quantity", "MoneyQuantity": "Quantity"}
 CONTEXT_QUANTITY = {"code": {"code": "age"}, "valueQuantity": {"value": Decimal("18"), "unit": "a"}}
 
@@ -130,11 +127,11 @@ HAND_WRITTEN: list[dict[str, Any]] = [
 
 
 def _resources() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    for path in OFFICIAL:
+    for path in OFFICIAL_EXAMPLES:
         resource = simplejson.loads(path.read_text(encoding="utf-8"), use_decimal=True)
         entries = [entry["resource"] for entry in resource.get("entry", []) if "resource" in entry]
         yield path.stem, [resource, *entries]
-    for path in BUNDLES:
+    for path in EHR_BUNDLES:
         bundle = simplejson.loads(path.read_text(encoding="utf-8"), use_decimal=True)
         yield path.stem, [entry["resource"] for entry in bundle["entry"]]
     yield "hand-written", HAND_WRITTEN

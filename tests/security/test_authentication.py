@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
@@ -27,6 +26,7 @@ from fhir_twin.security.discovery import OAUTH_URIS
 from fhir_twin.store import tokens as stored_tokens
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
+from tests.factories import signed_jwt
 
 pytestmark = pytest.mark.audited
 
@@ -266,16 +266,8 @@ def jwt_app(make_app: Any, jwks_file: Path) -> Flask:
 
 
 def signed(key: Any, **claims: Any) -> str:
-    """An RS256 JWT with valid defaults; a claim given as None is left out."""
-    payload = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "exp": int(time.time()) + 300,
-        "client_id": "backend-app",
-        "scope": "system/*.rs",
-    } | claims
-    body = {name: value for name, value in payload.items() if value is not None}
-    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "rsa-1"})
+    """An RS256 JWT with valid defaults (scope ``system/*.rs``); a claim given as None is left out."""
+    return signed_jwt(key, ISSUER, AUDIENCE, **({"scope": "system/*.rs"} | claims))
 
 
 def seed_patients(client: FlaskClient, key: Any, *ids: str) -> None:

@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 from fhir_twin.app import services_of
 from fhir_twin.store.export_jobs import run_pending_exports
 from tests import factories
-from tests.factories import HEART_RATE, Server, condition, seed_clinic
+from tests.factories import HEART_RATE, Server, batch_of_reads, condition, seed_clinic
 
 pytestmark = pytest.mark.audited
 
@@ -289,14 +289,7 @@ def test_batch_refuses_only_the_entry_not_granted(server: Server) -> None:
 
 
 def test_batch_read_of_a_type_not_granted_is_refused(server: Server) -> None:
-    batch = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": "Patient/p1"}},
-            {"request": {"method": "GET", "url": "Observation/p1-obs"}},
-        ],
-    }
+    batch = batch_of_reads("Patient/p1", "Observation/p1-obs")
     answer = server.client.post("/fhir", json=batch, headers=server.token("user/Patient.rs"))
     assert answer.status_code == 200
     read, refused = answer.get_json()["entry"]

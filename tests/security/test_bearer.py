@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -21,6 +20,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from fhir_twin.errors import ServiceUnavailable, Unauthorized
 from fhir_twin.security.bearer import JwtVerifier
 from fhir_twin.security.principal import Principal
+from tests.factories import signed_jwt
 
 pytestmark = pytest.mark.audited
 
@@ -58,16 +58,10 @@ def verifier(jwks_file: Path) -> JwtVerifier:
 
 
 def token(key: Any, algorithm: str = "RS256", kid: str | None = "rsa-1", **claims: Any) -> str:
-    """A signed JWT with valid defaults; a claim given as None is left out."""
-    payload = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "exp": int(time.time()) + 300,
-        "client_id": "backend-app",
-        "scope": "system/Observation.rs",
-    } | claims
-    headers = {"kid": kid} if kid else None
-    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=algorithm, headers=headers)
+    """A signed JWT with valid defaults (scope ``system/Observation.rs``); a claim given as None is left out."""
+    return signed_jwt(
+        key, ISSUER, AUDIENCE, algorithm=algorithm, kid=kid, **({"scope": "system/Observation.rs"} | claims)
+    )
 
 
 def rejection(verifier: JwtVerifier, bearer: str) -> str:

@@ -16,7 +16,7 @@ from werkzeug.test import TestResponse
 
 from fhir_twin.app import services_of
 from tests import factories
-from tests.factories import HEART_RATE, LOINC, condition, seed_clinic
+from tests.factories import HEART_RATE, LOINC, batch_of_reads, condition, seed_clinic
 
 pytestmark = pytest.mark.audited
 
@@ -376,15 +376,7 @@ def test_bundle_read_of_p2_answers_as_nonexistent(server: Server, p1_token: dict
 
 
 def test_batch_reads_p1_records_beside_p2_ones(server: Server, p1_token: dict[str, str]) -> None:
-    batch = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": "Observation/p1-obs1"}},
-            {"request": {"method": "GET", "url": "Observation/p2-obs1"}},
-            {"request": {"method": "GET", "url": "Observation?subject=Patient/p2"}},
-        ],
-    }
+    batch = batch_of_reads("Observation/p1-obs1", "Observation/p2-obs1", "Observation?subject=Patient/p2")
     own, hidden, search = bundle_of(server.client.post("/fhir", json=batch, headers=p1_token))["entry"]
     assert own["response"]["status"].startswith("200")
     assert own["resource"]["id"] == "p1-obs1"

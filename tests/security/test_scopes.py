@@ -248,22 +248,38 @@ def test_confine_of_a_patient_scope_without_a_patient_is_refused() -> None:
         access.confine(search(("Observation",)), Principal("app", "patient/Observation.rs"))
 
 
-def test_confine_refuses_a_chain_into_a_type_not_searchable() -> None:
-    query = search(("Observation",), ("subject:Patient.name", "x"))
-    with pytest.raises(Forbidden, match="search on Patient"):
-        access.confine(query, Principal("app", "patient/Observation.rs", patient="p1"))
-    with pytest.raises(Forbidden, match="search on Patient"):
-        access.confine(query, Principal("app", "system/Observation.rs"))
+# A chain reads the type it goes into, a _has the type it comes from (R4 search.html#chaining,
+# #has): the searched type, the parameter, the condition confine makes of it, the condition's
+# attribute naming the other type, and that type.
+OTHER_TYPE_SEARCHES = [
+    pytest.param("Observation", ("subject:Patient.name", "x"), Criterion, "chain_type", "Patient", id="chain"),
+    pytest.param(
+        "Patient", ("_has:Observation:patient:code", "1234-5"), ReverseChain, "source_type", "Observation", id="has"
+    ),
+]
 
 
-def test_confine_holds_a_chain_to_the_compartment() -> None:
-    query = search(("Observation",), ("subject:Patient.name", "x"))
-    confined = access.confine(query, Principal("app", "patient/*.rs", patient="p1"))
+@pytest.mark.parametrize(("searched", "parameter", "condition", "attribute", "other"), OTHER_TYPE_SEARCHES)
+def test_confine_refuses_a_search_into_a_type_not_searchable(
+    searched: str, parameter: tuple[str, str], condition: type, attribute: str, other: str
+) -> None:
+    query = search((searched,), parameter)
+    with pytest.raises(Forbidden, match=f"search on {other}"):
+        access.confine(query, Principal("app", f"patient/{searched}.rs", patient="p1"))
+    with pytest.raises(Forbidden, match=f"search on {other}"):
+        access.confine(query, Principal("app", f"system/{searched}.rs"))
+
+
+@pytest.mark.parametrize(("searched", "parameter", "condition", "attribute", "other"), OTHER_TYPE_SEARCHES)
+def test_confine_holds_a_search_into_another_type_to_the_compartment(
+    searched: str, parameter: tuple[str, str], condition: type, attribute: str, other: str
+) -> None:
+    confined = access.confine(search((searched,), parameter), Principal("app", "patient/*.rs", patient="p1"))
     assert confined.conditions[0] == InCompartment("p1")
-    chained = confined.conditions[1]
-    assert isinstance(chained, Criterion)
-    assert chained.chain_type == "Patient"
-    assert chained.within == "p1"
+    held = confined.conditions[1]
+    assert isinstance(held, condition)
+    assert getattr(held, attribute) == other
+    assert held.within == "p1"
 
 
 def test_confine_holds_a_chain_only_where_the_grant_is_a_patients() -> None:
@@ -274,24 +290,6 @@ def test_confine_holds_a_chain_only_where_the_grant_is_a_patients() -> None:
     assert isinstance(chained, Criterion)
     assert chained.within is None
     assert confined.conditions[0] == InCompartment("p1")
-
-
-def test_confine_refuses_a_has_into_a_type_not_searchable() -> None:
-    query = search(("Patient",), ("_has:Observation:patient:code", "1234-5"))
-    with pytest.raises(Forbidden, match="search on Observation"):
-        access.confine(query, Principal("app", "patient/Patient.rs", patient="p1"))
-    with pytest.raises(Forbidden, match="search on Observation"):
-        access.confine(query, Principal("app", "system/Patient.rs"))
-
-
-def test_confine_holds_a_has_to_the_compartment() -> None:
-    query = search(("Patient",), ("_has:Observation:patient:code", "1234-5"))
-    confined = access.confine(query, Principal("app", "patient/*.rs", patient="p1"))
-    assert confined.conditions[0] == InCompartment("p1")
-    reverse = confined.conditions[1]
-    assert isinstance(reverse, ReverseChain)
-    assert reverse.source_type == "Observation"
-    assert reverse.within == "p1"
 
 
 def test_confine_leaves_a_has_alone_for_system_scopes() -> None:

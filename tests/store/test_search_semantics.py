@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import sqlalchemy
 from flask.testing import FlaskClient
 
 from fhir_twin.app import create_app, services_of
@@ -269,28 +268,10 @@ class Server:
     stamps: dict[str, str]
 
 
-def _empty(url: str) -> None:
-    """Empty every table of the PostgreSQL test database, as the ``database_url`` fixture does."""
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as connection:
-        tables = connection.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        ).scalars()
-        names = ", ".join(tables)
-        if names:
-            connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY")
-    engine.dispose()
-
-
 @pytest.fixture(scope="module")
-def server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(module_database_url: str) -> Iterator[Server]:
     """The app with DATASET loaded, shared by every case of this module (they only read)."""
-    if postgres_database is None:
-        url = f"sqlite:///{tmp_path_factory.mktemp('search-semantics') / 'fhir-twin.db'}"
-    else:
-        url = postgres_database
-        _empty(url)
-    app = create_app({"database_url": url, "auth_mode": "none"})
+    app = create_app({"database_url": module_database_url, "auth_mode": "none"})
     app.testing = True
     client = app.test_client()
     for resource in DATASET:

@@ -266,6 +266,19 @@ def _quantity(value: Decimal, unit: str) -> Resource:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
+def heart_rate_o1(value: int) -> Resource:
+    """Observation o1: p1's heart rate ``value`` /min, measured 2024-03-01 08:00 UTC."""
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": _code(LOINC, "8867-4"),
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2024-03-01T08:00:00Z",
+        "valueQuantity": _quantity(Decimal(value), "/min"),
+    }
+
+
 def snapshot(client: FlaskClient, recorded: str | None = None) -> dict[str, Any]:
     """What the twin API shows of every patient (now, or as the server held it at
     ``recorded``), minus what depends on the reference time (staleness)."""
@@ -412,15 +425,7 @@ def test_patient_rebuild_restores_the_past_of_a_resource_gone_elsewhere(
     client = app.test_client()
     for patient_id in ("p1", "p2"):
         send(client, "PUT", f"/fhir/Patient/{patient_id}", {"resourceType": "Patient", "id": patient_id})
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": _code(LOINC, "8867-4"),
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2024-03-01T08:00:00Z",
-        "valueQuantity": _quantity(Decimal(72), "/min"),
-    }
+    observation = heart_rate_o1(72)
     send(client, "PUT", "/fhir/Observation/o1", observation)
     time.sleep(0.003)
     moment = format_instant(now())
@@ -451,17 +456,6 @@ def test_recorded_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask)
     millisecond earlier it does not."""
     client = app.test_client()
 
-    def heart_rate(value: int) -> Resource:
-        return {
-            "resourceType": "Observation",
-            "id": "o1",
-            "status": "final",
-            "code": _code(LOINC, "8867-4"),
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2024-03-01T08:00:00Z",
-            "valueQuantity": _quantity(Decimal(value), "/min"),
-        }
-
     def written(response: TestResponse) -> str:
         time.sleep(0.005)  # the next write lands in a later millisecond
         return response.get_json()["meta"]["lastUpdated"]
@@ -473,8 +467,8 @@ def test_recorded_is_the_twin_as_it_was_at_the_end_of_the_named_time(app: Flask)
         return [point["value"] for point in response.get_json()["points"]]
 
     created = written(send(client, "PUT", "/fhir/Patient/p1", {"resourceType": "Patient", "id": "p1"}))
-    first = written(send(client, "PUT", "/fhir/Observation/o1", heart_rate(70)))
-    second = written(send(client, "PUT", "/fhir/Observation/o1", heart_rate(80)))
+    first = written(send(client, "PUT", "/fhir/Observation/o1", heart_rate_o1(70)))
+    second = written(send(client, "PUT", "/fhir/Observation/o1", heart_rate_o1(80)))
     send(client, "DELETE", "/fhir/Observation/o1")
     deleted = client.get("/fhir/Observation/o1/_history").get_json()["entry"][0]["response"]["lastModified"]
 
@@ -524,15 +518,7 @@ def test_a_write_during_a_rebuild_is_not_lost_or_doubled(make_app: Any) -> None:
     engine = services_of(app).repository.engine
     client, writer = app.test_client(), writer_app.test_client()
     send(client, "PUT", "/fhir/Patient/p1", {"resourceType": "Patient", "id": "p1"})
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": _code(LOINC, "8867-4"),
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2024-03-01T08:00:00Z",
-        "valueQuantity": _quantity(Decimal(70), "/min"),
-    }
+    observation = heart_rate_o1(70)
     send(client, "PUT", "/fhir/Observation/o1", observation)
     answers: list[int] = []
     changed = {**observation, "valueQuantity": _quantity(Decimal(80), "/min")}

@@ -196,21 +196,29 @@ def test_an_observation_about_a_patient_of_another_server_is_not_in_the_twin(cli
     assert points(client, "p1") == []
 
 
+def vitals_entries(pulse: float, systolic: float, diastolic: float) -> list[dict[str, Any]]:
+    """Transaction entries that POST a heart rate and a blood-pressure panel (at 08:05) of the
+    Patient at PATIENT_URN."""
+    return [
+        {
+            "fullUrl": HEART_URN,
+            "resource": heart_rate(PATIENT_URN, pulse),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "fullUrl": PANEL_URN,
+            "resource": blood_pressure(PATIENT_URN, systolic, diastolic, "2024-03-01T08:05:00Z"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    ]
+
+
 def test_a_transaction_updates_the_twin(client: FlaskClient) -> None:
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {
-                "fullUrl": HEART_URN,
-                "resource": heart_rate(PATIENT_URN, 88),
-                "request": {"method": "POST", "url": "Observation"},
-            },
-            {
-                "fullUrl": PANEL_URN,
-                "resource": blood_pressure(PATIENT_URN, 128, 84, "2024-03-01T08:05:00Z"),
-                "request": {"method": "POST", "url": "Observation"},
-            },
+            *vitals_entries(88, 128, 84),
             {"resource": condition(PATIENT_URN), "request": {"method": "POST", "url": "Condition"}},
             {
                 "fullUrl": PATIENT_URN,
@@ -346,16 +354,7 @@ def test_load_updates_the_twin(make_app: Any, database_url: str, tmp_path: Path)
                 "resource": {"resourceType": "Patient", "id": "loaded", "gender": "female"},
                 "request": {"method": "PUT", "url": "Patient/loaded"},
             },
-            {
-                "fullUrl": HEART_URN,
-                "resource": heart_rate(PATIENT_URN, 66),
-                "request": {"method": "POST", "url": "Observation"},
-            },
-            {
-                "fullUrl": PANEL_URN,
-                "resource": blood_pressure(PATIENT_URN, 141, 92, "2024-03-01T08:05:00Z"),
-                "request": {"method": "POST", "url": "Observation"},
-            },
+            *vitals_entries(66, 141, 92),
         ],
     }
     path = tmp_path / "bundle.json"
