@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from fhir_twin.errors import NotFound
 from fhir_twin.ml import dataset as datasets
@@ -91,6 +92,8 @@ class IncidenceRunner:
     fields: ClassVar[tuple[str, ...]] = body_fields.names(incidence.READS)
 
     def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        import pandas as pd
+
         document = patient.document
         reader = Reader(document, simulated)
         for name in self.fields:
@@ -131,6 +134,8 @@ class IncidenceRunner:
 
 
 def _utc(when: datetime | None) -> pd.Timestamp:
+    import pandas as pd
+
     return pd.Timestamp(when, tz="UTC") if when is not None else pd.NaT
 
 

@@ -13,8 +13,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from fhir_twin.errors import Unprocessable
 from fhir_twin.fhir.instant import now
@@ -54,6 +56,8 @@ class Dataset:
 
     def patient_keys(self) -> dict[str, frozenset[str]]:
         """Each patient's identity keys (``ml.identity``): id, birth date and gender, and each identifier."""
+        import pandas as pd
+
         by_patient: dict[str, list[tuple[str, str]]] = {}
         for patient_id, system, value in self.identifiers:
             by_patient.setdefault(patient_id, []).append((system, value))
@@ -67,6 +71,8 @@ class Dataset:
 
     def digest(self) -> str:
         """SHA-256 of the data, so a report names exactly what a model was trained on."""
+        import pandas as pd
+
         sha = hashlib.sha256()
         for frame in (self.patients, self.measurements, self.conditions):
             ordered = frame.sort_values(list(frame.columns[:2])).reset_index(drop=True) if len(frame) else frame
@@ -102,6 +108,8 @@ def require_external(dataset: Dataset, trained_on: str, digest: str | None, keys
 
 def empty(name: str, synthetic: bool) -> Dataset:
     """A dataset with no patients, every frame with its columns."""
+    import pandas as pd
+
     return Dataset(
         name,
         synthetic,
@@ -157,11 +165,15 @@ def from_repository(
 
 
 def _utc(value: datetime | None) -> pd.Timestamp:
+    import pandas as pd
+
     return pd.Timestamp(value, tz="UTC") if value is not None else pd.NaT
 
 
 def _timestamp_of(birth_date: str | None) -> pd.Timestamp:
     """A birthDate (year, month or day precision) as a UTC timestamp at its start."""
+    import pandas as pd
+
     if not birth_date:
         return pd.NaT
     try:
@@ -171,6 +183,8 @@ def _timestamp_of(birth_date: str | None) -> pd.Timestamp:
 
 
 def _frame(rows: Sequence[tuple[object, ...]], columns: tuple[str, ...], times: tuple[str, ...]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=list(columns))
     for column in times:
         frame[column] = pd.to_datetime(frame[column], utc=True)

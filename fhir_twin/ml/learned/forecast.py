@@ -25,11 +25,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from sklearn.linear_model import LinearRegression
-from sklearn.preprocessing import PolynomialFeatures
+if TYPE_CHECKING:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import PolynomialFeatures
 
 from fhir_twin.ml import codes, fields
 from fhir_twin.ml.dataset import Dataset
@@ -133,6 +134,8 @@ class ForecastConfig:
 
 def _spread(count: int, cap: int) -> np.ndarray:
     """``count`` origins from MIN_HISTORY on, thinned evenly to at most ``cap``."""
+    import numpy as np
+
     return np.unique(np.linspace(MIN_HISTORY, MIN_HISTORY + count - 1, min(count, cap)).round().astype(int))
 
 
@@ -151,6 +154,8 @@ def _patients(dataset: Dataset) -> dict[str, Series]:
 
 def _pooled(results: Sequence[RollingOrigin]) -> dict[str, Any]:
     """Each candidate's metrics over every origin of every patient, with persistence as the skill baseline."""
+    import numpy as np
+
     observed = np.concatenate([r.observed for r in results])
     persistence = np.concatenate([r.persistence for r in results])
     return {
@@ -168,14 +173,20 @@ def _chosen(candidates: dict[str, Any]) -> int:
 
 
 def _residuals(results: Sequence[RollingOrigin], degree: int) -> np.ndarray:
+    import numpy as np
+
     return np.concatenate([r.observed - r.forecasts[degree] for r in results])
 
 
 def _quantiles(residuals: np.ndarray) -> tuple[float, ...]:
+    import numpy as np
+
     return tuple(float(q) for q in np.quantile(residuals, QUANTILE_LEVELS))
 
 
 def _bounds(residuals: np.ndarray) -> tuple[float, float]:
+    import numpy as np
+
     low, high = np.quantile(residuals, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return float(low), float(high)
 
@@ -254,6 +265,8 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
 
 def _holdout(results: dict[str, RollingOrigin], seed: int) -> dict[str, Any] | None:
     """Choose the degree on 80 % of patients and evaluate that choice once on the other 20 %."""
+    import numpy as np
+
     if len(results) < 5:
         return None
     ids = sorted(results)
@@ -295,6 +308,8 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
     pooled errors of training; P is (k + ½)/(n + 1) over the n errors, k of which would put the forecast above
     100/min, so it is never exactly 0 or 1.
     """
+    import numpy as np
+
     now = utc(now)
     usable = [(utc(when), value, source) for when, value, source in points if utc(when) <= now]
     times, values, positions = clean([(t, v) for t, v, _ in usable])

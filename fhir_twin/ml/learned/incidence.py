@@ -18,15 +18,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 from fhir_twin.ml import codes, fields
 from fhir_twin.ml.dataset import Dataset
@@ -129,6 +125,12 @@ def pipeline(seed: int = 0, columns: tuple[str, ...] = COLUMNS) -> Pipeline:
     ``keep_empty_features`` keeps a column no training row has (imputed as 0) instead of dropping it
     with a warning, so the fitted pipeline always takes ``COLUMNS``.
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     steps: list[tuple[str, Any]] = []
     if columns != COLUMNS:
         steps.append(
@@ -236,6 +238,9 @@ def predict(artifact: IncidenceModel, features: Mapping[str, float | str | None]
     """The 5-year probability for one patient's ``features`` (``COLUMNS``; ``diabetes`` 1 makes it not
     applicable, saying ``diabetes_evidence``). Missing measured features are imputed with the training
     medians and named in ``missing``; without age and sex, or without any measured feature, no score."""
+    import numpy as np
+    import pandas as pd
+
     if features.get("diabetes"):
         return Score.not_applicable(MODEL, str(features.get("diabetes_evidence") or "diabetes is already recorded"))
     missing = tuple(name for name in COLUMNS if _missing(features.get(name)))
@@ -301,6 +306,8 @@ def _contributions(
     """β·z for every column the regression sees (indicator columns included), largest |β·z| first; each
     explained in words: the value, and whether it raises or lowers the estimate against the training
     cohort's average patient (z is the value's distance from the training mean in training SDs)."""
+    import numpy as np
+
     z = np.asarray(model[:-1].transform(row))[0]
     names = [_readable(str(n)) for n in model[:-1].get_feature_names_out()]
     beta = model.named_steps["classifier"].coef_[0]

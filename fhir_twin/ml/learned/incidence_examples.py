@@ -24,9 +24,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from fhir_twin.ml import fields
 from fhir_twin.ml.concepts import DIABETES, PREDIABETES, TYPE_2_DIABETES
@@ -67,6 +68,8 @@ def _records(measurements: pd.DataFrame) -> dict[str, list[Record]]:
 
 
 def _conditions(conditions: pd.DataFrame) -> dict[str, list[ConditionRecord]]:
+    import pandas as pd
+
     found: dict[str, list[ConditionRecord]] = {}
     for row in conditions.itertuples(index=False):
         onset = None if pd.isna(row.onset) else row.onset
@@ -77,11 +80,15 @@ def _conditions(conditions: pd.DataFrame) -> dict[str, list[ConditionRecord]]:
 
 def _utc(when: datetime) -> pd.Timestamp:
     """``when`` as an aware UTC timestamp; a naive time is taken to be UTC, as the twin stores times."""
+    import pandas as pd
+
     stamp = pd.Timestamp(when)
     return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
 
 
 def _age(birth_date: Any, at: datetime) -> float | None:
+    import pandas as pd
+
     if birth_date is None or pd.isna(birth_date):
         return None
     return (_utc(at) - _utc(birth_date)) / YEAR
@@ -184,6 +191,8 @@ class Examples:
 
 
 def examples_of(dataset: Dataset) -> Examples:
+    import pandas as pd
+
     times = [dataset.measurements["time"].max(), dataset.conditions["onset"].max()]
     known = [t for t in times if not pd.isna(t)]
     empty = Examples(pd.DataFrame(columns=list(COLUMNS), dtype=float), pd.Series(dtype=int), pd.Series(), {}, {}, None)

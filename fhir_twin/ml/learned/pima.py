@@ -19,14 +19,11 @@ glucose tolerance test, triceps skinfold, the study's diabetes pedigree function
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 from fhir_twin.errors import Unprocessable
 from fhir_twin.ml import codes
@@ -105,6 +102,11 @@ def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
 
 def pipeline(columns: tuple[str, ...] = COLUMNS) -> Pipeline:
     """Standardisation and L2 logistic regression (C = 1) on ``columns``, in one Pipeline."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     steps: list[tuple[str, Any]] = []
     if columns != COLUMNS:
         steps.append(
@@ -115,6 +117,8 @@ def pipeline(columns: tuple[str, ...] = COLUMNS) -> Pipeline:
 
 
 def _digest(*frames: pd.DataFrame | pd.Series) -> str:
+    import numpy as np
+
     sha = hashlib.sha256()
     for frame in frames:
         sha.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
@@ -127,6 +131,8 @@ COMPARED = ("auroc", "brier", "scaled_brier", "log_loss", "calibration_slope", "
 def train(seed: int = 0) -> TrainResult:
     """5-fold stratified cross-validation on Pima.tr, one evaluation on Pima.te against the prevalence-only
     and the glucose-only baselines; the model fitted on Pima.tr is the artifact."""
+    import numpy as np
+
     X_train, y_train, X_test, y_test = data()
     cv = cross_validate_classifier(pipeline, X_train, y_train, folds=5, seed=seed, threshold=THRESHOLD)
     fitted, holdout = predefined_holdout_classifier(

@@ -17,14 +17,11 @@ from __future__ import annotations
 import hashlib
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 from fhir_twin.ml import codes
 from fhir_twin.ml.learned.gates import Gate
@@ -76,6 +73,10 @@ GATES = (
 
 def pipeline(name: str) -> Pipeline:
     """Ordinary least squares, or on degree-2 polynomial features standardised first (all inside the Pipeline)."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
     if name == "linear":
         return Pipeline([("regression", LinearRegression())])
     return Pipeline(
@@ -89,11 +90,15 @@ def pipeline(name: str) -> Pipeline:
 
 def data() -> tuple[pd.DataFrame, pd.Series]:
     """The 442 patients' baseline variables (unscaled) and their progression one year later."""
+    from sklearn.datasets import load_diabetes
+
     bunch = load_diabetes(scaled=False, as_frame=True)
     return bunch.data, bunch.target
 
 
 def _digest(X: pd.DataFrame, y: pd.Series) -> str:
+    import numpy as np
+
     sha = hashlib.sha256()
     sha.update(np.ascontiguousarray(X.to_numpy(dtype=float)).tobytes())
     sha.update(np.ascontiguousarray(y.to_numpy(dtype=float)).tobytes())
@@ -104,13 +109,8 @@ def train(seed: int = 0) -> TrainResult:
     """Both candidates by 10-fold CV (seed ``seed``) and by the 80/20 hold-out (seed 42, as the source
     comparison); the one with the lower cross-validated MSE is refitted on all 442 patients."""
     X, y = data()
-    cv = {
-        name: cross_validate_regressor(partial(pipeline, name), X, y, folds=10, seed=seed)
-        for name in CANDIDATES
-    }
-    holdout = {
-        name: holdout_regressor(partial(pipeline, name), X, y, test_size=0.2, seed=42) for name in CANDIDATES
-    }
+    cv = {name: cross_validate_regressor(partial(pipeline, name), X, y, folds=10, seed=seed) for name in CANDIDATES}
+    holdout = {name: holdout_regressor(partial(pipeline, name), X, y, test_size=0.2, seed=42) for name in CANDIDATES}
     chosen = min(CANDIDATES, key=lambda name: cv[name]["metrics"]["mse"]["mean"])
     started = time.perf_counter()
     fitted = pipeline(chosen).fit(X, y)

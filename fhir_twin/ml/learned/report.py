@@ -18,10 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import sklearn
-
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import gates as gating
@@ -74,6 +70,9 @@ class TrainResult:
 def clean(value: Any) -> Any:
     """``value`` as strict JSON data: plain floats and ints, lists for tuples and arrays, None for NaN/inf,
     ISO 8601 for times, so ``json.dumps(report, allow_nan=False)`` always works."""
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, Mapping):
         return {str(key): clean(item) for key, item in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
@@ -108,6 +107,10 @@ def data_section(dataset: Dataset, **extra: Any) -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     """Library versions the report was made with (results can change with them)."""
+    import numpy as np
+    import pandas as pd
+    import sklearn
+
     return {"scikit-learn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__}
 
 
