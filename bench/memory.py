@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -40,10 +38,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# The spawned server as bench/crud.py runs it (this folder is on sys.path when a script here runs).
+from crud import EXIT_UNREACHABLE, BenchError, SpawnedServer, make_token, parse_target
+
 READY_TIMEOUT = 90.0
-SETTLE_SECONDS = 2.0
 FHIR_JSON = "application/fhir+json"
-EXIT_UNREACHABLE = 3
 
 
 @dataclass
@@ -64,28 +63,6 @@ def free_port() -> int:
         return port
 
 
-def executable() -> str:
-    """``fhir-twin`` beside this Python (the venv's), else on PATH."""
-    beside = Path(sys.executable).parent / "fhir-twin"
-    found = str(beside) if beside.exists() else shutil.which("fhir-twin")
-    if found is None:
-        sys.exit("cannot find fhir-twin next to this Python or on PATH; pip install -e . first")
-    return found
-
-
-def make_token(exe: str, database: str) -> str:
-    made = subprocess.run(
-        [exe, "token", "create", "--name", "bench", "--scope", "system/*.cruds", "--database", database],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        print(f"fhir-twin token create failed: {made.stderr.strip()[-1000:]}", file=sys.stderr)
-        sys.exit(EXIT_UNREACHABLE)
-    return made.stdout.splitlines()[0].strip()
-
-
 def request(port: int, method: str, path: str, token: str, body: bytes | None = None) -> tuple[int, bytes, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -99,22 +76,6 @@ def request(port: int, method: str, path: str, token: str, body: bytes | None = 
         conn.close()
 
 
-def wait_ready(process: subprocess.Popen[bytes], port: int, token: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            print(log.read_text("utf-8", "replace")[-3000:], file=sys.stderr)
-            sys.exit(EXIT_UNREACHABLE)
-        try:
-            if request(port, "GET", "/metadata", token)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    print(f"no answer within {READY_TIMEOUT:.0f} s", file=sys.stderr)
-    sys.exit(EXIT_UNREACHABLE)
-
-
 def warm(port: int, token: str, n: int) -> None:
     """``n`` creates and ``n`` reads of a Patient: what the first requests import gets counted."""
     for i in range(n):
@@ -125,6 +86,17 @@ def warm(port: int, token: str, n: int) -> None:
             continue
         patient_id = location.split("/Patient/", 1)[1].split("/", 1)[0]
         request(port, "GET", f"/Patient/{patient_id}", token)
+
+
+def executable() -> str:
+    """``fhir-twin`` beside this Python (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "fhir-twin"
+    found = str(beside) if beside.exists() else shutil.which("fhir-twin")
+    if found is None:
+        raise BenchError(
+            "cannot find fhir-twin next to this Python or on PATH; pip install -e . first", EXIT_UNREACHABLE
+        )
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -151,35 +123,22 @@ def help_seconds(exe: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=20)
-
-
 def measure(args: argparse.Namespace) -> tuple[list[Memory], float]:
     exe = executable()
     with tempfile.TemporaryDirectory(prefix="fhir-twin-memory-") as temp:
         database = f"sqlite:///{Path(temp) / 'fhir.db'}"
         token = make_token(exe, database)
         port = free_port()
-        log = Path(temp) / "server.log"
-        with open(log, "wb") as out:
-            command = [exe, "serve", "--port", str(port), "--database", database, "--workers", str(args.workers)]
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                wait_ready(process, port, token, log)
-                warm(port, token, args.warm)
-                time.sleep(SETTLE_SECONDS)
-                rows = [memory_of("master", process.pid)]
-                rows += [memory_of("worker", child) for child in children(process.pid)]
-            finally:
-                stop(process)
+        command = [exe, "serve", "--port", str(port), "--database", database, "--workers", str(args.workers)]
+        server = SpawnedServer(command, Path(temp) / "server.log")
+        try:
+            server.wait_ready(parse_target(f"http://127.0.0.1:{port}/fhir"), [], READY_TIMEOUT)
+            warm(port, token, args.warm)
+            server.settle()
+            rows = [memory_of("master", server.process.pid)]
+            rows += [memory_of("worker", child) for child in children(server.process.pid)]
+        finally:
+            server.stop()
     return rows, help_seconds(exe, args.help_runs)
 
 
@@ -196,7 +155,11 @@ def main() -> None:
     args = parser.parse_args()
     if not Path("/proc/self/smaps_rollup").exists():
         sys.exit("needs Linux /proc/<pid>/smaps_rollup")
-    rows, help_time = measure(args)
+    try:
+        rows, help_time = measure(args)
+    except BenchError as error:
+        print(f"memory.py: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
     total = Memory("total", 0, sum(r.rss for r in rows), sum(r.pss for r in rows), sum(r.uss for r in rows))
     if args.json:
         print(
