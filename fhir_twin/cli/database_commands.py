@@ -31,7 +31,7 @@ def open_repository(database_url: str | None) -> tuple[Repository, Config]:
     config = Config.from_env({"database_url": database_url})
     engine = make_engine(config.resolved_database_url)
     run_migrations(engine)
-    return Repository(engine), config
+    return Repository(engine, config.referential_integrity), config
 
 
 def services(config: Config) -> Services:
@@ -70,18 +70,15 @@ def reindex(types: tuple[str, ...], database_url: str | None) -> None:
     from tqdm import tqdm
 
     from fhir_twin.fhir.resource_types import is_resource_type
-    from fhir_twin.store.database import make_engine
-    from fhir_twin.store.database import migrate as run_migrations
     from fhir_twin.store.reindex import live_count, stored_types
     from fhir_twin.store.reindex import reindex as run_reindex
 
     unknown = [name for name in types if not is_resource_type(name)]
     if unknown:
         raise click.BadParameter(f"unknown resource type {unknown[0]!r}", param_hint="--type")
-    config = Config.from_env({"database_url": database_url})
-    engine = make_engine(config.resolved_database_url)
+    repository, _ = open_repository(database_url)
+    engine = repository.engine
     try:
-        run_migrations(engine)
         chosen = list(types) or stored_types(engine)
         expected = {name: live_count(engine, name) for name in chosen}
         started = time.perf_counter()

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from fhir_twin.cli.database_commands import DATABASE
+from fhir_twin.cli.database_commands import DATABASE, open_repository
 from fhir_twin.config import Config
 
 
@@ -23,28 +23,24 @@ def rebuild(patient_id: str | None, check: bool, database_url: str | None) -> No
     """Recompute twins, past states included, from every stored version of the mapped resources."""
     from tqdm import tqdm
 
-    from fhir_twin.store.database import make_engine
-    from fhir_twin.store.database import migrate as run_migrations
-    from fhir_twin.store.repository import Repository
     from fhir_twin.twin.mapping_file import MappingError, load_mappings
     from fhir_twin.twin.twins import Twins
 
-    config = Config.from_env({"database_url": database_url})
     try:
-        mapping = load_mappings(config.resolved_mappings_dir)
+        # Before the database is touched: a mapping that cannot be used changes nothing.
+        mapping = load_mappings(Config.from_env({"database_url": database_url}).resolved_mappings_dir)
     except MappingError as error:
         raise click.ClickException(str(error)) from None
-    engine = make_engine(config.resolved_database_url)
+    repository, config = open_repository(database_url)
     try:
-        run_migrations(engine)
-        twins = Twins(Repository(engine, config.referential_integrity), mapping, config.base_url)
+        twins = Twins(repository, mapping, config.base_url)
         total = None if patient_id else twins.version_count()
         started = time.perf_counter()
         with tqdm(total=total, unit="version", disable=None) as bar:
             result = twins.rebuild(patient_id, bar.update, check=check)
         seconds = time.perf_counter() - started
     finally:
-        engine.dispose()
+        repository.engine.dispose()
     scope = f"patient {patient_id}" if patient_id else "every patient"
     if result.differing is None:
         click.echo(f"rebuilt the twin of {scope} from {result.versions} resource versions in {seconds:.1f} s")
