@@ -100,7 +100,8 @@ class AuditRecorder(Worker):
                     occurrence.resources.append(location.removeprefix(request.base).strip("/"))
                 if response.body is not None and response.status < 300:
                     occurrence.patients |= _patients(response.body)
-            self.record(tx, [occurrence])
+            # Written with the rest of the transaction's records when its block ends.
+            tx.gather(self.record, occurrence)
             return
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return

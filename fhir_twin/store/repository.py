@@ -128,6 +128,7 @@ class Repository:
                     token = self._active.set(tx)
                     try:
                         yield tx
+                        tx.write_gathered()
                         tx.flush()
                         tx.check_integrity()
                     finally:
@@ -173,6 +174,8 @@ class DatabaseTransaction:
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         # Called once the transaction has committed (``after_commit``), e.g. to wake a worker.
         self.committed: list[Callable[[], None]] = []
+        # Items handed to a writer when the transaction's block ends (``gather``).
+        self._gathered: dict[Callable[[DatabaseTransaction, list[Any]], None], list[Any]] = {}
         # Every version written in this transaction with its index rows, in order: what an
         # interaction changed, for its authorization check and its audit record.
         self.written: list[tuple[Version, list[IndexRow]]] = []
@@ -181,6 +184,19 @@ class DatabaseTransaction:
         """Call ``callback`` once this transaction has committed; never if it rolls back."""
         if callback not in self.committed:
             self.committed.append(callback)
+
+    def gather(self, writer: Callable[[DatabaseTransaction, list[Any]], None], item: Any) -> None:
+        """Hand ``item`` to ``writer``, with every other item gathered for it, when this transaction's
+        block ends, before it commits: one write for a transaction Bundle's hundreds of entries
+        (their audit records) instead of one each, which would also send the pending batch of
+        new resources early."""
+        self._gathered.setdefault(writer, []).append(item)
+
+    def write_gathered(self) -> None:
+        """Call each writer with what was gathered for it (``gather``)."""
+        while self._gathered:
+            writer, items = self._gathered.popitem()
+            writer(self, items)
 
     @property
     def connection(self) -> Connection:
