@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from fhir_twin.cli import collector
 from fhir_twin.cli.database_commands import DATABASE, services
 from fhir_twin.config import Config
 from fhir_twin.security.principal import Principal
@@ -44,9 +44,8 @@ def load(paths: tuple[Path, ...], database_url: str | None, referential_integrit
     # Loaded patients stay queued for assessment, as the twin changes; the server's processes
     # assess them (no thread of the server's runs here).
     built = services(config)
-    # As in serve: what building the services made is frozen out of the collector, so its full
-    # collections during a long load scan only what the load makes.
-    gc.freeze()
+    # As in serve: what building the services made lives as long as the command.
+    collector.settle()
     interactions = built.interactions
     files = files_in(list(paths))
     started = time.perf_counter()

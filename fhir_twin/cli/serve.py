@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import gc
-
 import click
 
+from fhir_twin.cli import collector
 from fhir_twin.cli.database_commands import DATABASE, safe_url
 from fhir_twin.config import Config
 
@@ -60,9 +59,8 @@ def serve(
         app = create_app(config)
     except MappingError as error:
         raise click.ClickException(str(error)) from None
-    # What building the app made lives as long as the process: frozen out of the collector, full
-    # collections in the workers scan only what requests made, and the forked pages stay shared.
-    gc.freeze()
+    # What building the app made lives as long as the process.
+    collector.settle()
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {safe_url(config.resolved_database_url)}")
     Server(
         app,
