@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_twin.bundles.entries import Entry, error_entry, parse_entries, response_entry
-from fhir_twin.bundles.references import conditional_parts, has_conditional_reference, rewrite
+from fhir_twin.bundles.references import conditional_parts, rewrite
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, Invalid, Issue, PayloadTooLarge, PreconditionFailed, Unprocessable
 from fhir_twin.fhir.instant import format_instant, now
@@ -85,18 +85,30 @@ class Bundles:
         """
         _refuse_duplicates(entries)
         mapping, conditional = _plain_identities(entries)
+        # Conditional references met while rewriting: they are resolved under the lock.
+        seen: list[str] = []
+
+        def keep(reference: str) -> str:
+            seen.append(reference)
+            return reference
+
         for entry in entries:
             if entry.resource is None or entry.method not in ("POST", "PUT"):
                 continue
             try:
                 if not conditional:
-                    entry.resource = rewrite(entry.resource, mapping, lambda ref: ref)
+                    entry.resource = rewrite(entry.resource, mapping, keep)
                 validate_resource(entry.resource)
             except FhirError as error:
                 raise _at(entry, error) from None
             entry.validated = True
-            if not conditional:
+            if not conditional and not seen:
                 entry.index_rows = extract(entry.resource, request.base)
+        if seen:
+            # Their targets are known only under the lock: so are the entries' index rows.
+            conditional = True
+            for entry in entries:
+                entry.index_rows = None
         answers: dict[int, dict[str, Any]] = {}
         with self.repository.transaction(write=True):
             if conditional:
@@ -166,7 +178,8 @@ class Bundles:
 
 def _plain_identities(entries: list[Entry]) -> tuple[dict[str, str], bool]:
     """Ids that need no lookup — new ids for plain creates, the URL of plain updates — and
-    whether anything conditional (identity or reference) is left to resolve under the lock."""
+    whether a conditional identity is left to resolve under the lock (conditional references are
+    found while rewriting)."""
     mapping: dict[str, str] = {}
     conditional = False
     for entry in entries:
@@ -179,8 +192,6 @@ def _plain_identities(entries: list[Entry]) -> tuple[dict[str, str], bool]:
             conditional = conditional or entry.full_url is not None
         elif entry.method == "PUT" and entry.full_url and entry.full_url != entry.path:
             mapping[entry.full_url] = entry.path
-        if entry.resource is not None and has_conditional_reference(entry.resource):
-            conditional = True
     return mapping, conditional
 
 

@@ -16,34 +16,47 @@ _CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 
 
 def rewrite(value: Any, mapping: dict[str, str], resolve: Callable[[str], str]) -> Any:
-    """``value`` with mapped strings replaced and conditional references resolved."""
-    if isinstance(value, dict):
-        out = {}
+    """``value`` with mapped strings replaced and conditional references resolved.
+
+    Copies only the objects and arrays where something changed; the rest of ``value`` is
+    shared (most of a resource holds no reference to another entry).
+    """
+    if type(value) is dict:
+        changed: dict[str, Any] | None = None
         for key, item in value.items():
-            if key == "reference" and isinstance(item, str) and _CONDITIONAL.match(item):
-                out[key] = resolve(item)
-            elif key == "div" and isinstance(item, str) and mapping:
-                out[key] = _in_text(item, mapping)
+            if type(item) is str:
+                if key == "reference" and "?" in item and _CONDITIONAL.match(item):
+                    new = resolve(item)
+                elif key == "div" and mapping:
+                    new = _in_text(item, mapping)
+                else:
+                    new = mapping.get(item, item)
+            elif type(item) is dict or type(item) is list:
+                new = rewrite(item, mapping, resolve)
             else:
-                out[key] = rewrite(item, mapping, resolve)
-        return out
-    if isinstance(value, list):
-        return [rewrite(item, mapping, resolve) for item in value]
+                continue
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if type(value) is list:
+        copied: list[Any] | None = None
+        for number, item in enumerate(value):
+            if type(item) is str:
+                new = mapping.get(item, item)
+            elif type(item) is dict or type(item) is list:
+                new = rewrite(item, mapping, resolve)
+            else:
+                continue
+            if new is not item:
+                if copied is None:
+                    copied = list(value)
+                copied[number] = new
+        return value if copied is None else copied
     if isinstance(value, str):
         return mapping.get(value, value)
     return value
-
-
-def has_conditional_reference(value: Any) -> bool:
-    """Whether ``value`` holds a ``reference`` of the form ``Type?query``."""
-    if isinstance(value, dict):
-        reference = value.get("reference")
-        if isinstance(reference, str) and _CONDITIONAL.match(reference):
-            return True
-        return any(has_conditional_reference(item) for item in value.values() if isinstance(item, dict | list))
-    if isinstance(value, list):
-        return any(has_conditional_reference(item) for item in value)
-    return False
 
 
 def conditional_parts(reference: str) -> tuple[str, str]:
