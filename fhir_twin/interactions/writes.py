@@ -15,6 +15,7 @@ from fhir_twin.store.repository import DatabaseTransaction, Version
 
 # meta elements the server owns (R4 resource.html#Meta): a client's values are replaced.
 SERVER_META = ("versionId", "lastUpdated")
+_PLACEHOLDER = b'"reference":"urn:'
 
 
 def store_version(
@@ -29,8 +30,6 @@ def store_version(
 
     ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
     """
-    if tx.referential_integrity and resource["resourceType"] not in RECORD_TYPES:
-        refuse_placeholders(resource)
     number = previous.version + 1 if previous else 1
     stamp = now()
     meta = {key: value for key, value in (resource.get("meta") or {}).items() if key not in SERVER_META}
@@ -38,7 +37,12 @@ def store_version(
     body["meta"] = {"versionId": str(number), "lastUpdated": format_instant(stamp), **meta}
     body.update((key, value) for key, value in resource.items() if key not in ("resourceType", "id", "meta"))
     status = 201 if previous is None or previous.deleted else 200
-    version = Version(resource["resourceType"], res_id, number, stamp, method, status, json.dumps(body).decode("utf-8"))
+    encoded = json.dumps(body)
+    # Compact JSON names every placeholder reference as ``"reference":"urn:…``: the walk that
+    # names the elements runs only when the text has one.
+    if tx.referential_integrity and resource["resourceType"] not in RECORD_TYPES and _PLACEHOLDER in encoded:
+        refuse_placeholders(resource)
+    version = Version(resource["resourceType"], res_id, number, stamp, method, status, encoded.decode("utf-8"))
     tx.write(version, extract(body) if index is None else index, body)
     return version
 
