@@ -671,6 +671,18 @@ def test_decimals_in_the_create_answer(client: FlaskClient) -> None:
         assert _json_decimal(text).search(response.data), (text, response.data)
 
 
+def test_a_decimal_past_64_bits_without_a_fraction_reads_back_as_sent(client: FlaskClient) -> None:
+    """R4 datatypes.html#decimal has no size limit: a value with more digits than a 64-bit
+    integer holds (which the fast JSON writer refuses) is stored and served with its digits."""
+    digits = "123456789012345678901234567890"
+    text = OBSERVATION_TEXT.replace("1.50", digits)
+    response = client.post("/fhir/Observation", data=text, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 201, response.data
+    assert _json_decimal(digits).search(response.data), response.data
+    read = client.get(f"/fhir/Observation/{response.get_json()['id']}")
+    assert _json_decimal(digits).search(read.data), read.data
+
+
 def test_decimals_read_back_as_sent_in_xml(client: FlaskClient) -> None:
     """R4 datatypes.html#decimal: "the original precision should be preserved" in XML too."""
     observation_id = create_observation(client).get_json()["id"]
