@@ -4,7 +4,6 @@ write's own transaction, so a client that got its 2xx reads a twin that already 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from fhir_twin.signals import twin_changed, version_written
@@ -52,7 +51,8 @@ def fact_rows(facts: Facts | None) -> tuple[list[dict[str, Any]], list[dict[str,
         return [], []
     measurements = []
     for measurement in facts.measurements:
-        row = asdict(measurement)
+        # Its fields are plain values: a copy of them, not ``asdict``'s deep one (a tenth of the time).
+        row = dict(vars(measurement))
         row["patient_id"] = facts.patient_id
         measurements.append(row)
     entries = []
