@@ -80,8 +80,19 @@ def insert_many(connection: Connection, table: Table, values_list: list[dict[str
     if connection.dialect.name == "sqlite":
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         connection.exec_driver_sql(sql, rows)
+    elif len(rows) < COPY_FROM:
+        row = f"({', '.join(['%s'] * len(names))})"
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([row] * len(rows))}"
+        connection.exec_driver_sql(sql, tuple(value for row_values in rows for value in row_values))
     else:
         _copy(connection, f"COPY {table.name} ({', '.join(names)}) FROM STDIN", rows)
+
+
+# Rows from which PostgreSQL gets a COPY rather than one multi-row INSERT. A COPY takes two round
+# trips (its start and its end), the INSERT one; past this many rows COPY's cheaper parsing of the
+# rows is worth the second round trip (and keeps the INSERT far below the 65,535 parameters a
+# statement may have).
+COPY_FROM = 100
 
 
 _TABLES = {table.name: table for table in INDEX_TABLES}
