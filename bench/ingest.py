@@ -16,9 +16,17 @@ one load). Both rates count resources written per second of ingesting, without t
 the server or of the command; the command's wall time, start-up included, is printed beside it.
 ``load`` should be at least as fast as HTTP ingest.
 
+With ``--entries N`` one transaction Bundle of N entries is built from the Bundles' resources
+(each Bundle copied with fresh ``urn:uuid`` fullUrls, so the entries refer to each other as
+Synthea's do) and posted once per run to a spawned server on a fresh database, for each of
+``--databases`` in turn, alternated ``--repeat`` times; it prints each post's time and
+resources/s, the medians, and the PostgreSQL/SQLite time ratio.
+
     python bench/ingest.py --spawn                      # temporary SQLite servers
     python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/test
     python bench/ingest.py --versus-load --rounds 1     # HTTP vs fhir-twin load, SQLite
+    python bench/ingest.py --entries 3000 --databases sqlite,postgresql \
+        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -36,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -60,9 +70,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="times each Bundle is posted")
     parser.add_argument("--repeat", type=int, default=2, help="with --spawn: runs per twin setting, alternated")
     parser.add_argument("--versus-load", action="store_true", help="compare sequential HTTP with fhir-twin load")
+    parser.add_argument("--entries", type=int, default=0, help="post one transaction Bundle of this many entries")
+    parser.add_argument(
+        "--databases", default="sqlite", help="with --entries: comma-separated, of sqlite and postgresql"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="with --entries: the PostgreSQL server (each run creates and drops its own database)",
+    )
     args = parser.parse_args()
     if args.versus_load:
         return versus_load(args)
+    if args.entries:
+        return one_transaction(args)
 
     bundles = [path.read_bytes() for path in args.files]
     resources = [entry["resource"] for body in bundles for entry in json.loads(body)["entry"]]
@@ -128,6 +149,60 @@ def versus_load(args: argparse.Namespace) -> int:
     print(f"\nmedians    http {http:,.0f}, load {load:,.0f} resources/s over {args.repeat} runs each")
     print(f"load/http  {load / http:.2f}")
     return 1 if failed else 0
+
+
+def one_transaction(args: argparse.Namespace) -> int:
+    """One transaction Bundle of ``--entries`` entries per run, on each of ``--databases``, alternated."""
+    args.spawn = True
+    databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    body = json.dumps(large_transaction([path.read_bytes() for path in args.files], args.entries)).encode()
+    print("fhir-twin one large transaction (bench/ingest.py --entries)")
+    print(f"  date      {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(f"  python    {platform.python_version()} on {platform.platform()}, {os.cpu_count()} cpus")
+    print(f"  bundle    {args.entries} entries ({len(body) / 1e6:.1f} MB) from {len(args.files)} files")
+    times: dict[str, list[float]] = {name: [] for name in databases}
+    failed = False
+    for _ in range(args.repeat):
+        for name in databases:
+            args.database = args.postgres_url if name == "postgresql" else ""
+            with server(args) as url:
+                _rate, latencies, errors = post_all(url, [body], 1, 1)
+            if errors:
+                print(f"{name:<11} error {errors[0]}")
+                failed = True
+                continue
+            times[name].append(latencies[0])
+            print(f"{name:<11} {latencies[0]:.2f} s, {args.entries / latencies[0]:,.0f} resources/s")
+    print()
+    medians = {name: statistics.median(values) for name, values in times.items() if values}
+    for name, median in medians.items():
+        print(f"median     {name} {median:.2f} s over {len(times[name])} runs")
+    if "sqlite" in medians and "postgresql" in medians:
+        print(f"postgresql/sqlite time  {medians['postgresql'] / medians['sqlite']:.2f}")
+    return 1 if failed else 0
+
+
+def large_transaction(bundles: list[bytes], entries: int) -> dict[str, Any]:
+    """A transaction Bundle of ``entries`` entries: the Bundles' entries in order, each Bundle copied
+    as often as needed with fresh ``urn:uuid`` fullUrls and references. An entry is taken only when
+    every entry it refers to was taken before it, so the Bundle never refers outside itself."""
+    taken: list[dict[str, Any]] = []
+    while len(taken) < entries:
+        for body in bundles:
+            text = body.decode()
+            fresh = {urn: f"urn:uuid:{uuid.uuid4()}" for urn in set(_URN.findall(text))}
+            copied = _URN.sub(lambda match, fresh=fresh: fresh[match[0]], text)
+            seen: set[str] = set()
+            for entry in json.loads(copied)["entry"]:
+                if set(_URN.findall(json.dumps(entry["resource"]))) <= seen:
+                    taken.append(entry)
+                    seen.add(entry["fullUrl"])
+                    if len(taken) == entries:
+                        return {"resourceType": "Bundle", "type": "transaction", "entry": taken}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": taken}
+
+
+_URN = re.compile(r"urn:uuid:[0-9a-fA-F-]{36}")
 
 
 def run_load(args: argparse.Namespace) -> tuple[float, float, str]:

@@ -1,7 +1,7 @@
 """Soak a FHIR server: N seconds of mixed reads, searches, writes and small transactions at saturation.
 
-Every client (``--clients`` threads in each of ``--processes`` processes) keeps one keep-alive
-connection and sends requests back to back, each drawn at random from this mix:
+Every client (``--clients`` threads in all, shared out over ``--processes`` processes) keeps one
+keep-alive connection and sends requests back to back, each drawn at random from this mix:
 
 ``read``         ``GET Patient/{id}`` of a Patient this client made (200)
 ``search``       ``GET Observation?subject=Patient/{id}&_count=10`` or ``Patient?family=...`` (200)
@@ -14,9 +14,16 @@ It prints the requests, requests per second, errors counted by status (``conn`` 
 connection) and the p50/p99 latency overall and per kind. The aim is 0 errors: exit status 1
 when there is any, 0 otherwise.
 
+With ``--databases sqlite,postgresql`` the soak runs once on each (alternated ``--repeat`` times),
+each on a spawned server with a fresh database (PostgreSQL's made on ``--postgres-url`` and dropped
+after), and prints each run's figures, then req/s and p50/p99 per database and the
+PostgreSQL/SQLite throughput ratio (medians).
+
     python bench/soak.py 60 --spawn                      # a temporary SQLite server
     python bench/soak.py 60 --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/soak
     python bench/soak.py 30 --url http://127.0.0.1:8080/fhir --token ftw_...
+    python bench/soak.py 60 --clients 8 --databases sqlite,postgresql \
+        --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
@@ -197,19 +204,22 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
-def report(latencies: dict[str, list[float]], errors: Counter[str], seconds: float) -> None:
+def report(latencies: dict[str, list[float]], errors: Counter[str], seconds: float) -> tuple[float, float, float]:
+    """Print the run's figures; return its req/s, p50 and p99 (seconds)."""
     every = [value for values in latencies.values() for value in values]
     requests = len(every) + sum(errors.values())
+    p50, p99 = percentile(every, 0.5), percentile(every, 0.99)
     print(f"requests   {requests} in {seconds:.1f} s: {requests / seconds:.1f} req/s")
     by_status = Counter(key.split()[1] for key in errors.elements())
     print(f"errors     {sum(errors.values())}" + (f" by status {dict(by_status)}: {dict(errors)}" if errors else ""))
-    print(f"latency    p50 {percentile(every, 0.5) * 1000:.1f} ms, p99 {percentile(every, 0.99) * 1000:.1f} ms")
+    print(f"latency    p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     for kind in MIX:
         values = latencies.get(kind, [])
         print(
             f"  {kind:<12} {len(values):>7} ok  p50 {percentile(values, 0.5) * 1000:7.1f} ms"
             f"  p99 {percentile(values, 0.99) * 1000:7.1f} ms"
         )
+    return requests / seconds, p50, p99
 
 
 def free_port() -> int:
@@ -268,21 +278,83 @@ def main() -> int:
     parser.add_argument("--spawn", action="store_true", help="start fhir-twin serve for the run")
     parser.add_argument("--database", default="", help="with --spawn: database URL (default: temporary SQLite)")
     parser.add_argument("--workers", type=int, default=2, help="with --spawn: server worker processes")
-    parser.add_argument("--clients", type=int, default=8, help="client threads per process")
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--clients", type=int, default=16, help="client threads in all")
+    parser.add_argument("--processes", type=int, default=2, help="client processes the clients are shared out over")
+    parser.add_argument(
+        "--databases", default="", help="comma-separated, of sqlite and postgresql: one spawned run each"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="with --databases: the PostgreSQL server (each run creates and drops its own database)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="with --databases: runs per database, alternated")
     args = parser.parse_args()
+    if not args.databases:
+        with spawned(args.database, args.workers) if args.spawn else nullserver(args.url, args.token) as (base, token):
+            where = args.database or ("temporary SQLite" if args.spawn else base)
+            _figures, errors = soak(args, base, token, where)
+        return 1 if errors else 0
 
-    with spawned(args.database, args.workers) if args.spawn else nullserver(args.url, args.token) as (base, token):
-        where = args.database or ("temporary SQLite" if args.spawn else base)
-        print(f"fhir-twin soak (bench/soak.py): {args.seconds:.0f} s, {args.processes} x {args.clients} clients")
-        print(f"  server     {base} on {where.split('@')[-1]}, {os.cpu_count()} cpus")
-        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-            results = pool.starmap(
-                run_process, [(base, token, args.seconds, args.clients, seed) for seed in range(args.processes)]
-            )
-        latencies, errors = merge(results)
-        report(latencies, errors, args.seconds)
-    return 1 if errors else 0
+    names = [name.strip() for name in args.databases.split(",") if name.strip()]
+    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+    failed = False
+    for _ in range(args.repeat):
+        for name in names:
+            url = args.postgres_url if name == "postgresql" else ""
+            with fresh_database(url) as database, spawned(database, args.workers) as (base, token):
+                run, errors = soak(args, base, token, name)
+            figures[name].append(run)
+            failed = failed or bool(errors)
+            print()
+    throughput = {name: statistics.median(run[0] for run in runs) for name, runs in figures.items()}
+    for name, runs in figures.items():
+        p50 = statistics.median(run[1] for run in runs) * 1000
+        p99 = statistics.median(run[2] for run in runs) * 1000
+        print(
+            f"median     {name:<11} {throughput[name]:.1f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(runs)} runs)"
+        )
+    if "sqlite" in throughput and "postgresql" in throughput:
+        print(f"postgresql/sqlite throughput  {throughput['postgresql'] / throughput['sqlite']:.2f}")
+    return 1 if failed else 0
+
+
+def soak(
+    args: argparse.Namespace, base: str, token: str, where: str
+) -> tuple[tuple[float, float, float], Counter[str]]:
+    """One soak of ``base``: its figures printed; its req/s, p50, p99 and its errors returned."""
+    shares = [args.clients // args.processes + (n < args.clients % args.processes) for n in range(args.processes)]
+    shares = [share for share in shares if share]
+    print(f"fhir-twin soak (bench/soak.py): {args.seconds:.0f} s, {args.clients} clients in {len(shares)} processes")
+    print(f"  server     {base} on {where.split('@')[-1]}, {os.cpu_count()} cpus")
+    with multiprocessing.get_context("spawn").Pool(len(shares)) as pool:
+        results = pool.starmap(
+            run_process, [(base, token, args.seconds, share, seed) for seed, share in enumerate(shares)]
+        )
+    latencies, errors = merge(results)
+    return report(latencies, errors, args.seconds), errors
+
+
+@contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """An empty database for one run: "" (a temporary SQLite file), or a new PostgreSQL database
+    beside the one ``url`` names, dropped afterwards."""
+    if not url:
+        yield ""
+        return
+    import sqlalchemy
+
+    admin_url = sqlalchemy.engine.make_url(url)
+    name = f"fhir_twin_soak_{os.getpid()}_{int(time.time() * 1000)}"
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from collections import defaultdict
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from fhir_twin.search.index import ROW_TYPES, IndexRow, ReferenceRow
@@ -17,11 +17,24 @@ _DELETES = {
     table.name: delete(table).where(table.c.res_type == bindparam("key_type"), table.c.res_id == bindparam("key_id"))
     for table in INDEX_TABLES
 }
+# On PostgreSQL the same deletes in one statement, one round trip instead of one per table: every
+# data-modifying statement in WITH runs to completion whether or not the query reads it (PostgreSQL
+# manual, "Data-Modifying Statements in WITH").
+_DELETE_ALL = text(
+    "WITH "
+    + ", ".join(
+        f"{table.name} AS (DELETE FROM {table.name} WHERE res_type = :key_type AND res_id = :key_id)"
+        for table in INDEX_TABLES
+    )
+    + " SELECT 1"
+)
 
 
 def replace_index(connection: Connection, res_type: str, res_id: str, rows: list[IndexRow], fresh: bool) -> None:
     """Make ``rows`` the index of ``res_type/res_id``; ``fresh`` when it never had rows before."""
-    if not fresh:
+    if not fresh and connection.dialect.name == "postgresql":
+        connection.execute(_DELETE_ALL, {"key_type": res_type, "key_id": res_id})
+    elif not fresh:
         for statement in _DELETES.values():
             connection.execute(statement, {"key_type": res_type, "key_id": res_id})
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -80,8 +93,19 @@ def insert_many(connection: Connection, table: Table, values_list: list[dict[str
     if connection.dialect.name == "sqlite":
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         connection.exec_driver_sql(sql, rows)
+    elif len(rows) < COPY_FROM:
+        row = f"({', '.join(['%s'] * len(names))})"
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([row] * len(rows))}"
+        connection.exec_driver_sql(sql, tuple(value for row_values in rows for value in row_values))
     else:
         _copy(connection, f"COPY {table.name} ({', '.join(names)}) FROM STDIN", rows)
+
+
+# Rows from which PostgreSQL gets a COPY rather than one multi-row INSERT. A COPY takes two round
+# trips (its start and its end), the INSERT one; past this many rows COPY's cheaper parsing of the
+# rows is worth the second round trip (and keeps the INSERT far below the 65,535 parameters a
+# statement may have).
+COPY_FROM = 100
 
 
 _TABLES = {table.name: table for table in INDEX_TABLES}
