@@ -36,6 +36,7 @@ def load(paths: tuple[Path, ...], database_url: str | None, referential_integrit
     failure of its file. Each Bundle commits on its own (see fhir_twin.bundles.loading).
     """
     from fhir_twin.bundles.loading import Load, files_in
+    from fhir_twin.fhir.resource_types import resource_types
     from fhir_twin.security.context import acting_as
 
     config = Config.from_env(
@@ -44,7 +45,9 @@ def load(paths: tuple[Path, ...], database_url: str | None, referential_integrit
     # Loaded patients stay queued for assessment, as the twin changes; the server's processes
     # assess them (no thread of the server's runs here).
     built = services(config)
-    # As in serve: what building the services made lives as long as the command.
+    # As serve does: every fhir.resources model (the first resource validated would import them all,
+    # inside the load), and with the services frozen out of the collector's full collections.
+    resource_types()
     collector.settle()
     interactions = built.interactions
     files = files_in(list(paths))

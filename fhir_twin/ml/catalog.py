@@ -9,32 +9,24 @@ RiskAssessment claims its name.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    import pandas as pd
+from datetime import timedelta
+from typing import Any
 
 from fhir_twin.errors import NotFound
-from fhir_twin.ml import dataset as datasets
 from fhir_twin.ml import fields as body_fields
-from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.card import score_card
 from fhir_twin.ml.dataset import Dataset
 from fhir_twin.ml.fields import BodyField
-from fhir_twin.ml.learned import forecast, incidence, incidence_examples, pima, progression
+from fhir_twin.ml.learned.declared import forecast, incidence, pima, progression
 from fhir_twin.ml.learned.gates import Gate
 from fhir_twin.ml.learned.report import TrainResult
-from fhir_twin.ml.reader import Gathered, Reader
 from fhir_twin.ml.registry import ModelVersion, Registry
-from fhir_twin.ml.runners import Patient, Run, Runner, completed, rule_based
+from fhir_twin.ml.runners import Runner, rule_based
 from fhir_twin.ml.schemas import ModelEntry
 from fhir_twin.ml.scores.score import ModelInfo
-from fhir_twin.ml.simulation import Simulation
 from fhir_twin.store.repository import Repository
 from fhir_twin.twin.mapping import Mapping
 
@@ -44,114 +36,88 @@ ACTIVE_TTL = 2.0
 
 @dataclass(frozen=True)
 class Learned:
-    """A learned model: how to train it, evaluate a trained version, run it on a patient, and the gates
-    a version's report must pass before it is activated."""
+    """A learned model: what it is, the gates a version's report must pass before it is activated, the
+    Body fields it reads on a patient (``READS``) and those a ``$whatif`` may change, and how to train it,
+    evaluate a trained version and run it on a patient. The last three import the model's module, and
+    with it numpy, pandas and scikit-learn, when first called."""
 
     model: ModelInfo
-    train: Callable[[Dataset, int], TrainResult]
+    gates: tuple[Gate, ...]
     # Trained on the server's own twins, or on data of its own (load_diabetes, MASS Pima).
     on_server_data: bool
-    evaluate: Callable[[Any, Dataset], dict[str, Any]] | None
-    runner: Callable[[ModelInfo, Any], Runner] | None
-    gates: tuple[Gate, ...]
+    train: Callable[[Dataset, int], TrainResult]
+    evaluate: Callable[[Any, Dataset], dict[str, Any]] | None = None
+    runner: Callable[[ModelInfo, Any], Runner] | None = None
+    reads: tuple[BodyField, ...] = ()
+    whatif: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ForecastRunner:
-    """Next heart rate from the patient's own series (``learned.forecast``)."""
+def _train_forecast(dataset: Dataset, seed: int) -> TrainResult:
+    from fhir_twin.ml.learned import forecast as implementation
 
-    model: ModelInfo
-    artifact: Any
-    kind: ClassVar[Kind] = Kind({"text": "Heart rate above 100/min at the next reading (forecast)"}, None)
-    reads: ClassVar[tuple[BodyField, ...]] = (body_fields.HEART_RATE,)
-    # The forecast is of the patient's own series: a hypothetical reading does not change it.
-    fields: ClassVar[tuple[str, ...]] = ()
-
-    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
-        reader = Reader(patient.document)
-        found = reader.points(body_fields.HEART_RATE.name)
-        if found and found[-1].time is not None:
-            reader.needs_verification(body_fields.HEART_RATE.name, "the forecast is made from the readings before it.")
-        points = [(point.time.replace(tzinfo=UTC), point.value, point.source) for point in found if point.value]  # type: ignore[union-attr]
-        score, sources = forecast.predict(self.artifact, points, patient.now.replace(tzinfo=UTC))
-        for point in found:
-            if point.source in sources:
-                reader.read(point)
-        gathered = Gathered(None, tuple(sources), tuple(reader.notes), False, reader.unverified, _newest(reader))
-        return completed(gathered, dataclasses.replace(score, model=self.model))
+    return implementation.train(dataset, seed)
 
 
-@dataclass(frozen=True)
-class IncidenceRunner:
-    """5-year incident type 2 diabetes from the twin at this moment (``learned.incidence``)."""
+def _forecast_runner(model: ModelInfo, artifact: Any) -> Runner:
+    from fhir_twin.ml.learned.forecast import ForecastRunner
 
-    model: ModelInfo
-    artifact: Any
-    kind: ClassVar[Kind] = Kind({"text": "Incident type 2 diabetes within 5 years"}, timedelta(days=1826))
-    reads: ClassVar[tuple[BodyField, ...]] = incidence.READS
-    fields: ClassVar[tuple[str, ...]] = body_fields.names(incidence.READS)
-
-    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
-        import pandas as pd
-
-        document = patient.document
-        reader = Reader(document, simulated)
-        for name in self.fields:
-            reader.needs_verification(name, "the estimate uses the earlier reading, if any.")
-        at = patient.now.replace(tzinfo=UTC)
-        rows = [
-            (
-                patient.id,
-                name,
-                _utc(point.time),
-                math.nan if point.value is None else point.value,
-                point.category,
-                point.source,
-            )
-            for name in self.fields
-            for point in reader.points(name)
-        ]
-        measurements = pd.DataFrame(rows, columns=list(datasets.MEASUREMENT_COLUMNS))
-        conditions = pd.DataFrame(
-            [
-                (patient.id, item.code, item.display, _utc(item.start), item.source)
-                for item in document.case.get("conditions", [])
-                if item.code is not None
-            ],
-            columns=list(datasets.CONDITION_COLUMNS),
-        )
-        birth = document.patient.birth_date
-        who = {"birth_date": pd.Timestamp(birth[:10], tz="UTC") if birth else None, "gender": document.patient.gender}
-        features, sources = incidence_examples.features_now(who, measurements, conditions, at)
-        score = incidence.predict(self.artifact, features, at)
-        for name in self.fields:
-            for point in reader.points(name):
-                if point.source in sources:
-                    reader.read(point)
-        basis = (document.patient.source, *dict.fromkeys(sources))
-        gathered = Gathered(None, basis, tuple(reader.notes), False, reader.unverified, _newest(reader))
-        return completed(gathered, dataclasses.replace(score, model=self.model), simulated)
+    return ForecastRunner(model, artifact)
 
 
-def _utc(when: datetime | None) -> pd.Timestamp:
-    import pandas as pd
+def _train_incidence(dataset: Dataset, seed: int) -> TrainResult:
+    from fhir_twin.ml.learned import incidence as implementation
 
-    return pd.Timestamp(when, tz="UTC") if when is not None else pd.NaT
+    return implementation.train(dataset, seed)
 
 
-def _newest(reader: Reader) -> datetime | None:
-    return max(reader.times) if reader.times else None
+def _evaluate_incidence(artifact: Any, dataset: Dataset) -> dict[str, Any]:
+    from fhir_twin.ml.learned import incidence as implementation
+
+    return implementation.evaluate(artifact, dataset)
+
+
+def _incidence_runner(model: ModelInfo, artifact: Any) -> Runner:
+    from fhir_twin.ml.learned.incidence import IncidenceRunner
+
+    return IncidenceRunner(model, artifact)
+
+
+def _train_progression(_dataset: Dataset, seed: int) -> TrainResult:
+    from fhir_twin.ml.learned import progression as implementation
+
+    return implementation.train(seed)
+
+
+def _train_pima(_dataset: Dataset, seed: int) -> TrainResult:
+    from fhir_twin.ml.learned import pima as implementation
+
+    return implementation.train(seed)
 
 
 LEARNED = {
     entry.model.id: entry
     for entry in (
-        Learned(forecast.MODEL, forecast.train, True, None, ForecastRunner, forecast.GATES),
-        Learned(incidence.MODEL, incidence.train, True, incidence.evaluate, IncidenceRunner, incidence.GATES),
         Learned(
-            progression.MODEL, lambda _dataset, seed: progression.train(seed), False, None, None, progression.GATES
+            forecast.MODEL,
+            forecast.GATES,
+            True,
+            _train_forecast,
+            runner=_forecast_runner,
+            reads=forecast.READS,
+            whatif=forecast.WHATIF,
         ),
-        Learned(pima.MODEL, lambda _dataset, seed: pima.train(seed), False, None, None, pima.GATES),
+        Learned(
+            incidence.MODEL,
+            incidence.GATES,
+            True,
+            _train_incidence,
+            _evaluate_incidence,
+            _incidence_runner,
+            incidence.READS,
+            incidence.WHATIF,
+        ),
+        Learned(progression.MODEL, progression.GATES, False, _train_progression),
+        Learned(pima.MODEL, pima.GATES, False, _train_pima),
     )
 }
 
@@ -169,7 +135,7 @@ class Catalog:
         for runner in self._rule_based:
             body_fields.check(runner.model.id, runner.reads, mapping)
         for model_id, entry in LEARNED.items():
-            body_fields.check(model_id, getattr(entry.runner, "reads", ()), mapping)
+            body_fields.check(model_id, entry.reads, mapping)
 
     def runners(self) -> Sequence[Runner]:
         """Every model to run on a patient: the scores, and each trained learned model's active version."""
@@ -210,8 +176,7 @@ class Catalog:
         for model_id, entry in LEARNED.items():
             versions = registered.get(model_id, [])
             active = next((v.version for v in versions if v.active), None)
-            reads = getattr(entry.runner, "fields", ())
-            found.append(ModelEntry(entry.model, active, versions, entry.runner is not None, reads))
+            found.append(ModelEntry(entry.model, active, versions, entry.runner is not None, entry.whatif))
         return found
 
     def entry(self, model_id: str) -> ModelEntry:

@@ -159,15 +159,19 @@ class Reader:
         if item.source not in self.basis:
             self.basis.append(item.source)
 
+    @property
+    def as_of(self) -> datetime | None:
+        """The clinical time of the newest reading read: what the prediction is about."""
+        return max(self.times) if self.times else None
+
     def gathered(self, inputs: T) -> Gathered[T]:
-        as_of = max(self.times) if self.times else None
         notes = [
             f"Measured more than {words.duration(limit)} before this assessment: "
             + ", ".join(f"{label} ({when:%Y-%m-%d})" for label, when in found.items())
             + "."
             for limit, found in sorted(self.old.items())
         ]
-        return Gathered(inputs, tuple(self.basis), (*self.notes, *notes), self.stale, self.unverified, as_of)
+        return Gathered(inputs, tuple(self.basis), (*self.notes, *notes), self.stale, self.unverified, self.as_of)
 
 
 def active(item: CaseItem) -> bool:

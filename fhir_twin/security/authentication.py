@@ -8,13 +8,16 @@ for one that is unknown, revoked, expired or fails its checks.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fhir_twin.config import Config
 from fhir_twin.errors import Unauthorized
 from fhir_twin.security import tokens
-from fhir_twin.security.bearer import JwtVerifier
 from fhir_twin.security.principal import ANONYMOUS, Principal
 from fhir_twin.store.repository import Repository
+
+if TYPE_CHECKING:
+    from fhir_twin.security.bearer import JwtVerifier
 
 MODES = ("tokens", "jwt", "none")
 REALM = 'Bearer realm="fhir-twin"'
@@ -31,7 +34,12 @@ class Authenticator:
             raise ValueError(f"auth_mode must be one of {', '.join(MODES)}, not {config.auth_mode!r}")
         self.mode = config.auth_mode
         self.repository = repository
-        self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience) if self.mode == "jwt" else None
+        self.verifier: JwtVerifier | None = None
+        if self.mode == "jwt":
+            # PyJWT and cryptography (about 10 MB a process) load only for a server that verifies JWTs.
+            from fhir_twin.security.bearer import JwtVerifier
+
+            self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience)
         if self.mode == "none":
             log.warning(
                 "AUTHENTICATION IS OFF (auth_mode=none): anyone who can reach this server may read and change "

@@ -9,10 +9,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from fhir_twin.search.extract import extract
-from fhir_twin.store.database import MIGRATIONS, make_engine, migrate
+from fhir_twin.store.database import HEAD, MIGRATIONS, make_engine, migrate
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import INDEX_TABLES, audit_entity, audit_record, metadata
 from fhir_twin.store.version import Version
@@ -27,6 +28,12 @@ def test_migrated_schema_matches_the_table_definitions(database_url: str) -> Non
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_head_the_server_checks_for_is_the_newest_migration() -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
 
 
 def test_the_upgrade_moves_stored_audit_events_to_the_audit_index(database_url: str) -> None:

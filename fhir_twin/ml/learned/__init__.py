@@ -1,9 +1,10 @@
 """Learned models of the Digital Doctor: trained on the server's own data (or on published data they
 bring), evaluated, and shipped with a report.
 
-One module per model (``forecast``, ``incidence``, ``progression``, ``pima``), each with a ``MODEL``,
-its ``GATES`` and a ``train`` that returns a ``report.TrainResult``; ``metrics`` and ``validation``
-hold the evaluation shared by all, ``gates`` what a version must show before it is activated.
+One module per model (``forecast``, ``incidence``, ``progression``, ``pima``), each with a ``train``
+that returns a ``report.TrainResult``, and its ``MODEL`` and ``GATES`` in ``declared``, which is all
+the server loads of a model until one is trained or run; ``metrics`` and ``validation`` hold the
+evaluation shared by all, ``gates`` what a version must show before it is activated.
 Reporting follows TRIPOD+AI (Collins et al., BMJ 2024;385:e078378).
 """
 

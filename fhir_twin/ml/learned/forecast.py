@@ -25,17 +25,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    import numpy as np
-    from sklearn.linear_model import LinearRegression
-    from sklearn.preprocessing import PolynomialFeatures
+import numpy as np
+from sklearn.linear_model import LinearRegression
+from sklearn.preprocessing import PolynomialFeatures
 
 from fhir_twin.ml import codes, fields
+from fhir_twin.ml.assessment import Kind
 from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import Bands, InsufficientData, metrics, risk_band
-from fhir_twin.ml.learned.gates import Gate
+from fhir_twin.ml.learned.declared.forecast import GATES, MODEL, READS, WHATIF
 from fhir_twin.ml.learned.heart_rate_series import (
     LAGS,
     MIN_HISTORY,
@@ -52,26 +53,10 @@ from fhir_twin.ml.learned.heart_rate_series import (
 )
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import inference_latency
+from fhir_twin.ml.reader import Gathered, Reader
+from fhir_twin.ml.runners import Patient, Run, completed
 from fhir_twin.ml.scores.score import Contribution, Forecast, ModelInfo, Score
-
-MODEL = ModelInfo(
-    id="hr-forecast",
-    version="1.0.0",
-    kind="learned",
-    inputs=(fields.HEART_RATE.input(),),
-    outcome="Heart rate above 100/min at the next reading",
-    horizon="the next reading: one median interval between the patient's readings, at most 24 hours",
-    intended_use=(
-        "Adults with a regular series of heart-rate readings (bedside or wearable monitoring, readings at most "
-        "24 hours apart), to show the expected next value, its 90 % interval and the chance of tachycardia. "
-        "Decision support only: it does not diagnose, and an alarm must not depend on it."
-    ),
-    reference=(
-        "Autoregressive forecasting with rolling-origin evaluation against persistence: Hyndman RJ, "
-        "Athanasopoulos G. Forecasting: Principles and Practice, 3rd ed., OTexts 2021, ch. 5 and 9; "
-        "Tashman LJ. Int J Forecast 2000;16:437-450."
-    ),
-)
+from fhir_twin.ml.simulation import Simulation
 
 MAX_INTERVAL = timedelta(hours=24)  # longer median intervals are not a "regular series"
 STALE_AFTER = timedelta(hours=24)  # as mappings/vital-signs.yaml heart_rate stale_after
@@ -99,26 +84,6 @@ NAMES = tuple(feature.name for feature in FEATURES)
 Point = tuple[datetime, float, str]
 
 
-# What a version must show on held-out patients before it may serve patients (``gates``).
-GATES = (
-    Gate(
-        "hold-out skill over persistence",
-        ("holdout", "metrics", "skill"),
-        "1 − MSE / MSE of repeating the last value (Murphy, Mon Weather Rev 1988;116:2417): a forecast that "
-        "is worse than the last reading must not be shown; 0 is persistence itself, which training may choose",
-        low=0.0,
-    ),
-    Gate(
-        "hold-out 90 % interval coverage",
-        ("holdout", "interval_coverage"),
-        "Share of held-out readings inside the 90 % interval; 0.80 to 0.98 is this server's choice: below, the "
-        "interval misleads; above, it is too wide to inform (a few held-out patients measure it to about ±0.05)",
-        low=0.80,
-        high=0.98,
-    ),
-)
-
-
 @dataclass(frozen=True)
 class ForecastConfig:
     """The trained artifact: the candidate the rolling-origin evaluation chose (``degree`` 0 persistence,
@@ -134,8 +99,6 @@ class ForecastConfig:
 
 def _spread(count: int, cap: int) -> np.ndarray:
     """``count`` origins from MIN_HISTORY on, thinned evenly to at most ``cap``."""
-    import numpy as np
-
     return np.unique(np.linspace(MIN_HISTORY, MIN_HISTORY + count - 1, min(count, cap)).round().astype(int))
 
 
@@ -154,8 +117,6 @@ def _patients(dataset: Dataset) -> dict[str, Series]:
 
 def _pooled(results: Sequence[RollingOrigin]) -> dict[str, Any]:
     """Each candidate's metrics over every origin of every patient, with persistence as the skill baseline."""
-    import numpy as np
-
     observed = np.concatenate([r.observed for r in results])
     persistence = np.concatenate([r.persistence for r in results])
     return {
@@ -173,20 +134,14 @@ def _chosen(candidates: dict[str, Any]) -> int:
 
 
 def _residuals(results: Sequence[RollingOrigin], degree: int) -> np.ndarray:
-    import numpy as np
-
     return np.concatenate([r.observed - r.forecasts[degree] for r in results])
 
 
 def _quantiles(residuals: np.ndarray) -> tuple[float, ...]:
-    import numpy as np
-
     return tuple(float(q) for q in np.quantile(residuals, QUANTILE_LEVELS))
 
 
 def _bounds(residuals: np.ndarray) -> tuple[float, float]:
-    import numpy as np
-
     low, high = np.quantile(residuals, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return float(low), float(high)
 
@@ -265,8 +220,6 @@ def train(dataset: Dataset, seed: int = 0) -> TrainResult:
 
 def _holdout(results: dict[str, RollingOrigin], seed: int) -> dict[str, Any] | None:
     """Choose the degree on 80 % of patients and evaluate that choice once on the other 20 %."""
-    import numpy as np
-
     if len(results) < 5:
         return None
     ids = sorted(results)
@@ -308,8 +261,6 @@ def predict(artifact: ForecastConfig, points: Sequence[Point], now: datetime) ->
     pooled errors of training; P is (k + ½)/(n + 1) over the n errors, k of which would put the forecast above
     100/min, so it is never exactly 0 or 1.
     """
-    import numpy as np
-
     now = utc(now)
     usable = [(utc(when), value, source) for when, value, source in points if utc(when) <= now]
     times, values, positions = clean([(t, v) for t, v, _ in usable])
@@ -411,3 +362,27 @@ def _contributions(model: Fit, row: np.ndarray) -> tuple[Contribution, ...]:
         for name, beta, x in zip(names, regression.coef_, values, strict=True)
     ]
     return tuple(sorted(terms, key=lambda c: -abs(c.points)))
+
+
+@dataclass(frozen=True)
+class ForecastRunner:
+    """Next heart rate from the patient's own series."""
+
+    model: ModelInfo
+    artifact: Any
+    kind: ClassVar[Kind] = Kind({"text": "Heart rate above 100/min at the next reading (forecast)"}, None)
+    reads: ClassVar[tuple[BodyField, ...]] = READS
+    fields: ClassVar[tuple[str, ...]] = WHATIF
+
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        reader = Reader(patient.document)
+        found = reader.points(fields.HEART_RATE.name)
+        if found and found[-1].time is not None:
+            reader.needs_verification(fields.HEART_RATE.name, "the forecast is made from the readings before it.")
+        points = [(point.time.replace(tzinfo=UTC), point.value, point.source) for point in found if point.value]  # type: ignore[union-attr]
+        score, sources = predict(self.artifact, points, patient.now.replace(tzinfo=UTC))
+        for point in found:
+            if point.source in sources:
+                reader.read(point)
+        gathered = Gathered(None, tuple(sources), tuple(reader.notes), False, reader.unverified, reader.as_of)
+        return completed(gathered, replace(score, model=self.model))

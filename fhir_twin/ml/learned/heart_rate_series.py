@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import ArrayLike
-    from sklearn.pipeline import Pipeline
+import numpy as np
+import sklearn
+from numpy.typing import ArrayLike
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import PolynomialFeatures
 
 LAGS = 3
 # Readings needed: the linear model has LAGS + 3 coefficients and an intercept (7), and is fitted on at
@@ -32,10 +33,6 @@ DEGREES = (1, 2)
 
 def pipeline(degree: int) -> Pipeline:
     """Ordinary least squares on the features, with degree-2 terms (squares and products) for degree 2."""
-    from sklearn.linear_model import LinearRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import PolynomialFeatures
-
     if degree == 1:
         return Pipeline([("regression", LinearRegression())])
     return Pipeline(
@@ -52,8 +49,6 @@ def simulate_stream(
     innovations N(0, 3²) started from its stationary distribution; values rounded to 0.1/min. 864 readings
     are three days.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     phi, sigma = 0.8, 3.0
     noise = rng.normal(0.0, sigma / math.sqrt(1 - phi**2))
@@ -87,8 +82,6 @@ class Series:
 
     @classmethod
     def of(cls, times: Sequence[datetime], values: Sequence[float]) -> Series:
-        import numpy as np
-
         return cls(
             np.array([t.timestamp() / 3600 for t in times]),
             np.array([hour_of_day(t) for t in times]),
@@ -101,8 +94,6 @@ class Series:
     def row(self, target: int, lags: int, clock: float | None = None, gap: float | None = None) -> np.ndarray:
         """Features forecasting reading ``target`` from the ``lags`` readings before it; ``clock`` and ``gap``
         (hours) describe a target beyond the series."""
-        import numpy as np
-
         if clock is None or gap is None:
             clock, gap = float(self.clock[target]), float(self.hours[target] - self.hours[target - 1])
         angle = 2 * math.pi * clock / 24
@@ -115,8 +106,6 @@ class Series:
 
     def _rows(self, lags: int) -> np.ndarray:
         """Feature rows of every reading from ``lags`` on, built once per series (rolling origin slices it)."""
-        import numpy as np
-
         if lags not in self.built:
             self.built[lags] = np.array([self.row(j, lags) for j in range(lags, len(self))]).reshape(-1, lags + 3)
         return self.built[lags]
@@ -178,9 +167,6 @@ def rolling_origin(
     """Forecast reading i from readings before i only, for each origin i ≥ ``min_history`` (all of them, or
     ``origins``): an expanding window capped at ``window`` readings, evaluated in time order; persistence
     (degree 0) always included."""
-    import numpy as np
-    import sklearn
-
     chosen = np.arange(min_history, len(series)) if origins is None else np.asarray(origins, dtype=int)
     forecasts: dict[int, list[float]] = {degree: [] for degree in sorted({0, *degrees})}
     with sklearn.config_context(assume_finite=True):  # NaN readings were dropped: skip the check per fit
@@ -204,6 +190,4 @@ def clean(points: Sequence[tuple[datetime, float]]) -> tuple[list[datetime], lis
 
 
 def median_gap(times: Sequence[datetime]) -> timedelta:
-    import numpy as np
-
     return timedelta(seconds=float(np.median([(b - a).total_seconds() for a, b in pairwise(times)])))

@@ -16,19 +16,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    import pandas as pd
-    from sklearn.pipeline import Pipeline
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fhir_twin.ml import codes, fields
-from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.assessment import Kind
+from fhir_twin.ml.dataset import CONDITION_COLUMNS, MEASUREMENT_COLUMNS, Dataset
+from fhir_twin.ml.fields import BodyField
 from fhir_twin.ml.learned import Bands, InsufficientData, risk_band
-from fhir_twin.ml.learned.gates import classifier_gates
-from fhir_twin.ml.learned.incidence_examples import COLUMNS, MEASURED, MEASURED_FIELDS, MIN_AGE, Examples, examples_of
+from fhir_twin.ml.learned.declared.incidence import GATES, MEASURED_FIELDS, MODEL, READS, WHATIF
+from fhir_twin.ml.learned.incidence_examples import COLUMNS, MEASURED, MIN_AGE, Examples, examples_of, features_now
 from fhir_twin.ml.learned.report import Feature, TrainResult, build, data_section, efficiency, model_card
 from fhir_twin.ml.learned.validation import (
     cross_validate_classifier,
@@ -36,32 +42,10 @@ from fhir_twin.ml.learned.validation import (
     holdout_classifier,
     inference_latency,
 )
-from fhir_twin.ml.scores.score import Contribution, Input, ModelInfo, Score
-
-MODEL = ModelInfo(
-    id="incident-diabetes",
-    version="1.0.0",
-    kind="learned",
-    inputs=(
-        Input("age"),
-        Input("sex"),
-        *(measured.input() for measured in MEASURED_FIELDS),
-        fields.SMOKING_STATUS.input(),
-        Input("prediabetes", codes.PREDIABETES.token),
-    ),
-    outcome="Diagnosis of type 2 diabetes (SNOMED CT 44054006 or 73211009; ICD-10 E11 or E14) within 5 years",
-    horizon="5 years",
-    intended_use=(
-        "Adults (18 and over) without diabetes, to flag who may benefit from diabetes screening. Decision "
-        "support only. Trained on this server's own data and not validated clinically; results on synthetic "
-        "data are not clinical performance."
-    ),
-    reference=(
-        "Logistic regression with internal, hold-out and external validation reported per TRIPOD+AI (Collins GS "
-        "et al., BMJ 2024;385:e078378); features as in FINDRISC (Lindström J, Tuomilehto J, Diabetes Care "
-        "2003;26:725-731)."
-    ),
-)
+from fhir_twin.ml.reader import Gathered, Reader
+from fhir_twin.ml.runners import Patient, Run, completed
+from fhir_twin.ml.scores.score import Contribution, ModelInfo, Score
+from fhir_twin.ml.simulation import Simulation
 
 MIN_EXAMPLES = 20
 MIN_PER_CLASS = 5
@@ -71,17 +55,6 @@ MIN_PER_CLASS = 5
 THRESHOLD = 0.2
 BANDS: Bands = ((0.01, "negligible"), (0.05, "low"), (THRESHOLD, "moderate"))
 
-# Every Body field the model reads on a patient: the measured features, fasting glucose (diabetes by
-# the ADA criteria) and smoking status.
-READS = (
-    fields.BMI,
-    fields.SYSTOLIC_BP,
-    fields.GLUCOSE,
-    fields.FASTING_GLUCOSE,
-    fields.HBA1C,
-    fields.HDL_CHOLESTEROL,
-    fields.SMOKING_STATUS,
-)
 FEATURES = (
     Feature("age", None, "a", "age at the index date, from Patient.birthDate"),
     Feature("male", None, "1", "1 for Patient.gender male, 0 for female (other and unknown: not scored)"),
@@ -106,9 +79,6 @@ MITIGATION = (
     "estimate from this server's data, not a diagnosis."
 )
 
-# What a version must show on its hold-out before it may serve patients (``gates``).
-GATES = classifier_gates("holdout")
-
 
 @dataclass(frozen=True)
 class IncidenceModel:
@@ -125,12 +95,6 @@ def pipeline(seed: int = 0, columns: tuple[str, ...] = COLUMNS) -> Pipeline:
     ``keep_empty_features`` keeps a column no training row has (imputed as 0) instead of dropping it
     with a warning, so the fitted pipeline always takes ``COLUMNS``.
     """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     steps: list[tuple[str, Any]] = []
     if columns != COLUMNS:
         steps.append(
@@ -238,9 +202,6 @@ def predict(artifact: IncidenceModel, features: Mapping[str, float | str | None]
     """The 5-year probability for one patient's ``features`` (``COLUMNS``; ``diabetes`` 1 makes it not
     applicable, saying ``diabetes_evidence``). Missing measured features are imputed with the training
     medians and named in ``missing``; without age and sex, or without any measured feature, no score."""
-    import numpy as np
-    import pandas as pd
-
     if features.get("diabetes"):
         return Score.not_applicable(MODEL, str(features.get("diabetes_evidence") or "diabetes is already recorded"))
     missing = tuple(name for name in COLUMNS if _missing(features.get(name)))
@@ -306,8 +267,6 @@ def _contributions(
     """β·z for every column the regression sees (indicator columns included), largest |β·z| first; each
     explained in words: the value, and whether it raises or lowers the estimate against the training
     cohort's average patient (z is the value's distance from the training mean in training SDs)."""
-    import numpy as np
-
     z = np.asarray(model[:-1].transform(row))[0]
     names = [_readable(str(n)) for n in model[:-1].get_feature_names_out()]
     beta = model.named_steps["classifier"].coef_[0]
@@ -334,3 +293,57 @@ def _words(column: str, indicator: bool, shown: float | str) -> str:
         return YES_NO_WORDS[column][0 if shown == 1.0 else 1]
     unit = IN_WORDS.get(column, ("", ""))[1]
     return f"{label} {float(shown):.3g}{unit}"
+
+
+@dataclass(frozen=True)
+class IncidenceRunner:
+    """5-year incident type 2 diabetes from the twin at this moment."""
+
+    model: ModelInfo
+    artifact: Any
+    kind: ClassVar[Kind] = Kind({"text": "Incident type 2 diabetes within 5 years"}, timedelta(days=1826))
+    reads: ClassVar[tuple[BodyField, ...]] = READS
+    fields: ClassVar[tuple[str, ...]] = WHATIF
+
+    def run(self, patient: Patient, simulated: Simulation | None = None, requested: bool = False) -> Run:
+        document = patient.document
+        reader = Reader(document, simulated)
+        for name in self.fields:
+            reader.needs_verification(name, "the estimate uses the earlier reading, if any.")
+        at = patient.now.replace(tzinfo=UTC)
+        rows = [
+            (
+                patient.id,
+                name,
+                _utc(point.time),
+                math.nan if point.value is None else point.value,
+                point.category,
+                point.source,
+            )
+            for name in self.fields
+            for point in reader.points(name)
+        ]
+        measurements = pd.DataFrame(rows, columns=list(MEASUREMENT_COLUMNS))
+        conditions = pd.DataFrame(
+            [
+                (patient.id, item.code, item.display, _utc(item.start), item.source)
+                for item in document.case.get("conditions", [])
+                if item.code is not None
+            ],
+            columns=list(CONDITION_COLUMNS),
+        )
+        birth = document.patient.birth_date
+        who = {"birth_date": pd.Timestamp(birth[:10], tz="UTC") if birth else None, "gender": document.patient.gender}
+        features, sources = features_now(who, measurements, conditions, at)
+        score = predict(self.artifact, features, at)
+        for name in self.fields:
+            for point in reader.points(name):
+                if point.source in sources:
+                    reader.read(point)
+        basis = (document.patient.source, *dict.fromkeys(sources))
+        gathered = Gathered(None, basis, tuple(reader.notes), False, reader.unverified, reader.as_of)
+        return completed(gathered, replace(score, model=self.model), simulated)
+
+
+def _utc(when: datetime | None) -> pd.Timestamp:
+    return pd.Timestamp(when, tz="UTC") if when is not None else pd.NaT

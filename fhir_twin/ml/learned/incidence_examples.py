@@ -24,22 +24,20 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 from fhir_twin.ml import fields
 from fhir_twin.ml.concepts import DIABETES, PREDIABETES, TYPE_2_DIABETES
 from fhir_twin.ml.dataset import Dataset
+from fhir_twin.ml.learned.declared.incidence import MEASURED_FIELDS
 
 YEAR = timedelta(days=365.25)
 HORIZON = 5 * YEAR
 LOOKBACK = 3 * YEAR
 MIN_AGE = 18.0
 
-# The measured features, each a Body field's latest value; smoking status gives ``current_smoker``.
-MEASURED_FIELDS = (fields.BMI, fields.SYSTOLIC_BP, fields.GLUCOSE, fields.HBA1C, fields.HDL_CHOLESTEROL)
 MEASURED = fields.names(MEASURED_FIELDS)
 SMOKING_STATUS = fields.SMOKING_STATUS.name
 COLUMNS = ("age", "male", *MEASURED, "current_smoker", "prediabetes")
@@ -68,8 +66,6 @@ def _records(measurements: pd.DataFrame) -> dict[str, list[Record]]:
 
 
 def _conditions(conditions: pd.DataFrame) -> dict[str, list[ConditionRecord]]:
-    import pandas as pd
-
     found: dict[str, list[ConditionRecord]] = {}
     for row in conditions.itertuples(index=False):
         onset = None if pd.isna(row.onset) else row.onset
@@ -80,15 +76,11 @@ def _conditions(conditions: pd.DataFrame) -> dict[str, list[ConditionRecord]]:
 
 def _utc(when: datetime) -> pd.Timestamp:
     """``when`` as an aware UTC timestamp; a naive time is taken to be UTC, as the twin stores times."""
-    import pandas as pd
-
     stamp = pd.Timestamp(when)
     return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
 
 
 def _age(birth_date: Any, at: datetime) -> float | None:
-    import pandas as pd
-
     if birth_date is None or pd.isna(birth_date):
         return None
     return (_utc(at) - _utc(birth_date)) / YEAR
@@ -191,8 +183,6 @@ class Examples:
 
 
 def examples_of(dataset: Dataset) -> Examples:
-    import pandas as pd
-
     times = [dataset.measurements["time"].max(), dataset.conditions["onset"].max()]
     known = [t for t in times if not pd.isna(t)]
     empty = Examples(pd.DataFrame(columns=list(COLUMNS), dtype=float), pd.Series(dtype=int), pd.Series(), {}, {}, None)

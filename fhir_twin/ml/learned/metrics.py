@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import ArrayLike
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import roc_auc_score
 
 # Predicted probabilities are clipped to [EPS, 1 − EPS] before taking logs (log-loss, logit).
 EPS = 1e-6
@@ -41,8 +41,6 @@ def _float(value: float) -> float | None:
 
 def regression_metrics(y: ArrayLike, pred: ArrayLike, baseline_pred: ArrayLike | None = None) -> Metrics:
     """MSE, RMSE, MAE, R² (None when y is constant) and, given a baseline, skill = 1 − MSE / MSE_baseline."""
-    import numpy as np
-
     truth = np.asarray(y, dtype=float)
     guess = np.asarray(pred, dtype=float)
     if truth.shape != guess.shape or truth.size == 0:
@@ -68,8 +66,6 @@ def regression_metrics(y: ArrayLike, pred: ArrayLike, baseline_pred: ArrayLike |
 def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, slope: bool) -> np.ndarray | None:
     """Maximum-likelihood logistic regression of y on [1, x] (or on 1 with ``offset``) by Newton-Raphson
     (IRLS); None when it does not converge in 100 steps. Two parameters at most, so no library is needed."""
-    import numpy as np
-
     design = np.column_stack([np.ones_like(x), x]) if slope else np.ones((x.size, 1))
     beta = np.zeros(design.shape[1])
     for _ in range(100):
@@ -97,8 +93,6 @@ def calibration(y: ArrayLike, prob: ArrayLike) -> tuple[float | None, float | No
     (no statsmodels; scikit-learn's LogisticRegression takes no offset). None when undefined: one class,
     or outcomes perfectly separated by the prediction (the slope is then infinite).
     """
-    import numpy as np
-
     truth = np.asarray(y, dtype=float)
     logit = _logit(np.asarray(prob, dtype=float))
     if truth.size == 0 or truth.min() == truth.max():
@@ -113,8 +107,6 @@ def calibration(y: ArrayLike, prob: ArrayLike) -> tuple[float | None, float | No
 
 
 def _logit(prob: np.ndarray) -> np.ndarray:
-    import numpy as np
-
     clipped = np.clip(prob, EPS, 1.0 - EPS)
     return np.log(clipped / (1.0 - clipped))
 
@@ -125,9 +117,6 @@ def classification_metrics(y: ArrayLike, prob: ArrayLike, threshold: float = 0.5
     With one outcome class AUROC, scaled Brier and calibration are undefined: they are None and
     ``note`` says why. Sensitivity (PPV) is None without positives (predicted positives).
     """
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
     truth = np.asarray(y, dtype=int)
     p = np.asarray(prob, dtype=float)
     if truth.shape != p.shape or truth.size == 0:
@@ -169,8 +158,6 @@ def classification_metrics(y: ArrayLike, prob: ArrayLike, threshold: float = 0.5
 def reliability(y: ArrayLike, prob: ArrayLike, bins: int = 10) -> list[dict[str, float | int]]:
     """Reliability diagram in quantile bins (as ``sklearn.calibration.calibration_curve(strategy="quantile")``):
     per bin of equal size, ordered by prediction, the mean predicted risk and the observed event rate."""
-    import numpy as np
-
     truth = np.asarray(y, dtype=float)
     p = np.asarray(prob, dtype=float)
     order = np.argsort(p, kind="stable")
@@ -194,8 +181,6 @@ def bootstrap_ci(
     """Percentile bootstrap interval of ``metric(y, pred)`` (Efron & Tibshirani 1993, ch. 13): ``resamples``
     resamples of the rows with replacement from a fixed seed; resamples where the metric is undefined
     (None, e.g. AUROC on one class) are skipped. None when fewer than half the resamples are usable."""
-    import numpy as np
-
     truth = np.asarray(y)
     guess = np.asarray(pred)
     rng = np.random.default_rng(seed)
@@ -214,16 +199,11 @@ def bootstrap_ci(
 
 def auroc(y: np.ndarray, prob: np.ndarray) -> float | None:
     """AUROC, or None with one class (for ``bootstrap_ci``)."""
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
     return _float(roc_auc_score(y, prob)) if 0 < np.mean(y) < 1 else None
 
 
 def brier(y: np.ndarray, prob: np.ndarray) -> float:
     """Mean squared difference between the predicted probability and the 0/1 outcome (Brier 1950)."""
-    import numpy as np
-
     return float(np.mean((np.asarray(prob, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
@@ -233,8 +213,6 @@ def summary(values: Sequence[float | None]) -> dict[str, float | int | None]:
     The t interval over folds is approximate (folds share training rows, so it is somewhat narrow;
     Bengio & Grandvalet, JMLR 2004;5:1089); undefined folds (None) are left out and counted in ``k``.
     """
-    import numpy as np
-
     usable = [float(v) for v in values if v is not None and math.isfinite(v)]
     k = len(usable)
     if k == 0:

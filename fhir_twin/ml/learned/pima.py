@@ -19,64 +19,30 @@ glucose tolerance test, triceps skinfold, the study's diabetes pedigree function
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
-    from sklearn.pipeline import Pipeline
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fhir_twin.errors import Unprocessable
-from fhir_twin.ml import codes
 from fhir_twin.ml.learned import metrics
-from fhir_twin.ml.learned.gates import classifier_gates
-from fhir_twin.ml.learned.report import Feature, TrainResult, build, efficiency, model_card
+from fhir_twin.ml.learned.declared.pima import FEATURES, GATES, MODEL, POPULATION
+from fhir_twin.ml.learned.report import TrainResult, build, efficiency, model_card
 from fhir_twin.ml.learned.validation import (
     cross_validate_classifier,
     inference_latency,
     predefined_holdout_classifier,
 )
-from fhir_twin.ml.scores.score import Input, ModelInfo
 
-FEATURES = (
-    Feature("npreg", None, "1", "number of pregnancies"),
-    Feature("glu", None, "mg/dL", "plasma glucose two hours into an oral glucose tolerance test"),
-    Feature("bp", codes.DIASTOLIC_BP.token, "mm[Hg]", "diastolic blood pressure"),
-    Feature("skin", None, "mm", "triceps skinfold thickness"),
-    Feature("bmi", codes.BMI.token, "kg/m2", "body mass index"),
-    Feature("ped", None, "1", "diabetes pedigree function, a score of the family history computed by the study"),
-    Feature("age", None, "a", "age in years"),
-)
 COLUMNS = tuple(feature.name for feature in FEATURES)
-POPULATION = (
-    "Women at least 21 years old, of Pima Indian heritage, living near Phoenix, Arizona, tested for diabetes "
-    "by WHO criteria (NIDDK; Smith et al. 1988)"
-)
-
-MODEL = ModelInfo(
-    id="pima-diabetes",
-    version="1.0.0",
-    kind="learned",
-    inputs=tuple(Input(feature.name, feature.loinc) for feature in FEATURES),
-    outcome="Diabetes according to WHO criteria (MASS Pima data, type Yes)",
-    horizon="as the study defines it: diabetes by WHO criteria",
-    intended_use=(
-        f"Intended population: {POPULATION}. A logistic regression fitted and evaluated on real published "
-        "patient data, to show the evaluation on data that no generator made. It does NOT run on this server's "
-        "patients: its population is one community, and its features (2-hour OGTT glucose, triceps skinfold, "
-        "the study's pedigree function) are not what twins hold, so it is not transportable to them without "
-        "validation in their population."
-    ),
-    reference=(
-        "Smith JW, Everhart JE, Dickson WC, Knowler WC, Johannes RS. Using the ADAP learning algorithm to forecast "
-        "the onset of diabetes mellitus. Proc Annu Symp Comput Appl Med Care 1988:261-265; training/test split of "
-        "Ripley BD, Pattern Recognition and Neural Networks, 1996 (R package MASS: Pima.tr, Pima.te)."
-    ),
-)
 
 # Sensitivity, specificity and PPV are reported at 0.5, the usual rule of a classifier (this model is not
 # deployed, so no clinical threshold is chosen).
 THRESHOLD = 0.5
-GATES = classifier_gates("holdout")
 HOLDOUT = "predefined split of MASS: fitted on Pima.tr (200 women), evaluated once on Pima.te (332 women)"
 
 
@@ -102,11 +68,6 @@ def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
 
 def pipeline(columns: tuple[str, ...] = COLUMNS) -> Pipeline:
     """Standardisation and L2 logistic regression (C = 1) on ``columns``, in one Pipeline."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     steps: list[tuple[str, Any]] = []
     if columns != COLUMNS:
         steps.append(
@@ -117,8 +78,6 @@ def pipeline(columns: tuple[str, ...] = COLUMNS) -> Pipeline:
 
 
 def _digest(*frames: pd.DataFrame | pd.Series) -> str:
-    import numpy as np
-
     sha = hashlib.sha256()
     for frame in frames:
         sha.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
@@ -131,8 +90,6 @@ COMPARED = ("auroc", "brier", "scaled_brier", "log_loss", "calibration_slope", "
 def train(seed: int = 0) -> TrainResult:
     """5-fold stratified cross-validation on Pima.tr, one evaluation on Pima.te against the prevalence-only
     and the glucose-only baselines; the model fitted on Pima.tr is the artifact."""
-    import numpy as np
-
     X_train, y_train, X_test, y_test = data()
     cv = cross_validate_classifier(pipeline, X_train, y_train, folds=5, seed=seed, threshold=THRESHOLD)
     fitted, holdout = predefined_holdout_classifier(

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    import pandas as pd
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from fhir_twin.ml.learned import metrics
 
@@ -56,9 +57,6 @@ def cross_validate_classifier(
 ) -> dict[str, Any]:
     """Stratified k-fold cross-validation (shuffled, seeded): metrics per fold, their mean, SD and 95 % CI,
     the mean fit time, and the out-of-fold predictions pooled into one reliability diagram."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold = []
     fit_seconds = []
@@ -84,8 +82,6 @@ def cross_validate_classifier(
 
 
 def _classifier_evaluation(model: Any, X: pd.DataFrame, y: pd.Series, threshold: float, seed: int) -> dict[str, Any]:
-    import numpy as np
-
     target = np.asarray(y, dtype=int)
     prob = model.predict_proba(X)[:, 1]
     auroc_ci = metrics.bootstrap_ci(metrics.auroc, target, prob, seed=seed)
@@ -108,9 +104,6 @@ def holdout_classifier(
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """One stratified split (80/20 by default, seeded), fitted on the larger part and evaluated once."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=test_size, stratify=np.asarray(y, dtype=int), random_state=seed
     )
@@ -153,9 +146,6 @@ def cross_validate_regressor(
 ) -> dict[str, Any]:
     """Shuffled k-fold cross-validation (seeded) for cross-sectional data, with the training folds' mean
     as the baseline of the skill score. Not for time series: see ``forecast`` (rolling origin)."""
-    import numpy as np
-    from sklearn.model_selection import KFold
-
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold = []
     fit_seconds = []
@@ -180,9 +170,6 @@ def holdout_regressor(
     pipeline_factory: Factory, X: pd.DataFrame, y: pd.Series, test_size: float = 0.2, seed: int = 42
 ) -> dict[str, Any]:
     """One seeded split, evaluated once, against the mean of the training targets as baseline."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed)
     model, seconds = _fit(pipeline_factory, X_train, y_train)
     target = np.asarray(y_test, dtype=float)
@@ -203,8 +190,6 @@ def holdout_regressor(
 
 def inference_latency(predict_one: Callable[[T], object], rows: Sequence[T]) -> dict[str, float | int | None]:
     """Wall-clock time of ``predict_one`` per row, as p50 and p95 in milliseconds (one warm-up call first)."""
-    import numpy as np
-
     if not rows:
         return {"n": 0, "p50_ms": None, "p95_ms": None}
     predict_one(rows[0])
