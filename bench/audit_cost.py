@@ -7,8 +7,9 @@ Each pair runs ``bench/crud.py --spawn`` twice, with the same arguments: once wi
 ``system/*.cruds`` API token and the audit trail, as served by default), each on a new database.
 The order within a pair alternates, so drift in the machine's speed falls on both sides alike.
 
-Per run it prints the ``read`` phase's requests per second, p50/p95/p99 latency, and the server's
-CPU time per read (``server ms/req``). Then, over the pairs:
+Per run it prints the ``create`` phase's requests per second and server CPU per create, and the
+``read`` phase's requests per second, p50/p95/p99 latency and server CPU per read (``server
+ms/req``). Then, per database, over the pairs:
 
 ``cost``
     ``1 - on/off`` of the read requests per second, per pair; the median and range. The issue's
@@ -19,12 +20,16 @@ CPU time per read (``server ms/req``). Then, over the pairs:
     drifts: the same work is a larger share of a read on a faster machine. It counts the
     server's own processes only: on PostgreSQL, the database's backends (which store the
     records and their index rows) run on the same cores but are not in it.
+``aims``
+    the medians of the "on" runs against issue 18's other aims: creates >= 600/s, reads
+    >= 2,000/s, read p99 under 20 ms (the recorder's flushes must not stall reads).
 
 Runs are alternated rather than repeated in blocks because the spread between two runs of the
 same server on a shared two-core machine (10-15 %) is as large as the effect measured.
 
 SQLite is a temporary file per run (crud.py's default). With ``--postgres-url`` every run gets
 a freshly created database on that server, dropped afterwards, so no run reads another's data.
+``--databases sqlite,postgresql`` runs the pairs on both, one database after the other.
 
 Exit status: 0 when every run succeeded, 1 when a run failed, 2 for bad arguments.
 
@@ -32,6 +37,7 @@ Examples::
 
     python bench/audit_cost.py --pairs 4
     python bench/audit_cost.py --pairs 3 --postgres-url postgresql://postgres@127.0.0.1:5432/test
+    python bench/audit_cost.py --databases sqlite,postgresql --postgres-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -52,11 +58,15 @@ from psycopg import sql
 
 CRUD = Path(__file__).with_name("crud.py")
 AIM = 0.15
+AIM_CREATES_PER_S = 600.0
+AIM_READS_PER_S = 2000.0
+AIM_READ_P99_MS = 20.0
+DATABASES = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
 class Run:
-    """The read phase of one crud.py run."""
+    """The create and read phases of one crud.py run."""
 
     security: str
     rps: float
@@ -64,6 +74,8 @@ class Run:
     p95: float
     p99: float
     server_ms: float | None
+    create_rps: float
+    create_server_ms: float | None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a PostgreSQL server to run on (postgresql://user@host:port/db): each run creates and drops "
         "its own database there; default SQLite in a temporary file",
     )
+    parser.add_argument(
+        "--databases",
+        type=_databases,
+        help="comma-separated, run in this order: sqlite, postgresql (needs --postgres-url); default "
+        "postgresql with --postgres-url, else sqlite",
+    )
     return parser
+
+
+def _databases(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in DATABASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"databases are {', '.join(DATABASES)}; got {text!r}")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,29 +112,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pairs < 1:
         print("--pairs must be at least 1", file=sys.stderr)
         return 2
+    databases = args.databases or (("postgresql",) if args.postgres_url else ("sqlite",))
+    if "postgresql" in databases and not args.postgres_url:
+        print("--databases postgresql needs --postgres-url", file=sys.stderr)
+        return 2
+    results: dict[str, list[tuple[Run, Run]]] = {}
+    for database in databases:
+        print(f"{database}:")
+        runs = pairs(args, args.postgres_url if database == "postgresql" else None)
+        if runs is None:
+            return 1
+        results[database] = runs
+    for database, runs in results.items():
+        print()
+        print(f"{database}, {len(runs)} pairs:")
+        summarise(runs)
+    return 0
+
+
+def pairs(args: argparse.Namespace, postgres_url: str | None) -> list[tuple[Run, Run]] | None:
+    """``--pairs`` alternated off/on runs on SQLite, or on ``postgres_url``; None when one failed."""
     runs: list[tuple[Run, Run]] = []
-    print(f"{'pair':>4}  {'security':8}  {'read/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}  server ms/read")
+    print(
+        f"{'pair':>4}  {'security':8}  {'create/s':>8}  {'ms/create':>9}  {'read/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}"
+        f"  {'p99 ms':>7}  server ms/read"
+    )
     for pair in range(args.pairs):
         order = ("off", "on") if pair % 2 == 0 else ("on", "off")
         measured = {}
         for security in order:
-            found = measure(args, security)
+            found = measure(args, security, postgres_url)
             if found is None:
-                return 1
+                return None
             measured[security] = found
             print(
-                f"{pair + 1:>4}  {security:8}  {found.rps:8.1f}  {found.p50:7.2f}  {found.p95:7.2f}  {found.p99:7.2f}"
-                f"  {_ms(found.server_ms):>14}",
+                f"{pair + 1:>4}  {security:8}  {found.create_rps:8.1f}  {_ms(found.create_server_ms):>9}"
+                f"  {found.rps:8.1f}  {found.p50:7.2f}  {found.p95:7.2f}  {found.p99:7.2f}  {_ms(found.server_ms):>14}",
                 flush=True,
             )
         runs.append((measured["off"], measured["on"]))
-    summarise(runs)
-    return 0
+    return runs
 
 
-def measure(args: argparse.Namespace, security: str) -> Run | None:
+def measure(args: argparse.Namespace, security: str, postgres_url: str | None) -> Run | None:
     """One crud.py run (create, then read) on a new database; None when it failed."""
-    with _database(args.postgres_url) as database:
+    with _database(postgres_url) as database:
         command = [
             sys.executable,
             str(CRUD),
@@ -136,6 +184,7 @@ def measure(args: argparse.Namespace, security: str) -> Run | None:
         return None
     document = json.loads(done.stdout.strip().splitlines()[-1])
     read = next(phase for phase in document["phases"] if phase["phase"] == "read")
+    create = next(phase for phase in document["phases"] if phase["phase"] == "create")
     latency = read["latency_ms"]
     return Run(
         security,
@@ -144,6 +193,8 @@ def measure(args: argparse.Namespace, security: str) -> Run | None:
         latency["p95"],
         latency["p99"],
         read["server_cpu_ms_per_request"],
+        create["requests_per_s"],
+        create["server_cpu_ms_per_request"],
     )
 
 
@@ -167,14 +218,21 @@ def _database(postgres_url: str | None) -> Iterator[str | None]:
 
 def summarise(runs: list[tuple[Run, Run]]) -> None:
     costs = [1 - on.rps / off.rps for off, on in runs]
-    print()
     print(
         f"read/s      off median {statistics.median(off.rps for off, _ in runs):.1f}, "
         f"on median {statistics.median(on.rps for _, on in runs):.1f}"
     )
     print(
+        f"read p99    off median {statistics.median(off.p99 for off, _ in runs):.2f} ms, "
+        f"on median {statistics.median(on.p99 for _, on in runs):.2f} ms"
+    )
+    print(
+        f"create/s    off median {statistics.median(off.create_rps for off, _ in runs):.1f}, "
+        f"on median {statistics.median(on.create_rps for _, on in runs):.1f}"
+    )
+    print(
         f"cost        median {statistics.median(costs):.1%} (pairs: {', '.join(f'{cost:.1%}' for cost in costs)}); "
-        f"aim under {AIM:.0%}: {'met' if statistics.median(costs) < AIM else 'missed'}"
+        f"aim under {AIM:.0%}: {_verdict(statistics.median(costs) < AIM)}"
     )
     extra = [on.server_ms - off.server_ms for off, on in runs if on.server_ms is not None and off.server_ms is not None]
     if extra:
@@ -182,6 +240,22 @@ def summarise(runs: list[tuple[Run, Run]]) -> None:
             f"audit ms/read  median {statistics.median(extra):.3f} server CPU ms "
             f"(pairs: {', '.join(f'{ms:.3f}' for ms in extra)})"
         )
+    creates = [on.create_server_ms for _, on in runs if on.create_server_ms is not None]
+    if creates:
+        print(f"ms/create   on median {statistics.median(creates):.3f} server CPU ms")
+    on_creates = statistics.median(on.create_rps for _, on in runs)
+    on_reads = statistics.median(on.rps for _, on in runs)
+    on_p99 = statistics.median(on.p99 for _, on in runs)
+    print(
+        f"aims (on)   creates {on_creates:,.0f}/s >= {AIM_CREATES_PER_S:,.0f} "
+        f"{_verdict(on_creates >= AIM_CREATES_PER_S)}; "
+        f"reads {on_reads:,.0f}/s >= {AIM_READS_PER_S:,.0f} {_verdict(on_reads >= AIM_READS_PER_S)}; "
+        f"read p99 {on_p99:.1f} ms < {AIM_READ_P99_MS:.0f} {_verdict(on_p99 < AIM_READ_P99_MS)}"
+    )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "missed"
 
 
 def _ms(value: float | None) -> str:

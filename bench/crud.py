@@ -37,6 +37,8 @@ over the wall time: near 100 % means the (GIL-bound) Python client, not the serv
 be the limit; then fewer threads or several bench processes give truer server figures.
 ``server ms/req`` (with ``--spawn``, on Linux) is the CPU time the server's processes used
 during the phase per request: steadier than req/s when other work shares the cores.
+Last, the create and read figures against issue 18's aims (creates >= 600/s, reads >= 2,000/s,
+read p99 under 20 ms, all with auth and audit on), each marked met or missed.
 
 Exit status: 0 when every phase had at most 1 % errors, 1 otherwise, 2 for bad
 arguments, 3 when the server cannot be reached or started, 130 when interrupted.
@@ -97,6 +99,10 @@ SETTLE_IDLE = 0.05
 CONNECTION_ERROR_PAUSE = 0.01
 EXCERPT_CHARS = 300
 ALL_PHASES = ("create", "read", "update", "observation")
+#: Issue 18's aims with auth and audit on (2 workers x 4 threads, 2-core machine).
+AIM_CREATES_PER_S = 600.0
+AIM_READS_PER_S = 2000.0
+AIM_READ_P99_MS = 20.0
 DEFAULT_PHASES = ("create", "read", "update")
 
 EXIT_OK = 0
@@ -1100,6 +1106,30 @@ def phase_list(text: str) -> list[str]:
     return phases
 
 
+def aim_lines(results: Sequence[PhaseResult]) -> list[str]:
+    """The create and read phases' figures against the issue's aims, each with met or missed."""
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "missed"
+
+    lines = []
+    for result in results:
+        if result.failed:
+            continue
+        if result.name == "create":
+            lines.append(
+                f"creates {result.rps:,.0f}/s >= {AIM_CREATES_PER_S:,.0f} {verdict(result.rps >= AIM_CREATES_PER_S)}"
+            )
+        elif result.name == "read":
+            p99 = result.percentiles_ms()["p99"]
+            lines.append(
+                f"reads {result.rps:,.0f}/s >= {AIM_READS_PER_S:,.0f} {verdict(result.rps >= AIM_READS_PER_S)}"
+            )
+            if p99 is not None:
+                lines.append(f"read p99 {p99:.1f} ms < {AIM_READ_P99_MS:.0f} {verdict(p99 < AIM_READ_P99_MS)}")
+    return lines
+
+
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     target = parse_target(args.url)
     seconds = args.seconds or (DEFAULT_TIME_LIMIT_FOR_REQUESTS if args.requests else DEFAULT_SECONDS)
@@ -1211,6 +1241,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             )
         else:
             print(f"ok: every phase under {MAX_ERROR_RATE:.0%} errors", file=out)
+        aims = aim_lines(results)
+        if aims:
+            print("aims (with auth and audit on, the server's defaults): " + "; ".join(aims), file=out)
 
         if args.json:
             document = {
