@@ -45,10 +45,15 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     q = doctor_queue.c
     at = now()
     other = doctor_queue.alias("other")
+    # Held by another owner. Not by this one: SQLite evaluates the update row by row, so a
+    # patient's second row would otherwise see its first just claimed, and stay for a second pass.
     held = (
         select(other.c.seq)
         .where(
-            other.c.patient_id == q.patient_id, other.c.claimed_by.is_not(None), other.c.claimed_at >= at - STALE_CLAIM
+            other.c.patient_id == q.patient_id,
+            other.c.claimed_by.is_not(None),
+            other.c.claimed_by != owner,
+            other.c.claimed_at >= at - STALE_CLAIM,
         )
         .exists()
     )

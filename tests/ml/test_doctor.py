@@ -752,6 +752,18 @@ def test_done_keeps_rows_queued_after_the_claim(paused: Flask) -> None:
     assert queue.claim(repository, "b") == ["p1"]
 
 
+def test_a_patient_queued_twice_is_claimed_whole(paused: Flask) -> None:
+    """Every row of a claimed patient goes to the claim (on SQLite too, which updates row by row),
+    so one pass assesses it once and empties the queue, instead of a second pass for the rest."""
+    repository = repository_of(paused)
+    enqueue(paused, "p1")
+    enqueue(paused, "p1")
+    assert queue.claim(repository, "a") == ["p1"]
+    assert queued(paused) == [("p1", "a"), ("p1", "a")]
+    queue.done(repository, "a", "p1")
+    assert queue.pending(repository) == 0
+
+
 def test_done_by_another_owner_removes_nothing(paused: Flask) -> None:
     repository = repository_of(paused)
     enqueue(paused, "p1")
