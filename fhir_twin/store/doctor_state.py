@@ -84,9 +84,15 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
 
 def done(repository: Repository, owner: str, patient_id: str) -> None:
     """Remove what ``owner`` claimed for the patient; rows queued since stay for the next pass."""
-    q = doctor_queue.c
     with repository.transaction(write=True) as tx:
-        tx.connection.execute(delete(doctor_queue).where(q.patient_id == patient_id, q.claimed_by == owner))
+        finish(tx, owner, [patient_id])
+
+
+def finish(tx: DatabaseTransaction, owner: str, patient_ids: list[str]) -> None:
+    """``done`` for several patients, in ``tx`` (the transaction that recorded their assessments)."""
+    q = doctor_queue.c
+    if patient_ids:
+        tx.connection.execute(delete(doctor_queue).where(q.patient_id.in_(patient_ids), q.claimed_by == owner))
 
 
 def release(repository: Repository, owner: str, patient_id: str) -> None:

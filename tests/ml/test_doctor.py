@@ -695,6 +695,64 @@ def test_a_queued_patient_is_assessed_by_the_next_process(paused: Flask, make_ap
     assert queued(paused) == []
 
 
+def test_one_pass_assesses_every_claimed_patient_and_empties_the_queue(paused: Flask) -> None:
+    """Patients queued while no worker ran are assessed together (one batch) and leave the queue."""
+    client = paused.test_client()
+    for pid in ("p1", "p2", "p3"):
+        put(client, patient(pid))
+        transaction(client, news2_set(pid, MEDIUM, ago(minutes=5)))
+    doctor = services_of(paused).doctor
+    doctor.work("w")
+    assert queued(paused) == []
+    for pid in ("p1", "p2", "p3"):
+        (assessment,) = assessments(client, pid, "news2")
+        assert score_of(assessment) == 6
+
+
+def test_a_patient_whose_assessment_fails_holds_back_no_other(paused: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = paused.test_client()
+    for pid in ("p1", "p2"):
+        put(client, patient(pid))
+        transaction(client, news2_set(pid, MEDIUM, ago(minutes=5)))
+    doctor = services_of(paused).doctor
+    runs = doctor.runs
+
+    def failing(patient_id: str, *args: Any, **kwargs: Any) -> Any:
+        if patient_id == "p1":
+            raise RuntimeError("a model failed")
+        return runs(patient_id, *args, **kwargs)
+
+    monkeypatch.setattr(doctor, "runs", failing)
+    doctor.work("w")
+    assert assessments(client, "p1") == []
+    (assessment,) = assessments(client, "p2", "news2")
+    assert score_of(assessment) == 6
+    # Both leave the queue: a failed patient is assessed again on its next change.
+    assert queued(paused) == []
+
+
+def test_a_patient_whose_record_fails_holds_back_no_other(paused: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch's transaction fails on one patient's record: each is then recorded on its own."""
+    client = paused.test_client()
+    for pid in ("p1", "p2"):
+        put(client, patient(pid))
+        transaction(client, news2_set(pid, MEDIUM, ago(minutes=5)))
+    doctor = services_of(paused).doctor
+    record = doctor.record
+
+    def failing(runs: dict[str, Any], only_changed: bool) -> Any:
+        if "p1" in runs:
+            raise RuntimeError("the database refused p1's assessment")
+        return record(runs, only_changed)
+
+    monkeypatch.setattr(doctor, "record", failing)
+    assert doctor.work("w") == 1
+    assert assessments(client, "p1") == []
+    (assessment,) = assessments(client, "p2", "news2")
+    assert score_of(assessment) == 6
+    assert queued(paused) == []
+
+
 def test_two_owners_never_claim_the_same_patient(paused: Flask) -> None:
     enqueue(paused, "p1", "p2", "p3")
     repository = repository_of(paused)
