@@ -81,6 +81,7 @@ class Interactions:
             if principal is not None:
                 self.guard.before(principal, interaction, request)
             if interaction.name in _WRITES:
+                request = self.instance.prepared(request, interaction)
                 with self.repository.transaction(write=True) as tx:
                     mark = len(tx.written)
                     response = self._dispatch(request, found)
