@@ -13,7 +13,8 @@ ran in (``tx``, still open, so a listener writes in the same transaction) and th
 written.
 
 ``twin_changed`` fires, in the same transaction, when a stored version changed the twin of
-``patients`` (a set of Patient ids): their facts, or the Patient resource itself.
+``patients`` (a set of Patient ids): their facts, or the Patient resource itself (not a new
+Patient whose twin holds no facts yet: no model has anything of it to read).
 """
 
 from __future__ import annotations

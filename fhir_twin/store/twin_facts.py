@@ -143,6 +143,17 @@ def version_at(connection: Connection, res_type: str, res_id: str, recorded: dat
     return Version(*row) if row else None
 
 
+_HOLDS_FACTS = [
+    select(table.c.seq).where(table.c.patient_id == bindparam("patient_id"), table.c.valid_to.is_(None)).limit(1)
+    for table in TWIN_TABLES
+]
+
+
+def holds_facts(tx: DatabaseTransaction, patient_id: str) -> bool:
+    """Whether the patient's twin holds any current fact (a measurement or a case entry)."""
+    return any(tx.connection.execute(query, {"patient_id": patient_id}).first() for query in _HOLDS_FACTS)
+
+
 def lock_facts(connection: Connection) -> None:
     """Hold writers of twin facts off until this transaction ends (PostgreSQL; SQLite's write
     transactions are serialised already), so a rebuild and a live write cannot interleave."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from fhir_twin.signals import twin_changed, version_written
 from fhir_twin.store.repository import DatabaseTransaction, Repository
-from fhir_twin.store.twin_facts import close_facts, stage_facts
+from fhir_twin.store.twin_facts import close_facts, holds_facts, stage_facts
 from fhir_twin.store.version import Version
 from fhir_twin.twin.facts import Facts, facts_of
 from fhir_twin.twin.mapping import Mapping
@@ -26,7 +26,10 @@ class TwinSync:
         self, sender: object, *, tx: DatabaseTransaction, version: Version, resource: dict[str, Any] | None
     ) -> None:
         if version.res_type == "Patient":
-            self._changed(sender, tx, {version.res_id})
+            # A new Patient whose twin holds no facts yet gives nothing to read to any model, which
+            # all read measurements or case entries (``ml/fields.py``): no change to tell of.
+            if version.version > 1 or holds_facts(tx, version.res_id):
+                self._changed(sender, tx, {version.res_id})
             return
         if version.res_type not in self.mapping.types:
             return

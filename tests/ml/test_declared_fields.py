@@ -101,3 +101,13 @@ def test_a_learned_model_is_checked_before_any_version_is_active(make_app: Any) 
     with pytest.raises(UnmappedField, match=r"^Model incident-diabetes reads the Body field 'glucose', which no "):
         catalog.check(without)
     assert LEARNED["incident-diabetes"].runner is not None
+
+
+def test_every_model_that_runs_on_patients_reads_a_body_field() -> None:
+    """A new Patient whose twin holds no facts is not queued for the Doctor (docs/clinical-safety.md,
+    H26): that is sound while every model that runs on patients reads some measurement."""
+    for runner in rule_based(timedelta(hours=1)):
+        assert runner.reads, runner.model.id
+    for model_id, entry in LEARNED.items():
+        if entry.runner is not None:
+            assert entry.reads, model_id

@@ -654,14 +654,33 @@ def test_a_write_queues_its_patient_once_per_transaction(paused: Flask) -> None:
     client = paused.test_client()
     put(client, patient("p1"))
     put(client, patient("p2"))
-    assert queued(paused) == [("p1", None), ("p2", None)]
+    # New Patients with nothing recorded: nothing for a model to read yet.
+    assert queued(paused) == []
     # Seven Observations of p1 and one of p2 in one transaction: one row each.
     transaction(
         client, [*news2_set("p1", MEDIUM, ago(minutes=5)), quantity("p2", "8867-4", 80, "/min", ago(minutes=5))]
     )
-    assert queued(paused) == [("p1", None), ("p2", None), ("p1", None), ("p2", None)]
+    assert queued(paused) == [("p1", None), ("p2", None)]
+    # A change to a Patient whose twin holds facts queues it again (its age may change a score).
+    put(client, patient("p1", gender="female"))
+    assert queued(paused) == [("p1", None), ("p2", None), ("p1", None)]
     assert queue.pending(repository_of(paused)) == 2
     assert assessments(client, "p1") == []
+
+
+def test_a_new_patient_whose_facts_came_first_is_queued(make_app: Callable[..., Flask]) -> None:
+    """Observations that arrived before their Patient (references checked later, as a load does)
+    are in the twin: the Patient's creation gives the models its age, so it is queued."""
+    app = make_app(referential_integrity=False)
+    services_of(app).doctor_worker.stop()
+    client = app.test_client()
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=5)))
+    enqueued = queued(app)
+    with services_of(app).repository.transaction(write=True) as tx:
+        tx.connection.execute(sqlalchemy.delete(doctor_queue))
+    assert enqueued == [("p1", None)]
+    put(client, patient("p1"))
+    assert queued(app) == [("p1", None)]
 
 
 def test_a_failed_transaction_queues_nothing(paused: Flask) -> None:
@@ -909,6 +928,7 @@ def test_disposing_the_engine_closes_what_the_worker_used(
 
     monkeypatch.setattr(queue, "last_fingerprints", held)
     put(client, patient("p1"))
+    transaction(client, [quantity("p1", "8867-4", 80, "/min", ago(minutes=5))])
     assert inside.wait(5), "the worker did not start assessing p1"
     engine = services_of(app).repository.engine
     pool = engine.pool
