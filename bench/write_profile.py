@@ -1,0 +1,102 @@
+"""Profile the write path in process: where a transaction Bundle's or a create's time goes.
+
+Builds the app as ``fhir-twin serve`` does (twin, Doctor and audit trail on; the garbage
+collector settled as ``serve`` settles it) on a new database, warms it with one round of the
+work, then runs ``--rounds`` more under ``cProfile`` and prints the rate without the profiler
+(resources per CPU-second, steadier than wall time on a shared machine) and the ``--top``
+functions of fhir-twin by cumulative time. ``docs/performance.md`` keeps what these showed.
+
+    python bench/write_profile.py ingest                      # the Synthea transaction Bundles, SQLite
+    python bench/write_profile.py ingest --database postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/write_profile.py create --count 500          # single Patient creates with a token
+
+For a sampling profile of a running server, with less overhead than ``cProfile``:
+``py-spy record --gil -r 200 -f raw -o out.txt -p <worker pid> -d 10`` while a ``bench/``
+script loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import DEFAULT_FILES  # noqa: E402
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", choices=("ingest", "create"))
+    parser.add_argument("--database", default="", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds profiled after the warm-up round")
+    parser.add_argument("--count", type=int, default=300, help="creates per round (create)")
+    parser.add_argument("--top", type=int, default=40, help="functions to print")
+    args = parser.parse_args()
+
+    from fhir_twin.app import create_app
+    from fhir_twin.cli import collector
+    from fhir_twin.config import Config
+
+    folder = tempfile.mkdtemp()
+    database = args.database or f"sqlite:///{folder}/profile.db"
+    security = "tokens" if args.work == "create" else "none"
+    app = create_app(Config(database_url=database, data_dir=folder, auth_mode=security, log_level="WARNING"))
+    collector.settle()
+    client = app.test_client()
+    if args.work == "ingest":
+        bundles = [path.read_bytes() for path in DEFAULT_FILES]
+        units = sum(len(json.loads(body)["entry"]) for body in bundles)
+
+        def one_round() -> None:
+            for body in bundles:
+                response = client.post("/fhir", data=body, headers=FHIR_JSON)
+                assert response.status_code == 200, response.data[:300]
+
+    else:
+        from fhir_twin.app import services_of
+        from fhir_twin.security import tokens
+
+        secret, _ = tokens.create(services_of(app).repository, "profile", "system/*.cruds", None, None)
+        headers = {**FHIR_JSON, "Authorization": f"Bearer {secret}"}
+        body = json.dumps({"resourceType": "Patient", "name": [{"family": "Profile"}], "gender": "female"})
+        units = args.count
+
+        def one_round() -> None:
+            for _ in range(args.count):
+                response = client.post("/fhir/Patient", data=body, headers=headers)
+                assert response.status_code == 201, response.data[:300]
+
+    one_round()
+    print(f"{args.work}: {units * args.rounds} resources, {args.rounds} round(s) after a warm-up, on {database}")
+    rate = _rate(one_round, units, args.rounds)
+    print(f"without the profiler: {rate:,.0f} resources per CPU-second")
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(args.rounds):
+        one_round()
+    profile.disable()
+    stats = pstats.Stats(profile)
+    stats.sort_stats("cumulative").print_stats("fhir_twin", args.top)
+    return 0
+
+
+def _rate(work: Callable[[], None], units: int, rounds: int) -> float:
+    started = time.process_time()
+    for _ in range(rounds):
+        work()
+    return units * rounds / (time.process_time() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
