@@ -21,42 +21,28 @@ def rewrite(value: Any, mapping: dict[str, str], resolve: Callable[[str], str]) 
     Copies only the objects and arrays where something changed; the rest of ``value`` is
     shared (most of a resource holds no reference to another entry).
     """
-    if type(value) is dict:
-        changed: dict[str, Any] | None = None
-        for key, item in value.items():
-            if type(item) is str:
-                if key == "reference" and "?" in item and _CONDITIONAL.match(item):
-                    new = resolve(item)
-                elif key == "div" and mapping:
-                    new = _in_text(item, mapping)
-                else:
-                    new = mapping.get(item, item)
-            elif type(item) is dict or type(item) is list:
-                new = rewrite(item, mapping, resolve)
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return mapping.get(value, value) if isinstance(value, str) else value
+    copied: Any = None
+    # An array's keys are its indexes, never "reference" or "div".
+    for key, item in value.items() if kind is dict else enumerate(value):
+        if type(item) is str:
+            if key == "reference" and "?" in item and _CONDITIONAL.match(item):
+                new = resolve(item)
+            elif key == "div" and mapping:
+                new = _in_text(item, mapping)
             else:
-                continue
-            if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
-        return value if changed is None else changed
-    if type(value) is list:
-        copied: list[Any] | None = None
-        for number, item in enumerate(value):
-            if type(item) is str:
                 new = mapping.get(item, item)
-            elif type(item) is dict or type(item) is list:
-                new = rewrite(item, mapping, resolve)
-            else:
-                continue
-            if new is not item:
-                if copied is None:
-                    copied = list(value)
-                copied[number] = new
-        return value if copied is None else copied
-    if isinstance(value, str):
-        return mapping.get(value, value)
-    return value
+        elif type(item) is dict or type(item) is list:
+            new = rewrite(item, mapping, resolve)
+        else:
+            continue
+        if new is not item:
+            if copied is None:
+                copied = kind(value)
+            copied[key] = new
+    return value if copied is None else copied
 
 
 def conditional_parts(reference: str) -> tuple[str, str]:
