@@ -50,6 +50,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# A new database per run, as bench/ingest.py makes them (this folder is on sys.path when a script here runs).
+from ingest import fresh_database
+
 # Share of each kind of request in the mix.
 MIX = {"read": 35, "search": 30, "create": 15, "update": 10, "transaction": 10}
 # Patients each client makes before the clock starts, so reads and updates have targets.
@@ -302,7 +305,11 @@ def main() -> int:
     for _ in range(args.repeat):
         for name in names:
             url = args.postgres_url if name == "postgresql" else ""
-            with fresh_database(url) as database, spawned(database, args.workers) as (base, token):
+            with (
+                tempfile.TemporaryDirectory() as folder,
+                fresh_database(url, folder) as database,
+                spawned(database, args.workers) as (base, token),
+            ):
                 run, errors = soak(args, base, token, name)
             figures[name].append(run)
             failed = failed or bool(errors)
@@ -333,28 +340,6 @@ def soak(
         )
     latencies, errors = merge(results)
     return report(latencies, errors, args.seconds), errors
-
-
-@contextmanager
-def fresh_database(url: str) -> Iterator[str]:
-    """An empty database for one run: "" (a temporary SQLite file), or a new PostgreSQL database
-    beside the one ``url`` names, dropped afterwards."""
-    if not url:
-        yield ""
-        return
-    import sqlalchemy
-
-    admin_url = sqlalchemy.engine.make_url(url)
-    name = f"fhir_twin_soak_{os.getpid()}_{int(time.time() * 1000)}"
-    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @contextmanager
