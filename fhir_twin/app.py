@@ -10,6 +10,7 @@ from fhir_twin.api import errors, hygiene, security
 from fhir_twin.api.fhir import fhir_blueprint
 from fhir_twin.api.twin_models import models_blueprint
 from fhir_twin.api.twin_patients import twin_blueprint
+from fhir_twin.api.web_app import web_app_blueprint
 from fhir_twin.config import Config
 from fhir_twin.fhir.resource_types import resource_types
 from fhir_twin.services import Services, build
@@ -38,6 +39,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(fhir_blueprint(services.interactions, config))
     app.register_blueprint(twin_blueprint(services.twins, services.doctor))
     app.register_blueprint(models_blueprint(services.catalog))
+    app.register_blueprint(web_app_blueprint())
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)
     security.register(app, services.authenticator, services.interactions, config)

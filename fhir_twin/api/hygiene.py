@@ -34,6 +34,12 @@ _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
 }
+# The web app's pages (``/app/``) load their own scripts, styles and data from this origin only:
+# no inline script or style, nothing from elsewhere, never framed (CSP Level 3).
+_APP_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 _HSTS = "max-age=31536000"
 # Fetch standard: what a browser script may read of an answer, and what a preflight allows.
 _EXPOSE_HEADERS = "Location, Content-Location, ETag, Last-Modified, X-Request-ID, WWW-Authenticate"
@@ -99,6 +105,8 @@ def _request_id(incoming: str) -> str:
 def _secure(response: Response) -> None:
     """OWASP Secure Headers; ``no-store`` unless the answer chose its own caching (R4 security.html)."""
     response.headers.update(_SECURITY_HEADERS)
+    if request.path == "/app" or request.path.startswith("/app/"):
+        response.headers["Content-Security-Policy"] = _APP_POLICY
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
     # RFC 6797 section 7.2: HSTS is sent over secure transport only.

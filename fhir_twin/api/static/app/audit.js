@@ -1,0 +1,2 @@
+// audit page: being built.
+import "./api.js";

@@ -1,0 +1,2 @@
+// patient page: being built.
+import "./api.js";

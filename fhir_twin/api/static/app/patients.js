@@ -1,0 +1,2 @@
+// patients page: being built.
+import "./api.js";

@@ -1,0 +1,83 @@
+"""The web app in a real browser: a live ``fhir-twin serve`` per module and headless Chromium
+driven by Selenium (Debian's ``chromium`` and ``chromium-driver``, which ``.ci/run`` installs).
+
+Without the browser the tests skip, unless ``FHIR_TWIN_REQUIRE_BROWSER`` is set (CI sets it), when
+its absence fails them. Screenshots are kept as artefacts in ``FHIR_TWIN_SCREENSHOTS`` (a
+temporary folder when unset).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import empty_postgres
+from tests.live_server import LiveServer, make_token
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """A live server: its root URL, the FHIR base, its database and a ``system/*.cruds`` token."""
+
+    root: str
+    base: str
+    database_url: str
+    token: str
+
+    def token_for(self, scope: str) -> str:
+        return make_token(self.database_url, scope)
+
+
+@pytest.fixture(scope="module")
+def app_server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    if postgres_database is None:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('app')) / 'fhir-twin.db'}"
+    else:
+        empty_postgres(postgres_database)
+        url = postgres_database
+    token = make_token(url)
+    server = LiveServer(url).start()
+    try:
+        yield AppServer(server.base.removesuffix("/fhir"), server.base, url, token)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("FHIR_TWIN_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium, its console kept so a test can see Content-Security-Policy violations."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        message = "the browser tests need Debian's chromium and chromium-driver"
+        if os.environ.get("FHIR_TWIN_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
