@@ -31,7 +31,7 @@ function diagnostics(status, body) {
   return said.length ? said.join("; ") : `The server answered ${status}.`;
 }
 
-/** ``path`` on this server with the token; JSON (or the text when ``as`` is "text"). */
+/** ``path`` on this server with the token; JSON, or the text or a Blob when ``as`` is "text" or "blob". */
 export async function api(path, { method = "GET", body, as = "json", headers = {} } = {}) {
   const secret = token();
   if (!secret) {
@@ -58,7 +58,39 @@ export async function api(path, { method = "GET", body, as = "json", headers = {
     }
     throw new ApiError(response.status, diagnostics(response.status, found));
   }
-  return as === "text" ? response.text() : response.json();
+  if (as === "text") return response.text();
+  if (as === "blob") return response.blob();
+  return response.json();
+}
+
+/** Where a token goes first: a patient token to its patient, an auditor to the audit views. */
+export function landing(who) {
+  if (who.patient && who.can.patients) return `/app/patients/${encodeURIComponent(who.patient)}`;
+  if (who.can.patients) return "/app/patients";
+  if (who.can.audit) return "/app/audit";
+  return null;
+}
+
+/** The page's own query (search terms, sort, page: never the token) as a plain object. */
+export function pageQuery() {
+  return Object.fromEntries(new URLSearchParams(location.search));
+}
+
+/** Put ``state`` in the page's URL (empty values left out), so a reload, a link or the back button shows the same view. */
+export function keepPageQuery(state) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(state)) {
+    if (value !== null && value !== undefined && value !== "") query.set(name, value);
+  }
+  const search = query.toString();
+  const url = search ? `${location.pathname}?${search}` : location.pathname;
+  if (url !== `${location.pathname}${location.search}`) history.pushState(null, "", url);
+}
+
+/** "21–40 of 57": the rows a page shows, for the pager. */
+export function pageCounts(offset, shown, total) {
+  if (!shown) return `0 of ${total}`;
+  return `${offset + 1}–${offset + shown} of ${total}`;
 }
 
 /** Who the token is and what the app may show it (``GET /twin/me``), once per tab session. */

@@ -1,18 +1,10 @@
 // Sign-in with an API token: kept in this tab's session, checked against /twin/me, then the
 // first view the token may use.
-import { keepToken, me, showProblem, clearProblem } from "./api.js";
+import { keepToken, landing, me, showProblem, clearProblem } from "./api.js";
 
 const form = document.getElementById("sign-in-form");
 if (new URLSearchParams(location.search).has("expired")) {
   showProblem("The server refused the token (expired, revoked or unknown): sign in again.");
-}
-
-/** Where a token goes first: a patient token to its patient, an auditor to the audit views. */
-export function landing(who) {
-  if (who.patient && who.can.patients) return `/app/patients/${encodeURIComponent(who.patient)}`;
-  if (who.can.patients) return "/app/patients";
-  if (who.can.audit) return "/app/audit";
-  return null;
 }
 
 form.addEventListener("submit", async (event) => {

@@ -1,0 +1,32 @@
+// The Doctor's newest NEWS2 and PCE results as the lists show them: the band in words beside its
+// colour (never colour alone), the score, and whether the result is preliminary.
+import { el } from "./api.js";
+
+// RCP NEWS2 Chart 2: the clinical risk bands; "low-medium" is a low total with a 3 in one parameter.
+const NEWS2_BANDS = {
+  low: "low",
+  "low-medium": "low–medium",
+  medium: "medium",
+  high: "high",
+};
+
+/** A NEWS2 result as a badge "7 · high", coloured by band, its sentence as the title. */
+export function news2Badge(news2) {
+  if (!news2) return el("span", { class: "muted", text: "none" });
+  const band = NEWS2_BANDS[news2.band] || news2.band || news2.risk || "unbanded";
+  const bound = news2.status === "preliminary" && /at least/i.test(news2.text || "") ? "≥ " : "";
+  const badge = el("span", {
+    class: `band band-${NEWS2_BANDS[news2.band] ? news2.band : "unknown"}`,
+    title: news2.text || null,
+    text: `${bound}${news2.score ?? "?"} · ${band}`,
+  });
+  return news2.status === "preliminary" ? [badge, " ", el("span", { class: "muted", text: "preliminary" })] : badge;
+}
+
+/** A PCE 10-year risk as a percentage with one decimal, "12.3 %". */
+export function pcePercent(pce) {
+  if (!pce) return el("span", { class: "muted", text: "none" });
+  const percent = typeof pce.percent === "number" ? pce.percent : pce.probability * 100;
+  const text = `${percent.toFixed(1)} %`;
+  return pce.status === "preliminary" ? [text, " ", el("span", { class: "muted", text: "preliminary" })] : text;
+}
