@@ -28,12 +28,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_token(database_url: str, scope: str = "system/*.cruds") -> str:
-    """A bearer token on ``database_url``: tokens live in the database the server uses."""
+def make_token(
+    database_url: str, scope: str = "system/*.cruds", patient: str | None = None, name: str = "live-test"
+) -> str:
+    """A bearer token on ``database_url``: tokens live in the database the server uses; with
+    ``patient``, a patient-context token confined to that patient."""
     engine = make_engine(database_url)
     try:
         migrate(engine)
-        secret, _ = tokens.create(Repository(engine), "live-test", scope, None, None)
+        secret, _ = tokens.create(Repository(engine), name, scope, patient, None)
     finally:
         engine.dispose()
     return secret
@@ -82,9 +85,11 @@ class LiveServer:
                 time.sleep(0.1)
         pytest.fail(f"no answer from {self.base}/metadata:\n{self.output()}")
 
-    def output(self) -> str:
+    def output(self, tail: int | None = 4000) -> str:
+        """The server's output so far: its last ``tail`` characters, or all of it."""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+        text = self._log.read().decode(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def kill(self) -> None:
         """``kill -9`` of the master and its workers: a crash, nothing gets to clean up."""

@@ -31,9 +31,14 @@ class AppServer:
     base: str
     database_url: str
     token: str
+    server: LiveServer
 
-    def token_for(self, scope: str) -> str:
-        return make_token(self.database_url, scope)
+    def token_for(self, scope: str, patient: str | None = None, name: str = "live-test") -> str:
+        return make_token(self.database_url, scope, patient, name)
+
+    def log(self) -> str:
+        """Everything the server logged, its access log included."""
+        return self.server.output(tail=None)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +49,10 @@ def app_server(postgres_database: str | None, tmp_path_factory: pytest.TempPathF
         empty_postgres(postgres_database)
         url = postgres_database
     token = make_token(url)
-    server = LiveServer(url).start()
+    # At INFO the access log is written, so a test can see what it holds (never a token).
+    server = LiveServer(url, log_level="INFO").start()
     try:
-        yield AppServer(server.base.removesuffix("/fhir"), server.base, url, token)
+        yield AppServer(server.base.removesuffix("/fhir"), server.base, url, token, server)
     finally:
         server.stop()
 

@@ -27,7 +27,14 @@ export class ApiError extends Error {
 
 function diagnostics(status, body) {
   const issues = (body && body.resourceType === "OperationOutcome" && body.issue) || [];
-  const said = issues.map((issue) => issue.diagnostics || issue.details?.text || issue.code).filter(Boolean);
+  const said = issues
+    .map((issue) => {
+      const text = issue.diagnostics || issue.details?.text || issue.code;
+      // The element or parameter at fault (issue.expression), unless the text already names it.
+      const where = (issue.expression || []).filter((name) => text && !text.includes(name)).join(", ");
+      return where ? `${where}: ${text}` : text;
+    })
+    .filter(Boolean);
   return said.length ? said.join("; ") : `The server answered ${status}.`;
 }
 

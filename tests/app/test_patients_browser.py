@@ -1,0 +1,168 @@
+"""The patients list in a real browser: search, NEWS2 badges, sort by risk, paging, and what a
+patient token may see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select
+
+from tests.app.browsing import policy_violations, seed_ward, sign_in, status_of, wait
+from tests.app.conftest import AppServer
+
+@pytest.fixture(scope="module")
+def ward(app_server: AppServer) -> AppServer:
+    seed_ward(app_server)
+    return app_server
+
+
+@pytest.fixture
+def clinician(ward: AppServer, browser: Any) -> Iterator[Any]:
+    """The browser signed in with a token that reads everything, on the patients list; after the
+    test, no Content-Security-Policy violation in the console."""
+    sign_in(browser, ward, ward.token_for("user/*.rs", name="ward-app"), "/app/patients")
+    yield browser
+    assert policy_violations(browser) == []
+
+
+def rows(browser: Any) -> list[list[str]]:
+    """The table's rows as the reader sees them, read at once (the page replaces them as it goes)."""
+    script = """return [...document.querySelectorAll("#patients-table tbody tr")]
+        .map((row) => [...row.cells].map((cell) => cell.innerText.trim()))"""
+    return browser.execute_script(script)  # type: ignore[no-any-return]
+
+
+def first_names(browser: Any) -> list[str]:
+    return [row[0] for row in rows(browser)]
+
+
+def searched(browser: Any, expected: str) -> None:
+    """Wait until the status line says what the last search found."""
+    wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-status"), expected))
+
+
+def query(browser: Any) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(browser.current_url).query)
+
+
+def test_find_a_patient_by_name_with_the_newest_news2_and_pce(ward: AppServer, clinician: Any, screenshots: Path) -> None:
+    browser = clinician
+    searched(browser, "5 patients found")
+    assert first_names(browser) == ["Ada Alpha", "Ben Beta", "Cy Gamma", "Di Delta", "Eve Epsilon"]
+    browser.find_element(By.ID, "search-name").send_keys("gamma")
+    browser.find_element(By.CSS_SELECTOR, "#patient-search button[type=submit]").click()
+    searched(browser, "1 patient found")
+    (row,) = rows(browser)
+    name, birth_date, gender, identifier, news2, pce, measured = row
+    assert (name, gender, identifier) == ("Cy Gamma", "male", "urn:mrn|mrn-wc")
+    assert birth_date and measured != "—"
+    # The band is said in words beside its colour, with the score.
+    assert news2 == "10 · high"
+    badge = browser.find_element(By.CSS_SELECTOR, "#patients-table td.news2 .band")
+    assert "band-high" in badge.get_attribute("class")
+    # Preliminary: the ward's record does not say whether Cy smokes or is treated, so it is assumed and said.
+    percent, unit, status = pce.split()
+    assert float(percent) > 0 and unit == "%" and status == "preliminary"
+    link = browser.find_element(By.LINK_TEXT, "Cy Gamma")
+    assert link.get_attribute("href") == f"{ward.root}/app/patients/wc"
+    # The search is in the URL (a reload shows it again); the token never is.
+    assert query(browser)["name"] == ["gamma"]
+    browser.refresh()
+    searched(browser, "1 patient found")
+    assert browser.find_element(By.ID, "search-name").get_attribute("value") == "gamma"
+    assert first_names(browser) == ["Cy Gamma"]
+
+
+def test_no_match_and_a_refused_search_are_said_in_words(ward: AppServer, clinician: Any) -> None:
+    browser = clinician
+    browser.get(f"{ward.root}/app/patients?name=nobody-by-this-name")
+    searched(browser, "No patient found")
+    assert browser.find_element(By.ID, "patients-results").is_displayed() is False
+    browser.get(f"{ward.root}/app/patients?birthdate=not-a-date")
+    problem = wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "problem")))
+    assert "birthdate" in problem.text
+    assert "The search failed" in browser.find_element(By.ID, "patients-status").text
+
+
+def test_sort_by_news2_puts_the_highest_risk_first(ward: AppServer, clinician: Any, screenshots: Path) -> None:
+    browser = clinician
+    searched(browser, "5 patients found")
+    Select(browser.find_element(By.ID, "search-sort")).select_by_value("-news2")
+    wait(browser).until(lambda _: "sort=-news2" in browser.current_url)
+    searched(browser, "5 patients found")
+    wait(browser).until(lambda _: first_names(browser)[0] == "Cy Gamma")
+    assert [row[4] for row in rows(browser)] == ["10 · high", "6 · medium", "3 · low–medium", "0 · low", "none"]
+    assert first_names(browser)[-1] == "Di Delta"  # without an assessment: last, either way
+    Select(browser.find_element(By.ID, "search-sort")).select_by_value("news2")
+    wait(browser).until(lambda _: first_names(browser)[0] == "Ada Alpha")
+    assert first_names(browser)[-1] == "Di Delta"
+    browser.set_window_size(1200, 800)
+    browser.get(f"{ward.root}/app/patients?sort=-news2")
+    searched(browser, "5 patients found")
+    browser.save_screenshot(str(screenshots / "app-patients.png"))  # the README's (docs/img/)
+    browser.set_window_size(1280, 900)
+
+
+def test_paging_moves_through_the_list_with_counts(ward: AppServer, clinician: Any) -> None:
+    browser = clinician
+    browser.get(f"{ward.root}/app/patients?count=2")
+    searched(browser, "5 patients found")
+    counts = browser.find_element(By.ID, "patients-counts")
+    previous, following = browser.find_element(By.ID, "patients-previous"), browser.find_element(By.ID, "patients-next")
+    assert counts.text == "1–2 of 5" and not previous.is_enabled() and following.is_enabled()
+    assert first_names(browser) == ["Ada Alpha", "Ben Beta"]
+    following.click()
+    wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-counts"), "3–4 of 5"))
+    assert first_names(browser) == ["Cy Gamma", "Di Delta"]
+    assert query(browser)["offset"] == ["2"]
+    following.click()
+    wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-counts"), "5–5 of 5"))
+    assert first_names(browser) == ["Eve Epsilon"] and not following.is_enabled()
+    browser.back()  # the page is in the URL: back is the page before
+    wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-counts"), "3–4 of 5"))
+    previous.click()
+    wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-counts"), "1–2 of 5"))
+
+
+def test_readable_at_phone_width(ward: AppServer, clinician: Any, screenshots: Path) -> None:
+    browser = clinician
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(f"{ward.root}/app/patients?sort=-news2")
+        searched(browser, "5 patients found")
+        # The page does not scroll sideways; the table scrolls within its own box.
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= browser.execute_script("return window.innerWidth")
+        assert browser.find_element(By.ID, "search-name").is_displayed()
+        browser.save_screenshot(str(screenshots / "app-patients-390.png"))
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_a_patient_token_sees_its_patient_only(ward: AppServer, browser: Any) -> None:
+    token = ward.token_for("patient/*.rs", patient="wb", name="wb-app")
+    sign_in(browser, ward, token, "/app/patients/wb")
+    # Its list holds its own patient only, and the nav offers no audit view.
+    browser.get(f"{ward.root}/app/patients")
+    searched(browser, "1 patient found")
+    assert first_names(browser) == ["Ben Beta"]
+    assert not browser.find_element(By.LINK_TEXT, "Patients").get_attribute("hidden")
+    assert browser.find_elements(By.CSS_SELECTOR, "#nav a[href='/app/audit']:not([hidden])") == []
+    # Another patient's twin is not its to read: the API refuses it as if it did not exist.
+    assert status_of(browser, "/twin/patients/wc") == 404
+    assert status_of(browser, "/fhir/Patient/wc") == 404
+    # The audit view says it is not for this token, and the API refuses it.
+    browser.get(f"{ward.root}/app/audit")
+    problem = wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "problem")))
+    assert "may not read the audit trail" in problem.text
+    assert not browser.find_element(By.ID, "audit-views").is_displayed()
+    assert status_of(browser, "/twin/audit/chain") == 403
+    assert status_of(browser, "/twin/audit/accesses?patient=wb") == 403
+    assert token not in browser.page_source and token not in browser.current_url
+    assert policy_violations(browser) == []
