@@ -31,9 +31,10 @@ function apiQuery(state) {
   return query;
 }
 
-function outcome(code) {
-  const words = OUTCOMES[code] ?? `outcome ${code}`;
-  return code === 0 || code === "0" ? words : el("span", { class: "flag" }, words);
+/** "success", or the failure as the trail describes it ("403: ..."), marked in words and colour. */
+function outcome(said) {
+  if (said === "success") return said;
+  return el("span", { class: "flag" }, `failed: ${said || "no description"}`);
 }
 
 function accessRow(access) {
