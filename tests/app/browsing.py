@@ -66,7 +66,9 @@ def seed_ward(server: AppServer) -> None:
         }
         for resource in resources
     ]
-    status, answer = call(server, "POST", "/fhir", server.token, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    status, answer = call(
+        server, "POST", "/fhir", server.token, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
     assert status == 200, answer
     deadline = time.monotonic() + 30
     while True:

@@ -35,7 +35,9 @@ def accessed(app_server: AppServer, browser: Any) -> AppServer:
     browser.get(f"{app_server.root}/app/patients?name=ada")
     wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "patients-status"), "1 patient"))
     assert call(app_server, "GET", "/fhir/Patient/wa", app_server.token_for("user/*.rs", name="ehr"))[0] == 200
-    assert call(app_server, "GET", "/fhir/Patient/wa", app_server.token_for("user/Observation.rs", name="labs"))[0] == 403
+    assert (
+        call(app_server, "GET", "/fhir/Patient/wa", app_server.token_for("user/Observation.rs", name="labs"))[0] == 403
+    )
     # Reads are recorded by a thread within 0.5 s: wait until the three agents are in the trail.
     auditor = app_server.token_for(AUDITOR_SCOPES, name="auditor")
     deadline = time.monotonic() + 10
@@ -59,9 +61,9 @@ def auditor(accessed: AppServer, browser: Any) -> Iterator[Any]:
 
 def accesses(browser: Any) -> list[dict[str, str]]:
     """The accesses table as the reader sees it, read at once."""
-    script = """const head = [...document.querySelectorAll("#accesses-table thead th")].map((th) => th.innerText.trim());
+    script = """const head = [...document.querySelectorAll("#accesses-table thead th")].map((th) => th.innerText);
         return [...document.querySelectorAll("#accesses-table tbody tr")].map((row) =>
-            Object.fromEntries([...row.cells].map((cell, i) => [head[i], cell.innerText.trim()])))"""
+            Object.fromEntries([...row.cells].map((cell, i) => [head[i].trim(), cell.innerText.trim()])))"""
     return browser.execute_script(script)  # type: ignore[no-any-return]
 
 
@@ -92,8 +94,12 @@ def test_the_auditor_sees_the_accesses_just_made(accessed: AppServer, auditor: A
     found = accesses(browser)
     assert {"ward-app", "ehr", "labs"} <= {row["Client"] for row in found}
     # The app's list search, the EHR's read and the refusal, each as it happened.
-    assert any(row["Client"] == "ward-app" and "Patient" in row["What"] and row["Outcome"] == "success" for row in found)
-    assert any(row["Client"] == "ehr" and row["Action"] == "read" and row["What"].startswith("Patient/wa") for row in found)
+    assert any(
+        row["Client"] == "ward-app" and "Patient" in row["What"] and row["Outcome"] == "success" for row in found
+    )
+    assert any(
+        row["Client"] == "ehr" and row["Action"] == "read" and row["What"].startswith("Patient/wa") for row in found
+    )
     assert any(row["Client"] == "labs" and row["Outcome"].startswith("failed: 403") for row in found)
     assert all(row["Address"] == "127.0.0.1" for row in found if row["Client"] in ("ehr", "labs"))
     clients = summary(browser)
@@ -202,7 +208,9 @@ def test_a_broken_chain_is_shown_as_broken(accessed: AppServer, auditor: Any, sc
     engine = make_engine(accessed.database_url)
     try:
         with engine.begin() as connection:
-            seq, digest = connection.execute(select(audit_chain.c.seq, audit_chain.c.digest).order_by(audit_chain.c.seq)).first()
+            seq, digest = connection.execute(
+                select(audit_chain.c.seq, audit_chain.c.digest).order_by(audit_chain.c.seq)
+            ).first()
             connection.execute(update(audit_chain).where(audit_chain.c.seq == seq).values(digest="0" * 64))
         try:
             browser.find_element(By.ID, "chain-verify").click()

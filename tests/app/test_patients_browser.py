@@ -16,6 +16,7 @@ from selenium.webdriver.support.ui import Select
 from tests.app.browsing import policy_violations, seed_ward, sign_in, status_of, wait
 from tests.app.conftest import AppServer
 
+
 @pytest.fixture(scope="module")
 def ward(app_server: AppServer) -> AppServer:
     seed_ward(app_server)
@@ -51,7 +52,7 @@ def query(browser: Any) -> dict[str, list[str]]:
     return parse_qs(urlsplit(browser.current_url).query)
 
 
-def test_find_a_patient_by_name_with_the_newest_news2_and_pce(ward: AppServer, clinician: Any, screenshots: Path) -> None:
+def test_find_a_patient_by_name_with_the_newest_news2_and_pce(ward: AppServer, clinician: Any) -> None:
     browser = clinician
     searched(browser, "5 patients found")
     assert first_names(browser) == ["Ada Alpha", "Ben Beta", "Cy Gamma", "Di Delta", "Eve Epsilon"]
