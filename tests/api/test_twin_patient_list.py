@@ -5,18 +5,25 @@ database, held to what the credential may search and audited as a Patient search
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from flask import Flask
 
 from fhir_twin.app import services_of
 from fhir_twin.ml.assessment import SCORE_EXTENSION
 from fhir_twin.store.doctor_state import SCORE_URL
-from tests.api.twin_app_data import Clinic, clinic  # noqa: F401 - the fixture
+from tests.api.twin_app_data import Clinic, open_clinic
 from tests.factories import outcome
 
 pytestmark = pytest.mark.audited
+
+
+@pytest.fixture
+def clinic(make_app: Callable[..., Flask]) -> Clinic:
+    return open_clinic(make_app)
 
 
 def listed(clinic: Clinic, query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
