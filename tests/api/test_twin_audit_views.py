@@ -95,9 +95,10 @@ def test_csv_download_neutralises_formulas(clinic: Clinic) -> None:
     assert rows[0] == ["time", "agent", "user", "action", "interaction", "outcome", "address", "what", "event"]
     # Every matching row (reads: the views' own records, searches, come and go as they flush).
     reads = clinic.get("/twin/audit/accesses?patient=pa&action=R&_format=csv", clinic.auditor)
-    assert len(list(csv.reader(io.StringIO(reads.get_data(as_text=True))))) - 1 == view(
-        clinic, "accesses?patient=pa&action=R"
-    )["total"]
+    assert (
+        len(list(csv.reader(io.StringIO(reads.get_data(as_text=True))))) - 1
+        == view(clinic, "accesses?patient=pa&action=R")["total"]
+    )
     assert [row[1] for row in rows[1:] if "HYPERLINK" in row[1]] == ["'=HYPERLINK(1)"]
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
     by_accept = clinic.client.get(
@@ -176,9 +177,7 @@ def test_the_chain_and_its_last_verification(clinic: Clinic) -> None:
     assert view(clinic, "chain")["lastVerification"] == done
 
 
-def test_a_verification_by_the_cli_is_shown_and_a_broken_chain_stays_broken(
-    clinic: Clinic, database_url: str
-) -> None:
+def test_a_verification_by_the_cli_is_shown_and_a_broken_chain_stays_broken(clinic: Clinic, database_url: str) -> None:
     engine = services_of(clinic.app).repository.engine
     with engine.begin() as connection:
         connection.execute(
