@@ -5,18 +5,26 @@ database, held to what the credential may search and audited as a Patient search
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from flask import Flask
 
 from fhir_twin.app import services_of
 from fhir_twin.ml.assessment import SCORE_EXTENSION
 from fhir_twin.store.doctor_state import SCORE_URL
-from tests.api.twin_app_data import Clinic, clinic  # noqa: F401 - the fixture
+from tests.api.twin_app_data import Clinic, open_clinic
 from tests.factories import outcome
+from tests.ml.doctor_data import ago, patient, quantity, settle, transaction
 
 pytestmark = pytest.mark.audited
+
+
+@pytest.fixture
+def clinic(make_app: Callable[..., Flask]) -> Clinic:
+    return open_clinic(make_app)
 
 
 def listed(clinic: Clinic, query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -129,3 +137,16 @@ def _query(entity: dict[str, Any]) -> str:
 
 def test_the_score_extension_is_the_one_the_store_reads() -> None:
     assert SCORE_URL == SCORE_EXTENSION
+
+
+def test_a_partial_set_shows_its_score_as_a_lower_bound(clinic: Clinic) -> None:
+    """A respiratory rate of 25 alone scores 3 in one parameter: scored at once, as at least 3."""
+    body = patient("pe")
+    body["name"] = [{"given": ["Eve"], "family": "Echo"}]
+    transaction(clinic.client, [body, quantity("pe", "9279-1", 25, "/min", ago(minutes=5))])
+    settle(clinic.app, deadline=30)
+    (row,) = listed(clinic, "?name=Echo")["patients"]
+    assert row["news2"]["bound"] is True
+    assert row["news2"]["band"] == "low-medium"
+    assert row["news2"]["text"].startswith("NEWS2 at least 3: at least low-medium clinical risk")
+    assert listed(clinic, "?name=Alpha")["patients"][0]["news2"]["bound"] is False

@@ -4,9 +4,9 @@ see it as a clinician, a patient and an auditor do."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -54,8 +54,8 @@ def seed(clinic: Clinic) -> None:
     settle(clinic.app, deadline=30)
 
 
-@pytest.fixture
-def clinic(make_app: Any) -> Clinic:
+def open_clinic(make_app: Callable[..., Flask]) -> Clinic:
+    """The clinic on a new app in auth mode "tokens", once the Doctor has assessed it."""
     found = Clinic(make_app(auth_mode="tokens"))
     seed(found)
     return found
