@@ -14,7 +14,8 @@ const NEWS2_BANDS = {
 export function news2Badge(news2) {
   if (!news2) return el("span", { class: "muted", text: "none" });
   const band = NEWS2_BANDS[news2.band] || news2.band || news2.risk || "unbanded";
-  const bound = news2.status === "preliminary" && /at least/i.test(news2.text || "") ? "≥ " : "";
+  // A partial set's score is a lower bound (the RiskAssessment says "at least"): so is the badge.
+  const bound = news2.bound ? "at least " : "";
   const badge = el("span", {
     class: `band band-${NEWS2_BANDS[news2.band] ? news2.band : "unknown"}`,
     title: news2.text || null,
