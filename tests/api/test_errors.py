@@ -89,7 +89,6 @@ def patient_total(client: FlaskClient) -> int:
         pytest.param("GET", "/nothing", id="get"),
         pytest.param("POST", "/nothing", id="post"),
         pytest.param("DELETE", "/nothing", id="delete"),
-        pytest.param("GET", "/", id="root"),
         pytest.param("GET", "/fhirx/Patient", id="fhir-prefix-lookalike"),
         pytest.param("GET", "/static/app.js", id="static"),
         pytest.param("GET", "/nothing?_format=json", id="with-format"),
