@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.app.browsing import policy_violations, sign_in, wait
+from tests.app.browsing import policy_violations, sign_in, status_of, wait
 from tests.app.conftest import AppServer
 
 
@@ -42,6 +42,12 @@ def test_each_kind_of_token_lands_on_its_first_view(app_server: AppServer, brows
     sign_in(browser, app_server, auditor, "/app/audit")
     wait(browser).until(lambda _: visible_links(browser) == ["Audit"])
     assert browser.find_element(By.CSS_SELECTOR, ".brand").get_attribute("href") == f"{app_server.root}/app/audit"
+    # The patients list is not its to see: the page says so, and the API refuses it.
+    browser.get(f"{app_server.root}/app/patients")
+    problem = wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "problem")))
+    assert "may not search patients" in problem.text
+    assert not browser.find_element(By.ID, "patient-search").is_displayed()
+    assert status_of(browser, "/twin/patients") == 403
     assert policy_violations(browser) == []
 
 
