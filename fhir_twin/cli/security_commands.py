@@ -163,12 +163,14 @@ def audit_head(database_url: str | None) -> None:
 @click.option("--anchor", callback=_anchor, default=None, help="SEQ:LINK from an earlier `audit head`.")
 @DATABASE
 def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
-    """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
-    from fhir_twin.audit.trail import verify_trail
+    """Check the whole chain; name the first record changed, removed or inserted (exit 1). The
+    result is recorded, as the twin API's audit chain view shows it."""
+    from fhir_twin.audit.trail import verify_recorded
 
     repository, config = open_repository(database_url)
     try:
-        verdict = verify_trail(repository, config.audit_key, anchor)
+        # Kept with its result, which the twin API's audit chain view shows.
+        verdict = verify_recorded(repository, config.audit_key, "cli", anchor)
     finally:
         repository.engine.dispose()
     if verdict.finding is not None and verdict.finding.kind == "key":
