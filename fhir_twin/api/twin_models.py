@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify, request
 from fhir_twin.errors import Invalid, NotFound
 from fhir_twin.ml import fields
 from fhir_twin.ml.catalog import Catalog
-from fhir_twin.ml.scores import news2
 from fhir_twin.ml.schemas import ModelSchema, detail
+from fhir_twin.ml.scores import news2
 
 
 def models_blueprint(catalog: Catalog) -> Blueprint:

@@ -47,6 +47,24 @@ export function rangeQuery(form) {
   return query;
 }
 
+/** The value axis: the readings that are used or converted, with a margin; flagged ones do not stretch it. */
+function valueRange(points) {
+  const values = points.map((point) => point.value);
+  if (!values.length) return [0, 1];
+  const least = Math.min(...values);
+  const most = Math.max(...values);
+  const margin = Math.max((most - least) * 0.1, Math.abs(most) * 0.05, 1);
+  return [least - margin, most + margin];
+}
+
+/** The time axis: the readings' span, or a day around a single reading. */
+function timeRange(xs) {
+  if (!xs.length) return [Date.now() / 1000 - 86400, Date.now() / 1000];
+  const first = xs[0];
+  const last = xs[xs.length - 1];
+  return first === last ? [first - 43200, last + 43200] : [first, last];
+}
+
 /** What one chart says in words: latest value and time, what is drawn of how many, what is marked. */
 function summary(label, unit, state, shown, total, flagged, converted, unplotted) {
   const latest = state.latest;
@@ -138,18 +156,23 @@ async function drawField(figure, patientId, field, state, bands, query) {
   const converted = points.filter((point) => point.converted && !point.flag);
   let plotted = 0;
   let unplotted = 0;
-  for (const point of points) {
-    if (point.value === null || point.value === undefined || !point.time) {
-      unplotted += 1;
-      continue;
-    }
+  const drawable = points.filter((point) => typeof point.value === "number" && point.time);
+  const used = drawable.filter((point) => !point.flag);
+  const [low, high] = valueRange(used.length ? used : drawable);
+  let offScale = 0;
+  for (const point of drawable) {
     plotted += 1;
     xs.push(Date.parse(point.time) / 1000);
     usable.push(point.flag || point.converted ? null : point.value);
-    flaggedYs.push(point.flag ? point.value : null);
     convertedYs.push(point.converted && !point.flag ? point.value : null);
+    if (point.flag && (point.value < low || point.value > high)) offScale += 1;
+    // A reading that needs verification is often far off the scale (a heart rate of 900/min): it is
+    // drawn at the chart's edge, and its value is in the text and the table.
+    flaggedYs.push(point.flag ? Math.min(Math.max(point.value, low), high) : null);
   }
-  const said = summary(series.label, unit, state, plotted, total, flagged, converted, unplotted);
+  unplotted = points.length - drawable.length;
+  let said = summary(series.label, unit, state, plotted, total, flagged, converted, unplotted);
+  if (offScale) said = `${said.slice(0, -1)}; ${count(offScale)} off the scale, drawn at its edge.`;
   figure.replaceChildren();
   const plot = el("div", { class: "plot", role: "img", "aria-label": said });
   const caption = el("figcaption", {}, el("strong", {}, series.label), ` ${said.slice(series.label.length + 1)}`);
@@ -175,9 +198,9 @@ async function drawField(figure, patientId, field, state, bands, query) {
     const options = {
       width,
       height: HEIGHT,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: () => timeRange(xs) }, y: { range: () => [low, high] } },
       axes: [{}, { label: `${series.label} (${unit})`, size: 56 }],
-      legend: { show: true },
+      legend: { live: false },
       series: [
         {},
         { label: `${series.label} (${unit})`, stroke: ink, width: 1.5, spanGaps: true, points: { size: 4, fill: ink } },
@@ -192,6 +215,21 @@ async function drawField(figure, patientId, field, state, bands, query) {
   return drawn;
 }
 
+/** Charts follow their column's width when the window changes. */
+export function followWidth(container) {
+  let pending = false;
+  window.addEventListener("resize", () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      for (const figure of container.querySelectorAll("figure.chart")) {
+        figure.chart?.setSize({ width: Math.max(figure.clientWidth - 8, 240), height: HEIGHT });
+      }
+    });
+  });
+}
+
 /** Draw every quantity field that has readings; resolves when all are drawn. */
 export async function drawBody(container, codedContainer, patientId, twin, bands, query) {
   const quality = twin.quality.fields || {};
@@ -201,11 +239,10 @@ export async function drawBody(container, codedContainer, patientId, twin, bands
   for (const old of container.querySelectorAll("figure")) old.chart?.destroy();
   container.replaceChildren();
   if (!charted.length) container.append(el("p", { class: "muted" }, "No measurements are recorded."));
-  const jobs = charted.map(([name, state]) => {
-    const figure = el("figure", { class: "chart", id: `chart-${name}`, "data-field": name }, el("p", { class: "muted" }, `Loading ${state.label}…`));
-    container.append(figure);
-    return drawField(figure, patientId, name, state, bands[name], query);
-  });
+  // Every figure is placed before any is measured, so each chart takes its column's width.
+  const figures = charted.map(([name, state]) => el("figure", { class: "chart", id: `chart-${name}`, "data-field": name }, el("p", { class: "muted" }, `Loading ${state.label}…`)));
+  container.append(...figures);
+  const jobs = charted.map(([name, state], i) => drawField(figures[i], patientId, name, state, bands[name], query));
   codedContainer.replaceChildren();
   if (coded.length) {
     codedContainer.append(

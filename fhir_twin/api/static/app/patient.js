@@ -2,9 +2,9 @@
 // assessments, all read through the twin and FHIR APIs with the signed-in token. A refusal (403,
 // or 404 for a patient outside a patient token's reach) is shown, and nothing of the record is.
 // ``body.dataset.ready`` turns "1" once every chart of the chosen range is drawn (tests and
-// bench/app_page.py wait for it).
+// bench/app_page.py wait for it; the performance mark "fhir-twin:charts-drawn" times it).
 import { api, clearProblem, me, showProblem } from "./api.js";
-import { drawBody, rangeQuery } from "./body_charts.js";
+import { drawBody, followWidth, rangeQuery } from "./body_charts.js";
 import { drawCase } from "./case_timeline.js";
 import { drawDoctor, wireDialog } from "./doctor_panel.js";
 
@@ -27,6 +27,7 @@ async function showBody(twin, bands) {
   const form = document.getElementById("range-form");
   await drawBody(document.getElementById("charts"), document.getElementById("coded"), patientId, twin, bands, rangeQuery(form));
   document.body.dataset.ready = "1";
+  performance.mark("fhir-twin:charts-drawn");
 }
 
 async function main() {
@@ -52,6 +53,7 @@ async function main() {
     clearProblem();
     showBody(twin, news2.bands).catch(showProblem);
   });
+  followWidth(document.getElementById("charts"));
   drawCase(document.getElementById("timeline"), twin.case);
   await Promise.all([showBody(twin, news2.bands), drawDoctor(document.getElementById("models"), patientId, twin, who.can)]);
 }
