@@ -8,7 +8,11 @@ from flask import Flask
 
 from fhir_twin.api import errors, hygiene, security
 from fhir_twin.api.fhir import fhir_blueprint
+from fhir_twin.api.twin_audit import audit_blueprint
+from fhir_twin.api.twin_audit_chain import chain_blueprint
+from fhir_twin.api.twin_caller import caller_blueprint
 from fhir_twin.api.twin_models import models_blueprint
+from fhir_twin.api.twin_patient_list import patient_list_blueprint
 from fhir_twin.api.twin_patients import twin_blueprint
 from fhir_twin.api.web_app import web_app_blueprint
 from fhir_twin.config import Config
@@ -39,6 +43,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(fhir_blueprint(services.interactions, config))
     app.register_blueprint(twin_blueprint(services.twins, services.doctor))
     app.register_blueprint(models_blueprint(services.catalog))
+    app.register_blueprint(caller_blueprint(services.interactions))
+    app.register_blueprint(patient_list_blueprint(services.repository, config))
+    app.register_blueprint(audit_blueprint(services.repository, config))
+    app.register_blueprint(chain_blueprint(services.repository, config))
     app.register_blueprint(web_app_blueprint())
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)

@@ -20,7 +20,7 @@ from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.interaction import Completion, Interaction
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
-from fhir_twin.interactions.routes import ANY_CREDENTIAL, GET, ROUTES, Match, Route, match
+from fhir_twin.interactions.routes import ANY_CREDENTIAL, GET, LETTERS, POST, ROUTES, Match, Route, match
 from fhir_twin.security.authentication import Authenticator
 from fhir_twin.security.context import begin, end
 from fhir_twin.security.discovery import smart_configuration
@@ -28,15 +28,28 @@ from fhir_twin.security.principal import Principal
 
 _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration", "/fhir/metadata")
 # The twin API in the route table's terms: a patient's twin is the document Patient/{id}/$twin
-# serves, so it needs what $twin declares; the models are no one's record.
-TWIN_ROUTES = tuple(
-    Route(GET, pattern, "read", "R", needs, resource_type="Patient" if needs == "$twin" else None, operation="twin-api")
-    for pattern, needs in (
-        ("twin/patients/{id}", "$twin"),
-        ("twin/patients/{id}/series/{field}", "$twin"),
-        ("twin/models", ANY_CREDENTIAL),
-        ("twin/models/{model}", ANY_CREDENTIAL),
-    )
+# serves, so it needs what $twin declares; the models and the caller's own description are no
+# one's record; the patients list is a search of Patient, and the audit views (a verification too:
+# it reads the whole trail) are searches of AuditEvent, each checked by the Guard as one.
+TWIN_ROUTES = (
+    *(
+        Route(GET, pattern, "read", "R", "$twin", resource_type="Patient", operation="twin-api")
+        for pattern in ("twin/patients/{id}", "twin/patients/{id}/series/{field}")
+    ),
+    *(
+        Route(GET, pattern, "read", "R", ANY_CREDENTIAL, operation="twin-api")
+        for pattern in ("twin/models", "twin/models/{model}", "twin/me")
+    ),
+    Route(GET, "twin/patients", "search-type", "E", "s", resource_type="Patient", operation="twin-api"),
+    *(
+        Route(methods, pattern, "search-type", "E", "s", resource_type="AuditEvent", operation="twin-api")
+        for methods, pattern in (
+            (GET, "twin/audit/accesses"),
+            (GET, "twin/audit/summary"),
+            (GET, "twin/audit/chain"),
+            (POST, "twin/audit/chain/verify"),
+        )
+    ),
 )
 
 
@@ -82,7 +95,8 @@ def register(app: Flask, authenticator: Authenticator, interactions: Interaction
         if error is None and response.status_code >= 400:
             error = FhirError(f"HTTP {response.status_code}")
             error.status = response.status_code
-        answered = FhirResponse(response.status_code) if error is None else None
+        # What a twin view showed, for the record's patients (``shown``).
+        answered = FhirResponse(response.status_code, body=g.pop("shown", None)) if error is None else None
         _report(interactions, g.get("principal"), _match(path).interaction, answered, error)
         return response
 
@@ -95,15 +109,28 @@ def register(app: Flask, authenticator: Authenticator, interactions: Interaction
 
 def _authorize_twin(interactions: Interactions, principal: Principal, found: Match) -> None:
     """A twin route that needs what an operation declares is checked by the Guard as that
-    operation on the same patient (it serves the same document); the others read no one's record."""
-    if found.route is None or not found.route.needs.startswith("$"):
+    operation on the same patient (it serves the same document), one that needs a SMART letter
+    as the interaction it is (a search of Patient or AuditEvent); the others read no one's record."""
+    if found.route is None:
         return
-    as_operation = replace(found.interaction, name="operation", operation=found.route.needs[1:])
+    if found.route.needs.startswith("$"):
+        checked = replace(found.interaction, name="operation", operation=found.route.needs[1:])
+    elif found.route.needs in LETTERS:
+        checked = found.interaction
+    else:
+        return
     try:
-        interactions.guard.before(principal, as_operation, _fhir_request())
+        interactions.guard.before(principal, checked, _fhir_request())
     except FhirError as error:
         _report(interactions, principal, found.interaction, None, error)
         raise
+
+
+def shown(patients: list[str]) -> None:
+    """Name the patients whose records a twin view answered with, for its audit record, as a
+    FHIR search's record names those of the resources in its Bundle."""
+    entries = [{"resource": {"resourceType": "Patient", "id": patient_id}} for patient_id in patients]
+    g.shown = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
 
 def _match(path: str) -> Match:

@@ -3,23 +3,26 @@ marshmallow schemas of ``fhir_twin.twin.schemas`` define; errors are OperationOu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 
+from fhir_twin.api.paging import whole_number
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.resource_types import is_valid_id
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.schemas import assessment_summary
+from fhir_twin.twin.downsampling import MAX_POINTS, MIN_POINTS, downsample
 from fhir_twin.twin.schemas import SeriesSchema, TwinSchema
 from fhir_twin.twin.twins import Twins, time_parameter
 
 
-def _times(allowed: tuple[str, ...]) -> dict[str, datetime | None]:
-    """The query's time parameters; anything else, a repeat or a bad value is a 400."""
+def _times(allowed: tuple[str, ...], also: tuple[str, ...] = ()) -> dict[str, datetime | None]:
+    """The query's time parameters; anything else (but ``also``), a repeat or a bad value is a 400."""
     for name in request.args:
-        if name not in allowed:
-            raise Invalid.at(name, f"Unknown parameter {name!r}; this endpoint takes {', '.join(allowed)}")
+        if name not in allowed and name not in also:
+            raise Invalid.at(name, f"Unknown parameter {name!r}; this endpoint takes {', '.join((*allowed, *also))}")
     found: dict[str, datetime | None] = {}
     for name in allowed:
         values = request.args.getlist(name)
@@ -55,11 +58,19 @@ def twin_blueprint(twins: Twins, doctor: Doctor) -> Blueprint:
 
     @blueprint.get("/twin/patients/<patient_id>/series/<field>")
     def series(patient_id: str, field: str) -> Response:
-        times = _times(("from", "to", "at", "recorded"))
+        wanted = whole_number("points", 0, MIN_POINTS, MAX_POINTS) if "points" in request.args else None
+        times = _times(("from", "to", "at", "recorded"), also=("points",))
         start, end = times["from"], times["to"]
         if start is not None and end is not None and start >= end:
             raise Invalid.at("from", "from must be before to")
         found = twins.series(_patient_id(patient_id), field, start, end, times["at"], times["recorded"])
-        return jsonify(SeriesSchema().dump(found))
+        if wanted is None:
+            return jsonify(SeriesSchema().dump(found))
+        # A long series downsampled for a chart (twin.downsampling): flagged and converted points kept.
+        kept = downsample(found.points, wanted)
+        out = SeriesSchema().dump(replace(found, points=kept))
+        out["total"] = len(found.points)
+        out["downsampled"] = len(kept) < len(found.points)
+        return jsonify(out)
 
     return blueprint

@@ -5,17 +5,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from fhir_twin.audit.chain import GENESIS, Finding, Record, Verdict, link, verify
-from fhir_twin.fhir.instant import format_instant
+from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.search.parser import parse
+from fhir_twin.search.query import Search
 from fhir_twin.store import audit
+from fhir_twin.store import audit_verification as verifications
+from fhir_twin.store.audit_verification import Verification
 from fhir_twin.store.repository import Repository
 
 _PAGE = 500
+SUCCESS = "success"
 # Links looked at to tell a wrong ``audit_key`` from a changed first record.
 _KEY_PROBE = 20
 
@@ -44,6 +48,15 @@ def head(repository: Repository) -> Anchor | None:
     """The chain's last link, to keep outside the database as an anchor."""
     found = audit.link_at(repository)
     return Anchor(*found) if found else None
+
+
+def verify_recorded(repository: Repository, key: str, by: str, anchor: Anchor | None = None) -> Verdict:
+    """``verify_trail``, its result kept (``store.audit_verification``) with when and by whom
+    (``cli``, or the principal's name), so the chain's state can be shown with its last check."""
+    verdict = verify_trail(repository, key, anchor)
+    problem = verdict.finding.message if verdict.finding is not None else None
+    verifications.record(repository, Verification(now(), problem is None, verdict.checked, problem, by))
+    return verdict
 
 
 def verify_trail(repository: Repository, key: str = "", anchor: Anchor | None = None) -> Verdict:
@@ -104,7 +117,7 @@ def _wrong_key(repository: Repository, key: str) -> Verdict | None:
 
 @dataclass(frozen=True)
 class Access:
-    """One line of an access report."""
+    """One line of an access report; ``event`` is the AuditEvent's id."""
 
     recorded: str
     agent: str
@@ -114,17 +127,53 @@ class Access:
     action: str
     outcome: str
     what: str
+    event: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
 
 
-def accesses(repository: Repository, patient_id: str, since: datetime | None = None) -> Iterator[Access]:
-    """Every recorded interaction that involved Patient ``patient_id``, oldest first."""
-    params = [("patient", f"Patient/{patient_id}"), ("_sort", "date"), ("_count", str(_PAGE))]
+@dataclass(frozen=True)
+class Filters:
+    """What narrows an access report, as AuditEvent search values (R4 auditevent.html#search),
+    so the audit index filters in SQL: the client or user name (``agent-name:exact``), action
+    (C R U D E), outcome (0 4 8 12), and a range of ``recorded`` (FHIR dateTimes, inclusive)."""
+
+    agent: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        found = [("agent-name:exact", self.agent), ("action", self.action), ("outcome", self.outcome)]
+        found += [("date", f"ge{self.start}" if self.start else None), ("date", f"le{self.end}" if self.end else None)]
+        return [(name, value) for name, value in found if value]
+
+
+def _query(patient_id: str, params: list[tuple[str, str]], count: int) -> Search:
+    return parse(
+        ("AuditEvent",),
+        [("patient", f"Patient/{patient_id}"), *params, ("_count", str(count))],
+        strict=True,
+        default_count=_PAGE,
+        max_count=_PAGE,
+    )
+
+
+def accesses(
+    repository: Repository,
+    patient_id: str,
+    since: datetime | None = None,
+    filters: Filters = Filters(),
+    newest_first: bool = False,
+) -> Iterator[Access]:
+    """Every recorded interaction that involved Patient ``patient_id`` and meets ``filters``,
+    oldest first (or newest first)."""
+    params = [("_sort", "-date" if newest_first else "date"), *filters.params()]
     if since is not None:
         params.append(("date", f"ge{format_instant(since)}"))
-    query = parse(("AuditEvent",), params, strict=True, default_count=_PAGE, max_count=_PAGE)
+    query = _query(patient_id, params, _PAGE)
     while True:
         with repository.transaction() as tx:
             page = tx.search(query, "")
@@ -134,6 +183,37 @@ def accesses(repository: Repository, patient_id: str, since: datetime | None = N
         if page.next_cursor is None:
             return
         query = replace(query, cursor=page.next_cursor)
+
+
+def access_count(repository: Repository, patient_id: str, filters: Filters = Filters()) -> int:
+    """How many recorded interactions ``accesses`` would yield, counted in the database."""
+    with repository.transaction() as tx:
+        page = tx.search(_query(patient_id, filters.params(), 0), "")
+    return page.total or 0
+
+
+@dataclass
+class Client:
+    """One client's (or user's) accesses in a report: how many, by action, how many failed, when."""
+
+    agent: str
+    count: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+    first: str = ""
+    last: str = ""
+
+
+def clients(repository: Repository, patient_id: str, filters: Filters = Filters()) -> list[Client]:
+    """``accesses`` summed per client, most accesses first."""
+    found: dict[str, Client] = {}
+    for access in accesses(repository, patient_id, filters=filters):
+        client = found.setdefault(access.agent, Client(access.agent, first=access.recorded))
+        client.count += 1
+        client.actions[access.action] = client.actions.get(access.action, 0) + 1
+        client.failures += access.outcome != SUCCESS
+        client.last = access.recorded
+    return sorted(found.values(), key=lambda client: (-client.count, client.agent))
 
 
 def _access(event: dict[str, Any]) -> Access:
@@ -156,6 +236,7 @@ def _access(event: dict[str, Any]) -> Access:
         address=client.get("network", {}).get("address", ""),
         interaction=interaction,
         action=event.get("action", ""),
-        outcome="success" if outcome == "0" else event.get("outcomeDesc", outcome),
+        outcome=SUCCESS if outcome == "0" else event.get("outcomeDesc", outcome),
         what=" ".join(what),
+        event=f"AuditEvent/{event.get('id', '')}",
     )

@@ -163,12 +163,14 @@ def audit_head(database_url: str | None) -> None:
 @click.option("--anchor", callback=_anchor, default=None, help="SEQ:LINK from an earlier `audit head`.")
 @DATABASE
 def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
-    """Check the whole chain; name the first record changed, removed or inserted (exit 1)."""
-    from fhir_twin.audit.trail import verify_trail
+    """Check the whole chain; name the first record changed, removed or inserted (exit 1). The
+    result is recorded, as the twin API's audit chain view shows it."""
+    from fhir_twin.audit.trail import verify_recorded
 
     repository, config = open_repository(database_url)
     try:
-        verdict = verify_trail(repository, config.audit_key, anchor)
+        # Kept with its result, which the twin API's audit chain view shows.
+        verdict = verify_recorded(repository, config.audit_key, "cli", anchor)
     finally:
         repository.engine.dispose()
     if verdict.finding is not None and verdict.finding.kind == "key":
@@ -220,12 +222,12 @@ def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str
     start = _when(since, "--since", ago=True) if since else None
     repository, config = open_repository(database_url)
     try:
-        rows = [row.as_dict() for row in accesses(repository, patient_id, start)]
+        columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
+        rows = [{name: row.as_dict()[name] for name in columns} for row in accesses(repository, patient_id, start)]
         if config.audit:
             _record_report(repository, config, patient_id, start)
     finally:
         repository.engine.dispose()
-    columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":

@@ -176,7 +176,7 @@ class Doctor:
         entries.append(_put(resource))
         provenance = assessment.provenance(assessment_id, model, run.basis, occurred)
         entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
-        store.remember(tx, patient_id, model.id, run.fingerprint(), assessment_id)
+        store.remember(tx, patient_id, model.id, run.fingerprint(), resource)
         return Outcome(runner, run, resource)
 
     @staticmethod

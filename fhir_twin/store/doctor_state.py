@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
-from fhir_twin.fhir.instant import now
+from fhir_twin.fhir.instant import now, parse_range
 from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import doctor_last, doctor_queue, model_version, resource
 
 STALE_CLAIM = timedelta(minutes=2)
+# The extension holding a score's value (``fhir_twin.ml.assessment.SCORE_EXTENSION``).
+SCORE_URL = "urn:fhir-twin:StructureDefinition/prediction-score"
 CLAIM_BATCH = 50
 
 
@@ -121,21 +124,47 @@ def last_fingerprints(tx: DatabaseTransaction, patient_id: str) -> dict[str, str
     return {model_id: fingerprint for model_id, fingerprint in rows}
 
 
-def remember(tx: DatabaseTransaction, patient_id: str, model_id: str, fingerprint: str, assessment_id: str) -> None:
-    """Record what ``model_id`` assessed last for the patient."""
+def remember(
+    tx: DatabaseTransaction, patient_id: str, model_id: str, fingerprint: str, assessment: dict[str, Any]
+) -> None:
+    """Record what ``model_id`` assessed last for the patient: the RiskAssessment ``assessment``
+    (its id, and what it said, which the patients list sorts by)."""
     d = doctor_last.c
     connection = tx.connection
+    values = {"fingerprint": fingerprint, **standing(assessment)}
     changed = connection.execute(
-        update(doctor_last)
-        .where(d.patient_id == patient_id, d.model_id == model_id)
-        .values(fingerprint=fingerprint, assessment_id=assessment_id)
+        update(doctor_last).where(d.patient_id == patient_id, d.model_id == model_id).values(**values)
     ).rowcount
     if not changed:
-        connection.execute(
-            insert(doctor_last).values(
-                patient_id=patient_id, model_id=model_id, fingerprint=fingerprint, assessment_id=assessment_id
-            )
-        )
+        connection.execute(insert(doctor_last).values(patient_id=patient_id, model_id=model_id, **values))
+
+
+def standing(assessment: dict[str, Any]) -> dict[str, Any]:
+    """The ``doctor_last`` columns of a RiskAssessment as ``ml.assessment.risk_assessment`` writes
+    it: its id, the score extension, ``probabilityDecimal``, the risk-probability code, the band
+    and whether the score is a lower bound from ``qualitativeRisk.text``
+    ("[at least ]{band} ({model})"), status and occurrence. Used by
+    the Doctor as it records and by migration 0010's backfill, so both fill the row alike."""
+    prediction = (assessment.get("prediction") or [{}])[0]
+    qualitative = prediction.get("qualitativeRisk") or {}
+    coding = (qualitative.get("coding") or [{}])[0]
+    score = next((e.get("valueDecimal") for e in prediction.get("extension", []) if e.get("url") == SCORE_URL), None)
+    band, bound = None, None
+    if "text" in qualitative:
+        bound = qualitative["text"].startswith("at least ")
+        band = qualitative["text"].removeprefix("at least ").rsplit(" (", 1)[0] or None
+    occurrence = assessment.get("occurrenceDateTime")
+    probability = prediction.get("probabilityDecimal")
+    return {
+        "assessment_id": assessment["id"],
+        "score": float(score) if score is not None else None,
+        "probability": float(probability) if probability is not None else None,
+        "band": band,
+        "bound": bound,
+        "risk": coding.get("code"),
+        "status": assessment.get("status"),
+        "occurrence": parse_range(occurrence)[0] if occurrence else None,
+    }
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,20 @@ doctor_last = Table(
     Column("model_id", String(64), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("assessment_id", String(64), nullable=False),
+    # What that assessment said (migration 0010), so the patients list sorts by risk in the
+    # database: the score, probability (0-1), the model's band (e.g. NEWS2 "low-medium"), the
+    # risk-probability code, the RiskAssessment's status and its occurrence.
+    Column("score", Float),
+    Column("probability", Float),
+    Column("band", String(32)),
+    # The score is a lower bound ("at least"): a partial set (NEWS2 with parameters missing).
+    Column("bound", Boolean),
+    Column("risk", String(32)),
+    Column("status", String(16)),
+    Column("occurrence", DateTime(timezone=False)),
     PrimaryKeyConstraint("patient_id", "model_id", name="pk_doctor_last"),
+    Index("ix_doctor_last_score", "model_id", "score"),
+    Index("ix_doctor_last_probability", "model_id", "probability"),
 )
 
 # Every trained version of a learned model, its fitted artifact and its evaluation report; when, by
@@ -381,6 +394,19 @@ audit_record = Table(
     PrimaryKeyConstraint("res_id", name="pk_audit_record"),
     Index("ix_audit_record_date", "low", "high"),
     Index("ix_audit_record_agent", "agent"),
+)
+
+# Each verification of the audit trail's hash chain (migration 0010): when, by whom (``cli`` or
+# the principal's name), how many events it checked, and the problem found (None: intact).
+audit_verification = Table(
+    "audit_verification",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=False), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("checked", Integer, nullable=False),
+    Column("problem", Text),
+    Column("by", String(200), nullable=False),
 )
 
 # The resources, patients and user an AuditEvent names: one reference each (``url`` when absolute,

@@ -44,7 +44,7 @@ def search(connection: Connection, query: Search, base: str) -> Page:
     """
     if query.count == 0:
         return Page([], None, None, count(connection, query, base))
-    keys = [_sort_expression(key, query.resource_types) for key in query.sort]
+    keys = [sort_value(key, query.resource_types) for key in query.sort]
     conditions = [resource.c.deleted.is_(False), _types_and_conditions(query, base)]
     backwards = False
     if query.cursor is not None:
@@ -99,6 +99,13 @@ def count(connection: Connection, query: Search, base: str) -> int:
     return connection.execute(statement).scalar_one()
 
 
+def matching(query: Search, base: str) -> ColumnElement[bool]:
+    """The condition a row of ``resource`` meets when it is live and matches ``query``: for
+    queries built beside the search's own (the twin API's patients list, joined to the Doctor's
+    assessments)."""
+    return and_(resource.c.deleted.is_(False), _types_and_conditions(query, base))
+
+
 def _types_and_conditions(query: Search, base: str) -> ColumnElement[bool]:
     """Every condition, for every searched type.
 
@@ -142,7 +149,7 @@ def _selectivity(condition: Condition) -> int:
     return 9
 
 
-def _sort_expression(key: SortKey, types: tuple[str, ...]) -> Any:
+def sort_value(key: SortKey, types: tuple[str, ...]) -> Any:
     """The value a resource sorts by: the smallest (ascending) or largest (descending) of its index
     values for the parameter (R4 search.html#sort)."""
     parameter = key.parameter
