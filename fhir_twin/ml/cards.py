@@ -94,7 +94,7 @@ def _said(model_id: str, run: Run) -> tuple[str, str, str | None] | None:
             at_least = "at least " if score.bound else ""
             summary = f"NEWS2 {at_least}{score.value:g}: {at_least}{score.band} clinical risk{status}"
             return NEWS2_INDICATOR[score.band], summary, score.mitigation
-        if score.missing and (run.basis or run.unverified):
+        if score.missing and (run.unverified or any(not ref.startswith("Patient/") for ref in run.basis)):
             return "info", "NEWS2 not scored: the record holds no set of observations to score", None
         return None
     if model_id == qsofa.MODEL.id:

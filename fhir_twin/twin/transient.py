@@ -50,7 +50,16 @@ def document_of(
         key=lambda row: (row["field"], row["effective"] is not None, row["effective"] or datetime.min, row["res_id"])
     )
     entries.sort(key=lambda row: (row["kind"], row["start"] is not None, row["start"] or datetime.min, row["res_id"]))
-    return build(patient, f"Patient/{patient_id}/_history/{_version(patient)}", measurements, entries, mapping, None, None, reference_time)
+    return build(
+        patient,
+        f"Patient/{patient_id}/_history/{_version(patient)}",
+        measurements,
+        entries,
+        mapping,
+        None,
+        None,
+        reference_time,
+    )
 
 
 def _version(resource: dict[str, Any]) -> int:
