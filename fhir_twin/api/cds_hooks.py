@@ -290,17 +290,18 @@ def _own_fetch(interactions: Interactions, base: str) -> Callable[[str], list[di
 
     def fetch(query: str) -> list[dict[str, Any]]:
         path, _, text = query.partition("?")
-        params = [tuple(pair.split("=", 1)) for pair in text.split("&") if "=" in pair]
-        if not text:
-            params = []
-        else:
+        # A search's first page, as large as a page may be; a read as it is.
+        params = [(name, value) for name, _, value in (pair.partition("=") for pair in text.split("&") if pair)]
+        if params:
             params.append(("_count", "1000"))
         with unrecorded():
-            answer = interactions.route(FhirRequest("GET", path, base, [(k, v) for k, v in params]))
+            answer = interactions.route(FhirRequest("GET", path, base, params))
         if answer.status == 404 and not text:
             return []
         if answer.status >= 400:
-            raise FhirError(f"Reading {query} here failed with {answer.status}")
+            error = FhirError(f"Reading {query} here failed with {answer.status}")
+            error.status = answer.status
+            raise error
         found = answer.body if isinstance(answer.body, dict) else json.loads(answer.body or "{}")
         return _resources(found)
 

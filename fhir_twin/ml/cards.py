@@ -24,7 +24,7 @@ assumed answer is never hidden behind the card's summary (H1, H9).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fhir_twin.ml import words
@@ -165,7 +165,7 @@ def _inputs(run: Run, document: TwinDocument) -> list[str]:
     return shown
 
 
-def _items(lines: Sequence[str] | Any) -> str:
+def _items(lines: Iterable[str]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
