@@ -118,11 +118,18 @@ def _news2(found: Standing | None) -> dict[str, Any] | None:
         return None
     score = int(found.score) if found.score is not None and found.score.is_integer() else found.score
     words = _BAND_WORDS.get(found.band or "", found.band or "no band")
+    # A partial set scores a lower bound, as the RiskAssessment says (ml/scores/news2.py).
+    text = (
+        f"NEWS2 at least {score}: at least {words}, from an incomplete set"
+        if found.bound
+        else f"NEWS2 {score}: {words}"
+    )
     return {
         "score": score,
+        "bound": bool(found.bound),
         "risk": found.risk,
         "band": found.band,
-        "text": f"NEWS2 {score}: {words}",
+        "text": text,
         "occurrence": _instant(found.occurrence),
         "status": found.status,
         "reference": f"RiskAssessment/{found.assessment_id}",

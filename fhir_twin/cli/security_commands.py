@@ -222,12 +222,12 @@ def audit_report(patient_id: str, since: str | None, fmt: str, database_url: str
     start = _when(since, "--since", ago=True) if since else None
     repository, config = open_repository(database_url)
     try:
-        rows = [row.as_dict() for row in accesses(repository, patient_id, start)]
+        columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
+        rows = [{name: row.as_dict()[name] for name in columns} for row in accesses(repository, patient_id, start)]
         if config.audit:
             _record_report(repository, config, patient_id, start)
     finally:
         repository.engine.dispose()
-    columns = ["recorded", "agent", "user", "address", "interaction", "action", "outcome", "what"]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":

@@ -142,14 +142,16 @@ def remember(
 def standing(assessment: dict[str, Any]) -> dict[str, Any]:
     """The ``doctor_last`` columns of a RiskAssessment as ``ml.assessment.risk_assessment`` writes
     it: its id, the score extension, ``probabilityDecimal``, the risk-probability code, the band
-    from ``qualitativeRisk.text`` ("[at least ]{band} ({model})"), status and occurrence. Used by
+    and whether the score is a lower bound from ``qualitativeRisk.text``
+    ("[at least ]{band} ({model})"), status and occurrence. Used by
     the Doctor as it records and by migration 0010's backfill, so both fill the row alike."""
     prediction = (assessment.get("prediction") or [{}])[0]
     qualitative = prediction.get("qualitativeRisk") or {}
     coding = (qualitative.get("coding") or [{}])[0]
     score = next((e.get("valueDecimal") for e in prediction.get("extension", []) if e.get("url") == SCORE_URL), None)
-    band = None
+    band, bound = None, None
     if "text" in qualitative:
+        bound = qualitative["text"].startswith("at least ")
         band = qualitative["text"].removeprefix("at least ").rsplit(" (", 1)[0] or None
     occurrence = assessment.get("occurrenceDateTime")
     probability = prediction.get("probabilityDecimal")
@@ -158,6 +160,7 @@ def standing(assessment: dict[str, Any]) -> dict[str, Any]:
         "score": float(score) if score is not None else None,
         "probability": float(probability) if probability is not None else None,
         "band": band,
+        "bound": bound,
         "risk": coding.get("code"),
         "status": assessment.get("status"),
         "occurrence": parse_range(occurrence)[0] if occurrence else None,

@@ -32,6 +32,7 @@ class Standing:
     score: float | None
     probability: float | None
     band: str | None
+    bound: bool | None
     risk: str | None
     status: str | None
     occurrence: datetime | None
@@ -88,7 +89,7 @@ def page(
     ]
 
 
-_STANDING = ("assessment_id", "score", "probability", "band", "risk", "status", "occurrence")
+_STANDING = ("assessment_id", "score", "probability", "band", "bound", "risk", "status", "occurrence")
 
 
 def _standing(values: Any) -> Standing | None:

@@ -303,6 +303,8 @@ doctor_last = Table(
     Column("score", Float),
     Column("probability", Float),
     Column("band", String(32)),
+    # The score is a lower bound ("at least"): a partial set (NEWS2 with parameters missing).
+    Column("bound", Boolean),
     Column("risk", String(32)),
     Column("status", String(16)),
     Column("occurrence", DateTime(timezone=False)),

@@ -17,6 +17,7 @@ from fhir_twin.ml.assessment import SCORE_EXTENSION
 from fhir_twin.store.doctor_state import SCORE_URL
 from tests.api.twin_app_data import Clinic, open_clinic
 from tests.factories import outcome
+from tests.ml.doctor_data import ago, patient, quantity, settle, transaction
 
 pytestmark = pytest.mark.audited
 
@@ -136,3 +137,16 @@ def _query(entity: dict[str, Any]) -> str:
 
 def test_the_score_extension_is_the_one_the_store_reads() -> None:
     assert SCORE_URL == SCORE_EXTENSION
+
+
+def test_a_partial_set_shows_its_score_as_a_lower_bound(clinic: Clinic) -> None:
+    """A respiratory rate of 25 alone scores 3 in one parameter: scored at once, as at least 3."""
+    body = patient("pe")
+    body["name"] = [{"given": ["Eve"], "family": "Echo"}]
+    transaction(clinic.client, [body, quantity("pe", "9279-1", 25, "/min", ago(minutes=5))])
+    settle(clinic.app, deadline=30)
+    (row,) = listed(clinic, "?name=Echo")["patients"]
+    assert row["news2"]["bound"] is True
+    assert row["news2"]["band"] == "low-medium"
+    assert row["news2"]["text"].startswith("NEWS2 at least 3: at least low-medium clinical risk")
+    assert listed(clinic, "?name=Alpha")["patients"][0]["news2"]["bound"] is False

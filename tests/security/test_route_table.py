@@ -96,11 +96,20 @@ def test_the_twin_routes_need_what_twin_declares(server: Server) -> None:
         path = "/" + "/".join(
             {"{id}": "p1", "{field}": "heart_rate", "{model}": "news2"}.get(part, part) for part in route.segments
         )
-        answer = server.client.get(path, headers=server.token("user/Patient.r"))
+        (method,) = route.methods - {"HEAD"}
+        answer = server.client.open(path, method=method, headers=server.token("user/Patient.r"))
         if route.needs == "$twin":
             assert_forbidden(answer)
             elsewhere = server.client.get(path.replace("p1", "p2"), headers=server.token("patient/*.rs", "p1"))
             assert elsewhere.status_code == 404, path
+        elif route.needs in LETTERS:
+            # A search of Patient or AuditEvent: refused to a token with every other letter on it.
+            others = "".join(letter for letter in "cruds" if letter != route.needs)
+            assert route.resource_type is not None
+            without = server.token(f"user/{route.resource_type}.{others} user/Observation.cruds")
+            assert_forbidden(server.client.open(path, method=method, headers=without))
+            granted = server.token(f"user/{route.resource_type}.{route.needs}")
+            assert server.client.open(path, method=method, headers=granted).status_code != 403, path
         else:
             assert route.needs == ANY_CREDENTIAL
             assert answer.status_code != 403, path

@@ -24,6 +24,7 @@ _COLUMNS = (
     ("score", sa.Float),
     ("probability", sa.Float),
     ("band", lambda: sa.String(32)),
+    ("bound", sa.Boolean),
     ("risk", lambda: sa.String(32)),
     ("status", lambda: sa.String(16)),
     ("occurrence", lambda: sa.DateTime(timezone=False)),
