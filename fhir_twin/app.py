@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 
 from fhir_twin.api import errors, hygiene, security
+from fhir_twin.api.cds_hooks import cds_blueprint
 from fhir_twin.api.fhir import fhir_blueprint
 from fhir_twin.api.twin_audit import audit_blueprint
 from fhir_twin.api.twin_audit_chain import chain_blueprint
@@ -43,11 +44,12 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(fhir_blueprint(services.interactions, config))
     app.register_blueprint(twin_blueprint(services.twins, services.doctor))
     app.register_blueprint(models_blueprint(services.catalog))
-    app.register_blueprint(web_app_blueprint())
     app.register_blueprint(caller_blueprint(services.interactions))
     app.register_blueprint(patient_list_blueprint(services.repository, config))
     app.register_blueprint(audit_blueprint(services.repository, config))
     app.register_blueprint(chain_blueprint(services.repository, config))
+    app.register_blueprint(web_app_blueprint())
+    app.register_blueprint(cds_blueprint(services.doctor, services.interactions, config))
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)
     security.register(app, services.authenticator, services.interactions, config)

@@ -50,6 +50,10 @@ class Config:
     jwks: str = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
+    # CDS Hooks clients that sign their calls (cds-hooks.hl7.org/2.0 "Trusting CDS Clients"): a JSON
+    # object of issuer → JWKS URL, the only key sets a JWT's jku may name; and what they may read.
+    cds_clients: str = ""
+    cds_client_scope: str = "system/*.rs"
     # The SMART discovery document's endpoints of the external authorization server, if any.
     smart_token_endpoint: str = ""
     smart_authorization_endpoint: str = ""

@@ -1,4 +1,4 @@
-"""Authentication of every request to the FHIR and twin APIs, and SMART discovery.
+"""Authentication of every request to the FHIR, twin and CDS Hooks APIs, and SMART discovery.
 
 Only the CapabilityStatement and ``.well-known/smart-configuration`` are open (SMART App Launch
 v2 conformance.html): a client must be able to learn how to authenticate before it has. The
@@ -67,10 +67,15 @@ def register(app: Flask, authenticator: Authenticator, interactions: Interaction
     @app.before_request
     def _authenticate() -> None:
         path = request.path.rstrip("/") or "/"
-        if path in _OPEN or request.method == "OPTIONS" or not path.startswith(("/fhir", "/twin")):
+        if path in _OPEN or request.method == "OPTIONS" or not path.startswith(("/fhir", "/twin", "/cds-services")):
             return
+        if path == "/cds-services" and request.method == "GET":
+            # CDS Hooks discovery describes the service and holds no one's record.
+            return
+        # A CDS Hooks call may bear a CDS client's JWT, whose audience is the service's URL.
+        service = request.base_url.rstrip("/") if path.startswith("/cds-services/") else None
         try:
-            principal = authenticator.authenticate(request.headers.get("Authorization"))
+            principal = authenticator.authenticate(request.headers.get("Authorization"), service)
         except FhirError as error:
             stranger = Principal("unauthenticated", kind="anonymous", address=request.remote_addr)
             _report(interactions, stranger, _match(path).interaction, None, error)
@@ -137,6 +142,8 @@ def _match(path: str) -> Match:
     """``path`` against the FHIR API's route table or the twin API's."""
     if path.startswith("/fhir"):
         return match(ROUTES, request.method, path.removeprefix("/fhir"))
+    if path.startswith("/cds-services"):
+        return Match(Interaction("read", "R", operation="cds-hooks"))
     found = match(TWIN_ROUTES, request.method, path)
     if found.route is None:
         return Match(Interaction("read", "R", operation="twin-api"))

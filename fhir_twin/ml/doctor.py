@@ -69,8 +69,14 @@ class Doctor:
         """Every (chosen) model's run on the patient's twin as it is now; nothing is stored.
         ``requested`` models were asked for by name: one outside its usual use (qSOFA without a
         suspected infection) runs, and says so."""
-        document = self.twins.document(patient_id)
-        patient = Patient(patient_id, document, self.twins, now())
+        return self.runs_on(self.twins.document(patient_id), model_ids, requested)
+
+    def runs_on(
+        self, document: TwinDocument, model_ids: Sequence[str] | None = None, requested: Collection[str] = ()
+    ) -> list[tuple[Runner, Run]]:
+        """``runs`` on a twin document as given: the stored twin's, or one built in memory from
+        resources this server does not hold (``twin.transient``); nothing is stored."""
+        patient = Patient(document.patient.id, document, self.twins, now())
         chosen = self._chosen(model_ids)
         if document.patient.deceased:
             return [(runner, _deceased(runner, document)) for runner in chosen]

@@ -18,6 +18,7 @@ from fhir_twin.store.repository import Repository
 
 if TYPE_CHECKING:
     from fhir_twin.security.bearer import JwtVerifier
+    from fhir_twin.security.cds_client import CdsClients
 
 MODES = ("tokens", "jwt", "none")
 REALM = 'Bearer realm="fhir-twin"'
@@ -40,13 +41,20 @@ class Authenticator:
             from fhir_twin.security.bearer import JwtVerifier
 
             self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience)
+        self.cds_clients: CdsClients | None = None
+        if config.cds_clients.strip() and self.mode != "none":
+            from fhir_twin.security.cds_client import CdsClients, parse_clients
+
+            self.cds_clients = CdsClients(parse_clients(config.cds_clients), config.cds_client_scope)
         if self.mode == "none":
             log.warning(
                 "AUTHENTICATION IS OFF (auth_mode=none): anyone who can reach this server may read and change "
                 "every record. Use this only for local development and tests."
             )
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | None, cds_service: str | None = None) -> Principal:
+        """The principal of ``authorization``; at the CDS Hooks service ``cds_service`` (its URL),
+        a JWT of a registered CDS client is verified as CDS Hooks describes, for that service."""
         if self.mode == "none":
             return ANONYMOUS
         if not authorization:
@@ -61,6 +69,9 @@ class Authenticator:
             message = "The Authorization header must be 'Bearer <token>'"
             raise Unauthorized(message, headers=_challenge("invalid_request", message))
         try:
+            issuer = self.cds_clients.issuer_of(credential) if self.cds_clients and cds_service else None
+            if self.cds_clients is not None and issuer is not None and cds_service is not None:
+                return self.cds_clients.principal(credential, issuer, cds_service)
             if self.verifier is not None:
                 return self.verifier.principal(credential)
             return tokens.principal(self.repository, credential)

@@ -29,24 +29,10 @@ class JwtVerifier:
             raise ValueError("JWT authentication needs both an issuer and an audience")
         self.issuer = issuer
         self.audience = audience
-        self._jwks: jwt.PyJWKClient | jwt.PyJWKSet
-        if jwks.startswith(("https://", "http://")):
-            # Fetched on the first token, then again after five minutes or for an unknown key id.
-            self._jwks = jwt.PyJWKClient(jwks, lifespan=300, timeout=10)
-        else:
-            self._jwks = _load_jwks(jwks)
+        self.keys = KeySet(jwks)
 
     def principal(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as error:
-            raise Unauthorized("The bearer token is not a well-formed JWT") from error
-        algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
-            raise Unauthorized(
-                f"The bearer token uses algorithm {_shown(algorithm)}; this server accepts RS256 and ES256"
-            )
-        key = self._key(header.get("kid"))
+        key = self.keys.signing_key(signed_header(token).get("kid"))
         try:
             claims = jwt.decode(
                 token,
@@ -58,10 +44,22 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.PyJWTError as error:
-            raise Unauthorized(self._diagnostics(error, token)) from error
+            raise Unauthorized(diagnostics(error, token, self.issuer)) from error
         return _principal(claims)
 
-    def _key(self, kid: str | None) -> jwt.PyJWK:
+
+class KeySet:
+    """The signing keys of a JWK Set (RFC 7517): a file, or an http(s) URL fetched on the first
+    token, then again after five minutes or for an unknown key id."""
+
+    def __init__(self, jwks: str) -> None:
+        self._jwks: jwt.PyJWKClient | jwt.PyJWKSet
+        if jwks.startswith(("https://", "http://")):
+            self._jwks = jwt.PyJWKClient(jwks, lifespan=300, timeout=10)
+        else:
+            self._jwks = _load_jwks(jwks)
+
+    def signing_key(self, kid: str | None) -> jwt.PyJWK:
         """The signing key the token's ``kid`` names; with no kid, the JWK Set's only key."""
         keys = [key for key in self._key_set().keys if key.public_key_use != "enc"]
         if kid is None:
@@ -89,26 +87,40 @@ class JwtVerifier:
         except (jwt.PyJWTError, ValueError) as error:  # ValueError: the response is not JSON
             raise ServiceUnavailable(_UNREACHABLE, headers=_RETRY) from error
 
-    def _diagnostics(self, error: jwt.PyJWTError, token: str) -> str:
-        if isinstance(error, jwt.ExpiredSignatureError):
-            return "The bearer token has expired"
-        if isinstance(error, jwt.ImmatureSignatureError):
-            return "The bearer token is not valid yet"
-        if isinstance(error, jwt.MissingRequiredClaimError):
-            return f"The bearer token has no {error.claim} claim"
-        if isinstance(error, jwt.InvalidIssuerError):
-            # Claims are checked after the signature, so the issuer read here is the signed one.
-            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-            return f"The bearer token was issued by {_shown(issuer)}, not this server's issuer {self.issuer}"
-        if isinstance(error, jwt.InvalidAudienceError):
-            return "The bearer token is not for this audience"
-        if isinstance(error, jwt.InvalidSignatureError):
-            return "The bearer token's signature is not valid"
-        if isinstance(error, jwt.InvalidAlgorithmError):
-            return "The bearer token's algorithm does not match its key"
-        if isinstance(error, jwt.DecodeError):
-            return "The bearer token is not a well-formed JWT"
-        return "The bearer token is not valid"
+
+def signed_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a token signed with an algorithm this server accepts, else Unauthorized."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise Unauthorized("The bearer token is not a well-formed JWT") from error
+    algorithm = header.get("alg")
+    if algorithm not in ALGORITHMS:
+        raise Unauthorized(f"The bearer token uses algorithm {_shown(algorithm)}; this server accepts RS256 and ES256")
+    return header
+
+
+def diagnostics(error: jwt.PyJWTError, token: str, issuer: str) -> str:
+    """What is wrong with a signed token, in words."""
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "The bearer token has expired"
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "The bearer token is not valid yet"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"The bearer token has no {error.claim} claim"
+    if isinstance(error, jwt.InvalidIssuerError):
+        # Claims are checked after the signature, so the issuer read here is the signed one.
+        signed = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        return f"The bearer token was issued by {_shown(signed)}, not this server's issuer {issuer}"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return "The bearer token is not for this audience"
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "The bearer token's signature is not valid"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return "The bearer token's algorithm does not match its key"
+    if isinstance(error, jwt.DecodeError):
+        return "The bearer token is not a well-formed JWT"
+    return "The bearer token is not valid"
 
 
 def _load_jwks(path: str) -> jwt.PyJWKSet:

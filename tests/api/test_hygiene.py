@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fhir_twin.api import hygiene
@@ -365,3 +366,10 @@ def test_the_access_log_cannot_be_forged_through_the_path(
     (record,) = access_records(caplog)
     assert record.getMessage().startswith("GET /fhir/Patient/%0A2026-01-01%20INFO%20fake 404 ")
     assert "\n" not in record.getMessage()
+
+
+def test_every_answer_says_the_servers_own_time(client: FlaskClient) -> None:
+    """W3C Server Timing: the app's time in milliseconds, which Resource Timing shows a browser."""
+    for response in (client.get("/fhir/metadata"), client.get("/fhir/Patient/nowhere"), client.get("/app/")):
+        name, duration = response.headers["Server-Timing"].split(";dur=")
+        assert name == "app" and float(duration) >= 0

@@ -194,3 +194,21 @@ def test_bad_parameters_are_400_naming_them(app: Flask, client: FlaskClient, url
     issue = outcome(client.get(url), 400)
     assert issue["expression"] == [name]
     assert says in issue["diagnostics"]
+
+
+def test_news2_serves_its_chart_bands_from_its_own_tables(client: FlaskClient) -> None:
+    """RCP NEWS2 Chart 1 per Body field as value ranges, each edge half a rounding step above the
+    cell's upper value, so a chart draws exactly where the score changes."""
+    found = client.get("/twin/models/news2").get_json()["bands"]
+    assert set(found) == {"respiratory_rate", "oxygen_saturation", "systolic_bp", "heart_rate", "body_temperature"}
+    assert found["respiratory_rate"] == [
+        {"from": None, "below": 8.5, "points": 3, "label": "≤8"},
+        {"from": 8.5, "below": 11.5, "points": 1, "label": "9–11"},
+        {"from": 11.5, "below": 20.5, "points": 0, "label": "12–20"},
+        {"from": 20.5, "below": 24.5, "points": 2, "label": "21–24"},
+        {"from": 24.5, "below": None, "points": 3, "label": "≥25"},
+    ]
+    assert [cell["below"] for cell in found["body_temperature"]] == [35.05, 36.05, 38.05, 39.05, None]
+    assert [cell["points"] for cell in found["oxygen_saturation"]] == [3, 2, 1, 0]  # Scale 1
+    assert [cell["points"] for cell in found["heart_rate"]] == [3, 1, 0, 1, 2, 3]
+    assert "bands" not in client.get("/twin/models/qsofa").get_json()

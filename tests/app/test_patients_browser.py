@@ -155,7 +155,11 @@ def test_a_patient_token_sees_its_patient_only(ward: AppServer, browser: Any) ->
     assert first_names(browser) == ["Ben Beta"]
     assert not browser.find_element(By.LINK_TEXT, "Patients").get_attribute("hidden")
     assert browser.find_elements(By.CSS_SELECTOR, "#nav a[href='/app/audit']:not([hidden])") == []
-    # Another patient's twin is not its to read: the API refuses it as if it did not exist.
+    # Another patient's page shows the refusal and nothing of the record; the API refuses it as
+    # if it did not exist (a patient token's reach, README "Security and audit").
+    browser.get(f"{ward.root}/app/patients/wc")
+    wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "problem")))
+    assert "Cy Gamma" not in browser.page_source
     assert status_of(browser, "/twin/patients/wc") == 404
     assert status_of(browser, "/fhir/Patient/wc") == 404
     # The audit view says it is not for this token, and the API refuses it.
