@@ -4,6 +4,7 @@ patient token may see."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -63,13 +64,18 @@ def test_find_a_patient_by_name_with_the_newest_news2_and_pce(ward: AppServer, c
     name, birth_date, gender, identifier, news2, pce, measured = row
     assert (name, gender, identifier) == ("Cy Gamma", "male", "urn:mrn|mrn-wc")
     assert birth_date and measured != "—"
-    # The band is said in words beside its colour, with the score.
-    assert news2 == "10 · high"
+    # The band is said in words beside its colour, with the score, and when it was assessed: a
+    # score is the patient's state at that time (hazard H29).
+    news2_said, news2_time = news2.splitlines()
+    assert news2_said == "10 · high" and news2_time
     badge = browser.find_element(By.CSS_SELECTOR, "#patients-table td.news2 .band")
     assert "band-high" in badge.get_attribute("class")
+    assessed = browser.find_element(By.CSS_SELECTOR, "#patients-table td.news2 time.assessed")
+    assert assessed.get_attribute("datetime").startswith(str(datetime.now(UTC).year))
     # Preliminary: the ward's record does not say whether Cy smokes or is treated, so it is assumed and said.
-    percent, unit, status = pce.split()
-    assert float(percent) > 0 and unit == "%" and status == "preliminary"
+    pce_said, pce_time = pce.splitlines()
+    percent, unit, status = pce_said.split()
+    assert float(percent) > 0 and unit == "%" and status == "preliminary" and pce_time
     link = browser.find_element(By.LINK_TEXT, "Cy Gamma")
     assert link.get_attribute("href") == f"{ward.root}/app/patients/wc"
     # The search is in the URL (a reload shows it again); the token never is.
@@ -98,7 +104,8 @@ def test_sort_by_news2_puts_the_highest_risk_first(ward: AppServer, clinician: A
     wait(browser).until(lambda _: "sort=-news2" in browser.current_url)
     searched(browser, "5 patients found")
     wait(browser).until(lambda _: first_names(browser)[0] == "Cy Gamma")
-    assert [row[4] for row in rows(browser)] == ["10 · high", "6 · medium", "3 · low–medium", "0 · low", "none"]
+    badges = [row[4].splitlines()[0] for row in rows(browser)]
+    assert badges == ["10 · high", "6 · medium", "3 · low–medium", "0 · low", "none"]
     assert first_names(browser)[-1] == "Di Delta"  # without an assessment: last, either way
     Select(browser.find_element(By.ID, "search-sort")).select_by_value("news2")
     wait(browser).until(lambda _: first_names(browser)[0] == "Ada Alpha")
