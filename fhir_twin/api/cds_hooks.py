@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -71,11 +72,19 @@ def _key(res_type: str) -> str:
     return res_type[0].lower() + res_type[1:]
 
 
-def cds_blueprint(doctor: Doctor, interactions: Interactions, config: Config) -> Blueprint:
+def cds_settings(config: Config) -> tuple[CdsFhirServers, timedelta]:
+    """The FHIR servers calls may have read and how long issued cards are kept: a ValueError naming
+    a bad setting, checked before the database is touched."""
+    servers = CdsFhirServers(parse_servers(config.cds_fhir_servers), parse_clients(config.cds_clients))
+    return servers, duration(config.cds_card_retention)
+
+
+def cds_blueprint(
+    doctor: Doctor, interactions: Interactions, config: Config, settings: tuple[CdsFhirServers, timedelta]
+) -> Blueprint:
     blueprint = Blueprint("cds_hooks", __name__)
     templates = prefetch_templates(doctor.twins.mapping.types)
-    servers = CdsFhirServers(parse_servers(config.cds_fhir_servers), parse_clients(config.cds_clients))
-    retention = duration(config.cds_card_retention)
+    servers, retention = settings
     repository = interactions.repository
 
     def service() -> dict[str, Any]:

@@ -26,7 +26,11 @@ def first_use(repository: Repository, issuer: str, jti: str, expires: datetime, 
     dialect = postgresql if repository.engine.dialect.name == "postgresql" else sqlite
     with repository.transaction(write=True) as tx:
         tx.connection.execute(delete(cds_jti).where(cds_jti.c.expires < now))
+        # RETURNING, not rowcount: psycopg leaves rowcount -1 here on PostgreSQL.
         inserted = tx.connection.execute(
-            dialect.insert(cds_jti).values(key=key, expires=expires).on_conflict_do_nothing(index_elements=["key"])
-        )
-    return inserted.rowcount == 1
+            dialect.insert(cds_jti)
+            .values(key=key, expires=expires)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(cds_jti.c.key)
+        ).first()
+    return inserted is not None
