@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 from fhir_twin.api import errors, hygiene, security
-from fhir_twin.api.cds_hooks import cds_blueprint
+from fhir_twin.api.cds_hooks import cds_blueprint, cds_settings
 from fhir_twin.api.fhir import fhir_blueprint
 from fhir_twin.api.twin_audit import audit_blueprint
 from fhir_twin.api.twin_audit_chain import chain_blueprint
@@ -34,6 +34,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # fhir.resources imports its models lazily (about 1.7 s for all): done here, before gunicorn
     # forks, no worker's first request or first assessment pays for it.
     resource_types()
+    cds = cds_settings(config)
     services = build(config)
 
     app = Flask("fhir_twin")
@@ -49,7 +50,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit_blueprint(services.repository, config))
     app.register_blueprint(chain_blueprint(services.repository, config))
     app.register_blueprint(web_app_blueprint())
-    app.register_blueprint(cds_blueprint(services.doctor, services.interactions, config))
+    app.register_blueprint(cds_blueprint(services.doctor, services.interactions, config, cds))
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)
     security.register(app, services.authenticator, services.interactions, config)

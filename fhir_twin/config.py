@@ -54,6 +54,10 @@ class Config:
     # object of issuer → JWKS URL, the only key sets a JWT's jku may name; and what they may read.
     cds_clients: str = ""
     cds_client_scope: str = "system/*.rs"
+    # The FHIR servers a CDS Hooks call's fhirServer may name (comma-separated base URLs; none: only
+    # this server's own store), and how long the cards issued are remembered for their feedback.
+    cds_fhir_servers: str = ""
+    cds_card_retention: str = "P30D"
     # The SMART discovery document's endpoints of the external authorization server, if any.
     smart_token_endpoint: str = ""
     smart_authorization_endpoint: str = ""

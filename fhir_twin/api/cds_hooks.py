@@ -8,13 +8,16 @@ Resources to a CDS Service"):
 1. ``prefetch``: the keys this service declared, each a resource or a searchset Bundle; a key the
    client left out (or sent as null) is fetched as below;
 2. ``fhirServer``, another server, with the ``fhirAuthorization`` token (only over https, but for
-   a server on this host: a token sent in clear text is a token given away);
+   a server on this host: a token sent in clear text is a token given away), and only a server
+   the settings allow (``security.cds_fhir_servers``), every page of each query (``cds_prefetch``);
 3. this server's own store, when ``fhirServer`` is absent or is this server: the stored twin, as
    ``Patient/{id}/$predict`` reads it.
 
-From 1 and 2 the Doctor runs on a twin built in memory (``twin.transient``); nothing is stored
-in any case (a card is a read: docs/clinical-safety.md H16). Every call is authorized as reading
-the patient's twin and audited as a read of the Patient, the hook named as the operation.
+From 1 and 2 the Doctor runs on a twin built in memory (``twin.transient``); nothing of the
+record is stored in any case (a card is a read: docs/clinical-safety.md H16), only which cards
+were issued about which patient to whom (``store.cds_cards``), so their feedback names the patient.
+Every call, and every feedback, is authorized as reading the patient's twin and audited as a read
+of the Patient, the hook named as the operation.
 Discovery is open, like ``/fhir/metadata``: it describes the service and holds no patient data
 (the specification's example calls it without a JWT).
 """
@@ -22,41 +25,38 @@ Discovery is open, like ``/fhir/metadata``: it describes the service and holds n
 from __future__ import annotations
 
 import re
-import threading
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
-import requests
 from flask import Blueprint, Response, g, jsonify, request
 
+from fhir_twin.api.cds_prefetch import Tally, next_link, own_fetch, remote_fetch
 from fhir_twin.config import Config
-from fhir_twin.errors import FhirError, Invalid, NotFound, ServiceUnavailable
+from fhir_twin.errors import FhirError, Invalid, NotFound
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now, parse_range
 from fhir_twin.fhir.json import MAX_DEPTH
 from fhir_twin.fhir.resource_types import is_valid_id
-from fhir_twin.interactions import Interactions, unrecorded
+from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.interaction import Completion, Interaction
 from fhir_twin.interactions.message import Request as FhirRequest
 from fhir_twin.interactions.message import Response as FhirResponse
 from fhir_twin.ml import cards
 from fhir_twin.ml.doctor import Doctor
+from fhir_twin.security.cds_fhir_servers import CdsFhirServers, parse_servers
+from fhir_twin.security.cds_registration import parse_clients
 from fhir_twin.security.principal import Principal
+from fhir_twin.store import cds_cards
+from fhir_twin.store.cds_cards import IssuedCard
+from fhir_twin.twin.mapping_file import duration
 from fhir_twin.twin.transient import document_of
 
 PATIENT_VIEW = "fhir-twin-patient-view"
 HOOK = "patient-view"
-# Outbound reads of a client's FHIR server: a card that comes late is not shown (CDS Hooks
-# clients wait a few seconds), so a slow server fails the call rather than hold a thread.
-TIMEOUT_SECONDS = 10
-MAX_PAGES = 10
 _LOCAL = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)")
 _FEEDBACK_OUTCOMES = ("accepted", "overridden")
-# Which patient each card issued here was about, so its feedback is audited against that patient.
-_ISSUED_LIMIT = 10_000
 
 
 def prefetch_templates(types: frozenset[str]) -> dict[str, str]:
@@ -72,11 +72,20 @@ def _key(res_type: str) -> str:
     return res_type[0].lower() + res_type[1:]
 
 
-def cds_blueprint(doctor: Doctor, interactions: Interactions, config: Config) -> Blueprint:
+def cds_settings(config: Config) -> tuple[CdsFhirServers, timedelta]:
+    """The FHIR servers calls may have read and how long issued cards are kept: a ValueError naming
+    a bad setting, checked before the database is touched."""
+    servers = CdsFhirServers(parse_servers(config.cds_fhir_servers), parse_clients(config.cds_clients))
+    return servers, duration(config.cds_card_retention)
+
+
+def cds_blueprint(
+    doctor: Doctor, interactions: Interactions, config: Config, settings: tuple[CdsFhirServers, timedelta]
+) -> Blueprint:
     blueprint = Blueprint("cds_hooks", __name__)
     templates = prefetch_templates(doctor.twins.mapping.types)
-    issued: OrderedDict[str, str] = OrderedDict()
-    issued_lock = threading.Lock()
+    servers, retention = settings
+    repository = interactions.repository
 
     def service() -> dict[str, Any]:
         return {
@@ -105,15 +114,14 @@ def cds_blueprint(doctor: Doctor, interactions: Interactions, config: Config) ->
             patient_id = _request(body, templates)
             audited.patient_id = patient_id
             interactions.guard.before(g.principal, _reading(patient_id), _fhir_request())
-            said = _answer(doctor, interactions, config, body, patient_id, templates)
+            said = _answer(doctor, interactions, config, servers, body, patient_id, templates)
+            issued = now()
+            to = g.principal.name
+            cards_issued = [IssuedCard(card["uuid"], service_id, patient_id, issued, to) for card in said]
+            cds_cards.record(repository, cards_issued, issued - retention)
         except FhirError as error:
             audited.report(error)
             raise
-        with issued_lock:
-            for card in said:
-                issued[card["uuid"]] = patient_id
-            while len(issued) > _ISSUED_LIMIT:
-                issued.popitem(last=False)
         audited.report(None)
         return jsonify({"cards": said})
 
@@ -124,15 +132,26 @@ def cds_blueprint(doctor: Doctor, interactions: Interactions, config: Config) ->
             if service_id != PATIENT_VIEW:
                 raise NotFound(f"No CDS service {service_id!r}; this server offers {PATIENT_VIEW}")
             items = _feedback(_body())
-            with issued_lock:
-                patients = {issued[item["card"]] for item in items if item["card"] in issued}
-            # Feedback on cards of one patient names that patient; on cards this process did not
-            # issue (or of several patients), it names none.
-            audited.patient_id = patients.pop() if len(patients) == 1 else None
+            known = cds_cards.issued(repository, service_id, (item["card"] for item in items))
+            for index, item in enumerate(items):
+                if item["card"] not in known:
+                    raise Invalid.at(
+                        f"feedback[{index}].card",
+                        f"feedback[{index}].card is no card this service returned (or one older than "
+                        f"cds_card_retention, {config.cds_card_retention}): feedback is about cards it returned",
+                    )
+            patients = sorted({card.patient_id for card in known.values()})
+            for patient_id in patients:
+                audited.patient_id = patient_id
+                interactions.guard.before(g.principal, _reading(patient_id), _fhir_request())
         except FhirError as error:
             audited.report(error)
             raise
-        audited.report(None)
+        # One record per patient the feedback is about (a client may send feedback on cards of
+        # several calls at once): each names its patient.
+        for patient_id in patients:
+            audited.patient_id = patient_id
+            audited.report(None)
         return jsonify({})
 
     return blueprint
@@ -251,6 +270,7 @@ def _answer(
     doctor: Doctor,
     interactions: Interactions,
     config: Config,
+    servers: CdsFhirServers,
     body: dict[str, Any],
     patient_id: str,
     templates: dict[str, str],
@@ -260,6 +280,8 @@ def _answer(
     app = base.removesuffix("/fhir")
     server = body.get("fhirServer")
     own = server is None or server.rstrip("/") == base
+    if not own:
+        servers.check(str(server), g.principal)
     prefetch = {key: value for key, value in (body.get("prefetch") or {}).items() if value is not None}
 
     def model_page(model: Any) -> str:
@@ -271,11 +293,22 @@ def _answer(
         document = doctor.twins.document(patient_id)
         runs = doctor.runs_on(document, models)
         return cards.cards(runs, document, model_page, patient_page)
-    fetch = _own_fetch(interactions, base) if own else _remote_fetch(str(server), body.get("fhirAuthorization"))
+    tally = Tally()
+    fetch = (
+        own_fetch(interactions, base, tally) if own else remote_fetch(str(server), body.get("fhirAuthorization"), tally)
+    )
     resources: dict[str, list[dict[str, Any]]] = {}
     for key, template in templates.items():
-        given = _prefetched(key, prefetch[key], patient_id) if key in prefetch else None
-        resources[key] = given if given is not None else fetch(template.replace("{{context.patientId}}", patient_id))
+        # A prefetched search answered in part (it has a next page) is read whole instead.
+        given = (
+            _prefetched(key, prefetch[key], patient_id)
+            if key in prefetch and next_link(prefetch[key]) is None
+            else None
+        )
+        if given is not None:
+            resources[key] = tally.add(given)
+        else:
+            resources[key] = fetch(template.replace("{{context.patientId}}", patient_id))
     patients = [found for found in resources.pop("patient") if found.get("resourceType") == "Patient"]
     if not patients:
         raise NotFound(f"Patient/{patient_id} is not known to {server or 'this server'}")
@@ -283,89 +316,6 @@ def _answer(
     document = document_of(patients[0], everything, doctor.twins.mapping, now(), "" if own else str(server))
     runs = doctor.runs_on(document, models)
     return cards.cards(runs, document, model_page, patient_page)
-
-
-def _own_fetch(interactions: Interactions, base: str) -> Callable[[str], list[dict[str, Any]]]:
-    """A prefetch query read from this server as the caller: the Guard judges it like any read."""
-
-    def fetch(query: str) -> list[dict[str, Any]]:
-        path, _, text = query.partition("?")
-        # A search's first page, as large as a page may be; a read as it is.
-        params = [(name, value) for name, _, value in (pair.partition("=") for pair in text.split("&") if pair)]
-        if params:
-            params.append(("_count", "1000"))
-        with unrecorded():
-            answer = interactions.route(FhirRequest("GET", path, base, params))
-        if answer.status == 404 and not text:
-            return []
-        if answer.status >= 400:
-            error = FhirError(f"Reading {query} here failed with {answer.status}")
-            error.status = answer.status
-            raise error
-        found = answer.body if isinstance(answer.body, dict) else json.loads(answer.body or "{}")
-        return _resources(found)
-
-    return fetch
-
-
-def _remote_fetch(server: str, authorization: Any) -> Callable[[str], list[dict[str, Any]]]:
-    """A prefetch query read from the client's FHIR server with its token, following pages."""
-    headers = {"Accept": "application/fhir+json"}
-    if isinstance(authorization, dict):
-        headers["Authorization"] = f"Bearer {authorization['access_token']}"
-
-    def fetch(query: str) -> list[dict[str, Any]]:
-        url: str | None = f"{server.rstrip('/')}/{query}"
-        found: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            if url is None:
-                break
-            try:
-                answer = requests.get(url, headers=headers, timeout=TIMEOUT_SECONDS)
-            except requests.RequestException as error:
-                raise ServiceUnavailable(
-                    f"The FHIR server {server} could not be read: {type(error).__name__}"
-                ) from error
-            if answer.status_code == 404 and "?" not in query:
-                return found
-            if answer.status_code >= 400:
-                raise ServiceUnavailable(f"The FHIR server {server} answered {answer.status_code} to {query}")
-            try:
-                page = json.loads(answer.content, MAX_DEPTH)
-            except FhirError as error:
-                raise ServiceUnavailable(f"The FHIR server {server} answered {query} with no JSON") from error
-            found += _resources(page)
-            url = (
-                next(
-                    (
-                        link.get("url")
-                        for link in page.get("link") or []
-                        if isinstance(link, dict) and link.get("relation") == "next"
-                    ),
-                    None,
-                )
-                if isinstance(page, dict) and page.get("resourceType") == "Bundle"
-                else None
-            )
-        return found
-
-    return fetch
-
-
-def _resources(found: Any) -> list[dict[str, Any]]:
-    """A read's resource, or a searchset's resources (stored bodies arrive as raw JSON text)."""
-    if not isinstance(found, dict):
-        return []
-    if found.get("resourceType") != "Bundle":
-        return [found]
-    out = []
-    for entry in found.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if resource is not None and not isinstance(resource, dict):
-            resource = json.loads(resource.encoded_json)
-        if isinstance(resource, dict) and (entry.get("search") or {}).get("mode", "match") == "match":
-            out.append(resource)
-    return out
 
 
 def _feedback(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -43,9 +43,10 @@ class Authenticator:
             self.verifier = JwtVerifier(config.jwks, config.jwt_issuer, config.jwt_audience)
         self.cds_clients: CdsClients | None = None
         if config.cds_clients.strip() and self.mode != "none":
-            from fhir_twin.security.cds_client import CdsClients, parse_clients
+            from fhir_twin.security.cds_client import CdsClients
+            from fhir_twin.security.cds_registration import parse_clients
 
-            self.cds_clients = CdsClients(parse_clients(config.cds_clients), config.cds_client_scope)
+            self.cds_clients = CdsClients(parse_clients(config.cds_clients), config.cds_client_scope, repository)
         if self.mode == "none":
             log.warning(
                 "AUTHENTICATION IS OFF (auth_mode=none): anyone who can reach this server may read and change "

@@ -2,53 +2,38 @@
 bears a JWT the client signed, naming it (``iss``), the service called (``aud``), when it was
 made (``iat``, ``exp``) and a one-time id (``jti``); the keys are the client's JWK Set, found by
 the ``jku`` header only when that URL is the one registered for the issuer (the allow list,
-setting ``cds_clients``).
+setting ``cds_clients``, read by ``cds_registration``).
 
-A ``jti`` is remembered until its token expires, in this process: a replay to another process of
-a multi-process server is not seen (the token's life is at most five minutes).
+A ``jti`` is remembered in the database until its token expires (``store.cds_jti``), so a replay
+is refused by every process of a multi-process server and every server on the same database.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 
 from fhir_twin.errors import Unauthorized
 from fhir_twin.security.bearer import ALGORITHMS, LEEWAY_SECONDS, KeySet, diagnostics, signed_header
+from fhir_twin.security.cds_registration import Registration
 from fhir_twin.security.principal import Principal
+from fhir_twin.store import cds_jti
+from fhir_twin.store.repository import Repository
 
 # CDS Hooks 2.0: the JWT's exp SHALL be no more than 5 minutes after iat.
 MAX_LIFETIME_SECONDS = 300
 
 
-def parse_clients(setting: str) -> dict[str, str]:
-    """The ``cds_clients`` setting, a JSON object of issuer → JWKS URL; a ValueError naming what is wrong."""
-    if not setting.strip():
-        return {}
-    try:
-        clients = json.loads(setting)
-    except ValueError as error:
-        raise ValueError(f"cds_clients must be a JSON object of issuer to JWKS URL: {error}") from None
-    if not isinstance(clients, dict) or not all(
-        isinstance(url, str) and url.startswith(("https://", "http://")) for url in clients.values()
-    ):
-        raise ValueError("cds_clients must be a JSON object of issuer to JWKS URL (http or https)")
-    return {str(issuer): url for issuer, url in clients.items()}
-
-
 class CdsClients:
     """The registered CDS clients; ``scope`` is what each may read here (they act for the EHR)."""
 
-    def __init__(self, clients: dict[str, str], scope: str) -> None:
+    def __init__(self, clients: dict[str, Registration], scope: str, repository: Repository) -> None:
         self.clients = clients
         self.scope = scope
-        self._keys = {url: KeySet(url) for url in set(clients.values())}
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
+        self.repository = repository
+        self._keys = {url: KeySet(url) for url in {client.jwks for client in clients.values()}}
 
     def issuer_of(self, token: str) -> str | None:
         """The registered issuer a JWT names (unverified: it only chooses the check), else None."""
@@ -63,7 +48,7 @@ class CdsClients:
     def principal(self, token: str, issuer: str, audience: str) -> Principal:
         """The client, once its JWT is verified for the service at ``audience``; else Unauthorized."""
         header = signed_header(token)
-        registered = self.clients[issuer]
+        registered = self.clients[issuer].jwks
         jku = header.get("jku")
         if jku is not None and jku != registered:
             raise Unauthorized(f"The JWT's jku is not the key set registered for {issuer}")
@@ -89,11 +74,11 @@ class CdsClients:
 
     def _once(self, issuer: str, jti: str, expires: float) -> None:
         """Refuse a ``jti`` seen before from ``issuer`` (CDS Hooks: "used to protect against replay attacks")."""
-        now = time.time()
-        with self._lock:
-            for seen, until in list(self._seen.items()):
-                if until + LEEWAY_SECONDS < now:
-                    del self._seen[seen]
-            if (issuer, jti) in self._seen:
-                raise Unauthorized("The JWT's jti was used before: a CDS client signs a new JWT for each call")
-            self._seen[(issuer, jti)] = expires
+        now = datetime.now(UTC).replace(tzinfo=None)
+        # Kept past ``exp`` by the leeway the expiry check allows, so it outlives the token it guards.
+        try:
+            until = datetime.fromtimestamp(expires, UTC).replace(tzinfo=None) + timedelta(seconds=LEEWAY_SECONDS)
+        except (OverflowError, OSError, ValueError):
+            raise Unauthorized("The JWT's exp is no time a clock shows") from None
+        if not cds_jti.first_use(self.repository, issuer, jti, until, now):
+            raise Unauthorized("The JWT's jti was used before: a CDS client signs a new JWT for each call")

@@ -424,3 +424,28 @@ audit_entity = Table(
     Index("ix_audit_entity_target", "target_type", "target_id", "res_id"),
     Index("ix_audit_entity_record", "res_id"),
 )
+
+# --- The CDS Hooks service (migration 0011) --------------------------------------------------------
+# Each CDS client JWT's ``jti`` seen (``store/cds_jti.py``), keyed by a SHA-256 of its issuer and
+# jti: the unique key makes the second insert of one the replay, in whichever server process it
+# lands; a row is kept until its token has expired.
+cds_jti = Table(
+    "cds_jti",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires", DateTime(timezone=False), nullable=False),
+    Index("ix_cds_jti_expires", "expires"),
+)
+
+# Each card the service issued (``store/cds_cards.py``): its feedback, to any server process, is
+# audited naming the patient the card was about; kept for ``cds_card_retention``.
+cds_card = Table(
+    "cds_card",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("issued", DateTime(timezone=False), nullable=False),
+    Column("issued_to", String(200), nullable=False),
+    Index("ix_cds_card_issued", "issued"),
+)

@@ -230,6 +230,40 @@ def test_feedback_is_accepted(client: FlaskClient) -> None:
     assert client.post(f"{SERVICE}/feedback", json={"feedback": [overridden]}).status_code == 200
 
 
+def test_feedback_on_a_card_this_service_never_issued_is_400(client: FlaskClient) -> None:
+    record(client, "p1", HIGH)
+    card = call(client, hook_request())[0]["uuid"]
+    body = {"feedback": [feedback_item(card), feedback_item(str(uuid.uuid4()))]}
+    response = client.post(f"{SERVICE}/feedback", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["feedback[1].card"]
+    assert "no card this service returned" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.audited
+def test_feedback_to_another_server_process_names_the_cards_patient(make_app: Callable[..., Flask]) -> None:
+    issuing = make_app(doctor=False)
+    record(issuing.test_client(), "p1", HIGH)
+    card = call(issuing.test_client(), hook_request())[0]["uuid"]
+    # Another server on the same database (another worker process) takes the feedback.
+    other = make_app(doctor=False)
+    assert other.test_client().post(f"{SERVICE}/feedback", json={"feedback": [feedback_item(card)]}).status_code == 200
+    services_of(other).recorder.flush()
+    events = other.test_client().get("/fhir/AuditEvent?patient=p1&_count=100").get_json().get("entry", [])
+    subtypes = {coding["code"] for entry in events for coding in entry["resource"].get("subtype", [])}
+    assert "cds-hooks-patient-view-feedback" in subtypes
+
+
+def test_issued_cards_are_forgotten_after_the_retention(make_app: Callable[..., Flask]) -> None:
+    client = make_app(doctor=False, cds_card_retention="PT0S").test_client()
+    record(client, "p1", HIGH)
+    card = call(client, hook_request())[0]["uuid"]
+    call(client, hook_request())  # issuing again forgets what is past the retention
+    response = client.post(f"{SERVICE}/feedback", json={"feedback": [feedback_item(card)]})
+    assert response.status_code == 400
+    assert "cds_card_retention" in response.get_json()["issue"][0]["diagnostics"]
+
+
 @pytest.mark.parametrize(
     ("body", "expression"),
     [
@@ -296,8 +330,11 @@ def live_fhir(database_url: str) -> Iterator[tuple[str, str]]:
         server.stop()
 
 
-def test_a_call_reads_the_clients_fhir_server_with_its_token(client: FlaskClient, live_fhir: tuple[str, str]) -> None:
+def test_a_call_reads_the_clients_fhir_server_with_its_token(
+    make_app: Callable[..., Flask], live_fhir: tuple[str, str]
+) -> None:
     base, token = live_fhir
+    client = make_app(doctor=False, cds_fhir_servers=base).test_client()
     record(client, "p1", HIGH)
     stored = call(client, hook_request())
     authorization = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +21,9 @@ from flask import Flask
 from jwt.algorithms import RSAAlgorithm
 
 from fhir_twin.app import services_of
+from tests.api.test_cds_hooks_fhir_server import FakeFhir, observations
 from tests.factories import Server
+from tests.live_server import LiveServer
 from tests.ml.doctor_data import NEWS2_VECTORS, ago, news2_set, patient
 
 SERVICE = "/cds-services/fhir-twin-patient-view"
@@ -164,3 +168,50 @@ def test_a_cds_client_refused_is_audited(server: Server, key: Any) -> None:
     services_of(server.app).recorder.flush()
     events = server.read("AuditEvent?outcome=4&_count=100").get_json().get("entry", [])
     assert any(coding.get("code") == "cds-hooks" for entry in events for coding in entry["resource"].get("subtype", []))
+
+
+def test_a_jti_replayed_to_another_server_process_is_401(
+    server: Server, database_url: str, key: Any, jwks_url: str
+) -> None:
+    """Two server processes on one database (which ``server`` filled): a JWT used at one is refused at the other."""
+    first, second = (LiveServer(database_url, cds_clients=json.dumps({EHR: jwks_url})).launch() for _ in range(2))
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        services = [server.base.removesuffix("/fhir") + SERVICE for server in (first, second)]
+        body = json.dumps(hook_request()).encode()
+        headers = signed(key, aud=services)
+        answers = []
+        for url in services:
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, body, headers | {"Content-Type": "application/json"}), timeout=30
+                ) as answer:
+                    answers.append(answer.status)
+            except urllib.error.HTTPError as error:
+                answers.append(error.code)
+                assert "used before" in json.loads(error.read())["issue"][0]["diagnostics"]
+        assert answers == [200, 401]
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_registered_clients_own_fhir_server_is_read_for_it_alone(
+    make_app: Callable[..., Flask], jwks_url: str, key: Any
+) -> None:
+    fake = FakeFhir(observations())
+    try:
+        clients = {EHR: {"jwks": jwks_url, "fhirServers": [fake.base]}}
+        app = make_app(auth_mode="tokens", doctor=False, cds_clients=json.dumps(clients))
+        client = Server(app).client
+        response = client.post(SERVICE, json=hook_request() | {"fhirServer": fake.base}, headers=signed(key))
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["cards"][0]["summary"].startswith("NEWS2 10")
+        # An API token of this server may not have that server read.
+        token = Server(app).token("system/*.rs")
+        other = client.post(SERVICE, json=hook_request() | {"fhirServer": fake.base}, headers=token)
+        assert other.status_code == 400
+        assert other.get_json()["issue"][0]["expression"] == ["fhirServer"]
+    finally:
+        fake.close()
