@@ -11,10 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.factories import bearer
-from tests.ml.doctor_data import NEWS2_VECTORS, ago, cardiovascular_set, news2_set, patient, settle, transaction
+from tests.ml.doctor_data import Roster, roster_resources, settle, transaction
 
-# id → (name, NEWS2 vector index or None, cardiovascular set: total cholesterol or None)
-CLINIC = {
+CLINIC: Roster = {
     "pa": ("Ada Alpha", 0, 160.0),
     "pb": ("Ben Beta", 1, None),
     "pc": ("Cy Gamma", 3, 280.0),
@@ -39,18 +38,7 @@ class Clinic:
 
 
 def seed(clinic: Clinic) -> None:
-    resources: list[dict[str, Any]] = []
-    for res_id, (name, vector, cholesterol) in CLINIC.items():
-        given, family = name.split()
-        body = patient(res_id)
-        body["name"] = [{"given": [given], "family": family}]
-        body["identifier"] = [{"system": "urn:mrn", "value": f"mrn-{res_id}"}]
-        resources.append(body)
-        if vector is not None:
-            resources += news2_set(res_id, NEWS2_VECTORS[vector][0], ago(minutes=30))
-        if cholesterol is not None:
-            resources += cardiovascular_set(res_id, ago(hours=2), total_cholesterol=cholesterol)
-    transaction(clinic.client, resources)
+    transaction(clinic.client, roster_resources(CLINIC))
     settle(clinic.app, deadline=30)
 
 

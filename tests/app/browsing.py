@@ -15,10 +15,10 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.app.conftest import AppServer
-from tests.ml.doctor_data import NEWS2_VECTORS, ago, cardiovascular_set, news2_set, patient
+from tests.ml.doctor_data import Roster, roster_resources, transaction_bundle
 
-# id → (name, NEWS2 vector (score 0, 3, 6, 10) or None, total cholesterol for the PCE or None)
-WARD = {
+# NEWS2 vectors 0-3 score 0, 3 (a 3 in one parameter), 6 and 10.
+WARD: Roster = {
     "wa": ("Ada Alpha", 0, 160.0),
     "wb": ("Ben Beta", 1, None),
     "wc": ("Cy Gamma", 3, 280.0),
@@ -46,29 +46,7 @@ def call(server: AppServer, method: str, path: str, token: str, body: Any = None
 def seed_ward(server: AppServer) -> None:
     """The ward's Patients (identifier ``urn:mrn|mrn-{id}``) and measurements in one transaction;
     returns once the live Doctor has recorded NEWS2 for each patient with a set."""
-    resources: list[dict[str, Any]] = []
-    for res_id, (name, vector, cholesterol) in WARD.items():
-        given, family = name.split()
-        body = patient(res_id)
-        body["name"] = [{"given": [given], "family": family}]
-        body["identifier"] = [{"system": "urn:mrn", "value": f"mrn-{res_id}"}]
-        resources.append(body)
-        if vector is not None:
-            resources += news2_set(res_id, NEWS2_VECTORS[vector][0], ago(minutes=30))
-        if cholesterol is not None:
-            resources += cardiovascular_set(res_id, ago(hours=2), total_cholesterol=cholesterol)
-    entries = [
-        {
-            "resource": resource,
-            "request": {"method": "PUT", "url": f"Patient/{resource['id']}"}
-            if resource["resourceType"] == "Patient"
-            else {"method": "POST", "url": resource["resourceType"]},
-        }
-        for resource in resources
-    ]
-    status, answer = call(
-        server, "POST", "/fhir", server.token, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-    )
+    status, answer = call(server, "POST", "/fhir", server.token, transaction_bundle(roster_resources(WARD)))
     assert status == 200, answer
     deadline = time.monotonic() + 30
     while True:

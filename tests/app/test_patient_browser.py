@@ -21,7 +21,16 @@ from fhir_twin.security import tokens
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 from tests.app.conftest import AppServer
-from tests.ml.doctor_data import MEDIUM, ago, cardiovascular_set, infection, news2_set, patient, quantity
+from tests.ml.doctor_data import (
+    MEDIUM,
+    ago,
+    cardiovascular_set,
+    infection,
+    news2_set,
+    patient,
+    quantity,
+    transaction_bundle,
+)
 
 GLUCOSE = "2339-0"
 HEART_RATE = "8867-4"
@@ -47,16 +56,7 @@ def _read(server: AppServer, path: str) -> Any:
 
 
 def _transaction(server: AppServer, resources: list[dict[str, Any]]) -> None:
-    entries = [
-        {
-            "resource": resource,
-            "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
-            if "id" in resource
-            else {"method": "POST", "url": resource["resourceType"]},
-        }
-        for resource in resources
-    ]
-    _send(server, "POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    _send(server, "POST", "/fhir", transaction_bundle(resources))
 
 
 def _heart_rates(patient_id: str) -> list[dict[str, Any]]:

@@ -305,9 +305,8 @@ def assessed_p1(app: Flask, client: FlaskClient) -> str:
     return "p1"
 
 
-def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[str]:
-    """Post ``resources`` as one transaction (PUT those with an id, POST the others); the
-    version-specific references of what was stored, in order."""
+def transaction_bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """``resources`` as one transaction Bundle: PUT those with an id, POST the others."""
     entries = [
         {
             "resource": resource,
@@ -317,8 +316,36 @@ def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[st
         }
         for resource in resources
     ]
-    bundle = write(client, "POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def transaction(client: FlaskClient, resources: list[dict[str, Any]]) -> list[str]:
+    """Post ``resources`` as one transaction; the version-specific references of what was
+    stored, in order."""
+    bundle = write(client, "POST", "/fhir", transaction_bundle(resources))
     return [versioned(entry["response"]["location"]) for entry in bundle["entry"]]
+
+
+# A ward as the web app's tests list it: id → (name, index into NEWS2_VECTORS or None, total
+# cholesterol for the Pooled Cohort Equations or None).
+Roster = dict[str, tuple[str, int | None, float | None]]
+
+
+def roster_resources(roster: Roster) -> list[dict[str, Any]]:
+    """Each patient of ``roster`` named, identified as ``urn:mrn|mrn-{id}``, with its NEWS2 set
+    30 minutes ago and its cardiovascular set 2 hours ago."""
+    resources: list[dict[str, Any]] = []
+    for res_id, (name, vector, cholesterol) in roster.items():
+        given, family = name.split()
+        body = patient(res_id)
+        body["name"] = [{"given": [given], "family": family}]
+        body["identifier"] = [{"system": "urn:mrn", "value": f"mrn-{res_id}"}]
+        resources.append(body)
+        if vector is not None:
+            resources += news2_set(res_id, NEWS2_VECTORS[vector][0], ago(minutes=30))
+        if cholesterol is not None:
+            resources += cardiovascular_set(res_id, ago(hours=2), total_cholesterol=cholesterol)
+    return resources
 
 
 def versioned(location: str) -> str:
