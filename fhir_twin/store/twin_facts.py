@@ -141,6 +141,18 @@ def measurement_rows(
     return [dict(zip(keys, row, strict=True)) for row in result]
 
 
+def measured_fields(
+    connection: Connection, patient_id: str, *, at: datetime | None = None, recorded: datetime | None = None
+) -> set[str]:
+    """The fields of which ``measurement_rows`` (with the same times) would give any row: read
+    from the patient's index alone, without the rows."""
+    t = twin_measurement
+    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
+    if at is not None:
+        conditions.append(t.c.effective < at)
+    return set(connection.execute(select(t.c.field).where(*conditions).distinct()).scalars())
+
+
 def case_rows(
     connection: Connection, patient_id: str, *, at: datetime | None = None, recorded: datetime | None = None
 ) -> list[dict[str, Any]]:
