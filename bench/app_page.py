@@ -15,6 +15,7 @@ database and a server is started on it; with ``--url`` it is posted to a running
 transaction Bundles of 5,000 entries, with ``--token`` (a ``system/*.cruds`` token).
 
     python bench/app_page.py --spawn                       # temporary SQLite
+    python bench/app_page.py --spawn --copy-of page.db     # a copy of a database loaded before
     python bench/app_page.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres
     python bench/app_page.py --url http://127.0.0.1:8080 --token "$TOKEN"
 """
@@ -67,12 +68,19 @@ def main() -> None:
     parser.add_argument("--token", default=os.environ.get("FHIR_TWIN_TOKEN", ""), help="with --url: a system token")
     parser.add_argument("--spawn", action="store_true", help="load into a fresh database and start fhir-twin serve")
     parser.add_argument("--database", default="", help="with --spawn: database URL (default: temporary SQLite)")
+    parser.add_argument(
+        "--copy-of",
+        default="",
+        help="with --spawn: a SQLite file loaded before (same --fields and --points), copied instead of loading",
+    )
     parser.add_argument("--workers", type=int, default=2, help="with --spawn: server worker processes")
     parser.add_argument("--fields", type=int, default=10, choices=range(1, len(FIELDS) + 1), metavar="1-10")
     parser.add_argument("--points", type=int, default=10_000, help="readings per field")
     parser.add_argument("--loads", type=int, default=20, help="times the page is opened")
     parser.add_argument("--width", type=int, default=1280, help="browser window width in pixels")
     args = parser.parse_args()
+    if args.copy_of and (args.database or not args.spawn):
+        sys.exit("--copy-of takes a SQLite file, with --spawn and no --database")
     resources = patient_resources(args.fields, args.points)
     print(f"patient: {args.fields} fields x {args.points:,} readings ({len(resources):,} resources)")
     with server(args, resources) as (root, token):
@@ -139,11 +147,15 @@ def server(args: argparse.Namespace, resources: list[dict[str, Any]]) -> Iterato
         return
     folder = tempfile.mkdtemp(prefix="fhir-twin-app-page-")
     with fresh_database(args.database, folder) as database:
-        data = Path(folder) / "patient.ndjson"
-        data.write_text("".join(json.dumps(resource) + "\n" for resource in resources))
-        started = time.perf_counter()
-        subprocess.run([FHIR_TWIN, "load", str(data), "--database", database], check=True, capture_output=True)
-        print(f"fhir-twin load: {time.perf_counter() - started:.1f} s")
+        if args.copy_of:
+            # A load of 100,000 resources takes minutes; runs compared with each other can share one.
+            shutil.copyfile(args.copy_of, database.removeprefix("sqlite:///"))
+        else:
+            data = Path(folder) / "patient.ndjson"
+            data.write_text("".join(json.dumps(resource) + "\n" for resource in resources))
+            started = time.perf_counter()
+            subprocess.run([FHIR_TWIN, "load", str(data), "--database", database], check=True, capture_output=True)
+            print(f"fhir-twin load: {time.perf_counter() - started:.1f} s")
         token = subprocess.run(
             [FHIR_TWIN, "token", "create", "--name", "bench", "--scope", "system/*.cruds", "--database", database],
             check=True,

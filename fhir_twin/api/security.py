@@ -34,7 +34,7 @@ _OPEN = ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configurat
 TWIN_ROUTES = (
     *(
         Route(GET, pattern, "read", "R", "$twin", resource_type="Patient", operation="twin-api")
-        for pattern in ("twin/patients/{id}", "twin/patients/{id}/series/{field}")
+        for pattern in ("twin/patients/{id}", "twin/patients/{id}/series", "twin/patients/{id}/series/{field}")
     ),
     *(
         Route(GET, pattern, "read", "R", ANY_CREDENTIAL, operation="twin-api")

@@ -14,7 +14,7 @@ from fhir_twin.fhir.resource_types import is_valid_id
 from fhir_twin.ml.doctor import Doctor
 from fhir_twin.ml.schemas import assessment_summary
 from fhir_twin.twin.downsampling import MAX_POINTS, MIN_POINTS, downsample
-from fhir_twin.twin.schemas import SeriesSchema, TwinSchema
+from fhir_twin.twin.schemas import MeasuredSchema, SeriesSchema, TwinSchema
 from fhir_twin.twin.twins import Twins, time_parameter
 
 
@@ -55,6 +55,12 @@ def twin_blueprint(twins: Twins, doctor: Doctor) -> Blueprint:
             assessment_summary(found) for found in doctor.latest(patient_id, min(given, default=None))
         ]
         return jsonify(out)
+
+    @blueprint.get("/twin/patients/<patient_id>/series")
+    def measured(patient_id: str) -> Response:
+        times = _times(("at", "recorded"))
+        found = twins.measured(_patient_id(patient_id), times["at"], times["recorded"])
+        return jsonify(MeasuredSchema().dump({"patient": patient_id, **times, "fields": found}))
 
     @blueprint.get("/twin/patients/<patient_id>/series/<field>")
     def series(patient_id: str, field: str) -> Response:

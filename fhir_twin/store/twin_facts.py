@@ -39,6 +39,23 @@ from fhir_twin.store.schema import (
 from fhir_twin.store.version import CURRENT, Version, columns
 
 MEASUREMENT_COLUMNS = tuple(c.name for c in twin_measurement.c if c.name != "seq")
+# What the Digital Body reads of a measurement (twin/body.py): its field, reading and source.
+_READ = tuple(
+    twin_measurement.c[name]
+    for name in (
+        "field",
+        "effective",
+        "value",
+        "category",
+        "original_value",
+        "original_unit",
+        "converted",
+        "flag",
+        "res_type",
+        "res_id",
+        "res_version",
+    )
+)
 CASE_COLUMNS = tuple(c.name for c in twin_case.c if c.name != "seq")
 
 _CLOSE = {
@@ -102,7 +119,11 @@ def measurement_rows(
 ) -> list[dict[str, Any]]:
     """A patient's measurements as the server held them at ``recorded`` (now when None), taken
     before ``at`` (exclusive) when given, oldest first. A measurement with no time cannot be
-    placed before ``at`` and is left out then."""
+    placed before ``at`` and is left out then.
+
+    Each row holds the columns the Body reads, as a dict built from the result's keys once: a
+    patient may have 100,000 rows, and ``Row._mapping`` per row cost more than the query
+    (docs/performance.md §3.12)."""
     t = twin_measurement
     conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
     if at is not None:
@@ -114,8 +135,22 @@ def measurement_rows(
     if end is not None:
         conditions.append(t.c.effective < end)
     # NULLs sort first on both databases, so every client sees one order.
-    query = select(t).where(*conditions).order_by(t.c.field, t.c.effective.is_not(None), t.c.effective, t.c.res_id)
-    return [dict(row._mapping) for row in connection.execute(query)]
+    query = select(*_READ).where(*conditions).order_by(t.c.field, t.c.effective.is_not(None), t.c.effective, t.c.res_id)
+    result = connection.execute(query)
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+def measured_fields(
+    connection: Connection, patient_id: str, *, at: datetime | None = None, recorded: datetime | None = None
+) -> set[str]:
+    """The fields of which ``measurement_rows`` (with the same times) would give any row: read
+    from the patient's index alone, without the rows."""
+    t = twin_measurement
+    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
+    if at is not None:
+        conditions.append(t.c.effective < at)
+    return set(connection.execute(select(t.c.field).where(*conditions).distinct()).scalars())
 
 
 def case_rows(

@@ -170,16 +170,26 @@ def _local(reference: str) -> str:
     return f"{target[0]}/{target[1]}" if target else reference
 
 
-def _case(rows: list[dict[str, Any]], series: dict[str, list[Point]], mapping: Mapping) -> dict[str, list[CaseItem]]:
+def _points_of(series: dict[str, list[Point]], named: set[str]) -> dict[str, list[tuple[str, Point]]]:
+    """The points (with their field) of each ``Type/id`` that a case entry's results name, in
+    series order. Only named sources are indexed, and none when no entry names results: a
+    patient's series may hold 100,000 points (docs/performance.md §3.12)."""
     by_source: dict[str, list[tuple[str, Point]]] = {}
+    if not named:
+        return by_source
     for name, found in series.items():
         for point in found:
-            by_source.setdefault(point.source.split("/_history/")[0], []).append((name, point))
+            reference = point.source.split("/_history/")[0]
+            if reference in named:
+                by_source.setdefault(reference, []).append((name, point))
+    return by_source
+
+
+def _case(rows: list[dict[str, Any]], series: dict[str, list[Point]], mapping: Mapping) -> dict[str, list[CaseItem]]:
     case: dict[str, list[CaseItem]] = {name: [] for name in mapping.case}
-    for row in rows:
-        if row["kind"] not in case:
-            continue
-        details = json.loads(row["details"]) if row["details"] else {}
+    entries = [(row, json.loads(row["details"]) if row["details"] else {}) for row in rows if row["kind"] in case]
+    by_source = _points_of(series, {reference for _, details in entries for reference in details.get("results", [])})
+    for row, details in entries:
         results = [
             {
                 "reference": point.source,

@@ -113,3 +113,19 @@ class SeriesSchema(Schema):
     at = Instant()
     recorded = Instant()
     points = fields.List(fields.Nested(PointSchema))
+
+
+class MeasuredFieldSchema(Schema):
+    field = fields.String(attribute="name")
+    label = fields.String()
+    kind = fields.String()
+    unit = fields.String(allow_none=True)
+
+
+class MeasuredSchema(Schema):
+    """The fields of a patient's series (``GET /twin/patients/{id}/series``)."""
+
+    patient = fields.String()
+    at = Instant()
+    recorded = Instant()
+    fields_ = fields.List(fields.Nested(MeasuredFieldSchema), attribute="fields", data_key="fields")

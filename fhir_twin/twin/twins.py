@@ -71,6 +71,15 @@ class Twins:
         reference = at or recorded or now()
         return build(body, source, measurements, entries, self.mapping, at, recorded, reference)
 
+    def measured(self, patient_id: str, at: datetime | None = None, recorded: datetime | None = None) -> list[Field]:
+        """The mapped fields with readings in the patient's document at the same times, by name
+        (the order of the document's keys): those whose series and data-quality total are not
+        empty. A page asks for them to fetch each series while the document is being built."""
+        with self.repository.transaction() as tx:
+            self._patient(tx, patient_id, recorded)
+            found = store.measured_fields(tx.connection, patient_id, at=at, recorded=recorded)
+        return [self.mapping.fields[name] for name in sorted(found) if name in self.mapping.fields]
+
     def series(
         self,
         patient_id: str,

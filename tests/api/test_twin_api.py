@@ -748,3 +748,38 @@ def test_twin_operation_in_the_capability_statement(client: FlaskClient) -> None
     assert all("twin" not in found for name, found in operations.items() if name != "Patient")
     assert "twin" not in {op["name"] for op in rest.get("operation", [])}
     assert json.dumps(statement).count(TWIN_DEFINITION) == 1
+
+
+# --- the fields with series ------------------------------------------------------------------
+
+
+def test_the_fields_with_series_are_those_the_document_counts(client: FlaskClient, patient: str) -> None:
+    """``/series`` names the fields whose quality total is not zero, in the order of the
+    document's keys, with what a chart needs before the document is there."""
+    answer = client.get(f"/twin/patients/{patient}/series")
+    assert answer.status_code == 200
+    listed = answer.get_json()
+    document = client.get(f"/twin/patients/{patient}").get_json()
+    counted = [name for name, found in document["quality"]["fields"].items() if found["total"] > 0]
+    assert [found["field"] for found in listed["fields"]] == [name for name in document["body"] if name in counted]
+    assert set(counted) == {"heart_rate", "glucose", "smoking_status"}
+    heart_rate = next(found for found in listed["fields"] if found["field"] == "heart_rate")
+    assert heart_rate == {"field": "heart_rate", "label": "Heart rate", "kind": "quantity", "unit": "/min"}
+    assert (listed["patient"], listed["at"], listed["recorded"]) == ("p1", None, None)
+
+
+def test_the_fields_with_series_before_a_time(client: FlaskClient, patient: str) -> None:
+    listed = client.get(f"/twin/patients/{patient}/series?at=2024-01-31").get_json()
+    assert [found["field"] for found in listed["fields"]] == ["heart_rate"]
+    assert listed["at"] == "2024-02-01T00:00:00.000+00:00"
+    assert client.get(f"/twin/patients/{patient}/series?recorded=2000-01-01").status_code == 404
+
+
+def test_the_fields_with_series_refuse_what_the_document_refuses(client: FlaskClient, patient: str) -> None:
+    for query, parameter in (("from=2024-01-01", "from"), ("at=garbage", "at"), ("at=2024&at=2025", "at")):
+        issue = outcome(client.get(f"/twin/patients/{patient}/series?{query}"), 400)
+        assert parameter in issue["diagnostics"], query
+    assert client.get("/twin/patients/nobody/series").status_code == 404
+    put(client, {"resourceType": "Patient", "id": "gone"})
+    assert client.delete("/fhir/Patient/gone").status_code in (200, 204)
+    assert client.get("/twin/patients/gone/series").status_code == 410

@@ -250,6 +250,9 @@ def test_the_twin_api_leaves_one_record_and_keeps_a_failures_reason(make_app: An
     answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1", headers=server.ehr))
     assert answer.status_code == 200
     assert [server.requestor(event)["name"] for event in events] == ["ehr"]
+    answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1/series", headers=server.ehr))
+    assert answer.status_code == 200
+    assert [server.requestor(event)["name"] for event in events] == ["ehr"]
     answer, events = recorded(server, lambda: server.client.get("/twin/patients/p1?at=garbage", headers=server.ehr))
     assert answer.status_code == 400
     assert len(events) == 1

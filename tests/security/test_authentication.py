@@ -189,7 +189,9 @@ def test_smart_configuration_in_tokens_mode(client: FlaskClient) -> None:
         assert "token_endpoint" not in document
 
 
-@pytest.mark.parametrize("path", ["/twin/patients/x", "/twin/models", "/twin/patients/x/series/heart_rate"])
+@pytest.mark.parametrize(
+    "path", ["/twin/patients/x", "/twin/models", "/twin/patients/x/series", "/twin/patients/x/series/heart_rate"]
+)
 def test_twin_api_needs_a_token(app: Flask, client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert_outcome(response, 401, "login")

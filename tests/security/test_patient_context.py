@@ -749,7 +749,10 @@ def test_twin_api_shows_p1_and_hides_p2(server: Server, p1_token: dict[str, str]
     own = server.client.get("/twin/patients/p1", headers=p1_token)
     assert own.status_code == 200
     assert own.get_json()["body"]["heart_rate"]["latest"]["value"] == 74
-    for template in ("/twin/patients/{id}", "/twin/patients/{id}/series/heart_rate"):
+    assert [
+        found["field"] for found in server.client.get("/twin/patients/p1/series", headers=p1_token).json["fields"]
+    ] == ["heart_rate"]
+    for template in ("/twin/patients/{id}", "/twin/patients/{id}/series", "/twin/patients/{id}/series/heart_rate"):
         assert_same_as_nonexistent(server.client, "GET", template, "p2", p1_token)
     assert_same_as_nonexistent(server.client, "GET", "/fhir/Patient/{id}/$twin", "p2", p1_token)
 

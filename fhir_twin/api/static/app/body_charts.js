@@ -139,12 +139,20 @@ function bandPainter(cells, holder) {
   };
 }
 
-/** One field's chart in ``figure``; resolves once uPlot has drawn it. */
-async function drawField(figure, patientId, field, state, bands, query) {
+/** One field's chart in ``figure``: its series asked for at once, drawn when the twin document
+ * (``twin``, a promise: the field's latest value) and the NEWS2 cut-offs are in; resolves once
+ * uPlot has drawn it. */
+async function drawField(figure, patientId, field, twin, allBands, query) {
   const width = Math.max(figure.clientWidth - 8, 240);
   const ask = new URLSearchParams(query);
   ask.set("points", String(Math.min(Math.max(width, MIN_POINTS), MAX_POINTS)));
-  const series = await api(`/twin/patients/${encodeURIComponent(patientId)}/series/${encodeURIComponent(field)}?${ask}`);
+  const [series, twinDocument, cutOffs] = await Promise.all([
+    api(`/twin/patients/${encodeURIComponent(patientId)}/series/${encodeURIComponent(field)}?${ask}`),
+    twin,
+    allBands,
+  ]);
+  const state = twinDocument.body[field];
+  const bands = cutOffs[field];
   const unit = series.unit || "";
   const points = series.points;
   const total = series.total ?? points.length;
@@ -230,48 +238,52 @@ export function followWidth(container) {
   });
 }
 
-/** Draw every quantity field that has readings; resolves when all are drawn. */
-export async function drawBody(container, codedContainer, patientId, twin, bands, query) {
-  const quality = twin.quality.fields || {};
-  const measured = Object.entries(twin.body).filter(([name]) => (quality[name]?.total ?? 0) > 0);
-  const charted = measured.filter(([, state]) => state.kind === "quantity");
-  const coded = measured.filter(([, state]) => state.kind !== "quantity");
+/** Draw every quantity field that has readings (``fields``, from ``GET …/series``: the fields the
+ * twin document counts readings of) and the coded fields' table; ``twin`` and ``bands`` are the
+ * promised twin document and NEWS2 cut-offs. Resolves when all are drawn. */
+export async function drawBody(container, codedContainer, patientId, fields, twin, bands, query) {
+  const charted = fields.filter((field) => field.kind === "quantity");
+  const coded = fields.filter((field) => field.kind !== "quantity");
   for (const old of container.querySelectorAll("figure")) old.chart?.destroy();
   container.replaceChildren();
   if (!charted.length) container.append(el("p", { class: "muted" }, "No measurements are recorded."));
   // Every figure is placed before any is measured, so each chart takes its column's width.
-  const figures = charted.map(([name, state]) => el("figure", { class: "chart", id: `chart-${name}`, "data-field": name }, el("p", { class: "muted" }, `Loading ${state.label}…`)));
+  const figures = charted.map((field) => el("figure", { class: "chart", id: `chart-${field.field}`, "data-field": field.field }, el("p", { class: "muted" }, `Loading ${field.label}…`)));
   container.append(...figures);
-  const jobs = charted.map(([name, state], i) => drawField(figures[i], patientId, name, state, bands[name], query));
+  const jobs = charted.map((field, i) => drawField(figures[i], patientId, field.field, twin, bands, query));
+  await Promise.all([...jobs, drawCoded(codedContainer, coded, twin)]);
+}
+
+/** The coded fields' latest usable readings, once the twin document is in. */
+async function drawCoded(codedContainer, coded, twin) {
   codedContainer.replaceChildren();
-  if (coded.length) {
-    codedContainer.append(
-      el("h3", {}, "Coded readings"),
+  if (!coded.length) return;
+  const body = (await twin).body;
+  codedContainer.append(
+    el("h3", {}, "Coded readings"),
+    el(
+      "div",
+      { class: "table-wrap" },
       el(
-        "div",
-        { class: "table-wrap" },
+        "table",
+        {},
+        el("caption", {}, "Each coded field's latest usable reading"),
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Field"), el("th", { scope: "col" }, "Latest"), el("th", { scope: "col" }, "Time"), el("th", { scope: "col" }, "Readings"))),
         el(
-          "table",
+          "tbody",
           {},
-          el("caption", {}, "Each coded field's latest usable reading"),
-          el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Field"), el("th", { scope: "col" }, "Latest"), el("th", { scope: "col" }, "Time"), el("th", { scope: "col" }, "Readings"))),
-          el(
-            "tbody",
-            {},
-            coded.map(([, state]) =>
-              el(
-                "tr",
-                {},
-                el("th", { scope: "row" }, state.label),
-                el("td", {}, state.latest ? state.latest.category ?? state.latest.originalValue ?? "—" : "—", state.unverified ? el("span", { class: "flag" }, ` (newer reading needs verification: ${flagWords(state.unverified.flag)})`) : null),
-                el("td", {}, when(state.latest?.time)),
-                el("td", {}, count(state.count)),
-              ),
+          coded.map((field) => body[field.field]).map((state) =>
+            el(
+              "tr",
+              {},
+              el("th", { scope: "row" }, state.label),
+              el("td", {}, state.latest ? state.latest.category ?? state.latest.originalValue ?? "—" : "—", state.unverified ? el("span", { class: "flag" }, ` (newer reading needs verification: ${flagWords(state.unverified.flag)})`) : null),
+              el("td", {}, when(state.latest?.time)),
+              el("td", {}, count(state.count)),
             ),
           ),
         ),
       ),
-    );
-  }
-  await Promise.all(jobs);
+    ),
+  );
 }

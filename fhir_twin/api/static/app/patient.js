@@ -22,10 +22,10 @@ function facts(twin) {
   return parts.filter(Boolean).join(" · ");
 }
 
-async function showBody(twin, bands) {
+async function showBody(fields, twin, bands) {
   document.body.dataset.ready = "0";
   const form = document.getElementById("range-form");
-  await drawBody(document.getElementById("charts"), document.getElementById("coded"), patientId, twin, bands, rangeQuery(form));
+  await drawBody(document.getElementById("charts"), document.getElementById("coded"), patientId, fields, twin, bands, rangeQuery(form));
   document.body.dataset.ready = "1";
   performance.mark("fhir-twin:charts-drawn");
 }
@@ -33,15 +33,17 @@ async function showBody(twin, bands) {
 async function main() {
   wireDialog();
   const who = await me();
-  const [patient, twin, news2] = await Promise.all([
-    api(`/fhir/Patient/${encodeURIComponent(patientId)}`),
-    api(`/twin/patients/${encodeURIComponent(patientId)}`),
-    api("/twin/models/news2"),
-  ]);
+  const id = encodeURIComponent(patientId);
+  // The twin document is the slow answer (every point of every field): it is asked for first, and
+  // the charts' series go out as soon as the cheap list of fields with readings is in, each chart
+  // waiting for the document only to say its latest value. A refusal of any of them ends the page.
+  const twinAsked = api(`/twin/patients/${id}`);
+  const bandsAsked = api("/twin/models/news2").then((news2) => news2.bands);
+  for (const asked of [twinAsked, bandsAsked]) asked.catch(() => {});
+  const [patient, listed] = await Promise.all([api(`/fhir/Patient/${id}`), api(`/twin/patients/${id}/series`)]);
   const name = displayName(patient);
   document.getElementById("patient-name").textContent = name;
   document.title = `${name} · fhir-twin`;
-  document.getElementById("patient-facts").textContent = facts(twin);
   document.getElementById("patient-page").hidden = false;
 
   const form = document.getElementById("range-form");
@@ -51,11 +53,14 @@ async function main() {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearProblem();
-    showBody(twin, news2.bands).catch(showProblem);
+    showBody(listed.fields, twinAsked, bandsAsked).catch(showProblem);
   });
   followWidth(document.getElementById("charts"));
+  const charts = showBody(listed.fields, twinAsked, bandsAsked);
+  const twin = await twinAsked;
+  document.getElementById("patient-facts").textContent = facts(twin);
   drawCase(document.getElementById("timeline"), twin.case);
-  await Promise.all([showBody(twin, news2.bands), drawDoctor(document.getElementById("models"), patientId, twin, who.can)]);
+  await Promise.all([charts, drawDoctor(document.getElementById("models"), patientId, twin, who.can)]);
 }
 
 main().catch((error) => {
