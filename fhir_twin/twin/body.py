@@ -12,15 +12,18 @@ value for the current one without being told (docs/clinical-safety.md, H1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_twin.twin.mapping import Field, Mapping
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """One reading of a field. A named tuple, not a frozen dataclass: a document builds one per
+    reading, up to 100,000 of them, and a tuple is made several times faster
+    (docs/performance.md §3.12)."""
+
     time: datetime | None
     value: float | None
     category: str | None
@@ -58,15 +61,10 @@ def source_of(row: dict[str, Any]) -> str:
 
 
 def points(rows: list[dict[str, Any]], twin_field: Field) -> list[Point]:
-    """``rows`` of one field, oldest first, duplicates folded into the first seen.
-
-    A patient's document builds a point for each of up to 100,000 rows: each is made without the
-    frozen dataclass's ``__init__``, which sets its ten attributes one call at a time and cost
-    more than the rest of the loop (docs/performance.md §3.12); the points are the same."""
+    """``rows`` of one field, oldest first, duplicates folded into the first seen."""
     found: list[Point] = []
     seen: dict[tuple[Any, ...], int] = {}
     unit = twin_field.unit
-    new = object.__new__
     for row in rows:
         value = row["value"]
         category = row["category"]
@@ -75,23 +73,22 @@ def points(rows: list[dict[str, Any]], twin_field: Field) -> list[Point]:
         if (value is not None or category is not None) and key in seen:
             position = seen[key]
             kept = found[position]
-            found[position] = replace(kept, duplicates=kept.duplicates + 1)
+            found[position] = kept._replace(duplicates=kept.duplicates + 1)
             continue
         seen[key] = len(found)
-        point = new(Point)
-        point.__dict__.update(
-            time=row["effective"],
-            value=value,
-            category=category,
-            unit=unit if value is not None else None,
-            original_value=row["original_value"],
-            original_unit=row["original_unit"],
-            converted=row["converted"],
-            flag=flag,
-            source=f"{row['res_type']}/{row['res_id']}/_history/{row['res_version']}",
-            duplicates=0,
+        found.append(
+            Point(
+                time=row["effective"],
+                value=value,
+                category=category,
+                unit=unit if value is not None else None,
+                original_value=row["original_value"],
+                original_unit=row["original_unit"],
+                converted=row["converted"],
+                flag=flag,
+                source=f"{row['res_type']}/{row['res_id']}/_history/{row['res_version']}",
+            )
         )
-        found.append(point)
     return found
 
 
