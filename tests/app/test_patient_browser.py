@@ -6,6 +6,7 @@ cannot open another patient's page. Everything it shows was loaded through the F
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,8 @@ def test_each_chart_holds_the_points_sent_and_says_how_many(
     assert glucose.get_attribute("data-total") == str(GLUCOSE_POINTS)
     assert f"{GLUCOSE_POINTS} of {GLUCOSE_POINTS} points shown" in glucose.text
     assert "5 converted to mg/dL" in glucose.text
+    # A converted value is read as a clinician writes it, beside what was measured.
+    assert re.search(r"latest \d+(\.\d)? mg/dL \(measured [\d.]+ mmol/L\)", glucose.text), glucose.text
     assert glucose.get_attribute("data-bands") is None, "NEWS2 does not score glucose"
     assert "mg/dL" in glucose.find_element(By.CSS_SELECTOR, "[role=img]").get_attribute("aria-label")
 

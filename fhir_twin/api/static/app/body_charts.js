@@ -65,11 +65,17 @@ function timeRange(xs) {
   return first === last ? [first - 43200, last + 43200] : [first, last];
 }
 
+/** A value as a clinician reads it: a converted one to one decimal, with what was measured. */
+function reading(point, unit) {
+  if (!point.converted) return `${point.value} ${unit}`;
+  return `${Math.round(point.value * 10) / 10} ${unit} (measured ${point.originalValue} ${point.originalUnit})`;
+}
+
 /** What one chart says in words: latest value and time, what is drawn of how many, what is marked. */
 function summary(label, unit, state, shown, total, flagged, converted, unplotted) {
   const latest = state.latest;
   const parts = [
-    latest ? `latest ${latest.value} ${unit} at ${when(latest.time)}` : "no usable reading",
+    latest ? `latest ${reading(latest, unit)} at ${when(latest.time)}` : "no usable reading",
     `${count(shown)} of ${count(total)} points shown`,
   ];
   if (flagged.length) {
@@ -90,7 +96,7 @@ function valuesTable(label, unit, points) {
       "tr",
       {},
       el("td", {}, when(point.time)),
-      el("td", {}, point.value === null ? "—" : String(point.value)),
+      el("td", {}, point.value === null ? "—" : String(point.converted ? Math.round(point.value * 10) / 10 : point.value)),
       el("td", {}, [point.originalValue, point.originalUnit].filter((part) => part !== null && part !== undefined).join(" ")),
       el(
         "td",
