@@ -109,12 +109,19 @@ def _said(model_id: str, run: Run) -> tuple[str, str, str | None] | None:
 
 
 def detail(run: Run, document: TwinDocument, action: str | None) -> str:
-    """The card's Markdown: what to do, why, from what and when, how sure, and the notes."""
+    """The card's Markdown: what to do, why (or why no score), from what and when, how sure, and
+    the notes."""
     score = run.score
     parts = []
     if action:
         parts.append(f"**What to do.** {action}")
-    parts.append(f"**Why.** {score.rationale}")
+    if run.scored:
+        parts.append(f"**Why.** {score.rationale}")
+    else:
+        # A score without a value says why in the notes' words, not the model's field names.
+        parts.append(
+            "**Why no score.**\n\n" + _items(run.notes) if run.notes else f"**Why no score.** {score.rationale}"
+        )
     drivers = [c for c in score.contributions if c.points and score.model.id == pooled_cohort.MODEL.id]
     if drivers:
         parts.append(
@@ -125,7 +132,7 @@ def detail(run: Run, document: TwinDocument, action: str | None) -> str:
     if inputs:
         parts.append("**Inputs.**\n\n" + _items(inputs))
     parts.append(f"**Status.** {status(run)}")
-    if run.notes:
+    if run.notes and run.scored:
         parts.append("**Notes.**\n\n" + _items(run.notes))
     return "\n\n".join(parts)
 

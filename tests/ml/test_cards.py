@@ -119,7 +119,9 @@ def test_readings_too_few_to_score_are_said_never_low_risk() -> None:
     assert card["indicator"] == "info"
     assert card["summary"] == "NEWS2 not scored: the record holds no set of observations to score"
     assert "low" not in card["summary"]
-    assert "insufficient data" in card["detail"]
+    # Why in words, from the notes, not the model's field names (hazard H19).
+    assert card["detail"].startswith("**Why no score.**\n\n- No ")
+    assert "insufficient data" not in card["detail"] and "respiratory_rate" not in card["detail"]
 
 
 def test_a_newer_reading_that_needs_verification_is_never_hidden() -> None:
