@@ -210,7 +210,7 @@ async function modelSection(patientId, twin, summary, info, canWhatif) {
 export async function drawDoctor(container, patientId, twin, can) {
   container.replaceChildren();
   if (!twin.assessments.length) {
-    container.append(el("p", { class: "muted" }, "No model has assessed this patient."));
+    container.append(el("p", { class: "muted" }, "No model has recorded an assessment of this patient: none could score the record as it stands (each needs readings the record does not hold, or applies to patients unlike this one; the model cards say which). This is not a low risk."));
     return;
   }
   const catalog = await api("/twin/models");
