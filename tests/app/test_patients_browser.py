@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select
 
@@ -178,3 +180,79 @@ def test_a_patient_token_sees_its_patient_only(ward: AppServer, browser: Any) ->
     assert status_of(browser, "/twin/audit/accesses?patient=wb") == 403
     assert token not in browser.page_source and token not in browser.current_url
     assert policy_violations(browser) == []
+
+
+# Every visible control's accessible name, as a screen reader finds it (aria-label, aria-labelledby,
+# a <label>, or a button's text); charts are images with a text alternative.
+UNNAMED = """
+const visible = (node) => node.offsetParent !== null;
+const named = (node) =>
+  (node.getAttribute("aria-label") || "").trim() ||
+  (node.getAttribute("aria-labelledby") || "")
+    .split(" ")
+    .map((id) => document.getElementById(id)?.textContent || "")
+    .join("")
+    .trim() ||
+  (node.id && document.querySelector(`label[for="${CSS.escape(node.id)}"]`)?.textContent.trim()) ||
+  node.closest("label")?.textContent.trim() ||
+  (node.tagName === "BUTTON" ? node.textContent.trim() : "");
+const controls = [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")].filter(visible);
+const charts = [...document.querySelectorAll("[role=img]")];
+return {
+  lang: document.documentElement.lang,
+  controls: controls.length,
+  unnamed: controls.filter((node) => !named(node)).map((node) => node.outerHTML.slice(0, 120)),
+  charts: charts.length,
+  bareCharts: charts.filter((node) => !(node.getAttribute("aria-label") || "").trim()).length,
+};
+"""
+
+
+def test_every_control_is_labelled_for_a_screen_reader(ward: AppServer, clinician: Any) -> None:
+    browser = clinician
+    token = ward.token_for("user/*.rs user/AuditEvent.rs", name="ward-admin")
+    sign_in(browser, ward, token, "/app/patients")
+    pages = {
+        "/app/patients": lambda: searched(browser, "5 patients found"),
+        "/app/patients/wc": lambda: wait(browser, 30).until(
+            lambda _: browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+        ),
+        "/app/audit": lambda: wait(browser).until(lambda _: browser.find_elements(By.CSS_SELECTOR, "main form")),
+    }
+    for path, loaded in pages.items():
+        browser.get(f"{ward.root}{path}")
+        loaded()
+        found = browser.execute_script(UNNAMED)
+        assert found["lang"] == "en", path
+        assert found["controls"] > 0 and found["unnamed"] == [], (path, found["unnamed"])
+        if path == "/app/patients/wc":
+            assert found["charts"] > 0 and found["bareCharts"] == 0
+
+
+def test_signing_in_and_opening_a_patient_by_keyboard_alone(ward: AppServer, browser: Any) -> None:
+    browser.get(f"{ward.root}/app/")
+    browser.execute_script("sessionStorage.clear()")
+
+    def tab_to(matches: Any, most: int = 60) -> Any:
+        """Press Tab until the focused element matches, as a keyboard user moves through the page."""
+        for _ in range(most):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            focused = browser.switch_to.active_element
+            if matches(focused):
+                return focused
+        raise AssertionError("never reached by Tab")
+
+    tab_to(lambda element: element.get_attribute("id") == "token")
+    ActionChains(browser).send_keys(ward.token_for("user/*.rs", name="keyboard")).send_keys(Keys.ENTER).perform()
+    wait(browser).until(expected_conditions.url_to_be(f"{ward.root}/app/patients"))
+    searched(browser, "5 patients found")
+    link = tab_to(lambda element: (element.get_attribute("href") or "").endswith("/app/patients/wa"))
+    assert link.text == "Ada Alpha"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait(browser).until(expected_conditions.url_to_be(f"{ward.root}/app/patients/wa"))
+    # Focus is visible: the style sheet outlines the focused control.
+    outline = browser.execute_script(
+        "const link = document.querySelector('a[href=\"/app/patients\"]'); link.focus();"
+        " return getComputedStyle(link).outlineStyle"
+    )
+    assert outline != "none"
