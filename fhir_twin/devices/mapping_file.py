@@ -96,7 +96,9 @@ def load_device_mappings(directory: Path, twin: Mapping) -> dict[str, DeviceKind
         values = []
         for value_name, value in spec["values"].items():
             system, code = value["code"].split("|", 1)
-            _check_twin_reads(twin, system, code, value["unit"], where(path, root, ("devices", name, "values", value_name)))
+            _check_twin_reads(
+                twin, system, code, value["unit"], where(path, root, ("devices", name, "values", value_name))
+            )
             values.append(DeviceValue(value_name, value["path"], system, code, value["unit"]))
         kinds[name] = DeviceKind(name, spec["label"], spec["topic"], spec["device_id"], spec["time"], tuple(values))
     return kinds

@@ -178,11 +178,13 @@ def load_mappings(directory: Path) -> Mapping:
         data, root = read_checked(path, MappingFileSchema(), "a YAML mapping with 'fields' and/or 'case'")
         for name, spec in data["fields_"].items():
             if name in twin_fields:
-                raise MappingError(f"{where(path, root, ('fields', name))}: field {name!r} is already defined in {twin_fields[name].file}")
+                place = where(path, root, ("fields", name))
+                raise MappingError(f"{place}: field {name!r} is already defined in {twin_fields[name].file}")
             twin_fields[name] = _field(name, spec, path.name)
         for name, spec in data["case"].items():
             if name in case:
-                raise MappingError(f"{where(path, root, ('case', name))}: case list {name!r} is already defined in {case[name].file}")
+                place = where(path, root, ("case", name))
+                raise MappingError(f"{place}: case list {name!r} is already defined in {case[name].file}")
             case[name] = CaseKind(name=name, file=path.name, **_case_kind(spec))
             _check_expressions(case[name], path, root)
     return Mapping(twin_fields, case)
