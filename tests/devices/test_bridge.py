@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_twin.app import services_of
 from fhir_twin.devices.bridge import DeviceBridge
 from fhir_twin.devices.reading import DEVICE_SYSTEM
 from tests.devices.conftest import DeadLetters, publish, settle
@@ -159,3 +160,23 @@ def test_a_deterioration_streamed_by_a_monitor_is_scored_by_the_doctor(
     found, _ = wait_for(client, patient, "news2")
     newest = max(found, key=lambda assessment: assessment["occurrenceDateTime"])
     assert newest["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high", newest
+
+
+def test_the_server_runs_the_bridge_when_mqtt_url_is_set(
+    make_app: Callable[..., Flask], broker: str, prefix: str
+) -> None:
+    app = make_app(mqtt_url=broker, mqtt_topic_prefix=prefix, mqtt_client_id="")
+    bridge = services_of(app).bridge
+    assert bridge is not None and bridge.running
+    try:
+        client = app.test_client()
+        patient = patient_with_monitor(client, "mon-s")
+        publish(f"{prefix}devices/monitor/s/vitals", {"deviceId": "mon-s", "time": now(), "hr": 64})
+        settle(bridge, 1)
+        assert [o["valueQuantity"]["value"] for o in observations(client, f"patient={patient}")] == [64.0]
+    finally:
+        bridge.stop()
+
+
+def test_without_mqtt_url_there_is_no_bridge(app: Flask) -> None:
+    assert services_of(app).bridge is None
