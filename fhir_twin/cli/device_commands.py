@@ -55,8 +55,10 @@ def devices(ctx: click.Context, database_url: str | None, mqtt_url: str | None, 
         raise click.ClickException(str(error)) from None
     assert services.bridge is not None
     database = safe_url(config.resolved_database_url)
-    click.echo(f"fhir-twin devices: {config.mqtt_url} ({config.mqtt_topic_prefix}) into {database}")
     services.start()
+    # Said once subscribed (or after waiting 10 s for the broker, while the bridge keeps retrying).
+    state = "subscribed" if services.bridge.subscribed else "waiting for the broker"
+    click.echo(f"fhir-twin devices: {config.mqtt_url} ({config.mqtt_topic_prefix}) into {database}, {state}")
     try:
         while True:
             time.sleep(10)

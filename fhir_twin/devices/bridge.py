@@ -32,6 +32,8 @@ from fhir_twin.interactions.message import Request, Response
 log = logging.getLogger("fhir_twin.devices")
 
 Route = Callable[[Request], Response]
+# Per device id: its patient's and its own reference, or None when it has no patient.
+Patients = dict[str, tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class DeviceBridge:
     @property
     def running(self) -> bool:
         return self._writer is not None and self._writer.is_alive()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
 
     def dead_letter_topic(self, kind: str) -> str:
         return f"{self.prefix}dead-letter/{kind}"
@@ -149,7 +155,7 @@ class DeviceBridge:
                 messages.append((delivery, read_message(delivery.kind, delivery.payload)))
             except BadPayload as error:
                 self._dead_letter(delivery, "bad-payload", str(error))
-        patients = {device: self._patient_of(device) for device in {message.device_id for _, message in messages}}
+        patients = self._patients_of(sorted({message.device_id for _, message in messages}))
         ready = []
         for delivery, message in messages:
             if patients[message.device_id] is None:
@@ -165,7 +171,7 @@ class DeviceBridge:
 
     _last_error = ""
 
-    def _commit(self, ready: list[tuple[Delivery, Message]], patients: dict[str, tuple[str, str] | None]) -> bool:
+    def _commit(self, ready: list[tuple[Delivery, Message]], patients: Patients) -> bool:
         entries: dict[str, dict[str, Any]] = {}
         for _, message in ready:
             patient, device = patients[message.device_id] or ("", "")
@@ -173,7 +179,7 @@ class DeviceBridge:
                 identifier = reading.identifier(message.device_id)
                 entries.setdefault(identifier, _observation_entry(reading, identifier, patient, device))
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
-        response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=representation"}))
+        response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
         if response.status != 200:
             self._last_error = _diagnostics(response)
             return False
@@ -184,31 +190,47 @@ class DeviceBridge:
         self.counts["committed"] += len(ready)
         return True
 
-    def _patient_of(self, device_id: str) -> tuple[str, str] | None:
-        """(``Patient/..`` reference, ``Device/..`` reference) of the device, creating the Device
-        the first time it is heard of (conditionally: two messages never make two Devices)."""
-        criteria = f"identifier={DEVICE_SYSTEM}|{device_id}"
+    def _patients_of(self, device_ids: list[str]) -> Patients:
+        """Per device, its (``Patient/..``, ``Device/..``) references, or None without a patient: one
+        search for the batch's devices, and a Device created for each one first heard of."""
+        found: dict[str, dict[str, Any]] = {}
+        if device_ids:
+            identifiers = ",".join(f"{DEVICE_SYSTEM}|{device_id}" for device_id in device_ids)
+            query = [("identifier", identifiers), ("_count", str(len(device_ids) + 1))]
+            response = self.route(Request("GET", "Device", self.base, query=query))
+            if response.status != 200:
+                raise RuntimeError(f"the batch's Devices could not be read: {_diagnostics(response)}")
+            for entry in _json(response).get("entry", []):
+                resource = entry["resource"]
+                if not isinstance(resource, dict):
+                    # Search pages carry stored resources as their raw JSON text (simplejson RawJSON).
+                    resource = json.loads(resource.encoded_json)
+                for identifier in resource.get("identifier", []):
+                    if identifier.get("system") == DEVICE_SYSTEM:
+                        found[identifier.get("value")] = resource
+        patients: Patients = {}
+        for device_id in device_ids:
+            device = found.get(device_id) or self._create_device(device_id)
+            patient = (device.get("patient") or {}).get("reference")
+            patients[device_id] = (patient, f"Device/{device['id']}") if patient else None
+        return patients
+
+    def _create_device(self, device_id: str) -> dict[str, Any]:
+        """The Device of a device first heard of, by conditional create: two messages, or two
+        bridges, never make two."""
         body = {
             "resourceType": "Device",
             "identifier": [{"system": DEVICE_SYSTEM, "value": device_id}],
             "status": "active",
         }
-        response = self.route(
-            Request(
-                "POST",
-                "Device",
-                self.base,
-                body=body,
-                headers={"if-none-exist": criteria, "prefer": "return=representation"},
-            )
-        )
+        criteria = f"identifier={DEVICE_SYSTEM}|{device_id}"
+        headers = {"if-none-exist": criteria, "prefer": "return=representation"}
+        response = self.route(Request("POST", "Device", self.base, body=body, headers=headers))
         if response.status not in (200, 201):
-            raise RuntimeError(f"Device {device_id} could not be found or created: {_diagnostics(response)}")
-        device = _json(response)
+            raise RuntimeError(f"Device {device_id} could not be created: {_diagnostics(response)}")
         if response.status == 201:
             self.counts["devices"] += 1
-        patient = (device.get("patient") or {}).get("reference")
-        return (patient, f"Device/{device['id']}") if patient else None
+        return _json(response)
 
     def _dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
         self.counts[reason] += 1

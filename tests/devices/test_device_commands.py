@@ -21,7 +21,14 @@ from tests.ml.doctor_data import wait_for
 def test_a_simulated_ward_streams_through_the_standalone_bridge(
     broker: str, prefix: str, database_url: str, make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
-    environment = {**os.environ, "FHIR_TWIN_DATA_DIR": str(tmp_path), "FHIR_TWIN_AUDIT": "false"}
+    # A clean MQTT session: a persistent one would outlive the test at the broker, and two runs at
+    # once (CI's SQLite and PostgreSQL) would share its client id.
+    environment = {
+        **os.environ,
+        "FHIR_TWIN_DATA_DIR": str(tmp_path),
+        "FHIR_TWIN_AUDIT": "false",
+        "FHIR_TWIN_MQTT_CLIENT_ID": "",
+    }
     bridge = subprocess.Popen(
         [str(Path(sys.executable).with_name("fhir-twin")), "devices", "--database", database_url, "--prefix", prefix],
         env=environment,
@@ -31,7 +38,8 @@ def test_a_simulated_ward_streams_through_the_standalone_bridge(
     )
     try:
         assert bridge.stdout is not None
-        assert "fhir-twin devices: mqtt://127.0.0.1:1883" in bridge.stdout.readline()
+        started = bridge.stdout.readline()
+        assert "fhir-twin devices: mqtt://127.0.0.1:1883" in started and started.endswith("subscribed\n")
         arguments = ["devices", "simulate", "--database", database_url, "--prefix", prefix]
         result = CliRunner().invoke(main, [*arguments, "--patients", "2", "--rate", "4", "--duration", "1.5"])
         assert result.exit_code == 0, result.output
