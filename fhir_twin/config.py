@@ -70,6 +70,12 @@ class Config:
     # Search parameters the server does not know: "strict" refuses them (400), "lenient" ignores
     # them with a warning in the Bundle; ``Prefer: handling=`` overrides it per request.
     search_handling: str = "strict"
+    # Bedside devices over MQTT (README "Devices over MQTT"): the broker (mqtt://host:port; none: no
+    # bridge), the prefix of every device topic and of the dead-letter topics, and the client id
+    # of the bridge's persistent session (none: a clean session, messages sent while away are lost).
+    mqtt_url: str = ""
+    mqtt_topic_prefix: str = "fhir-twin/"
+    mqtt_client_id: str = "fhir-twin-bridge"
 
     def __post_init__(self) -> None:
         if self.search_handling not in SEARCH_HANDLING:

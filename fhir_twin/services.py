@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from fhir_twin.audit.recorder import AuditRecorder
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
+from fhir_twin.devices.bridge import DeviceBridge
+from fhir_twin.devices.mapping_file import DeviceKind, load_device_mappings
 from fhir_twin.interactions import Interactions
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations.export import ExportWorker
@@ -31,6 +33,8 @@ from fhir_twin.twin.sync import TwinSync
 from fhir_twin.twin.twins import Twins
 
 DOCTOR = Principal("fhir-twin doctor", kind="server", trusted=True)
+# The MQTT bridge writes device readings as this: audited under its name, not limited by scopes.
+DEVICES = Principal("fhir-twin devices", kind="device", trusted=True)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class Services:
     doctor_worker: DoctorWorker | None
     # The background threads this process runs (``workers``): those two and the recorder's.
     workers: tuple[Worker, ...]
+    # The device kinds of ``mappings/devices.yaml``, and with ``workers`` and ``mqtt_url`` the bridge
+    # that receives them (run by the process that builds the app: gunicorn's master, one per server).
+    device_kinds: dict[str, DeviceKind]
+    bridge: DeviceBridge | None
 
     @property
     def catalog(self) -> Catalog:
@@ -62,6 +70,12 @@ class Services:
     def start(self) -> None:
         for worker in self.workers:
             worker.start()
+        if self.bridge is not None and not self.bridge.running:
+            self.bridge.start()
+
+    def device_bridge(self, url: str, prefix: str, client_id: str = "") -> DeviceBridge:
+        """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``."""
+        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id)
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
@@ -78,6 +92,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
     stops it (``MappingError``), and bad authentication settings before the database is touched.
     ``workers``: whether this process runs the background threads (built, started by the caller)."""
     mapping = load_mappings(config.resolved_mappings_dir)
+    device_kinds = load_device_mappings(config.resolved_mappings_dir, mapping)
     repository = Repository(make_engine(config.resolved_database_url), config.referential_integrity)
     authenticator = Authenticator(config, repository)
     migrate(repository.engine)
@@ -92,6 +107,18 @@ def build(config: Config, *, workers: bool = True) -> Services:
     live = config.twin and config.doctor
     exports = ExportWorker(repository) if workers else None
     doctor_worker = _doctor_worker(repository, mapping, config, recorder) if workers and live else None
+    bridge = (
+        _device_bridge(
+            interactions,
+            device_kinds,
+            config.base_url,
+            config.mqtt_url,
+            config.mqtt_topic_prefix,
+            config.mqtt_client_id,
+        )
+        if workers and config.mqtt_url
+        else None
+    )
     return Services(
         config=config,
         repository=repository,
@@ -105,7 +132,19 @@ def build(config: Config, *, workers: bool = True) -> Services:
         exports=exports,
         doctor_worker=doctor_worker,
         workers=tuple(worker for worker in (exports, doctor_worker, recorder) if workers and worker is not None),
+        device_kinds=device_kinds,
+        bridge=bridge,
     )
+
+
+def _device_bridge(
+    router: Interactions, kinds: dict[str, DeviceKind], base: str, url: str, prefix: str, client_id: str
+) -> DeviceBridge:
+    def as_devices(request: Request) -> Response:
+        with acting_as(DEVICES):
+            return router.route(request)
+
+    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id)
 
 
 def _doctor_worker(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from fhir_twin.cli.database_commands import migrate, reindex
+from fhir_twin.cli.device_commands import devices
 from fhir_twin.cli.doctor_commands import assess, cohort, evaluate, models, train
 from fhir_twin.cli.load import load
 from fhir_twin.cli.security_commands import audit, token
@@ -21,5 +22,5 @@ def main() -> None:
     """fhir-twin: an HL7 FHIR R4 server with a digital twin of every patient."""
 
 
-for command in (token, audit, serve, migrate, reindex, load, twin, train, evaluate, assess, models, cohort):
+for command in (token, audit, serve, migrate, reindex, load, twin, train, evaluate, assess, models, cohort, devices):
     main.add_command(command)

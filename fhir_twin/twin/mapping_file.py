@@ -173,22 +173,28 @@ def load_mappings(directory: Path) -> Mapping:
     twin_fields: dict[str, Field] = {}
     case: dict[str, CaseKind] = {}
     for path in sorted(directory.glob("*.yaml")):
-        data, root = _read(path)
+        if path.name == DEVICE_MAPPINGS:
+            continue
+        data, root = read_checked(path, MappingFileSchema(), "a YAML mapping with 'fields' and/or 'case'")
         for name, spec in data["fields_"].items():
             if name in twin_fields:
-                where = _where(path, root, ("fields", name))
-                raise MappingError(f"{where}: field {name!r} is already defined in {twin_fields[name].file}")
+                place = where(path, root, ("fields", name))
+                raise MappingError(f"{place}: field {name!r} is already defined in {twin_fields[name].file}")
             twin_fields[name] = _field(name, spec, path.name)
         for name, spec in data["case"].items():
             if name in case:
-                where = _where(path, root, ("case", name))
-                raise MappingError(f"{where}: case list {name!r} is already defined in {case[name].file}")
+                place = where(path, root, ("case", name))
+                raise MappingError(f"{place}: case list {name!r} is already defined in {case[name].file}")
             case[name] = CaseKind(name=name, file=path.name, **_case_kind(spec))
             _check_expressions(case[name], path, root)
     return Mapping(twin_fields, case)
 
 
-def _where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
+# The device bridge's file (fhir_twin/devices/mapping_file.py) shares the folder, not the format.
+DEVICE_MAPPINGS = "devices.yaml"
+
+
+def where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
     """``file, line N, a.b.c``: where in a mapping file something is."""
     return f"{path.name}, line {_line_of(root, keys)}, {'.'.join(map(str, keys))}"
 
@@ -196,24 +202,25 @@ def _where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """The file's data and its node tree (for the line of an error), from one parse by libyaml when
-    PyYAML has it: every app reads every mapping file at start-up."""
+def read_checked(path: Path, schema: Schema, shape: str) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The file's data, loaded by ``schema``, and its node tree (for the line of an error), from one
+    parse by libyaml when PyYAML has it: every app reads every mapping file at start-up. ``shape``
+    says what the file must be when it is not a YAML mapping."""
     text = path.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text, Loader=LOADER)
         raw = yaml.constructor.SafeConstructor().construct_document(root) if root is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise MappingError(f"{path.name}{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        raise MappingError(f"{path.name}{line}: not valid YAML: {getattr(error, 'problem', error)}") from None
     if not isinstance(raw, dict):
-        raise MappingError(f"{path.name}, line 1: a mapping file is a YAML mapping with 'fields' and/or 'case'")
+        raise MappingError(f"{path.name}, line 1: a mapping file is {shape}")
     try:
-        return MappingFileSchema().load(raw), root
+        return schema.load(raw), root
     except ValidationError as error:
         path_keys, message = _first_error(error.messages)
-        raise MappingError(f"{_where(path, root, path_keys)}: {message}") from None
+        raise MappingError(f"{where(path, root, path_keys)}: {message}") from None
 
 
 def _first_error(messages: Any, prefix: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str]:
@@ -295,5 +302,5 @@ def _check_expressions(kind: CaseKind, path: Path, root: yaml.Node | None) -> No
         try:
             check_expression(expression, kind.resource)
         except ValueError as error:
-            where = _where(path, root, ("case", kind.name, *keys))
-            raise MappingError(f"{where}: {expression!r} is not a usable FHIRPath expression: {error}") from None
+            place = where(path, root, ("case", kind.name, *keys))
+            raise MappingError(f"{place}: {expression!r} is not a usable FHIRPath expression: {error}") from None

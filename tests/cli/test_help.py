@@ -20,7 +20,9 @@ print("IMPORTED", *sorted(name for name in {heavy!r} if name in sys.modules))
 """
 
 
-@pytest.mark.parametrize("arguments", [["--help"], ["serve", "--help"], ["token", "create", "--help"]])
+@pytest.mark.parametrize(
+    "arguments", [["--help"], ["serve", "--help"], ["token", "create", "--help"], ["devices", "simulate", "--help"]]
+)
 def test_help_imports_no_heavy_library(arguments: list[str]) -> None:
     probe = PROBE.format(arguments=arguments, heavy=HEAVY)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)

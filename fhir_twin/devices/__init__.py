@@ -1,0 +1,1 @@
+"""Bedside devices streaming into the server over MQTT: their mappings and the bridge."""

@@ -1,0 +1,115 @@
+"""Reading ``mappings/devices.yaml``: per kind of device, where its messages arrive and how each
+value in them becomes an Observation (the MedTech service's device mapping templates, in YAML).
+
+Checked at start-up with marshmallow, as the twin's mappings are, and errors name the file, line
+and key. A value's code and unit must be ones a twin field takes, so every reading a device sends
+reaches the Digital Body (``mappings/vital-signs.yaml``) rather than a series nobody reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonpath_ng import JSONPath
+from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng.ext import parse
+from marshmallow import Schema, ValidationError, fields, validate
+
+from fhir_twin.twin.mapping import Mapping
+from fhir_twin.twin.mapping_file import DEVICE_MAPPINGS, CodeText, MappingError, read_checked, where
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+# An MQTT topic filter (MQTT 3.1.1 section 4.7): '+' a whole level, '#' only as the last level.
+_TOPIC = r"^(?!/)(?:[^#+/]+|\+)(?:/(?:[^#+/]+|\+))*(?:/#)?$"
+
+
+class Path_(fields.String):
+    """A JSONPath expression, compiled; a typo fails here, at start-up."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> JSONPath:  # type: ignore[override]
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse(text)
+        except (JsonPathLexerError, JsonPathParserError, Exception) as error:
+            raise ValidationError(f"{text!r} is not a JSONPath expression: {error}") from None
+
+
+class ValueSchema(Schema):
+    path = Path_(required=True)
+    code = CodeText(required=True)
+    unit = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class DeviceKindSchema(Schema):
+    label = fields.String(required=True, validate=validate.Length(min=1))
+    topic = fields.String(required=True, validate=validate.Regexp(_TOPIC, error="not an MQTT topic filter"))
+    device_id = Path_(required=True)
+    time = Path_(required=True)
+    grouping = fields.String(load_default="reading", validate=validate.OneOf(["reading"]))
+    values = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(_NAME, error="value names are lower_snake_case")),
+        values=fields.Nested(ValueSchema),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+
+
+class DeviceFileSchema(Schema):
+    devices = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(_NAME, error="device kinds are lower_snake_case")),
+        values=fields.Nested(DeviceKindSchema),
+        required=True,
+    )
+
+
+@dataclass(frozen=True)
+class DeviceValue:
+    name: str
+    path: JSONPath
+    system: str
+    code: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """One kind of device: its topic filter (under the bridge's prefix) and how to read a message."""
+
+    name: str
+    label: str
+    topic: str
+    device_id: JSONPath
+    time: JSONPath
+    values: tuple[DeviceValue, ...]
+
+
+def load_device_mappings(directory: Path, twin: Mapping) -> dict[str, DeviceKind]:
+    """``devices.yaml`` in ``directory``, checked against the twin's fields; none if it is absent."""
+    path = directory / DEVICE_MAPPINGS
+    if not path.is_file():
+        return {}
+    data, root = read_checked(path, DeviceFileSchema(), "a YAML mapping with 'devices'")
+    kinds = {}
+    for name, spec in data["devices"].items():
+        values = []
+        for value_name, value in spec["values"].items():
+            system, code = value["code"].split("|", 1)
+            _check_twin_reads(
+                twin, system, code, value["unit"], where(path, root, ("devices", name, "values", value_name))
+            )
+            values.append(DeviceValue(value_name, value["path"], system, code, value["unit"]))
+        kinds[name] = DeviceKind(name, spec["label"], spec["topic"], spec["device_id"], spec["time"], tuple(values))
+    return kinds
+
+
+def _check_twin_reads(twin: Mapping, system: str, code: str, unit: str, place: str) -> None:
+    """A stand-alone Observation of ``code`` in ``unit`` must feed a twin field, unconverted or by
+    one of its conversions."""
+    fed = [field for field, source in twin.by_code.get((system, code), []) if source.component is None]
+    if not fed:
+        raise MappingError(f"{place}: no twin field reads {system}|{code} (see the twin's mappings)")
+    if not any(unit == field.unit or unit in field.conversions for field in fed):
+        units = sorted({field.unit or "" for field in fed} | {u for field in fed for u in field.conversions})
+        raise MappingError(f"{place}: the twin reads {system}|{code} in {', '.join(units)}, not {unit!r}")

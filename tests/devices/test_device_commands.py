@@ -1,0 +1,60 @@
+"""``fhir-twin devices`` bridges the broker into ``--database``; ``devices simulate`` admits
+patients with monitors and publishes their vital signs, a deteriorating one scored high."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+from flask import Flask
+
+from fhir_twin.cli import main
+from tests.ml.doctor_data import wait_for
+
+
+def test_a_simulated_ward_streams_through_the_standalone_bridge(
+    broker: str, prefix: str, database_url: str, make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    # A clean MQTT session: a persistent one would outlive the test at the broker, and two runs at
+    # once (CI's SQLite and PostgreSQL) would share its client id.
+    environment = {
+        **os.environ,
+        "FHIR_TWIN_DATA_DIR": str(tmp_path),
+        "FHIR_TWIN_AUDIT": "false",
+        "FHIR_TWIN_MQTT_CLIENT_ID": "",
+    }
+    bridge = subprocess.Popen(
+        [str(Path(sys.executable).with_name("fhir-twin")), "devices", "--database", database_url, "--prefix", prefix],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert bridge.stdout is not None
+        started = bridge.stdout.readline()
+        assert "fhir-twin devices: mqtt://127.0.0.1:1883" in started and started.endswith("subscribed\n")
+        arguments = ["devices", "simulate", "--database", database_url, "--prefix", prefix]
+        result = CliRunner().invoke(main, [*arguments, "--patients", "2", "--rate", "4", "--duration", "1.5"])
+        assert result.exit_code == 0, result.output
+        published = int(result.output.split("published ")[1].split()[0])
+        client = make_app().test_client()
+        started = time.monotonic()
+        while True:
+            total = client.get("/fhir/Observation?_summary=count").json["total"]
+            if total >= 6 * published or time.monotonic() - started > 20:
+                break
+            time.sleep(0.2)
+        assert total == 6 * published  # six values a message, none lost, none twice
+        patients = client.get("/fhir/Patient?name=Simulated&_sort=name").json["entry"]
+        assert [p["resource"]["name"][0]["family"] for p in patients] == ["Simulated 0", "Simulated 1"]
+        wait_for(client, patients[0]["resource"]["id"], "news2", deadline=20)
+    finally:
+        bridge.send_signal(signal.SIGINT)
+        bridge.communicate(timeout=30)
