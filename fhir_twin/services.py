@@ -24,6 +24,8 @@ from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
+from fhir_twin.subscriptions.delivery import DeliveryWorker
+from fhir_twin.subscriptions.matching import SubscriptionMatcher
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
@@ -52,7 +54,10 @@ class Services:
     # With ``workers``: Bulk Data exports, and live assessment with ``doctor_queue``.
     exports: ExportWorker | None
     doctor_worker: DoctorWorker | None
-    # The background threads this process runs (``workers``): those two and the recorder's.
+    # Writes matching an active Subscription owe it a notification; with ``workers``, sent from here.
+    subscription_matcher: SubscriptionMatcher
+    deliveries: DeliveryWorker | None
+    # The background threads this process runs (``workers``): those three and the recorder's.
     workers: tuple[Worker, ...]
 
     @property
@@ -92,6 +97,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
     live = config.twin and config.doctor
     exports = ExportWorker(repository) if workers else None
     doctor_worker = _doctor_worker(repository, mapping, config, recorder) if workers and live else None
+    deliveries = _delivery_worker(repository, config, recorder) if workers else None
     return Services(
         config=config,
         repository=repository,
@@ -104,7 +110,11 @@ def build(config: Config, *, workers: bool = True) -> Services:
         doctor_queue=DoctorQueue(repository) if live else None,
         exports=exports,
         doctor_worker=doctor_worker,
-        workers=tuple(worker for worker in (exports, doctor_worker, recorder) if workers and worker is not None),
+        subscription_matcher=SubscriptionMatcher(repository, DeliveryWorker),
+        deliveries=deliveries,
+        workers=tuple(
+            worker for worker in (exports, doctor_worker, deliveries, recorder) if workers and worker is not None
+        ),
     )
 
 
@@ -115,6 +125,16 @@ def _doctor_worker(
     of the thread's own (``worker_repository``)."""
     _, doctor = _router_and_doctor(worker_repository(repository), mapping, config, recorder)
     return DoctorWorker(repository, doctor)
+
+
+def _delivery_worker(repository: Repository, config: Config, recorder: AuditRecorder | None) -> DeliveryWorker:
+    """The rest-hook delivery thread, on an engine of its own, with a router of its own to write
+    a failing Subscription's ``error`` status (audited like any write)."""
+    own = worker_repository(repository)
+    router = Interactions(own, config)
+    if recorder is not None:
+        recorder.listen(router)
+    return DeliveryWorker(repository, own, router.route, config)
 
 
 def _router_and_doctor(
