@@ -110,7 +110,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
         doctor_queue=DoctorQueue(repository) if live else None,
         exports=exports,
         doctor_worker=doctor_worker,
-        subscription_matcher=SubscriptionMatcher(repository, DeliveryWorker),
+        subscription_matcher=_matcher(repository, doctor_worker, deliveries),
         deliveries=deliveries,
         workers=tuple(
             worker for worker in (exports, doctor_worker, deliveries, recorder) if workers and worker is not None
@@ -125,6 +125,17 @@ def _doctor_worker(
     of the thread's own (``worker_repository``)."""
     _, doctor = _router_and_doctor(worker_repository(repository), mapping, config, recorder)
     return DoctorWorker(repository, doctor)
+
+
+def _matcher(
+    repository: Repository, doctor_worker: DoctorWorker | None, deliveries: DeliveryWorker | None
+) -> SubscriptionMatcher:
+    """Subscriptions match every write to the database: clients', the Doctor's and the notifier's."""
+    matcher = SubscriptionMatcher(repository, DeliveryWorker)
+    for worker in (doctor_worker, deliveries):
+        if worker is not None and worker.own_repository is not None:
+            matcher.listen(worker.own_repository)
+    return matcher
 
 
 def _delivery_worker(repository: Repository, config: Config, recorder: AuditRecorder | None) -> DeliveryWorker:

@@ -37,8 +37,9 @@ class Watch:
 
 
 class SubscriptionMatcher:
-    """Listens to ``version_written`` from one Repository; keep a reference to stay connected.
-    ``worker``: the delivery worker class to wake after a commit that owed notifications."""
+    """Listens to ``version_written`` from one Repository (and the worker threads' own, ``listen``);
+    keep a reference to stay connected. ``worker``: the delivery worker class to wake after a
+    commit that owed notifications."""
 
     def __init__(self, repository: Repository, worker: type[Worker]) -> None:
         self.repository = repository
@@ -46,6 +47,11 @@ class SubscriptionMatcher:
         self._lock = threading.Lock()
         self._watches: dict[str, list[Watch]] | None = None
         self._loaded = 0.0
+        self.listen(repository)
+
+    def listen(self, repository: Repository) -> None:
+        """Match the writes of ``repository`` too: one on the same database (a worker thread's, such
+        as the Doctor's, whose RiskAssessments are matched like any client's writes)."""
         version_written.connect(self.on_written, sender=repository)
 
     def on_written(
