@@ -73,7 +73,9 @@ def criteria(text: str, resource_id: str | None = None) -> Search:
     that resource, which is how a written version is matched: by the same search a client runs."""
     res_type, _, query_text = text.partition("?")
     if not is_resource_type(res_type):
-        raise Invalid.at("Subscription.criteria", f"criteria {text!r} must start with a resource type this server serves")
+        raise Invalid.at(
+            "Subscription.criteria", f"criteria {text!r} must start with a resource type this server serves"
+        )
     try:
         query = parse_qsl(query_text, keep_blank_values=True, strict_parsing=bool(query_text))
     except ValueError:

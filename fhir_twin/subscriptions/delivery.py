@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import requests
 
@@ -93,10 +94,9 @@ class DeliveryWorker(Worker):
             outbox.failed(self.own, owner, owed.seq, error, now() + delay)
             return  # the later ones wait behind it, to keep the order
 
-    def _send(self, subscription: dict[str, object], owed: outbox.Owed) -> str | None:
+    def _send(self, subscription: dict[str, Any], owed: outbox.Owed) -> str | None:
         """POST one notification; None when the receiver took it, else why not."""
-        channel = subscription.get("channel")
-        assert isinstance(channel, dict)
+        channel = subscription["channel"]
         headers: dict[str, str] = {}
         for line in channel.get("header") or []:
             name, _, value = str(line).partition(":")
@@ -121,11 +121,11 @@ class DeliveryWorker(Worker):
             return None
         return f"the endpoint answered {answer.status_code}"
 
-    def _stop(self, subscription: dict[str, object], reason: str) -> None:
+    def _stop(self, subscription: dict[str, Any], reason: str) -> None:
         """Write the Subscription's ``error`` status (R4 subscription.html "Subscription Status")."""
         stopped = {k: v for k, v in subscription.items() if k != "meta"}
         stopped.update(status="error", error=reason[:1000])
-        version = (subscription.get("meta") or {}).get("versionId")  # type: ignore[union-attr]
+        version = (subscription.get("meta") or {}).get("versionId")
         request = Request(
             "PUT",
             f"Subscription/{subscription['id']}",
@@ -138,6 +138,6 @@ class DeliveryWorker(Worker):
         log.warning("Subscription/%s set to error: %s", subscription["id"], reason)
 
 
-def _endpoint(subscription: dict[str, object]) -> str:
+def _endpoint(subscription: dict[str, Any]) -> str:
     channel = subscription.get("channel")
     return str(channel.get("endpoint")) if isinstance(channel, dict) else "?"

@@ -34,7 +34,13 @@ def post(server: LiveServer, token: str, body: dict[str, Any]) -> dict[str, Any]
 
 def subscribe(server: LiveServer, token: str, receiver: Receiver) -> None:
     channel = {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"}
-    body = {"resourceType": "Subscription", "status": "requested", "reason": "t", "criteria": "Patient", "channel": channel}
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "t",
+        "criteria": "Patient",
+        "channel": channel,
+    }
     post(server, token, body)
 
 

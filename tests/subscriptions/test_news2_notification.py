@@ -37,6 +37,7 @@ def test_a_high_news2_assessment_notifies_the_ward(client: FlaskClient, receiver
         assert client.put(f"/fhir/Patient/{patient_id}", json=patient(patient_id)).status_code == 201
         for observation in news2_set(patient_id, vitals, ago(minutes=10)):
             assert client.post("/fhir/Observation", json=observation).status_code == 201
+
     # The Doctor assesses as the set comes in (preliminary, "at least" bands) and when complete:
     # each high one stored is notified, exactly what the same search finds, and nothing else.
     def final() -> int:

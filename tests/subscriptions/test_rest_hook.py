@@ -107,9 +107,7 @@ def test_a_receiver_that_is_down_gets_its_notifications_later_in_order(
     assert [json.loads(got.body)["id"] for got in receiver.received] == ids
 
 
-def test_repeated_failure_sets_the_subscription_to_error(
-    app: Flask, client: FlaskClient, receiver: Receiver
-) -> None:
+def test_repeated_failure_sets_the_subscription_to_error(app: Flask, client: FlaskClient, receiver: Receiver) -> None:
     receiver.status = 500
     stored = create(client, subscription(receiver.url))
     create(client, {"resourceType": "Patient", "gender": "female"})
@@ -134,8 +132,14 @@ def test_a_rolled_back_write_owes_nothing(app: Flask, client: FlaskClient, recei
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"resource": {"resourceType": "Patient", "gender": "female"}, "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Patient", "gender": "nonsense"}, "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": "female"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "gender": "nonsense"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
         ],
     }
     assert client.post("/fhir", json=bundle).status_code == 400
