@@ -76,6 +76,11 @@ class Config:
     mqtt_url: str = ""
     mqtt_topic_prefix: str = "fhir-twin/"
     mqtt_client_id: str = "fhir-twin-bridge"
+    # Subscriptions (rest-hook): how long a receiver may take to answer, the delay before the first
+    # retry (doubled at each further failure), and the failures after which one goes to ``error``.
+    subscription_timeout_ms: int = 10_000
+    subscription_retry_delay_ms: int = 1_000
+    subscription_max_attempts: int = 5
 
     def __post_init__(self) -> None:
         if self.search_handling not in SEARCH_HANDLING:

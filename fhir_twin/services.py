@@ -26,6 +26,8 @@ from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
+from fhir_twin.subscriptions.delivery import DeliveryWorker
+from fhir_twin.subscriptions.matching import SubscriptionMatcher
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
@@ -56,7 +58,10 @@ class Services:
     # With ``workers``: Bulk Data exports, and live assessment with ``doctor_queue``.
     exports: ExportWorker | None
     doctor_worker: DoctorWorker | None
-    # The background threads this process runs (``workers``): those two and the recorder's.
+    # Writes matching an active Subscription owe it a notification; with ``workers``, sent from here.
+    subscription_matcher: SubscriptionMatcher
+    deliveries: DeliveryWorker | None
+    # The background threads this process runs (``workers``): those three and the recorder's.
     workers: tuple[Worker, ...]
     # The device kinds of ``mappings/devices.yaml``, and with ``workers`` and ``mqtt_url`` the bridge
     # that receives them (run by the process that builds the app: gunicorn's master, one per server).
@@ -119,6 +124,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
         if workers and config.mqtt_url
         else None
     )
+    deliveries = _delivery_worker(repository, config, recorder) if workers else None
     return Services(
         config=config,
         repository=repository,
@@ -131,7 +137,11 @@ def build(config: Config, *, workers: bool = True) -> Services:
         doctor_queue=DoctorQueue(repository) if live else None,
         exports=exports,
         doctor_worker=doctor_worker,
-        workers=tuple(worker for worker in (exports, doctor_worker, recorder) if workers and worker is not None),
+        subscription_matcher=_matcher(repository, doctor_worker, deliveries),
+        deliveries=deliveries,
+        workers=tuple(
+            worker for worker in (exports, doctor_worker, deliveries, recorder) if workers and worker is not None
+        ),
         device_kinds=device_kinds,
         bridge=bridge,
     )
@@ -154,6 +164,27 @@ def _doctor_worker(
     of the thread's own (``worker_repository``)."""
     _, doctor = _router_and_doctor(worker_repository(repository), mapping, config, recorder)
     return DoctorWorker(repository, doctor)
+
+
+def _matcher(
+    repository: Repository, doctor_worker: DoctorWorker | None, deliveries: DeliveryWorker | None
+) -> SubscriptionMatcher:
+    """Subscriptions match every write to the database: clients', the Doctor's and the notifier's."""
+    matcher = SubscriptionMatcher(repository, DeliveryWorker)
+    for worker in (doctor_worker, deliveries):
+        if worker is not None and worker.own_repository is not None:
+            matcher.listen(worker.own_repository)
+    return matcher
+
+
+def _delivery_worker(repository: Repository, config: Config, recorder: AuditRecorder | None) -> DeliveryWorker:
+    """The rest-hook delivery thread, on an engine of its own, with a router of its own to write
+    a failing Subscription's ``error`` status (audited like any write)."""
+    own = worker_repository(repository)
+    router = Interactions(own, config)
+    if recorder is not None:
+        recorder.listen(router)
+    return DeliveryWorker(repository, own, router.route, config)
 
 
 def _router_and_doctor(

@@ -8,6 +8,7 @@ from fhir_twin.errors import Issue, Unprocessable
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.references import placeholders
+from fhir_twin.interactions import subscription
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
 from fhir_twin.store.indexing import RECORD_TYPES
@@ -30,6 +31,10 @@ def store_version(
 
     ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
     """
+    if resource["resourceType"] == "Subscription":
+        checked = subscription.accepted(resource)
+        if checked is not resource:  # its status changed: the index extracted before is stale
+            resource, index = checked, None
     number = previous.version + 1 if previous else 1
     stamp = now()
     meta = {key: value for key, value in (resource.get("meta") or {}).items() if key not in SERVER_META}

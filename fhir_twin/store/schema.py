@@ -449,3 +449,23 @@ cds_card = Table(
     Column("issued_to", String(200), nullable=False),
     Index("ix_cds_card_issued", "issued"),
 )
+
+# Notifications owed to Subscriptions (``store/subscription_outbox.py``): a row per matching
+# version, inserted in the write's transaction, deleted once its receiver answered 2xx. A
+# subscription's rows are delivered in ``seq`` order; ``due`` holds back a retry (backoff).
+subscription_outbox = Table(
+    "subscription_outbox",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("enqueued", DateTime(timezone=False), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due", DateTime(timezone=False), nullable=False),
+    Column("last_error", Text),
+    Column("claimed_by", String(128)),
+    Column("claimed_at", DateTime(timezone=False)),
+    Index("ix_subscription_outbox_subscription", "subscription_id", "seq"),
+)

@@ -50,6 +50,11 @@ class Worker(ABC):
         """One pass over the queued work; ``owner`` names this thread in claims."""
 
     @property
+    def own_repository(self) -> Repository | None:
+        """The repository on the thread's own engine, if it has one."""
+        return self._own
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -1,0 +1,91 @@
+"""The R4 Subscription rules this server can honour (R4 subscription.html), checked as a
+Subscription is stored, so one it cannot serve is refused (400) rather than silently never fired.
+
+- ``criteria`` is a search URL of a served type (``RiskAssessment?method=news2&risk=high``),
+  parsed here by the server's own search parser, strictly: an unknown parameter would match
+  everything, so it is refused naming it.
+- ``channel.type`` is ``rest-hook`` only; its ``endpoint`` an http(s) URL, its ``payload`` absent
+  (a notification without a body) or ``application/fhir+json`` (the resource), each ``header``
+  a ``Name: value`` line sent with every notification.
+- The ``subscription-secret`` extension (as Medplum names it) holds the key of the HMAC-SHA256
+  ``X-Signature`` header (``fhir_twin.subscriptions.signature``).
+- ``status``: the server accepts a ``requested`` Subscription by storing it ``active``
+  (subscription.html "Subscription Status"); ``error`` is set by the server after repeated failure.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fhir_twin.errors import Invalid
+from fhir_twin.fhir.resource_types import is_resource_type
+from fhir_twin.search.parameters import ID
+from fhir_twin.search.parser import parse
+from fhir_twin.search.query import Search
+
+SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
+REST_HOOK = "rest-hook"
+FHIR_JSON = "application/fhir+json"
+# Result parameters shape an answer; a notification has none to shape.
+_RESULT_PARAMETERS = frozenset(
+    {"_count", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_contained"}
+)
+_HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[^\r\n]*")
+
+
+def accepted(resource: dict[str, Any]) -> dict[str, Any]:
+    """``resource`` as it is to be stored: checked (400 naming the element), ``requested`` made ``active``."""
+    criteria(resource.get("criteria") or "")
+    channel = resource.get("channel") or {}
+    kind = channel.get("type")
+    if kind != REST_HOOK:
+        raise Invalid.at(
+            "Subscription.channel.type",
+            f"channel type {kind!r} is not supported: this server delivers rest-hook only",
+            "not-supported",
+        )
+    endpoint = channel.get("endpoint") or ""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid.at("Subscription.channel.endpoint", f"a rest-hook needs an http(s) endpoint, not {endpoint!r}")
+    payload = channel.get("payload")
+    if payload is not None and payload != FHIR_JSON:
+        raise Invalid.at(
+            "Subscription.channel.payload",
+            f"payload {payload!r} is not supported: leave it out (no body) or give {FHIR_JSON}",
+            "not-supported",
+        )
+    for number, line in enumerate(channel.get("header") or []):
+        if not _HEADER.fullmatch(line):
+            raise Invalid.at(f"Subscription.channel.header[{number}]", f"{line!r} is not a 'Name: value' header")
+    for extension in resource.get("extension") or []:
+        if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
+            raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")
+    if resource.get("status") == "requested":
+        return {**resource, "status": "active"}
+    return resource
+
+
+def criteria(text: str, resource_id: str | None = None) -> Search:
+    """The search ``text`` (a Subscription's criteria) runs; with ``resource_id``, restricted to
+    that resource, which is how a written version is matched: by the same search a client runs."""
+    res_type, _, query_text = text.partition("?")
+    if not is_resource_type(res_type):
+        raise Invalid.at(
+            "Subscription.criteria", f"criteria {text!r} must start with a resource type this server serves"
+        )
+    try:
+        query = parse_qsl(query_text, keep_blank_values=True, strict_parsing=bool(query_text))
+    except ValueError:
+        raise Invalid.at("Subscription.criteria", f"criteria {text!r} is not a search URL") from None
+    for name, _ in query:
+        if name.split(":")[0] in _RESULT_PARAMETERS:
+            raise Invalid.at("Subscription.criteria", f"criteria may not use {name}: it filters nothing")
+    if resource_id is not None:
+        query.append((ID, resource_id))
+    try:
+        return parse((res_type,), query, strict=True, default_count=1, max_count=1)
+    except Invalid as error:
+        raise Invalid.at("Subscription.criteria", f"criteria {text!r}: {error}") from None

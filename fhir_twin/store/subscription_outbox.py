@@ -1,0 +1,156 @@
+"""The Subscription outbox: notifications owed, and the Subscriptions that are active.
+
+A write that matches an active Subscription adds a row here in the write's own transaction
+(``owe``), so a commit means the notification is owed and a rollback that it is not (the
+transactional outbox). Delivery workers ``claim`` a subscription's rows as one
+(compare-and-set, as the Doctor's queue does), so no two processes deliver one subscription's
+notifications at once and they go out in order; a row is ``delivered`` (deleted) only after its
+receiver answered 2xx, so a crash between the send and the delete sends it again: at least once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from fhir_twin.fhir import json
+from fhir_twin.fhir.instant import now
+from fhir_twin.store.repository import DatabaseTransaction, Repository
+from fhir_twin.store.schema import resource, resource_version, subscription_outbox
+from fhir_twin.store.version import CURRENT
+
+# A claim older than this is taken over: its worker died or hangs (the POST timeout is shorter).
+STALE_CLAIM = timedelta(minutes=2)
+CLAIM_BATCH = 20
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One notification owed: the version of the resource that matched."""
+
+    seq: int
+    subscription_id: str
+    res_type: str
+    res_id: str
+    version: int
+    attempts: int
+
+
+def owe(tx: DatabaseTransaction, subscription_id: str, res_type: str, res_id: str, version: int) -> None:
+    """Owe ``subscription_id`` a notification of this version, with the write in ``tx``."""
+    at = now()
+    row = {"subscription_id": subscription_id, "res_type": res_type, "res_id": res_id, "version": version}
+    tx.stage(subscription_outbox, [{**row, "enqueued": at, "attempts": 0, "due": at}])
+
+
+def subscriptions(tx: DatabaseTransaction) -> list[dict[str, object]]:
+    """Every current (not deleted) Subscription, as stored."""
+    r = resource.c
+    query = (
+        select(resource_version.c.body)
+        .select_from(CURRENT)
+        .where(r.res_type == "Subscription", r.deleted.is_(False))
+        .order_by(r.res_id)
+    )
+    return [json.loads(body) for body in tx.connection.execute(query).scalars() if body is not None]
+
+
+def pending(repository: Repository, subscription_id: str | None = None) -> int:
+    """How many notifications are owed (to one subscription)."""
+    query = select(func.count()).select_from(subscription_outbox)
+    if subscription_id is not None:
+        query = query.where(subscription_outbox.c.subscription_id == subscription_id)
+    with repository.transaction() as tx:
+        return int(tx.connection.execute(query).scalar_one())
+
+
+def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
+    """Claim the owed rows of up to ``limit`` subscriptions whose oldest row is due; returns
+    their ids. A subscription another worker holds (a claim younger than ``STALE_CLAIM``) is
+    left to it, so one subscription's notifications are never sent by two workers at once."""
+    o = subscription_outbox.c
+    at = now()
+    other = subscription_outbox.alias("other")
+    held = (
+        select(other.c.seq)
+        .where(
+            other.c.subscription_id == o.subscription_id,
+            other.c.claimed_by.is_not(None),
+            other.c.claimed_by != owner,
+            other.c.claimed_at >= at - STALE_CLAIM,
+        )
+        .exists()
+    )
+    claimable = and_(or_(o.claimed_by.is_(None), o.claimed_at < at - STALE_CLAIM), ~held)
+    # The head row (oldest) carries the backoff; the rows behind it wait with it, to keep the order.
+    ahead = select(other.c.seq).where(other.c.subscription_id == o.subscription_id, other.c.seq < o.seq).exists()
+    with repository.transaction() as tx:
+        ready = list(
+            tx.connection.execute(
+                select(o.subscription_id).where(claimable, ~ahead, o.due <= at).order_by(o.seq).limit(limit)
+            ).scalars()
+        )
+    claimed: list[str] = []
+    if not ready:
+        return claimed
+    with repository.transaction(write=True) as tx:
+        for subscription_id in ready:
+            # Compare-and-set: rows another worker claimed meanwhile no longer match.
+            changed = tx.connection.execute(
+                update(subscription_outbox)
+                .where(o.subscription_id == subscription_id, claimable)
+                .values(claimed_by=owner, claimed_at=at)
+            ).rowcount
+            if changed:
+                claimed.append(subscription_id)
+    return claimed
+
+
+def claimed(repository: Repository, owner: str, subscription_id: str) -> list[Owed]:
+    """The rows ``owner`` holds for the subscription, oldest first."""
+    o = subscription_outbox.c
+    query = (
+        select(o.seq, o.subscription_id, o.res_type, o.res_id, o.version, o.attempts)
+        .where(o.subscription_id == subscription_id, o.claimed_by == owner)
+        .order_by(o.seq)
+    )
+    with repository.transaction() as tx:
+        return [Owed(*row) for row in tx.connection.execute(query)]
+
+
+def delivered(repository: Repository, owner: str, seq: int) -> None:
+    """Forget a notification its receiver acknowledged."""
+    o = subscription_outbox.c
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(delete(subscription_outbox).where(o.seq == seq, o.claimed_by == owner))
+
+
+def failed(repository: Repository, owner: str, seq: int, error: str, retry_at: datetime) -> None:
+    """Count a failed attempt on a notification, to be retried at ``retry_at``."""
+    o = subscription_outbox.c
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
+            update(subscription_outbox)
+            .where(o.seq == seq, o.claimed_by == owner)
+            .values(attempts=o.attempts + 1, last_error=error[:2000], due=retry_at)
+        )
+
+
+def release(repository: Repository, owner: str, subscription_id: str) -> None:
+    """Hand back what ``owner`` holds of the subscription for a later pass."""
+    o = subscription_outbox.c
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
+            update(subscription_outbox)
+            .where(o.subscription_id == subscription_id, o.claimed_by == owner)
+            .values(claimed_by=None, claimed_at=None)
+        )
+
+
+def discard(repository: Repository, subscription_id: str) -> None:
+    """Drop every notification owed to a subscription that stopped (``error``, ``off``, deleted)."""
+    o = subscription_outbox.c
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(delete(subscription_outbox).where(o.subscription_id == subscription_id))

@@ -1,0 +1,143 @@
+"""Rest-hook delivery (R4 subscription.html#channels): a worker thread per process sends what
+the outbox owes, each Subscription's notifications in the order they were owed.
+
+A notification is a POST to ``channel.endpoint`` with each ``channel.header``, the signature
+header when the Subscription has a secret, and, with ``payload`` ``application/fhir+json``, the
+version that matched as its body. It is forgotten only after a 2xx (at least once). A failure
+holds back that Subscription's later notifications and is retried after
+``subscription_retry_delay_ms``, doubled at each further failure; the
+``subscription_max_attempts``-th failure sets the Subscription to ``error`` with the reason
+(R4 "Subscription Status"), a new version written through the router as the server itself, so
+it is validated and audited like any write, and what it was owed is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import requests
+
+from fhir_twin.config import Config
+from fhir_twin.fhir import json
+from fhir_twin.fhir.instant import now
+from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.subscription import FHIR_JSON
+from fhir_twin.security.context import acting_as
+from fhir_twin.security.principal import Principal
+from fhir_twin.store import subscription_outbox as outbox
+from fhir_twin.store.repository import Repository
+from fhir_twin.store.worker import Worker
+from fhir_twin.subscriptions import signature
+
+log = logging.getLogger("fhir_twin.subscriptions")
+
+NOTIFIER = Principal("fhir-twin subscriptions", kind="server", trusted=True)
+POLL_INTERVAL = 0.5
+MAX_DELAY = timedelta(minutes=10)
+
+
+class DeliveryWorker(Worker):
+    """Delivers owed notifications, working on ``own`` (an engine of the thread's own) and
+    writing a failed Subscription's ``error`` status through ``route``."""
+
+    name = "fhir-twin-subscriptions"
+
+    def __init__(
+        self,
+        repository: Repository,
+        own: Repository,
+        route: Callable[[Request], Response],
+        config: Config,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        super().__init__(repository, poll_interval, own=own)
+        self.own = own
+        self.route = route
+        self.config = config
+        self.session = requests.Session()
+
+    def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        while not should_stop():
+            claimed = outbox.claim(self.own, owner)
+            if not claimed:
+                return
+            for subscription_id in claimed:
+                try:
+                    self._deliver(owner, subscription_id, should_stop)
+                finally:
+                    outbox.release(self.own, owner, subscription_id)
+
+    def _deliver(self, owner: str, subscription_id: str, should_stop: Callable[[], bool]) -> None:
+        with self.own.transaction() as tx:
+            current = tx.current("Subscription", subscription_id)
+        subscription = json.loads(current.body) if current is not None and current.body is not None else None
+        if subscription is None or subscription.get("status") != "active":
+            outbox.discard(self.own, subscription_id)
+            return
+        for owed in outbox.claimed(self.own, owner, subscription_id):
+            if should_stop():
+                return
+            error = self._send(subscription, owed)
+            if error is None:
+                outbox.delivered(self.own, owner, owed.seq)
+                continue
+            attempts = owed.attempts + 1
+            log.warning("Notifying Subscription/%s failed (attempt %s): %s", subscription_id, attempts, error)
+            if attempts >= self.config.subscription_max_attempts:
+                self._stop(subscription, f"{attempts} attempts to notify {_endpoint(subscription)} failed: {error}")
+                outbox.discard(self.own, subscription_id)
+                return
+            delay = min(timedelta(milliseconds=self.config.subscription_retry_delay_ms * 2**owed.attempts), MAX_DELAY)
+            outbox.failed(self.own, owner, owed.seq, error, now() + delay)
+            return  # the later ones wait behind it, to keep the order
+
+    def _send(self, subscription: dict[str, Any], owed: outbox.Owed) -> str | None:
+        """POST one notification; None when the receiver took it, else why not."""
+        channel = subscription["channel"]
+        headers: dict[str, str] = {}
+        for line in channel.get("header") or []:
+            name, _, value = str(line).partition(":")
+            headers[name.strip()] = value.strip()
+        body = b""
+        if channel.get("payload") == FHIR_JSON:
+            with self.own.transaction() as tx:
+                version = tx.version(owed.res_type, owed.res_id, owed.version)
+            if version is None or version.body is None:
+                return None  # nothing left to send (the database was restored without it)
+            body = version.body.encode("utf-8")
+            headers["Content-Type"] = FHIR_JSON
+        key = signature.secret(subscription)
+        if key is not None:
+            headers[signature.HEADER] = signature.sign(key, body)
+        timeout = self.config.subscription_timeout_ms / 1000
+        try:
+            answer = self.session.post(str(channel["endpoint"]), data=body, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= answer.status_code < 300:
+            return None
+        return f"the endpoint answered {answer.status_code}"
+
+    def _stop(self, subscription: dict[str, Any], reason: str) -> None:
+        """Write the Subscription's ``error`` status (R4 subscription.html "Subscription Status")."""
+        stopped = {k: v for k, v in subscription.items() if k != "meta"}
+        stopped.update(status="error", error=reason[:1000])
+        version = (subscription.get("meta") or {}).get("versionId")
+        request = Request(
+            "PUT",
+            f"Subscription/{subscription['id']}",
+            self.config.base_url,
+            headers={"if-match": f'W/"{version}"', "prefer": "return=minimal"},
+            body=stopped,
+        )
+        with acting_as(NOTIFIER):
+            self.route(request)
+        log.warning("Subscription/%s set to error: %s", subscription["id"], reason)
+
+
+def _endpoint(subscription: dict[str, Any]) -> str:
+    channel = subscription.get("channel")
+    return str(channel.get("endpoint")) if isinstance(channel, dict) else "?"

@@ -1,0 +1,100 @@
+"""Matching a written version against the active Subscriptions, in the write's transaction.
+
+Each version written (``version_written``) is matched by running each active Subscription's
+criteria, restricted to the written resource's ``_id``, in the write's own transaction: the same
+search a client would run, seeing the write. A match owes a notification (an outbox row) in that
+transaction, so it commits or rolls back with the write.
+
+The active set is cached per process: a write of a type no Subscription watches costs a dict
+lookup. A Subscription written in this process clears the cache when it commits; one written by
+another process is seen within ``CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_twin.errors import FhirError
+from fhir_twin.interactions.subscription import criteria
+from fhir_twin.signals import version_written
+from fhir_twin.store import subscription_outbox as outbox
+from fhir_twin.store.repository import DatabaseTransaction, Repository
+from fhir_twin.store.version import Version
+from fhir_twin.store.worker import Worker, wake
+
+CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Watch:
+    """An active Subscription: its id and criteria."""
+
+    subscription_id: str
+    criteria: str
+
+
+class SubscriptionMatcher:
+    """Listens to ``version_written`` from one Repository (and the worker threads' own, ``listen``);
+    keep a reference to stay connected. ``worker``: the delivery worker class to wake after a
+    commit that owed notifications."""
+
+    def __init__(self, repository: Repository, worker: type[Worker]) -> None:
+        self.repository = repository
+        self.worker = worker
+        self._lock = threading.Lock()
+        self._watches: dict[str, list[Watch]] | None = None
+        self._loaded = 0.0
+        self.listen(repository)
+
+    def listen(self, repository: Repository) -> None:
+        """Match the writes of ``repository`` too: one on the same database (a worker thread's, such
+        as the Doctor's, whose RiskAssessments are matched like any client's writes)."""
+        version_written.connect(self.on_written, sender=repository)
+
+    def on_written(
+        self, sender: object, *, tx: DatabaseTransaction, version: Version, resource: dict[str, Any] | None
+    ) -> None:
+        if version.res_type == "Subscription":
+            tx.after_commit(self.forget)
+        if version.deleted:
+            return
+        watches = self._active(tx).get(version.res_type)
+        if not watches:
+            return
+        owed = False
+        for watch in watches:
+            query = criteria(watch.criteria, version.res_id)
+            if tx.search(query, "").matches:
+                outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version)
+                owed = True
+        if owed:
+            tx.after_commit(self._wake)
+
+    def forget(self) -> None:
+        """Reload the active Subscriptions at the next write."""
+        with self._lock:
+            self._watches = None
+
+    def _active(self, tx: DatabaseTransaction) -> dict[str, list[Watch]]:
+        with self._lock:
+            if self._watches is not None and time.monotonic() - self._loaded < CACHE_SECONDS:
+                return self._watches
+        watches: dict[str, list[Watch]] = {}
+        for subscription in outbox.subscriptions(tx):
+            text = str(subscription.get("criteria") or "")
+            if subscription.get("status") != "active":
+                continue
+            try:
+                criteria(text)
+            except FhirError:
+                continue  # stored before this server checked criteria: it can match nothing
+            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text))
+        with self._lock:
+            self._watches, self._loaded = watches, time.monotonic()
+        return watches
+
+    def _wake(self) -> None:
+        wake(self.repository, self.worker)
