@@ -11,6 +11,9 @@ Subscription is stored, so one it cannot serve is refused (400) rather than sile
   ``X-Signature`` header (``fhir_twin.subscriptions.signature``).
 - ``status``: the server accepts a ``requested`` Subscription by storing it ``active``
   (subscription.html "Subscription Status"); ``error`` is set by the server after repeated failure.
+- Who may subscribe: a Subscription is delivered every matching resource, whoever's it is, so its
+  author must be able to search every resource of the criteria's type (a ``user/`` or ``system/``
+  grant); a patient-context or narrower credential is refused (403) rather than told of others.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fhir_twin.errors import Invalid
+from fhir_twin.errors import Forbidden, Invalid
 from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.search.parameters import ID
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Search
+from fhir_twin.security import context
+from fhir_twin.security.access import ALL, require
 
 SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
 REST_HOOK = "rest-hook"
@@ -36,8 +41,10 @@ _HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[^\r\n]*")
 
 
 def accepted(resource: dict[str, Any]) -> dict[str, Any]:
-    """``resource`` as it is to be stored: checked (400 naming the element), ``requested`` made ``active``."""
-    criteria(resource.get("criteria") or "")
+    """``resource`` as it is to be stored: checked (400 naming the element, 403 for an author who
+    may not see all it would deliver), ``requested`` made ``active``."""
+    searched = criteria(resource.get("criteria") or "")
+    _may_see_all(searched.resource_types[0])
     channel = resource.get("channel") or {}
     kind = channel.get("type")
     if kind != REST_HOOK:
@@ -66,6 +73,19 @@ def accepted(resource: dict[str, Any]) -> dict[str, Any]:
     if resource.get("status") == "requested":
         return {**resource, "status": "active"}
     return resource
+
+
+def _may_see_all(res_type: str) -> None:
+    """403 unless the author's grant reaches every resource of ``res_type``: delivery is not held
+    to a patient's compartment."""
+    principal = context.current()
+    if principal is None:
+        return  # the server's own loads and rebuilds, outside any request
+    if require(principal, res_type, "s") != ALL:
+        raise Forbidden(
+            f"A Subscription on {res_type} is sent every matching {res_type}: the credential may search only "
+            "its patient's, so it may not subscribe"
+        )
 
 
 def criteria(text: str, resource_id: str | None = None) -> Search:

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin.app import services_of
 from fhir_twin.store import subscription_outbox as outbox
+from tests.factories import bearer
 from tests.subscriptions.receiver import Receiver, eventually
 
 SECRET_URL = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
@@ -183,3 +184,24 @@ def test_a_subscription_the_server_cannot_honour_is_refused_naming_why(
     assert client.get("/fhir/Subscription").get_json()["total"] == 0
     update = client.put("/fhir/Subscription/s1", json={**body, "id": "s1"})
     assert update.status_code == 400
+
+
+def test_only_a_credential_that_sees_every_match_may_subscribe(
+    make_app: Callable[..., Flask], receiver: Receiver
+) -> None:
+    """A Subscription is sent every matching resource, whoever's: a patient-context token, which
+    may search its own patient's record only, would be told of every other patient's."""
+    app = make_app(auth_mode="tokens")
+    client = app.test_client()
+    body = subscription(receiver.url, "Observation?code=8867-4")
+    patient = client.post("/fhir/Subscription", json=body, headers=bearer(app, "patient/*.cruds", "p1"))
+    assert patient.status_code == 403
+    assert "may search only its patient's" in patient.get_json()["issue"][0]["diagnostics"]
+    narrow = client.post("/fhir/Subscription", json=body, headers=bearer(app, "user/Subscription.c"))
+    assert narrow.status_code == 403
+    system = bearer(app, "system/*.cruds")
+    assert client.get("/fhir/Subscription", headers=system).get_json()["total"] == 0
+    clinician = client.post(
+        "/fhir/Subscription", json=body, headers=bearer(app, "user/Subscription.c user/Observation.s")
+    )
+    assert clinician.status_code == 201, clinician.get_json()
