@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
 from fhir_twin.fhir.instant import now, parse_range
+from fhir_twin.store import claims
 from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import doctor_last, doctor_queue, model_version, resource
 
-STALE_CLAIM = timedelta(minutes=2)
+STALE_CLAIM = claims.STALE_CLAIM
 # The extension holding a score's value (``fhir_twin.ml.assessment.SCORE_EXTENSION``).
 SCORE_URL = "urn:fhir-twin:StructureDefinition/prediction-score"
 CLAIM_BATCH = 50
@@ -47,20 +48,7 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     """
     q = doctor_queue.c
     at = now()
-    other = doctor_queue.alias("other")
-    # Held by another owner. Not by this one: SQLite evaluates the update row by row, so a
-    # patient's second row would otherwise see its first just claimed, and stay for a second pass.
-    held = (
-        select(other.c.seq)
-        .where(
-            other.c.patient_id == q.patient_id,
-            other.c.claimed_by.is_not(None),
-            other.c.claimed_by != owner,
-            other.c.claimed_at >= at - STALE_CLAIM,
-        )
-        .exists()
-    )
-    claimable = and_(or_(q.claimed_by.is_(None), q.claimed_at < at - STALE_CLAIM), ~held)
+    claimable = claims.claimable(doctor_queue, "patient_id", owner, at)
     with repository.transaction() as tx:
         rows = tx.connection.execute(
             select(q.patient_id, func.max(q.seq))

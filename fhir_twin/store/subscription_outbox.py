@@ -11,18 +11,19 @@ receiver answered 2xx, so a crash between the send and the delete sends it again
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now
+from fhir_twin.store import claims
 from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import resource, resource_version, subscription_outbox
 from fhir_twin.store.version import CURRENT
 
-# A claim older than this is taken over: its worker died or hangs (the POST timeout is shorter).
-STALE_CLAIM = timedelta(minutes=2)
+# A claim older than ``claims.STALE_CLAIM`` is taken over: its worker died or hangs (the POST
+# timeout is shorter).
 CLAIM_BATCH = 20
 
 
@@ -68,22 +69,12 @@ def pending(repository: Repository, subscription_id: str | None = None) -> int:
 
 def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
     """Claim the owed rows of up to ``limit`` subscriptions whose oldest row is due; returns
-    their ids. A subscription another worker holds (a claim younger than ``STALE_CLAIM``) is
+    their ids. A subscription another worker holds (a claim younger than ``claims.STALE_CLAIM``) is
     left to it, so one subscription's notifications are never sent by two workers at once."""
     o = subscription_outbox.c
     at = now()
     other = subscription_outbox.alias("other")
-    held = (
-        select(other.c.seq)
-        .where(
-            other.c.subscription_id == o.subscription_id,
-            other.c.claimed_by.is_not(None),
-            other.c.claimed_by != owner,
-            other.c.claimed_at >= at - STALE_CLAIM,
-        )
-        .exists()
-    )
-    claimable = and_(or_(o.claimed_by.is_(None), o.claimed_at < at - STALE_CLAIM), ~held)
+    claimable = claims.claimable(subscription_outbox, "subscription_id", owner, at)
     # The head row (oldest) carries the backoff; the rows behind it wait with it, to keep the order.
     ahead = select(other.c.seq).where(other.c.subscription_id == o.subscription_id, other.c.seq < o.seq).exists()
     with repository.transaction() as tx:
