@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import empty_postgres
 from tests.live_server import LiveServer, make_token
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,12 +41,8 @@ class AppServer:
 
 
 @pytest.fixture(scope="module")
-def app_server(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    if postgres_database is None:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('app')) / 'fhir-twin.db'}"
-    else:
-        empty_postgres(postgres_database)
-        url = postgres_database
+def app_server(module_database_url: str) -> Iterator[AppServer]:
+    url = module_database_url
     token = make_token(url)
     # At INFO the access log is written, so a test can see what it holds (never a token).
     server = LiveServer(url, log_level="INFO").start()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import empty_postgres
 from tests.live_server import LiveServer, make_token
 
 
@@ -23,12 +21,8 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(postgres_database: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    if postgres_database is None:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('live')) / 'fhir-twin.db'}"
-    else:
-        empty_postgres(postgres_database)
-        url = postgres_database
+def live(module_database_url: str) -> Iterator[Live]:
+    url = module_database_url
     token = make_token(url)
     server = LiveServer(url).start()
     try:
