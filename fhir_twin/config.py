@@ -81,6 +81,11 @@ class Config:
     subscription_timeout_ms: int = 10_000
     subscription_retry_delay_ms: int = 1_000
     subscription_max_attempts: int = 5
+    # Subscriptions (websocket): the port of the websocket server (0: none; websocket Subscriptions
+    # are stored but no client can bind), run by the process that builds the app, and its address
+    # (``fhir-twin serve`` sets it to its ``--host``).
+    websocket_port: int = 0
+    websocket_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.search_handling not in SEARCH_HANDLING:

@@ -28,6 +28,7 @@ from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
 from fhir_twin.subscriptions.matching import SubscriptionMatcher
+from fhir_twin.subscriptions.websocket import WebsocketChannel
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
@@ -67,6 +68,9 @@ class Services:
     # that receives them (run by the process that builds the app: gunicorn's master, one per server).
     device_kinds: dict[str, DeviceKind]
     bridge: DeviceBridge | None
+    # With ``workers`` and ``websocket_port``: the websocket Subscriptions' server (in the process
+    # that builds the app, as the bridge), pinging the sockets bound to it.
+    websocket: WebsocketChannel | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -77,6 +81,8 @@ class Services:
             worker.start()
         if self.bridge is not None and not self.bridge.running:
             self.bridge.start()
+        if self.websocket is not None and not self.websocket.running:
+            self.websocket.start()
 
     def device_bridge(self, url: str, prefix: str, client_id: str = "") -> DeviceBridge:
         """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``."""
@@ -144,6 +150,11 @@ def build(config: Config, *, workers: bool = True) -> Services:
         ),
         device_kinds=device_kinds,
         bridge=bridge,
+        websocket=(
+            WebsocketChannel(repository, authenticator, interactions.route, config)
+            if workers and config.websocket_port
+            else None
+        ),
     )
 
 

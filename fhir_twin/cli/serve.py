@@ -54,7 +54,8 @@ def serve(
     from fhir_twin.http_server import Limits, Server, post_fork, worker_class
     from fhir_twin.twin.mapping_file import MappingError
 
-    config = Config.from_env({"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode})
+    settings = {"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode, "websocket_host": host}
+    config = Config.from_env(settings)
     try:
         app = create_app(config)
     except MappingError as error:
@@ -62,6 +63,8 @@ def serve(
     # What building the app made lives as long as the process.
     collector.settle()
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {safe_url(config.resolved_database_url)}")
+    if config.websocket_port:
+        click.echo(f"websocket Subscriptions at ws://{host}:{config.websocket_port}/websocket")
     Server(
         app,
         {

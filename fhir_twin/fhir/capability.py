@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from fhir_twin import __version__
 from fhir_twin.fhir.resource_types import resource_types
@@ -37,6 +38,21 @@ def search_handling_documentation(handling: str) -> str:
         f"Unknown or unsupported search parameters (_text _content _list _filter _query _contained) {default}; "
         "the header Prefer: handling=strict or handling=lenient chooses per request."
     )
+
+
+# R4 extension (valueUri) on CapabilityStatement.rest: where websocket Subscriptions' clients connect.
+WEBSOCKET_EXTENSION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+WEBSOCKET_PATH = "/websocket"
+
+
+def websocket_extension(base: str, port: int) -> dict[str, str]:
+    """The ``capabilitystatement-websocket`` extension: the websocket server on ``port`` of the
+    host that answered ``base`` (``wss`` when ``base`` is https: a TLS proxy in front)."""
+    parts = urlsplit(base)
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return {"url": WEBSOCKET_EXTENSION, "valueUri": f"{scheme}://{host}:{port}{WEBSOCKET_PATH}"}
 
 
 SearchParameterRow = tuple[str, str, str]  # code, type, definition URL

@@ -4,9 +4,11 @@ Subscription is stored, so one it cannot serve is refused (400) rather than sile
 - ``criteria`` is a search URL of a served type (``RiskAssessment?method=news2&risk=high``),
   parsed here by the server's own search parser, strictly: an unknown parameter would match
   everything, so it is refused naming it.
-- ``channel.type`` is ``rest-hook`` only; its ``endpoint`` an http(s) URL, its ``payload`` absent
-  (a notification without a body) or ``application/fhir+json`` (the resource), each ``header``
-  a ``Name: value`` line sent with every notification.
+- ``channel.type`` is ``rest-hook`` or ``websocket``. A rest-hook's ``endpoint`` is an http(s)
+  URL, its ``payload`` absent (a notification without a body) or ``application/fhir+json`` (the
+  resource), each ``header`` a ``Name: value`` line sent with every notification. A websocket
+  Subscription has none of the three: its clients connect to the server's websocket URL (in the
+  CapabilityStatement) and are sent ``ping {id}``, with no body or headers.
 - The ``subscription-secret`` extension (as Medplum names it) holds the key of the HMAC-SHA256
   ``X-Signature`` header (``fhir_twin.subscriptions.signature``).
 - ``status``: the server accepts a ``requested`` Subscription by storing it ``active``
@@ -32,6 +34,7 @@ from fhir_twin.security.access import ALL, require
 
 SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
 REST_HOOK = "rest-hook"
+WEBSOCKET = "websocket"
 FHIR_JSON = "application/fhir+json"
 # Result parameters shape an answer; a notification has none to shape.
 _RESULT_PARAMETERS = frozenset(
@@ -47,12 +50,36 @@ def accepted(resource: dict[str, Any]) -> dict[str, Any]:
     _may_see_all(searched.resource_types[0])
     channel = resource.get("channel") or {}
     kind = channel.get("type")
-    if kind != REST_HOOK:
+    if kind == WEBSOCKET:
+        _websocket(channel)
+    elif kind == REST_HOOK:
+        _rest_hook(channel)
+    else:
         raise Invalid.at(
             "Subscription.channel.type",
-            f"channel type {kind!r} is not supported: this server delivers rest-hook only",
+            f"channel type {kind!r} is not supported: this server delivers rest-hook and websocket only",
             "not-supported",
         )
+    for extension in resource.get("extension") or []:
+        if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
+            raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")
+    if resource.get("status") == "requested":
+        return {**resource, "status": "active"}
+    return resource
+
+
+def _websocket(channel: dict[str, Any]) -> None:
+    """A websocket client binds at the server's URL and is sent a bare ``ping``: nothing to set."""
+    for element in ("endpoint", "payload", "header"):
+        if channel.get(element):
+            raise Invalid.at(
+                f"Subscription.channel.{element}",
+                f"a websocket Subscription has no {element}: its clients connect to the server's websocket URL "
+                "(CapabilityStatement extension capabilitystatement-websocket) and are sent 'ping {id}' alone",
+            )
+
+
+def _rest_hook(channel: dict[str, Any]) -> None:
     endpoint = channel.get("endpoint") or ""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -67,12 +94,6 @@ def accepted(resource: dict[str, Any]) -> dict[str, Any]:
     for number, line in enumerate(channel.get("header") or []):
         if not _HEADER.fullmatch(line):
             raise Invalid.at(f"Subscription.channel.header[{number}]", f"{line!r} is not a 'Name: value' header")
-    for extension in resource.get("extension") or []:
-        if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
-            raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")
-    if resource.get("status") == "requested":
-        return {**resource, "status": "active"}
-    return resource
 
 
 def _may_see_all(res_type: str) -> None:

@@ -453,6 +453,8 @@ cds_card = Table(
 # Notifications owed to Subscriptions (``store/subscription_outbox.py``): a row per matching
 # version, inserted in the write's transaction, deleted once its receiver answered 2xx. A
 # subscription's rows are delivered in ``seq`` order; ``due`` holds back a retry (backoff).
+# ``channel`` is the Subscription's channel type when the row was owed: each channel's workers
+# claim their own (``rest-hook`` by any process, ``websocket`` by the one holding a bound socket).
 subscription_outbox = Table(
     "subscription_outbox",
     metadata,
@@ -461,6 +463,7 @@ subscription_outbox = Table(
     Column("res_type", String(64), nullable=False),
     Column("res_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("channel", String(16), nullable=False, server_default="rest-hook"),
     Column("enqueued", DateTime(timezone=False), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("due", DateTime(timezone=False), nullable=False),

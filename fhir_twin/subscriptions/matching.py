@@ -30,10 +30,11 @@ CACHE_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Watch:
-    """An active Subscription: its id and criteria."""
+    """An active Subscription: its id, criteria and channel type."""
 
     subscription_id: str
     criteria: str
+    channel: str
 
 
 class SubscriptionMatcher:
@@ -68,7 +69,7 @@ class SubscriptionMatcher:
         for watch in watches:
             query = criteria(watch.criteria, version.res_id)
             if tx.search(query, "").matches:
-                outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version)
+                outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version, watch.channel)
                 owed = True
         if owed:
             tx.after_commit(self._wake)
@@ -91,7 +92,9 @@ class SubscriptionMatcher:
                 criteria(text)
             except FhirError:
                 continue  # stored before this server checked criteria: it can match nothing
-            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text))
+            channel = subscription.get("channel")
+            kind = str(channel.get("type")) if isinstance(channel, dict) else ""
+            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text, kind))
         with self._lock:
             self._watches, self._loaded = watches, time.monotonic()
         return watches
