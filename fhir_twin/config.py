@@ -65,6 +65,12 @@ class Config:
     # HMAC, so a database editor without the key cannot forge it.
     audit: bool = True
     audit_key: str = ""
+    # Where the key ``fhir-twin serve`` generates at first start is kept when ``audit_key`` is not
+    # given (default: ``audit.key`` in the data directory), and where ``fhir-twin audit anchor``
+    # appends the chain's signed checkpoints and ``audit verify`` reads them (default:
+    # ``audit-anchors.jsonl`` there).
+    audit_key_file: str = ""
+    audit_anchor_file: str = ""
     # Origins allowed to call the API from a browser (comma-separated, or "*"); none by default.
     cors_origins: str = ""
     # Search parameters the server does not know: "strict" refuses them (400), "lenient" ignores
@@ -96,8 +102,20 @@ class Config:
         """The database URL, or the embedded SQLite file under ``data_dir``."""
         if self.database_url:
             return self.database_url
-        data_dir = Path(self.data_dir) if self.data_dir else default_data_dir()
-        return f"sqlite:///{data_dir / 'fhir-twin.db'}"
+        return f"sqlite:///{self.resolved_data_dir / 'fhir-twin.db'}"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return Path(self.audit_key_file) if self.audit_key_file else self.resolved_data_dir / "audit.key"
+
+    @property
+    def resolved_audit_anchor_file(self) -> Path:
+        default = self.resolved_data_dir / "audit-anchors.jsonl"
+        return Path(self.audit_anchor_file) if self.audit_anchor_file else default
 
     @property
     def resolved_mappings_dir(self) -> Path:
@@ -109,7 +127,8 @@ class Config:
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None) -> Config:
-        """Defaults, then ``FHIR_TWIN_*`` variables, then explicit ``overrides``."""
+        """Defaults, then ``FHIR_TWIN_*`` variables, then explicit ``overrides``; without an
+        ``audit_key``, the one kept in ``audit_key_file`` if there is one."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = os.environ.get(ENV_PREFIX + f.name.upper())
@@ -122,6 +141,9 @@ class Config:
             if unknown:
                 raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
             config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if not config.audit_key and config.resolved_audit_key_file.is_file():
+            # The key ``fhir-twin serve`` generated (audit/key.py): every command chains and verifies with it.
+            config = replace(config, audit_key=config.resolved_audit_key_file.read_text(encoding="ascii").strip())
         return config
 
 

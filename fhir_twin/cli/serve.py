@@ -55,7 +55,7 @@ def serve(
     from fhir_twin.twin.mapping_file import MappingError
 
     settings = {"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode, "websocket_host": host}
-    config = Config.from_env(settings)
+    config = _with_audit_key(Config.from_env(settings))
     try:
         app = create_app(config)
     except MappingError as error:
@@ -80,3 +80,19 @@ def serve(
             "control_socket_disable": True,
         },
     ).run()
+
+
+def _with_audit_key(config: Config) -> Config:
+    """``config`` with the audit key generated at the first start if none is set, saying where it is."""
+    from fhir_twin.audit.key import for_server
+    from fhir_twin.store.database import make_engine, migrate
+    from fhir_twin.store.repository import Repository
+
+    engine = make_engine(config.resolved_database_url)
+    try:
+        migrate(engine)
+        config, said = for_server(config, Repository(engine, config.referential_integrity))
+    finally:
+        engine.dispose()
+    click.echo(said, err=True)
+    return config
