@@ -15,7 +15,13 @@ from fhir_twin import __version__
 from fhir_twin.fhir.resource_types import resource_types
 
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
-PATCH_FORMATS = ("application/json-patch+json",)
+# JSON Patch, and FHIRPath Patch as a Parameters resource in either FHIR format (R4 fhirpatch.html).
+PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json", "application/fhir+xml")
+PATCH_DOCUMENTATION = (
+    "JSON Patch (application/json-patch+json) or FHIRPath Patch (a Parameters resource of add, insert, delete, "
+    "replace and move operations, as application/fhir+json or application/fhir+xml); in a Bundle entry a Binary "
+    "of JSON Patch or the Parameters resource itself."
+)
 # R4 search.html: what the search implementation understands, stated once for every type.
 SEARCH_DOCUMENTATION = (
     "Search parameters come from the official R4 SearchParameter definitions. Modifiers: string :exact "
@@ -122,7 +128,7 @@ def _resource(
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
         **({"documentation": documentation} if documentation else {}),
         "interaction": [
-            {"code": code}
+            {"code": code, "documentation": PATCH_DOCUMENTATION} if code == "patch" else {"code": code}
             for code in interactions
             if resource_type not in READ_ONLY_TYPES or code not in ("create", "update", "patch", "delete")
         ],

@@ -28,7 +28,14 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_twin.search.fhirpath.compiled import fast_selector
-from fhir_twin.search.fhirpath.engine import ENGINE_OPTIONS, MODEL, engine_selector, normalize, split_union
+from fhir_twin.search.fhirpath.engine import (
+    ENGINE_OPTIONS,
+    MODEL,
+    engine_nodes,
+    engine_selector,
+    normalize,
+    split_union,
+)
 from fhir_twin.search.fhirpath.results import PRIMITIVES, Group, Selector, reference_target
 
 __all__ = [
@@ -38,7 +45,9 @@ __all__ = [
     "Group",
     "Selector",
     "check_expression",
+    "check_syntax",
     "compile_expression",
+    "engine_nodes",
     "engine_selector",
     "fast_selector",
     "normalize",
@@ -63,6 +72,16 @@ def check_expression(expression: str, base: str) -> None:
     fhirpathpy's own parser recovers from syntax errors, so ``a.where(`` would otherwise pass
     and fail (or select nothing) only when a resource is evaluated — too late for a mapping file.
     """
+    check_syntax(expression)
+    empty = {"resourceType": base}
+    try:
+        compile_expression(expression, base)(empty, empty)
+    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
+        raise ValueError(str(error)) from None
+
+
+def check_syntax(expression: str) -> None:
+    """Raise ValueError unless ``expression`` parses strictly as FHIRPath (see ``check_expression``)."""
     lexer = FHIRPathLexer(InputStream(expression))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_Refuse())
@@ -76,8 +95,3 @@ def check_expression(expression: str, base: str) -> None:
         raise ValueError(f"not a FHIRPath expression: {error}") from None
     if tokens.LA(1) != Token.EOF:
         raise ValueError(f"unexpected {tokens.LT(1).text!r} at character {tokens.LT(1).column + 1}")
-    empty = {"resourceType": base}
-    try:
-        compile_expression(expression, base)(empty, empty)
-    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
-        raise ValueError(str(error)) from None
