@@ -84,9 +84,7 @@ class Services:
         """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``, in the
         shared subscription group ``shared_group`` (by default the setting ``mqtt_shared_group``)."""
         group = self.config.mqtt_shared_group if shared_group is None else shared_group
-        return _device_bridge(
-            self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id, group
-        )
+        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id, group)
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
