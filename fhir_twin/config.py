@@ -82,6 +82,9 @@ class Config:
     mqtt_url: str = ""
     mqtt_topic_prefix: str = "fhir-twin/"
     mqtt_client_id: str = "fhir-twin-bridge"
+    # The MQTT shared subscription group the bridges on one broker form ($share/{group}/...): each
+    # message goes to one of them (none: every bridge takes every message).
+    mqtt_shared_group: str = "fhir-twin"
     # Subscriptions (rest-hook): how long a receiver may take to answer, the delay before the first
     # retry (doubled at each further failure), and the failures after which one goes to ``error``.
     subscription_timeout_ms: int = 10_000

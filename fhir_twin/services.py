@@ -84,9 +84,13 @@ class Services:
         if self.websocket is not None and not self.websocket.running:
             self.websocket.start()
 
-    def device_bridge(self, url: str, prefix: str, client_id: str = "") -> DeviceBridge:
-        """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``."""
-        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id)
+    def device_bridge(
+        self, url: str, prefix: str, client_id: str = "", shared_group: str | None = None
+    ) -> DeviceBridge:
+        """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``, in the
+        shared subscription group ``shared_group`` (by default the setting ``mqtt_shared_group``)."""
+        group = self.config.mqtt_shared_group if shared_group is None else shared_group
+        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id, group)
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
@@ -126,6 +130,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
             config.mqtt_url,
             config.mqtt_topic_prefix,
             config.mqtt_client_id,
+            config.mqtt_shared_group,
         )
         if workers and config.mqtt_url
         else None
@@ -159,13 +164,19 @@ def build(config: Config, *, workers: bool = True) -> Services:
 
 
 def _device_bridge(
-    router: Interactions, kinds: dict[str, DeviceKind], base: str, url: str, prefix: str, client_id: str
+    router: Interactions,
+    kinds: dict[str, DeviceKind],
+    base: str,
+    url: str,
+    prefix: str,
+    client_id: str,
+    shared_group: str,
 ) -> DeviceBridge:
     def as_devices(request: Request) -> Response:
         with acting_as(DEVICES):
             return router.route(request)
 
-    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id)
+    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id, shared_group=shared_group)
 
 
 def _doctor_worker(
