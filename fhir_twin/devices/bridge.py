@@ -9,6 +9,8 @@ A device's readings go to the patient its ``Device.patient`` names, read at ever
 association changed while data flows applies to the next batch; a device with no patient has its
 readings held back (dead-lettered as ``unassociated`` and counted), never given to a guessed patient.
 Writes go through the router as the device principal: validated, indexed, audited, twin updated.
+Values grouped per window (``devices/window.py``) are held there; their messages are acknowledged
+when the windows holding them are written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import paho.mqtt.client as mqtt
 
 from fhir_twin.devices.mapping_file import DeviceKind
 from fhir_twin.devices.reading import DEVICE_SYSTEM, READING_SYSTEM, BadPayload, Message, read_message
+from fhir_twin.devices.window import Window, Windows
 from fhir_twin.interactions.message import Request, Response
 
 log = logging.getLogger("fhir_twin.devices")
@@ -65,6 +68,7 @@ class DeviceBridge:
         self.prefix = prefix
         self.batch_size = batch_size
         self.counts: Counter[str] = Counter()
+        self.windows = Windows()
         self._inbox: queue.Queue[Delivery | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._subscribed = threading.Event()
@@ -111,6 +115,7 @@ class DeviceBridge:
         if reason.is_failure:
             log.warning("MQTT broker refused the bridge: %s", reason)
             return
+        self.windows.disown()
         client.subscribe([(self.prefix + kind.topic, 1) for kind in self.kinds.values()])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, _codes: Any, _props: Any) -> None:
@@ -127,7 +132,11 @@ class DeviceBridge:
 
     def _write_loop(self) -> None:
         while True:
-            first = self._inbox.get()
+            try:
+                first = self._inbox.get(timeout=0.5 if self.windows else None)
+            except queue.Empty:
+                self._write_windows()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -162,12 +171,30 @@ class DeviceBridge:
                 self._dead_letter(delivery, "unassociated", f"Device {message.device_id} has no patient")
             else:
                 ready.append((delivery, message))
+        rejected = set()
         if ready and not self._commit(ready, patients):
             for one in ready:  # one message's fault must not hold back the others
                 if not self._commit([one], patients):
                     self._dead_letter(one[0], "rejected", self._last_error)
-        for delivery, _ in ready:
-            self._ack(delivery)
+                    rejected.add(one[0].mid)
+        for delivery, message in ready:
+            if delivery.mid in rejected:
+                continue
+            self.windows.hold(delivery, message, *(patients[message.device_id] or ("", "")))
+            if not self.windows.pending(delivery):
+                self._ack(delivery)
+        self._write_windows()
+
+    def _write_windows(self) -> None:
+        """Write the windows that closed, in one transaction; acknowledge the messages they held last."""
+        closed = self.windows.closed()
+        if closed and not self._commit_windows(closed):
+            for window in closed:
+                if not self._commit_windows([window]):
+                    self.counts["rejected"] += 1
+                    log.warning("device window %s not written: %s", window.identifier(), self._last_error)
+        for delivery in self.windows.written(closed):
+            self._ack(delivery)  # type: ignore[arg-type]
 
     _last_error = ""
 
@@ -175,9 +202,12 @@ class DeviceBridge:
         entries: dict[str, dict[str, Any]] = {}
         for _, message in ready:
             patient, device = patients[message.device_id] or ("", "")
-            for reading in message.readings:
+            for reading in message.each:
                 identifier = reading.identifier(message.device_id)
                 entries.setdefault(identifier, _observation_entry(reading, identifier, patient, device))
+        if not entries:
+            self.counts["committed"] += len(ready)
+            return True
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
         response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
         if response.status != 200:
@@ -186,8 +216,19 @@ class DeviceBridge:
         created = sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
         self.counts["written"] += created
         # Folded: redelivered, or sent twice in this batch.
-        self.counts["duplicates"] += sum(len(message.readings) for _, message in ready) - created
+        self.counts["duplicates"] += sum(len(message.each) for _, message in ready) - created
         self.counts["committed"] += len(ready)
+        return True
+
+    def _commit_windows(self, windows: list[Window]) -> bool:
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [window.entry() for window in windows]}
+        response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
+        if response.status != 200:
+            self._last_error = _diagnostics(response)
+            return False
+        created = sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
+        self.counts["windows"] += created
+        self.counts["duplicates"] += len(windows) - created
         return True
 
     def _patients_of(self, device_ids: list[str]) -> Patients:
