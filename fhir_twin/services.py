@@ -24,6 +24,7 @@ from fhir_twin.security.context import acting_as
 from fhir_twin.security.discovery import rest_security
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
@@ -80,7 +81,9 @@ class Services:
 
     def device_bridge(self, url: str, prefix: str, client_id: str = "") -> DeviceBridge:
         """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``."""
-        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id)
+        return _device_bridge(
+            self.interactions, self.repository, self.device_kinds, self.config.base_url, url, prefix, client_id
+        )
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
@@ -115,6 +118,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
     bridge = (
         _device_bridge(
             interactions,
+            repository,
             device_kinds,
             config.base_url,
             config.mqtt_url,
@@ -148,13 +152,19 @@ def build(config: Config, *, workers: bool = True) -> Services:
 
 
 def _device_bridge(
-    router: Interactions, kinds: dict[str, DeviceKind], base: str, url: str, prefix: str, client_id: str
+    router: Interactions,
+    repository: Repository,
+    kinds: dict[str, DeviceKind],
+    base: str,
+    url: str,
+    prefix: str,
+    client_id: str,
 ) -> DeviceBridge:
     def as_devices(request: Request) -> Response:
         with acting_as(DEVICES):
             return router.route(request)
 
-    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id)
+    return DeviceBridge(kinds, as_devices, DeviceWindows(repository), base, url, prefix, client_id)
 
 
 def _doctor_worker(

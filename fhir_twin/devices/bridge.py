@@ -1,7 +1,7 @@
 """The MQTT bridge: device messages in, Observations written through the FHIR router.
 
 At least once, end to end: subscriptions are QoS 1 and a message is acknowledged (paho-mqtt's
-``manual_ack``) only once what it says is committed, dead-lettered or held, so a bridge that stops
+``manual_ack``) only once what it says is committed or dead-lettered, so a bridge that stops
 mid-batch has its unacknowledged messages redelivered. Redeliveries write nothing new: each
 Observation is a conditional create on an identifier made of device, code and time (``reading``).
 
@@ -9,16 +9,19 @@ A device's readings go to the patient its ``Device.patient`` names, read at ever
 association changed while data flows applies to the next batch; a device with no patient has its
 readings held back (dead-lettered as ``unassociated`` and counted), never given to a guessed patient.
 Writes go through the router as the device principal: validated, indexed, audited, twin updated.
-Values grouped per window (``devices/window.py``) are held there; their messages are acknowledged
-when the windows holding them are written.
+Readings grouped per window (``devices/window.py``) are kept in the database in the batch's
+transaction, so their messages are acknowledged with the others and never stall the client.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import socket
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +32,9 @@ import paho.mqtt.client as mqtt
 
 from fhir_twin.devices.mapping_file import DeviceKind
 from fhir_twin.devices.reading import DEVICE_SYSTEM, READING_SYSTEM, BadPayload, Message, read_message
-from fhir_twin.devices.window import Window, Windows
+from fhir_twin.devices.window import Windows
 from fhir_twin.interactions.message import Request, Response
+from fhir_twin.store.device_windows import DeviceWindows
 
 log = logging.getLogger("fhir_twin.devices")
 
@@ -56,6 +60,7 @@ class DeviceBridge:
         self,
         kinds: dict[str, DeviceKind],
         route: Route,
+        windows: DeviceWindows,
         base: str,
         url: str,
         prefix: str = "fhir-twin/",
@@ -68,7 +73,8 @@ class DeviceBridge:
         self.prefix = prefix
         self.batch_size = batch_size
         self.counts: Counter[str] = Counter()
-        self.windows = Windows()
+        owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.windows = Windows(windows, owner, self.counts)
         self._inbox: queue.Queue[Delivery | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._subscribed = threading.Event()
@@ -115,7 +121,6 @@ class DeviceBridge:
         if reason.is_failure:
             log.warning("MQTT broker refused the bridge: %s", reason)
             return
-        self.windows.disown()
         client.subscribe([(self.prefix + kind.topic, 1) for kind in self.kinds.values()])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, _codes: Any, _props: Any) -> None:
@@ -133,9 +138,9 @@ class DeviceBridge:
     def _write_loop(self) -> None:
         while True:
             try:
-                first = self._inbox.get(timeout=0.5 if self.windows else None)
+                first = self._inbox.get(timeout=1.0)
             except queue.Empty:
-                self._write_windows()
+                self.windows.close(self._write_entries)
                 continue
             if first is None:
                 return
@@ -156,7 +161,7 @@ class DeviceBridge:
                 log.exception("device batch of %d messages not written", len(batch))
 
     def write(self, batch: list[Delivery]) -> None:
-        """Write one batch; every message is acknowledged once committed, dead-lettered or held."""
+        """Write one batch; every message is acknowledged once committed or dead-lettered."""
         self.counts["received"] += len(batch)
         messages: list[tuple[Delivery, Message]] = []
         for delivery in batch:
@@ -171,65 +176,44 @@ class DeviceBridge:
                 self._dead_letter(delivery, "unassociated", f"Device {message.device_id} has no patient")
             else:
                 ready.append((delivery, message))
-        rejected = set()
         if ready and not self._commit(ready, patients):
             for one in ready:  # one message's fault must not hold back the others
                 if not self._commit([one], patients):
                     self._dead_letter(one[0], "rejected", self._last_error)
-                    rejected.add(one[0].mid)
-        for delivery, message in ready:
-            if delivery.mid in rejected:
-                continue
-            self.windows.hold(delivery, message, *(patients[message.device_id] or ("", "")))
-            if not self.windows.pending(delivery):
-                self._ack(delivery)
-        self._write_windows()
-
-    def _write_windows(self) -> None:
-        """Write the windows that closed, in one transaction; acknowledge the messages they held last."""
-        closed = self.windows.closed()
-        if closed and not self._commit_windows(closed):
-            for window in closed:
-                if not self._commit_windows([window]):
-                    self.counts["rejected"] += 1
-                    log.warning("device window %s not written: %s", window.identifier(), self._last_error)
-        for delivery in self.windows.written(closed):
-            self._ack(delivery)  # type: ignore[arg-type]
+        for delivery, _ in ready:
+            self._ack(delivery)
+        self.windows.close(self._write_entries)
 
     _last_error = ""
 
     def _commit(self, ready: list[tuple[Delivery, Message]], patients: Patients) -> bool:
+        """The batch's Observations and its window readings, in one transaction."""
         entries: dict[str, dict[str, Any]] = {}
         for _, message in ready:
             patient, device = patients[message.device_id] or ("", "")
             for reading in message.each:
                 identifier = reading.identifier(message.device_id)
                 entries.setdefault(identifier, _observation_entry(reading, identifier, patient, device))
-        if not entries:
-            self.counts["committed"] += len(ready)
-            return True
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
-        response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
-        if response.status != 200:
-            self._last_error = _diagnostics(response)
-            return False
-        created = sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
+        with self.windows.store.transaction():
+            try:
+                created = self._write_entries(list(entries.values())) if entries else 0
+            except RuntimeError as refused:
+                self._last_error = str(refused)
+                return False
+            self.windows.keep([(message, *(patients[message.device_id] or ("", ""))) for _, message in ready])
         self.counts["written"] += created
         # Folded: redelivered, or sent twice in this batch.
         self.counts["duplicates"] += sum(len(message.each) for _, message in ready) - created
         self.counts["committed"] += len(ready)
         return True
 
-    def _commit_windows(self, windows: list[Window]) -> bool:
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [window.entry() for window in windows]}
+    def _write_entries(self, entries: list[dict[str, Any]]) -> int:
+        """Post ``entries`` as one transaction Bundle; how many were created."""
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
         if response.status != 200:
-            self._last_error = _diagnostics(response)
-            return False
-        created = sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
-        self.counts["windows"] += created
-        self.counts["duplicates"] += len(windows) - created
-        return True
+            raise RuntimeError(_diagnostics(response))
+        return sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
 
     def _patients_of(self, device_ids: list[str]) -> Patients:
         """Per device, its (``Patient/..``, ``Device/..``) references, or None without a patient: one

@@ -1,14 +1,17 @@
 """Readings grouped per fixed window before they are written: the MedTech service's FHIR destination
 ``periodInterval`` grouping, as ``window`` (a mean) and ``sampled`` (``valueSampledData``).
 
-A window is one device's one value over ``[start, start + window)``, aligned on the epoch, and its
-Observation's identifier is made of device, code, grouping and start, so a window rebuilt from
-redelivered messages is folded by the conditional create and writes nothing new.
+A window is one device's one value for one patient over ``[start, start + window)``, aligned on the
+epoch; its Observation's identifier is made of device, code, grouping, start and patient, so a
+window is never two patients' readings (a device moved while data flows starts another) and a
+window written again (from redelivered messages) is folded by the conditional create.
 
-At least once: a message is acknowledged only when every window holding one of its readings is
-written, so the broker redelivers whatever a stopped bridge held. A window closes ``lateness``
-seconds after both its end and its last reading's arrival (so a replay of old readings is grouped
-too); a reading for a window already written is folded and counted, never added to another.
+At least once, without holding messages: a batch's window readings are kept in the database
+(``store/device_windows.py``) in the batch's transaction, and its messages acknowledged at once. A
+window is due ``lateness`` seconds after both its end and its last reading's arrival (so a replay
+of old readings is grouped too); the bridge that claims it writes its Observation and deletes its
+readings in one transaction. A reading that comes after its window was written makes the window
+due again, and the conditional create folds it: it is counted, never added to another window.
 
 A window mean is ``valueQuantity`` (what the R4 vital-signs profile requires) over an
 ``effectivePeriod``, with its minimum, maximum and count as components coded in the R4
@@ -19,17 +22,20 @@ window's start, ``E`` where no sample came.
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fhir_twin.devices.mapping_file import DeviceValue
 from fhir_twin.devices.reading import READING_SYSTEM, Message
+from fhir_twin.store.device_windows import DeviceWindows, HeldReading
+
+log = logging.getLogger("fhir_twin.devices")
 
 STATISTICS = "http://terminology.hl7.org/CodeSystem/observation-statistics"
 UCUM = "http://unitsofmeasure.org"
@@ -38,85 +44,75 @@ VITAL_SIGNS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Window:
-    device_id: str
-    value: DeviceValue
-    start: int  # epoch seconds
-    patient: str
-    device: str
-    arrived: float
-    # Per reading time (ms since the epoch) for a mean, per slot for samples: duplicates fold.
-    readings: dict[int, float] = field(default_factory=dict)
-    tokens: set[Hashable] = field(default_factory=set)
+    """A due window's readings, as kept."""
 
-    @property
-    def end(self) -> int:
-        return self.start + self.value.window
-
-    def identifier(self) -> str:
-        value = self.value
-        key = f"{self.device_id}|{value.system}|{value.code}|{value.grouping}|{self.start}"
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{READING_SYSTEM}:{key}"))
+    identifier: str
+    readings: list[HeldReading]
 
     def entry(self) -> dict[str, Any]:
         """The window's Observation as a conditional create in a transaction Bundle."""
-        value, identifier = self.value, self.identifier()
+        first, last = self.readings[0], self.readings[-1]
+        system, _, code = first.code.partition("|")
         resource: dict[str, Any] = {
             "resourceType": "Observation",
-            "identifier": [{"system": READING_SYSTEM, "value": identifier}],
+            "identifier": [{"system": READING_SYSTEM, "value": self.identifier}],
             "status": "final",
-            "code": {"coding": [{"system": value.system, "code": value.code}], "text": value.name.replace("_", " ")},
-            "subject": {"reference": self.patient},
-            "device": {"reference": self.device},
-            "effectivePeriod": {"start": _instant(self.start), "end": _instant(self.end)},
+            "code": {"coding": [{"system": system, "code": code}], "text": first.value.replace("_", " ")},
+            "subject": {"reference": last.patient},
+            "device": {"reference": last.device},
+            "effectivePeriod": {"start": _instant(first.start), "end": _instant(first.end)},
         }
-        if value.grouping == "sampled":
+        if first.grouping == "sampled":
             resource["valueSampledData"] = self._sampled()
         else:
-            numbers = list(self.readings.values())
+            numbers = [reading.number for reading in self.readings]
             resource["category"] = [VITAL_SIGNS]
-            resource["valueQuantity"] = _quantity(round(sum(numbers) / len(numbers), 3), value.unit)
+            resource["valueQuantity"] = _quantity(round(sum(numbers) / len(numbers), 3), first.unit)
             resource["component"] = [
-                _statistic("minimum", {"valueQuantity": _quantity(min(numbers), value.unit)}),
-                _statistic("maximum", {"valueQuantity": _quantity(max(numbers), value.unit)}),
+                _statistic("minimum", {"valueQuantity": _quantity(min(numbers), first.unit)}),
+                _statistic("maximum", {"valueQuantity": _quantity(max(numbers), first.unit)}),
                 _statistic("count", {"valueInteger": len(numbers)}),
             ]
         return {
-            "fullUrl": f"urn:uuid:{identifier}",
+            "fullUrl": f"urn:uuid:{self.identifier}",
             "resource": resource,
             "request": {
                 "method": "POST",
                 "url": "Observation",
-                "ifNoneExist": f"identifier={READING_SYSTEM}|{identifier}",
+                "ifNoneExist": f"identifier={READING_SYSTEM}|{self.identifier}",
             },
         }
 
     def _sampled(self) -> dict[str, Any]:
-        period = self.value.period or 1
-        slots = self.value.window * 1000 // period
-        data = " ".join(_decimal(self.readings[slot]) if slot in self.readings else "E" for slot in range(slots))
-        return {"origin": _quantity(0, self.value.unit), "period": period, "dimensions": 1, "data": data}
+        first = self.readings[0]
+        period = first.period or 1
+        slots = {round((reading.at - first.start * 1000) / period): reading.number for reading in self.readings}
+        count = (first.end - first.start) * 1000 // period
+        data = " ".join(_decimal(slots[slot]) if slot in slots else "E" for slot in range(count))
+        return {"origin": _quantity(0, first.unit), "period": period, "dimensions": 1, "data": data}
 
 
 class Windows:
-    """The open windows, and which messages (``token``: the bridge's delivery) each still holds."""
+    """A bridge's side of the windows: it keeps its batches' window readings, and writes the windows
+    that are due (``close``) as ``owner``."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: DeviceWindows, owner: str, counts: Counter[str], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.owner = owner
         self.clock = clock
-        self.counts: Counter[str] = Counter()
-        self._open: dict[tuple[str, str, int], Window] = {}
-        self._written: dict[tuple[str, str, int], float] = {}  # recently written: when, to fold late readings
-        self._pending: Counter[Hashable] = Counter()
-        self._lock = threading.Lock()
+        self.counts = counts
+        self._next_close = 0.0
 
-    def __bool__(self) -> bool:
-        return bool(self._open)
-
-    def hold(self, token: Hashable, message: Message, patient: str, device: str) -> None:
-        """Put the message's grouped readings in their windows; ``token`` is pending until they are written."""
+    def keep(self, messages: list[tuple[Message, str, str]]) -> None:
+        """Keep the grouped readings of ``messages`` (each with its patient's and device's
+        references), in the open transaction: the batch's."""
         now = self.clock()
-        with self._lock:
+        kept = []
+        for message, patient, device in messages:
             for reading in message.readings:
                 value = reading.value
                 if value.grouping == "each":
@@ -129,69 +125,65 @@ class Windows:
                     timed = [(at, reading.number)]
                 for moment, number in timed:
                     start = int(moment // value.window) * value.window
-                    key = (message.device_id, value.name, start)
-                    if key in self._written:
-                        self.counts["late"] += 1
-                        continue
-                    window = self._open.get(key)
-                    if window is None:
-                        window = self._open[key] = Window(message.device_id, value, start, patient, device, now)
-                    window.arrived = now
-                    if value.grouping == "sampled":
-                        slot = round((moment - start) * 1000 / (value.period or 1))
-                    else:
-                        slot = round(moment * 1000)
-                    window.readings[slot] = number
-                    if token not in window.tokens:
-                        window.tokens.add(token)
-                        self._pending[token] += 1
+                    held = HeldReading(
+                        _identifier(message.device_id, value, start, patient),
+                        message.device_id,
+                        value.name,
+                        f"{value.system}|{value.code}",
+                        value.unit,
+                        value.grouping,
+                        value.period,
+                        start,
+                        start + value.window,
+                        round(moment * 1000),
+                        number,
+                        patient,
+                        device,
+                    )
+                    kept.append((held, _naive(max(start + value.window, now) + value.lateness)))
+        self.store.keep(kept)
 
-    def pending(self, token: Hashable) -> bool:
-        with self._lock:
-            return self._pending[token] > 0
+    def close(self, write: Callable[[list[dict[str, Any]]], int]) -> None:
+        """Write the windows due (at most once a second), each Observation in the transaction that
+        deletes its readings; ``write`` posts a transaction Bundle's entries, and answers how many
+        were created. A window that cannot be written stays claimed, to be tried again when its
+        claim is stale (``store/claims.py``)."""
+        if time.monotonic() < self._next_close:
+            return
+        self._next_close = time.monotonic() + 1.0
+        identifiers = self.store.claim(self.owner, _naive(self.clock()))
+        if not identifiers:
+            return
+        readings: dict[str, list[HeldReading]] = {}
+        for reading in self.store.claimed(self.owner, identifiers):
+            readings.setdefault(reading.window, []).append(reading)
+        windows = [Window(identifier, held) for identifier, held in readings.items()]
+        if not self._write(windows, write):
+            for window in windows:  # one window's fault must not hold back the others
+                if not self._write([window], write):
+                    self.counts["rejected"] += 1
 
-    def closed(self) -> list[Window]:
-        """The windows past their end and their last arrival by their lateness, taken out to be written."""
-        now = self.clock()
-        with self._lock:
-            keys = [
-                key
-                for key, window in self._open.items()
-                if now >= max(window.end, window.arrived) + window.value.lateness
-            ]
-            return [self._open.pop(key) for key in keys]
+    def _write(self, windows: list[Window], write: Callable[[list[dict[str, Any]]], int]) -> bool:
+        try:
+            with self.store.transaction():
+                created = write([window.entry() for window in windows])
+                self.store.written(self.owner, [window.identifier for window in windows])
+        except Exception as error:
+            log.warning("device windows %s not written: %s", [w.identifier for w in windows], error)
+            return False
+        self.counts["windows"] += created
+        self.counts["duplicates"] += len(windows) - created  # written before: a late or redelivered reading
+        return True
 
-    def reopen(self, windows: list[Window]) -> None:
-        """Windows that could not be written, kept to be tried again."""
-        with self._lock:
-            for window in windows:
-                self._open.setdefault((window.device_id, window.value.name, window.start), window)
 
-    def written(self, windows: list[Window]) -> list[Hashable]:
-        """Record ``windows`` as written; the tokens they were the last to hold, to acknowledge."""
-        now = self.clock()
-        released = []
-        with self._lock:
-            for window in windows:
-                self._written[(window.device_id, window.value.name, window.start)] = now
-                for token in window.tokens:
-                    self._pending[token] -= 1
-                    if self._pending[token] <= 0:
-                        del self._pending[token]
-                        released.append(token)
-            # A written window is remembered for an hour, then a reading for it is folded by the store.
-            for key, when in list(self._written.items()):
-                if when < now - 3600:
-                    del self._written[key]
-        return released
+def _identifier(device_id: str, value: DeviceValue, start: int, patient: str) -> str:
+    key = f"{device_id}|{value.system}|{value.code}|{value.grouping}|{start}|{patient}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{READING_SYSTEM}:{key}"))
 
-    def disown(self) -> None:
-        """Forget the messages held: after a reconnect the broker sends them again, and their old ids
-        must never be acknowledged."""
-        with self._lock:
-            for window in self._open.values():
-                window.tokens.clear()
-            self._pending.clear()
+
+def _naive(seconds: float) -> datetime:
+    """Naive UTC, as the database keeps instants."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
 def _statistic(code: str, value: dict[str, Any]) -> dict[str, Any]:
