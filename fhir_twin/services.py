@@ -24,6 +24,7 @@ from fhir_twin.security.context import acting_as
 from fhir_twin.security.discovery import rest_security
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
@@ -90,7 +91,9 @@ class Services:
         """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``, in the
         shared subscription group ``shared_group`` (by default the setting ``mqtt_shared_group``)."""
         group = self.config.mqtt_shared_group if shared_group is None else shared_group
-        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id, group)
+        return _device_bridge(
+            self.interactions, self.repository, self.device_kinds, self.config.base_url, url, prefix, client_id, group
+        )
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
@@ -125,6 +128,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
     bridge = (
         _device_bridge(
             interactions,
+            repository,
             device_kinds,
             config.base_url,
             config.mqtt_url,
@@ -165,6 +169,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
 
 def _device_bridge(
     router: Interactions,
+    repository: Repository,
     kinds: dict[str, DeviceKind],
     base: str,
     url: str,
@@ -176,7 +181,9 @@ def _device_bridge(
         with acting_as(DEVICES):
             return router.route(request)
 
-    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id, shared_group=shared_group)
+    return DeviceBridge(
+        kinds, as_devices, DeviceWindows(repository), base, url, prefix, client_id, shared_group=shared_group
+    )
 
 
 def _doctor_worker(

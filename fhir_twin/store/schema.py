@@ -472,3 +472,31 @@ subscription_outbox = Table(
     Column("claimed_at", DateTime(timezone=False)),
     Index("ix_subscription_outbox_subscription", "subscription_id", "seq"),
 )
+
+# The readings of device windows not yet written (``store/device_windows.py``): inserted in the
+# transaction of the bridge's batch, so the broker is acknowledged at once and nothing lives only
+# in a bridge's memory; a window's rows are deleted in the transaction that writes its Observation.
+# One row per window and reading time: a redelivered reading is not counted twice.
+device_window_reading = Table(
+    "device_window_reading",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("window", String(36), nullable=False),  # the window Observation's identifier
+    Column("device_id", String(200), nullable=False),
+    Column("value", String(64), nullable=False),  # the mapping's value name
+    Column("code", String(300), nullable=False),  # system|code
+    Column("unit", String(64), nullable=False),
+    Column("grouping", String(16), nullable=False),
+    Column("period", Integer),  # ms between samples (sampled)
+    Column("start", BigInteger, nullable=False),  # epoch seconds
+    Column("end", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),  # the reading's time, ms since the epoch
+    Column("number", Float, nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("device", String(200), nullable=False),
+    Column("due", DateTime(timezone=False), nullable=False),  # max(end, arrival) + lateness
+    Column("claimed_by", String(128)),
+    Column("claimed_at", DateTime(timezone=False)),
+    UniqueConstraint("window", "at", name="uq_device_window_reading"),
+    Index("ix_device_window_reading_due", "due"),
+)
