@@ -54,6 +54,12 @@ log = logging.getLogger("fhir_twin.subscriptions")
 PATH = "/websocket"
 # How often owed pings are looked for while a socket is bound (a bind looks at once).
 POLL_INTERVAL = 0.25
+# Each socket holds a thread: one that has bound nothing within BIND_TIMEOUT seconds is closed, and
+# past MAX_SOCKETS open at once a new one is closed at once (1013, try again later). A bind is a
+# line of an id and a token: a larger message closes the socket (1009).
+BIND_TIMEOUT = 10.0
+MAX_SOCKETS = 1000
+MAX_MESSAGE = 8192
 
 
 class WebsocketChannel:
@@ -74,6 +80,7 @@ class WebsocketChannel:
         self._stopping = threading.Event()
         self._wakeup = threading.Event()
         self._forked = False
+        self._open = 0
         _CHANNELS.add(self)
 
     @property
@@ -89,7 +96,11 @@ class WebsocketChannel:
         """Listen on ``websocket_host``:``websocket_port`` and start pinging. Threads started here
         are daemons (as the connection threads they start): they end with the process."""
         self._server = serve(
-            self._connection, self.config.websocket_host, self.config.websocket_port, process_request=_only_path
+            self._connection,
+            self.config.websocket_host,
+            self.config.websocket_port,
+            process_request=_only_path,
+            max_size=MAX_MESSAGE,
         )
         threading.Thread(target=self._server.serve_forever, name="fhir-twin-websocket", daemon=True).start()
         self._pinger = threading.Thread(target=self._ping_loop, name="fhir-twin-websocket-pings", daemon=True)
@@ -110,9 +121,20 @@ class WebsocketChannel:
 
     def _connection(self, connection: ServerConnection) -> None:
         """One client: binds until it goes; a bad bind closes it with the reason."""
+        with self._lock:
+            self._open += 1
+            crowded = self._open > MAX_SOCKETS
         bound: set[str] = set()
         try:
-            for message in connection:
+            if crowded:
+                connection.close(CloseCode.TRY_AGAIN_LATER, "too many websocket connections; try again later")
+                return
+            while True:
+                try:
+                    message = connection.recv(timeout=None if bound else BIND_TIMEOUT)
+                except TimeoutError:
+                    connection.close(CloseCode.POLICY_VIOLATION, f"no bind within {BIND_TIMEOUT:g} s")
+                    return
                 words = message.split() if isinstance(message, str) else []
                 if not 2 <= len(words) <= 3 or words[0] != "bind":
                     connection.close(CloseCode.POLICY_VIOLATION, "expected 'bind {subscription-id} {access-token}'")
@@ -131,6 +153,8 @@ class WebsocketChannel:
         except ConnectionClosed:
             pass
         finally:
+            with self._lock:
+                self._open -= 1
             for subscription_id in bound:
                 self._unbind(subscription_id, connection)
 

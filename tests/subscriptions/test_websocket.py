@@ -16,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from fhir_twin.app import services_of
 from fhir_twin.store import subscription_outbox as outbox
+from fhir_twin.subscriptions import websocket
 from fhir_twin.subscriptions.websocket import WebsocketChannel
 from tests.factories import bearer
 from tests.live_server import LiveServer, free_port, make_token
@@ -228,3 +229,34 @@ def test_fhir_twin_serve_runs_the_websocket_server(database_url: str) -> None:
             assert socket.recv(timeout=10) == f"ping {subscription_id}"
     finally:
         server.stop()
+
+
+def test_a_socket_that_binds_nothing_is_closed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(websocket, "BIND_TIMEOUT", 0.3)
+    with connect(url(app), open_timeout=10) as socket:
+        code, reason = refused(socket)
+    assert code == CloseCode.POLICY_VIOLATION
+    assert "no bind within" in reason
+
+
+def test_past_the_limit_a_new_socket_is_told_to_come_back_later(
+    app: Flask, client: FlaskClient, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket, "MAX_SOCKETS", 1)
+    subscription_id = subscribe(client, headers)
+    with bind(app, subscription_id, token_of(headers)):
+        with connect(url(app), open_timeout=10) as second:
+            code, reason = refused(second)
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert "too many" in reason
+    # The first gone (its count is given back before it is unbound), a socket is taken again.
+    eventually(lambda: channel(app).bound(subscription_id) == 0)
+    with bind(app, subscription_id, token_of(headers)):
+        pass
+
+
+def test_a_message_larger_than_a_bind_closes_the_socket(app: Flask) -> None:
+    with connect(url(app), open_timeout=10) as socket:
+        socket.send("bind " + "x" * (websocket.MAX_MESSAGE + 1))
+        code, _reason = refused(socket)
+    assert code == CloseCode.MESSAGE_TOO_BIG
