@@ -25,7 +25,8 @@ PATCH_DOCUMENTATION = (
 # R4 search.html: what the search implementation understands, stated once for every type.
 SEARCH_DOCUMENTATION = (
     "Search parameters come from the official R4 SearchParameter definitions. Modifiers: string :exact "
-    ":contains; token :not :text :of-type; reference :[type] :identifier and chaining; uri :below :above; "
+    ":contains; token :not :text :of-type :in :not-in :above :below (value sets and code systems the server "
+    "holds: the packaged R4 ones and stored ones); reference :[type] :identifier and chaining; uri :below :above; "
     ":missing on every type. Prefixes eq ne gt lt ge le sa eb ap on number, date and quantity. Result "
     "parameters: _sort _count _include _revinclude (:iterate) _summary _elements _total; _has; keyset paging. "
     "_count=0 and _summary=count answer the total alone, with no next link. A value no resource can hold (an "
