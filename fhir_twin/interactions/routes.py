@@ -310,7 +310,7 @@ def _operation(interactions: Interactions, request: Request, params: Params) -> 
         raise NotImplementedInteraction(f"The operation ${name} is not supported by this server")
     if level not in operation.levels:
         raise NotFound(f"The operation ${name} is not offered at {level} level")
-    if operation.types is not None and res_type not in operation.types:
+    if res_type is not None and operation.types is not None and res_type not in operation.types:
         raise NotFound(f"The operation ${name} is not supported on {res_type}")
     method = request.method.upper()
     if method not in operation.methods:

@@ -12,6 +12,9 @@ re-claimed after it stalled) writes nothing, and a re-claimed job resumes at its
 resource is written twice.
 
 What a job reads of each type, the snapshot at its kick-off, is ``export_snapshot``'s.
+
+Memory stays flat however large the export: a batch is read, written as one ``export_file`` row
+and dropped; a file is split every ``FILE_SIZE`` resources, so serving one needs at most that.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from fhir_twin.fhir.instant import now
 from fhir_twin.fhir.resource_types import AUDIT_TYPES
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.store import export_snapshot as snapshot
-from fhir_twin.store.export_snapshot import Snapshot
+from fhir_twin.store.export_snapshot import Selection, Snapshot
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import export_file, export_job, resource
 
@@ -89,6 +92,7 @@ class _Claimed:
     file_count: int
     exported: int
     total: int | None
+    options: str | None
 
     @property
     def type_list(self) -> list[str]:
@@ -96,7 +100,9 @@ class _Claimed:
 
     @property
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.scope, self.patient_id, self.since, self.transaction_time)
+        return Snapshot(
+            self.scope, self.patient_id, self.since, self.transaction_time, Selection.from_json(self.options)
+        )
 
 
 _CLAIMED_COLUMNS = [export_job.c[field.name] for field in fields(_Claimed)]
@@ -112,10 +118,12 @@ def create_job(
     scope: str,
     patient_id: str | None = None,
     requester: str | None = None,
+    selection: Selection | None = None,
 ) -> str:
     """Queue an export; ``types`` None means every stored type (of the compartment, for ``scope``
-    ``patient``); ``patient_id`` narrows a Patient-level export to one patient; ``requester``
-    is who may see and cancel it."""
+    ``patient`` or ``group``); ``patient_id`` narrows a Patient-level export to one patient (for a
+    Group export it names the Group, whose members ``selection`` holds); ``requester`` is who may
+    see and cancel it."""
     job_id = uuid.uuid4().hex
     with repository.transaction(write=True) as tx:
         tx.connection.execute(
@@ -133,6 +141,7 @@ def create_job(
                 file_count=0,
                 exported=0,
                 requester=requester,
+                options=None if selection is None else selection.to_json(),
             )
         )
     return job_id
@@ -162,7 +171,10 @@ def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
 
 
 def file_text(repository: Repository, job_id: str, number: int) -> str | None:
-    """The NDJSON of a completed job's file ``number``, or None when there is no such file."""
+    """The NDJSON of a completed job's file ``number``, or None when there is no such file.
+
+    Whole, at most ``FILE_SIZE`` resources: the audit trail reads the patients a served file
+    holds from its lines (``audit.recorder``)."""
     f = export_file.c
     with repository.transaction() as tx:
         status = tx.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
@@ -305,7 +317,7 @@ def _types(connection: Connection, job: _Claimed) -> list[str]:
         return sorted(job.type_list)
     stored = set(connection.execute(select(resource.c.res_type).group_by(resource.c.res_type)).scalars())
     stored -= AUDIT_TYPES
-    if job.scope == "patient":
+    if job.scope in ("patient", "group"):
         stored &= set(patient_compartment())
     return sorted(stored)
 
@@ -318,7 +330,12 @@ def _batch(
     limit = min(batch_size, file_size - job.file_count)
     with repository.transaction() as tx:
         scanned = tx.connection.execute(snapshot.page(job.snapshot, res_type, after, limit)).all()
-    bodies = [body for _, body, stamp in scanned if snapshot.wanted(job.snapshot, body, stamp)]
+    selection = job.snapshot
+    bodies = [
+        snapshot.shaped(selection, res_type, body)
+        for _, body, stamp in scanned
+        if body is not None and snapshot.wanted(selection, body, stamp)
+    ]
     file_count = job.file_count + len(bodies)
     changes: dict[str, Any] = {
         "cursor_id": scanned[-1][0] if scanned else after,

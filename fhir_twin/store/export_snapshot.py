@@ -3,31 +3,132 @@
 
 A resource is exported as the version that was current at the transaction time, read from
 ``resource_version``: resources created after it are skipped, resources updated or deleted after
-it are exported as they were then. Patient compartment membership is decided by the current
-index rows.
+it are exported as they were then. Patient compartment membership and ``_typeFilter`` matches are
+decided by the current index rows, as a search decides them (so a resource deleted since the
+kick-off no longer matches a ``_typeFilter``).
+
+A job's ``Selection`` is what narrows it beyond its level, types and ``_since``: the members of
+its Group, its ``_typeFilter`` queries (OR-ed per type) and its ``_elements`` (IG v2
+export.html#query-parameters).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, Subquery, and_, case, false, func, or_, select, true
 
+from fhir_twin.errors import Invalid
+from fhir_twin.fhir.json import dumps, loads
+from fhir_twin.fhir.resource_types import is_resource_type
+from fhir_twin.fhir.subsetting import subset
 from fhir_twin.search.parameters import patient_compartment
+from fhir_twin.search.parser import parse
+from fhir_twin.search.query import Search
 from fhir_twin.store import audit_index
 from fhir_twin.store.schema import idx_reference, resource, resource_version
+from fhir_twin.store.search import matching
+
+# What a _typeFilter query may hold: conditions only, not the shape of a search's answer.
+_RESULT_PARAMETERS = ("_count", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude")
+_ELEMENT = re.compile(r"(?:([A-Z][A-Za-z]{0,63})\.)?([a-z][A-Za-z0-9]{0,63})")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What narrows a job beyond its level: ``members``, the Patient ids of a Group export (None
+    for other levels); ``type_filters``, each type's ``_typeFilter`` queries; ``elements``, the
+    ``_elements`` as given (``code`` for every type, ``Observation.code`` for one); ``base``, the
+    URL that absolute references in the filters are read against."""
+
+    members: tuple[str, ...] | None = None
+    type_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    elements: tuple[str, ...] = ()
+    base: str = ""
+
+    def to_json(self) -> str | None:
+        if self == Selection(base=self.base):
+            return None
+        return json.dumps(
+            {
+                "members": None if self.members is None else list(self.members),
+                "type_filters": {name: list(queries) for name, queries in self.type_filters.items()},
+                "elements": list(self.elements),
+                "base": self.base,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Selection:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        members = data["members"]
+        return cls(
+            members=None if members is None else tuple(members),
+            type_filters={name: tuple(queries) for name, queries in data["type_filters"].items()},
+            elements=tuple(data["elements"]),
+            base=data["base"],
+        )
+
+    def elements_of(self, res_type: str) -> tuple[str, ...]:
+        """The elements asked of ``res_type``: the unqualified ones and those qualified with it;
+        none (the whole resource) when only other types are named."""
+        named = [_ELEMENT.fullmatch(element) for element in self.elements]
+        return tuple(m.group(2) for m in named if m is not None and m.group(1) in (None, res_type))
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A job's selection: its level (``system`` or ``patient``), patient, ``_since`` and instant."""
+    """A job's selection: its level (``system``, ``patient`` or ``group``), patient, ``_since``,
+    instant and ``Selection``."""
 
     scope: str
     patient_id: str | None
     since: datetime | None
     transaction_time: datetime
+    selection: Selection = field(default_factory=Selection)
+
+
+def type_filter(query: str) -> tuple[str, Search]:
+    """One ``_typeFilter`` value (``Observation?code=x&status=final``) as the type and the search it
+    names; 400 naming the value when it is not a search of one type this server can run."""
+    res_type, mark, text = query.partition("?")
+    if not mark or not is_resource_type(res_type):
+        raise Invalid.at("_typeFilter", f"_typeFilter {query!r} must be a search such as Observation?status=final")
+    pairs = parse_qsl(text, keep_blank_values=True)
+    shaping = [name for name, _ in pairs if name.split(":")[0] in _RESULT_PARAMETERS]
+    if shaping:
+        raise Invalid.at(
+            "_typeFilter", f"_typeFilter {query!r} may not use {shaping[0]}: it narrows, it does not shape"
+        )
+    try:
+        return res_type, parse((res_type,), pairs, strict=True, default_count=1, max_count=1)
+    except Invalid as error:
+        raise Invalid.at("_typeFilter", f"_typeFilter {query!r} is not valid: {error.diagnostics}") from None
+
+
+def check_elements(elements: tuple[str, ...]) -> None:
+    """400 naming the first ``_elements`` entry that is neither ``name`` nor ``Type.name`` of a known type."""
+    for element in elements:
+        found = _ELEMENT.fullmatch(element)
+        if found is None or (found.group(1) is not None and not is_resource_type(found.group(1))):
+            raise Invalid.at("_elements", f"_elements {element!r} is neither an element name nor Type.element")
+
+
+def shaped(job: Snapshot, res_type: str, body: str) -> str:
+    """The line exported for ``body``: the stored JSON, or its ``_elements`` subset, tagged SUBSETTED
+    as a search's ``_elements`` answer is (IG v2 export.html#query-parameters, R4 search.html#elements)."""
+    elements = job.selection.elements_of(res_type)
+    if not elements:
+        return body
+    part = subset(loads(body), None, elements)
+    return body if part is None else dumps(part).decode("utf-8")
 
 
 def _candidates(job: Snapshot, res_type: str, after: str = "") -> Select[Any]:
@@ -52,7 +153,13 @@ def _candidates(job: Snapshot, res_type: str, after: str = "") -> Select[Any]:
     if job.since is not None:
         conditions.append(r.last_updated >= job.since)
     if job.scope == "patient":
-        conditions.append(_in_compartment(res_type, job.patient_id, after))
+        conditions.append(_in_compartment(res_type, None if job.patient_id is None else (job.patient_id,), after))
+    elif job.scope == "group":
+        conditions.append(_in_compartment(res_type, job.selection.members or (), after))
+    filters = job.selection.type_filters.get(res_type)
+    if filters:
+        base = job.selection.base
+        conditions.append(or_(*(matching(type_filter(query)[1], base) for query in filters)))
     return select(r.res_type, r.res_id, version_at.label("version")).where(*conditions)
 
 
@@ -86,9 +193,11 @@ def wanted(job: Snapshot, body: str | None, last_updated: datetime | None) -> bo
     return body is not None and (job.since is None or (last_updated is not None and last_updated >= job.since))
 
 
-def _in_compartment(res_type: str, patient_id: str | None, after: str) -> ColumnElement[bool]:
-    """In the compartment of ``patient_id``, or of any patient when None (R4
+def _in_compartment(res_type: str, patients: tuple[str, ...] | None, after: str) -> ColumnElement[bool]:
+    """In the compartment of one of ``patients``, or of any patient when None (R4
     compartmentdefinition-patient.html), by the reference index of the compartment parameters."""
+    if patients == ():
+        return false()
     ref = (audit_index.view("reference") if res_type == audit_index.AUDIT_TYPE else idx_reference).c
     linked: Select[Any] = select(ref.res_id).where(
         ref.res_type == res_type,
@@ -96,10 +205,10 @@ def _in_compartment(res_type: str, patient_id: str | None, after: str) -> Column
         ref.target_type == "Patient",
         ref.res_id > after,
     )
-    if patient_id is not None:
-        linked = linked.where(ref.target_id == patient_id)
+    if patients is not None:
+        linked = linked.where(ref.target_id.in_(patients))
     if res_type != "Patient":
         return resource.c.res_id.in_(linked)
-    if patient_id is None:
+    if patients is None:
         return true()
-    return or_(resource.c.res_id == patient_id, resource.c.res_id.in_(linked))
+    return or_(resource.c.res_id.in_(patients), resource.c.res_id.in_(linked))

@@ -202,6 +202,9 @@ export_job = Table(
     Column("finished", DateTime(timezone=False)),
     # Who started the job ("token:NAME", "client:ID"): only they may poll, fetch or cancel it.
     Column("requester", String(200)),
+    # What narrows the export beyond its level and types, as JSON (``export_snapshot.Selection``):
+    # the Group's members, the ``_typeFilter`` queries, the ``_elements`` asked for.
+    Column("options", Text),
     PrimaryKeyConstraint("id", name="pk_export_job"),
     Index("ix_export_job_status", "status", "heartbeat"),
 )

@@ -4,7 +4,8 @@ request pattern, and the worker thread that runs the jobs.
 | request                                         | answer                                      |
 |-------------------------------------------------|---------------------------------------------|
 | GET/POST [base]/$export, Patient/$export,       | 202, Content-Location: the status URL       |
-| Patient/{id}/$export (Prefer: respond-async)    |                                             |
+| Patient/{id}/$export, Group/{id}/$export        |                                             |
+| (Prefer: respond-async)                         |                                             |
 | GET [base]/$export-poll-status?_jobId=          | 202 + X-Progress while running; 200 manifest|
 | DELETE [base]/$export-poll-status?_jobId=       | 202; the job and its files are gone         |
 | GET [base]/$export-file?_jobId=&file=           | 200 application/fhir+ndjson                 |
@@ -14,6 +15,12 @@ Jobs and files live in the database (``fhir_twin.store.export_jobs``); each serv
 A job belongs to the client that kicked it off: to any other its status URL and files answer
 404, as for a job that never was (IG v2 export.html: "the server SHALL limit the data returned
 to only those resources that the requestor is authorized to access").
+
+A Group export is the Patient-level export of the Group's members at kick-off: each
+``Group.member.entity`` that is a Patient, leaving out members flagged ``inactive`` (R4
+group.html: "no longer in the group"). ``_typeFilter`` narrows its type (repeats OR-ed),
+``_elements`` subsets every line; ``includeAssociatedData`` is not supported: refused, or ignored
+with a warning when lenient (IG v2 export.html#query-parameters).
 """
 
 from __future__ import annotations
@@ -26,15 +33,16 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
-from fhir_twin.errors import FhirError, Invalid, NotFound
+from fhir_twin.errors import FhirError, Invalid, Issue, NotFound
 from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_range
-from fhir_twin.fhir.outcome import information
+from fhir_twin.fhir.outcome import information, operation_outcome
 from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
 from fhir_twin.store import export_jobs as store
+from fhir_twin.store.export_snapshot import Selection, check_elements, type_filter
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, wake, worker_repository
 
@@ -43,28 +51,43 @@ log = logging.getLogger("fhir_twin.export")
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 NDJSON = "application/fhir+ndjson"
 POLL_INTERVAL = 2.0
-_KICK_OFF_PARAMETERS = ("_outputFormat", "_type", "_since")
+_KICK_OFF_PARAMETERS = ("_outputFormat", "_type", "_since", "_typeFilter", "_elements", "includeAssociatedData")
+_LEVELS = "[base]/$export, [base]/Patient/$export, [base]/Patient/{id}/$export and [base]/Group/{id}/$export"
 # IG v2 export.html#query-parameters: _since is a FHIR instant (seconds and a time zone required).
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 def kick_off(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
-    """Queue an export and answer 202 with the status URL (IG v2 export.html#bulk-data-kick-off-request)."""
-    if res_type not in (None, "Patient"):
-        raise NotFound("$export is offered at [base]/$export, [base]/Patient/$export and [base]/Patient/{id}/$export")
+    """Queue an export and answer 202 with the status URL (IG v2 export.html#bulk-data-kick-off-request).
+
+    What a lenient request asked for and the server leaves out is named in the 202's
+    OperationOutcome, as warnings."""
+    if res_type not in (None, "Patient", "Group") or (res_type == "Group" and res_id is None):
+        raise NotFound(f"$export is offered at {_LEVELS}")
     if request.prefer("respond-async") is None:
         raise Invalid("$export is asynchronous: send the header 'Prefer: respond-async'")
     lenient = request.prefer("handling") == "lenient"
     given = parameters(request)
+    ignored: list[Issue] = []
     unsupported = sorted({name for name, _ in given if name not in _KICK_OFF_PARAMETERS})
     if unsupported and not lenient:
         raise Invalid.at(unsupported[0], f"$export does not support the parameter {unsupported[0]!r}")
+    ignored += [
+        _ignored(name, f"$export does not support the parameter {name!r}; it was ignored") for name in unsupported
+    ]
     for value in _values(given, "_outputFormat"):
         if value.replace(" ", "+") not in OUTPUT_FORMATS:
             raise Invalid.at("_outputFormat", f"_outputFormat {value!r} is not supported; use {NDJSON}")
     types = _types(given, patient_level=res_type is not None, lenient=lenient)
     since = _since(given)
-    if res_id is not None:
+    ignored += _associated_data(given, lenient)
+    type_filters = _type_filters(given)
+    elements = tuple(name.strip() for value in _values(given, "_elements") for name in value.split(",") if name.strip())
+    check_elements(elements)
+    members = None
+    if res_type == "Group":
+        members = _members(context.repository, str(res_id), request.base)
+    elif res_id is not None:
         with context.repository.transaction() as tx:
             current = tx.current("Patient", res_id)
         if current is None or current.deleted:
@@ -75,14 +98,65 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
         transaction_time=now(),
         types=types,
         since=since,
-        scope="system" if res_type is None else "patient",
+        scope="system" if res_type is None else "group" if res_type == "Group" else "patient",
         patient_id=res_id,
         requester=_requester(),
+        selection=Selection(members, type_filters, elements, request.base),
     )
     wake(context.repository, ExportWorker)
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
-    outcome = information(f"Export job {job_id} is queued; poll {status_url}")
-    return Response(202, {"Content-Location": status_url}, outcome)
+    queued = Issue("informational", f"Export job {job_id} is queued; poll {status_url}", "information")
+    return Response(202, {"Content-Location": status_url}, operation_outcome([queued, *ignored]))
+
+
+def _ignored(name: str, message: str) -> Issue:
+    return Issue("not-supported", message, "warning", (name,))
+
+
+def _associated_data(given: list[tuple[str, object]], lenient: bool) -> list[Issue]:
+    """``includeAssociatedData`` (IG v2 export.html#query-parameters): this server keeps no
+    Provenance for what it stores, so it offers none of the values. Refused naming the value,
+    or with ``Prefer: handling=lenient`` ignored and named in a warning."""
+    named = [
+        code.strip() for value in _values(given, "includeAssociatedData") for code in value.split(",") if code.strip()
+    ]
+    if named and not lenient:
+        message = f"includeAssociatedData {named[0]!r} is not supported by this server"
+        raise Invalid.at("includeAssociatedData", message, "not-supported")
+    return [
+        _ignored(
+            "includeAssociatedData", f"includeAssociatedData {code!r} is not supported by this server; it was ignored"
+        )
+        for code in named
+    ]
+
+
+def _type_filters(given: list[tuple[str, object]]) -> dict[str, tuple[str, ...]]:
+    """``_typeFilter`` queries by the type each searches; repeats for one type are OR-ed
+    (IG v2 export.html#_typefilter-experimental-query-parameter). A bad one is a 400 naming it."""
+    filters: dict[str, list[str]] = {}
+    for value in _values(given, "_typeFilter"):
+        res_type, _ = type_filter(value)
+        filters.setdefault(res_type, []).append(value)
+    return {name: tuple(queries) for name, queries in filters.items()}
+
+
+def _members(repository: Repository, group_id: str, base: str) -> tuple[str, ...]:
+    """The ids of the Patients a Group lists as active members (R4 group.html: ``member.entity``,
+    ``member.inactive``); 404 for a Group that is not known. Members of other types (a nested
+    Group, a Device) have no Patient compartment and export nothing."""
+    with repository.transaction() as tx:
+        current = tx.current("Group", group_id)
+    if current is None or current.deleted or current.body is None:
+        raise NotFound(f"Group/{group_id} is not known")
+    group = json.loads(current.body)
+    found: list[str] = []
+    for member in group.get("member", []):
+        reference = str((member.get("entity") or {}).get("reference", "")).removeprefix(f"{base}/")
+        kind, _, patient_id = reference.partition("/")
+        if kind == "Patient" and patient_id and "/" not in patient_id and member.get("inactive") is not True:
+            found.append(patient_id)
+    return tuple(dict.fromkeys(found))
 
 
 def poll_status(context: Context, request: Request, _res_type: str | None, _res_id: str | None) -> Response:
@@ -231,6 +305,7 @@ EXPORT = Operation(
     methods=frozenset({"GET", "POST"}),
     handler=kick_off,
     definition="http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    types=frozenset({"Patient", "Group"}),
     permission=EXPORTS,
 )
 EXPORT_POLL_STATUS = Operation(
