@@ -6,8 +6,10 @@ from fhir_twin.interactions.operations import Operation
 from fhir_twin.interactions.operations.everything import EVERYTHING
 from fhir_twin.interactions.operations.export import EXPORT, EXPORT_FILE, EXPORT_POLL_STATUS
 from fhir_twin.interactions.operations.lastn import LASTN
+from fhir_twin.interactions.operations.subscription_status import SUBSCRIPTION_STATUS
 from fhir_twin.interactions.operations.validate import VALIDATE
 
 OPERATIONS: dict[str, Operation] = {
-    operation.name: operation for operation in (VALIDATE, EVERYTHING, LASTN, EXPORT, EXPORT_POLL_STATUS, EXPORT_FILE)
+    operation.name: operation
+    for operation in (VALIDATE, EVERYTHING, LASTN, EXPORT, EXPORT_POLL_STATUS, EXPORT_FILE, SUBSCRIPTION_STATUS)
 }

@@ -38,6 +38,7 @@ __all__ = [
     "Group",
     "Selector",
     "check_expression",
+    "check_syntax",
     "compile_expression",
     "engine_selector",
     "fast_selector",
@@ -63,6 +64,16 @@ def check_expression(expression: str, base: str) -> None:
     fhirpathpy's own parser recovers from syntax errors, so ``a.where(`` would otherwise pass
     and fail (or select nothing) only when a resource is evaluated — too late for a mapping file.
     """
+    check_syntax(expression)
+    empty = {"resourceType": base}
+    try:
+        compile_expression(expression, base)(empty, empty)
+    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
+        raise ValueError(str(error)) from None
+
+
+def check_syntax(expression: str) -> None:
+    """Raise ValueError unless ``expression`` parses strictly as FHIRPath."""
     lexer = FHIRPathLexer(InputStream(expression))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_Refuse())
@@ -76,8 +87,3 @@ def check_expression(expression: str, base: str) -> None:
         raise ValueError(f"not a FHIRPath expression: {error}") from None
     if tokens.LA(1) != Token.EOF:
         raise ValueError(f"unexpected {tokens.LT(1).text!r} at character {tokens.LT(1).column + 1}")
-    empty = {"resourceType": base}
-    try:
-        compile_expression(expression, base)(empty, empty)
-    except Exception as error:  # fhirpathpy raises plain Exceptions for arity and type errors
-        raise ValueError(str(error)) from None
