@@ -46,8 +46,9 @@ class Backport:
 
 
 def is_topic_based(subscription: dict[str, Any]) -> bool:
-    """A topic-based Subscription names a topic's canonical URL where R4 has a search."""
-    return "://" in str(subscription.get("criteria") or "").partition("?")[0]
+    """A topic-based Subscription names a topic's canonical URL (``http:``, ``urn:``…) where R4
+    has a search, which starts with a resource type and so has no ``:`` before its ``?``."""
+    return ":" in str(subscription.get("criteria") or "").partition("?")[0]
 
 
 def backport(subscription: dict[str, Any]) -> Backport | None:

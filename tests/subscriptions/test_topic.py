@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,29 +17,12 @@ from flask.testing import FlaskClient
 from tests.subscriptions.receiver import Receiver, eventually
 
 IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
-TOPIC_URL = "http://example.org/fhir-twin/SubscriptionTopic/news2-high"
 FHIR_JSON = "application/fhir+json"
-
-# High NEWS2 RiskAssessments: created high, or updated from not high to high.
-NEWS2_HIGH: dict[str, Any] = {
-    "resourceType": "SubscriptionTopic",
-    "url": TOPIC_URL,
-    "status": "active",
-    "title": "NEWS2 high",
-    "resourceTrigger": [
-        {
-            "resource": "http://hl7.org/fhir/StructureDefinition/RiskAssessment",
-            "supportedInteraction": ["create", "update"],
-            "queryCriteria": {
-                "previous": "method=news2&risk:not=high",
-                "resultForCreate": "test-passes",
-                "current": "method=news2&risk=high",
-                "requireBoth": True,
-            },
-        }
-    ],
-    "canFilterBy": [{"resource": "RiskAssessment", "filterParameter": "subject"}],
-}
+# The shipped topic: a NEWS2 RiskAssessment created high, or updated from another band to high.
+NEWS2_HIGH: dict[str, Any] = json.loads(
+    (Path(__file__).parents[2] / "fixtures" / "subscription-topics" / "news2-high.json").read_text(encoding="utf-8")
+)
+TOPIC_URL = NEWS2_HIGH["url"]
 
 
 @pytest.fixture
@@ -51,9 +35,11 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def client(make_app: Callable[..., Flask]) -> FlaskClient:
     client = make_app(subscription_retry_delay_ms=50, subscription_max_attempts=20).test_client()
-    assert client.post("/fhir/SubscriptionTopic", json=NEWS2_HIGH).status_code == 201
+    assert client.put("/fhir/SubscriptionTopic/news2-high", json=NEWS2_HIGH).status_code == 201
     for patient in ("sick", "calm"):
-        assert client.put(f"/fhir/Patient/{patient}", json={"resourceType": "Patient", "id": patient}).status_code == 201
+        assert (
+            client.put(f"/fhir/Patient/{patient}", json={"resourceType": "Patient", "id": patient}).status_code == 201
+        )
     return client
 
 
@@ -295,7 +281,7 @@ def test_status_reports_topic_based_subscriptions(client: FlaskClient, receiver:
 
 def test_heartbeats_are_sent_when_idle(make_app: Callable[..., Flask], receiver: Receiver) -> None:
     client = make_app().test_client()
-    create(client, NEWS2_HIGH)
+    assert client.put("/fhir/SubscriptionTopic/news2-high", json=NEWS2_HIGH).status_code == 201
     heartbeat = [{"url": IG + "backport-heartbeat-period", "valueUnsignedInt": 1}]
     create(client, subscription(receiver.url, "empty", extension=heartbeat))
     eventually(lambda: len(of_type(receiver, "heartbeat")) >= 2, timeout=10)
