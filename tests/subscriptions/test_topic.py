@@ -297,3 +297,26 @@ def test_the_capability_statement_offers_topics_and_status(client: FlaskClient) 
     subscription_resource = resources["Subscription"]
     assert "status" in {item["name"] for item in subscription_resource["operation"]}
     assert IG + "backport-subscription" in subscription_resource["supportedProfile"]
+
+
+def test_a_rolled_back_write_takes_no_event_number(client: FlaskClient, receiver: Receiver) -> None:
+    create(client, subscription(receiver.url, "id-only"))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": assessment("sick", "high"), "request": {"method": "POST", "url": "RiskAssessment"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": "nonsense"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    }
+    assert client.post("/fhir", json=bundle).status_code == 400
+    kept = create(client, assessment("sick", "high"))
+    eventually(lambda: len(of_type(receiver, "event-notification")) == 1)
+    time.sleep(0.3)
+    [notification] = of_type(receiver, "event-notification")
+    event = notification["entry"][0]["resource"]["notificationEvent"][0]
+    assert event["eventNumber"] == "1"
+    assert event["focus"]["reference"].endswith(f"/RiskAssessment/{kept['id']}")
