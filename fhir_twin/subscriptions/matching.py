@@ -67,7 +67,7 @@ class SubscriptionMatcher:
     ) -> None:
         if version.res_type in ("Subscription", "SubscriptionTopic"):
             tx.after_commit(self.forget)
-        if version.res_type == "Subscription" and resource is not None and handshake(tx, version, resource):
+        if version.res_type == "Subscription" and not version.deleted and handshake(tx, version, _body(version)):
             tx.after_commit(self._wake)
         topic_watches = self._active(tx)[1].get(version.res_type)
         if topic_watches and self._notify_topics(tx, version, resource, topic_watches):

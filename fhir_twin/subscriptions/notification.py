@@ -25,10 +25,10 @@ from fhir_twin.store.version import Version
 _REQUEST_METHODS = {"POST": "POST", "PUT": "PUT", "PATCH": "PATCH", "DELETE": "DELETE"}
 
 
-def handshake(tx: DatabaseTransaction, version: Version, subscription: dict[str, Any]) -> bool:
+def handshake(tx: DatabaseTransaction, version: Version, subscription: dict[str, Any] | None) -> bool:
     """Owe a handshake, and count events from zero, when a topic-based Subscription becomes
     active (created so, or changed to it); True when one is owed."""
-    if not is_topic_based(subscription) or subscription.get("status") != "active":
+    if subscription is None or not is_topic_based(subscription) or subscription.get("status") != "active":
         return False
     before = tx.version(version.res_type, version.res_id, version.version - 1)
     if before is not None and before.body is not None and json.loads(before.body).get("status") == "active":

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.ml.doctor_data import NEWS2_VECTORS, ago, news2_set
 from tests.subscriptions.receiver import Receiver, eventually
 
 IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -320,3 +321,33 @@ def test_a_rolled_back_write_takes_no_event_number(client: FlaskClient, receiver
     event = notification["entry"][0]["resource"]["notificationEvent"][0]
     assert event["eventNumber"] == "1"
     assert event["focus"]["reference"].endswith(f"/RiskAssessment/{kept['id']}")
+
+
+def test_the_doctors_high_news2_fires_the_shipped_topic(client: FlaskClient, receiver: Receiver) -> None:
+    """The typical use: the Digital Doctor records a high NEWS2 from the vital signs written, and
+    the ward subscribed to the shipped topic is sent it; the calm patient's is not sent."""
+    create(client, subscription(receiver.url, "full-resource"))
+    for patient_id, vitals in (("calm", NEWS2_VECTORS[0][0]), ("sick", NEWS2_VECTORS[3][0])):
+        for observation in news2_set(patient_id, vitals, ago(minutes=10)):
+            create(client, observation)
+
+    def final() -> int:
+        found = client.get("/fhir/RiskAssessment?method=news2").get_json().get("entry", [])
+        return sum(entry["resource"]["status"] == "final" for entry in found)
+
+    eventually(lambda: final() == 2)  # the Doctor is done with both patients
+
+    def high() -> list[str]:
+        found = client.get("/fhir/RiskAssessment?method=news2&risk=high").get_json()
+        return [entry["resource"]["id"] for entry in found.get("entry", [])]
+
+    eventually(lambda: bool(high()) and len(of_type(receiver, "event-notification")) >= len(high()), timeout=30)
+    time.sleep(0.3)
+    notified = [found["entry"][1]["resource"] for found in of_type(receiver, "event-notification")]
+    assert {assessment["id"] for assessment in notified} == set(high())
+    assert {assessment["subject"]["reference"] for assessment in notified} == {"Patient/sick"}
+    numbers = [
+        found["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"]
+        for found in of_type(receiver, "event-notification")
+    ]
+    assert numbers == [str(n) for n in range(1, len(numbers) + 1)]
