@@ -39,6 +39,8 @@ def unsupported(search: Search) -> str | None:
                 return "_has and compartment criteria"
             code = criterion.parameter.code
             kind = criterion.parameter.type
+            if code.startswith("_"):
+                return f"{code} (searched from the resource table, not from a body)"
             if criterion.chain is not None or criterion.missing is not None:
                 return f"{code} (chains and :missing)"
             if kind not in _MODIFIERS:

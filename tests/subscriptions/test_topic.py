@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.ml.doctor_data import NEWS2_VECTORS, ago, news2_set
+from tests.ml.doctor_data import NEWS2_VECTORS, ago, news2_set, patient
 from tests.subscriptions.receiver import Receiver, eventually
 
 IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -37,10 +37,8 @@ def receiver() -> Iterator[Receiver]:
 def client(make_app: Callable[..., Flask]) -> FlaskClient:
     client = make_app(subscription_retry_delay_ms=50, subscription_max_attempts=20).test_client()
     assert client.put("/fhir/SubscriptionTopic/news2-high", json=NEWS2_HIGH).status_code == 201
-    for patient in ("sick", "calm"):
-        assert (
-            client.put(f"/fhir/Patient/{patient}", json={"resourceType": "Patient", "id": patient}).status_code == 201
-        )
+    for patient_id in ("sick", "calm"):
+        assert client.put(f"/fhir/Patient/{patient_id}", json=patient(patient_id)).status_code == 201
     return client
 
 
@@ -112,6 +110,11 @@ def test_topics_are_stored_and_searched_by_url_and_status(client: FlaskClient) -
             {"resourceTrigger": [{"resource": "Patient", "queryCriteria": {"current": "birthdate=gt2000"}}]},
             "SubscriptionTopic.resourceTrigger[0].queryCriteria.current",
             "birthdate",
+        ),
+        (
+            {"resourceTrigger": [{"resource": "Patient", "queryCriteria": {"previous": "_id=p1"}}]},
+            "SubscriptionTopic.resourceTrigger[0].queryCriteria.previous",
+            "_id",
         ),
         (
             {"resourceTrigger": [{"resource": "Patient", "fhirPathCriteria": "%current.where("}]},
