@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -81,7 +82,10 @@ def create(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def bundles(receiver: Receiver) -> list[dict[str, Any]]:
-    return [json.loads(got.body) for got in receiver.received]
+    found = [json.loads(got.body) for got in receiver.received]
+    for notification in found:
+        Bundle.model_validate(notification)  # a valid R4B Bundle, SubscriptionStatus included
+    return found
 
 
 def of_type(receiver: Receiver, kind: str) -> list[dict[str, Any]]:
@@ -259,6 +263,7 @@ def test_status_reports_topic_based_subscriptions(client: FlaskClient, receiver:
     eventually(lambda: len(of_type(receiver, "event-notification")) == 1)
 
     found = client.get(f"/fhir/Subscription/{stored['id']}/$status").get_json()
+    Bundle.model_validate(found)
     assert found["type"] == "searchset" and found["total"] == 1
     status = found["entry"][0]["resource"]
     assert status["type"] == "query-status"
