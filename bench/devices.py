@@ -1,31 +1,46 @@
-"""Device messages over MQTT into the server: sustained messages per second with zero loss, and
-p50/p95 latency from MQTT publish to the Observations committed.
+"""Device messages over MQTT into the server, the whole loop: sustained readings and messages per
+second with zero loss, and p50/p95 latency from MQTT publish to (a) the Observations committed,
+(b) the NEWS2 RiskAssessment stored that first reflects them and (c) that RiskAssessment's
+rest-hook notification received.
 
-Starts an app on a fresh database (SQLite by default) with its bridge on the local broker under a
-topic prefix of its own, admits ``--patients`` patients with monitors, publishes ``--messages``
-monitor messages (six readings each) at ``--rate`` messages/s (0: as fast as possible) and waits
-for every one to be committed; then counts the Observations stored.
+Starts an app on a fresh database (SQLite by default) with everything on (twin, Digital Doctor,
+audit trail) and its bridge on the local broker under a topic prefix of its own; subscribes a local
+HTTP receiver to ``RiskAssessment?method=news2`` (rest-hook, the resource as payload); admits
+``--patients`` patients with monitors and publishes ``--messages`` monitor messages (six readings
+each) at ``--rate`` messages/s (0: as fast as possible, for throughput; a rate below capacity for
+latency). It waits for every message to be committed, then for the Doctor and the notifications
+to settle, and counts the Observations stored: six per message, or it exits 1.
 
-    python bench/devices.py --messages 2000
+A message's assessment is the first NEWS2 RiskAssessment whose ``basis`` holds one of its
+Observations; a message superseded by a newer one of its patient before the Doctor got to it has
+none (the Doctor assesses a patient's latest set), and is counted as such.
+
+    python bench/devices.py --messages 3000                  # throughput
+    python bench/devices.py --messages 3000 --rate 170       # latency at about 1,000 readings/s
     python bench/devices.py --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from ingest import fresh_database
 
 from fhir_twin.app import create_app, services_of
-from fhir_twin.devices.bridge import Delivery
+from fhir_twin.devices.bridge import Delivery, mqtt_address
 from fhir_twin.devices.simulation import SimulatedMonitor, admission
 from fhir_twin.interactions.message import Request
 from fhir_twin.security.context import acting_as
@@ -39,69 +54,184 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=0, help="messages per second (0: as fast as possible)")
+    parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N of the bridge's writes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, fresh_database(args.database, folder) as url:
         run(url, args)
 
 
+class Receiver:
+    """A local rest-hook endpoint: when each notification arrived, and its RiskAssessment."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.received.append((time.time(), json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
 def run(url: str, args: argparse.Namespace) -> None:
     prefix = f"bench-{uuid.uuid4().hex[:8]}/"
-    app = create_app({"database_url": url, "auth_mode": "none", "audit": False, "doctor": False})
+    app = create_app({"database_url": url, "auth_mode": "none"})
     services = services_of(app)
+    client = app.test_client()
+    receiver = Receiver()
+    subscription = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "bench",
+        "criteria": "RiskAssessment?method=news2",
+        "channel": {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"},
+    }
+    assert client.post("/fhir/Subscription", json=subscription).status_code == 201
     monitors = []
     for index in range(args.patients):
         monitor = SimulatedMonitor(f"bench-{index}")
         with acting_as(DEVICES):
             services.interactions.route(Request("POST", "", "", body=admission(monitor.device_id, f"Bench {index}")))
         monitors.append(monitor)
-    bridge = services.device_bridge(args.broker, prefix, client_id="")
-    committed: list[float] = []
+    bridge = services.device_bridge(args.broker, prefix, client_id="", shared_group="")
+    committed: dict[str, float] = {}
     published: dict[str, float] = {}
-    latencies: list[float] = []
-    lock = threading.Lock()
     write = bridge.write
 
+    profile = cProfile.Profile()
+
     def timed(batch: list[Delivery]) -> None:
-        write(batch)
+        if args.profile:
+            profile.runcall(write, batch)
+        else:
+            write(batch)
         done = time.time()
-        with lock:
-            for delivery in batch:
-                latencies.append(done - published[json.loads(delivery.payload)["time"]])
-                committed.append(done)
+        for delivery in batch:
+            committed[_instant(json.loads(delivery.payload)["time"])] = done
 
     bridge.write = timed  # type: ignore[method-assign]
     bridge.start()
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     publisher.max_inflight_messages_set(1000)
-    publisher.connect("127.0.0.1", 1883)
+    publisher.connect(*mqtt_address(args.broker))
     publisher.loop_start()
     started = time.time()
     for number in range(args.messages):
         monitor = monitors[number % len(monitors)]
         # Each message a distinct reading time (a millisecond apart), so none is folded as a duplicate.
         message = monitor.message(started + number / 1000)
-        published[message["time"]] = time.time()
+        published[_instant(message["time"])] = time.time()
         publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
         if args.rate:
             time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
-    deadline = time.time() + 120
-    while len(committed) < args.messages and time.time() < deadline:
-        time.sleep(0.05)
-    elapsed = max(committed) - started if committed else float("nan")
+    _until(lambda: len(committed) >= args.messages, 300)
+    elapsed = max(committed.values()) - started if committed else float("nan")
     publisher.disconnect()
     publisher.loop_stop()
     bridge.stop()
-    client = app.test_client()
-    stored = client.get("/fhir/Observation?_summary=count").json["total"]
-    quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [float("nan")] * 19
-    print(f"database: {url.split(':')[0]}, {args.patients} monitors, {args.messages} messages (6 readings each)")
-    print(f"committed {len(committed)}/{args.messages} messages, {stored}/{6 * args.messages} Observations stored")
+    # The Doctor and the notifications settle: no new assessment for 2 s, and each one notified.
+    stored = _news2(client)
+    while True:
+        time.sleep(2)
+        again = _news2(client)
+        if again == stored:
+            break
+        stored = again
+    _until(lambda: len(receiver.received) >= stored, 60)
+    observations = client.get("/fhir/Observation?_summary=count").json["total"]
+    times = _effective_times(client)
+    to_stored: list[float] = []
+    to_notified: list[float] = []
+    assessed: set[str] = set()
+    for arrived, assessment in sorted(receiver.received, key=lambda pair: pair[0]):
+        # The newest message the assessment reflects that no earlier assessment did.
+        moments = {
+            times.get(ref["reference"].split("/")[1], "")
+            for ref in assessment.get("basis", [])
+            if ref["reference"].startswith("Observation/")
+        } - assessed
+        moments &= published.keys()
+        if not moments:
+            continue
+        assessed |= moments
+        newest = max(moments, key=lambda moment: published[moment])
+        to_stored.append(_epoch(assessment["meta"]["lastUpdated"]) - published[newest])
+        to_notified.append(arrived - published[newest])
+    to_committed = [committed[moment] - published[moment] for moment in committed]
+    print(
+        f"database: {url.split(':')[0]}, {args.patients} monitors, {args.messages} messages (6 readings each), "
+        f"rate {args.rate or 'as fast as possible'}"
+    )
+    print(
+        f"committed {len(committed)}/{args.messages} messages, {observations}/{6 * args.messages} Observations stored"
+    )
     print(f"sustained: {len(committed) / elapsed:.0f} messages/s, {6 * len(committed) / elapsed:.0f} readings/s")
-    print(f"publish to committed: p50 {quantiles[9] * 1000:.0f} ms, p95 {quantiles[18] * 1000:.0f} ms")
+    print(f"publish to Observations committed: {_p50_p95(to_committed)} ({len(to_committed)} messages)")
+    print(
+        f"publish to NEWS2 RiskAssessment stored: {_p50_p95(to_stored)} ({len(to_stored)} messages assessed, "
+        f"{stored} assessments, the other messages superseded before the Doctor's pass)"
+    )
+    print(f"publish to notification received: {_p50_p95(to_notified)} ({len(receiver.received)} notifications)")
     print(f"bridge counts: {dict(bridge.counts)}")
+    if args.profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
+    receiver.server.shutdown()
     services.repository.engine.dispose()
-    if stored != 6 * args.messages:
+    if observations != 6 * args.messages:
         sys.exit("loss or duplication: the stored Observations are not six per message")
+
+
+def _instant(text: str) -> str:
+    """A reading time as the bridge stores it (UTC, milliseconds, ``Z``)."""
+    return datetime.fromisoformat(text).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _news2(client: Any) -> int:
+    return int(client.get("/fhir/RiskAssessment?method=news2&_summary=count").json["total"])
+
+
+def _effective_times(client: Any) -> dict[str, str]:
+    """Each Observation's id and reading time, page by page."""
+    times: dict[str, str] = {}
+    link = "/fhir/Observation?_elements=effectiveDateTime&_count=1000"
+    while link:
+        bundle = client.get(link).json
+        for entry in bundle.get("entry", []):
+            if "effectiveDateTime" in entry["resource"]:
+                times[entry["resource"]["id"]] = _instant(entry["resource"]["effectiveDateTime"])
+        following = [item["url"] for item in bundle.get("link", []) if item["relation"] == "next"]
+        link = "/fhir/" + following[0].split("/fhir/", 1)[1] if following else ""
+    return times
+
+
+def _until(condition: Any, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def _p50_p95(values: list[float]) -> str:
+    if len(values) < 2:
+        return "p50 - ms, p95 - ms"
+    quantiles = statistics.quantiles(values, n=20)
+    return f"p50 {quantiles[9] * 1000:.0f} ms, p95 {quantiles[18] * 1000:.0f} ms"
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ class Config:
     # HMAC, so a database editor without the key cannot forge it.
     audit: bool = True
     audit_key: str = ""
+    # Where the key ``fhir-twin serve`` generates at first start is kept when ``audit_key`` is not
+    # given (default: ``audit.key`` in the data directory), and where ``fhir-twin audit anchor``
+    # appends the chain's signed checkpoints and ``audit verify`` reads them (default:
+    # ``audit-anchors.jsonl`` there).
+    audit_key_file: str = ""
+    audit_anchor_file: str = ""
     # Origins allowed to call the API from a browser (comma-separated, or "*"); none by default.
     cors_origins: str = ""
     # Search parameters the server does not know: "strict" refuses them (400), "lenient" ignores
@@ -76,11 +82,19 @@ class Config:
     mqtt_url: str = ""
     mqtt_topic_prefix: str = "fhir-twin/"
     mqtt_client_id: str = "fhir-twin-bridge"
+    # The MQTT shared subscription group the bridges on one broker form ($share/{group}/...): each
+    # message goes to one of them (none: every bridge takes every message).
+    mqtt_shared_group: str = "fhir-twin"
     # Subscriptions (rest-hook): how long a receiver may take to answer, the delay before the first
     # retry (doubled at each further failure), and the failures after which one goes to ``error``.
     subscription_timeout_ms: int = 10_000
     subscription_retry_delay_ms: int = 1_000
     subscription_max_attempts: int = 5
+    # Subscriptions (websocket): the port of the websocket server (0: none; websocket Subscriptions
+    # are stored but no client can bind), run by the process that builds the app, and its address
+    # (``fhir-twin serve`` sets it to its ``--host``).
+    websocket_port: int = 0
+    websocket_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.search_handling not in SEARCH_HANDLING:
@@ -91,8 +105,20 @@ class Config:
         """The database URL, or the embedded SQLite file under ``data_dir``."""
         if self.database_url:
             return self.database_url
-        data_dir = Path(self.data_dir) if self.data_dir else default_data_dir()
-        return f"sqlite:///{data_dir / 'fhir-twin.db'}"
+        return f"sqlite:///{self.resolved_data_dir / 'fhir-twin.db'}"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return Path(self.audit_key_file) if self.audit_key_file else self.resolved_data_dir / "audit.key"
+
+    @property
+    def resolved_audit_anchor_file(self) -> Path:
+        default = self.resolved_data_dir / "audit-anchors.jsonl"
+        return Path(self.audit_anchor_file) if self.audit_anchor_file else default
 
     @property
     def resolved_mappings_dir(self) -> Path:
@@ -104,7 +130,8 @@ class Config:
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None) -> Config:
-        """Defaults, then ``FHIR_TWIN_*`` variables, then explicit ``overrides``."""
+        """Defaults, then ``FHIR_TWIN_*`` variables, then explicit ``overrides``; without an
+        ``audit_key``, the one kept in ``audit_key_file`` if there is one."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = os.environ.get(ENV_PREFIX + f.name.upper())
@@ -117,6 +144,9 @@ class Config:
             if unknown:
                 raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
             config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if not config.audit_key and config.resolved_audit_key_file.is_file():
+            # The key ``fhir-twin serve`` generated (audit/key.py): every command chains and verifies with it.
+            config = replace(config, audit_key=config.resolved_audit_key_file.read_text(encoding="ascii").strip())
         return config
 
 

@@ -24,10 +24,12 @@ from fhir_twin.security.context import acting_as
 from fhir_twin.security.discovery import rest_security
 from fhir_twin.security.principal import Principal
 from fhir_twin.store.database import make_engine, migrate
+from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
 from fhir_twin.subscriptions.matching import SubscriptionMatcher
+from fhir_twin.subscriptions.websocket import WebsocketChannel
 from fhir_twin.twin.mapping import Mapping
 from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
@@ -67,6 +69,9 @@ class Services:
     # that receives them (run by the process that builds the app: gunicorn's master, one per server).
     device_kinds: dict[str, DeviceKind]
     bridge: DeviceBridge | None
+    # With ``workers`` and ``websocket_port``: the websocket Subscriptions' server (in the process
+    # that builds the app, as the bridge), pinging the sockets bound to it.
+    websocket: WebsocketChannel | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -77,10 +82,18 @@ class Services:
             worker.start()
         if self.bridge is not None and not self.bridge.running:
             self.bridge.start()
+        if self.websocket is not None and not self.websocket.running:
+            self.websocket.start()
 
-    def device_bridge(self, url: str, prefix: str, client_id: str = "") -> DeviceBridge:
-        """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``."""
-        return _device_bridge(self.interactions, self.device_kinds, self.config.base_url, url, prefix, client_id)
+    def device_bridge(
+        self, url: str, prefix: str, client_id: str = "", shared_group: str | None = None
+    ) -> DeviceBridge:
+        """A bridge from the broker at ``url`` into this server, writing as ``DEVICES``, in the
+        shared subscription group ``shared_group`` (by default the setting ``mqtt_shared_group``)."""
+        group = self.config.mqtt_shared_group if shared_group is None else shared_group
+        return _device_bridge(
+            self.interactions, self.repository, self.device_kinds, self.config.base_url, url, prefix, client_id, group
+        )
 
     def ensure_running(self) -> None:
         """Resume the worker threads paused by a fork or by disposing the engine."""
@@ -115,11 +128,13 @@ def build(config: Config, *, workers: bool = True) -> Services:
     bridge = (
         _device_bridge(
             interactions,
+            repository,
             device_kinds,
             config.base_url,
             config.mqtt_url,
             config.mqtt_topic_prefix,
             config.mqtt_client_id,
+            config.mqtt_shared_group,
         )
         if workers and config.mqtt_url
         else None
@@ -144,17 +159,31 @@ def build(config: Config, *, workers: bool = True) -> Services:
         ),
         device_kinds=device_kinds,
         bridge=bridge,
+        websocket=(
+            WebsocketChannel(repository, authenticator, interactions.route, config)
+            if workers and config.websocket_port
+            else None
+        ),
     )
 
 
 def _device_bridge(
-    router: Interactions, kinds: dict[str, DeviceKind], base: str, url: str, prefix: str, client_id: str
+    router: Interactions,
+    repository: Repository,
+    kinds: dict[str, DeviceKind],
+    base: str,
+    url: str,
+    prefix: str,
+    client_id: str,
+    shared_group: str,
 ) -> DeviceBridge:
     def as_devices(request: Request) -> Response:
         with acting_as(DEVICES):
             return router.route(request)
 
-    return DeviceBridge(kinds, as_devices, base, url, prefix, client_id)
+    return DeviceBridge(
+        kinds, as_devices, DeviceWindows(repository), base, url, prefix, client_id, shared_group=shared_group
+    )
 
 
 def _doctor_worker(

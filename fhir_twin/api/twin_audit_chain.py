@@ -1,6 +1,6 @@
 """The audit chain's state in the twin API: its head and its last verification, and a
-verification run now (``audit.trail.verify_recorded``, as ``fhir-twin audit verify`` runs it).
-A broken chain is shown as found, with the problem in words."""
+verification run now against the latest signed checkpoint (``audit.anchor.verify``, as
+``fhir-twin audit verify`` runs it). A broken chain is shown as found, with the problem in words."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from fhir_twin.audit.trail import head, verify_recorded
+from fhir_twin.audit.trail import head
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security.context import current
@@ -25,9 +25,19 @@ def chain_blueprint(repository: Repository, config: Config) -> Blueprint:
 
     @blueprint.post("/twin/audit/chain/verify")
     def verify() -> Response:
+        # Checkpoints' signatures (cryptography) are loaded by the first verification, not at start.
+        from fhir_twin.audit import anchor
+
         principal = current()
-        verify_recorded(repository, config.audit_key, principal.name if principal is not None else "anonymous")
-        return jsonify(_state(repository))
+        by = principal.name if principal is not None else "anonymous"
+        _verdict, checkpoint = anchor.verify(repository, config.audit_key, config.resolved_audit_anchor_file, by)
+        state = _state(repository)
+        state["checkpoint"] = (
+            {"seq": checkpoint.seq, "hash": checkpoint.hash, "count": checkpoint.count, "at": checkpoint.at}
+            if checkpoint is not None
+            else None
+        )
+        return jsonify(state)
 
     return blueprint
 

@@ -53,7 +53,11 @@ def head(repository: Repository) -> Anchor | None:
 def verify_recorded(repository: Repository, key: str, by: str, anchor: Anchor | None = None) -> Verdict:
     """``verify_trail``, its result kept (``store.audit_verification``) with when and by whom
     (``cli``, or the principal's name), so the chain's state can be shown with its last check."""
-    verdict = verify_trail(repository, key, anchor)
+    return recorded(repository, verify_trail(repository, key, anchor), by)
+
+
+def recorded(repository: Repository, verdict: Verdict, by: str) -> Verdict:
+    """``verdict``, kept as the newest verification."""
     problem = verdict.finding.message if verdict.finding is not None else None
     verifications.record(repository, Verification(now(), problem is None, verdict.checked, problem, by))
     return verdict

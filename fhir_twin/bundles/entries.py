@@ -143,11 +143,17 @@ def error_entry(error: FhirError) -> dict[str, Any]:
     }
 
 
-def _patch_body(entry: Entry) -> tuple[Any, str]:
-    """A PATCH entry carries its JSON Patch in a Binary (R4 http.html#patch, "in a transaction")."""
+def _patch_body(entry: Entry) -> tuple[Any, str | None]:
+    """A PATCH entry carries its JSON Patch in a Binary, or its FHIRPath Patch as the Parameters
+    resource itself (R4 http.html#patch, "in a transaction"; fhirpatch.html)."""
     resource = entry.resource or {}
+    if resource.get("resourceType") == "Parameters":
+        return resource, None
     if resource.get("resourceType") != "Binary" or resource.get("contentType") != JSON_PATCH:
-        raise Invalid.at(f"{entry.where}.resource", f"{entry.where}: a PATCH entry needs a Binary of {JSON_PATCH}")
+        raise Invalid.at(
+            f"{entry.where}.resource",
+            f"{entry.where}: a PATCH entry needs a Parameters resource (FHIRPath Patch) or a Binary of {JSON_PATCH}",
+        )
     try:
         return json.loads(base64.b64decode(str(resource.get("data", "")), validate=True), json.MAX_DEPTH), JSON_PATCH
     except (binascii.Error, ValueError):

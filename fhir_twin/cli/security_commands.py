@@ -159,27 +159,109 @@ def audit_head(database_url: str | None) -> None:
     click.echo(str(found))
 
 
+def _period(_context: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """A period like ``30s``, ``5m`` or ``1h``, in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if value is None:
+        return None
+    try:
+        seconds = float(value[:-1]) * units[value[-1:]] if value[-1:] in units else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise click.BadParameter(f"{value!r} is not a period like 30s, 5m or 1h")
+    return seconds
+
+
+@audit.command("anchor")
+@click.option("--to", "path", default=None, help="The file of checkpoints (default: audit_anchor_file).")
+@click.option("--every", callback=_period, default=None, help="Keep running, a checkpoint every 30s, 5m, 1h...")
+@DATABASE
+def audit_anchor(path: str | None, every: float | None, database_url: str | None) -> None:
+    """Append a signed checkpoint of the chain's head (record number, link, count, time) to a
+    file outside the database: `audit verify` then catches records removed from the chain's end."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from fhir_twin.audit.anchor import public_key, take
+
+    repository, config = open_repository(database_url)
+    target = Path(path) if path else config.resolved_audit_anchor_file
+    if not config.audit_key:
+        repository.engine.dispose()
+        raise click.ClickException(
+            f"no audit_key to sign with: set FHIR_TWIN_AUDIT_KEY, or start `fhir-twin serve` on a new "
+            f"database to have one generated in {config.resolved_audit_key_file}"
+        )
+    stop = threading.Event()
+    if every is not None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        click.echo(f"checkpoints of the audit chain to {target}, Ed25519 public key {public_key(config.audit_key)}")
+        while True:
+            try:
+                checkpoint = take(repository, config.audit_key, target)
+            except Exception as error:  # a scheduled run outlives a database outage
+                if every is None:
+                    raise
+                click.echo(f"no checkpoint this time: {error}", err=True)
+            else:
+                if checkpoint is None:
+                    click.echo("the audit trail is empty: nothing to anchor", err=True)
+                else:
+                    at, seq, count = checkpoint.at, checkpoint.seq, checkpoint.count
+                    click.echo(f"{at} record {seq} {checkpoint.hash} ({count} records)")
+            if every is None or stop.wait(every):
+                return
+    except KeyboardInterrupt:
+        return
+    finally:
+        repository.engine.dispose()
+
+
 @audit.command("verify")
 @click.option("--anchor", callback=_anchor, default=None, help="SEQ:LINK from an earlier `audit head`.")
+@click.option("--anchors", "path", default=None, help="The file of checkpoints (default: audit_anchor_file).")
 @DATABASE
-def audit_verify(anchor: Anchor | None, database_url: str | None) -> None:
-    """Check the whole chain; name the first record changed, removed or inserted (exit 1). The
-    result is recorded, as the twin API's audit chain view shows it."""
+def audit_verify(anchor: Anchor | None, path: str | None, database_url: str | None) -> None:
+    """Check the whole chain; name the first record changed, removed or inserted (exit 1), and
+    that the chain still holds the latest signed checkpoint (`audit anchor`), or ``--anchor``
+    instead. The result is recorded, as the twin API's audit chain view shows it."""
+    from pathlib import Path
+
+    from fhir_twin.audit import anchor as checkpoints
     from fhir_twin.audit.trail import verify_recorded
 
     repository, config = open_repository(database_url)
+    target = Path(path) if path else config.resolved_audit_anchor_file
+    checkpoint = None
     try:
         # Kept with its result, which the twin API's audit chain view shows.
-        verdict = verify_recorded(repository, config.audit_key, "cli", anchor)
+        if anchor is not None:
+            verdict = verify_recorded(repository, config.audit_key, "cli", anchor)
+        else:
+            verdict, checkpoint = checkpoints.verify(repository, config.audit_key, target, "cli")
     finally:
         repository.engine.dispose()
     if verdict.finding is not None and verdict.finding.kind == "key":
         click.echo(f"CANNOT VERIFY: {verdict.finding.message} (set FHIR_TWIN_AUDIT_KEY to the trail's key)", err=True)
         sys.exit(1)
+    if verdict.finding is not None and verdict.finding.kind == "checkpoint":
+        click.echo(f"CHECKPOINT REJECTED: {verdict.finding.message}", err=True)
+        sys.exit(1)
     if verdict.finding is not None:
         click.echo(f"TAMPERED after {verdict.checked} intact records: {verdict.finding.message}", err=True)
         sys.exit(1)
     click.echo(f"audit trail intact: {verdict.checked} records")
+    if checkpoint is not None:
+        click.echo(f"it holds the checkpoint of record {checkpoint.seq} taken {checkpoint.at} ({target})")
+    elif anchor is None:
+        click.echo(
+            f"no checkpoint in {target}: records removed from the chain's end would go unnoticed "
+            "(see `fhir-twin audit anchor`)",
+            err=True,
+        )
 
 
 def _record_report(repository: Repository, config: Config, patient_id: str, start: datetime | None) -> None:

@@ -54,7 +54,8 @@ def serve(
     from fhir_twin.http_server import Limits, Server, post_fork, worker_class
     from fhir_twin.twin.mapping_file import MappingError
 
-    config = Config.from_env({"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode})
+    settings = {"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode, "websocket_host": host}
+    config = _with_audit_key(Config.from_env(settings))
     try:
         app = create_app(config)
     except MappingError as error:
@@ -62,6 +63,8 @@ def serve(
     # What building the app made lives as long as the process.
     collector.settle()
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {safe_url(config.resolved_database_url)}")
+    if config.websocket_port:
+        click.echo(f"websocket Subscriptions at ws://{host}:{config.websocket_port}/websocket")
     Server(
         app,
         {
@@ -77,3 +80,19 @@ def serve(
             "control_socket_disable": True,
         },
     ).run()
+
+
+def _with_audit_key(config: Config) -> Config:
+    """``config`` with the audit key generated at the first start if none is set, saying where it is."""
+    from fhir_twin.audit.key import for_server
+    from fhir_twin.store.database import make_engine, migrate
+    from fhir_twin.store.repository import Repository
+
+    engine = make_engine(config.resolved_database_url)
+    try:
+        migrate(engine)
+        config, said = for_server(config, Repository(engine, config.referential_integrity))
+    finally:
+        engine.dispose()
+    click.echo(said, err=True)
+    return config

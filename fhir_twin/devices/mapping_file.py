@@ -3,7 +3,13 @@ value in them becomes an Observation (the MedTech service's device mapping templ
 
 Checked at start-up with marshmallow, as the twin's mappings are, and errors name the file, line
 and key. A value's code and unit must be ones a twin field takes, so every reading a device sends
-reaches the Digital Body (``mappings/vital-signs.yaml``) rather than a series nobody reads.
+reaches the Digital Body (``mappings/vital-signs.yaml``) rather than a series nobody reads; a
+``sampled`` value (a waveform) is the exception, as no twin field holds a waveform.
+
+Each value is grouped (the MedTech service's FHIR destination ``periodInterval``): ``each`` reading
+its own Observation, ``window`` a mean per fixed window, ``sampled`` the window's readings as
+``valueSampledData`` (``devices/window.py``). A kind's ``grouping``, ``window`` and ``lateness``
+are its values' defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from fhir_twin.twin.mapping_file import DEVICE_MAPPINGS, CodeText, MappingError,
 _NAME = r"^[a-z][a-z0-9_]*$"
 # An MQTT topic filter (MQTT 3.1.1 section 4.7): '+' a whole level, '#' only as the last level.
 _TOPIC = r"^(?!/)(?:[^#+/]+|\+)(?:/(?:[^#+/]+|\+))*(?:/#)?$"
+GROUPINGS = ("each", "window", "sampled")
+_SECONDS = validate.Range(min=1, max=3600)
 
 
 class Path_(fields.String):
@@ -40,6 +48,10 @@ class ValueSchema(Schema):
     path = Path_(required=True)
     code = CodeText(required=True)
     unit = fields.String(required=True, validate=validate.Length(min=1))
+    grouping = fields.String(validate=validate.OneOf(GROUPINGS))
+    window = fields.Integer(strict=True, validate=_SECONDS)  # seconds
+    lateness = fields.Integer(strict=True, validate=validate.Range(min=0, max=3600))  # seconds
+    period = fields.Integer(strict=True, validate=validate.Range(min=1))  # ms between samples
 
 
 class DeviceKindSchema(Schema):
@@ -47,7 +59,9 @@ class DeviceKindSchema(Schema):
     topic = fields.String(required=True, validate=validate.Regexp(_TOPIC, error="not an MQTT topic filter"))
     device_id = Path_(required=True)
     time = Path_(required=True)
-    grouping = fields.String(load_default="reading", validate=validate.OneOf(["reading"]))
+    grouping = fields.String(load_default="each", validate=validate.OneOf(GROUPINGS))
+    window = fields.Integer(strict=True, load_default=60, validate=_SECONDS)
+    lateness = fields.Integer(strict=True, load_default=5, validate=validate.Range(min=0, max=3600))
     values = fields.Dict(
         keys=fields.String(validate=validate.Regexp(_NAME, error="value names are lower_snake_case")),
         values=fields.Nested(ValueSchema),
@@ -71,6 +85,10 @@ class DeviceValue:
     system: str
     code: str
     unit: str
+    grouping: str = "each"
+    window: int = 60  # seconds, aligned on the epoch
+    lateness: int = 5  # seconds a window waits, after its end and its last reading, for late ones
+    period: int | None = None  # ms between samples (``sampled``)
 
 
 @dataclass(frozen=True)
@@ -96,12 +114,39 @@ def load_device_mappings(directory: Path, twin: Mapping) -> dict[str, DeviceKind
         values = []
         for value_name, value in spec["values"].items():
             system, code = value["code"].split("|", 1)
-            _check_twin_reads(
-                twin, system, code, value["unit"], where(path, root, ("devices", name, "values", value_name))
+            keys = ("devices", name, "values", value_name)
+            grouping = value.get("grouping", spec["grouping"])
+            window = value.get("window", spec["window"])
+            period = value.get("period")
+            if grouping == "sampled":
+                _check_sampling(period, window, path, root, keys)
+            else:
+                if period is not None:
+                    raise MappingError(f"{where(path, root, (*keys, 'period'))}: only a sampled value has a period")
+                _check_twin_reads(twin, system, code, value["unit"], where(path, root, keys))
+            values.append(
+                DeviceValue(
+                    value_name,
+                    value["path"],
+                    system,
+                    code,
+                    value["unit"],
+                    grouping,
+                    window,
+                    value.get("lateness", spec["lateness"]),
+                    period,
+                )
             )
-            values.append(DeviceValue(value_name, value["path"], system, code, value["unit"]))
         kinds[name] = DeviceKind(name, spec["label"], spec["topic"], spec["device_id"], spec["time"], tuple(values))
     return kinds
+
+
+def _check_sampling(period: int | None, window: int, path: Path, root: Any, keys: tuple[str, ...]) -> None:
+    """A sampled value needs its sampling period, and a window holding a whole number of samples."""
+    if period is None:
+        raise MappingError(f"{where(path, root, keys)}: a sampled value needs its period (ms between samples)")
+    if (window * 1000) % period:
+        raise MappingError(f"{where(path, root, (*keys, 'period'))}: {window} s is not a whole number of {period} ms")
 
 
 def _check_twin_reads(twin: Mapping, system: str, code: str, unit: str, place: str) -> None:

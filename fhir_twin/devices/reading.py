@@ -3,6 +3,8 @@
 A message that cannot be read raises ``BadPayload`` with the reason the dead-letter topic carries.
 The identifier of a reading is derived from device, code and time, so a redelivered message (MQTT
 QoS 1 is at least once) names the Observation already written and a conditional create folds it.
+A ``sampled`` value may be one number or a list of them (a waveform's samples from the message's
+time on, one per ``period``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Reading:
     value: DeviceValue
     number: float
     time: str  # a FHIR instant, UTC
+    samples: tuple[float, ...] = ()  # a sampled value's samples, ``number`` the first
 
     def identifier(self, device_id: str) -> str:
         """The same for every delivery of one device's value of one code at one time."""
@@ -45,6 +48,11 @@ class Message:
     kind: DeviceKind
     device_id: str
     readings: tuple[Reading, ...]
+
+    @property
+    def each(self) -> tuple[Reading, ...]:
+        """The readings written one Observation each; the others wait in their windows."""
+        return tuple(reading for reading in self.readings if reading.value.grouping == "each")
 
 
 def read_message(kind: DeviceKind, payload: bytes) -> Message:
@@ -61,10 +69,12 @@ def read_message(kind: DeviceKind, payload: bytes) -> Message:
         found = [match.value for match in value.path.find(document)]
         if not found or found[0] is None:
             continue  # a monitor sends what it measures
-        number = found[0]
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
-            raise BadPayload(f"{value.name} ({value.path}) is {number!r}, not a number")
-        readings.append(Reading(value, float(number), time))
+        numbers = found[0] if value.grouping == "sampled" and isinstance(found[0], list) else [found[0]]
+        for number in numbers or [None]:
+            if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+                raise BadPayload(f"{value.name} ({value.path}) is {number!r}, not a number")
+        samples = tuple(float(number) for number in numbers) if value.grouping == "sampled" else ()
+        readings.append(Reading(value, float(numbers[0]), time, samples))
     if not readings:
         raise BadPayload("no value the mapping reads")
     return Message(kind, str(device_id), tuple(readings))

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from fhir_twin import __version__
 from fhir_twin.fhir.resource_types import resource_types
 
 FORMATS = ("json", "xml", "application/fhir+json", "application/fhir+xml")
-PATCH_FORMATS = ("application/json-patch+json",)
+# JSON Patch, and FHIRPath Patch as a Parameters resource in either FHIR format (R4 fhirpatch.html).
+PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json", "application/fhir+xml")
+PATCH_DOCUMENTATION = (
+    "JSON Patch (application/json-patch+json) or FHIRPath Patch (a Parameters resource of add, insert, delete, "
+    "replace and move operations, as application/fhir+json or application/fhir+xml); in a Bundle entry a Binary "
+    "of JSON Patch or the Parameters resource itself."
+)
 # R4 search.html: what the search implementation understands, stated once for every type.
 SEARCH_DOCUMENTATION = (
     "Search parameters come from the official R4 SearchParameter definitions. Modifiers: string :exact "
-    ":contains; token :not :text :of-type; reference :[type] :identifier and chaining; uri :below :above; "
+    ":contains; token :not :text :of-type :in :not-in :above :below (value sets and code systems the server "
+    "holds: the packaged R4 ones and stored ones); reference :[type] :identifier and chaining; uri :below :above; "
     ":missing on every type. Prefixes eq ne gt lt ge le sa eb ap on number, date and quantity. Result "
     "parameters: _sort _count _include _revinclude (:iterate) _summary _elements _total; _has; keyset paging. "
     "_count=0 and _summary=count answer the total alone, with no next link. A value no resource can hold (an "
@@ -37,6 +45,21 @@ def search_handling_documentation(handling: str) -> str:
         f"Unknown or unsupported search parameters (_text _content _list _filter _query _contained) {default}; "
         "the header Prefer: handling=strict or handling=lenient chooses per request."
     )
+
+
+# R4 extension (valueUri) on CapabilityStatement.rest: where websocket Subscriptions' clients connect.
+WEBSOCKET_EXTENSION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+WEBSOCKET_PATH = "/websocket"
+
+
+def websocket_extension(base: str, port: int) -> dict[str, str]:
+    """The ``capabilitystatement-websocket`` extension: the websocket server on ``port`` of the
+    host that answered ``base`` (``wss`` when ``base`` is https: a TLS proxy in front)."""
+    parts = urlsplit(base)
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return {"url": WEBSOCKET_EXTENSION, "valueUri": f"{scheme}://{host}:{port}{WEBSOCKET_PATH}"}
 
 
 SearchParameterRow = tuple[str, str, str]  # code, type, definition URL
@@ -120,7 +143,7 @@ def _resource(
         ),
         **({"documentation": documentation} if documentation else {}),
         "interaction": [
-            {"code": code}
+            {"code": code, "documentation": PATCH_DOCUMENTATION} if code == "patch" else {"code": code}
             for code in interactions
             if resource_type not in READ_ONLY_TYPES or code not in ("create", "update", "patch", "delete")
         ],

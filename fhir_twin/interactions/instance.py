@@ -8,6 +8,7 @@ concurrent updates cannot lose each other. A failed request leaves nothing behin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -19,6 +20,7 @@ from fhir_twin.errors import Gone, Invalid, NotFound, PreconditionFailed, Unproc
 from fhir_twin.fhir import json
 from fhir_twin.fhir.outcome import information
 from fhir_twin.fhir.validation import validate_resource
+from fhir_twin.interactions import fhirpath_patch
 from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.json_patch import check_patch
 from fhir_twin.interactions.message import Request, Response
@@ -30,6 +32,8 @@ from fhir_twin.search.index import IndexRow
 from fhir_twin.store.repository import DatabaseTransaction, Repository, Version
 
 JSON_PATCH = "application/json-patch+json"
+# A patch document ready to apply: the current resource and its ``Type/id`` in, the patched one out.
+Patcher = Callable[[dict[str, Any], str], Any]
 
 
 class InstanceInteractions:
@@ -173,7 +177,8 @@ class InstanceInteractions:
     # --- patch ---------------------------------------------------------------------------
 
     def patch(self, request: Request, res_type: str, res_id: str) -> Response:
-        """R4 http.html#patch with JSON Patch (RFC 6902), applied atomically to the current version."""
+        """R4 http.html#patch with JSON Patch (RFC 6902) or FHIRPath Patch (R4 fhirpatch.html),
+        applied atomically to the current version."""
         operations = patch_document(request)
         with self.repository.transaction(write=True) as tx:
             tx.lock(f"{res_type}/{res_id}")
@@ -191,7 +196,7 @@ class InstanceInteractions:
             return self._patch_locked(tx, request, operations, res_type, matches[0].res_id)
 
     def _patch_locked(
-        self, tx: DatabaseTransaction, request: Request, operations: jsonpatch.JsonPatch, res_type: str, res_id: str
+        self, tx: DatabaseTransaction, request: Request, operations: Patcher, res_type: str, res_id: str
     ) -> Response:
         current = tx.current(res_type, res_id)
         if current is None:
@@ -199,7 +204,7 @@ class InstanceInteractions:
         if current.deleted:
             raise Gone(f"{res_type}/{res_id} was deleted")
         check_if_match(request, current)
-        patched = _apply(operations, json.loads(current.body or "{}"), f"{res_type}/{res_id}")
+        patched = operations(json.loads(current.body or "{}"), f"{res_type}/{res_id}")
         if not isinstance(patched, dict) or patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise Unprocessable("A patch may not change the resource's type or id")
         try:
@@ -289,15 +294,19 @@ class InstanceInteractions:
         return resource
 
 
-def patch_document(request: Request) -> jsonpatch.JsonPatch:
-    """The JSON Patch a PATCH request carries (RFC 6902); 400 when it is not one."""
+def patch_document(request: Request) -> Patcher:
+    """The patch a PATCH request carries, checked before anything is locked: a JSON Patch
+    (RFC 6902) when sent as one, else a FHIRPath Patch (a Parameters resource in FHIR JSON or
+    XML, R4 fhirpatch.html); 400 when it is neither."""
     if request.patch_format != JSON_PATCH:
-        raise Invalid(f"PATCH bodies must be JSON Patch ({JSON_PATCH})")
+        fhirpath_operations = fhirpath_patch.operations(request.body)
+        return lambda document, where: fhirpath_patch.apply(fhirpath_operations, document)
     check_patch(request.body)
     try:
-        return jsonpatch.JsonPatch(request.body)
+        operations = jsonpatch.JsonPatch(request.body)
     except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as exc:
         raise Invalid(f"The JSON Patch document is malformed: {exc}") from None
+    return lambda document, where: _apply(operations, document, where)
 
 
 def _apply(operations: jsonpatch.JsonPatch, document: Any, where: str) -> Any:

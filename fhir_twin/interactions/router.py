@@ -14,7 +14,7 @@ from typing import Any
 
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, StillReferenced
-from fhir_twin.fhir.capability import capability_statement, search_handling_documentation
+from fhir_twin.fhir.capability import capability_statement, search_handling_documentation, websocket_extension
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.resource_types import resource_types
 from fhir_twin.interactions.authorization import Guard
@@ -134,6 +134,9 @@ class Interactions:
         body["rest"] = [{**rest, "documentation": f"{rest['documentation']} {handling}"}]
         if self.security is not None:
             body["rest"] = [{**body["rest"][0], "security": self.security}]
+        if self.config.websocket_port:
+            extension = websocket_extension(request.base, self.config.websocket_port)
+            body["rest"] = [{**body["rest"][0], "extension": [extension]}]
         body["id"] = str(uuid.uuid4())
         body["date"] = format_instant(now())
         return Response(200, {}, body)

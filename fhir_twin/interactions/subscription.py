@@ -4,9 +4,11 @@ Subscription is stored, so one it cannot serve is refused (400) rather than sile
 - ``criteria`` is a search URL of a served type (``RiskAssessment?method=news2&risk=high``),
   parsed here by the server's own search parser, strictly: an unknown parameter would match
   everything, so it is refused naming it.
-- ``channel.type`` is ``rest-hook`` only; its ``endpoint`` an http(s) URL, its ``payload`` absent
-  (a notification without a body) or ``application/fhir+json`` (the resource), each ``header``
-  a ``Name: value`` line sent with every notification.
+- ``channel.type`` is ``rest-hook`` or ``websocket``. A rest-hook's ``endpoint`` is an http(s)
+  URL, its ``payload`` absent (a notification without a body) or ``application/fhir+json`` (the
+  resource), each ``header`` a ``Name: value`` line sent with every notification. A websocket
+  Subscription has none of the three: its clients connect to the server's websocket URL (in the
+  CapabilityStatement) and are sent ``ping {id}``, with no body or headers.
 - The ``subscription-secret`` extension (as Medplum names it) holds the key of the HMAC-SHA256
   ``X-Signature`` header (``fhir_twin.subscriptions.signature``).
 - ``status``: the server accepts a ``requested`` Subscription by storing it ``active``
@@ -36,6 +38,7 @@ from fhir_twin.store.repository import DatabaseTransaction
 
 SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
 REST_HOOK = "rest-hook"
+WEBSOCKET = "websocket"
 FHIR_JSON = "application/fhir+json"
 # Result parameters shape an answer; a notification has none to shape.
 _RESULT_PARAMETERS = frozenset(
@@ -69,12 +72,31 @@ def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any
 
 def _channel(channel: dict[str, Any], topic_based: bool) -> None:
     kind = channel.get("type")
-    if kind != REST_HOOK:
+    if kind == WEBSOCKET and not topic_based:
+        _websocket(channel)
+    elif kind == REST_HOOK:
+        _rest_hook(channel, topic_based)
+    else:
+        supported = "rest-hook only for a topic-based Subscription" if topic_based else "rest-hook and websocket only"
         raise Invalid.at(
             "Subscription.channel.type",
-            f"channel type {kind!r} is not supported: this server delivers rest-hook only",
+            f"channel type {kind!r} is not supported: this server delivers {supported}",
             "not-supported",
         )
+
+
+def _websocket(channel: dict[str, Any]) -> None:
+    """A websocket client binds at the server's URL and is sent a bare ``ping``: nothing to set."""
+    for element in ("endpoint", "payload", "header"):
+        if channel.get(element):
+            raise Invalid.at(
+                f"Subscription.channel.{element}",
+                f"a websocket Subscription has no {element}: its clients connect to the server's websocket URL "
+                "(CapabilityStatement extension capabilitystatement-websocket) and are sent 'ping {id}' alone",
+            )
+
+
+def _rest_hook(channel: dict[str, Any], topic_based: bool) -> None:
     endpoint = channel.get("endpoint") or ""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -85,6 +85,14 @@ class UriValue:
 
 
 @dataclass(frozen=True)
+class CodeSet:
+    """The codes a terminology modifier stands for (``:in``, ``:not-in``, ``:above``, ``:below``,
+    R4 search.html#token), as (system, code) pairs once the store has resolved it."""
+
+    pairs: frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class CompositeValue:
     """One value per component, in the order of the parameter's components (``$``-joined)."""
 
@@ -107,6 +115,7 @@ Value = (
     | QuantityValue
     | UriValue
     | CompositeValue
+    | CodeSet
     | Unmatchable
 )
 

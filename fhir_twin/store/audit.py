@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
 from fhir_twin.store.indexing import insert_many
 from fhir_twin.store.repository import DatabaseTransaction, Repository
@@ -42,6 +42,12 @@ def link_at(repository: Repository, seq: int | None = None) -> tuple[int, str] |
     with repository.transaction() as tx:
         row = tx.connection.execute(query).first()
     return (row[0], row[1]) if row else None
+
+
+def size(repository: Repository) -> int:
+    """How many links the chain holds."""
+    with repository.transaction() as tx:
+        return int(tx.connection.execute(select(func.count()).select_from(audit_chain)).scalar_one())
 
 
 def chained(repository: Repository, batch: int = 5000) -> Iterator[tuple[int, str, str, str, str | None]]:

@@ -18,6 +18,7 @@ from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.schema import idx_date, idx_token, resource, resource_version
 from fhir_twin.store.search import values
 from fhir_twin.store.search.conditions import where
+from fhir_twin.store.search.terminology import resolve
 from fhir_twin.store.version import CURRENT, Version, columns
 
 OBSERVATION = "Observation"
@@ -26,6 +27,7 @@ OBSERVATION = "Observation"
 def lastn(tx: DatabaseTransaction, query: Search, base: str, most: int, codes: tuple[TokenValue, ...]) -> list[Version]:
     """The Observations grouped by code (groups ordered by system, then code), newest first within a
     group; one that ranks in several groups is listed once, in the first."""
+    query = resolve(tx.connection, query)
     matched = select(resource.c.res_id).where(
         resource.c.res_type == OBSERVATION,
         resource.c.deleted.is_(False),

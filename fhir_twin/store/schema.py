@@ -453,6 +453,8 @@ cds_card = Table(
 # Notifications owed to Subscriptions (``store/subscription_outbox.py``): a row per matching
 # version, inserted in the write's transaction, deleted once its receiver answered 2xx. A
 # subscription's rows are delivered in ``seq`` order; ``due`` holds back a retry (backoff).
+# ``channel`` is the Subscription's channel type when the row was owed: each channel's workers
+# claim their own (``rest-hook`` by any process, ``websocket`` by the one holding a bound socket).
 subscription_outbox = Table(
     "subscription_outbox",
     metadata,
@@ -461,6 +463,7 @@ subscription_outbox = Table(
     Column("res_type", String(64), nullable=False),
     Column("res_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("channel", String(16), nullable=False, server_default="rest-hook"),
     Column("enqueued", DateTime(timezone=False), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("due", DateTime(timezone=False), nullable=False),
@@ -472,6 +475,34 @@ subscription_outbox = Table(
     Column("kind", String(20)),
     Column("event_number", BigInteger),
     Index("ix_subscription_outbox_subscription", "subscription_id", "seq"),
+)
+
+# The readings of device windows not yet written (``store/device_windows.py``): inserted in the
+# transaction of the bridge's batch, so the broker is acknowledged at once and nothing lives only
+# in a bridge's memory; a window's rows are deleted in the transaction that writes its Observation.
+# One row per window and reading time: a redelivered reading is not counted twice.
+device_window_reading = Table(
+    "device_window_reading",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("window", String(36), nullable=False),  # the window Observation's identifier
+    Column("device_id", String(200), nullable=False),
+    Column("value", String(64), nullable=False),  # the mapping's value name
+    Column("code", String(300), nullable=False),  # system|code
+    Column("unit", String(64), nullable=False),
+    Column("grouping", String(16), nullable=False),
+    Column("period", Integer),  # ms between samples (sampled)
+    Column("start", BigInteger, nullable=False),  # epoch seconds
+    Column("end", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),  # the reading's time, ms since the epoch
+    Column("number", Float, nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("device", String(200), nullable=False),
+    Column("due", DateTime(timezone=False), nullable=False),  # max(end, arrival) + lateness
+    Column("claimed_by", String(128)),
+    Column("claimed_at", DateTime(timezone=False)),
+    UniqueConstraint("window", "at", name="uq_device_window_reading"),
+    Index("ix_device_window_reading_due", "due"),
 )
 
 # A topic-based Subscription's event count (``eventsSinceSubscriptionStart``, incremented in the

@@ -10,6 +10,7 @@ receiver answered 2xx, so a crash between the send and the delete sends it again
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,15 +48,23 @@ def owe(
     res_type: str,
     res_id: str,
     version: int,
+    channel: str,
     kind: str | None = None,
     event_number: int | None = None,
 ) -> None:
-    """Owe ``subscription_id`` a notification of this version, with the write in ``tx``; ``kind``
-    and ``event_number`` for a topic-based Subscription's."""
+    """Owe ``subscription_id`` (of ``channel`` type) a notification of this version, with the
+    write in ``tx``; ``kind`` and ``event_number`` for a topic-based Subscription's."""
     at = now()
-    row = {"subscription_id": subscription_id, "res_type": res_type, "res_id": res_id, "version": version}
-    extra = {"kind": kind, "event_number": event_number}
-    tx.stage(subscription_outbox, [{**row, **extra, "enqueued": at, "attempts": 0, "due": at}])
+    row = {
+        "subscription_id": subscription_id,
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": version,
+        "channel": channel,
+        "kind": kind,
+        "event_number": event_number,
+    }
+    tx.stage(subscription_outbox, [{**row, "enqueued": at, "attempts": 0, "due": at}])
 
 
 def start_events(tx: DatabaseTransaction, subscription_id: str) -> None:
@@ -108,7 +117,7 @@ def owe_heartbeat(repository: Repository, subscription_id: str, period: timedelt
             .values(last_sent=at)
         ).rowcount
         if taken:
-            owe(tx, subscription_id, "Subscription", subscription_id, 0, kind="heartbeat")
+            owe(tx, subscription_id, "Subscription", subscription_id, 0, "rest-hook", kind="heartbeat")
     return bool(taken)
 
 
@@ -133,22 +142,28 @@ def pending(repository: Repository, subscription_id: str | None = None) -> int:
         return int(tx.connection.execute(query).scalar_one())
 
 
-def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[str]:
-    """Claim the owed rows of up to ``limit`` subscriptions whose oldest row is due; returns
-    their ids. A subscription another worker holds (a claim younger than ``claims.STALE_CLAIM``) is
-    left to it, so one subscription's notifications are never sent by two workers at once."""
+def claim(
+    repository: Repository,
+    owner: str,
+    channel: str,
+    among: Collection[str] | None = None,
+    limit: int = CLAIM_BATCH,
+) -> list[str]:
+    """Claim the owed rows of ``channel`` of up to ``limit`` subscriptions (of those ``among``,
+    when given) whose oldest row is due; returns their ids. A subscription another worker holds
+    (a claim younger than ``claims.STALE_CLAIM``) is left to it, so one subscription's
+    notifications are never sent by two workers at once."""
     o = subscription_outbox.c
     at = now()
     other = subscription_outbox.alias("other")
     claimable = claims.claimable(subscription_outbox, "subscription_id", owner, at)
     # The head row (oldest) carries the backoff; the rows behind it wait with it, to keep the order.
     ahead = select(other.c.seq).where(other.c.subscription_id == o.subscription_id, other.c.seq < o.seq).exists()
+    wanted = select(o.subscription_id).where(o.channel == channel, claimable, ~ahead, o.due <= at)
+    if among is not None:
+        wanted = wanted.where(o.subscription_id.in_(sorted(among)))
     with repository.transaction() as tx:
-        ready = list(
-            tx.connection.execute(
-                select(o.subscription_id).where(claimable, ~ahead, o.due <= at).order_by(o.seq).limit(limit)
-            ).scalars()
-        )
+        ready = list(tx.connection.execute(wanted.order_by(o.seq).limit(limit)).scalars())
     claimed: list[str] = []
     if not ready:
         return claimed
@@ -206,8 +221,12 @@ def release(repository: Repository, owner: str, subscription_id: str) -> None:
         )
 
 
-def discard(repository: Repository, subscription_id: str) -> None:
-    """Drop every notification owed to a subscription that stopped (``error``, ``off``, deleted)."""
+def discard(repository: Repository, subscription_id: str, channel: str | None = None) -> None:
+    """Drop every notification owed to a subscription that stopped (``error``, ``off``, deleted),
+    or those owed through a ``channel`` it no longer has."""
     o = subscription_outbox.c
+    rows = delete(subscription_outbox).where(o.subscription_id == subscription_id)
+    if channel is not None:
+        rows = rows.where(o.channel == channel)
     with repository.transaction(write=True) as tx:
-        tx.connection.execute(delete(subscription_outbox).where(o.subscription_id == subscription_id))
+        tx.connection.execute(rows)

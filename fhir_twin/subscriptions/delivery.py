@@ -1,5 +1,6 @@
 """Rest-hook delivery (R4 subscription.html#channels): a worker thread per process sends what
-the outbox owes, each Subscription's notifications in the order they were owed.
+the outbox owes rest-hook Subscriptions (websocket ones are the bound socket's process's,
+``websocket.py``), each Subscription's notifications in the order they were owed.
 
 A notification is a POST to ``channel.endpoint`` with each ``channel.header``, the signature
 header when the Subscription has a secret, and, with ``payload`` ``application/fhir+json``, the
@@ -28,7 +29,7 @@ from fhir_twin.config import Config
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
-from fhir_twin.interactions.subscription import FHIR_JSON
+from fhir_twin.interactions.subscription import FHIR_JSON, REST_HOOK
 from fhir_twin.interactions.subscription_backport import Backport, backport
 from fhir_twin.security.context import acting_as
 from fhir_twin.security.principal import Principal
@@ -67,7 +68,7 @@ class DeliveryWorker(Worker):
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
         self.owe_heartbeats()
         while not should_stop():
-            claimed = outbox.claim(self.own, owner)
+            claimed = outbox.claim(self.own, owner, REST_HOOK)
             if not claimed:
                 return
             for subscription_id in claimed:
@@ -82,6 +83,9 @@ class DeliveryWorker(Worker):
         subscription = json.loads(current.body) if current is not None and current.body is not None else None
         if subscription is None or subscription.get("status") != "active":
             outbox.discard(self.own, subscription_id)
+            return
+        if _channel(subscription) != REST_HOOK:
+            outbox.discard(self.own, subscription_id, REST_HOOK)  # changed to another channel since
             return
         for owed in outbox.claimed(self.own, owner, subscription_id):
             if should_stop():
@@ -167,6 +171,11 @@ class DeliveryWorker(Worker):
         with acting_as(NOTIFIER):
             self.route(request)
         log.warning("Subscription/%s set to error: %s", subscription["id"], reason)
+
+
+def _channel(subscription: dict[str, Any]) -> str | None:
+    channel = subscription.get("channel")
+    return channel.get("type") if isinstance(channel, dict) else None
 
 
 def _endpoint(subscription: dict[str, Any]) -> str:

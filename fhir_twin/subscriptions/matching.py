@@ -22,7 +22,7 @@ from typing import Any
 
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir import json
-from fhir_twin.interactions.subscription import criteria
+from fhir_twin.interactions.subscription import REST_HOOK, criteria
 from fhir_twin.interactions.subscription_backport import is_topic_based
 from fhir_twin.signals import version_written
 from fhir_twin.store import subscription_outbox as outbox
@@ -38,10 +38,11 @@ CACHE_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Watch:
-    """An active Subscription: its id and criteria."""
+    """An active Subscription: its id, criteria and channel type."""
 
     subscription_id: str
     criteria: str
+    channel: str
 
 
 class SubscriptionMatcher:
@@ -81,7 +82,7 @@ class SubscriptionMatcher:
         for watch in watches:
             query = criteria(watch.criteria, version.res_id)
             if tx.search(query, "").matches:
-                outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version)
+                outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version, watch.channel)
                 owed = True
         if owed:
             tx.after_commit(self._wake)
@@ -98,7 +99,7 @@ class SubscriptionMatcher:
             if notified(watch, previous, current):
                 number = outbox.next_event(tx, watch.subscription_id)
                 outbox.owe(
-                    tx, watch.subscription_id, version.res_type, version.res_id, version.version,
+                    tx, watch.subscription_id, version.res_type, version.res_id, version.version, REST_HOOK,
                     kind="event-notification", event_number=number,
                 )  # fmt: skip
                 owed = True
@@ -122,7 +123,9 @@ class SubscriptionMatcher:
                 criteria(text)
             except FhirError:
                 continue  # stored before this server checked criteria: it can match nothing
-            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text))
+            channel = subscription.get("channel")
+            kind = str(channel.get("type")) if isinstance(channel, dict) else ""
+            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text, kind))
         active = (watches, topic.watches(tx))
         with self._lock:
             self._watches, self._loaded = active, time.monotonic()

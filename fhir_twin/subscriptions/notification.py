@@ -17,6 +17,7 @@ from typing import Any
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.operations.subscription_status import status, status_entry
+from fhir_twin.interactions.subscription import REST_HOOK
 from fhir_twin.interactions.subscription_backport import Backport, is_topic_based
 from fhir_twin.store import subscription_outbox as outbox
 from fhir_twin.store.repository import DatabaseTransaction
@@ -34,7 +35,7 @@ def handshake(tx: DatabaseTransaction, version: Version, subscription: dict[str,
     if before is not None and before.body is not None and json.loads(before.body).get("status") == "active":
         return False
     outbox.start_events(tx, version.res_id)
-    outbox.owe(tx, version.res_id, version.res_type, version.res_id, version.version, kind="handshake")
+    outbox.owe(tx, version.res_id, version.res_type, version.res_id, version.version, REST_HOOK, kind="handshake")
     return True
 
 

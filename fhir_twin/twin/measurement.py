@@ -5,7 +5,9 @@ its original form too, but only an unflagged one feeds a model. ``flag`` says wh
 not used: ``implausible`` (outside the field's range), ``unit`` (no conversion from its unit),
 ``status`` (not a status the field accepts), ``no-value`` (absent, R4 observation.html
 dataAbsentReason), ``comparator`` (``<0.3``: a bound, not a value), ``no-time`` (no effective
-time) or ``unknown-answer`` (a coded value the mapping does not know).
+time), ``unknown-answer`` (a coded value the mapping does not know) or ``statistic`` (a summary
+of several readings, such as a device's window mean: its components are coded in the R4
+observation-statistics code system; no score reads a mean as a reading, docs/clinical-safety.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fhir_twin.fhir.instant import parse_range
 from fhir_twin.twin.mapping import Code, Field, Mapping, Source
 
 UCUM = "http://unitsofmeasure.org"
+STATISTICS = "http://terminology.hl7.org/CodeSystem/observation-statistics"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,14 @@ def _measure(observation: dict[str, Any], twin_field: Field, source: Source) -> 
         value = replace(value, flag="status")
     if value.flag is None and effective is None:
         value = replace(value, flag="no-time")
+    if value.flag is None and source.component is None and _is_statistic(observation):
+        value = replace(value, flag="statistic")
     return value
+
+
+def _is_statistic(observation: dict[str, Any]) -> bool:
+    components = [c for c in observation.get("component") or [] if isinstance(c, dict)]
+    return any(system == STATISTICS for component in components for system, _ in _codings(component.get("code")))
 
 
 def _quantity(holder: dict[str, Any], twin_field: Field, code: str, effective: datetime | None) -> Measurement:

@@ -41,7 +41,7 @@ def test_statement_basics(statement: dict[str, Any]) -> None:
     assert statement["fhirVersion"] == "4.0.1"
     assert statement["kind"] == "instance"
     assert set(statement["format"]) >= {"application/fhir+json", "application/fhir+xml"}
-    assert statement["patchFormat"] == ["application/json-patch+json"]
+    assert statement["patchFormat"] == ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"]
     rest = statement["rest"][0]
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "search-system", "history-system"}
     assert {r["type"] for r in rest["resource"]} == set(resource_types())

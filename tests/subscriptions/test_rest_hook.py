@@ -157,7 +157,7 @@ def test_a_rolled_back_write_owes_nothing(app: Flask, client: FlaskClient, recei
         ({"criteria": "Observation?date=notadate"}, "Subscription.criteria", "date"),
         ({"criteria": "Patient?_include=Patient:organization"}, "Subscription.criteria", "_include"),
         ({"channel": {"type": "email", "endpoint": "mailto:a@b.c"}}, "Subscription.channel.type", "not supported"),
-        ({"channel": {"type": "websocket"}}, "Subscription.channel.type", "rest-hook only"),
+        ({"channel": {"type": "email"}}, "Subscription.channel.type", "rest-hook and websocket only"),
         ({"channel": {"type": "rest-hook", "endpoint": "ftp://x/y"}}, "Subscription.channel.endpoint", "http(s)"),
         (
             {"channel": {"type": "rest-hook", "endpoint": "http://x/y", "payload": "application/fhir+xml"}},

@@ -28,7 +28,14 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_twin.search.fhirpath.compiled import fast_selector
-from fhir_twin.search.fhirpath.engine import ENGINE_OPTIONS, MODEL, engine_selector, normalize, split_union
+from fhir_twin.search.fhirpath.engine import (
+    ENGINE_OPTIONS,
+    MODEL,
+    engine_nodes,
+    engine_selector,
+    normalize,
+    split_union,
+)
 from fhir_twin.search.fhirpath.results import PRIMITIVES, Group, Selector, reference_target
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "check_expression",
     "check_syntax",
     "compile_expression",
+    "engine_nodes",
     "engine_selector",
     "fast_selector",
     "normalize",
@@ -73,7 +81,7 @@ def check_expression(expression: str, base: str) -> None:
 
 
 def check_syntax(expression: str) -> None:
-    """Raise ValueError unless ``expression`` parses strictly as FHIRPath."""
+    """Raise ValueError unless ``expression`` parses strictly as FHIRPath (see ``check_expression``)."""
     lexer = FHIRPathLexer(InputStream(expression))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_Refuse())

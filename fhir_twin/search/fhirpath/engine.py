@@ -91,6 +91,16 @@ def engine_selector(expression: str, base: str) -> Selector:
     return select
 
 
+def engine_nodes(expression: str, resource: dict[str, Any]) -> list[Any]:
+    """fhirpathpy's answer for ``expression`` on ``resource`` as it gives it: an element it selects
+    is a ``ResourceNode`` whose ``propName`` says where it sits in the JSON (``Patient.name[0].given``),
+    which a FHIRPath Patch needs to change it there. Not cached: patch paths are the client's.
+    ``resolve()`` is fhirpathpy's own, which finds nothing outside the resource."""
+    function = fhirpathpy.compile(expression, MODEL, {"returnRawData": True})
+    with _ENGINE_LOCK:
+        return list(function(resource, {"resource": resource, "rootResource": resource}))
+
+
 def _engine_group(node: Any) -> Group:
     if isinstance(node, ResourceNode):
         path = node.path or ""

@@ -21,6 +21,7 @@ from fhir_twin.search.query import Condition, Criterion, Include, InCompartment,
 from fhir_twin.store import audit_index
 from fhir_twin.store.schema import resource, resource_version
 from fhir_twin.store.search.conditions import in_compartment, index_table, where
+from fhir_twin.store.search.terminology import resolve
 from fhir_twin.store.version import CURRENT, Version, columns
 
 INCLUDE_LIMIT = 1000
@@ -42,6 +43,7 @@ def search(connection: Connection, query: Search, base: str) -> Page:
     pages start after it, ``previous`` pages end before it. ``_count=0`` asks for the total
     alone (search.html#count): no rows, so no neighbours.
     """
+    query = resolve(connection, query)
     if query.count == 0:
         return Page([], None, None, count(connection, query, base))
     keys = [sort_value(key, query.resource_types) for key in query.sort]
@@ -91,6 +93,7 @@ def search(connection: Connection, query: Search, base: str) -> Page:
 
 
 def count(connection: Connection, query: Search, base: str) -> int:
+    query = resolve(connection, query)
     statement = (
         select(func.count())
         .select_from(resource)

@@ -15,6 +15,7 @@ from sqlalchemy import CTE, ColumnElement, Select, and_, false, literal, or_, se
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.search.query import (
     AnyOf,
+    CodeSet,
     CompositeValue,
     Condition,
     Criterion,
@@ -34,6 +35,8 @@ from fhir_twin.store.schema import INDEX_TABLE, idx_reference, resource
 from fhir_twin.store.search import values
 
 _MILLISECOND = timedelta(milliseconds=1)
+# Token modifiers answered from a value set or a code system's hierarchy (R4 search.html#token).
+TERMINOLOGY_MODIFIERS = frozenset({"in", "not-in", "above", "below"})
 
 
 def index_table(kind: str, res_type: str) -> Any:
@@ -109,8 +112,13 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correla
             held = InCompartment(criterion.within)
             chained = and_(chained, _compartment(criterion.chain_type, table.c.target_id, held))
         return _member(ids, rows.where(table.c.target_type == criterion.chain_type, chained), correlated=correlated)
-    if criterion.modifier in ("in", "not-in", "above", "below") and parameter.type == "token":
-        raise values.unsupported(parameter.code, criterion.modifier)
+    if criterion.modifier in TERMINOLOGY_MODIFIERS and parameter.type == "token":
+        # Resolved to codes by ``store.search.terminology`` where the search runs; elsewhere unsupported.
+        sets = [value for value in criterion.values if isinstance(value, CodeSet)]
+        if not sets:
+            raise values.unsupported(parameter.code, criterion.modifier)
+        in_set = rows.where(or_(*(values.code_set(table, value) for value in sets)))
+        return _member(ids, in_set, negate=criterion.modifier == "not-in", correlated=correlated)
     matched = rows.where(
         or_(
             *(

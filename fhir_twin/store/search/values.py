@@ -17,6 +17,7 @@ from fhir_twin.errors import Invalid, Issue
 from fhir_twin.search import ucum
 from fhir_twin.search.extract import UCUM
 from fhir_twin.search.query import (
+    CodeSet,
     DateValue,
     NumberValue,
     QuantityValue,
@@ -61,6 +62,23 @@ def token(table: Any, value: TokenValue, modifier: str | None) -> ColumnElement[
     elif value.system_given:
         conditions.append(table.c.system.is_(None))
     return and_(*conditions) if conditions else true()
+
+
+def code_set(table: Any, value: CodeSet) -> ColumnElement[bool]:
+    """A coding among the pairs of a resolved ``:in`` / ``:above`` / ``:below``, one ``IN`` per
+    system. A ``code`` element is indexed without a system (its binding implies it), so a code
+    without one matches the same code of the set."""
+    by_system: dict[str, list[str]] = {}
+    for system, code in value.pairs:
+        by_system.setdefault(system, []).append(code)
+    if not by_system:
+        return false()
+    return or_(
+        *(
+            and_(or_(table.c.system == system, table.c.system.is_(None)), table.c.code.in_(sorted(codes)))
+            for system, codes in sorted(by_system.items())
+        )
+    )
 
 
 def reference(

@@ -1,0 +1,273 @@
+"""The audit chain anchored outside the database: ``fhir-twin audit anchor`` appends signed
+checkpoints of its head, ``audit verify`` and the twin API's verification check the chain against
+the latest one, so records removed from the chain's end are caught; the audit key generated at the
+server's first start and kept, mode 0600, outside the database.
+
+The tampering is what someone with write access to the database (and the checkpoint file, but not
+the key) could do with SQL and an editor.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from flask import Flask
+
+from fhir_twin import cli
+from fhir_twin.app import services_of
+from fhir_twin.audit import anchor, key
+from fhir_twin.config import Config
+from fhir_twin.store.repository import Repository
+from tests.factories import bearer
+
+pytestmark = pytest.mark.audited
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The server's data directory, as every command finds it (``FHIR_TWIN_DATA_DIR``)."""
+    monkeypatch.setenv("FHIR_TWIN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("FHIR_TWIN_AUDIT_KEY_FILE", raising=False)
+    monkeypatch.delenv("FHIR_TWIN_AUDIT_ANCHOR_FILE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def server(make_app: Any, database_url: str, data_dir: Path, repository: Repository) -> Flask:
+    """A server started as ``fhir-twin serve`` starts one on a new database: its key generated."""
+    config, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
+    assert said.startswith(f"audit key generated at {data_dir / 'audit.key'}")
+    app: Flask = make_app(auth_mode="tokens", doctor=False, audit_key=config.audit_key)
+    activity(app, 3)
+    return app
+
+
+def activity(app: Flask, count: int) -> None:
+    """``count`` writes (and a read of each), so ``2 * count`` audit records more."""
+    client, ehr = app.test_client(), bearer(app, "system/*.cruds", name="ehr")
+    for n in range(count):
+        pid = f"p{n}-{time.monotonic_ns()}"
+        assert client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid}, headers=ehr).status_code
+        assert client.get(f"/fhir/Patient/{pid}", headers=ehr).status_code == 200
+    recorder = services_of(app).recorder
+    assert recorder is not None
+    recorder.flush()
+
+
+def run(database_url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli.main, ["audit", *args, "--database", database_url])
+
+
+def links(app: Flask) -> list[tuple[int, str, str]]:
+    with services_of(app).repository.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT seq, res_id, link FROM audit_chain ORDER BY seq").all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def cut_tail(app: Flask, count: int) -> None:
+    """Delete the last ``count`` records, links and AuditEvents with their index rows, as someone
+    covering their tracks would: what is left is a whole, shorter chain."""
+    ids = [res_id for _seq, res_id, _link in links(app)[-count:]]
+    with services_of(app).repository.engine.begin() as connection:
+        for table in ("audit_chain", "audit_entity", "audit_record", "resource_version", "resource"):
+            connection.execute(
+                sqlalchemy.text(f"DELETE FROM {table} WHERE res_id IN :ids").bindparams(
+                    sqlalchemy.bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+
+
+def test_anchor_appends_a_checkpoint_signed_with_ed25519(server: Flask, database_url: str, data_dir: Path) -> None:
+    result = run(database_url, "anchor")
+    assert result.exit_code == 0, result.output
+    path = data_dir / "audit-anchors.jsonl"
+    [line] = lines(path)
+    chain = links(server)
+    assert (line["seq"], line["hash"], line["count"]) == (chain[-1][0], chain[-1][2], len(chain))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # The public key the command prints checks the signature, with nothing of this server's code.
+    printed = result.stdout.split("Ed25519 public key ")[1].split()[0]
+    assert printed == line["key"]
+    public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(printed + "="))
+    signed = {name: line[name] for name in ("at", "count", "hash", "seq")}
+    message = b"fhir-twin audit checkpoint\n" + json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    public.verify(base64.urlsafe_b64decode(line["signature"] + "=" * (-len(line["signature"]) % 4)), message)
+
+    activity(server, 1)
+    assert run(database_url, "anchor", "--to", str(data_dir / "elsewhere.jsonl")).exit_code == 0
+    assert len(lines(data_dir / "elsewhere.jsonl")) == 1
+    assert len(lines(path)) == 1
+
+
+def test_verify_passes_against_the_latest_checkpoint(server: Flask, database_url: str) -> None:
+    assert run(database_url, "anchor").exit_code == 0
+    activity(server, 1)
+    assert run(database_url, "anchor").exit_code == 0
+    activity(server, 1)
+    result = run(database_url, "verify")
+    assert result.exit_code == 0, result.output
+    assert f"audit trail intact: {len(links(server))} records" in result.stdout
+    assert f"holds the checkpoint of record {len(links(server)) - 2} " in result.stdout
+
+
+def test_a_tail_cut_below_the_checkpoint_is_named(server: Flask, database_url: str, data_dir: Path) -> None:
+    assert run(database_url, "anchor").exit_code == 0
+    anchored = links(server)[-1][0]
+    cut_tail(server, 3)
+    # From the database alone the shorter chain is whole: that is the gap the checkpoint closes.
+    alone = run(database_url, "verify", "--anchors", str(data_dir / "none.jsonl"))
+    assert alone.exit_code == 0 and "no checkpoint in" in alone.stderr
+    result = run(database_url, "verify")
+    assert result.exit_code == 1
+    assert "TAMPERED" in result.stderr
+    assert f"the chain ends at record {anchored - 3}, before the anchored record {anchored}" in result.stderr
+    assert "removed from its end" in result.stderr
+
+
+def test_a_changed_record_fails_verification_with_a_checkpoint(server: Flask, database_url: str) -> None:
+    assert run(database_url, "anchor").exit_code == 0
+    _seq, res_id, _link = links(server)[1]
+    where = "WHERE res_type = 'AuditEvent' AND res_id = :id"
+    with services_of(server).repository.engine.begin() as connection:
+        body = connection.execute(sqlalchemy.text(f"SELECT body FROM resource_version {where}"), {"id": res_id})
+        event = {**json.loads(body.scalar_one()), "outcome": "8"}
+        connection.execute(
+            sqlalchemy.text(f"UPDATE resource_version SET body = :body {where}"),
+            {"id": res_id, "body": json.dumps(event)},
+        )
+    result = run(database_url, "verify")
+    assert result.exit_code == 1
+    assert f"AuditEvent/{res_id} (record 2) was changed" in result.stderr
+
+
+def test_the_anchored_record_with_another_link_is_named(server: Flask, database_url: str, data_dir: Path) -> None:
+    """A checkpoint whose link the chain no longer holds at that record, as after a chain rebuilt
+    from there on."""
+    assert run(database_url, "anchor").exit_code == 0
+    path = data_dir / "audit-anchors.jsonl"
+    [line] = lines(path)
+    config = Config.from_env({"database_url": database_url})
+    other = anchor.Checkpoint(line["seq"], "f" * 64, line["count"], line["at"])
+    signature = anchor.signing_key(config.audit_key).sign(other.signed())
+    forged = {**other.__dict__, "key": line["key"], "signature": base64.urlsafe_b64encode(signature).decode()}
+    path.write_text(json.dumps(forged) + "\n")
+    result = run(database_url, "verify")
+    assert result.exit_code == 1
+    assert f"record {line['seq']}'s link is not the anchored one" in result.stderr
+
+
+@pytest.mark.parametrize("change", ["seq", "key"])
+def test_a_tampered_checkpoint_fails_its_signature(
+    server: Flask, database_url: str, data_dir: Path, change: str
+) -> None:
+    assert run(database_url, "anchor").exit_code == 0
+    path = data_dir / "audit-anchors.jsonl"
+    [line] = lines(path)
+    if change == "seq":
+        # Moved back to hide records about to be removed.
+        line["seq"], line["hash"] = links(server)[-3][0], links(server)[-3][2]
+        expected = "line 1: its signature does not match its content"
+    else:
+        # Signed anew with a key of the forger's own.
+        other = Ed25519PrivateKey.generate()
+        checkpoint = anchor.Checkpoint(line["seq"], line["hash"], line["count"], line["at"])
+        line["signature"] = base64.urlsafe_b64encode(other.sign(checkpoint.signed())).decode()
+        line["key"] = "forger"
+        expected = "line 1 is signed by another key"
+    path.write_text(json.dumps(line) + "\n")
+    result = run(database_url, "verify")
+    assert result.exit_code == 1
+    assert "CHECKPOINT REJECTED" in result.stderr and expected in result.stderr
+    assert "intact" not in result.stdout
+
+
+def test_the_twin_api_verifies_against_the_checkpoint(server: Flask, database_url: str) -> None:
+    client, auditor = server.test_client(), bearer(server, "user/AuditEvent.rs", name="auditor")
+    assert run(database_url, "anchor").exit_code == 0
+    anchored = links(server)[-1][0]
+    intact = client.post("/twin/audit/chain/verify", headers=auditor).get_json()
+    assert intact["lastVerification"]["ok"] is True
+    assert intact["checkpoint"]["seq"] == anchored
+    cut_tail(server, 2)
+    broken = client.post("/twin/audit/chain/verify", headers=auditor).get_json()
+    assert broken["lastVerification"]["ok"] is False
+    assert f"before the anchored record {anchored}" in broken["lastVerification"]["problem"]
+
+
+def test_the_key_is_generated_once_kept_0600_and_read_back(
+    database_url: str, data_dir: Path, repository: Repository
+) -> None:
+    path = data_dir / "audit.key"
+    first, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
+    assert said.startswith(f"audit key generated at {path} (mode 0600)")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first.audit_key) == 64
+    # A restart: the settings read it back, and nothing is generated again.
+    again = Config.from_env({"database_url": database_url})
+    assert again.audit_key == first.audit_key
+    second, said = key.for_server(again, repository)
+    assert second.audit_key == first.audit_key and said == f"audit key read from {path}"
+    assert path.read_text().strip() == first.audit_key
+    # A key given in the settings is the one used.
+    given, said = key.for_server(replace(again, audit_key="given"), repository)
+    assert given.audit_key == "given" and said == "audit key configured (audit_key)"
+
+
+def test_no_key_is_generated_for_a_trail_written_without_one(
+    make_app: Any, database_url: str, data_dir: Path, repository: Repository
+) -> None:
+    activity(make_app(auth_mode="tokens", doctor=False), 1)
+    config, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
+    assert config.audit_key == "" and said.startswith("WARNING: the audit trail was written without an audit_key")
+    assert not (data_dir / "audit.key").exists()
+    refused = run(database_url, "anchor")
+    assert refused.exit_code == 1 and "no audit_key to sign with" in refused.output
+    assert run(database_url, "verify").exit_code == 0
+
+
+def test_anchor_every_period_keeps_writing_checkpoints(server: Flask, database_url: str, data_dir: Path) -> None:
+    path = data_dir / "audit-anchors.jsonl"
+    command = "from fhir_twin.cli import main; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", command, "audit", "anchor", "--every", "0.2s", "--database", database_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not path.exists() or len(lines(path)) < 2):
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()
+        found = lines(path)
+        assert len(found) >= 2 and found[0]["at"] <= found[1]["at"]
+        assert {line["seq"] for line in found} == {links(server)[-1][0]}
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert stdout.count(b" record ") >= 2
+
+
+def test_a_bad_period_is_refused(database_url: str, data_dir: Path) -> None:
+    result = run(database_url, "anchor", "--every", "soon")
+    assert result.exit_code == 2 and "'soon' is not a period like 30s, 5m or 1h" in result.output
