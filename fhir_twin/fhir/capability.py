@@ -76,6 +76,16 @@ RESOURCE_DOCUMENTATION = {
 }
 
 
+# Topic-based Subscriptions (Subscriptions R5 Backport IG, capabilitystatements.html): the server
+# CapabilityStatement it instantiates and the profiles it supports.
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+BACKPORT_SERVER = f"{BACKPORT}/CapabilityStatement/backport-subscription-server-r4b"
+SUPPORTED_PROFILES = {
+    "Subscription": (f"{BACKPORT}/StructureDefinition/backport-subscription",),
+    "Bundle": (f"{BACKPORT}/StructureDefinition/backport-subscription-notification-r4b",),
+}
+
+
 def capability_statement(
     base: str,
     date: str,
@@ -95,6 +105,7 @@ def capability_statement(
         "kind": "instance",
         "software": {"name": "fhir-twin", "version": __version__},
         "implementation": {"description": "fhir-twin FHIR R4 server", "url": base},
+        "instantiates": [BACKPORT_SERVER],
         "fhirVersion": "4.0.1",
         "format": list(FORMATS),
         "patchFormat": list(PATCH_FORMATS),
@@ -127,6 +138,9 @@ def _resource(
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        **(
+            {"supportedProfile": list(SUPPORTED_PROFILES[resource_type])} if resource_type in SUPPORTED_PROFILES else {}
+        ),
         **({"documentation": documentation} if documentation else {}),
         "interaction": [
             {"code": code, "documentation": PATCH_DOCUMENTATION} if code == "patch" else {"code": code}

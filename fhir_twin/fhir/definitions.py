@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).with_name("data") / "elements.json"
+# The element types of R4B resources R4 lacks (SubscriptionTopic, SubscriptionStatus), built from
+# the fhir.resources R4B models by ``scripts/build_r4b_elements.py``.
+DATA_R4B = Path(__file__).with_name("data") / "elements-r4b.json"
 
 
 @cache
 def table() -> dict[str, Any]:
-    return json.loads(DATA.read_text(encoding="utf-8"))
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    extra = json.loads(DATA_R4B.read_text(encoding="utf-8"))
+    return {**data, "types": {**data["types"], **extra["types"]}}

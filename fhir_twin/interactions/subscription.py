@@ -16,6 +16,8 @@ Subscription is stored, so one it cannot serve is refused (400) rather than sile
 - Who may subscribe: a Subscription is delivered every matching resource, whoever's it is, so its
   author must be able to search every resource of the criteria's type (a ``user/`` or ``system/``
   grant); a patient-context or narrower credential is refused (403) rather than told of others.
+- A topic-based Subscription (Subscriptions Backport IG) names a SubscriptionTopic's canonical URL
+  as its ``criteria``: ``subscription_backport`` holds its rules.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fhir_twin.errors import Forbidden, Invalid
 from fhir_twin.fhir.resource_types import is_resource_type
+from fhir_twin.interactions import subscription_backport as backport
 from fhir_twin.search.parameters import ID
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Search
 from fhir_twin.security import context
 from fhir_twin.security.access import ALL, require
+from fhir_twin.store.repository import DatabaseTransaction
 
 SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
 REST_HOOK = "rest-hook"
@@ -43,29 +47,42 @@ _RESULT_PARAMETERS = frozenset(
 _HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[^\r\n]*")
 
 
-def accepted(resource: dict[str, Any]) -> dict[str, Any]:
+def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any]:
     """``resource`` as it is to be stored: checked (400 naming the element, 403 for an author who
-    may not see all it would deliver), ``requested`` made ``active``."""
-    searched = criteria(resource.get("criteria") or "")
-    _may_see_all(searched.resource_types[0])
-    channel = resource.get("channel") or {}
-    kind = channel.get("type")
-    if kind == WEBSOCKET:
-        _websocket(channel)
-    elif kind == REST_HOOK:
-        _rest_hook(channel)
+    may not see all it would deliver), ``requested`` made ``active``. A topic-based one (its
+    criteria a canonical URL) is checked against its topic, found in ``tx``."""
+    if backport.is_topic_based(resource):
+        topic = backport.topic(tx, str(resource["criteria"]))
+        for res_type in sorted({trigger.resource for trigger in topic.triggers}):
+            _may_see_all(res_type)
+        _channel(resource.get("channel") or {}, topic_based=True)
+        backport.filters(resource, topic)
+        backport.check_channel(resource.get("channel") or {})
     else:
-        raise Invalid.at(
-            "Subscription.channel.type",
-            f"channel type {kind!r} is not supported: this server delivers rest-hook and websocket only",
-            "not-supported",
-        )
+        searched = criteria(resource.get("criteria") or "")
+        _may_see_all(searched.resource_types[0])
+        _channel(resource.get("channel") or {}, topic_based=False)
     for extension in resource.get("extension") or []:
         if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
             raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")
     if resource.get("status") == "requested":
         return {**resource, "status": "active"}
     return resource
+
+
+def _channel(channel: dict[str, Any], topic_based: bool) -> None:
+    kind = channel.get("type")
+    if kind == WEBSOCKET and not topic_based:
+        _websocket(channel)
+    elif kind == REST_HOOK:
+        _rest_hook(channel, topic_based)
+    else:
+        supported = "rest-hook only for a topic-based Subscription" if topic_based else "rest-hook and websocket only"
+        raise Invalid.at(
+            "Subscription.channel.type",
+            f"channel type {kind!r} is not supported: this server delivers {supported}",
+            "not-supported",
+        )
 
 
 def _websocket(channel: dict[str, Any]) -> None:
@@ -79,12 +96,18 @@ def _websocket(channel: dict[str, Any]) -> None:
             )
 
 
-def _rest_hook(channel: dict[str, Any]) -> None:
+def _rest_hook(channel: dict[str, Any], topic_based: bool) -> None:
     endpoint = channel.get("endpoint") or ""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid.at("Subscription.channel.endpoint", f"a rest-hook needs an http(s) endpoint, not {endpoint!r}")
     payload = channel.get("payload")
+    if topic_based and payload != FHIR_JSON:
+        raise Invalid.at(
+            "Subscription.channel.payload",
+            f"a topic-based Subscription is notified with Bundles: its payload must be {FHIR_JSON}",
+            "not-supported",
+        )
     if payload is not None and payload != FHIR_JSON:
         raise Invalid.at(
             "Subscription.channel.payload",

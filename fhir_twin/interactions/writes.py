@@ -9,6 +9,7 @@ from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.fhir.references import placeholders
 from fhir_twin.interactions import subscription
+from fhir_twin.interactions.subscription_topic import topic_of
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
 from fhir_twin.store.indexing import RECORD_TYPES
@@ -31,8 +32,10 @@ def store_version(
 
     ``index`` may be extracted beforehand, outside the write transaction, to keep it short.
     """
+    if resource["resourceType"] == "SubscriptionTopic":
+        topic_of(resource)
     if resource["resourceType"] == "Subscription":
-        checked = subscription.accepted(resource)
+        checked = subscription.accepted(resource, tx)
         if checked is not resource:  # its status changed: the index extracted before is stale
             resource, index = checked, None
     number = previous.version + 1 if previous else 1

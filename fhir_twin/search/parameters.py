@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).with_name("data") / "search-parameters.json"
+# R4B's SubscriptionTopic parameters (the type R4 lacks, served for the Subscriptions Backport IG).
+DATA_R4B = Path(__file__).with_name("data") / "search-parameters-r4b.json"
 
 # Parameters every type has, searched from columns of the resource table, not from an index.
 ID = "_id"
@@ -55,7 +57,9 @@ class SearchParameter:
 
 @cache
 def _data() -> dict[str, Any]:
-    return json.loads(DATA.read_text(encoding="utf-8"))
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    extra = json.loads(DATA_R4B.read_text(encoding="utf-8"))["parameters"]
+    return {**data, "parameters": data["parameters"] + extra}
 
 
 @cache

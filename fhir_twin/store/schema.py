@@ -473,6 +473,10 @@ subscription_outbox = Table(
     Column("last_error", Text),
     Column("claimed_by", String(128)),
     Column("claimed_at", DateTime(timezone=False)),
+    # Topic-based Subscriptions (Subscriptions Backport IG): the notification's type (handshake,
+    # heartbeat, event-notification; NULL for an R4 Subscription's) and its event number.
+    Column("kind", String(20)),
+    Column("event_number", BigInteger),
     Index("ix_subscription_outbox_subscription", "subscription_id", "seq"),
 )
 
@@ -502,4 +506,15 @@ device_window_reading = Table(
     Column("claimed_at", DateTime(timezone=False)),
     UniqueConstraint("window", "at", name="uq_device_window_reading"),
     Index("ix_device_window_reading_due", "due"),
+)
+
+# A topic-based Subscription's event count (``eventsSinceSubscriptionStart``, incremented in the
+# write's transaction, so numbers follow commit order) and when it was last sent anything (its
+# heartbeat is owed ``heartbeat-period`` seconds after that).
+subscription_event = Table(
+    "subscription_event",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("events", BigInteger, nullable=False, default=0),
+    Column("last_sent", DateTime(timezone=False), nullable=False),
 )

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now
 from fhir_twin.store import claims
 from fhir_twin.store.repository import DatabaseTransaction, Repository
-from fhir_twin.store.schema import resource, resource_version, subscription_outbox
+from fhir_twin.store.schema import resource, resource_version, subscription_event, subscription_outbox
 from fhir_twin.store.version import CURRENT
 
 # A claim older than ``claims.STALE_CLAIM`` is taken over: its worker died or hangs (the POST
@@ -38,10 +38,22 @@ class Owed:
     res_id: str
     version: int
     attempts: int
+    kind: str | None = None  # a topic-based Subscription's notification type
+    event_number: int | None = None
 
 
-def owe(tx: DatabaseTransaction, subscription_id: str, res_type: str, res_id: str, version: int, channel: str) -> None:
-    """Owe ``subscription_id`` (of ``channel`` type) a notification of this version, with the write in ``tx``."""
+def owe(
+    tx: DatabaseTransaction,
+    subscription_id: str,
+    res_type: str,
+    res_id: str,
+    version: int,
+    channel: str,
+    kind: str | None = None,
+    event_number: int | None = None,
+) -> None:
+    """Owe ``subscription_id`` (of ``channel`` type) a notification of this version, with the
+    write in ``tx``; ``kind`` and ``event_number`` for a topic-based Subscription's."""
     at = now()
     row = {
         "subscription_id": subscription_id,
@@ -49,17 +61,73 @@ def owe(tx: DatabaseTransaction, subscription_id: str, res_type: str, res_id: st
         "res_id": res_id,
         "version": version,
         "channel": channel,
+        "kind": kind,
+        "event_number": event_number,
     }
     tx.stage(subscription_outbox, [{**row, "enqueued": at, "attempts": 0, "due": at}])
 
 
-def subscriptions(tx: DatabaseTransaction) -> list[dict[str, object]]:
-    """Every current (not deleted) Subscription, as stored."""
+def start_events(tx: DatabaseTransaction, subscription_id: str) -> None:
+    """Count a topic-based Subscription's events from zero, as it becomes active."""
+    e = subscription_event.c
+    tx.connection.execute(delete(subscription_event).where(e.subscription_id == subscription_id))
+    tx.connection.execute(insert(subscription_event).values(subscription_id=subscription_id, events=0, last_sent=now()))
+
+
+def next_event(tx: DatabaseTransaction, subscription_id: str) -> int:
+    """The number of the Subscription's next event, counted in ``tx``: the row lock holds a
+    concurrent write until this one commits, so numbers follow the commit order."""
+    e = subscription_event.c
+    counted = tx.connection.execute(
+        update(subscription_event).where(e.subscription_id == subscription_id).values(events=e.events + 1)
+    ).rowcount
+    if not counted:
+        start_events(tx, subscription_id)
+        return next_event(tx, subscription_id)
+    return int(tx.connection.execute(select(e.events).where(e.subscription_id == subscription_id)).scalar_one())
+
+
+def events(tx: DatabaseTransaction, subscription_id: str) -> int:
+    """``eventsSinceSubscriptionStart``: how many events the Subscription has been owed."""
+    e = subscription_event.c
+    found = tx.connection.execute(select(e.events).where(e.subscription_id == subscription_id)).scalar()
+    return int(found or 0)
+
+
+def sent(repository: Repository, subscription_id: str) -> None:
+    """Record that the Subscription was just sent a notification (its heartbeat clock restarts)."""
+    e = subscription_event.c
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
+            update(subscription_event).where(e.subscription_id == subscription_id).values(last_sent=now())
+        )
+
+
+def owe_heartbeat(repository: Repository, subscription_id: str, period: timedelta) -> bool:
+    """Owe a heartbeat when the Subscription was sent nothing for ``period`` and owes nothing;
+    compare-and-set on ``last_sent``, so one process owes it."""
+    e = subscription_event.c
+    o = subscription_outbox.c
+    at = now()
+    with repository.transaction(write=True) as tx:
+        idle = ~select(o.seq).where(o.subscription_id == subscription_id).exists()
+        taken = tx.connection.execute(
+            update(subscription_event)
+            .where(e.subscription_id == subscription_id, e.last_sent <= at - period, idle)
+            .values(last_sent=at)
+        ).rowcount
+        if taken:
+            owe(tx, subscription_id, "Subscription", subscription_id, 0, "rest-hook", kind="heartbeat")
+    return bool(taken)
+
+
+def subscriptions(tx: DatabaseTransaction, res_type: str = "Subscription") -> list[dict[str, object]]:
+    """Every current (not deleted) resource of ``res_type`` (Subscription, SubscriptionTopic), as stored."""
     r = resource.c
     query = (
         select(resource_version.c.body)
         .select_from(CURRENT)
-        .where(r.res_type == "Subscription", r.deleted.is_(False))
+        .where(r.res_type == res_type, r.deleted.is_(False))
         .order_by(r.res_id)
     )
     return [json.loads(body) for body in tx.connection.execute(query).scalars() if body is not None]
@@ -116,7 +184,7 @@ def claimed(repository: Repository, owner: str, subscription_id: str) -> list[Ow
     """The rows ``owner`` holds for the subscription, oldest first."""
     o = subscription_outbox.c
     query = (
-        select(o.seq, o.subscription_id, o.res_type, o.res_id, o.version, o.attempts)
+        select(o.seq, o.subscription_id, o.res_type, o.res_id, o.version, o.attempts, o.kind, o.event_number)
         .where(o.subscription_id == subscription_id, o.claimed_by == owner)
         .order_by(o.seq)
     )

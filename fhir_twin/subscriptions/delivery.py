@@ -10,6 +10,10 @@ holds back that Subscription's later notifications and is retried after
 ``subscription_max_attempts``-th failure sets the Subscription to ``error`` with the reason
 (R4 "Subscription Status"), a new version written through the router as the server itself, so
 it is validated and audited like any write, and what it was owed is dropped.
+
+A topic-based Subscription (Subscriptions Backport IG) is sent its notification Bundle
+(``notification``) whatever its payload, within its ``backport-timeout``; each pass first owes
+heartbeats to those idle for their ``backport-heartbeat-period``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from fhir_twin.fhir import json
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.subscription import FHIR_JSON, REST_HOOK
+from fhir_twin.interactions.subscription_backport import Backport, backport
 from fhir_twin.security.context import acting_as
 from fhir_twin.security.principal import Principal
 from fhir_twin.store import subscription_outbox as outbox
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker
-from fhir_twin.subscriptions import signature
+from fhir_twin.subscriptions import notification, signature
 
 log = logging.getLogger("fhir_twin.subscriptions")
 
@@ -61,6 +66,7 @@ class DeliveryWorker(Worker):
         self.session = requests.Session()
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        self.owe_heartbeats()
         while not should_stop():
             claimed = outbox.claim(self.own, owner, REST_HOOK)
             if not claimed:
@@ -106,7 +112,13 @@ class DeliveryWorker(Worker):
             name, _, value = str(line).partition(":")
             headers[name.strip()] = value.strip()
         body = b""
-        if channel.get("payload") == FHIR_JSON:
+        timeout = self.config.subscription_timeout_ms / 1000
+        wanted = backport(subscription)
+        if wanted is not None:
+            body = self._notification(subscription, wanted, owed)
+            headers["Content-Type"] = FHIR_JSON
+            timeout = wanted.timeout or timeout
+        elif channel.get("payload") == FHIR_JSON:
             with self.own.transaction() as tx:
                 version = tx.version(owed.res_type, owed.res_id, owed.version)
             if version is None or version.body is None:
@@ -116,14 +128,33 @@ class DeliveryWorker(Worker):
         key = signature.secret(subscription)
         if key is not None:
             headers[signature.HEADER] = signature.sign(key, body)
-        timeout = self.config.subscription_timeout_ms / 1000
         try:
             answer = self.session.post(str(channel["endpoint"]), data=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= answer.status_code < 300:
+            if wanted is not None:
+                outbox.sent(self.own, str(subscription["id"]))
             return None
         return f"the endpoint answered {answer.status_code}"
+
+    def _notification(self, subscription: dict[str, Any], wanted: Backport, owed: outbox.Owed) -> bytes:
+        """A topic-based Subscription's notification Bundle (``notification``)."""
+        with self.own.transaction() as tx:
+            focus = tx.version(owed.res_type, owed.res_id, owed.version) if owed.kind == "event-notification" else None
+            events = outbox.events(tx, owed.subscription_id)
+        found = notification.bundle(subscription, wanted, owed, events, focus, self.config.base_url)
+        return json.dumps(found)
+
+    def owe_heartbeats(self) -> None:
+        """Owe a heartbeat to each active topic-based Subscription with a ``heartbeat-period``
+        that was sent nothing for that long."""
+        with self.own.transaction() as tx:
+            found = outbox.subscriptions(tx)
+        for subscription in found:
+            wanted = backport(subscription)
+            if wanted is not None and wanted.heartbeat_period and subscription.get("status") == "active":
+                outbox.owe_heartbeat(self.own, str(subscription["id"]), timedelta(seconds=wanted.heartbeat_period))
 
     def _stop(self, subscription: dict[str, Any], reason: str) -> None:
         """Write the Subscription's ``error`` status (R4 subscription.html "Subscription Status")."""

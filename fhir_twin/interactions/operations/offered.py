@@ -8,6 +8,7 @@ from fhir_twin.interactions.operations.expand import EXPAND
 from fhir_twin.interactions.operations.export import EXPORT, EXPORT_FILE, EXPORT_POLL_STATUS
 from fhir_twin.interactions.operations.lastn import LASTN
 from fhir_twin.interactions.operations.lookup import LOOKUP
+from fhir_twin.interactions.operations.subscription_status import SUBSCRIPTION_STATUS
 from fhir_twin.interactions.operations.validate import VALIDATE
 from fhir_twin.interactions.operations.validate_code import VALIDATE_CODE
 
@@ -23,5 +24,6 @@ OPERATIONS: dict[str, Operation] = {
         LOOKUP,
         EXPAND,
         VALIDATE_CODE,
+        SUBSCRIPTION_STATUS,
     )
 }
