@@ -15,6 +15,7 @@ are its values' defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,14 @@ class Path_(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> JSONPath:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return parse(text)
+            return _compiled(text)
         except (JsonPathLexerError, JsonPathParserError, Exception) as error:
             raise ValidationError(f"{text!r} is not a JSONPath expression: {error}") from None
+
+
+# Each app a process builds reads the same devices.yaml: a path is compiled once (JSONPath objects
+# are only read), not once per app.
+_compiled = lru_cache(maxsize=1024)(parse)
 
 
 class ValueSchema(Schema):

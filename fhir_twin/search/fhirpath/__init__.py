@@ -19,6 +19,7 @@ rewrites an expression into fhirpathpy's strict reading of that dialect.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream, Token
@@ -66,11 +67,14 @@ class _Refuse(ErrorListener):
         raise ValueError(f"at character {column + 1}: {message}")
 
 
+@lru_cache(maxsize=1024)
 def check_expression(expression: str, base: str) -> None:
     """Raise ValueError unless ``expression`` parses strictly and runs on an empty ``base``.
 
     fhirpathpy's own parser recovers from syntax errors, so ``a.where(`` would otherwise pass
     and fail (or select nothing) only when a resource is evaluated — too late for a mapping file.
+    An expression that passed is remembered: each app a process builds checks the same mapping
+    files, and the strict parse was about a third of building one.
     """
     check_syntax(expression)
     empty = {"resourceType": base}
