@@ -9,6 +9,10 @@ holds back that Subscription's later notifications and is retried after
 ``subscription_max_attempts``-th failure sets the Subscription to ``error`` with the reason
 (R4 "Subscription Status"), a new version written through the router as the server itself, so
 it is validated and audited like any write, and what it was owed is dropped.
+
+``Subscription.end`` (R4: "the time for the server to turn the subscription off"): nothing is sent
+once it has passed, and the server sets the Subscription ``off`` (a version written the same way),
+checked at each pass, so within ``POLL_INTERVAL`` of it whether or not anything was owed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from fhir_twin.store import subscription_outbox as outbox
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker
 from fhir_twin.subscriptions import signature
+from fhir_twin.subscriptions.matching import end_of
 
 log = logging.getLogger("fhir_twin.subscriptions")
 
@@ -60,6 +65,7 @@ class DeliveryWorker(Worker):
         self.session = requests.Session()
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
+        self._turn_off_ended()
         while not should_stop():
             claimed = outbox.claim(self.own, owner)
             if not claimed:
@@ -80,6 +86,10 @@ class DeliveryWorker(Worker):
         for owed in outbox.claimed(self.own, owner, subscription_id):
             if should_stop():
                 return
+            if _ended(subscription):
+                self._write_status(subscription, "off")
+                outbox.discard(self.own, subscription_id)
+                return
             error = self._send(subscription, owed)
             if error is None:
                 outbox.delivered(self.own, owner, owed.seq)
@@ -87,7 +97,8 @@ class DeliveryWorker(Worker):
             attempts = owed.attempts + 1
             log.warning("Notifying Subscription/%s failed (attempt %s): %s", subscription_id, attempts, error)
             if attempts >= self.config.subscription_max_attempts:
-                self._stop(subscription, f"{attempts} attempts to notify {_endpoint(subscription)} failed: {error}")
+                reason = f"{attempts} attempts to notify {_endpoint(subscription)} failed: {error}"
+                self._write_status(subscription, "error", reason)
                 outbox.discard(self.own, subscription_id)
                 return
             delay = min(timedelta(milliseconds=self.config.subscription_retry_delay_ms * 2**owed.attempts), MAX_DELAY)
@@ -121,10 +132,21 @@ class DeliveryWorker(Worker):
             return None
         return f"the endpoint answered {answer.status_code}"
 
-    def _stop(self, subscription: dict[str, Any], reason: str) -> None:
-        """Write the Subscription's ``error`` status (R4 subscription.html "Subscription Status")."""
+    def _turn_off_ended(self) -> None:
+        """Set ``off`` each active Subscription whose ``end`` has passed."""
+        with self.own.transaction() as tx:
+            ended = [s for s in outbox.subscriptions(tx) if s.get("status") == "active" and _ended(s)]
+        for subscription in ended:
+            self._write_status(subscription, "off")
+            outbox.discard(self.own, str(subscription["id"]))
+
+    def _write_status(self, subscription: dict[str, Any], status: str, reason: str | None = None) -> None:
+        """Write the Subscription's new ``status``, ``error`` with a ``reason`` (R4 subscription.html
+        "Subscription Status"), as the server; another process writing it first is a 412, ignored."""
         stopped = {k: v for k, v in subscription.items() if k != "meta"}
-        stopped.update(status="error", error=reason[:1000])
+        stopped["status"] = status
+        if reason is not None:
+            stopped["error"] = reason[:1000]
         version = (subscription.get("meta") or {}).get("versionId")
         request = Request(
             "PUT",
@@ -135,7 +157,12 @@ class DeliveryWorker(Worker):
         )
         with acting_as(NOTIFIER):
             self.route(request)
-        log.warning("Subscription/%s set to error: %s", subscription["id"], reason)
+        log.warning("Subscription/%s set to %s%s", subscription["id"], status, f": {reason}" if reason else "")
+
+
+def _ended(subscription: dict[str, Any]) -> bool:
+    end = end_of(subscription)
+    return end is not None and end <= now()
 
 
 def _endpoint(subscription: dict[str, Any]) -> str:

@@ -5,6 +5,10 @@ criteria, restricted to the written resource's ``_id``, in the write's own trans
 search a client would run, seeing the write. A match owes a notification (an outbox row) in that
 transaction, so it commits or rolls back with the write.
 
+R4 subscription.html: only an ``active`` Subscription whose ``end`` has not passed matches; a write
+after its ``end`` owes nothing. A Subscription set to anything but ``active`` (``off``, ``error``)
+or deleted has what it was owed dropped once that write commits.
+
 The active set is cached per process: a write of a type no Subscription watches costs a dict
 lookup. A Subscription written in this process clears the cache when it commits; one written by
 another process is seen within ``CACHE_SECONDS``.
@@ -15,9 +19,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import FhirError
+from fhir_twin.fhir.instant import now, parse_range
 from fhir_twin.interactions.subscription import criteria
 from fhir_twin.signals import version_written
 from fhir_twin.store import subscription_outbox as outbox
@@ -30,10 +36,11 @@ CACHE_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Watch:
-    """An active Subscription: its id and criteria."""
+    """An active Subscription: its id, criteria and ``end`` (naive UTC), if it has one."""
 
     subscription_id: str
     criteria: str
+    end: datetime | None = None
 
 
 class SubscriptionMatcher:
@@ -59,13 +66,18 @@ class SubscriptionMatcher:
     ) -> None:
         if version.res_type == "Subscription":
             tx.after_commit(self.forget)
+            if version.deleted or (resource or {}).get("status") != "active":
+                tx.after_commit(lambda: outbox.discard(self.repository, version.res_id))
         if version.deleted:
             return
         watches = self._active(tx).get(version.res_type)
         if not watches:
             return
         owed = False
+        at = now()
         for watch in watches:
+            if watch.end is not None and watch.end <= at:
+                continue
             query = criteria(watch.criteria, version.res_id)
             if tx.search(query, "").matches:
                 outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version)
@@ -91,10 +103,17 @@ class SubscriptionMatcher:
                 criteria(text)
             except FhirError:
                 continue  # stored before this server checked criteria: it can match nothing
-            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text))
+            watch = Watch(str(subscription["id"]), text, end_of(subscription))
+            watches.setdefault(text.partition("?")[0], []).append(watch)
         with self._lock:
             self._watches, self._loaded = watches, time.monotonic()
         return watches
 
     def _wake(self) -> None:
         wake(self.repository, self.worker)
+
+
+def end_of(subscription: dict[str, Any]) -> datetime | None:
+    """When the Subscription is to be turned off (R4 ``Subscription.end``, an instant), naive UTC."""
+    end = subscription.get("end")
+    return parse_range(str(end))[0] if end else None
