@@ -105,33 +105,37 @@ def test_what_was_owed_when_the_end_passes_is_dropped(app: Flask, client: FlaskC
 def test_a_subscription_set_off_or_deleted_is_told_nothing_more_and_owed_nothing(
     app: Flask, client: FlaskClient, receiver: Receiver, stop: str
 ) -> None:
-    receiver.status = 503
-    stopping = subscribe(client, receiver, "stopping")
-    write_patient(client)
-    write_patient(client)
-    repository = services_of(app).repository
-    assert outbox.pending(repository, stopping["id"]) == 2
-    if stop == "off":
-        changed = {**stopping, "status": "off"}
-        assert client.put(f"/fhir/Subscription/{stopping['id']}", json=changed).status_code == 200
-    else:
-        assert client.delete(f"/fhir/Subscription/{stopping['id']}").status_code == 200
-    assert outbox.pending(repository, stopping["id"]) == 0
+    ward = Receiver(status=503).start()  # down while the notifications are owed
+    try:
+        stopping = subscribe(client, ward, "stopping")
+        write_patient(client)
+        write_patient(client)
+        repository = services_of(app).repository
+        assert outbox.pending(repository, stopping["id"]) == 2
+        if stop == "off":
+            changed = {**stopping, "status": "off"}
+            assert client.put(f"/fhir/Subscription/{stopping['id']}", json=changed).status_code == 200
+        else:
+            assert client.delete(f"/fhir/Subscription/{stopping['id']}").status_code == 200
+        assert outbox.pending(repository, stopping["id"]) == 0
 
-    receiver.status = 200
-    subscribe(client, receiver, "control")
-    write_patient(client)
-    eventually(lambda: received(receiver, "control") == 1)
-    assert received(receiver, "stopping") == 0
+        # Once the control is told of a later write, an attempt in flight at the stop has ended.
+        subscribe(client, receiver, "control")
+        write_patient(client)
+        eventually(lambda: received(receiver, "control") == 1)
+        ward.status = 200
+        write_patient(client)
+        eventually(lambda: received(receiver, "control") == 2)
+        assert ward.received == []
+        assert outbox.pending(repository, stopping["id"]) == 0
+    finally:
+        ward.stop()
 
 
 def test_a_subscription_turned_back_on_is_told_of_new_writes_only(client: FlaskClient, receiver: Receiver) -> None:
-    receiver.status = 503
     paused = subscribe(client, receiver, "paused")
-    write_patient(client)
     off = client.put(f"/fhir/Subscription/{paused['id']}", json={**paused, "status": "off"})
     assert off.status_code == 200
-    receiver.status = 200
     write_patient(client)  # while off: owes nothing
     again = client.put(f"/fhir/Subscription/{paused['id']}", json={**paused, "status": "requested"})
     assert again.status_code == 200 and again.get_json()["status"] == "active"
