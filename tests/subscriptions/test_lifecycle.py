@@ -68,7 +68,7 @@ def test_after_its_end_a_subscription_is_turned_off_by_the_server_and_told_nothi
     make_app: Callable[..., Flask], receiver: Receiver
 ) -> None:
     client = make_app().test_client()
-    ending = subscribe(client, receiver, "ending", end=in_a_moment(1.5))
+    ending = subscribe(client, receiver, "ending", end=in_a_moment(5))
     control = subscribe(client, receiver, "control")
     write_patient(client)
     eventually(lambda: received(receiver, "ending") == 1 and received(receiver, "control") == 1)
@@ -89,7 +89,7 @@ def test_after_its_end_a_subscription_is_turned_off_by_the_server_and_told_nothi
 
 def test_what_was_owed_when_the_end_passes_is_dropped(app: Flask, client: FlaskClient, receiver: Receiver) -> None:
     receiver.status = 503  # the ward system is down until after the end
-    ending = subscribe(client, receiver, "ending", end=in_a_moment(1.0))
+    ending = subscribe(client, receiver, "ending", end=in_a_moment(4))
     write_patient(client)
     assert outbox.pending(services_of(app).repository, ending["id"]) == 1
     eventually(lambda: status(client, ending) == "off", timeout=10)
