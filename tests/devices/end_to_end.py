@@ -68,9 +68,9 @@ class Ward:
         self.stopped_output = ""  # of the server stopped mid-stream
 
     def server(self) -> LiveServer:
-        server = LiveServer(self.database_url, **self.settings).start()
-        self.servers.append(server)
-        return server
+        server = LiveServer(self.database_url, **self.settings)
+        self.servers.append(server)  # stopped afterwards even if it never answers
+        return server.start()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/fhir+json"}
