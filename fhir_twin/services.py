@@ -23,9 +23,11 @@ from fhir_twin.security.authentication import Authenticator
 from fhir_twin.security.context import acting_as
 from fhir_twin.security.discovery import rest_security
 from fhir_twin.security.principal import Principal
+from fhir_twin.store import claims
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
+from fhir_twin.store.schema import doctor_queue, subscription_outbox
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
 from fhir_twin.subscriptions.matching import SubscriptionMatcher
@@ -78,6 +80,8 @@ class Services:
         return self.doctor.catalog
 
     def start(self) -> None:
+        # After a crash, what this machine's dead processes held is taken up at once.
+        claims.release_dead(self.repository, (doctor_queue, subscription_outbox))
         for worker in self.workers:
             worker.start()
         if self.bridge is not None and not self.bridge.running:

@@ -21,6 +21,11 @@ none is written twice and the stream is split between them.
 
 Readings grouped per window (``devices/window.py``) are kept in the database in the batch's
 transaction, so their messages are acknowledged with the others and never stall the client.
+
+The bridge runs in ``fhir-twin serve``'s master, which forks a server process whenever one starts
+or is replaced: a fork waits for the batch being written (``_FORK_SAFE``), since a child forked
+mid-write would inherit the locks it held (the SQLite write gate, the connection pool's) and
+hang on its first write.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ log = logging.getLogger("fhir_twin.devices")
 Route = Callable[[Request], Response]
 # Per device id: its patient's and its own reference, or None when it has no patient.
 Patients = dict[str, tuple[str, str] | None]
+
+# Held while a batch is written, and across every fork of this process.
+_FORK_SAFE = threading.Lock()
+os.register_at_fork(before=_FORK_SAFE.acquire, after_in_parent=_FORK_SAFE.release, after_in_child=_FORK_SAFE.release)
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,8 @@ class DeviceBridge:
                     break
                 batch.append(more)
             try:
-                self.write(batch)
+                with _FORK_SAFE:
+                    self.write(batch)
             except Exception:
                 # Unacknowledged, the batch comes back when the bridge reconnects.
                 log.exception("device batch of %d messages not written", len(batch))

@@ -1,12 +1,24 @@
 """Claims on queued rows (the Doctor's queue, the Subscriptions outbox): a worker takes the rows
 of one key (a patient, a subscription) compare-and-set, so two workers never work on one key at
-once; a claim older than ``STALE_CLAIM`` is a dead worker's, and is taken over."""
+once; a claim older than ``STALE_CLAIM`` is a dead worker's, and is taken over.
+
+A claim names its owner's machine and process (``owner``), so a server starting after a crash
+releases at once the claims of its machine's processes that are gone (``release_dead``) instead
+of leaving a patient's assessments or a Subscription's notifications stalled for ``STALE_CLAIM``.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select
+from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+
+from fhir_twin.store.repository import Repository
 
 STALE_CLAIM = timedelta(minutes=2)
 
@@ -28,3 +40,48 @@ def claimable(table: Table, key: str, owner: str, at: datetime) -> ColumnElement
         .exists()
     )
     return and_(or_(rows.claimed_by.is_(None), rows.claimed_at < at - STALE_CLAIM), ~held)
+
+
+def owner() -> str:
+    """A new claimant's name: machine, process id, and a token of its own."""
+    return f"{_machine()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def release_dead(repository: Repository, tables: Iterable[Table]) -> None:
+    """Hand back the claims in ``tables`` of this machine's processes that no longer run."""
+    prefix = _machine() + ":"
+    with repository.transaction(write=True) as tx:
+        for table in tables:
+            rows = table.c
+            held = tx.connection.execute(
+                select(rows.claimed_by).distinct().where(rows.claimed_by.startswith(prefix, autoescape=True))
+            ).scalars()
+            dead = [name for name in held if not _running(name[len(prefix) :].partition(":")[0])]
+            if dead:
+                tx.connection.execute(
+                    update(table).where(rows.claimed_by.in_(dead)).values(claimed_by=None, claimed_at=None)
+                )
+
+
+def _machine() -> str:
+    """The host name, and the process-id namespace where Linux shows it: containers that share a
+    host name (host networking) number their processes apart."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()[:64]}{'/' + namespace if namespace else ''}"
+
+
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` of this machine runs; a zombie (dead, not yet reaped) does not."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True  # someone else's, or not a process id: not ours to judge
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True

@@ -7,6 +7,7 @@ SQLite runs in WAL mode so readers never wait for the writer; write transactions
 from __future__ import annotations
 
 import fcntl
+import os
 import select
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -108,7 +109,10 @@ class WriteGate:
 
     SQLite admits one writer at a time and makes the others poll with growing sleeps; a writer
     waiting on these locks wakes the moment the previous one commits instead. The lock file is
-    opened per transaction, so forked workers never share one open file (and its lock).
+    opened per transaction, so forked workers never share one open file (and its lock); a process
+    forked while one of its threads holds the lock (serve's master writes device readings and
+    websocket pings while it forks server processes) closes its copy at once, or the flock, which
+    belongs to the open file both hold, would stay held as long as the child lives.
     """
 
     def __init__(self, database: str | None) -> None:
@@ -122,21 +126,37 @@ class WriteGate:
             return
         try:
             self._file = open(self._path, "ab")
+            _HELD.add(self._file)
             fcntl.flock(self._file, fcntl.LOCK_EX)
         except BaseException:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
             self._thread_lock.release()
             raise
 
     def __exit__(self, *_exc: object) -> None:
         try:
-            if self._file is not None:
-                self._file.close()  # closing releases the flock
-                self._file = None
+            self._close()  # closing releases the flock
         finally:
             self._thread_lock.release()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            _HELD.discard(self._file)
+            self._file.close()
+            self._file = None
+
+
+# The lock files open in this process; a forked child closes its copies (``WriteGate``).
+_HELD: set[IO[bytes]] = set()
+
+
+def _close_inherited() -> None:
+    for file in list(_HELD):
+        file.close()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
 
 
 def write_gate(engine: Engine) -> AbstractContextManager[Any]:

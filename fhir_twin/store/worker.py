@@ -12,15 +12,14 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import threading
-import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from sqlalchemy import event
 
+from fhir_twin.store import claims
 from fhir_twin.store.database import make_engine
 from fhir_twin.store.repository import Repository
 
@@ -85,7 +84,7 @@ class Worker(ABC):
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopping, self._wakeup = threading.Event(), threading.Event()
-        owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        owner = claims.owner()
         self._thread = threading.Thread(
             target=self._loop, args=(owner, self._stopping, self._wakeup), name=self.name, daemon=True
         )

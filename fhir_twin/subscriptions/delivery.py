@@ -14,6 +14,10 @@ it is validated and audited like any write, and what it was owed is dropped.
 A topic-based Subscription (Subscriptions Backport IG) is sent its notification Bundle
 (``notification``) whatever its payload, within its ``backport-timeout``; each pass first owes
 heartbeats to those idle for their ``backport-heartbeat-period``.
+
+``Subscription.end`` (R4: "the time for the server to turn the subscription off"): nothing is sent
+once it has passed, and the server sets the Subscription ``off`` (a version written the same way),
+checked at each pass, so within ``POLL_INTERVAL`` of it whether or not anything was owed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from fhir_twin.store import subscription_outbox as outbox
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker
 from fhir_twin.subscriptions import notification, signature
+from fhir_twin.subscriptions.matching import end_of
 
 log = logging.getLogger("fhir_twin.subscriptions")
 
@@ -66,7 +71,10 @@ class DeliveryWorker(Worker):
         self.session = requests.Session()
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
-        self.owe_heartbeats()
+        with self.own.transaction() as tx:
+            found = outbox.subscriptions(tx)
+        self._turn_off_ended(found)
+        self.owe_heartbeats(found)
         while not should_stop():
             claimed = outbox.claim(self.own, owner, REST_HOOK)
             if not claimed:
@@ -90,6 +98,10 @@ class DeliveryWorker(Worker):
         for owed in outbox.claimed(self.own, owner, subscription_id):
             if should_stop():
                 return
+            if _ended(subscription):
+                self._write_status(subscription, "off")
+                outbox.discard(self.own, subscription_id)
+                return
             error = self._send(subscription, owed)
             if error is None:
                 outbox.delivered(self.own, owner, owed.seq)
@@ -97,7 +109,8 @@ class DeliveryWorker(Worker):
             attempts = owed.attempts + 1
             log.warning("Notifying Subscription/%s failed (attempt %s): %s", subscription_id, attempts, error)
             if attempts >= self.config.subscription_max_attempts:
-                self._stop(subscription, f"{attempts} attempts to notify {_endpoint(subscription)} failed: {error}")
+                reason = f"{attempts} attempts to notify {_endpoint(subscription)} failed: {error}"
+                self._write_status(subscription, "error", reason)
                 outbox.discard(self.own, subscription_id)
                 return
             delay = min(timedelta(milliseconds=self.config.subscription_retry_delay_ms * 2**owed.attempts), MAX_DELAY)
@@ -146,20 +159,27 @@ class DeliveryWorker(Worker):
         found = notification.bundle(subscription, wanted, owed, events, focus, self.config.base_url)
         return json.dumps(found)
 
-    def owe_heartbeats(self) -> None:
-        """Owe a heartbeat to each active topic-based Subscription with a ``heartbeat-period``
-        that was sent nothing for that long."""
-        with self.own.transaction() as tx:
-            found = outbox.subscriptions(tx)
+    def owe_heartbeats(self, found: list[dict[str, Any]]) -> None:
+        """Owe a heartbeat to each active topic-based Subscription of ``found`` with a
+        ``heartbeat-period`` that was sent nothing for that long."""
         for subscription in found:
             wanted = backport(subscription)
             if wanted is not None and wanted.heartbeat_period and subscription.get("status") == "active":
                 outbox.owe_heartbeat(self.own, str(subscription["id"]), timedelta(seconds=wanted.heartbeat_period))
 
-    def _stop(self, subscription: dict[str, Any], reason: str) -> None:
-        """Write the Subscription's ``error`` status (R4 subscription.html "Subscription Status")."""
+    def _turn_off_ended(self, found: list[dict[str, Any]]) -> None:
+        """Set ``off`` each active Subscription of ``found`` whose ``end`` has passed."""
+        for subscription in [s for s in found if s.get("status") == "active" and _ended(s)]:
+            self._write_status(subscription, "off")
+            outbox.discard(self.own, str(subscription["id"]))
+
+    def _write_status(self, subscription: dict[str, Any], status: str, reason: str | None = None) -> None:
+        """Write the Subscription's new ``status``, ``error`` with a ``reason`` (R4 subscription.html
+        "Subscription Status"), as the server; another process writing it first is a 412, ignored."""
         stopped = {k: v for k, v in subscription.items() if k != "meta"}
-        stopped.update(status="error", error=reason[:1000])
+        stopped["status"] = status
+        if reason is not None:
+            stopped["error"] = reason[:1000]
         version = (subscription.get("meta") or {}).get("versionId")
         request = Request(
             "PUT",
@@ -170,7 +190,12 @@ class DeliveryWorker(Worker):
         )
         with acting_as(NOTIFIER):
             self.route(request)
-        log.warning("Subscription/%s set to error: %s", subscription["id"], reason)
+        log.warning("Subscription/%s set to %s%s", subscription["id"], status, f": {reason}" if reason else "")
+
+
+def _ended(subscription: dict[str, Any]) -> bool:
+    end = end_of(subscription)
+    return end is not None and end <= now()
 
 
 def _channel(subscription: dict[str, Any]) -> str | None:

@@ -8,6 +8,10 @@ transaction, so it commits or rolls back with the write.
 Topic-based Subscriptions (``topic``) are matched in the same transaction; each event gets the
 Subscription's next event number there, and a Subscription becoming active is owed a handshake.
 
+R4 subscription.html: only an ``active`` Subscription whose ``end`` has not passed matches; a write
+after its ``end`` owes nothing. A Subscription set to anything but ``active`` (``off``, ``error``)
+or deleted has what it was owed dropped once that write commits.
+
 The active set is cached per process: a write of a type no Subscription watches costs a dict
 lookup. A Subscription written in this process clears the cache when it commits; one written by
 another process is seen within ``CACHE_SECONDS``.
@@ -18,10 +22,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhir_twin.errors import FhirError
 from fhir_twin.fhir import json
+from fhir_twin.fhir.instant import now, parse_range
 from fhir_twin.interactions.subscription import REST_HOOK, criteria
 from fhir_twin.interactions.subscription_backport import is_topic_based
 from fhir_twin.signals import version_written
@@ -38,11 +44,12 @@ CACHE_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Watch:
-    """An active Subscription: its id, criteria and channel type."""
+    """An active Subscription: its id, criteria, channel type and ``end`` (naive UTC), if it has one."""
 
     subscription_id: str
     criteria: str
     channel: str
+    end: datetime | None = None
 
 
 class SubscriptionMatcher:
@@ -68,6 +75,9 @@ class SubscriptionMatcher:
     ) -> None:
         if version.res_type in ("Subscription", "SubscriptionTopic"):
             tx.after_commit(self.forget)
+        if version.res_type == "Subscription":
+            if version.deleted or (resource or {}).get("status") != "active":
+                tx.after_commit(lambda: outbox.discard(self.repository, version.res_id))
         if version.res_type == "Subscription" and not version.deleted and handshake(tx, version, _body(version)):
             tx.after_commit(self._wake)
         topic_watches = self._active(tx)[1].get(version.res_type)
@@ -79,7 +89,10 @@ class SubscriptionMatcher:
         if not watches:
             return
         owed = False
+        at = now()
         for watch in watches:
+            if watch.end is not None and watch.end <= at:
+                continue
             query = criteria(watch.criteria, version.res_id)
             if tx.search(query, "").matches:
                 outbox.owe(tx, watch.subscription_id, version.res_type, version.res_id, version.version, watch.channel)
@@ -125,7 +138,8 @@ class SubscriptionMatcher:
                 continue  # stored before this server checked criteria: it can match nothing
             channel = subscription.get("channel")
             kind = str(channel.get("type")) if isinstance(channel, dict) else ""
-            watches.setdefault(text.partition("?")[0], []).append(Watch(str(subscription["id"]), text, kind))
+            watch = Watch(str(subscription["id"]), text, kind, end_of(subscription))
+            watches.setdefault(text.partition("?")[0], []).append(watch)
         active = (watches, topic.watches(tx))
         with self._lock:
             self._watches, self._loaded = active, time.monotonic()
@@ -137,3 +151,9 @@ class SubscriptionMatcher:
 
 def _body(version: Version) -> dict[str, Any] | None:
     return json.loads(version.body) if version.body is not None else None
+
+
+def end_of(subscription: dict[str, Any]) -> datetime | None:
+    """When the Subscription is to be turned off (R4 ``Subscription.end``, an instant), naive UTC."""
+    end = subscription.get("end")
+    return parse_range(str(end))[0] if end else None

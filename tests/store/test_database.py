@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from fhir_twin.store.database import make_engine
+from fhir_twin.store.database import WriteGate, make_engine
 
 
 def test_a_connection_the_server_terminated_is_replaced(database_url: str) -> None:
@@ -33,3 +37,28 @@ def test_a_connection_the_server_terminated_is_replaced(database_url: str) -> No
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_a_process_forked_while_a_write_is_gated_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """serve's master writes (device readings, websocket pings) while it forks server processes: the
+    child must not hold the SQLite write gate's flock for as long as it lives."""
+    gate = WriteGate(str(tmp_path / "fhir-twin.db"))
+    with gate:
+        child = os.fork()
+        if child == 0:  # the child lives on, as a server process would
+            time.sleep(5)
+            os._exit(0)
+    try:
+        # Once the child has run its fork hooks the lock is free, long before the child ends.
+        deadline = time.monotonic() + 3
+        with open(tmp_path / "fhir-twin.db.write-lock", "ab") as other:
+            while True:
+                try:
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the forked child kept the write gate's lock"
+                    time.sleep(0.05)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
