@@ -75,9 +75,8 @@ class SubscriptionMatcher:
     ) -> None:
         if version.res_type in ("Subscription", "SubscriptionTopic"):
             tx.after_commit(self.forget)
-        if version.res_type == "Subscription":
-            if version.deleted or (resource or {}).get("status") != "active":
-                tx.after_commit(lambda: outbox.discard(self.repository, version.res_id))
+        if version.res_type == "Subscription" and (version.deleted or (resource or {}).get("status") != "active"):
+            tx.after_commit(lambda: outbox.discard(self.repository, version.res_id))
         if version.res_type == "Subscription" and not version.deleted and handshake(tx, version, _body(version)):
             tx.after_commit(self._wake)
         topic_watches = self._active(tx)[1].get(version.res_type)
