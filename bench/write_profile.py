@@ -1,4 +1,4 @@
-"""Profile the write path in process: where a transaction Bundle's or a create's time goes.
+"""Profile the write path in process: where a transaction Bundle's, a create's or a read's time goes.
 
 Builds the app as ``fhir-twin serve`` does (twin, Doctor and audit trail on; the garbage
 collector settled as ``serve`` settles it) on a new database, warms it with one round of the
@@ -9,6 +9,7 @@ functions of fhir-twin by cumulative time. ``docs/performance.md`` keeps what th
     python bench/write_profile.py ingest                      # the Synthea transaction Bundles, SQLite
     python bench/write_profile.py ingest --database postgresql+psycopg://postgres@127.0.0.1:5432/test
     python bench/write_profile.py create --count 500          # single Patient creates with a token
+    python bench/write_profile.py read --count 2000           # reads of one Patient with a token, audited
 
 For a sampling profile of a running server, with less overhead than ``cProfile``:
 ``py-spy record --gil -r 200 -f raw -o out.txt -p <worker pid> -d 10`` while a ``bench/``
@@ -34,10 +35,10 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work", choices=("ingest", "create"))
+    parser.add_argument("work", choices=("ingest", "create", "read"))
     parser.add_argument("--database", default="", help="database URL (default: a temporary SQLite file)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds profiled after the warm-up round")
-    parser.add_argument("--count", type=int, default=300, help="creates per round (create)")
+    parser.add_argument("--count", type=int, default=300, help="creates or reads per round (create, read)")
     parser.add_argument("--top", type=int, default=40, help="functions to print")
     args = parser.parse_args()
 
@@ -47,7 +48,7 @@ def main() -> int:
 
     folder = tempfile.mkdtemp()
     database = args.database or f"sqlite:///{folder}/profile.db"
-    security = "tokens" if args.work == "create" else "none"
+    security = "none" if args.work == "ingest" else "tokens"
     app = create_app(Config(database_url=database, data_dir=folder, auth_mode=security, log_level="WARNING"))
     collector.settle()
     client = app.test_client()
@@ -69,15 +70,27 @@ def main() -> int:
         body = json.dumps({"resourceType": "Patient", "name": [{"family": "Profile"}], "gender": "female"})
         units = args.count
 
-        def one_round() -> None:
-            for _ in range(args.count):
-                response = client.post("/fhir/Patient", data=body, headers=headers)
-                assert response.status_code == 201, response.data[:300]
+        if args.work == "create":
+
+            def one_round() -> None:
+                for _ in range(args.count):
+                    response = client.post("/fhir/Patient", data=body, headers=headers)
+                    assert response.status_code == 201, response.data[:300]
+
+        else:
+            created = client.post("/fhir/Patient", data=body, headers=headers)
+            path = "/" + created.headers["Location"].split("/", 3)[3].rsplit("/_history/", 1)[0]
+            read_headers = {"Authorization": headers["Authorization"], "Accept": "application/fhir+json"}
+
+            def one_round() -> None:
+                for _ in range(args.count):
+                    response = client.get(path, headers=read_headers)
+                    assert response.status_code == 200, response.data[:300]
 
     one_round()
     print(f"{args.work}: {units * args.rounds} resources, {args.rounds} round(s) after a warm-up, on {database}")
     rate = _rate(one_round, units, args.rounds)
-    print(f"without the profiler: {rate:,.0f} resources per CPU-second")
+    print(f"without the profiler: {rate:,.0f} resources per CPU-second ({1000 / rate:.3f} ms each)")
     profile = cProfile.Profile()
     profile.enable()
     for _ in range(args.rounds):

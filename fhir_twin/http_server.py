@@ -112,11 +112,16 @@ class WaitressWorker(Worker):
             if getattr(dispatcher, "accepting", False):
                 dispatcher.channel_class = OperationOutcomeChannel
         _SignalWake(self.PIPE[0], socket_map)
+        beat = 0.0
         while self.alive:
-            self.notify()
-            if self.ppid != os.getppid():
-                self.log.info("parent changed, shutting down: %s", self)
-                break
+            # The loop turns once per socket event, several times a request: the heartbeat to the
+            # master (a file's mtime) and the parent check are system calls, made once a second.
+            if time.monotonic() - beat >= CLEANUP_INTERVAL:
+                beat = time.monotonic()
+                self.notify()
+                if self.ppid != os.getppid():
+                    self.log.info("parent changed, shutting down: %s", self)
+                    break
             wasyncore.loop(timeout=CLEANUP_INTERVAL, map=socket_map, count=1)
         self._drain(server, socket_map)
 

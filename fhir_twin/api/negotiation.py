@@ -7,6 +7,7 @@ JSON (``application/fhir+json``, also plain ``application/json``) and XML
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 from flask import Request
 
@@ -54,6 +55,13 @@ def response_format(request: Request) -> Format:
     header = request.headers.get("Accept", "").strip()
     if not header:
         return Format.JSON
+    return _accepted(header)
+
+
+@lru_cache(maxsize=64)
+def _accepted(header: str) -> Format:
+    """The format an Accept header asks for; a client sends the same one with every request, so
+    its answer is kept rather than parsed again each time."""
     json_quality = xml_quality = 0.0
     for media_type, quality in _accept_items(header):
         if media_type in _JSON_TYPES or media_type in ("*/*", "application/*"):
