@@ -61,6 +61,9 @@ class Config:
     # The SMART discovery document's endpoints of the external authorization server, if any.
     smart_token_endpoint: str = ""
     smart_authorization_endpoint: str = ""
+    # The key this server's own authorization server (``/auth``, ``tokens`` mode) signs id_tokens
+    # with, generated at first start (default: ``smart-signing-key.pem`` in the data directory).
+    smart_signing_key_file: str = ""
     # Audit: an AuditEvent per interaction, hash-chained; with ``audit_key`` the chain is an
     # HMAC, so a database editor without the key cannot forge it.
     audit: bool = True
@@ -119,6 +122,11 @@ class Config:
     def resolved_audit_anchor_file(self) -> Path:
         default = self.resolved_data_dir / "audit-anchors.jsonl"
         return Path(self.audit_anchor_file) if self.audit_anchor_file else default
+
+    @property
+    def resolved_smart_signing_key_file(self) -> Path:
+        default = self.resolved_data_dir / "smart-signing-key.pem"
+        return Path(self.smart_signing_key_file) if self.smart_signing_key_file else default
 
     @property
     def resolved_mappings_dir(self) -> Path:

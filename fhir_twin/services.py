@@ -244,7 +244,7 @@ def _router_and_doctor(
         config,
         operations=[twin_operation(twins), predict_operation(doctor), whatif_operation(doctor)],
         bundles=lambda route: Bundles(route, repository, config).process,
-        security=rest_security(config),
+        security=lambda base: rest_security(config, base),
     )
     if recorder is not None:
         recorder.listen(router)

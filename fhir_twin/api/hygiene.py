@@ -40,6 +40,9 @@ _APP_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# The authorization server's sign-in and consent pages (``/auth/``): the web app's stylesheet, no
+# script; no form-action, as the consent form's answer redirects to the client's redirect_uri.
+_AUTH_POLICY = "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 _HSTS = "max-age=31536000"
 # Fetch standard: what a browser script may read of an answer, and what a preflight allows.
 _EXPOSE_HEADERS = "Location, Content-Location, ETag, Last-Modified, X-Request-ID, WWW-Authenticate"
@@ -107,6 +110,8 @@ def _secure(response: Response) -> None:
     response.headers.update(_SECURITY_HEADERS)
     if request.path == "/app" or request.path.startswith("/app/"):
         response.headers["Content-Security-Policy"] = _APP_POLICY
+    elif request.path.startswith("/auth/"):
+        response.headers["Content-Security-Policy"] = _AUTH_POLICY
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
     # RFC 6797 section 7.2: HSTS is sent over secure transport only.

@@ -60,7 +60,8 @@ def register(app: Flask, authenticator: Authenticator, interactions: Interaction
     @blueprint.get("/.well-known/smart-configuration")
     @blueprint.get("/fhir/.well-known/smart-configuration")
     def discovery() -> Response:
-        return jsonify(smart_configuration(config))
+        base = config.base_url.rstrip("/") if config.base_url else request.url_root.rstrip("/") + "/fhir"
+        return jsonify(smart_configuration(config, base))
 
     app.register_blueprint(blueprint)
 

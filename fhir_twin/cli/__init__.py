@@ -11,6 +11,7 @@ from fhir_twin.cli.database_commands import migrate, reindex
 from fhir_twin.cli.device_commands import devices
 from fhir_twin.cli.doctor_commands import assess, cohort, evaluate, models, train
 from fhir_twin.cli.load import load
+from fhir_twin.cli.oauth_commands import client, user
 from fhir_twin.cli.security_commands import audit, token
 from fhir_twin.cli.serve import serve
 from fhir_twin.cli.twin_commands import twin
@@ -22,5 +23,21 @@ def main() -> None:
     """fhir-twin: an HL7 FHIR R4 server with a digital twin of every patient."""
 
 
-for command in (token, audit, serve, migrate, reindex, load, twin, train, evaluate, assess, models, cohort, devices):
+for command in (
+    token,
+    audit,
+    client,
+    user,
+    serve,
+    migrate,
+    reindex,
+    load,
+    twin,
+    train,
+    evaluate,
+    assess,
+    models,
+    cohort,
+    devices,
+):
     main.add_command(command)

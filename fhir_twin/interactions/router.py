@@ -56,7 +56,7 @@ class Interactions:
         *,
         operations: Iterable[Operation] = (),
         bundles: Callable[[Handler], Handler] | None = None,
-        security: dict[str, Any] | None = None,
+        security: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.repository = repository
         self.config = config
@@ -67,7 +67,7 @@ class Interactions:
         # Batch and transaction processing sits a layer above; it is built on this router's route.
         self.bundles: Handler | None = bundles(self.route) if bundles is not None else None
         self.guard = Guard(repository, self.operations)
-        # CapabilityStatement.rest.security, from the authentication settings.
+        # CapabilityStatement.rest.security for a base URL, from the authentication settings.
         self.security = security
 
     def route(self, request: Request) -> Response:
@@ -133,7 +133,7 @@ class Interactions:
         handling = search_handling_documentation(self.config.search_handling)
         body["rest"] = [{**rest, "documentation": f"{rest['documentation']} {handling}"}]
         if self.security is not None:
-            body["rest"] = [{**body["rest"][0], "security": self.security}]
+            body["rest"] = [{**body["rest"][0], "security": self.security(request.base)}]
         if self.config.websocket_port:
             extension = websocket_extension(request.base, self.config.websocket_port)
             body["rest"] = [{**body["rest"][0], "extension": [extension]}]

@@ -16,13 +16,51 @@ _SCOPES = [
 _PERMISSIONS = ["permission-v1", "permission-v2", "permission-patient", "permission-user"]
 
 
-def smart_configuration(config: Config) -> dict[str, Any]:
-    """The discovery document; the endpoints are those of the external authorization server
-    when one is configured (``jwt`` mode), as this server issues no OAuth tokens itself."""
+# What this server's own authorization server (``tokens`` mode, api/smart_auth.py) does.
+_OWN_CAPABILITIES = [
+    "launch-standalone",
+    "client-public",
+    "client-confidential-symmetric",
+    "context-standalone-patient",
+    "sso-openid-connect",
+    "permission-offline",
+    "permission-online",
+]
+_OWN_SCOPES = ["openid", "fhirUser", "launch/patient", "offline_access", "online_access"]
+
+
+def own_endpoints(base: str) -> dict[str, str]:
+    """The endpoints of this server's authorization server, for the FHIR base URL ``base``."""
+    root = base.rstrip("/").removesuffix("/fhir")
+    return {
+        name: f"{root}/auth/{path}"
+        for name, path in (
+            ("authorization_endpoint", "authorize"),
+            ("token_endpoint", "token"),
+            ("revocation_endpoint", "revoke"),
+            ("introspection_endpoint", "introspect"),
+            ("jwks_uri", "jwks"),
+        )
+    }
+
+
+def smart_configuration(config: Config, base: str) -> dict[str, Any]:
+    """The discovery document: in ``tokens`` mode, this server's own authorization server (at
+    ``base`` without ``/fhir``); in ``jwt`` mode, the external one's endpoints when configured."""
     document: dict[str, Any] = {
         "capabilities": list(_PERMISSIONS),
         "scopes_supported": _SCOPES,
     }
+    if config.auth_mode == "tokens":
+        document.update(own_endpoints(base))
+        document["issuer"] = base.rstrip("/")
+        document["capabilities"] = [*_OWN_CAPABILITIES, *_PERMISSIONS]
+        document["scopes_supported"] = [*_OWN_SCOPES, *_SCOPES]
+        document["response_types_supported"] = ["code"]
+        document["grant_types_supported"] = ["authorization_code", "refresh_token"]
+        document["code_challenge_methods_supported"] = ["S256"]
+        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic", "none"]
+        return document
     if config.auth_mode == "jwt":
         # SMART Backend Services: a client authenticates to the authorization server with a
         # signed JWT and gets an access token by the client_credentials grant.
@@ -40,7 +78,7 @@ def smart_configuration(config: Config) -> dict[str, Any]:
     return document
 
 
-def rest_security(config: Config) -> dict[str, Any]:
+def rest_security(config: Config, base: str) -> dict[str, Any]:
     """``CapabilityStatement.rest.security``: SMART-on-FHIR bearer tokens, CORS as configured."""
     security: dict[str, Any] = {
         "cors": bool(config.cors_origins),
@@ -57,11 +95,17 @@ def rest_security(config: Config) -> dict[str, Any]:
         ],
         "description": _DESCRIPTIONS[config.auth_mode],
     }
-    uris = [
-        {"url": name, "valueUri": url}
-        for name, url in (("token", config.smart_token_endpoint), ("authorize", config.smart_authorization_endpoint))
-        if url
-    ]
+    token, authorize = config.smart_token_endpoint, config.smart_authorization_endpoint
+    if config.auth_mode == "tokens":
+        own = own_endpoints(base)
+        token, authorize = own["token_endpoint"], own["authorization_endpoint"]
+    uris = [{"url": name, "valueUri": url} for name, url in (("token", token), ("authorize", authorize)) if url]
+    if config.auth_mode == "tokens":
+        own = own_endpoints(base)
+        uris += [
+            {"url": "revoke", "valueUri": own["revocation_endpoint"]},
+            {"url": "introspect", "valueUri": own["introspection_endpoint"]},
+        ]
     if uris:
         security["extension"] = [{"url": OAUTH_URIS, "extension": uris}]
     return security
@@ -69,7 +113,8 @@ def rest_security(config: Config) -> dict[str, Any]:
 
 _DESCRIPTIONS = {
     "tokens": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <token>' "
-    "with an API token made by 'fhir-twin token create'. Scopes are SMART v1 or v2 resource scopes.",
+    "with an API token made by 'fhir-twin token create' or issued by this server's SMART App Launch "
+    "authorization server (/auth). Scopes are SMART v1 or v2 resource scopes.",
     "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
     "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
     "none": "Authentication is switched off on this server (development only).",

@@ -352,6 +352,61 @@ api_token = Table(
     Column("revoked", DateTime(timezone=False)),
 )
 
+# The SMART App Launch authorization server (security/oauth): registered clients (a confidential
+# one's secret as a SHA-256 hash), users who sign in (an Argon2 hash of the password), the
+# authorization codes (hashed, single use, ten minutes) and the grants behind each access token
+# issued (the token itself is an ``api_token`` row, so ``tokens`` mode accepts it as it is).
+oauth_client = Table(
+    "oauth_client",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64)),
+    Column("redirect_uris", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("created", DateTime(timezone=False), nullable=False),
+)
+
+oauth_user = Table(
+    "oauth_user",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("fhir_user", String(200)),
+    Column("created", DateTime(timezone=False), nullable=False),
+)
+
+oauth_code = Table(
+    "oauth_code",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("patient_id", String(64)),
+    Column("nonce", String(256)),
+    Column("code_challenge", String(128), nullable=False),
+    Column("code_challenge_method", String(8), nullable=False),
+    Column("auth_time", BigInteger, nullable=False),
+    Column("expires", DateTime(timezone=False), nullable=False),
+)
+
+oauth_grant = Table(
+    "oauth_grant",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("patient_id", String(64)),
+    Column("refresh_hash", String(64), unique=True),
+    Column("issued", DateTime(timezone=False), nullable=False),
+    Column("expires", DateTime(timezone=False), nullable=False),
+    Column("refresh_expires", DateTime(timezone=False)),
+    Column("revoked", DateTime(timezone=False)),
+)
+
 # The audit trail's hash chain: one link per AuditEvent, in the order they were recorded.
 # ``seq`` is the previous link's plus one (no gaps), ``digest`` the SHA-256 of the AuditEvent's
 # stored JSON, ``link`` the hash of the previous link and this digest.

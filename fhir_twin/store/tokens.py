@@ -84,6 +84,12 @@ def listed(repository: Repository) -> list[StoredToken]:
     return [StoredToken(*row) for row in rows]
 
 
+def forget_cached() -> None:
+    """Drop the tokens remembered, after a revocation made elsewhere (store/oauth.py)."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def revoke(repository: Repository, name_or_id: str) -> int:
     """Revoke the live tokens with this id or name; how many were."""
     with _cache_lock:

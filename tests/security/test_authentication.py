@@ -174,8 +174,9 @@ def test_capability_statement_names_smart_on_fhir(client: FlaskClient) -> None:
     security = body["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     assert "fhir-twin token create" in security["description"]
-    # No authorization server is configured, so no OAuth endpoints are named.
-    assert "extension" not in security
+    # The built-in authorization server's endpoints (oauth-uris), on this server.
+    uris = {item["url"]: item["valueUri"] for item in security["extension"][0]["extension"]}
+    assert uris["token"] == "http://localhost/auth/token"
 
 
 def test_smart_configuration_in_tokens_mode(client: FlaskClient) -> None:
@@ -185,8 +186,9 @@ def test_smart_configuration_in_tokens_mode(client: FlaskClient) -> None:
             document["capabilities"]
         )
         assert "system/*.cruds" in document["scopes_supported"]
-        assert "issuer" not in document
-        assert "token_endpoint" not in document
+        # The built-in authorization server (tests/security/test_smart_launch.py runs its flow).
+        assert document["token_endpoint"] == "http://localhost/auth/token"
+        assert document["code_challenge_methods_supported"] == ["S256"]
 
 
 @pytest.mark.parametrize(
