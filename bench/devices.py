@@ -54,7 +54,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=0, help="messages per second (0: as fast as possible)")
-    parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N of the bridge's writes")
+    parser.add_argument("--batch", type=int, default=0, help="messages a transaction at most (0: the bridge's own)")
+    parser.add_argument("--profile", type=int, default=0, help="print the top N of the bridge's writes by CPU time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, fresh_database(args.database, folder) as url:
         run(url, args)
@@ -107,18 +108,27 @@ def run(url: str, args: argparse.Namespace) -> None:
             services.interactions.route(Request("POST", "", "", body=admission(monitor.device_id, f"Bench {index}")))
         monitors.append(monitor)
     bridge = services.device_bridge(args.broker, prefix, client_id="", shared_group="")
+    if args.batch:
+        bridge.batch_size = args.batch
     committed: dict[str, float] = {}
     published: dict[str, float] = {}
     write = bridge.write
 
-    profile = cProfile.Profile()
+    # CPU time of the writer thread, not wall time: on a shared machine waits would swamp it.
+    profile = cProfile.Profile(time.thread_time)
+
+    writer_cpu = [0.0]
+    batches: list[int] = []
 
     def timed(batch: list[Delivery]) -> None:
+        cpu = time.thread_time()
         if args.profile:
             profile.runcall(write, batch)
         else:
             write(batch)
         done = time.time()
+        writer_cpu[0] += time.thread_time() - cpu
+        batches.append(len(batch))
         for delivery in batch:
             committed[_instant(json.loads(delivery.payload)["time"])] = done
 
@@ -129,6 +139,8 @@ def run(url: str, args: argparse.Namespace) -> None:
     publisher.connect(*mqtt_address(args.broker))
     publisher.loop_start()
     started = time.time()
+    process_cpu = time.process_time()
+    publishing_cpu = time.thread_time()
     for number in range(args.messages):
         monitor = monitors[number % len(monitors)]
         # Each message a distinct reading time (a millisecond apart), so none is folded as a duplicate.
@@ -137,8 +149,12 @@ def run(url: str, args: argparse.Namespace) -> None:
         publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
         if args.rate:
             time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
+    publishing_cpu = time.thread_time() - publishing_cpu
     _until(lambda: len(committed) >= args.messages, 300)
     elapsed = max(committed.values()) - started if committed else float("nan")
+    # Everything the process ran meanwhile but the publishing loop: the bridge's threads, the
+    # Doctor, the deliveries (and the publisher's network thread, a small part).
+    server_cpu = time.process_time() - process_cpu - publishing_cpu
     publisher.disconnect()
     publisher.loop_stop()
     bridge.stop()
@@ -173,12 +189,18 @@ def run(url: str, args: argparse.Namespace) -> None:
     to_committed = [committed[moment] - published[moment] for moment in committed]
     print(
         f"database: {url.split(':')[0]}, {args.patients} monitors, {args.messages} messages (6 readings each), "
-        f"rate {args.rate or 'as fast as possible'}"
+        f"rate {args.rate or 'as fast as possible'}, at most {bridge.batch_size} messages a transaction"
     )
     print(
         f"committed {len(committed)}/{args.messages} messages, {observations}/{6 * args.messages} Observations stored"
     )
     print(f"sustained: {len(committed) / elapsed:.0f} messages/s, {6 * len(committed) / elapsed:.0f} readings/s")
+    readings = 6 * len(committed)
+    print(
+        f"server CPU per reading: {server_cpu / readings * 1000:.2f} ms in all, "
+        f"{writer_cpu[0] / readings * 1000:.2f} ms in the bridge's writes; "
+        f"{len(batches)} batches, mean {statistics.fmean(batches):.0f} messages"
+    )
     print(f"publish to Observations committed: {_p50_p95(to_committed)} ({len(to_committed)} messages)")
     print(
         f"publish to NEWS2 RiskAssessment stored: {_p50_p95(to_stored)} ({len(to_stored)} messages assessed, "

@@ -110,7 +110,9 @@ class Bundles:
             for entry in entries:
                 entry.index_rows = None
         answers: dict[int, dict[str, Any]] = {}
-        with self.repository.transaction(write=True):
+        with self.repository.transaction(write=True) as tx:
+            # The resources updated by id: locked and read ahead together, not an entry at a time.
+            tx.lock_current([_key(entry.path) for entry in entries if _by_id(entry) and entry.method == "PUT"])
             if conditional:
                 mapping.update(self._conditional_identities(request, entries))
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
@@ -195,12 +197,22 @@ def _plain_identities(entries: list[Entry]) -> tuple[dict[str, str], bool]:
     return mapping, conditional
 
 
+def _by_id(entry: Entry) -> bool:
+    """Whether the entry names its resource by type and id (no condition)."""
+    return "/" in entry.path and not entry.query
+
+
+def _key(path: str) -> tuple[str, str]:
+    res_type, _, res_id = path.partition("/")
+    return res_type, res_id.partition("/")[0]
+
+
 def _refuse_duplicates(entries: list[Entry]) -> None:
     """Two entries claiming the same identity make a transaction ambiguous (R4 http.html#trules)."""
     seen: dict[str, int] = {}
     for entry in entries:
         identities = [entry.full_url] if entry.full_url else []
-        if entry.method in ("PUT", "DELETE", "PATCH") and "/" in entry.path and not entry.query:
+        if entry.method in ("PUT", "DELETE", "PATCH") and _by_id(entry):
             identities.append(entry.path)
         for identity in identities:
             if identity in seen:

@@ -95,7 +95,25 @@ class DeliveryWorker(Worker):
         if _channel(subscription) != REST_HOOK:
             outbox.discard(self.own, subscription_id, REST_HOOK)  # changed to another channel since
             return
-        for owed in outbox.claimed(self.own, owner, subscription_id):
+        sent: list[int] = []
+        try:
+            self._send_claimed(owner, subscription, outbox.claimed(self.own, owner, subscription_id), sent, should_stop)
+        finally:
+            # Forgotten together: a stop before this write sends them again (at least once).
+            if sent:
+                outbox.delivered(self.own, owner, *sent)
+
+    def _send_claimed(
+        self,
+        owner: str,
+        subscription: dict[str, Any],
+        owed_rows: list[outbox.Owed],
+        sent: list[int],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """Send ``owed_rows`` in order, adding each acknowledged one to ``sent``, until one fails."""
+        subscription_id = str(subscription["id"])
+        for owed in owed_rows:
             if should_stop():
                 return
             if _ended(subscription):
@@ -104,7 +122,7 @@ class DeliveryWorker(Worker):
                 return
             error = self._send(subscription, owed)
             if error is None:
-                outbox.delivered(self.own, owner, owed.seq)
+                sent.append(owed.seq)
                 continue
             attempts = owed.attempts + 1
             log.warning("Notifying Subscription/%s failed (attempt %s): %s", subscription_id, attempts, error)

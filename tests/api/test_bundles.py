@@ -266,3 +266,40 @@ def test_ehr_bundles_are_kept_whole(client: FlaskClient, path: Path) -> None:
     assert client.get(f"/fhir/Observation?patient={patient_id}&_summary=count").get_json()["total"] == by_type.get(
         "Observation", 0
     )
+
+
+def test_updates_by_id_in_a_transaction_answer_as_if_each_were_alone(client: FlaskClient) -> None:
+    """The resources a transaction updates by id are locked and read in one go beforehand: each
+    entry still sees its resource's own current version (created, changed, unchanged, deleted)."""
+    kept = client.post("/fhir/Patient", json=patient()).get_json()
+    changed = client.post("/fhir/Patient", json=patient()).get_json()
+    gone = client.post("/fhir/Patient", json=patient()).get_json()
+    assert client.delete(f"/fhir/Patient/{gone['id']}").status_code == 200
+
+    def put(res_id: str, **extra: Any) -> dict[str, Any]:
+        body = {**patient(), "id": res_id, **extra}
+        return {"resource": body, "request": {"method": "PUT", "url": f"Patient/{res_id}"}}
+
+    answer = client.post(
+        "/fhir",
+        json=transaction(
+            put("brand-new"),
+            put(kept["id"]),
+            put(changed["id"], gender="female"),
+            put(gone["id"]),
+        ),
+    )
+    assert answer.status_code == 200, answer.get_json()
+    statuses = [(e["response"]["status"], e["response"]["etag"]) for e in answer.get_json()["entry"]]
+    assert statuses == [("201 Created", 'W/"1"'), ("200 OK", 'W/"1"'), ("200 OK", 'W/"2"'), ("201 Created", 'W/"3"')]
+    assert client.get(f"/fhir/Patient/{changed['id']}").get_json()["gender"] == "female"
+    assert client.get(f"/fhir/Patient/{kept['id']}/_history").get_json()["total"] == 1
+    assert client.get("/fhir/Patient/brand-new").status_code == 200
+    # The same transaction again: nothing new stored.
+    again = client.post("/fhir", json=transaction(put("brand-new"), put(changed["id"], gender="female")))
+    assert [e["response"]["etag"] for e in again.get_json()["entry"]] == ['W/"1"', 'W/"2"']
+    # An If-Match on an entry is checked against the version read ahead.
+    stale = put(changed["id"], gender="male")
+    stale["request"]["ifMatch"] = 'W/"1"'
+    assert client.post("/fhir", json=transaction(stale)).status_code == 412
+    assert client.get(f"/fhir/Patient/{changed['id']}").get_json()["gender"] == "female"
