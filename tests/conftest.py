@@ -23,6 +23,7 @@ from fhir_twin.app import create_app, services_of
 from fhir_twin.config import Config
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
+from tests.subscriptions.receiver import Receiver
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 POSTGRES_URL = os.environ.get("FHIR_TWIN_TEST_DATABASE_URL", "")
@@ -175,3 +176,11 @@ def repository(database_url: str) -> Iterator[Repository]:
     migrate(engine)  # a no-op on SQLite's migrated copy; a new PostgreSQL database needs it
     yield Repository(engine, Config().referential_integrity)
     engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP server recording the rest-hook notifications it is sent."""
+    found = Receiver().start()
+    yield found
+    found.stop()

@@ -6,12 +6,11 @@ read that file can neither rebuild the chain's HMAC links nor sign a checkpoint 
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import replace
-from pathlib import Path
 
 from fhir_twin.config import Config
+from fhir_twin.security import key_file
 from fhir_twin.store import audit
 from fhir_twin.store.repository import Repository
 
@@ -34,25 +33,7 @@ def for_server(config: Config, repository: Repository) -> tuple[Config, str]:
             "the chain), so its checkpoints cannot be signed. Set FHIR_TWIN_AUDIT_KEY on a new database."
         )
     key = secrets.token_hex(_KEY_BYTES)
-    _create(path, key)
+    key_file.create(path, (key + "\n").encode("ascii"))
     return replace(config, audit_key=path.read_text(encoding="ascii").strip()), (
         f"audit key generated at {path} (mode 0600): keep a copy, the audit trail cannot be verified without it"
     )
-
-
-def _create(path: Path, key: str) -> None:
-    """Write ``key`` to ``path``, readable by its owner alone, whole or not at all; if another
-    process made it first, theirs is kept."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write(key + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink(missing_ok=True)

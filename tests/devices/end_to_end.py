@@ -40,13 +40,6 @@ def monitor_kind() -> Any:
     return kinds["vital_signs_monitor"]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
-
-
 class Ward:
     """One test's server settings, with a topic prefix and MQTT client id of its own (parallel
     runs never hear each other), a patient with a monitor, and a ward Subscription."""
