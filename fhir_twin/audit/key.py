@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 
+from fhir_twin.audit import trail
 from fhir_twin.config import Config
 from fhir_twin.security import key_file
 from fhir_twin.store import audit
@@ -17,13 +18,24 @@ from fhir_twin.store.repository import Repository
 _KEY_BYTES = 32
 
 
+class KeyMismatch(Exception):
+    """The key at hand is not the one the trail was written with: writing on would break the chain."""
+
+
 def for_server(config: Config, repository: Repository) -> tuple[Config, str]:
     """``config`` with its audit key, generated into ``audit_key_file`` if there is none yet, and
     a line saying where it is. A trail already written without a key keeps being written without
-    one: a key now would break its chain."""
+    one: a key now would break its chain. ``KeyMismatch`` when the trail was written under another
+    key than the one at hand, or under one where none is (a key file lost or moved)."""
     path = config.resolved_audit_key_file
     if not config.audit:
         return config, "audit trail off"
+    why = trail.key_mismatch(repository, config.audit_key)
+    if why is not None:
+        raise KeyMismatch(
+            f"{why}. Set FHIR_TWIN_AUDIT_KEY to the trail's key, or restore its file ({path}); "
+            "the server will not write records the chain cannot hold."
+        )
     if config.audit_key:
         kept = path.is_file() and path.read_text(encoding="ascii").strip() == config.audit_key
         return config, f"audit key read from {path}" if kept else "audit key configured (audit_key)"
