@@ -46,6 +46,13 @@ def own_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["XDG_DATA_HOME"] = before
 
 
+@pytest.fixture(autouse=True)
+def own_data_home_per_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data directory of each test's own, servers it starts included: a key one test's server
+    generates for a database (the PostgreSQL run reuses one) is never read by another test."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str | None]:
     """A throw-away PostgreSQL database for this session, or None on SQLite runs."""
