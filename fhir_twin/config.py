@@ -6,10 +6,12 @@ takes as options, so a setting means one thing wherever it is given.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "FHIR_TWIN_"
 # R4 search.html#errors and http.html (Prefer: handling=): the two ways to treat unknown parameters.
@@ -116,12 +118,24 @@ class Config:
 
     @property
     def resolved_audit_key_file(self) -> Path:
-        return Path(self.audit_key_file) if self.audit_key_file else self.resolved_data_dir / "audit.key"
+        """The audit key's file: one per database (named after its URL), so a key generated for one
+        database is never taken for another's trail, which it would break."""
+        default = self.resolved_data_dir / f"audit-{self.database_identity}.key"
+        return Path(self.audit_key_file) if self.audit_key_file else default
 
     @property
     def resolved_audit_anchor_file(self) -> Path:
-        default = self.resolved_data_dir / "audit-anchors.jsonl"
+        default = self.resolved_data_dir / f"audit-anchors-{self.database_identity}.jsonl"
         return Path(self.audit_anchor_file) if self.audit_anchor_file else default
+
+    @property
+    def database_identity(self) -> str:
+        """16 hex digits of the SHA-256 of the database URL without its password."""
+        parts = urlsplit(self.resolved_database_url)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        url = urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}" if netloc[1] else netloc[2]))
+        return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
     @property
     def resolved_smart_signing_key_file(self) -> Path:

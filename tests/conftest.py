@@ -23,6 +23,7 @@ from fhir_twin.app import create_app, services_of
 from fhir_twin.config import Config
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
+from tests.subscriptions.receiver import Receiver
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 POSTGRES_URL = os.environ.get("FHIR_TWIN_TEST_DATABASE_URL", "")
@@ -43,6 +44,13 @@ def own_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         del os.environ["XDG_DATA_HOME"]
     else:
         os.environ["XDG_DATA_HOME"] = before
+
+
+@pytest.fixture(autouse=True)
+def own_data_home_per_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data directory of each test's own, servers it starts included: a key one test's server
+    generates for a database (the PostgreSQL run reuses one) is never read by another test."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
 
 
 @pytest.fixture(scope="session")
@@ -175,3 +183,11 @@ def repository(database_url: str) -> Iterator[Repository]:
     migrate(engine)  # a no-op on SQLite's migrated copy; a new PostgreSQL database needs it
     yield Repository(engine, Config().referential_integrity)
     engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP server recording the rest-hook notifications it is sent."""
+    found = Receiver().start()
+    yield found
+    found.stop()

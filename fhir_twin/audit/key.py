@@ -6,25 +6,36 @@ read that file can neither rebuild the chain's HMAC links nor sign a checkpoint 
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import replace
-from pathlib import Path
 
+from fhir_twin.audit import trail
 from fhir_twin.config import Config
+from fhir_twin.security import key_file
 from fhir_twin.store import audit
 from fhir_twin.store.repository import Repository
 
 _KEY_BYTES = 32
 
 
+class KeyMismatch(Exception):
+    """The key at hand is not the one the trail was written with: writing on would break the chain."""
+
+
 def for_server(config: Config, repository: Repository) -> tuple[Config, str]:
     """``config`` with its audit key, generated into ``audit_key_file`` if there is none yet, and
     a line saying where it is. A trail already written without a key keeps being written without
-    one: a key now would break its chain."""
+    one: a key now would break its chain. ``KeyMismatch`` when the trail was written under another
+    key than the one at hand, or under one where none is (a key file lost or moved)."""
     path = config.resolved_audit_key_file
     if not config.audit:
         return config, "audit trail off"
+    why = trail.key_mismatch(repository, config.audit_key)
+    if why is not None:
+        raise KeyMismatch(
+            f"{why}. Set FHIR_TWIN_AUDIT_KEY to the trail's key, or restore its file ({path}); "
+            "the server will not write records the chain cannot hold."
+        )
     if config.audit_key:
         kept = path.is_file() and path.read_text(encoding="ascii").strip() == config.audit_key
         return config, f"audit key read from {path}" if kept else "audit key configured (audit_key)"
@@ -34,25 +45,7 @@ def for_server(config: Config, repository: Repository) -> tuple[Config, str]:
             "the chain), so its checkpoints cannot be signed. Set FHIR_TWIN_AUDIT_KEY on a new database."
         )
     key = secrets.token_hex(_KEY_BYTES)
-    _create(path, key)
+    key_file.create(path, (key + "\n").encode("ascii"))
     return replace(config, audit_key=path.read_text(encoding="ascii").strip()), (
         f"audit key generated at {path} (mode 0600): keep a copy, the audit trail cannot be verified without it"
     )
-
-
-def _create(path: Path, key: str) -> None:
-    """Write ``key`` to ``path``, readable by its owner alone, whole or not at all; if another
-    process made it first, theirs is kept."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write(key + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -90,6 +90,13 @@ def verify_trail(repository: Repository, key: str = "", anchor: Anchor | None = 
     return verify([], key, unchained) if unchained else verdict
 
 
+def key_mismatch(repository: Repository, key: str) -> str | None:
+    """Why ``key`` is not the key the trail was written with, or None when it is (or the trail is
+    too short to tell): checked before a server writes, so it never chains under another key."""
+    verdict = _wrong_key(repository, key)
+    return verdict.finding.message if verdict is not None and verdict.finding is not None else None
+
+
 def _wrong_key(repository: Repository, key: str) -> Verdict | None:
     """A verdict that ``key`` is not the trail's key, when not one of the first links follows
     from the link before it under it. A changed, removed or inserted record breaks the links

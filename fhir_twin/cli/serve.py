@@ -84,7 +84,7 @@ def serve(
 
 def _with_audit_key(config: Config) -> Config:
     """``config`` with the audit key generated at the first start if none is set, saying where it is."""
-    from fhir_twin.audit.key import for_server
+    from fhir_twin.audit.key import KeyMismatch, for_server
     from fhir_twin.store.database import make_engine, migrate
     from fhir_twin.store.repository import Repository
 
@@ -92,6 +92,8 @@ def _with_audit_key(config: Config) -> Config:
     try:
         migrate(engine)
         config, said = for_server(config, Repository(engine, config.referential_integrity))
+    except KeyMismatch as error:
+        raise click.ClickException(str(error)) from None
     finally:
         engine.dispose()
     click.echo(said, err=True)

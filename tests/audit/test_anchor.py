@@ -47,10 +47,23 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def key_path(database_url: str, data_dir: Path) -> Path:
+    """Where the server keeps this database's audit key."""
+    return Config.from_env({"database_url": database_url}).resolved_audit_key_file
+
+
+@pytest.fixture
+def anchors(database_url: str, data_dir: Path) -> Path:
+    """Where ``audit anchor`` appends this database's checkpoints by default."""
+    return Config.from_env({"database_url": database_url}).resolved_audit_anchor_file
+
+
+@pytest.fixture
 def server(make_app: Any, database_url: str, data_dir: Path, repository: Repository) -> Flask:
     """A server started as ``fhir-twin serve`` starts one on a new database: its key generated."""
     config, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
-    assert said.startswith(f"audit key generated at {data_dir / 'audit.key'}")
+    kept = Config.from_env({"database_url": database_url}).resolved_audit_key_file
+    assert said.startswith(f"audit key generated at {kept}")
     app: Flask = make_app(auth_mode="tokens", doctor=False, audit_key=config.audit_key)
     activity(app, 3)
     return app
@@ -96,10 +109,12 @@ def cut_tail(app: Flask, count: int) -> None:
             )
 
 
-def test_anchor_appends_a_checkpoint_signed_with_ed25519(server: Flask, database_url: str, data_dir: Path) -> None:
+def test_anchor_appends_a_checkpoint_signed_with_ed25519(
+    server: Flask, database_url: str, data_dir: Path, anchors: Path
+) -> None:
     result = run(database_url, "anchor")
     assert result.exit_code == 0, result.output
-    path = data_dir / "audit-anchors.jsonl"
+    path = anchors
     [line] = lines(path)
     chain = links(server)
     assert (line["seq"], line["hash"], line["count"]) == (chain[-1][0], chain[-1][2], len(chain))
@@ -129,7 +144,9 @@ def test_verify_passes_against_the_latest_checkpoint(server: Flask, database_url
     assert f"holds the checkpoint of record {len(links(server)) - 2} " in result.stdout
 
 
-def test_a_tail_cut_below_the_checkpoint_is_named(server: Flask, database_url: str, data_dir: Path) -> None:
+def test_a_tail_cut_below_the_checkpoint_is_named(
+    server: Flask, database_url: str, data_dir: Path, anchors: Path
+) -> None:
     assert run(database_url, "anchor").exit_code == 0
     anchored = links(server)[-1][0]
     cut_tail(server, 3)
@@ -159,11 +176,13 @@ def test_a_changed_record_fails_verification_with_a_checkpoint(server: Flask, da
     assert f"AuditEvent/{res_id} (record 2) was changed" in result.stderr
 
 
-def test_the_anchored_record_with_another_link_is_named(server: Flask, database_url: str, data_dir: Path) -> None:
+def test_the_anchored_record_with_another_link_is_named(
+    server: Flask, database_url: str, data_dir: Path, anchors: Path
+) -> None:
     """A checkpoint whose link the chain no longer holds at that record, as after a chain rebuilt
     from there on."""
     assert run(database_url, "anchor").exit_code == 0
-    path = data_dir / "audit-anchors.jsonl"
+    path = anchors
     [line] = lines(path)
     config = Config.from_env({"database_url": database_url})
     other = anchor.Checkpoint(line["seq"], "f" * 64, line["count"], line["at"])
@@ -177,10 +196,10 @@ def test_the_anchored_record_with_another_link_is_named(server: Flask, database_
 
 @pytest.mark.parametrize("change", ["seq", "key"])
 def test_a_tampered_checkpoint_fails_its_signature(
-    server: Flask, database_url: str, data_dir: Path, change: str
+    server: Flask, database_url: str, data_dir: Path, change: str, anchors: Path
 ) -> None:
     assert run(database_url, "anchor").exit_code == 0
-    path = data_dir / "audit-anchors.jsonl"
+    path = anchors
     [line] = lines(path)
     if change == "seq":
         # Moved back to hide records about to be removed.
@@ -214,9 +233,9 @@ def test_the_twin_api_verifies_against_the_checkpoint(server: Flask, database_ur
 
 
 def test_the_key_is_generated_once_kept_0600_and_read_back(
-    database_url: str, data_dir: Path, repository: Repository
+    database_url: str, data_dir: Path, repository: Repository, key_path: Path
 ) -> None:
-    path = data_dir / "audit.key"
+    path = key_path
     first, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
     assert said.startswith(f"audit key generated at {path} (mode 0600)")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -233,19 +252,21 @@ def test_the_key_is_generated_once_kept_0600_and_read_back(
 
 
 def test_no_key_is_generated_for_a_trail_written_without_one(
-    make_app: Any, database_url: str, data_dir: Path, repository: Repository
+    make_app: Any, database_url: str, data_dir: Path, repository: Repository, key_path: Path
 ) -> None:
     activity(make_app(auth_mode="tokens", doctor=False), 1)
     config, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
     assert config.audit_key == "" and said.startswith("WARNING: the audit trail was written without an audit_key")
-    assert not (data_dir / "audit.key").exists()
+    assert not key_path.exists()
     refused = run(database_url, "anchor")
     assert refused.exit_code == 1 and "no audit_key to sign with" in refused.output
     assert run(database_url, "verify").exit_code == 0
 
 
-def test_anchor_every_period_keeps_writing_checkpoints(server: Flask, database_url: str, data_dir: Path) -> None:
-    path = data_dir / "audit-anchors.jsonl"
+def test_anchor_every_period_keeps_writing_checkpoints(
+    server: Flask, database_url: str, data_dir: Path, anchors: Path
+) -> None:
+    path = anchors
     command = "from fhir_twin.cli import main; main()"
     process = subprocess.Popen(
         [sys.executable, "-c", command, "audit", "anchor", "--every", "0.2s", "--database", database_url],
@@ -271,3 +292,41 @@ def test_anchor_every_period_keeps_writing_checkpoints(server: Flask, database_u
 def test_a_bad_period_is_refused(database_url: str, data_dir: Path) -> None:
     result = run(database_url, "anchor", "--every", "soon")
     assert result.exit_code == 2 and "'soon' is not a period like 30s, 5m or 1h" in result.output
+
+
+def test_each_database_has_a_key_of_its_own(data_dir: Path, tmp_path: Path) -> None:
+    """Two databases served from one data directory: a key generated for one is never read for
+    the other (whose trail, written without it or under another, it would break)."""
+    one = Config.from_env({"database_url": f"sqlite:///{tmp_path / 'one.db'}"})
+    other = Config.from_env({"database_url": f"sqlite:///{tmp_path / 'other.db'}"})
+    assert one.resolved_audit_key_file != other.resolved_audit_key_file
+    assert one.resolved_audit_anchor_file != other.resolved_audit_anchor_file
+    # The password is no part of the name: the same database under another password is the same.
+    first = Config(database_url="postgresql+psycopg://ehr:old@db.example:5432/fhir")
+    second = Config(database_url="postgresql+psycopg://ehr:new@db.example:5432/fhir")
+    assert first.resolved_audit_key_file == second.resolved_audit_key_file
+    assert "old" not in str(first.resolved_audit_key_file)
+
+
+def test_a_server_refuses_to_write_under_a_key_the_trail_was_not_written_with(
+    server: Flask, database_url: str, key_path: Path, repository: Repository
+) -> None:
+    # The key file lost: the keyed trail would go on without a key.
+    kept = key_path.read_text()
+    key_path.unlink()
+    with pytest.raises(key.KeyMismatch, match="written under an audit_key, and none is configured"):
+        key.for_server(Config.from_env({"database_url": database_url}), repository)
+    # Another key given: as broken.
+    with pytest.raises(key.KeyMismatch, match="not the one the trail was written with"):
+        key.for_server(Config.from_env({"database_url": database_url, "audit_key": "another"}), repository)
+    key_path.write_text(kept)
+    config, said = key.for_server(Config.from_env({"database_url": database_url}), repository)
+    assert config.audit_key == kept.strip() and said == f"audit key read from {key_path}"
+
+
+def test_a_key_given_for_a_trail_written_without_one_is_refused(
+    make_app: Any, database_url: str, data_dir: Path, repository: Repository
+) -> None:
+    activity(make_app(auth_mode="tokens", doctor=False), 1)
+    with pytest.raises(key.KeyMismatch, match="written without an audit_key, and one is configured"):
+        key.for_server(Config.from_env({"database_url": database_url, "audit_key": "new"}), repository)

@@ -24,7 +24,7 @@ from fhir_twin.devices.reading import READING_SYSTEM, read_message
 from fhir_twin.devices.simulation import SimulatedMonitor, admission
 from fhir_twin.twin.mapping_file import load_mappings
 from tests.devices.conftest import BROKER
-from tests.live_server import LiveServer, make_token
+from tests.live_server import LiveServer, free_port, make_token
 from tests.subscriptions.receiver import Receiver, eventually
 
 SECRET = "ward-7-signing-key"
@@ -40,13 +40,6 @@ def monitor_kind() -> Any:
     return kinds["vital_signs_monitor"]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
-
-
 class Ward:
     """One test's server settings, with a topic prefix and MQTT client id of its own (parallel
     runs never hear each other), a patient with a monitor, and a ward Subscription."""
@@ -59,6 +52,7 @@ class Ward:
             "mqtt_url": broker,
             "mqtt_topic_prefix": self.prefix,
             "mqtt_client_id": f"fhir-twin-e2e-{unique}",
+            "websocket_port": str(free_port()),
             **FAST_RETRIES,
         }
         self.device_id = f"mon-{unique}"
@@ -94,6 +88,19 @@ class Ward:
         answer = requests.post(f"{server.base}/Subscription", json=subscription, headers=self.headers(), timeout=30)
         assert answer.status_code == 201, answer.text
         assert answer.json()["status"] == "active"
+
+    def websocket_subscription(self, server: LiveServer) -> str:
+        """A websocket Subscription on the same criteria as the ward's rest-hook; its id."""
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "ward board",
+            "criteria": CRITERIA,
+            "channel": {"type": "websocket"},
+        }
+        answer = requests.post(f"{server.base}/Subscription", json=subscription, headers=self.headers(), timeout=30)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
 
     def search(self, server: LiveServer, query: str) -> list[dict[str, Any]]:
         """Every resource the search (or history) finds, following its pages."""

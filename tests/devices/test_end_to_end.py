@@ -1,6 +1,7 @@
 """Bedside monitor to ward system, end to end: a simulated deterioration published to the real
 broker is taken by the bridge of a real ``fhir-twin serve`` (``mqtt_url`` set), scored by the
-Digital Doctor and notified to a local HTTP receiver, and a server restarted in the middle of the
+Digital Doctor and notified to a local HTTP receiver (rest-hook) and to a bound websocket client
+(``ping``), and a server restarted in the middle of the
 stream loses nothing and duplicates nothing.
 
 What "nothing lost, nothing duplicated" means here (README "Devices over MQTT", "Subscriptions"):
@@ -12,10 +13,15 @@ received, its outbox row not yet deleted), so after one the test asks for at lea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import threading
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.devices import end_to_end
 from tests.devices.end_to_end import (
@@ -30,9 +36,8 @@ from tests.devices.end_to_end import (
     restart_mid_stream,
     wait_for_everything,
 )
-from tests.subscriptions.receiver import Receiver
+from tests.subscriptions.receiver import Receiver, eventually
 
-receiver = end_to_end.receiver
 ward = end_to_end.ward
 monitor_kind = end_to_end.monitor_kind
 
@@ -42,14 +47,33 @@ def test_a_deterioration_over_mqtt_becomes_observations_an_assessment_and_a_sign
 ) -> None:
     server = ward.server()
     ward.admit(server, receiver)
-    publisher = Publisher(f"{ward.prefix}devices/monitor/bed-1/vitals")
-    try:
-        publisher.publish(deterioration(ward.device_id, 12, seed=1))
-    finally:
-        publisher.close()
-    expected = expected_readings(monitor_kind, publisher.published)
-    assert len(expected) == 12 * 6
-    wait_for_everything(ward, server, receiver, expected)
+    # A ward board on the websocket channel, bound before the stream, is told of the same events.
+    board = ward.websocket_subscription(server)
+    pings: list[str] = []
+    url = f"ws://127.0.0.1:{ward.settings['websocket_port']}/websocket"
+    with connect(url, open_timeout=10) as socket:
+        socket.send(f"bind {board} {ward.token}")
+        assert socket.recv(timeout=10) == f"bound {board}"
+
+        def listen() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                for message in socket:
+                    pings.append(str(message))
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        publisher = Publisher(f"{ward.prefix}devices/monitor/bed-1/vitals")
+        try:
+            publisher.publish(deterioration(ward.device_id, 12, seed=1))
+        finally:
+            publisher.close()
+        expected = expected_readings(monitor_kind, publisher.published)
+        assert len(expected) == 12 * 6
+        wait_for_everything(ward, server, receiver, expected)
+        owed = ward.owed(server)
+        eventually(lambda: len(pings) >= len(owed), timeout=30)
+    listener.join(10)
+    assert pings == [f"ping {board}"] * len(owed)
 
     stored = ward.stored_readings(server)
     assert set(stored) == expected and set(stored.values()) == {1}

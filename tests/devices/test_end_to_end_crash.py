@@ -17,7 +17,6 @@ from tests.devices.end_to_end import (
 )
 from tests.subscriptions.receiver import Receiver
 
-receiver = end_to_end.receiver
 ward = end_to_end.ward
 monitor_kind = end_to_end.monitor_kind
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 
 from fhir_twin.subscriptions.matching import CACHE_SECONDS
@@ -16,13 +14,6 @@ from tests.live_server import LiveServer, make_token
 from tests.subscriptions.receiver import Receiver, eventually
 
 FAST_RETRIES = {"subscription_retry_delay_ms": "100", "subscription_max_attempts": "1000"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
 
 
 def post(server: LiveServer, token: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ sent" is checked without waiting an arbitrary time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +19,6 @@ from flask.testing import FlaskClient
 from fhir_twin.app import services_of
 from fhir_twin.store import subscription_outbox as outbox
 from tests.subscriptions.receiver import Receiver, eventually
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
 
 
 @pytest.fixture

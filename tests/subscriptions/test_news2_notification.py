@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
 from flask.testing import FlaskClient
 
 from tests.ml.doctor_data import NEWS2_VECTORS, ago, news2_set, patient
@@ -15,13 +13,6 @@ from tests.subscriptions.receiver import Receiver, eventually
 
 HIGH = NEWS2_VECTORS[3][0]
 LOW = NEWS2_VECTORS[0][0]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
 
 
 def test_a_high_news2_assessment_notifies_the_ward(client: FlaskClient, receiver: Receiver) -> None:

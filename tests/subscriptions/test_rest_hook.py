@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,13 +20,6 @@ from tests.subscriptions.receiver import Receiver, eventually
 
 SECRET_URL = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
 FHIR_JSON = "application/fhir+json"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
 
 
 @pytest.fixture

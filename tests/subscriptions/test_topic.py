@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,6 @@ NEWS2_HIGH: dict[str, Any] = json.loads(
     (Path(__file__).parents[2] / "fixtures" / "subscription-topics" / "news2-high.json").read_text(encoding="utf-8")
 )
 TOPIC_URL = NEWS2_HIGH["url"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()
 
 
 @pytest.fixture

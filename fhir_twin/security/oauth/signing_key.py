@@ -4,32 +4,19 @@ database, and published as a JWK Set at ``/auth/jwks`` so clients can check the 
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import RSAKey
+
+from fhir_twin.security import key_file
 
 
 def load(path: Path) -> RSAKey:
     """The key kept at ``path``, made there first if there is none; if two processes make one at
     once, the first written is kept by both."""
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = RSAKey.generate_key(2048, private=True).as_pem(private=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink(missing_ok=True)
+        key_file.create(path, RSAKey.generate_key(2048, private=True).as_pem(private=True))
     key = RSAKey.import_key(path.read_bytes())
     key.ensure_kid()
     return key
