@@ -243,7 +243,15 @@ def test_vread_unknown_version(client: FlaskClient) -> None:
                 "occurrenceDateTime": "2024-01-01",
             },
         ),
-        ("SubscriptionTopic", {"resourceType": "SubscriptionTopic", "url": "http://example.org/t", "status": "draft"}),
+        (
+            "SubscriptionTopic",
+            {
+                "resourceType": "SubscriptionTopic",
+                "url": "http://example.org/t",
+                "status": "draft",
+                "resourceTrigger": [{"resource": "http://hl7.org/fhir/StructureDefinition/Patient"}],
+            },
+        ),
     ],
 )
 def test_every_resource_type_is_stored(make_app: Any, resource_type: str, resource: dict[str, Any]) -> None:
