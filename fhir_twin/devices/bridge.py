@@ -48,6 +48,7 @@ import paho.mqtt.client as mqtt
 from fhir_twin.devices.mapping_file import DeviceKind
 from fhir_twin.devices.reading import DEVICE_SYSTEM, READING_SYSTEM, BadPayload, Message, read_message
 from fhir_twin.devices.window import Windows
+from fhir_twin.errors import FhirError
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.store.device_windows import DeviceWindows
 
@@ -57,9 +58,16 @@ Route = Callable[[Request], Response]
 # Per device id: its patient's and its own reference, or None when it has no patient.
 Patients = dict[str, tuple[str, str] | None]
 
+# Seconds before a batch that could not be written is tried again, doubled each time up to RETRY_MAX.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
 # Held while a batch is written, and across every fork of this process.
 _FORK_SAFE = threading.Lock()
 os.register_at_fork(before=_FORK_SAFE.acquire, after_in_parent=_FORK_SAFE.release, after_in_child=_FORK_SAFE.release)
+
+
+class Refused(Exception):
+    """The server answered a batch's transaction Bundle with an error."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class DeviceBridge:
         self._inbox: queue.Queue[Delivery | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._subscribed = threading.Event()
+        self._stopping = threading.Event()
         self._host, self._port = mqtt_address(url)
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -132,6 +141,7 @@ class DeviceBridge:
         self._subscribed.wait(timeout)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
         self._inbox.put(None)
@@ -180,16 +190,24 @@ class DeviceBridge:
                     self._inbox.put(None)
                     break
                 batch.append(more)
-            try:
-                with _FORK_SAFE:
-                    self.write(batch)
-            except Exception:
-                # Unacknowledged, the batch comes back when the bridge reconnects.
-                log.exception("device batch of %d messages not written", len(batch))
+            self.counts["received"] += len(batch)
+            delay = RETRY_FIRST
+            while True:
+                try:
+                    with _FORK_SAFE:
+                        self.write(batch)
+                    break
+                except Exception:
+                    # The database away, say: the batch, unacknowledged, is tried again (in order,
+                    # nothing behind it overtaking) until it is written or the bridge stops.
+                    log.exception("device batch of %d messages not written; again in %s s", len(batch), delay)
+                    self.counts["retried"] += 1
+                    if self._stopping.wait(delay):
+                        return  # unacknowledged: the broker sends the messages again to the next bridge
+                    delay = min(delay * 2, RETRY_MAX)
 
     def write(self, batch: list[Delivery]) -> None:
         """Write one batch; every message is acknowledged once committed or dead-lettered."""
-        self.counts["received"] += len(batch)
         messages: list[tuple[Delivery, Message]] = []
         for delivery in batch:
             try:
@@ -221,13 +239,14 @@ class DeviceBridge:
             for reading in message.each:
                 identifier = reading.identifier(message.device_id)
                 entries.setdefault(identifier, _observation_entry(reading, identifier, patient, device))
-        with self.windows.store.transaction():
-            try:
+        try:
+            # Refused, the transaction rolls back whole: the Bundle's writes and the window readings.
+            with self.windows.store.transaction():
                 created = self._write_entries(list(entries.values())) if entries else 0
-            except RuntimeError as refused:
-                self._last_error = str(refused)
-                return False
-            self.windows.keep([(message, *(patients[message.device_id] or ("", ""))) for _, message in ready])
+                self.windows.keep([(message, *(patients[message.device_id] or ("", ""))) for _, message in ready])
+        except (Refused, FhirError) as refused:
+            self._last_error = str(refused)
+            return False
         self.counts["written"] += created
         # Folded: redelivered, or sent twice in this batch.
         self.counts["duplicates"] += sum(len(message.each) for _, message in ready) - created
@@ -239,7 +258,7 @@ class DeviceBridge:
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
         if response.status != 200:
-            raise RuntimeError(_diagnostics(response))
+            raise Refused(_diagnostics(response))
         return sum(1 for entry in _json(response).get("entry", []) if entry["response"]["status"].startswith("201"))
 
     def _patients_of(self, device_ids: list[str]) -> Patients:

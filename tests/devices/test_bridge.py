@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_twin.app import services_of
+from fhir_twin.devices import bridge as bridge_module
 from fhir_twin.devices.bridge import DeviceBridge
 from fhir_twin.devices.reading import DEVICE_SYSTEM
+from fhir_twin.errors import Invalid
+from fhir_twin.interactions.message import Request, Response
 from tests.devices.conftest import DeadLetters, publish, settle
 from tests.ml.doctor_data import assessments
 
@@ -187,3 +191,57 @@ def test_the_server_runs_the_bridge_when_mqtt_url_is_set(
 
 def test_without_mqtt_url_there_is_no_bridge(app: Flask) -> None:
     assert services_of(app).bridge is None
+
+
+def test_a_reading_the_server_refuses_is_dead_lettered_and_holds_back_no_other(
+    app: Flask, client: FlaskClient, make_bridge: MakeBridge, prefix: str, dead_letters: DeadLetters
+) -> None:
+    """The router refuses a batch by raising (as it does for an invalid transaction Bundle): the
+    batch's transaction rolls back whole, each message is retried alone, the one refused goes to
+    the dead letters with the server's reason and the others are written."""
+    good = patient_with_monitor(client, "mon-ok")
+    refused = patient_with_monitor(client, "mon-bad")
+    bridge = make_bridge(app)
+    route = bridge.route
+
+    def refusing(request: Request) -> Response:
+        if f"Patient/{refused}" in json.dumps(request.body):
+            raise Invalid.at("Bundle.entry[0].resource.subject", "this patient's readings are refused")
+        return route(request)
+
+    bridge.route = refusing
+    topic = f"{prefix}devices/monitor/bed-1/vitals"
+    publish(topic, {"deviceId": "mon-bad", "time": now(3), "hr": 120})
+    publish(topic, {"deviceId": "mon-ok", "time": now(2), "hr": 80})
+    settle(bridge, 2)
+    publish(topic, {"deviceId": "mon-ok", "time": now(1), "hr": 81})
+    settle(bridge, 3)
+    assert bridge.counts["rejected"] == 1
+    letters = dead_letters.wait(1)
+    assert [letter["reason"] for letter in letters] == ["rejected"]
+    assert "this patient's readings are refused" in letters[0]["detail"]
+    assert sorted(o["valueQuantity"]["value"] for o in observations(client, f"patient={good}")) == [80, 81]
+    assert observations(client, f"patient={refused}") == []
+
+
+def test_a_batch_the_database_could_not_take_is_tried_again_until_it_is_written(
+    app: Flask, client: FlaskClient, make_bridge: MakeBridge, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a refusal but a failure (the database away): the batch stays unacknowledged and is
+    written when the database is back, rather than waiting for the broker to reconnect."""
+    monkeypatch.setattr(bridge_module, "RETRY_FIRST", 0.05)
+    patient = patient_with_monitor(client, "mon-retry")
+    bridge = make_bridge(app)
+    route = bridge.route
+    failures = [ConnectionError("the database is away"), ConnectionError("still away")]
+
+    def failing(request: Request) -> Response:
+        if failures and request.method == "POST" and request.path == "":
+            raise failures.pop(0)
+        return route(request)
+
+    bridge.route = failing
+    publish(f"{prefix}devices/monitor/bed-1/vitals", {"deviceId": "mon-retry", "time": now(1), "hr": 77})
+    settle(bridge, 1)
+    assert bridge.counts["retried"] == 2 and bridge.counts["received"] == 1
+    assert [o["valueQuantity"]["value"] for o in observations(client, f"patient={patient}")] == [77]
