@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=0, help="messages per second (0: as fast as possible)")
     parser.add_argument("--batch", type=int, default=0, help="messages a transaction at most (0: the bridge's own)")
+    parser.add_argument(
+        "--linger", type=float, default=None, help="seconds the writer waits to fill a batch (default: the bridge's)"
+    )
     parser.add_argument("--profile", type=int, default=0, help="print the top N of the bridge's writes by CPU time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, fresh_database(args.database, folder) as url:
@@ -110,6 +113,8 @@ def run(url: str, args: argparse.Namespace) -> None:
     bridge = services.device_bridge(args.broker, prefix, client_id="", shared_group="")
     if args.batch:
         bridge.batch_size = args.batch
+    if args.linger is not None:
+        bridge.linger = args.linger
     committed: dict[str, float] = {}
     published: dict[str, float] = {}
     write = bridge.write
@@ -189,7 +194,8 @@ def run(url: str, args: argparse.Namespace) -> None:
     to_committed = [committed[moment] - published[moment] for moment in committed]
     print(
         f"database: {url.split(':')[0]}, {args.patients} monitors, {args.messages} messages (6 readings each), "
-        f"rate {args.rate or 'as fast as possible'}, at most {bridge.batch_size} messages a transaction"
+        f"rate {args.rate or 'as fast as possible'}, at most {bridge.batch_size} messages a transaction, "
+        f"linger {bridge.linger * 1000:g} ms"
     )
     print(
         f"committed {len(committed)}/{args.messages} messages, {observations}/{6 * args.messages} Observations stored"

@@ -36,6 +36,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -58,6 +59,8 @@ Route = Callable[[Request], Response]
 # Per device id: its patient's and its own reference, or None when it has no patient.
 Patients = dict[str, tuple[str, str] | None]
 
+# Seconds the writer waits for more messages to join a batch (latency traded for throughput).
+LINGER = 0.05
 # Seconds before a batch that could not be written is tried again, doubled each time up to RETRY_MAX.
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
@@ -94,12 +97,14 @@ class DeviceBridge:
         client_id: str = "",
         batch_size: int = 200,
         shared_group: str = "",
+        linger: float = LINGER,
     ) -> None:
         self.kinds = kinds
         self.route = route
         self.base = base
         self.prefix = prefix
         self.batch_size = batch_size
+        self.linger = linger
         self.shared_group = shared_group
         self.counts: Counter[str] = Counter()
         owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -181,9 +186,12 @@ class DeviceBridge:
             if first is None:
                 return
             batch = [first]
+            # A batch's cost is mostly per batch (its transaction, the Doctor's pass after it): the
+            # writer waits up to ``linger`` for more, so a steady stream is written in large batches.
+            deadline = time.monotonic() + self.linger
             while len(batch) < self.batch_size:
                 try:
-                    more = self._inbox.get_nowait()
+                    more = self._inbox.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
                     break
                 if more is None:
