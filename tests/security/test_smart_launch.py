@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,28 @@ def test_discovery_and_capability_statement(live: dict[str, Any]) -> None:
 def test_signing_key_is_kept_outside_the_database(live: dict[str, Any]) -> None:
     config = services_of(live["app"]).config
     assert Path(config.resolved_smart_signing_key_file).stat().st_mode & 0o077 == 0
+
+
+def test_a_code_is_exchanged_once_even_by_two_racing_requests(live: dict[str, Any]) -> None:
+    params = _code(_authorize(live, _session(live), code_verifier=VERIFIER))
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": params["code"],
+        "redirect_uri": REDIRECT,
+        "client_id": live["public"],
+        "code_verifier": VERIFIER,
+    }
+    start = threading.Barrier(2)
+
+    def attempt() -> requests.Response:
+        start.wait()
+        return requests.post(live["base"] + "/auth/token", data=exchange, timeout=30)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: attempt(), range(2)))
+    assert sorted(answer.status_code for answer in answers) == [200, 400]
+    refused = next(answer for answer in answers if answer.status_code == 400)
+    assert refused.json()["error"] == "invalid_grant"
+    # Once spent, never again.
+    again = requests.post(live["base"] + "/auth/token", data=exchange, timeout=30)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"

@@ -223,11 +223,16 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         )
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        """The code, taken (deleted) as it is found: of two requests racing with one code, only the
+        one whose delete removed it goes on (RFC 6749 section 4.1.2, a code is used once). A request
+        that then fails its checks (PKCE, redirect_uri) has spent the code too."""
         found = oauth.code(self.server.repository, digest(code), client.client_id)
-        return AuthorizationCode(found) if found is not None else None
+        if found is None or not oauth.take_code(self.server.repository, found.code_hash):
+            return None
+        return AuthorizationCode(found)
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        oauth.take_code(self.server.repository, authorization_code.stored.code_hash)
+        """Nothing left to do: the code was taken when it was found."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Consent | None:
         found = oauth.user(self.server.repository, authorization_code.stored.username)
