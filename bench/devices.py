@@ -25,8 +25,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,9 +37,11 @@ import time
 import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import requests
 from ingest import fresh_database
 
 from fhir_twin.app import create_app, services_of
@@ -58,10 +63,15 @@ def main() -> None:
     parser.add_argument(
         "--linger", type=float, default=None, help="seconds the writer waits to fill a batch (default: the bridge's)"
     )
+    parser.add_argument(
+        "--spawn",
+        action="store_true",
+        help="the bridge of a real `fhir-twin serve` (the Doctor and deliveries in its worker processes)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="print the top N of the bridge's writes by CPU time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, fresh_database(args.database, folder) as url:
-        run(url, args)
+        (run_served if args.spawn else run)(url, args)
 
 
 class Receiver:
@@ -173,24 +183,7 @@ def run(url: str, args: argparse.Namespace) -> None:
         stored = again
     _until(lambda: len(receiver.received) >= stored, 60)
     observations = client.get("/fhir/Observation?_summary=count").json["total"]
-    times = _effective_times(client)
-    to_stored: list[float] = []
-    to_notified: list[float] = []
-    assessed: set[str] = set()
-    for arrived, assessment in sorted(receiver.received, key=lambda pair: pair[0]):
-        # The newest message the assessment reflects that no earlier assessment did.
-        moments = {
-            times.get(ref["reference"].split("/")[1], "")
-            for ref in assessment.get("basis", [])
-            if ref["reference"].startswith("Observation/")
-        } - assessed
-        moments &= published.keys()
-        if not moments:
-            continue
-        assessed |= moments
-        newest = max(moments, key=lambda moment: published[moment])
-        to_stored.append(_epoch(assessment["meta"]["lastUpdated"]) - published[newest])
-        to_notified.append(arrived - published[newest])
+    to_stored, to_notified = _latencies(client, receiver, published)
     to_committed = [committed[moment] - published[moment] for moment in committed]
     print(
         f"database: {url.split(':')[0]}, {args.patients} monitors, {args.messages} messages (6 readings each), "
@@ -220,6 +213,169 @@ def run(url: str, args: argparse.Namespace) -> None:
     services.repository.engine.dispose()
     if observations != 6 * args.messages:
         sys.exit("loss or duplication: the stored Observations are not six per message")
+
+
+class Served:
+    """``fhir-twin serve`` with its bridge on the broker (``--spawn``), answering as the test
+    client does (``get(path).json``)."""
+
+    def __init__(self, url: str, args: argparse.Namespace, prefix: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "FHIR_TWIN_AUTH_MODE": "none",
+            "FHIR_TWIN_LOG_LEVEL": "WARNING",
+            "FHIR_TWIN_MQTT_URL": args.broker,
+            "FHIR_TWIN_MQTT_TOPIC_PREFIX": prefix,
+            "FHIR_TWIN_MQTT_CLIENT_ID": f"fhir-twin-{prefix.rstrip('/')}",
+            "FHIR_TWIN_DATA_DIR": tempfile.mkdtemp(),
+        }
+        command = ["fhir-twin", "serve", "--port", str(self.port), "--database", url, "--workers", "2"]
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.session = requests.Session()
+        _until(lambda: self._answers(), 60)
+
+    def _answers(self) -> bool:
+        try:
+            return self.session.get(f"http://127.0.0.1:{self.port}/fhir/metadata", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(f"http://127.0.0.1:{self.port}{path}", timeout=60)
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return self.session.post(f"http://127.0.0.1:{self.port}{path}", json=body, timeout=60)
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds of the master (the bridge) and of its server processes (the Doctor, the
+        deliveries), from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def used(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return used(self.process.pid), sum(used(int(child)) for child in children)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def run_served(url: str, args: argparse.Namespace) -> None:
+    """The same stream into a real server: sustained readings/s until every Observation is stored,
+    publish to RiskAssessment stored and to notification received, and the processes' CPU."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}/"
+    server = Served(url, args, prefix)
+    try:
+        receiver = Receiver()
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "bench",
+            "criteria": "RiskAssessment?method=news2",
+            "channel": {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"},
+        }
+        assert server.post("/fhir/Subscription", subscription).status_code == 201
+        monitors = []
+        for index in range(args.patients):
+            monitor = SimulatedMonitor(f"bench-{index}")
+            assert server.post("/fhir", admission(monitor.device_id, f"Bench {index}")).status_code == 200
+            monitors.append(monitor)
+        published: dict[str, float] = {}
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        publisher.max_inflight_messages_set(1000)
+        publisher.connect(*mqtt_address(args.broker))
+        publisher.loop_start()
+        master_cpu, workers_cpu = server.cpu()
+        started = time.time()
+        for number in range(args.messages):
+            monitor = monitors[number % len(monitors)]
+            message = monitor.message(started + number / 1000)
+            published[_instant(message["time"])] = time.time()
+            publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
+            if args.rate:
+                time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
+        offered = args.messages / (time.time() - started)
+        expected = 6 * args.messages
+        stored_at = [0.0]
+
+        def all_stored() -> bool:
+            count = int(server.get("/fhir/Observation?_summary=count").json()["total"])
+            stored_at[0] = time.time()
+            return count >= expected
+
+        _until(all_stored, 300)
+        elapsed = stored_at[0] - started
+        master_after, workers_after = server.cpu()
+        publisher.disconnect()
+        publisher.loop_stop()
+        stored = _news2(_Json(server))
+        while True:
+            time.sleep(2)
+            again = _news2(_Json(server))
+            if again == stored:
+                break
+            stored = again
+        _until(lambda: len(receiver.received) >= stored, 60)
+        observations = int(server.get("/fhir/Observation?_summary=count").json()["total"])
+        to_stored, to_notified = _latencies(_Json(server), receiver, published)
+        print(
+            f"database: {url.split(':')[0]}, `fhir-twin serve --workers 2`, {args.patients} monitors, "
+            f"{args.messages} messages (6 readings each), rate {args.rate or 'as fast as possible'}"
+        )
+        print(f"{observations}/{expected} Observations stored")
+        print(f"published: {offered:.0f} messages/s, {6 * offered:.0f} readings/s")
+        print(f"sustained: {args.messages / elapsed:.0f} messages/s, {expected / elapsed:.0f} readings/s")
+        print(
+            f"server CPU per reading: {(master_after - master_cpu) / expected * 1000:.2f} ms in the master "
+            f"(the bridge), {(workers_after - workers_cpu) / expected * 1000:.2f} ms in the server processes"
+        )
+        print(f"publish to NEWS2 RiskAssessment stored: {_p50_p95(to_stored)} ({len(to_stored)} messages assessed)")
+        print(f"publish to notification received: {_p50_p95(to_notified)} ({len(receiver.received)} notifications)")
+        receiver.server.shutdown()
+    finally:
+        server.stop()
+    if observations != expected:
+        sys.exit("loss or duplication: the stored Observations are not six per message")
+
+
+class _Json:
+    """``Served`` answering ``get(path).json`` as Flask's test client does."""
+
+    def __init__(self, server: Served) -> None:
+        self.server = server
+
+    def get(self, path: str) -> Any:
+        answer = self.server.get(path)
+        return type("Answer", (), {"json": answer.json()})
+
+
+def _latencies(client: Any, receiver: Receiver, published: dict[str, float]) -> tuple[list[float], list[float]]:
+    """Per notification, from the publish of the newest message it reflects (that no earlier one
+    did) to its RiskAssessment stored and to its arrival."""
+    times = _effective_times(client)
+    to_stored: list[float] = []
+    to_notified: list[float] = []
+    assessed: set[str] = set()
+    for arrived, assessment in sorted(receiver.received, key=lambda pair: pair[0]):
+        moments = {
+            times.get(ref["reference"].split("/")[1], "")
+            for ref in assessment.get("basis", [])
+            if ref["reference"].startswith("Observation/")
+        } - assessed
+        moments &= published.keys()
+        if not moments:
+            continue
+        assessed |= moments
+        newest = max(moments, key=lambda moment: published[moment])
+        to_stored.append(_epoch(assessment["meta"]["lastUpdated"]) - published[newest])
+        to_notified.append(arrived - published[newest])
+    return to_stored, to_notified
 
 
 def _instant(text: str) -> str:

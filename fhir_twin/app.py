@@ -24,10 +24,11 @@ from fhir_twin.services import Services, build
 _SERVICES = "fhir_twin.services"
 
 
-def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+def create_app(config: Config | dict[str, Any] | None = None, *, to_fork: bool = False) -> Flask:
     """A ready-to-serve app: the database migrated, the FHIR API mounted at ``/fhir``, the twin
     API at ``/twin``, the background threads started. A mapping file that cannot be used stops
-    it here (``MappingError``)."""
+    it here (``MappingError``). ``to_fork``: built by gunicorn's master, which serves no request
+    and forks the processes that do (``Services.start``)."""
     if not isinstance(config, Config):
         config = Config.from_env(config)
     hygiene.configure_logging(config.log_level)
@@ -60,7 +61,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     # Each process runs its own threads; a request resumes those a fork or a dispose paused.
     app.before_request(services.ensure_running)
-    services.start()
+    services.start(here=not to_fork)
     return app
 
 

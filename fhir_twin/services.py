@@ -79,11 +79,18 @@ class Services:
     def catalog(self) -> Catalog:
         return self.doctor.catalog
 
-    def start(self) -> None:
+    def start(self, *, here: bool = True) -> None:
+        """Start the background threads. Not ``here`` (gunicorn's master, which serves no request
+        but runs the device bridge): the Doctor's, the deliveries' and the exports' threads are
+        only enabled, for each forked server process to run, so the bridge has the master's core to
+        itself; the audit recorder runs here too, for the bridge's audited reads."""
         # After a crash, what this machine's dead processes held is taken up at once.
         claims.release_dead(self.repository, (doctor_queue, subscription_outbox))
         for worker in self.workers:
-            worker.start()
+            if here or worker is self.recorder:
+                worker.start()
+            else:
+                worker.enable()
         if self.bridge is not None and not self.bridge.running:
             self.bridge.start()
         if self.websocket is not None and not self.websocket.running:

@@ -57,7 +57,7 @@ def serve(
     settings = {"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode, "websocket_host": host}
     config = _with_audit_key(Config.from_env(settings))
     try:
-        app = create_app(config)
+        app = create_app(config, to_fork=True)
     except MappingError as error:
         raise click.ClickException(str(error)) from None
     # What building the app made lives as long as the process.

@@ -62,6 +62,12 @@ class Worker(ABC):
             self._enabled = True
             self._spawn()
 
+    def enable(self) -> None:
+        """Enabled without a thread here: each process forked from this one starts its own
+        (``ensure_running``)."""
+        with self._lock:
+            self._enabled = True
+
     def ensure_running(self) -> None:
         if self._enabled and not self.running:
             with self._lock:
