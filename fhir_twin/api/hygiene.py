@@ -41,8 +41,9 @@ _APP_POLICY = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # The authorization server's sign-in and consent pages (``/auth/``): the web app's stylesheet, no
-# script; no form-action, as the consent form's answer redirects to the client's redirect_uri.
-_AUTH_POLICY = "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+# script; the empty data: icon (no favicon request); no form-action, as the consent form's answer
+# redirects to the client's redirect_uri.
+_AUTH_POLICY = "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
 _HSTS = "max-age=31536000"
 # Fetch standard: what a browser script may read of an answer, and what a preflight allows.
 _EXPOSE_HEADERS = "Location, Content-Location, ETag, Last-Modified, X-Request-ID, WWW-Authenticate"
