@@ -149,21 +149,11 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     bridge.write = timed  # type: ignore[method-assign]
     bridge.start()
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    publisher.max_inflight_messages_set(1000)
-    publisher.connect(*mqtt_address(args.broker))
-    publisher.loop_start()
+    publisher = _publisher(args)
     started = time.time()
     process_cpu = time.process_time()
     publishing_cpu = time.thread_time()
-    for number in range(args.messages):
-        monitor = monitors[number % len(monitors)]
-        # Each message a distinct reading time (a millisecond apart), so none is folded as a duplicate.
-        message = monitor.message(started + number / 1000)
-        published[_instant(message["time"])] = time.time()
-        publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
-        if args.rate:
-            time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
+    _publish(publisher, monitors, prefix, args, started, published)
     publishing_cpu = time.thread_time() - publishing_cpu
     _until(lambda: len(committed) >= args.messages, 300)
     elapsed = max(committed.values()) - started if committed else float("nan")
@@ -287,19 +277,10 @@ def run_served(url: str, args: argparse.Namespace) -> None:
             assert server.post("/fhir", admission(monitor.device_id, f"Bench {index}")).status_code == 200
             monitors.append(monitor)
         published: dict[str, float] = {}
-        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        publisher.max_inflight_messages_set(1000)
-        publisher.connect(*mqtt_address(args.broker))
-        publisher.loop_start()
+        publisher = _publisher(args)
         master_cpu, workers_cpu = server.cpu()
         started = time.time()
-        for number in range(args.messages):
-            monitor = monitors[number % len(monitors)]
-            message = monitor.message(started + number / 1000)
-            published[_instant(message["time"])] = time.time()
-            publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
-            if args.rate:
-                time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
+        _publish(publisher, monitors, prefix, args, started, published)
         offered = args.messages / (time.time() - started)
         expected = 6 * args.messages
         stored_at = [0.0]
@@ -376,6 +357,34 @@ def _latencies(client: Any, receiver: Receiver, published: dict[str, float]) -> 
         to_stored.append(_epoch(assessment["meta"]["lastUpdated"]) - published[newest])
         to_notified.append(arrived - published[newest])
     return to_stored, to_notified
+
+
+def _publisher(args: argparse.Namespace) -> mqtt.Client:
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    publisher.max_inflight_messages_set(1000)
+    publisher.connect(*mqtt_address(args.broker))
+    publisher.loop_start()
+    return publisher
+
+
+def _publish(
+    publisher: mqtt.Client,
+    monitors: list[SimulatedMonitor],
+    prefix: str,
+    args: argparse.Namespace,
+    started: float,
+    published: dict[str, float],
+) -> None:
+    """``args.messages`` monitor messages, round the monitors, at ``args.rate`` a second (0: flat
+    out); when each was published, by its reading time, into ``published``."""
+    for number in range(args.messages):
+        monitor = monitors[number % len(monitors)]
+        # Each message a distinct reading time (a millisecond apart), so none is folded as a duplicate.
+        message = monitor.message(started + number / 1000)
+        published[_instant(message["time"])] = time.time()
+        publisher.publish(f"{prefix}devices/monitor/{monitor.device_id}/vitals", json.dumps(message), qos=1)
+        if args.rate:
+            time.sleep(max(0.0, started + (number + 1) / args.rate - time.time()))
 
 
 def _instant(text: str) -> str:
