@@ -154,7 +154,7 @@ def _capabilities(base: str, offered: tuple[Operation, ...]) -> dict[str, Any]:
             operations.setdefault("", []).append((operation.name, operation.definition))
         if operation.levels & {"type", "instance"}:
             for name in operation.types or resource_types():
-                operations.setdefault(name, []).append((operation.name, operation.definition))
+                operations.setdefault(name, []).append((operation.name, operation.definition_of(name)))
     return capability_statement(
         base, "", search_parameters, operations, interactions_at("system"), interactions_at("type")
     )

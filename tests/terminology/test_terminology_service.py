@@ -232,6 +232,14 @@ def test_capability_statement_lists_the_operations(client: FlaskClient) -> None:
     by_type = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in body["rest"][0]["resource"]}
     assert "lookup" in by_type["CodeSystem"] and "validate-code" in by_type["CodeSystem"]
     assert {"expand", "validate-code"} <= by_type["ValueSet"]
+    # Each type's $validate-code names the specification's definition for that type.
+    definitions = {
+        (r["type"], o["name"]): o["definition"] for r in body["rest"][0]["resource"] for o in r.get("operation", [])
+    }
+    hl7 = "http://hl7.org/fhir/OperationDefinition/"
+    assert definitions["CodeSystem", "validate-code"] == hl7 + "CodeSystem-validate-code"
+    assert definitions["ValueSet", "validate-code"] == hl7 + "ValueSet-validate-code"
+    assert definitions["CodeSystem", "lookup"] == hl7 + "CodeSystem-lookup"
 
 
 def test_packaged_definitions_match_build_script() -> None:

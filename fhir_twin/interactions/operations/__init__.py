@@ -71,6 +71,8 @@ class Operation:
     """``levels`` ⊆ {system, type, instance}; ``types`` None means every resource type.
 
     ``affects_state``, ``description`` and ``parameters`` are what its OperationDefinition says.
+    ``definition_for``: another definition for one of its types, where the specification defines
+    the operation once per type (``ValueSet/$validate-code`` and ``CodeSystem/$validate-code``).
     ``permission`` is what a token must hold to invoke it; an operation declared without one is
     refused to every token but a ``system/*`` one that holds every permission (default deny).
     An operation that affects state is invoked with POST only (R4 operations.html: "If the
@@ -88,6 +90,11 @@ class Operation:
     description: str = ""
     parameters: tuple[Parameter, ...] = ()
     permission: Permission | None = None
+    definition_for: tuple[tuple[str, str], ...] = ()
+
+    def definition_of(self, res_type: str) -> str:
+        """The definition the CapabilityStatement names for the operation on ``res_type``."""
+        return dict(self.definition_for).get(res_type, self.definition)
 
     def __post_init__(self) -> None:
         if self.affects_state and self.methods & {"GET", "HEAD"}:

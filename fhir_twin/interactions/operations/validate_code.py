@@ -114,4 +114,5 @@ VALIDATE_CODE = Operation(
     definition="http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
     types=frozenset({"ValueSet", "CodeSystem"}),
     permission=Permission(reads=("ValueSet", "CodeSystem")),
+    definition_for=(("CodeSystem", "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"),),
 )
