@@ -52,11 +52,14 @@ def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any
     may not see all it would deliver), ``requested`` made ``active``. A topic-based one (its
     criteria a canonical URL) is checked against its topic, found in ``tx``."""
     if backport.is_topic_based(resource):
-        topic = backport.topic(tx, str(resource["criteria"]))
-        for res_type in sorted({trigger.resource for trigger in topic.triggers}):
-            _may_see_all(res_type)
+        # One that is off or in error is sent nothing, and its topic may be gone (the server sets
+        # it ``error`` then): its topic is checked when it is made active again.
+        if resource.get("status") in ("requested", "active"):
+            topic = backport.topic(tx, str(resource["criteria"]))
+            for res_type in sorted({trigger.resource for trigger in topic.triggers}):
+                _may_see_all(res_type)
+            backport.filters(resource, topic)
         _channel(resource.get("channel") or {}, topic_based=True)
-        backport.filters(resource, topic)
         backport.check_channel(resource.get("channel") or {})
     else:
         searched = criteria(resource.get("criteria") or "")

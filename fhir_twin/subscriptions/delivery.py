@@ -73,7 +73,9 @@ class DeliveryWorker(Worker):
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
         with self.own.transaction() as tx:
             found = outbox.subscriptions(tx)
+            topics = outbox.subscriptions(tx, "SubscriptionTopic")
         self._turn_off_ended(found)
+        self._stop_orphaned(found, topics)
         self.owe_heartbeats(found)
         while not should_stop():
             claimed = outbox.claim(self.own, owner, REST_HOOK)
@@ -184,6 +186,29 @@ class DeliveryWorker(Worker):
             wanted = backport(subscription)
             if wanted is not None and wanted.heartbeat_period and subscription.get("status") == "active":
                 outbox.owe_heartbeat(self.own, str(subscription["id"]), timedelta(seconds=wanted.heartbeat_period))
+
+    def _stop_orphaned(self, found: list[dict[str, Any]], topics: list[dict[str, Any]]) -> None:
+        """Set ``error`` each active topic-based Subscription whose topic was deleted or retired
+        since: it could never be sent another event (Subscriptions Backport IG, "Subscription
+        errors"), and a silent one would look like a quiet ward."""
+        status: dict[str, str] = {}
+        for topic in topics:
+            url = str(topic.get("url") or "")
+            status[url] = status.get(url, str(topic.get("status")))
+            if topic.get("version"):
+                status[f"{url}|{topic['version']}"] = str(topic.get("status"))
+        for subscription in found:
+            wanted = backport(subscription)
+            if wanted is None or subscription.get("status") != "active":
+                continue
+            if wanted.topic not in status:
+                reason = f"the SubscriptionTopic {wanted.topic} no longer exists"
+            elif status[wanted.topic] == "retired":
+                reason = f"the SubscriptionTopic {wanted.topic} is retired"
+            else:
+                continue
+            self._write_status(subscription, "error", reason)
+            outbox.discard(self.own, str(subscription["id"]))
 
     def _turn_off_ended(self, found: list[dict[str, Any]]) -> None:
         """Set ``off`` each active Subscription of ``found`` whose ``end`` has passed."""

@@ -352,3 +352,23 @@ def test_the_doctors_high_news2_fires_the_shipped_topic(client: FlaskClient, rec
         for found in of_type(receiver, "event-notification")
     ]
     assert numbers == [str(n) for n in range(1, len(numbers) + 1)]
+
+
+@pytest.mark.parametrize("gone", ["deleted", "retired"])
+def test_a_subscription_whose_topic_is_gone_is_set_to_error(
+    client: FlaskClient, receiver: Receiver, gone: str
+) -> None:
+    created = create(client, subscription(receiver.url, "id-only"))
+    if gone == "deleted":
+        assert client.delete("/fhir/SubscriptionTopic/news2-high").status_code in (200, 204)
+    else:
+        retired = {**NEWS2_HIGH, "id": "news2-high", "status": "retired"}
+        assert client.put("/fhir/SubscriptionTopic/news2-high", json=retired).status_code == 200
+
+    def errored() -> bool:
+        return client.get(f"/fhir/Subscription/{created['id']}").get_json()["status"] == "error"
+
+    eventually(errored, timeout=10)
+    stopped = client.get(f"/fhir/Subscription/{created['id']}").get_json()
+    said = "no longer exists" if gone == "deleted" else "is retired"
+    assert TOPIC_URL in stopped["error"] and said in stopped["error"]
