@@ -42,6 +42,22 @@ def claimable(table: Table, key: str, owner: str, at: datetime) -> ColumnElement
     return and_(or_(rows.claimed_by.is_(None), rows.claimed_at < at - STALE_CLAIM), ~held)
 
 
+def take(repository: Repository, table: Table, key: str, keys: Iterable[str], owner: str, at: datetime) -> list[str]:
+    """Claim for ``owner`` the rows of each of ``keys`` that are still ``claimable``, compare-and-set:
+    a key another owner claimed since it was chosen no longer matches, and is left out."""
+    rows = table.c
+    condition = claimable(table, key, owner, at)
+    taken: list[str] = []
+    with repository.transaction(write=True) as tx:
+        for value in keys:
+            changed = tx.connection.execute(
+                update(table).where(rows[key] == value, condition).values(claimed_by=owner, claimed_at=at)
+            ).rowcount
+            if changed:
+                taken.append(value)
+    return taken
+
+
 def owner() -> str:
     """A new claimant's name: machine, process id, and a token of its own."""
     return f"{_machine()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

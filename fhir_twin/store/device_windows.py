@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fhir_twin.store import claims
@@ -80,20 +80,7 @@ class DeviceWindows:
                     select(_HELD.window).where(claimable, _HELD.window.in_(due)).distinct().limit(limit)
                 ).scalars()
             )
-        claimed: list[str] = []
-        if not ready:
-            return claimed
-        with self.repository.transaction(write=True) as tx:
-            for window in ready:
-                # Compare-and-set: a window another bridge claimed meanwhile no longer matches.
-                changed = tx.connection.execute(
-                    update(device_window_reading)
-                    .where(_HELD.window == window, claimable)
-                    .values(claimed_by=owner, claimed_at=at)
-                ).rowcount
-                if changed:
-                    claimed.append(window)
-        return claimed
+        return claims.take(self.repository, device_window_reading, "window", ready, owner, at) if ready else []
 
     def claimed(self, owner: str, windows: list[str]) -> list[HeldReading]:
         """The readings ``owner`` holds of ``windows``, in the order they were kept."""

@@ -164,20 +164,7 @@ def claim(
         wanted = wanted.where(o.subscription_id.in_(sorted(among)))
     with repository.transaction() as tx:
         ready = list(tx.connection.execute(wanted.order_by(o.seq).limit(limit)).scalars())
-    claimed: list[str] = []
-    if not ready:
-        return claimed
-    with repository.transaction(write=True) as tx:
-        for subscription_id in ready:
-            # Compare-and-set: rows another worker claimed meanwhile no longer match.
-            changed = tx.connection.execute(
-                update(subscription_outbox)
-                .where(o.subscription_id == subscription_id, claimable)
-                .values(claimed_by=owner, claimed_at=at)
-            ).rowcount
-            if changed:
-                claimed.append(subscription_id)
-    return claimed
+    return claims.take(repository, subscription_outbox, "subscription_id", ready, owner, at) if ready else []
 
 
 def claimed(repository: Repository, owner: str, subscription_id: str) -> list[Owed]:
