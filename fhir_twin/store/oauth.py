@@ -140,17 +140,7 @@ def take_code(repository: Repository, code_hash: str) -> bool:
 def add_grant(repository: Repository, grant: StoredGrant, token: StoredToken, access_hash: str) -> None:
     """The access token (an API token the FHIR API accepts) and the grant behind it, together."""
     with repository.transaction(write=True) as tx:
-        tx.connection.execute(
-            insert(api_token).values(
-                token_id=token.token_id,
-                name=token.name,
-                secret_hash=access_hash,
-                scope=token.scope,
-                patient_id=token.patient_id,
-                created=token.created,
-                expires=token.expires,
-            )
-        )
+        tokens.add(repository, token, access_hash)  # joins this transaction
         tx.connection.execute(insert(oauth_grant).values(**grant.__dict__))
 
 
