@@ -73,7 +73,8 @@ class DeliveryWorker(Worker):
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
         with self.own.transaction() as tx:
             found = outbox.subscriptions(tx)
-            topics = outbox.subscriptions(tx, "SubscriptionTopic")
+            # The topics are read only when some Subscription is topic-based.
+            topics = outbox.subscriptions(tx, "SubscriptionTopic") if any(map(backport, found)) else []
         self._turn_off_ended(found)
         self._stop_orphaned(found, topics)
         self.owe_heartbeats(found)
