@@ -27,7 +27,7 @@ from fhir_twin.store import claims
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
-from fhir_twin.store.schema import doctor_queue, subscription_outbox
+from fhir_twin.store.schema import device_window_reading, doctor_queue, subscription_outbox
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
 from fhir_twin.subscriptions.matching import SubscriptionMatcher
@@ -85,7 +85,7 @@ class Services:
         only enabled, for each forked server process to run, so the bridge has the master's core to
         itself; the audit recorder runs here too, for the bridge's audited reads."""
         # After a crash, what this machine's dead processes held is taken up at once.
-        claims.release_dead(self.repository, (doctor_queue, subscription_outbox))
+        claims.release_dead(self.repository, (doctor_queue, subscription_outbox, device_window_reading))
         for worker in self.workers:
             if here or worker is self.recorder:
                 worker.start()
@@ -123,6 +123,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
     mapping = load_mappings(config.resolved_mappings_dir)
     device_kinds = load_device_mappings(config.resolved_mappings_dir, mapping)
     repository = Repository(make_engine(config.resolved_database_url), config.referential_integrity)
+    repository.websocket = bool(config.websocket_port)
     authenticator = Authenticator(config, repository)
     migrate(repository.engine)
     recorder = AuditRecorder(repository, config.audit_key, config.base_url) if config.audit else None

@@ -64,7 +64,9 @@ def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any
     else:
         searched = criteria(resource.get("criteria") or "")
         _may_see_all(searched.resource_types[0])
-        _channel(resource.get("channel") or {}, topic_based=False)
+        _channel(
+            resource.get("channel") or {}, topic_based=False, websocket=tx.sender is not None and tx.sender.websocket
+        )
     for extension in resource.get("extension") or []:
         if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
             raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")
@@ -73,8 +75,15 @@ def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any
     return resource
 
 
-def _channel(channel: dict[str, Any], topic_based: bool) -> None:
+def _channel(channel: dict[str, Any], topic_based: bool, websocket: bool = False) -> None:
     kind = channel.get("type")
+    if kind == WEBSOCKET and not topic_based and not websocket:
+        raise Invalid.at(
+            "Subscription.channel.type",
+            "this server runs no websocket channel (its websocket_port is not set), so nothing would ever be "
+            "pinged: use rest-hook, or ask the operator to set websocket_port",
+            "not-supported",
+        )
     if kind == WEBSOCKET and not topic_based:
         _websocket(channel)
     elif kind == REST_HOOK:

@@ -98,6 +98,9 @@ class Repository:
     def __init__(self, engine: Engine, referential_integrity: bool = True) -> None:
         self.engine = engine
         self.referential_integrity = referential_integrity
+        # Whether this server runs a websocket channel (``websocket_port``): without one, a websocket
+        # Subscription would be accepted and never pinged.
+        self.websocket = False
         # When a dict, write transactions add the local references they write here (target -> first referrer)
         # instead of checking that the targets exist: a load of many files checks them once, at
         # its end, so its files may refer to each other in any order. Deletes are still checked.
@@ -160,7 +163,7 @@ class DatabaseTransaction:
         connection: Connection,
         writable: bool = False,
         referential_integrity: bool = False,
-        sender: object | None = None,
+        sender: Repository | None = None,
     ) -> None:
         self._connection = connection
         # Who ``version_written`` is sent as: the Repository, which listeners subscribe to.

@@ -7,13 +7,15 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select
 
+from fhir_twin.app import services_of
 from fhir_twin.fhir.instant import now
 from fhir_twin.store import claims
 from fhir_twin.store.repository import Repository
-from fhir_twin.store.schema import subscription_outbox
+from fhir_twin.store.schema import device_window_reading, subscription_outbox
 
 
 def _owner_with_pid(pid: int) -> str:
@@ -63,3 +65,36 @@ def test_the_claims_of_dead_processes_of_this_machine_are_released(repository: R
         "alive": owners["alive"],
         "elsewhere": owners["elsewhere"],
     }
+
+
+def test_a_starting_server_releases_a_dead_bridges_device_windows(make_app: Any) -> None:
+    """A window claimed by a bridge killed while closing it is closed by another at once, not
+    after the stale time."""
+    repository = services_of(make_app()).repository
+    reaped = subprocess.Popen(["true"])
+    reaped.wait()
+    at = now()
+    reading = {
+        "window": "w1",
+        "device_id": "d",
+        "value": "spo2",
+        "code": "http://loinc.org|59408-5",
+        "unit": "%",
+        "grouping": "window",
+        "start": 0,
+        "end": 60,
+        "at": 1,
+        "number": 97.0,
+        "patient": "p",
+        "device": "d",
+    }
+    with repository.transaction(write=True) as tx:
+        tx.connection.execute(
+            insert(device_window_reading).values(
+                **reading, due=at, claimed_by=_owner_with_pid(reaped.pid), claimed_at=at
+            )
+        )
+    make_app()  # another server starts on the database
+    with repository.transaction() as tx:
+        claimed = tx.connection.execute(select(device_window_reading.c.claimed_by)).scalars().all()
+    assert claimed == [None]

@@ -260,3 +260,16 @@ def test_a_message_larger_than_a_bind_closes_the_socket(app: Flask) -> None:
         socket.send("bind " + "x" * (websocket.MAX_MESSAGE + 1))
         code, _reason = refused(socket)
     assert code == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_a_websocket_subscription_is_refused_by_a_server_with_no_websocket_channel(make_app: Any) -> None:
+    """Accepted, it would wait for a bind nobody can make: nothing would ever be pinged."""
+    app = make_app(auth_mode="none")
+    body = {"resourceType": "Subscription", "status": "requested", "reason": "r", "criteria": "Observation"}
+    response = app.test_client().post("/fhir/Subscription", json={**body, "channel": {"type": "websocket"}})
+    assert response.status_code == 400
+    issue = response.get_json()["issue"][0]
+    assert issue["code"] == "not-supported"
+    assert issue["expression"] == ["Subscription.channel.type"]
+    assert "websocket_port" in issue["diagnostics"]
+    assert app.test_client().get("/fhir/Subscription").get_json().get("total") == 0
