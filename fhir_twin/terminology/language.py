@@ -1,6 +1,7 @@
 """The language a display is asked in: ``displayLanguage`` of ``$lookup`` and ``$expand``
 (R4 codesystem-operation-lookup.html, valueset-operation-expand.html), else the request's
-``Accept-Language`` header (RFC 9110 §12.5.4, which R5 names as the fallback).
+``Accept-Language`` header (RFC 9110 §12.5.4), the order the FHIR terminology ecosystem IG
+(languages.html) gives them.
 
 The display in a language is a designation in that language (R4 codesystem.html#designations);
 where there is none, it is the code system's own display: never a translation guessed at.

@@ -1,8 +1,8 @@
 """``CodeSystem/$lookup`` (R4 codesystem-operation-lookup.html): a code's name, display,
 designations and properties, ``parent`` and ``child`` among them from the hierarchy.
 
-Invoked on a stored CodeSystem (``CodeSystem/{id}/$lookup``, as R5 adds; R4 defines the type level
-only) it looks in that resource. ``displayLanguage`` (else ``Accept-Language``) chooses the
+Invoked on a stored CodeSystem (``CodeSystem/{id}/$lookup``, as later FHIR versions define it; R4
+defines the type level only) it looks in that resource. ``displayLanguage`` (else ``Accept-Language``) chooses the
 display (see ``fhir_twin.terminology.language``). ``property`` asks for some of the answer only:
 ``name`` and ``display`` always come (1..1), ``version``, ``designation`` (``lang.X``: those in
 language X), ``definition``, ``parent``, ``child``, ``inactive`` and the code system's own
@@ -46,7 +46,7 @@ def lookup(context: Context, request: Request, res_type: str | None, res_id: str
         invoked_on = instance(tx, "CodeSystem", res_id)
         if invoked_on is not None:
             held: CodeSystem | None = code_system_instance(invoked_on, system, res_id)
-            system = held.url if held else system
+            system = invoked_on["url"]
         else:
             if not system or not code:
                 raise Invalid.at("code", "$lookup needs a system and a code (or a coding with both)")
