@@ -2,6 +2,11 @@
 
 The hierarchy is the nesting of ``concept`` and the ``parent`` / ``subsumedBy`` properties
 (R4 codesystem.html#hierarchy, concept-properties); ``is-a`` subsumption reads it.
+
+A concept is inactive when its ``inactive`` property is true or its ``status`` is ``retired`` or
+``inactive``; ``deprecated`` is not inactive (R4 codesystem-concept-properties: "Concepts that are
+deprecated but not inactive can still be used"). It is abstract when ``notSelectable`` (or the
+``abstract`` property several HL7 code systems define) is true.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any
 
 # Concept properties that name a parent (R4 codesystem-concept-properties).
 PARENT_PROPERTIES = frozenset({"parent", "subsumedBy"})
+INACTIVE_STATUSES = frozenset({"retired", "inactive"})
+ABSTRACT_PROPERTIES = frozenset({"notSelectable", "abstract"})
 
 
 @dataclass
@@ -24,6 +31,20 @@ class Concept:
     parents: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
 
+    @property
+    def inactive(self) -> bool:
+        return any(
+            (prop.get("code") == "inactive" and prop.get("valueBoolean") is True)
+            or (prop.get("code") == "status" and prop.get("valueCode") in INACTIVE_STATUSES)
+            for prop in self.properties
+        )
+
+    @property
+    def abstract(self) -> bool:
+        return any(
+            prop.get("code") in ABSTRACT_PROPERTIES and prop.get("valueBoolean") is True for prop in self.properties
+        )
+
 
 class CodeSystem:
     """The concepts of one CodeSystem resource, by code, in document order."""
@@ -34,6 +55,8 @@ class CodeSystem:
         self.name: str = resource.get("title") or resource.get("name") or self.url
         self.content: str = resource.get("content", "complete")
         self.case_sensitive: bool = resource.get("caseSensitive", True)
+        self.language: str | None = resource.get("language")
+        self.hierarchy_meaning: str | None = resource.get("hierarchyMeaning")
         self.concepts: dict[str, Concept] = {}
         self._add(resource.get("concept", []), None)
         for concept in self.concepts.values():

@@ -4,18 +4,23 @@ concept lists, filters (``is-a``, ``descendent-of``, ``is-not-a``, ``generalizes
 
 A component that needs a whole code system (no concept list) needs that system held complete;
 otherwise the expansion stops with ``not-supported`` naming it, rather than answer part of it.
+
+``active_only`` leaves inactive concepts out (``activeOnly``); ``languages`` chooses each display
+(``displayLanguage``, see ``language``). The expansion is flat; ``nest`` arranges it by the code
+systems' hierarchies (``excludeNested=false``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_twin.errors import Invalid, Issue
 from fhir_twin.terminology.code_system import CodeSystem
 from fhir_twin.terminology.definitions import Definitions
 from fhir_twin.terminology.errors import not_held, too_costly
+from fhir_twin.terminology.language import display
 
 # The codes a search or an ``$expand`` may expand to; beyond them the answer is too-costly.
 MAX_EXPANSION = 10_000
@@ -23,17 +28,71 @@ MAX_EXPANSION = 10_000
 
 @dataclass(frozen=True)
 class Code:
-    """One ``expansion.contains``: flat, as this server does not nest them."""
+    """One ``expansion.contains``, with its ``designation`` list (the value set's, then the code
+    system's), and whether the code system marks it ``inactive`` or ``abstract``."""
 
     system: str
     code: str
     display: str | None = None
     version: str | None = None
+    inactive: bool = False
+    abstract: bool = False
+    designations: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
 
-def expand(value_set: dict[str, Any], definitions: Definitions, limit: int = MAX_EXPANSION) -> list[Code]:
+@dataclass
+class Branch:
+    """A code of a nested expansion and the codes below it (``contains.contains``)."""
+
+    code: Code
+    below: list[Branch] = field(default_factory=list)
+
+
+def expand(
+    value_set: dict[str, Any],
+    definitions: Definitions,
+    limit: int = MAX_EXPANSION,
+    *,
+    active_only: bool = False,
+    languages: tuple[str, ...] = (),
+) -> list[Code]:
     """Every code of ``value_set``, in compose order, each once."""
-    return _Expander(definitions, limit).value_set(value_set, ())
+    return _Expander(definitions, limit, active_only, list(languages)).value_set(value_set, ())
+
+
+def nest(codes: list[Code], definitions: Definitions) -> list[Branch]:
+    """``codes`` as a forest: a code sits under its first parent in its code system that the
+    expansion holds, else at the top; order is the flat order. A code system whose hierarchy loops
+    (stored data may) has the code that closes the loop at the top, so no code is lost."""
+    branches = {(code.system, code.code): Branch(code) for code in codes}
+    systems: dict[tuple[str, str | None], CodeSystem | None] = {}
+    above: dict[tuple[str, str], tuple[str, str]] = {}
+    for code in codes:
+        key = (code.system, code.version)
+        if key not in systems:
+            systems[key] = definitions.code_system(code.system, code.version)
+        held = systems[key]
+        concept = held.get(code.code) if held is not None else None
+        parents = concept.parents if concept is not None else []
+        parent = next((p for p in parents if (code.system, p) in branches and p != code.code), None)
+        if parent is not None and not _loops(above, (code.system, code.code), (code.system, parent)):
+            above[(code.system, code.code)] = (code.system, parent)
+    top: list[Branch] = []
+    for key, branch in branches.items():
+        if key in above:
+            branches[above[key]].below.append(branch)
+        else:
+            top.append(branch)
+    return top
+
+
+def _loops(above: dict[tuple[str, str], tuple[str, str]], child: tuple[str, str], parent: tuple[str, str]) -> bool:
+    current: tuple[str, str] | None = parent
+    while current is not None:
+        if current == child:
+            return True
+        current = above.get(current)
+    return False
 
 
 def code_system_held(definitions: Definitions, system: str, version: str | None = None) -> CodeSystem:
@@ -47,9 +106,11 @@ def code_system_held(definitions: Definitions, system: str, version: str | None 
 
 
 class _Expander:
-    def __init__(self, definitions: Definitions, limit: int) -> None:
+    def __init__(self, definitions: Definitions, limit: int, active_only: bool, languages: list[str]) -> None:
         self.definitions = definitions
         self.limit = limit
+        self.active_only = active_only
+        self.languages = languages
 
     def value_set(self, value_set: dict[str, Any], importing: tuple[str, ...]) -> list[Code]:
         url = value_set.get("url", "")
@@ -96,8 +157,21 @@ class _Expander:
             codes = []
             for listed in component["concept"]:
                 concept = held.get(listed["code"]) if held is not None else None
-                display = listed.get("display") or (concept.display if concept else None)
-                codes.append(Code(system, listed["code"], display, version))
+                default = listed.get("display") or (concept.display if concept else None)
+                designations = (*listed.get("designation", []), *(concept.designations if concept else []))
+                if self.active_only and concept is not None and concept.inactive:
+                    continue
+                codes.append(
+                    Code(
+                        system,
+                        listed["code"],
+                        display(designations, default, held.language if held else None, self.languages),
+                        version,
+                        concept.inactive if concept else False,
+                        concept.abstract if concept else False,
+                        designations,
+                    )
+                )
             return codes
         held = code_system_held(self.definitions, system, version)
         chosen: list[str] = list(held.concepts)
@@ -107,7 +181,15 @@ class _Expander:
         if "concept" in component:
             listed_codes = {listed["code"] for listed in component["concept"]}
             chosen = [code for code in chosen if code in listed_codes]
-        return [Code(system, code, held.concepts[code].display, held.version) for code in chosen]
+        codes = []
+        for code in chosen:
+            concept = held.concepts[code]
+            if self.active_only and concept.inactive:
+                continue
+            shown = display(concept.designations, concept.display, held.language, self.languages)
+            designations = tuple(concept.designations)
+            codes.append(Code(system, code, shown, held.version, concept.inactive, concept.abstract, designations))
+        return codes
 
 
 def filtered(system: CodeSystem, filter_: dict[str, Any]) -> set[str]:

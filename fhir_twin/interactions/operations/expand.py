@@ -2,6 +2,13 @@
 ``url``, by the instance invoked on, or sent as ``valueSet``; ``filter`` keeps codes whose code or
 display contains the text (case-insensitive); ``offset`` and ``count`` page the flat
 ``expansion.contains``, and ``expansion.total`` counts every code that passed the filter.
+
+``activeOnly`` leaves inactive codes out; ``displayLanguage`` (else ``Accept-Language``) chooses
+each display; ``includeDesignations`` adds each code's designations (in the languages asked for,
+when some are). ``excludeNested=false`` nests ``contains`` by the code systems' hierarchies, with
+``abstract`` on codes not to be selected; such an expansion is not paged ("Hierarchical expansions
+are not subject to paging and servers simply return the entire expansion"), but ``count=0`` still
+asks only its size. The default stays flat.
 """
 
 from __future__ import annotations
@@ -13,10 +20,19 @@ from fhir_twin.errors import Invalid, Issue
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Context, Operation, Permission
-from fhir_twin.interactions.operations.terminology_service import Inputs, inputs, instance, one, whole_number
+from fhir_twin.interactions.operations.terminology_service import (
+    Inputs,
+    flag,
+    inputs,
+    instance,
+    languages,
+    one,
+    whole_number,
+)
 from fhir_twin.store.terminology import definitions
 from fhir_twin.terminology.definitions import Definitions
-from fhir_twin.terminology.expansion import Code, expand
+from fhir_twin.terminology.expansion import Branch, Code, expand, nest
+from fhir_twin.terminology.language import in_language
 
 IDENTITY = ("id", "url", "version", "name", "title", "status")
 
@@ -24,28 +40,49 @@ IDENTITY = ("id", "url", "version", "name", "title", "status")
 def expand_operation(context: Context, request: Request, res_type: str | None, res_id: str | None) -> Response:
     given = inputs(request)
     text = one(given, "filter")
-    offset = whole_number(given, "offset") or 0
+    offset = whole_number(given, "offset")
     count = whole_number(given, "count")
+    active_only = flag(given, "activeOnly")
+    nested = flag(given, "excludeNested") is False
+    with_designations = flag(given, "includeDesignations")
+    display_language = one(given, "displayLanguage")
+    wanted = languages(given, request)
     with context.repository.transaction() as tx:
         held = definitions(tx.connection)
         value_set = value_set_of(given, held, instance(tx, "ValueSet", res_id))
-        codes = expand(value_set, held)
-    if text:
-        folded = text.casefold()
-        codes = [c for c in codes if folded in c.code.casefold() or folded in (c.display or "").casefold()]
-    page = codes[offset:] if count is None else codes[offset : offset + count]
+        codes = expand(value_set, held, active_only=bool(active_only), languages=wanted)
+        if text:
+            folded = text.casefold()
+            codes = [c for c in codes if folded in c.code.casefold() or folded in (c.display or "").casefold()]
+        branches = nest(codes, held) if nested and count != 0 else None
     expansion: dict[str, Any] = {
         "identifier": f"urn:uuid:{uuid.uuid4()}",
         "timestamp": format_instant(now()),
         "total": len(codes),
-        "offset": offset,
     }
-    used = [("filter", text), ("offset", offset), ("count", count)]
+    if branches is None:
+        start = offset or 0
+        expansion["offset"] = start
+        page = codes[start:] if count is None else codes[start : start + count]
+        contains = [_contains(code, None, with_designations, wanted) for code in page]
+    else:
+        # Paging applies to flat expansions only (R4 valueset-operation-expand.html): not used.
+        offset = count = None
+        contains = [_branch(branch, with_designations, wanted) for branch in branches]
+    used = [
+        ("filter", text),
+        ("offset", offset),
+        ("count", count),
+        ("activeOnly", active_only),
+        ("excludeNested", False if nested else None),
+        ("includeDesignations", with_designations),
+        ("displayLanguage", display_language),
+    ]
     parameters = [{"name": name, **_value(value)} for name, value in used if value is not None]
     if parameters:
         expansion["parameter"] = parameters
-    if page:
-        expansion["contains"] = [_contains(code) for code in page]
+    if contains:
+        expansion["contains"] = contains
     body = {"resourceType": "ValueSet", **{key: value_set[key] for key in IDENTITY if key in value_set}}
     body.setdefault("status", "active")
     body["expansion"] = expansion
@@ -72,16 +109,38 @@ def value_set_of(given: Inputs, held: Definitions, invoked_on: dict[str, Any] | 
 
 
 def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"valueBoolean": value}
     return {"valueInteger": value} if isinstance(value, int) else {"valueString": value}
 
 
-def _contains(code: Code) -> dict[str, Any]:
-    entry = {"system": code.system}
+def _branch(branch: Branch, with_designations: bool | None, wanted: tuple[str, ...]) -> dict[str, Any]:
+    below = [_branch(child, with_designations, wanted) for child in branch.below]
+    return _contains(branch.code, below, with_designations, wanted)
+
+
+def _contains(
+    code: Code, below: list[dict[str, Any]] | None, with_designations: bool | None, wanted: tuple[str, ...]
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"system": code.system}
+    if code.abstract:
+        entry["abstract"] = True
+    if code.inactive:
+        entry["inactive"] = True
     if code.version:
         entry["version"] = code.version
     entry["code"] = code.code
     if code.display:
         entry["display"] = code.display
+    if with_designations:
+        designations = [
+            {key: d[key] for key in ("language", "use", "value") if key in d}
+            for d in in_language(code.designations, list(wanted))
+        ]
+        if designations:
+            entry["designation"] = designations
+    if below:
+        entry["contains"] = below
     return entry
 
 

@@ -9,6 +9,7 @@ from fhir_twin.interactions.operations.export import EXPORT, EXPORT_FILE, EXPORT
 from fhir_twin.interactions.operations.lastn import LASTN
 from fhir_twin.interactions.operations.lookup import LOOKUP
 from fhir_twin.interactions.operations.subscription_status import SUBSCRIPTION_STATUS
+from fhir_twin.interactions.operations.subsumes import SUBSUMES
 from fhir_twin.interactions.operations.validate import VALIDATE
 from fhir_twin.interactions.operations.validate_code import VALIDATE_CODE
 
@@ -24,6 +25,7 @@ OPERATIONS: dict[str, Operation] = {
         LOOKUP,
         EXPAND,
         VALIDATE_CODE,
+        SUBSUMES,
         SUBSCRIPTION_STATUS,
     )
 }

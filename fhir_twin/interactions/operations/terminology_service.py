@@ -1,6 +1,6 @@
 """What the terminology operations share (R4 terminology-service.html): their inputs, with the
-Coding and CodeableConcept values that ``parameters`` flattens, the stored resource invoked on,
-and their Parameters answers."""
+Coding and CodeableConcept values that ``parameters`` flattens, booleans, the display languages
+asked for, the stored resource invoked on, and their Parameters answers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from fhir_twin.errors import Invalid, NotFound
 from fhir_twin.fhir.json import loads
 from fhir_twin.interactions.message import Request
 from fhir_twin.store.repository import DatabaseTransaction
+from fhir_twin.terminology.code_system import CodeSystem
+from fhir_twin.terminology.language import requested
 
 Inputs = list[tuple[str, Any]]
 
@@ -55,6 +57,21 @@ def whole_number(given: Inputs, name: str) -> int | None:
     return int(text)
 
 
+def flag(given: Inputs, name: str) -> bool | None:
+    """A boolean input (``true`` / ``false``), None when absent."""
+    value = one(given, name, object)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise Invalid.at(name, f"{name} must be true or false, not {str(value)[:40]!r}")
+    return bool(value == "true")
+
+
+def languages(given: Inputs, request: Request) -> tuple[str, ...]:
+    """The display languages asked for: ``displayLanguage``, else the ``Accept-Language`` header."""
+    return tuple(requested(one(given, "displayLanguage"), request.header("accept-language")))
+
+
 def instance(tx: DatabaseTransaction, res_type: str, res_id: str | None) -> dict[str, Any] | None:
     """The stored resource an instance-level call is invoked on (None at type level)."""
     if res_id is None:
@@ -64,6 +81,16 @@ def instance(tx: DatabaseTransaction, res_type: str, res_id: str | None) -> dict
         raise NotFound(f"{res_type}/{res_id} is not known")
     resource: dict[str, Any] = loads(found.body)
     return resource
+
+
+def code_system_instance(resource: dict[str, Any], system: str | None, res_id: str | None) -> CodeSystem:
+    """The stored CodeSystem invoked on; a ``system`` sent with it must be its ``url``."""
+    url = resource.get("url")
+    if not isinstance(url, str) or not url:
+        raise Invalid(f"CodeSystem/{res_id} has no url, so its codes have no system")
+    if system and system != url:
+        raise Invalid.at("system", f"system {system} is not the url of CodeSystem/{res_id}, {url}")
+    return CodeSystem(resource)
 
 
 def part(name: str, value: Any, kind: str = "String") -> dict[str, Any]:
