@@ -209,6 +209,7 @@ def test_confidential_asymmetric_app_exchanges_its_code_with_an_assertion(live: 
         scope="launch/patient patient/*.rs",
         code_challenge_method="S256",
         token_endpoint_auth_method="private_key_jwt",
+        revocation_endpoint_auth_method="private_key_jwt",
     )
     session.register_client_auth_method(FiveMinuteJWT(live["token_url"], "ec-1", "ES384"))
     params = _code(_authorize(live, session, code_verifier=VERIFIER))
@@ -216,6 +217,11 @@ def test_confidential_asymmetric_app_exchanges_its_code_with_an_assertion(live: 
     assert token["patient"] == "p1" and token["expires_in"] == 3600
     assert session.get(live["fhir"] + "/Patient/p1").status_code == 200
     assert session.get(live["fhir"] + "/Patient/p2").status_code == 404
+    # Introspection and revocation take the client's assertions too.
+    introspected = session.introspect_token(live["base"] + "/auth/introspect", token["access_token"])
+    assert introspected.json()["active"] is True and introspected.json()["patient"] == "p1"
+    assert session.revoke_token(live["base"] + "/auth/revoke", token["access_token"]).status_code == 200
+    assert session.get(live["fhir"] + "/Patient/p1").status_code == 401
     # Without its assertion, the code exchange is refused: the client is confidential.
     params = _code(_authorize(live, session, code_verifier=VERIFIER))
     before = _issued(live)

@@ -332,7 +332,7 @@ def _query(repository: Repository, token: str, hint: str | None) -> Token | None
 class Revocation(RevocationEndpoint):
     """Revoking either token of a grant revokes both (RFC 7009 section 2.1 allows it)."""
 
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query(self.server.repository, token_string, token_type_hint)
@@ -344,7 +344,7 @@ class Revocation(RevocationEndpoint):
 class Introspection(IntrospectionEndpoint):
     """For confidential clients, about the tokens issued to them."""
 
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query(self.server.repository, token_string, token_type_hint)
