@@ -81,8 +81,6 @@ def client_create(
 def _jwks(jwks_file: IO[str] | None, backend: bool, scopes: str, redirect_uris: tuple[str, ...]) -> str | None:
     """The checked JWK Set of a private_key_jwt client, None for another; a backend service has
     no redirect URI and only system/ scopes, any other client at least one redirect URI."""
-    from fhir_twin.security.oauth import client_keys
-
     if backend:
         if jwks_file is None:
             raise click.UsageError("a --backend client needs --jwks: it authenticates with private_key_jwt")
@@ -95,6 +93,8 @@ def _jwks(jwks_file: IO[str] | None, backend: bool, scopes: str, redirect_uris: 
         raise click.UsageError("give --redirect-uri (or --backend for a backend service)")
     if jwks_file is None:
         return None
+    from fhir_twin.security.oauth import client_keys
+
     try:
         return client_keys.parse(jwks_file.read())
     except ValueError as error:

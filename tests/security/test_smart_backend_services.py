@@ -194,6 +194,7 @@ def test_deleting_the_client_revokes_its_tokens(live: dict[str, Any], module_dat
     short = re.search(r"client_id: (\S+)", result.output).group(1)  # type: ignore[union-attr]
     listed = CliRunner().invoke(main, ["client", "list", "--database", module_database_url]).output
     assert f"{short}  Short  backend" in listed
+    assert f"{live['app_client']}  Asymmetric chart  private_key_jwt" in listed
     session = _session(live, client_id=short)
     session.fetch_token(live["token_url"], grant_type="client_credentials")
     assert session.get(live["fhir"] + "/Patient").status_code == 200
@@ -255,6 +256,8 @@ def test_authlib_default_hour_long_assertion_is_refused(live: dict[str, Any]) ->
         ({"exp": int(time.time()) - 600}, "has expired"),
         ({"exp": int(time.time()) + 3600}, "no more than five minutes"),
         ({"exp": None}, "exp must be a number"),
+        ({"exp": float("nan")}, "exp must be a number"),
+        ({"exp": True}, "exp must be a number"),
         ({"jti": None}, "jti is required"),
         ({"nbf": int(time.time()) + 3600}, "not valid yet"),
         ({"sub": "someone-else"}, "iss and sub"),

@@ -11,6 +11,7 @@ database until the JWT has expired, so any server process refuses the replay). E
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,7 +83,7 @@ class ClientAssertion:
         if endpoint not in audiences:
             raise AssertionRefused(f"aud must be the token endpoint, {endpoint}")
         expires, now = claims.get("exp"), time.time()
-        if not isinstance(expires, int | float) or isinstance(expires, bool):
+        if not isinstance(expires, int | float) or isinstance(expires, bool) or not math.isfinite(expires):
             raise AssertionRefused("exp must be a number of seconds since the epoch")
         if expires < now - LEEWAY_SECONDS:
             raise AssertionRefused("the client_assertion has expired")
