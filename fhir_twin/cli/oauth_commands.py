@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import secrets
 import sys
+from typing import IO
 
 import click
 
@@ -21,12 +22,26 @@ def client() -> None:
 
 @client.command("create")
 @click.option("--name", required=True, help="The app's name, shown on the consent page.")
-@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Where codes go (repeatable).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Where codes go (repeatable).")
 @click.option("--public/--confidential", default=True, help="Public (PKCE only) or confidential (a secret).")
 @click.option("--scopes", required=True, help='What it may ask for, e.g. "launch/patient openid patient/*.rs".')
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.File("r"),
+    default=None,
+    help="A JWK Set file of its public keys: it authenticates with private_key_jwt (RS384/ES384).",
+)
+@click.option("--backend", is_flag=True, help="A backend service: client_credentials with system/ scopes only.")
 @DATABASE
 def client_create(
-    name: str, redirect_uris: tuple[str, ...], public: bool, scopes: str, database_url: str | None
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    scopes: str,
+    jwks_file: IO[str] | None,
+    backend: bool,
+    database_url: str | None,
 ) -> None:
     """Register a client; print its client_id, and a confidential one's secret once (kept hashed)."""
     from fhir_twin.fhir.instant import now
@@ -37,6 +52,9 @@ def client_create(
     bad = [part for part in scopes.split() if part not in _LAUNCH_SCOPES and not is_scope(part)]
     if bad or not scopes.split():
         raise click.BadParameter(f"{(bad or [''])[0]!r} is not a SMART scope", param_hint="--scopes")
+    if jwks_file is not None and not public:
+        raise click.UsageError("--jwks takes the place of a secret: leave out --confidential")
+    jwks = _jwks(jwks_file, backend, scopes, redirect_uris)
     for uri in redirect_uris:
         if not uri.startswith(("https://", "http://")):
             raise click.BadParameter(f"{uri!r} is not an http(s) URL", param_hint="--redirect-uri")
@@ -49,7 +67,7 @@ def client_create(
         oauth.add_client(
             repository,
             oauth.StoredClient(
-                client_id, name, digest(secret) if secret else None, " ".join(redirect_uris), scopes, now()
+                client_id, name, digest(secret) if secret else None, " ".join(redirect_uris), scopes, now(), jwks
             ),
         )
     finally:
@@ -58,6 +76,29 @@ def client_create(
     if secret is not None:
         click.echo(f"client_secret: {secret}")
         click.echo("The secret is shown once; only a hash of it is kept.", err=True)
+
+
+def _jwks(jwks_file: IO[str] | None, backend: bool, scopes: str, redirect_uris: tuple[str, ...]) -> str | None:
+    """The checked JWK Set of a private_key_jwt client, None for another; a backend service has
+    no redirect URI and only system/ scopes, any other client at least one redirect URI."""
+    if backend:
+        if jwks_file is None:
+            raise click.UsageError("a --backend client needs --jwks: it authenticates with private_key_jwt")
+        if redirect_uris:
+            raise click.BadParameter("a backend service takes no redirect URI", param_hint="--redirect-uri")
+        wrong = [part for part in scopes.split() if not part.startswith("system/")]
+        if wrong:
+            raise click.BadParameter(f"{wrong[0]!r}: a backend service has system/ scopes only", param_hint="--scopes")
+    elif not redirect_uris:
+        raise click.UsageError("give --redirect-uri (or --backend for a backend service)")
+    if jwks_file is None:
+        return None
+    from fhir_twin.security.oauth import client_keys
+
+    try:
+        return client_keys.parse(jwks_file.read())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--jwks") from None
 
 
 @client.command("list")
@@ -73,6 +114,8 @@ def client_list(database_url: str | None) -> None:
         repository.engine.dispose()
     for item in found:
         kind = "public" if item.secret_hash is None else "confidential"
+        if item.jwks is not None:
+            kind = "private_key_jwt" if item.redirect_uris else "backend"
         click.echo(f"{item.client_id}  {item.name}  {kind}  {item.redirect_uris}  {item.scope}")
 
 

@@ -21,6 +21,7 @@ _OWN_CAPABILITIES = [
     "launch-standalone",
     "client-public",
     "client-confidential-symmetric",
+    "client-confidential-asymmetric",
     "context-standalone-patient",
     "sso-openid-connect",
     "permission-offline",
@@ -57,9 +58,11 @@ def smart_configuration(config: Config, base: str) -> dict[str, Any]:
         document["capabilities"] = [*_OWN_CAPABILITIES, *_PERMISSIONS]
         document["scopes_supported"] = [*_OWN_SCOPES, *_SCOPES]
         document["response_types_supported"] = ["code"]
-        document["grant_types_supported"] = ["authorization_code", "refresh_token"]
+        document["grant_types_supported"] = ["authorization_code", "refresh_token", "client_credentials"]
         document["code_challenge_methods_supported"] = ["S256"]
-        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic", "none"]
+        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic", "private_key_jwt", "none"]
+        # What a private_key_jwt client signs with (client-confidential-asymmetric.html).
+        document["token_endpoint_auth_signing_alg_values_supported"] = ["RS384", "ES384"]
         return document
     if config.auth_mode == "jwt":
         # SMART Backend Services: a client authenticates to the authorization server with a
@@ -114,7 +117,8 @@ def rest_security(config: Config, base: str) -> dict[str, Any]:
 _DESCRIPTIONS = {
     "tokens": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <token>' "
     "with an API token made by 'fhir-twin token create' or issued by this server's SMART App Launch "
-    "authorization server (/auth). Scopes are SMART v1 or v2 resource scopes.",
+    "authorization server (/auth), where backend services (SMART Backend Services: client_credentials, "
+    "private_key_jwt signed RS384 or ES384) get system/ scopes. Scopes are SMART v1 or v2 resource scopes.",
     "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
     "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
     "none": "Authentication is switched off on this server (development only).",

@@ -1,6 +1,8 @@
-"""The CDS client JWT ids seen (``cds_jti``): CDS Hooks 2.0 "Trusting CDS Clients" gives each JWT a
-``jti`` "used to protect against replay attacks". Kept in the database, so a JWT replayed to
-another server process, or another server on the same database, is refused there too.
+"""The JWT ids seen (``cds_jti``), per issuer: CDS Hooks 2.0 "Trusting CDS Clients" gives each CDS
+client JWT a ``jti`` "used to protect against replay attacks", and so does RFC 7523 section 3 each
+client assertion of a ``private_key_jwt`` client (its issuer the client_id; SMART
+client-confidential-asymmetric.html). Kept in the database, so a JWT replayed to another server
+process, or another server on the same database, is refused there too.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class StoredClient:
     redirect_uris: str
     scope: str
     created: datetime
+    jwks: str | None = None
 
 
 @dataclass(frozen=True)

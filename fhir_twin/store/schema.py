@@ -365,6 +365,8 @@ oauth_client = Table(
     Column("redirect_uris", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("created", DateTime(timezone=False), nullable=False),
+    # A private_key_jwt client's public JWK Set (RFC 7517), as registered (0019).
+    Column("jwks", Text),
 )
 
 oauth_user = Table(

@@ -52,7 +52,9 @@ class Consent:
 
 
 class Client(ClientMixin):
-    """A registered client: public (PKCE alone) or confidential (client_secret_basic)."""
+    """A registered client: public (PKCE alone), confidential with a secret (client_secret_basic),
+    or with a JWK Set (private_key_jwt, ``client_assertion.py``); one with a JWK Set and no
+    redirect URI is a backend service, for the client credentials grant alone."""
 
     def __init__(self, stored: StoredClient) -> None:
         self.stored = stored
@@ -61,7 +63,13 @@ class Client(ClientMixin):
 
     @property
     def public(self) -> bool:
-        return self.stored.secret_hash is None
+        return self.stored.secret_hash is None and self.stored.jwks is None
+
+    @property
+    def auth_method(self) -> str:
+        if self.stored.jwks is not None:
+            return "private_key_jwt"
+        return "none" if self.public else "client_secret_basic"
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -83,12 +91,14 @@ class Client(ClientMixin):
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == ("none" if self.public else "client_secret_basic")
+        return method == self.auth_method
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
+        if self.stored.jwks is not None and not self.redirect_uris:
+            return grant_type == "client_credentials"
         return grant_type in GRANT_TYPES
 
 
@@ -200,7 +210,7 @@ def save_token(repository: Repository, token: dict[str, Any], client: Client, co
 
 
 class CodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt", "none"]
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         consent: Consent = request.user
@@ -243,7 +253,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
     """A refresh token is used once: the new response carries a new one (rotation, OAuth 2.0
     Security BCP section 4.14), and the old grant's tokens are revoked."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
@@ -322,7 +332,7 @@ def _query(repository: Repository, token: str, hint: str | None) -> Token | None
 class Revocation(RevocationEndpoint):
     """Revoking either token of a grant revokes both (RFC 7009 section 2.1 allows it)."""
 
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query(self.server.repository, token_string, token_type_hint)
@@ -334,7 +344,7 @@ class Revocation(RevocationEndpoint):
 class Introspection(IntrospectionEndpoint):
     """For confidential clients, about the tokens issued to them."""
 
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "private_key_jwt"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query(self.server.repository, token_string, token_type_hint)
