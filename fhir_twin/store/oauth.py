@@ -36,6 +36,7 @@ class StoredClient:
     redirect_uris: str
     scope: str
     created: datetime
+    launch_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class StoredCode:
     code_challenge_method: str
     auth_time: int
     expires: datetime
+    launch_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class StoredGrant:
     expires: datetime
     refresh_expires: datetime | None
     revoked: datetime | None
+    launch_context: str | None = None
 
 
 def add_client(repository: Repository, client: StoredClient) -> None:
