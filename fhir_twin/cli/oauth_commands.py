@@ -11,7 +11,16 @@ import click
 from fhir_twin.cli.database_commands import DATABASE, open_repository
 
 # Scopes a client may be registered with besides resource scopes (SMART scopes-and-launch-context.html).
-_LAUNCH_SCOPES = {"openid", "fhirUser", "profile", "launch/patient", "offline_access", "online_access"}
+_LAUNCH_SCOPES = {
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+}
 
 
 @click.group()
@@ -24,9 +33,15 @@ def client() -> None:
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Where codes go (repeatable).")
 @click.option("--public/--confidential", default=True, help="Public (PKCE only) or confidential (a secret).")
 @click.option("--scopes", required=True, help='What it may ask for, e.g. "launch/patient openid patient/*.rs".')
+@click.option("--launch-uri", default=None, help="The app's launch URL, which an EHR launch opens.")
 @DATABASE
 def client_create(
-    name: str, redirect_uris: tuple[str, ...], public: bool, scopes: str, database_url: str | None
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    scopes: str,
+    launch_uri: str | None,
+    database_url: str | None,
 ) -> None:
     """Register a client; print its client_id, and a confidential one's secret once (kept hashed)."""
     from fhir_twin.fhir.instant import now
@@ -40,6 +55,8 @@ def client_create(
     for uri in redirect_uris:
         if not uri.startswith(("https://", "http://")):
             raise click.BadParameter(f"{uri!r} is not an http(s) URL", param_hint="--redirect-uri")
+    if launch_uri is not None and not launch_uri.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{launch_uri!r} is not an http(s) URL", param_hint="--launch-uri")
     if not 0 < len(name) <= 128:
         raise click.BadParameter("give 1 to 128 characters", param_hint="--name")
     client_id = secrets.token_urlsafe(16)
@@ -49,7 +66,7 @@ def client_create(
         oauth.add_client(
             repository,
             oauth.StoredClient(
-                client_id, name, digest(secret) if secret else None, " ".join(redirect_uris), scopes, now()
+                client_id, name, digest(secret) if secret else None, " ".join(redirect_uris), scopes, now(), launch_uri
             ),
         )
     finally:

@@ -19,14 +19,17 @@ _PERMISSIONS = ["permission-v1", "permission-v2", "permission-patient", "permiss
 # What this server's own authorization server (``tokens`` mode, api/smart_auth.py) does.
 _OWN_CAPABILITIES = [
     "launch-standalone",
+    "launch-ehr",
     "client-public",
     "client-confidential-symmetric",
     "context-standalone-patient",
+    "context-ehr-patient",
+    "context-ehr-encounter",
     "sso-openid-connect",
     "permission-offline",
     "permission-online",
 ]
-_OWN_SCOPES = ["openid", "fhirUser", "launch/patient", "offline_access", "online_access"]
+_OWN_SCOPES = ["openid", "fhirUser", "launch", "launch/patient", "launch/encounter", "offline_access", "online_access"]
 
 
 def own_endpoints(base: str) -> dict[str, str]:
@@ -114,7 +117,7 @@ def rest_security(config: Config, base: str) -> dict[str, Any]:
 _DESCRIPTIONS = {
     "tokens": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <token>' "
     "with an API token made by 'fhir-twin token create' or issued by this server's SMART App Launch "
-    "authorization server (/auth). Scopes are SMART v1 or v2 resource scopes.",
+    "authorization server (/auth: standalone and EHR launch). Scopes are SMART v1 or v2 resource scopes.",
     "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
     "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
     "none": "Authentication is switched off on this server (development only).",
