@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from fhir_twin.api import errors, hygiene, security, smart_auth
+from fhir_twin.api import errors, hygiene, security, smart_auth, smart_ehr_launch
 from fhir_twin.api.cds_hooks import cds_blueprint, cds_settings
 from fhir_twin.api.fhir import fhir_blueprint
 from fhir_twin.api.twin_audit import audit_blueprint
@@ -55,6 +55,7 @@ def create_app(config: Config | dict[str, Any] | None = None, *, to_fork: bool =
     if config.auth_mode == "tokens":
         # The SMART authorization server issues API tokens, which only ``tokens`` mode accepts.
         smart_auth.register(app, services.repository, config)
+        smart_ehr_launch.register(app, services.repository, services.authenticator, config)
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)
     security.register(app, services.authenticator, services.interactions, config)

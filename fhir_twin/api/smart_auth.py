@@ -18,6 +18,7 @@ from fhir_twin.store.repository import Repository
 
 if TYPE_CHECKING:
     from fhir_twin.api.smart_authorization_server import SmartServer
+    from fhir_twin.store.oauth_launch import StoredLaunch
 
 # The OAuth parameters of an authorization request carried through the sign-in and consent forms.
 _PARAMETERS = (
@@ -30,6 +31,7 @@ _PARAMETERS = (
     "code_challenge",
     "code_challenge_method",
     "nonce",
+    "launch",
 )
 _PICKER_SIZE = 200
 
@@ -50,30 +52,38 @@ def register(app: Flask, repository: Repository, config: Config) -> None:
 
     @blueprint.get("/auth/authorize")
     def authorize() -> Any:
-        grant = _check(server())
-        if isinstance(grant, Response):
-            return grant
+        checked = _check(server())
+        if isinstance(checked, Response):
+            return checked
         return render_template("auth/sign_in.html", **_page(server()))
 
     @blueprint.post("/auth/authorize")
     def decide() -> Any:
         from itsdangerous import BadSignature
 
-        from fhir_twin.security.oauth import users
+        from fhir_twin.security.oauth import sign_in_limit, users
         from fhir_twin.security.oauth.grants import CODE_SECONDS, Consent
 
         smart = server()
-        grant = _check(smart)
-        if isinstance(grant, Response):
-            return grant
+        checked = _check(smart)
+        if isinstance(checked, Response):
+            return checked
+        grant, ehr = checked
         asked = _asked()
         if "ticket" not in request.form:
-            found = users.authenticate(repository, request.form.get("username", ""), request.form.get("password", ""))
+            username, address = request.form.get("username", ""), request.remote_addr
+            wait = sign_in_limit.retry_after(repository, username, address)
+            if wait is not None:
+                page = _page(smart, problem=f"Too many failed sign-ins: try again in {-(-wait // 60)} minutes.")
+                return render_template("auth/sign_in.html", **page), 429, {"Retry-After": str(wait)}
+            found = users.authenticate(repository, username, request.form.get("password", ""))
             if found is None:
+                sign_in_limit.failed(repository, username, address)
                 page = _page(smart, problem="The user name or password is wrong.")
                 return render_template("auth/sign_in.html", **page), 401
+            sign_in_limit.succeeded(repository, username, address)
             ticket = smart.tickets.dumps({"user": found.username, "asked": asked})
-            return render_template("auth/consent.html", ticket=ticket, **_consent(smart, found))
+            return render_template("auth/consent.html", ticket=ticket, **_consent(smart, found, ehr))
         try:
             signed = smart.tickets.loads(request.form["ticket"], max_age=CODE_SECONDS)
         except BadSignature:
@@ -83,6 +93,12 @@ def register(app: Flask, repository: Repository, config: Config) -> None:
             return _refused("The sign-in was for another authorization request", 400)
         if request.form.get("decision") != "allow":
             return smart.create_authorization_response(grant_user=None, grant=grant)
+        if ehr is not None:
+            own = _patient(found, None)
+            if own is not None and own != ehr.patient_id:
+                return _refused("The EHR launched this app for another patient's record", 403)
+            consent = Consent(found, ehr.patient_id, ehr.encounter_id)
+            return smart.create_authorization_response(grant_user=consent, grant=grant)
         patient = _patient(found, request.form.get("patient"))
         launch = "launch/patient" in (request.values.get("scope") or "").split()
         if launch and (patient is None or not oauth.patient_exists(repository, patient)):
@@ -113,10 +129,13 @@ def register(app: Flask, repository: Repository, config: Config) -> None:
 
 def _check(server: SmartServer) -> Any:
     """Authlib's checks of the request (client, redirect_uri, scope, PKCE), then SMART's: ``aud``
-    must be this FHIR server (app-launch.html, "aud" guards against a token meant elsewhere).
-    Errors found before the redirect URI is trusted are answered here, never redirected. The
-    grant to answer with, or the refusal."""
+    must be this FHIR server (app-launch.html, "aud" guards against a token meant elsewhere),
+    and an EHR launch's ``launch`` (``security/oauth/launch.py``). Errors found before the
+    redirect URI is trusted are answered here, never redirected. The grant to answer with and
+    the EHR launch's context (None for a standalone launch), or the refusal."""
     from authlib.oauth2 import OAuth2Error
+
+    from fhir_twin.security.oauth import launch
 
     try:
         grant = server.get_consent_grant(end_user=None)
@@ -126,7 +145,10 @@ def _check(server: SmartServer) -> Any:
         return _refused(f"aud must be this FHIR server's base URL, {server.issuer()}", 400)
     if not grant.request.scope:
         return _refused("scope names nothing this client is registered for", 400)
-    return grant
+    try:
+        return grant, launch.requested(server.repository, grant)
+    except OAuth2Error as error:
+        return server.handle_error_response(request, error)
 
 
 def _refused(description: str, status: int) -> Response:
@@ -144,15 +166,18 @@ def _page(server: SmartServer, problem: str | None = None) -> dict[str, Any]:
     return {"asked": _asked(), "client_name": client.name if client else "", "problem": problem}
 
 
-def _consent(server: SmartServer, found: oauth.StoredUser, problem: str | None = None) -> dict[str, Any]:
+def _consent(
+    server: SmartServer, found: oauth.StoredUser, ehr: StoredLaunch | None = None, problem: str | None = None
+) -> dict[str, Any]:
     """The consent page: the scopes asked, and a patient picker for ``launch/patient`` unless
-    the user is a patient (then it is their own record)."""
+    the user is a patient (then it is their own record) or the EHR launch set the patient."""
     scopes = (request.values.get("scope") or "").split()
     picker: list[tuple[str, str]] = []
     own = _patient(found, None)
-    if "launch/patient" in scopes and own is None:
+    if "launch/patient" in scopes and own is None and ehr is None:
         picker = [(patient_id, _name(body)) for patient_id, body in oauth.patients(server.repository, _PICKER_SIZE)]
-    return {**_page(server, problem), "scopes": scopes, "picker": picker, "own": own, "user": found.username}
+    page = {**_page(server, problem), "scopes": scopes, "picker": picker, "own": own, "user": found.username}
+    return {**page, "ehr": ehr}
 
 
 def _patient(found: oauth.StoredUser, picked: str | None) -> str | None:

@@ -10,6 +10,7 @@ import click
 from fhir_twin.cli.database_commands import migrate, reindex
 from fhir_twin.cli.device_commands import devices
 from fhir_twin.cli.doctor_commands import assess, cohort, evaluate, models, train
+from fhir_twin.cli.launch_commands import launch
 from fhir_twin.cli.load import load
 from fhir_twin.cli.oauth_commands import client, user
 from fhir_twin.cli.security_commands import audit, token
@@ -28,6 +29,7 @@ for command in (
     audit,
     client,
     user,
+    launch,
     serve,
     migrate,
     reindex,

@@ -12,7 +12,16 @@ import click
 from fhir_twin.cli.database_commands import DATABASE, open_repository
 
 # Scopes a client may be registered with besides resource scopes (SMART scopes-and-launch-context.html).
-_LAUNCH_SCOPES = {"openid", "fhirUser", "profile", "launch/patient", "offline_access", "online_access"}
+_LAUNCH_SCOPES = {
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+}
 
 
 @click.group()
@@ -33,6 +42,7 @@ def client() -> None:
     help="A JWK Set file of its public keys: it authenticates with private_key_jwt (RS384/ES384).",
 )
 @click.option("--backend", is_flag=True, help="A backend service: client_credentials with system/ scopes only.")
+@click.option("--launch-uri", default=None, help="The app's launch URL, which an EHR launch opens.")
 @DATABASE
 def client_create(
     name: str,
@@ -41,6 +51,7 @@ def client_create(
     scopes: str,
     jwks_file: IO[str] | None,
     backend: bool,
+    launch_uri: str | None,
     database_url: str | None,
 ) -> None:
     """Register a client; print its client_id, and a confidential one's secret once (kept hashed)."""
@@ -58,6 +69,8 @@ def client_create(
     for uri in redirect_uris:
         if not uri.startswith(("https://", "http://")):
             raise click.BadParameter(f"{uri!r} is not an http(s) URL", param_hint="--redirect-uri")
+    if launch_uri is not None and not launch_uri.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{launch_uri!r} is not an http(s) URL", param_hint="--launch-uri")
     if not 0 < len(name) <= 128:
         raise click.BadParameter("give 1 to 128 characters", param_hint="--name")
     client_id = secrets.token_urlsafe(16)
@@ -67,7 +80,14 @@ def client_create(
         oauth.add_client(
             repository,
             oauth.StoredClient(
-                client_id, name, digest(secret) if secret else None, " ".join(redirect_uris), scopes, now(), jwks
+                client_id,
+                name,
+                digest(secret) if secret else None,
+                " ".join(redirect_uris),
+                scopes,
+                now(),
+                jwks,
+                launch_uri,
             ),
         )
     finally:

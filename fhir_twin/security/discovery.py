@@ -19,15 +19,18 @@ _PERMISSIONS = ["permission-v1", "permission-v2", "permission-patient", "permiss
 # What this server's own authorization server (``tokens`` mode, api/smart_auth.py) does.
 _OWN_CAPABILITIES = [
     "launch-standalone",
+    "launch-ehr",
     "client-public",
     "client-confidential-symmetric",
     "client-confidential-asymmetric",
     "context-standalone-patient",
+    "context-ehr-patient",
+    "context-ehr-encounter",
     "sso-openid-connect",
     "permission-offline",
     "permission-online",
 ]
-_OWN_SCOPES = ["openid", "fhirUser", "launch/patient", "offline_access", "online_access"]
+_OWN_SCOPES = ["openid", "fhirUser", "launch", "launch/patient", "launch/encounter", "offline_access", "online_access"]
 
 
 def own_endpoints(base: str) -> dict[str, str]:
@@ -117,8 +120,9 @@ def rest_security(config: Config, base: str) -> dict[str, Any]:
 _DESCRIPTIONS = {
     "tokens": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <token>' "
     "with an API token made by 'fhir-twin token create' or issued by this server's SMART App Launch "
-    "authorization server (/auth), where backend services (SMART Backend Services: client_credentials, "
-    "private_key_jwt signed RS384 or ES384) get system/ scopes. Scopes are SMART v1 or v2 resource scopes.",
+    "authorization server (/auth: standalone and EHR launch), where backend services (SMART Backend Services: "
+    "client_credentials, private_key_jwt signed RS384 or ES384) get system/ scopes. Scopes are SMART v1 or v2 "
+    "resource scopes.",
     "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
     "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
     "none": "Authentication is switched off on this server (development only).",

@@ -51,4 +51,4 @@ def principal(repository: Repository, secret: str) -> Principal:
         raise Unauthorized("The bearer token was revoked")
     if found.expires is not None and found.expires <= now():
         raise Unauthorized("The bearer token has expired")
-    return Principal(found.name, found.scope, found.patient_id, kind="token")
+    return Principal(found.name, found.scope, found.patient_id, user=found.acting_user, kind="token")

@@ -37,6 +37,7 @@ class StoredClient:
     scope: str
     created: datetime
     jwks: str | None = None
+    launch_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class StoredCode:
     code_challenge_method: str
     auth_time: int
     expires: datetime
+    launch_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class StoredGrant:
     expires: datetime
     refresh_expires: datetime | None
     revoked: datetime | None
+    launch_context: str | None = None
 
 
 def add_client(repository: Repository, client: StoredClient) -> None:

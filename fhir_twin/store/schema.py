@@ -350,6 +350,9 @@ api_token = Table(
     Column("created", DateTime(timezone=False), nullable=False),
     Column("expires", DateTime(timezone=False)),
     Column("revoked", DateTime(timezone=False)),
+    # Who a token the SMART authorization server issued acts for: the signed-in user's fhirUser
+    # (Practitioner/1), or their user name when they have none; the audit trail names them.
+    Column("acting_user", String(200)),
 )
 
 # The SMART App Launch authorization server (security/oauth): registered clients (a confidential
@@ -367,6 +370,8 @@ oauth_client = Table(
     Column("created", DateTime(timezone=False), nullable=False),
     # A private_key_jwt client's public JWK Set (RFC 7517), as registered (0019).
     Column("jwks", Text),
+    # Where an EHR opens the app for an EHR launch (SMART app-launch.html, "Launch App: EHR Launch").
+    Column("launch_uri", Text),
 )
 
 oauth_user = Table(
@@ -392,6 +397,8 @@ oauth_code = Table(
     Column("code_challenge_method", String(8), nullable=False),
     Column("auth_time", BigInteger, nullable=False),
     Column("expires", DateTime(timezone=False), nullable=False),
+    # The EHR launch's context besides the patient (encounter, need_patient_banner), as JSON.
+    Column("launch_context", Text),
 )
 
 oauth_grant = Table(
@@ -407,6 +414,39 @@ oauth_grant = Table(
     Column("expires", DateTime(timezone=False), nullable=False),
     Column("refresh_expires", DateTime(timezone=False)),
     Column("revoked", DateTime(timezone=False)),
+    Column("launch_context", Text),
+)
+
+# SMART EHR launch (security/oauth/launch.py): the context an EHR hands an app, under the SHA-256
+# of its opaque ``launch`` id, for one client and a few minutes.
+oauth_launch = Table(
+    "oauth_launch",
+    metadata,
+    Column("launch_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("encounter_id", String(64)),
+    Column("created", DateTime(timezone=False), nullable=False),
+    Column("expires", DateTime(timezone=False), nullable=False),
+)
+
+# OpenID nonces a client has used (OpenID Connect Core 3.1.2.1: a nonce is not to be replayed).
+oauth_nonce = Table(
+    "oauth_nonce",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("nonce", String(256), primary_key=True),
+    Column("expires", DateTime(timezone=False), nullable=False),
+)
+
+# Failed sign-ins counted per user name and per address (security/oauth/sign_in_limit.py), in the
+# database so every server process sees them.
+oauth_sign_in_failure = Table(
+    "oauth_sign_in_failure",
+    metadata,
+    Column("subject", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last", DateTime(timezone=False), nullable=False),
 )
 
 # The audit trail's hash chain: one link per AuditEvent, in the order they were recorded.

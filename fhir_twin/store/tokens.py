@@ -28,6 +28,8 @@ class StoredToken:
     created: datetime
     expires: datetime | None
     revoked: datetime | None
+    # Who a SMART-issued token acts for (its user's fhirUser, else user name); None for the CLI's.
+    acting_user: str | None = None
 
 
 _COLUMNS = (
@@ -38,6 +40,7 @@ _COLUMNS = (
     api_token.c.created,
     api_token.c.expires,
     api_token.c.revoked,
+    api_token.c.acting_user,
 )
 
 
@@ -52,6 +55,7 @@ def add(repository: Repository, token: StoredToken, secret_hash: str) -> None:
                 patient_id=token.patient_id,
                 created=token.created,
                 expires=token.expires,
+                acting_user=token.acting_user,
             )
         )
 

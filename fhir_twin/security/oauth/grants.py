@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from authlib.oidc.core.grants import OpenIDCode
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.security import tokens
-from fhir_twin.store import oauth
+from fhir_twin.store import oauth, oauth_nonce
 from fhir_twin.store.oauth import StoredClient, StoredCode, StoredGrant, StoredUser
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.tokens import StoredToken
@@ -34,6 +35,8 @@ ACCESS_SECONDS = 3600
 CODE_SECONDS = 600  # RFC 6749 section 4.1.2: "a maximum authorization code lifetime of 10 minutes"
 REFRESH_SECONDS = {"offline_access": 90 * 86400, "online_access": 12 * 3600}
 GRANT_TYPES = ("authorization_code", "refresh_token")
+# How long a used OpenID nonce is remembered: past the life of the code and of the id_token.
+NONCE_SECONDS = 86400
 
 
 def digest(secret: str) -> str:
@@ -42,10 +45,21 @@ def digest(secret: str) -> str:
 
 @dataclass(frozen=True)
 class Consent:
-    """Who signed in, and the patient they picked for ``launch/patient``: the resource owner."""
+    """Who signed in, and the patient they picked for ``launch/patient`` or the EHR launch set
+    (with its encounter): the resource owner."""
 
     user: StoredUser
     patient: str | None
+    encounter: str | None = None
+
+    @classmethod
+    def of(cls, user: StoredUser, patient: str | None, launch_context: str | None) -> Consent:
+        """As a code or grant stored it (``launch_context`` the JSON of the EHR launch's context)."""
+        return cls(user, patient, json.loads(launch_context).get("encounter") if launch_context else None)
+
+    @property
+    def launch_context(self) -> str | None:
+        return json.dumps({"encounter": self.encounter}) if self.encounter else None
 
     def get_user_id(self) -> str:
         return self.user.username
@@ -181,7 +195,8 @@ def save_token(repository: Repository, token: dict[str, Any], client: Client, co
     patient) and its grant; name the launch patient in the response (SMART app-launch.html,
     "Launch context arrives with your access_token")."""
     scope = token.get("scope", "")
-    patient = consent.patient if "launch/patient" in scope.split() else None
+    ehr_launch = "launch" in scope.split()
+    patient = consent.patient if ehr_launch or "launch/patient" in scope.split() else None
     issued = now()
     expires = issued + timedelta(seconds=token["expires_in"])
     refresh_for = max((REFRESH_SECONDS[part] for part in scope.split() if part in REFRESH_SECONDS), default=0)
@@ -201,12 +216,20 @@ def save_token(repository: Repository, token: dict[str, Any], client: Client, co
             expires,
             issued + timedelta(seconds=refresh_for) if refresh else None,
             None,
+            consent.launch_context if ehr_launch else None,
         ),
-        StoredToken(token_id, name, scope, patient, issued, expires, None),
+        StoredToken(
+            token_id, name, scope, patient, issued, expires, None, consent.user.fhir_user or consent.user.username
+        ),
         tokens.secret_hash(token["access_token"]),
     )
     if patient is not None:
+        # SMART app-launch.html, "Launch context arrives with your access_token": this server
+        # has no EHR frame of its own around the app, so the app shows the patient banner.
         token["patient"] = patient
+        token["need_patient_banner"] = True
+    if ehr_launch and consent.encounter is not None:
+        token["encounter"] = consent.encounter
 
 
 class CodeGrant(grants.AuthorizationCodeGrant):
@@ -215,6 +238,13 @@ class CodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         consent: Consent = request.user
         payload = request.payload
+        nonce = payload.data.get("nonce")
+        if nonce and not oauth_nonce.use(
+            self.server.repository, request.client.client_id, nonce, now() + timedelta(seconds=NONCE_SECONDS)
+        ):
+            from authlib.oauth2.rfc6749 import InvalidRequestError
+
+            raise InvalidRequestError("this nonce was already used", redirect_uri=payload.redirect_uri)
         oauth.add_code(
             self.server.repository,
             StoredCode(
@@ -229,6 +259,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
                 payload.data.get("code_challenge_method") or "plain",
                 int(time.time()),
                 now() + timedelta(seconds=CODE_SECONDS),
+                consent.launch_context,
             ),
         )
 
@@ -245,8 +276,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         """Nothing left to do: the code was taken when it was found."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Consent | None:
-        found = oauth.user(self.server.repository, authorization_code.stored.username)
-        return Consent(found, authorization_code.stored.patient_id) if found is not None else None
+        stored = authorization_code.stored
+        found = oauth.user(self.server.repository, stored.username)
+        return Consent.of(found, stored.patient_id, stored.launch_context) if found is not None else None
 
 
 class RefreshGrant(grants.RefreshTokenGrant):
@@ -264,8 +296,9 @@ class RefreshGrant(grants.RefreshTokenGrant):
         return None if token.is_revoked() or token.is_expired() else token
 
     def authenticate_user(self, refresh_token: Token) -> Consent | None:
-        found = oauth.user(self.server.repository, refresh_token.stored.username)
-        return Consent(found, refresh_token.stored.patient_id) if found is not None else None
+        stored = refresh_token.stored
+        found = oauth.user(self.server.repository, stored.username)
+        return Consent.of(found, stored.patient_id, stored.launch_context) if found is not None else None
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
         oauth.revoke_grant(self.server.repository, refresh_token.stored.token_id)
@@ -308,7 +341,8 @@ class SmartOpenIDCode(OpenIDCode):
         return {"iss": self.server.issuer(), "aud": [client.client_id], "exp": int(time.time()) + ACCESS_SECONDS}
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        return False
+        """Whether the client already used this nonce (recorded when its code is issued)."""
+        return oauth_nonce.used(self.server.repository, request.payload.client_id, nonce)
 
     def generate_user_info(self, user: Consent, scope: str) -> UserInfo:
         info = UserInfo(sub=user.user.username)
