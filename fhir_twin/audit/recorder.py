@@ -24,7 +24,7 @@ from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.throttle import Throttle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Completion
-from fhir_twin.interactions.message import Response
+from fhir_twin.interactions.message import Response, Streamed
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
@@ -105,7 +105,7 @@ class AuditRecorder(Worker):
             return
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return
-        body = response.body if response is not None and response.status < 300 else None
+        body = (response.streamed or response.body) if response is not None and response.status < 300 else None
         stored = response is not None and (
             response.status == 304 or (response.status < 300 and any(name in _PARTIAL for name, _ in request.query))
         )
@@ -284,12 +284,14 @@ def _parsed(text: str | bytes) -> Any:
 
 
 def _patients(body: Any) -> set[str]:
-    """The patients whose records an answer holds: the resource read, a Bundle's entries, or the
-    lines of an NDJSON export file."""
+    """The patients whose records an answer holds: the resource read, a Bundle's entries, or
+    those a streamed body (an NDJSON export file) names."""
+    if isinstance(body, Streamed):
+        return set(body.patients)
     try:
         resource = _parsed(body) if isinstance(body, str | bytes) else body
     except ValueError:
-        return _ndjson_patients(body) if isinstance(body, str | bytes) else set()
+        return set()
     if not isinstance(resource, dict):
         return set()
     if resource.get("resourceType") != "Bundle":
@@ -299,18 +301,4 @@ def _patients(body: Any) -> set[str]:
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if inner is not None:
             found |= _patients(getattr(inner, "encoded_json", inner))
-    return found
-
-
-def _ndjson_patients(body: str | bytes) -> set[str]:
-    """The patients of an NDJSON answer (a Bulk Data export file), one resource per line."""
-    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
-    found: set[str] = set()
-    for line in text.splitlines():
-        try:
-            resource = _parsed(line)
-        except ValueError:
-            continue
-        if isinstance(resource, dict):
-            found |= patients_of(resource)
     return found

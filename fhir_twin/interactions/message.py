@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,14 +47,25 @@ class Request:
         return [value for key, value in self.query if key == name]
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A body sent as it is read, part by part, never whole in memory (a Bulk Data export file);
+    ``patients``: whose records it holds, which the audit trail names without reading it again."""
+
+    parts: Iterator[bytes]
+    patients: frozenset[str] = frozenset()
+
+
 @dataclass
 class Response:
     """Status, headers and a body: stored JSON text, a dict to serialise, or nothing.
 
-    ``content_type`` marks a body that is not a FHIR resource (e.g. NDJSON): sent as it is.
+    ``content_type`` marks a body that is not a FHIR resource (e.g. NDJSON): sent as it is;
+    ``streamed``, one sent as it is read, in place of ``body``.
     """
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: str | dict[str, Any] | None = None
     content_type: str | None = None
+    streamed: Streamed | None = None
