@@ -14,19 +14,20 @@ resource is written twice.
 What a job reads of each type, the snapshot at its kick-off, is ``export_snapshot``'s.
 
 Memory stays flat however large the export: a batch is read, written as one ``export_file`` row
-and dropped; a file is split every ``FILE_SIZE`` resources, and served a row at a time.
+and dropped; a file is split every ``FILE_SIZE`` resources, and served a row at a time
+(``export_files``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select
 from sqlalchemy import update as sql_update
 
 from fhir_twin.fhir.instant import now
@@ -64,15 +65,6 @@ class ExportJob:
     error: str | None
     finished: datetime | None
     requester: str | None
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    """One output file of a manifest (Bulk Data IG v2 export.html#response---complete-status)."""
-
-    number: int
-    res_type: str
-    count: int
 
 
 @dataclass(frozen=True)
@@ -156,50 +148,6 @@ def get_job(repository: Repository, job_id: str) -> ExportJob | None:
             ).where(j.id == job_id)
         ).first()
     return ExportJob(*row) if row else None
-
-
-def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
-    f = export_file.c
-    with repository.transaction() as tx:
-        rows = tx.connection.execute(
-            select(f.file_no, f.res_type, func.sum(f.count))
-            .where(f.job_id == job_id)
-            .group_by(f.file_no, f.res_type)
-            .order_by(f.file_no)
-        ).all()
-    return [ExportFile(number, res_type, int(count)) for number, res_type, count in rows]
-
-
-def has_file(repository: Repository, job_id: str, number: int) -> bool:
-    """Whether a completed job has a file ``number``."""
-    f = export_file.c
-    with repository.transaction() as tx:
-        status = tx.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
-        found = tx.connection.execute(
-            select(f.position).where(f.job_id == job_id, f.file_no == number).limit(1)
-        ).first()
-    return status == COMPLETED and found is not None
-
-
-def file_parts(repository: Repository, job_id: str, number: int) -> Iterator[str]:
-    """The NDJSON of file ``number``, one stored part (a batch, at most ``BATCH_SIZE`` lines) at a
-    time, each read in a transaction of its own: serving a file holds one part in memory, however
-    large the file, and no transaction stays open while a slow client reads. A job cancelled
-    meanwhile ends the file there."""
-    f = export_file.c
-    after = -1
-    while True:
-        with repository.transaction() as tx:
-            row = tx.connection.execute(
-                select(f.position, f.body)
-                .where(f.job_id == job_id, f.file_no == number, f.position > after)
-                .order_by(f.position)
-                .limit(1)
-            ).first()
-        if row is None:
-            return
-        after = row[0]
-        yield row[1]
 
 
 def delete_job(repository: Repository, job_id: str) -> bool:

@@ -46,6 +46,7 @@ from fhir_twin.interactions.operations import Context, Operation, Permission, pa
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
 from fhir_twin.security.access import patients_of
+from fhir_twin.store import export_files as files
 from fhir_twin.store import export_jobs as store
 from fhir_twin.store.export_snapshot import LATEST, RELEVANT, Selection, check_elements, type_filter
 from fhir_twin.store.repository import Repository
@@ -196,7 +197,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
     if job.status != store.COMPLETED:
         progress = "waiting to start" if job.total is None else f"exported {job.exported} of {job.total} resources"
         return Response(202, {"X-Progress": progress, "Retry-After": str(round(POLL_INTERVAL))})
-    files = store.output_files(context.repository, job_id)
+    outputs = files.output_files(context.repository, job_id)
     manifest = {
         "transactionTime": format_instant(job.transaction_time),
         "request": job.request_url,
@@ -209,7 +210,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
                 "url": _url(request.base, "$export-file", [("_jobId", job_id), ("file", str(file.number))]),
                 "count": file.count,
             }
-            for file in files
+            for file in outputs
         ],
         "error": [],
     }
@@ -224,12 +225,12 @@ def output_file(context: Context, request: Request, _res_type: str | None, _res_
     if not number.isdigit():
         raise Invalid.at("file", f"file must be a file number from the manifest, not {number!r}")
     _own_job(context.repository, job_id)
-    if not store.has_file(context.repository, job_id, int(number)):
+    if not files.has_file(context.repository, job_id, int(number)):
         raise NotFound(f"Export job {job_id!r} has no file {number}")
     # The audit trail names the patients a file holds: read once for them (a part at a time) when
     # it is kept, then sent as read again.
-    patients = _patients(store.file_parts(context.repository, job_id, int(number))) if context.config.audit else set()
-    parts = (part.encode("utf-8") for part in store.file_parts(context.repository, job_id, int(number)))
+    patients = _patients(files.file_parts(context.repository, job_id, int(number))) if context.config.audit else set()
+    parts = (part.encode("utf-8") for part in files.file_parts(context.repository, job_id, int(number)))
     return Response(200, {}, content_type=NDJSON, streamed=Streamed(parts, frozenset(patients)))
 
 
