@@ -43,7 +43,7 @@ def fhir_blueprint(interactions: Interactions, config: Config) -> Blueprint:
             response.headers[name] = value
         if answer.streamed is not None:
             # Sent as it is read (a Bulk Data file): waitress writes each part out, chunked.
-            response.response, response.content_type = answer.streamed.parts, answer.content_type or NDJSON
+            response.response, response.content_type = answer.streamed, answer.content_type or NDJSON
         elif answer.content_type is not None and isinstance(answer.body, str):
             response.data, response.content_type = answer.body.encode("utf-8"), answer.content_type
         elif answer.body is not None and answer.status != 304:

@@ -24,7 +24,7 @@ from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.throttle import Throttle
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions.interaction import Completion
-from fhir_twin.interactions.message import Response, Streamed
+from fhir_twin.interactions.message import Response
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
@@ -105,12 +105,25 @@ class AuditRecorder(Worker):
             return
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return
-        body = (response.streamed or response.body) if response is not None and response.status < 300 else None
+        if response is not None and response.streamed is not None:
+            # Queued once sent (or dropped), naming the patients of what was sent.
+            streamed = response.streamed
+
+            def sent() -> None:
+                occurrence.patients |= streamed.patients
+                self._queue_up(_Queued(occurrence, None, False))
+
+            streamed.when_sent(sent)
+            return
+        body = response.body if response is not None and response.status < 300 else None
         stored = response is not None and (
             response.status == 304 or (response.status < 300 and any(name in _PARTIAL for name, _ in request.query))
         )
+        self._queue_up(_Queued(occurrence, body, stored))
+
+    def _queue_up(self, item: _Queued) -> None:
         with self._queue_lock:
-            self._queue.append(_Queued(occurrence, body, stored))
+            self._queue.append(item)
             size = len(self._queue)
         if size >= FLUSH_AT:
             self.wake()
@@ -284,10 +297,7 @@ def _parsed(text: str | bytes) -> Any:
 
 
 def _patients(body: Any) -> set[str]:
-    """The patients whose records an answer holds: the resource read, a Bundle's entries, or
-    those a streamed body (an NDJSON export file) names."""
-    if isinstance(body, Streamed):
-        return set(body.patients)
+    """The patients whose records an answer holds: the resource read, or a Bundle's entries."""
     try:
         resource = _parsed(body) if isinstance(body, str | bytes) else body
     except ValueError:
