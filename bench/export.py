@@ -234,7 +234,7 @@ def main() -> None:
             )
             result = json.loads(answer.stdout.strip().splitlines()[-1])
             print(
-                f"{observations:>13} lines {result['file_mb']:>7.1f} {result['rate']:>6.0f} "
+                f"{observations:>13} lines {result['file_mb']:>7.1f} {result['rate']:>6.1f} "
                 f"{result['rss_before_mb']:>9.1f}MB {result['peak_mb']:>7.1f}MB",
                 flush=True,
             )
