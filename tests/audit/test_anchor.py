@@ -467,3 +467,14 @@ def _answers(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def test_a_forked_child_never_runs_the_schedule(server: Flask, data_dir: Path) -> None:
+    """What a server process forked from the master does with the master's schedule: nothing."""
+    config_key = services_of(server).recorder.key  # type: ignore[union-attr]
+    schedule = AnchorSchedule(services_of(server).repository, config_key, data_dir / "child.jsonl", 0.05)
+    schedule._after_fork()  # as os.register_at_fork calls it in a child
+    schedule.start()
+    assert not schedule.running
+    schedule.stop()  # the parent's connections are left to the parent
+    assert not (data_dir / "child.jsonl").exists()
