@@ -5,10 +5,16 @@ What it measures
 For each size in ``--sizes`` (resources in the database, default 20,000 and 100,000): a system
 ``$export`` of everything, run to completion by the export worker's own loop
 (``export_jobs.run_pending_exports``) and then every output file read back as the file request
-serves it (``export_jobs.file_text``), checking that each file's lines are NDJSON and that the
+serves it (``export_files.file_parts``), checking that each file's lines are NDJSON and that the
 lines add up to the resources stored. It prints resources exported per second and the export
 process's peak resident set size (``ru_maxrss``), with its resident size before the export began
 (after imports and the engine were set up), so the growth the export itself caused is plain.
+
+Then the download: the same export written as one file (no split), fetched through the server's
+WSGI app (``create_app``, audit on) by a client that reads the answer as it comes
+(``GET $export-file``, unbuffered), as waitress iterates it. It prints the file's size, the
+download rate and the serving process's resident size before and at its peak: the file is sent
+as it is read, so the peak does not grow with the file.
 
 How
 ---
@@ -17,7 +23,8 @@ written in-process through the server's write path (``store_version``, index row
 resources per transaction, into a temporary SQLite file (the server's ``make_engine``) or a fresh
 PostgreSQL database created through ``--postgres-url`` and dropped at the end. The sizes grow one
 database: the second size adds to the first. Each export runs in a fresh child process
-(``--child``), so the peak it reports is the export's and not the loader's.
+(``--child``), and so does each download (``--download``), so the peak each reports is its own
+and not the loader's.
 
 Examples::
 
@@ -43,7 +50,7 @@ from sqlalchemy.engine import make_url
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.interactions.writes import store_version
-from fhir_twin.store import export_jobs
+from fhir_twin.store import export_files, export_jobs
 from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.repository import Repository
 
@@ -104,23 +111,66 @@ def child(url: str, expected: int) -> dict[str, Any]:
     export_jobs.run_pending_exports(repository, f"bench-{uuid.uuid4().hex}")
     written = time.perf_counter() - started
     lines = 0
-    for file in export_jobs.output_files(repository, job_id):
-        body = export_jobs.file_text(repository, job_id, file.number)
-        assert body is not None and body.endswith("\n")
-        for line in body.splitlines():
-            json.loads(line)
-            lines += 1
-        del body
+    for file in export_files.output_files(repository, job_id):
+        for part in export_files.file_parts(repository, job_id, file.number):
+            assert part.endswith("\n")
+            for line in part.splitlines():
+                json.loads(line)
+                lines += 1
     total = time.perf_counter() - started
     assert lines == expected, f"exported {lines} resources, {expected} stored"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "resources": lines,
-        "files": len(export_jobs.output_files(repository, job_id)),
+        "files": len(export_files.output_files(repository, job_id)),
         "write_rate": lines / written,
         "rate": lines / total,
         "rss_before_mb": before,
         "peak_mb": peak,
+    }
+
+
+def one_file(url: str) -> str:
+    """A system export of everything written as a single file; its job id."""
+    repository = Repository(make_engine(url))
+    job_id = export_jobs.create_job(
+        repository,
+        request_url="bench",
+        transaction_time=now(),
+        types=("Observation",),
+        since=None,
+        scope="system",
+        # The requester the download's credential (auth_mode none) acts as: the job is its own.
+        requester="none:anonymous",
+    )
+    export_jobs.run_pending_exports(repository, f"bench-{uuid.uuid4().hex}", file_size=2**31 - 1)
+    repository.engine.dispose()
+    return job_id
+
+
+def download(url: str, job_id: str, expected: int) -> dict[str, Any]:
+    """GET the job's one file through the app, reading it as it comes; what serving it cost."""
+    from fhir_twin.app import create_app, services_of
+
+    app = create_app({"database_url": url, "auth_mode": "none", "twin": False, "doctor": False})
+    client = app.test_client()
+    before = rss_mb()
+    started = time.perf_counter()
+    response = client.get(f"/fhir/$export-file?_jobId={job_id}&file=1", buffered=False)
+    assert response.status_code == 200 and response.content_type == "application/fhir+ndjson"
+    size = lines = 0
+    for chunk in response.response:
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    response.close()
+    elapsed = time.perf_counter() - started
+    assert lines == expected, f"downloaded {lines} lines, {expected} exported"
+    services_of(app).repository.engine.dispose()
+    return {
+        "file_mb": size / 2**20,
+        "rate": size / 2**20 / elapsed,
+        "rss_before_mb": before,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -129,9 +179,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="20000,100000", help="resources stored at each measurement")
     parser.add_argument("--postgres-url", help="a PostgreSQL server URL; a fresh database is made on it")
     parser.add_argument("--child", nargs=2, metavar=("URL", "EXPECTED"), help=argparse.SUPPRESS)
+    parser.add_argument("--download", nargs=3, metavar=("URL", "JOB", "EXPECTED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]))))
+        return
+    if args.download:
+        print(json.dumps(download(args.download[0], args.download[1], int(args.download[2]))))
         return
     sizes = [int(size) for size in args.sizes.split(",")]
     temporary = tempfile.TemporaryDirectory()
@@ -152,6 +206,7 @@ def main() -> None:
             f"{'with read/s':>12} {'RSS before':>11} {'peak RSS':>9}"
         )
         patients = 0
+        downloads: list[tuple[int, str]] = []
         for size in sizes:
             target = size // PER_PATIENT
             load_rate = load(url, patients, target)
@@ -166,6 +221,21 @@ def main() -> None:
             print(
                 f"{result['resources']:>10} {load_rate:>8.0f} {result['files']:>6} {result['write_rate']:>9.0f} "
                 f"{result['rate']:>12.0f} {result['rss_before_mb']:>9.1f}MB {result['peak_mb']:>7.1f}MB",
+                flush=True,
+            )
+            downloads.append((patients * (PER_PATIENT - 1), one_file(url)))
+        print(f"\n{'download of one file':>20} {'MB':>7} {'MB/s':>6} {'RSS before':>11} {'peak RSS':>9}")
+        for observations, job_id in downloads:
+            answer = subprocess.run(
+                [sys.executable, __file__, "--download", url, job_id, str(observations)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            result = json.loads(answer.stdout.strip().splitlines()[-1])
+            print(
+                f"{observations:>13} lines {result['file_mb']:>7.1f} {result['rate']:>6.1f} "
+                f"{result['rss_before_mb']:>9.1f}MB {result['peak_mb']:>7.1f}MB",
                 flush=True,
             )
     finally:

@@ -76,6 +76,11 @@ class Config:
     # ``audit-anchors.jsonl`` there).
     audit_key_file: str = ""
     audit_anchor_file: str = ""
+    # The server's own checkpoints of the chain (``audit.anchor_schedule``): one every so many
+    # seconds when the chain has grown (0: none; run ``audit anchor --every`` instead), appended to
+    # ``audit_anchor_to`` (default: ``audit_anchor_file``, which ``audit verify`` reads).
+    audit_anchor_every: float = 0.0
+    audit_anchor_to: str = ""
     # Origins allowed to call the API from a browser (comma-separated, or "*"); none by default.
     cors_origins: str = ""
     # Search parameters the server does not know: "strict" refuses them (400), "lenient" ignores
@@ -104,6 +109,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.search_handling not in SEARCH_HANDLING:
             raise ValueError(f"search_handling must be strict or lenient, not {self.search_handling!r}")
+        if not self.audit_anchor_every >= 0:
+            raise ValueError(f"audit_anchor_every must be seconds, 0 or more, not {self.audit_anchor_every!r}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -127,6 +134,11 @@ class Config:
     def resolved_audit_anchor_file(self) -> Path:
         default = self.resolved_data_dir / f"audit-anchors-{self.database_identity}.jsonl"
         return Path(self.audit_anchor_file) if self.audit_anchor_file else default
+
+    @property
+    def resolved_audit_anchor_to(self) -> Path:
+        """Where the server appends its scheduled checkpoints: ``audit_anchor_file`` unless told."""
+        return Path(self.audit_anchor_to) if self.audit_anchor_to else self.resolved_audit_anchor_file
 
     @property
     def database_identity(self) -> str:
@@ -184,4 +196,9 @@ def _coerce(type_name: Any, raw: str, name: str) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number, not {raw!r}") from None
+    if type_name in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, not {raw!r}") from None
     return raw

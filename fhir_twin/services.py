@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir_twin.audit.anchor_schedule import AnchorSchedule
 from fhir_twin.audit.recorder import AuditRecorder
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
@@ -74,6 +75,9 @@ class Services:
     # With ``workers`` and ``websocket_port``: the websocket Subscriptions' server (in the process
     # that builds the app, as the bridge), pinging the sockets bound to it.
     websocket: WebsocketChannel | None = None
+    # With ``workers``, ``audit`` and ``audit_anchor_every``: the audit chain's checkpoints, taken by
+    # the process that builds the app (as the bridge), so a server has one writer of them.
+    anchors: AnchorSchedule | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -83,7 +87,8 @@ class Services:
         """Start the background threads. Not ``here`` (gunicorn's master, which serves no request
         but runs the device bridge): the Doctor's, the deliveries' and the exports' threads are
         only enabled, for each forked server process to run, so the bridge has the master's core to
-        itself; the audit recorder runs here too, for the bridge's audited reads."""
+        itself; the audit recorder runs here too, for the bridge's audited reads. The audit chain's
+        checkpoints are taken here, and only here."""
         # After a crash, what this machine's dead processes held is taken up at once.
         claims.release_dead(self.repository, (doctor_queue, subscription_outbox, device_window_reading))
         for worker in self.workers:
@@ -95,6 +100,8 @@ class Services:
             self.bridge.start()
         if self.websocket is not None and not self.websocket.running:
             self.websocket.start()
+        if self.anchors is not None:
+            self.anchors.start()
 
     def device_bridge(
         self, url: str, prefix: str, client_id: str = "", shared_group: str | None = None
@@ -174,6 +181,11 @@ def build(config: Config, *, workers: bool = True) -> Services:
         websocket=(
             WebsocketChannel(repository, authenticator, interactions.route, config)
             if workers and config.websocket_port
+            else None
+        ),
+        anchors=(
+            AnchorSchedule(repository, config.audit_key, config.resolved_audit_anchor_to, config.audit_anchor_every)
+            if workers and config.audit and config.audit_anchor_every
             else None
         ),
     )

@@ -21,6 +21,7 @@ from fhir_twin.interactions import Request as FhirRequest
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 _TRUE = ("true", "1", "yes")
+NDJSON = "application/fhir+ndjson"
 
 
 def fhir_blueprint(interactions: Interactions, config: Config) -> Blueprint:
@@ -40,7 +41,10 @@ def fhir_blueprint(interactions: Interactions, config: Config) -> Blueprint:
         response = Response(status=answer.status)
         for name, value in answer.headers.items():
             response.headers[name] = value
-        if answer.content_type is not None and isinstance(answer.body, str):
+        if answer.streamed is not None:
+            # Sent as it is read (a Bulk Data file): waitress writes each part out, chunked.
+            response.response, response.content_type = answer.streamed, answer.content_type or NDJSON
+        elif answer.content_type is not None and isinstance(answer.body, str):
             response.data, response.content_type = answer.body.encode("utf-8"), answer.content_type
         elif answer.body is not None and answer.status != 304:
             pretty = request.args.get("_pretty", "").lower() in _TRUE

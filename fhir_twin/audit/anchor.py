@@ -3,7 +3,8 @@ from the chain's end are caught: the chain verified from the database alone is w
 its length.
 
 ``fhir-twin audit anchor`` appends one JSON line per checkpoint (sequence number, head link,
-record count, time) to ``audit_anchor_file``; ``audit verify`` and the twin API's verification
+record count, time) to ``audit_anchor_file``, and so does the server every ``audit_anchor_every``
+seconds (``audit.anchor_schedule``); ``audit verify`` and the twin API's verification
 check every line's signature and that the chain still holds the latest one's link. Signatures
 are Ed25519 (RFC 8032) under a key derived from ``audit_key`` with HKDF (RFC 5869): there is one
 secret to keep, and whoever holds only the public key (printed by ``audit anchor``) can check the
@@ -69,12 +70,13 @@ def public_key(audit_key: str) -> str:
     return _b64(signing_key(audit_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
-def take(repository: Repository, audit_key: str, path: Path) -> Checkpoint | None:
-    """Append a signed checkpoint of the chain's head to ``path``; None when the chain is empty."""
+def take(repository: Repository, audit_key: str, path: Path, after: int | None = None) -> Checkpoint | None:
+    """Append a signed checkpoint of the chain's head to ``path``; None when the chain is empty,
+    or its head is still record ``after`` (the one last anchored: nothing new to anchor)."""
     if not audit_key:
         raise CheckpointError("no audit_key is configured: checkpoints are signed with a key derived from it")
     head = audit.link_at(repository)
-    if head is None:
+    if head is None or head[0] == after:
         return None
     checkpoint = Checkpoint(head[0], head[1], audit.size(repository), format_instant(now()))
     signature = signing_key(audit_key).sign(checkpoint.signed())

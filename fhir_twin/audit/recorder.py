@@ -105,12 +105,25 @@ class AuditRecorder(Worker):
             return
         if error is not None and error.status == 401 and not self.throttle.admit(occurrence):
             return
+        if response is not None and response.streamed is not None:
+            # Queued once sent (or dropped), naming the patients of what was sent.
+            streamed = response.streamed
+
+            def sent() -> None:
+                occurrence.patients |= streamed.patients
+                self._queue_up(_Queued(occurrence, None, False))
+
+            streamed.when_sent(sent)
+            return
         body = response.body if response is not None and response.status < 300 else None
         stored = response is not None and (
             response.status == 304 or (response.status < 300 and any(name in _PARTIAL for name, _ in request.query))
         )
+        self._queue_up(_Queued(occurrence, body, stored))
+
+    def _queue_up(self, item: _Queued) -> None:
         with self._queue_lock:
-            self._queue.append(_Queued(occurrence, body, stored))
+            self._queue.append(item)
             size = len(self._queue)
         if size >= FLUSH_AT:
             self.wake()
@@ -284,12 +297,11 @@ def _parsed(text: str | bytes) -> Any:
 
 
 def _patients(body: Any) -> set[str]:
-    """The patients whose records an answer holds: the resource read, a Bundle's entries, or the
-    lines of an NDJSON export file."""
+    """The patients whose records an answer holds: the resource read, or a Bundle's entries."""
     try:
         resource = _parsed(body) if isinstance(body, str | bytes) else body
     except ValueError:
-        return _ndjson_patients(body) if isinstance(body, str | bytes) else set()
+        return set()
     if not isinstance(resource, dict):
         return set()
     if resource.get("resourceType") != "Bundle":
@@ -299,18 +311,4 @@ def _patients(body: Any) -> set[str]:
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if inner is not None:
             found |= _patients(getattr(inner, "encoded_json", inner))
-    return found
-
-
-def _ndjson_patients(body: str | bytes) -> set[str]:
-    """The patients of an NDJSON answer (a Bulk Data export file), one resource per line."""
-    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
-    found: set[str] = set()
-    for line in text.splitlines():
-        try:
-            resource = _parsed(line)
-        except ValueError:
-            continue
-        if isinstance(resource, dict):
-            found |= patients_of(resource)
     return found

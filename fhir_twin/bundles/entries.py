@@ -112,7 +112,10 @@ def _entry(index: int, item: Any, base: str) -> Entry:
 
 
 def response_entry(answer: Response, base: str, include_resource: bool) -> dict[str, Any]:
-    """``entry.response`` (status, location, etag, lastModified) and, if asked, the resource."""
+    """``entry.response`` (status, location, etag, lastModified) and, if asked, the resource. A
+    streamed body (an export file) is no resource: it is dropped unsent, which records it."""
+    if answer.streamed is not None:
+        answer.streamed.close()
     response: dict[str, Any] = {"status": f"{answer.status} {HTTPStatus(answer.status).phrase}"}
     location = answer.headers.get("Location")
     if location:

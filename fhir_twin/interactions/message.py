@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,14 +47,52 @@ class Request:
         return [value for key, value in self.query if key == name]
 
 
+class Streamed:
+    """A body sent as it is read, part by part, never whole in memory (a Bulk Data export file).
+
+    With ``patients_in`` (the patients whose records a part holds) the patients of the parts sent
+    are gathered as they go, and the ``when_sent`` callbacks run once the body is sent, or dropped
+    unsent (a HEAD, a client gone): closed, as a WSGI server closes what it sends. The audit trail
+    records the download then, naming what was sent, without reading it again."""
+
+    def __init__(self, parts: Iterator[str], patients_in: Callable[[str], set[str]] | None = None) -> None:
+        self._parts = parts
+        self._patients_in = patients_in
+        self.patients: set[str] = set()
+        self._when_sent: list[Callable[[], None]] = []
+        self._closed = False
+
+    def when_sent(self, callback: Callable[[], None]) -> None:
+        self._when_sent.append(callback)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._parts:
+            if self._patients_in is not None:
+                self.patients |= self._patients_in(part)
+            yield part.encode("utf-8")
+
+    def close(self) -> None:
+        """Once: stop reading, then run the ``when_sent`` callbacks."""
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._parts, "close", None)
+        if close is not None:
+            close()
+        for callback in self._when_sent:
+            callback()
+
+
 @dataclass
 class Response:
     """Status, headers and a body: stored JSON text, a dict to serialise, or nothing.
 
-    ``content_type`` marks a body that is not a FHIR resource (e.g. NDJSON): sent as it is.
+    ``content_type`` marks a body that is not a FHIR resource (e.g. NDJSON): sent as it is;
+    ``streamed``, one sent as it is read, in place of ``body``.
     """
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: str | dict[str, Any] | None = None
     content_type: str | None = None
+    streamed: Streamed | None = None

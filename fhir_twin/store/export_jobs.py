@@ -14,7 +14,8 @@ resource is written twice.
 What a job reads of each type, the snapshot at its kick-off, is ``export_snapshot``'s.
 
 Memory stays flat however large the export: a batch is read, written as one ``export_file`` row
-and dropped; a file is split every ``FILE_SIZE`` resources, so serving one needs at most that.
+and dropped; a file is split every ``FILE_SIZE`` resources, and served a row at a time
+(``export_files``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select
 from sqlalchemy import update as sql_update
 
 from fhir_twin.fhir.instant import now
@@ -64,15 +65,6 @@ class ExportJob:
     error: str | None
     finished: datetime | None
     requester: str | None
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    """One output file of a manifest (Bulk Data IG v2 export.html#response---complete-status)."""
-
-    number: int
-    res_type: str
-    count: int
 
 
 @dataclass(frozen=True)
@@ -156,36 +148,6 @@ def get_job(repository: Repository, job_id: str) -> ExportJob | None:
             ).where(j.id == job_id)
         ).first()
     return ExportJob(*row) if row else None
-
-
-def output_files(repository: Repository, job_id: str) -> list[ExportFile]:
-    f = export_file.c
-    with repository.transaction() as tx:
-        rows = tx.connection.execute(
-            select(f.file_no, f.res_type, func.sum(f.count))
-            .where(f.job_id == job_id)
-            .group_by(f.file_no, f.res_type)
-            .order_by(f.file_no)
-        ).all()
-    return [ExportFile(number, res_type, int(count)) for number, res_type, count in rows]
-
-
-def file_text(repository: Repository, job_id: str, number: int) -> str | None:
-    """The NDJSON of a completed job's file ``number``, or None when there is no such file.
-
-    Whole, at most ``FILE_SIZE`` resources: the audit trail reads the patients a served file
-    holds from its lines (``audit.recorder``)."""
-    f = export_file.c
-    with repository.transaction() as tx:
-        status = tx.connection.execute(select(export_job.c.status).where(export_job.c.id == job_id)).scalar()
-        if status != COMPLETED:
-            return None
-        parts = (
-            tx.connection.execute(select(f.body).where(f.job_id == job_id, f.file_no == number).order_by(f.position))
-            .scalars()
-            .all()
-        )
-    return "".join(parts) if parts else None
 
 
 def delete_job(repository: Repository, job_id: str) -> bool:
@@ -301,7 +263,11 @@ def _plan(repository: Repository, job: _Claimed, owner: str, clock: Clock) -> _C
     """Fix the job's types and the total it will export, and put its cursor on the first type."""
     with repository.transaction() as tx:
         types = _types(tx.connection, job)
-        total = sum(tx.connection.execute(snapshot.count(job.snapshot, name)).scalar_one() for name in types)
+        if job.snapshot.selection.associated:
+            types.append(snapshot.ASSOCIATED)
+        total = sum(
+            tx.connection.execute(snapshot.count(job.snapshot, name, tuple(types))).scalar_one() for name in types
+        )
     changes: dict[str, Any] = {
         "types": ",".join(types),
         "total": total,
@@ -312,7 +278,8 @@ def _plan(repository: Repository, job: _Claimed, owner: str, clock: Clock) -> _C
 
 
 def _types(connection: Connection, job: _Claimed) -> list[str]:
-    """The requested types, else every stored type (in the Patient compartment, for Patient level)."""
+    """The requested types, else every stored type (in the Patient compartment, for Patient level);
+    the associated Provenance pass comes after them (``_plan``)."""
     if job.types is not None:
         return sorted(job.type_list)
     stored = set(connection.execute(select(resource.c.res_type).group_by(resource.c.res_type)).scalars())
@@ -329,10 +296,10 @@ def _batch(
     res_type, after = str(job.cursor_type), job.cursor_id or ""
     limit = min(batch_size, file_size - job.file_count)
     with repository.transaction() as tx:
-        scanned = tx.connection.execute(snapshot.page(job.snapshot, res_type, after, limit)).all()
+        scanned = tx.connection.execute(snapshot.page(job.snapshot, res_type, after, limit, tuple(job.type_list))).all()
     selection = job.snapshot
     bodies = [
-        snapshot.shaped(selection, res_type, body)
+        snapshot.shaped(selection, snapshot.file_type(res_type), body)
         for _, body, stamp in scanned
         if body is not None and snapshot.wanted(selection, body, stamp)
     ]
@@ -359,7 +326,7 @@ def _batch(
                     job_id=job.id,
                     file_no=job.file_no,
                     position=job.file_count,
-                    res_type=res_type,
+                    res_type=snapshot.file_type(res_type),
                     count=len(bodies),
                     body="".join(f"{body}\n" for body in bodies),
                 )

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, Subquery, and_, case, false, func, literal, or_, select, true, union_all
 
 from fhir_twin.errors import Invalid
 from fhir_twin.fhir.json import dumps, loads
@@ -31,9 +31,14 @@ from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Search
 from fhir_twin.store import audit_index
-from fhir_twin.store.schema import idx_reference, resource, resource_version
+from fhir_twin.store.schema import idx_date, idx_reference, resource, resource_version
 from fhir_twin.store.search import matching
 
+# includeAssociatedData (IG v2 export.html#query-parameters): every Provenance of what is
+# exported, or per resource the latest by ``recorded``.
+RELEVANT, LATEST = "RelevantProvenanceResources", "LatestProvenanceResources"
+# The cursor's name for a job's last pass, which writes those Provenance resources to Provenance files.
+ASSOCIATED = "Provenance (associated)"
 # What a _typeFilter query may hold: conditions only, not the shape of a search's answer.
 _RESULT_PARAMETERS = ("_count", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude")
 _ELEMENT = re.compile(r"(?:([A-Z][A-Za-z]{0,63})\.)?([a-z][A-Za-z0-9]{0,63})")
@@ -44,12 +49,14 @@ class Selection:
     """What narrows a job beyond its level: ``members``, the Patient ids of a Group export (None
     for other levels); ``type_filters``, each type's ``_typeFilter`` queries; ``elements``, the
     ``_elements`` as given (``code`` for every type, ``Observation.code`` for one); ``base``, the
-    URL that absolute references in the filters are read against."""
+    URL that absolute references in the filters are read against; ``associated``, the
+    ``includeAssociatedData`` Provenance asked for (``LATEST`` or ``RELEVANT``), if any."""
 
     members: tuple[str, ...] | None = None
     type_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     elements: tuple[str, ...] = ()
     base: str = ""
+    associated: str | None = None
 
     def to_json(self) -> str | None:
         if self == Selection(base=self.base):
@@ -60,6 +67,7 @@ class Selection:
                 "type_filters": {name: list(queries) for name, queries in self.type_filters.items()},
                 "elements": list(self.elements),
                 "base": self.base,
+                "associated": self.associated,
             }
         )
 
@@ -74,6 +82,7 @@ class Selection:
             type_filters={name: tuple(queries) for name, queries in data["type_filters"].items()},
             elements=tuple(data["elements"]),
             base=data["base"],
+            associated=data.get("associated"),
         )
 
     def elements_of(self, res_type: str) -> tuple[str, ...]:
@@ -131,10 +140,12 @@ def shaped(job: Snapshot, res_type: str, body: str) -> str:
     return body if part is None else dumps(part).decode("utf-8")
 
 
-def _candidates(job: Snapshot, res_type: str, after: str = "") -> Select[Any]:
+def _candidates(
+    job: Snapshot, res_type: str, after: str = "", also: tuple[ColumnElement[bool], ...] = ()
+) -> Select[Any]:
     """Keys of the resources of ``res_type`` the job may export, each with its version current at
     the job's transaction time (None when created later); in the Patient compartment when asked;
-    ids after ``after`` only.
+    ids after ``after`` only; meeting ``also``.
 
     Filters on the resource row only leave out what the version at that time could not bring
     back: deleted before it, or last changed before ``_since``.
@@ -149,7 +160,7 @@ def _candidates(job: Snapshot, res_type: str, after: str = "") -> Select[Any]:
         .where(older.c.res_type == r.res_type, older.c.res_id == r.res_id, older.c.last_updated <= at)
         .scalar_subquery(),
     )
-    conditions = [r.res_type == res_type, r.res_id > after, or_(r.deleted.is_(False), r.last_updated > at)]
+    conditions = [r.res_type == res_type, r.res_id > after, or_(r.deleted.is_(False), r.last_updated > at), *also]
     if job.since is not None:
         conditions.append(r.last_updated >= job.since)
     if job.scope == "patient":
@@ -171,21 +182,88 @@ def _versions(candidates: Subquery, outer: bool) -> Select[Any]:
     return select(candidates.c.res_id, v.body, v.last_updated).select_from(joined)
 
 
-def page(job: Snapshot, res_type: str, after: str, limit: int) -> Select[Any]:
+def page(job: Snapshot, res_type: str, after: str, limit: int, types: tuple[str, ...] = ()) -> Select[Any]:
     """The next ``limit`` candidates after ``after`` by id (keyset paging), each found by index,
-    with versions that ``wanted`` may still turn down."""
-    page = _candidates(job, res_type, after).order_by(resource.c.res_id).limit(limit)
+    with versions that ``wanted`` may still turn down; for ``ASSOCIATED``, the Provenance of what
+    the job exports of ``types``."""
+    page = _pass(job, res_type, after, types).order_by(resource.c.res_id).limit(limit)
     candidates = page.subquery()
     return _versions(candidates, outer=True).order_by(candidates.c.res_id)
 
 
-def count(job: Snapshot, res_type: str) -> Select[Any]:
+def count(job: Snapshot, res_type: str, types: tuple[str, ...] = ()) -> Select[Any]:
     """How many resources of ``res_type`` the job exports: the candidates ``wanted`` keeps."""
+    return select(func.count()).select_from(_exported(job, _pass(job, res_type, "", types)).subquery())
+
+
+def file_type(res_type: str) -> str:
+    """The type of the resources a pass writes: ``ASSOCIATED`` writes Provenance."""
+    return "Provenance" if res_type == ASSOCIATED else res_type
+
+
+def _pass(job: Snapshot, res_type: str, after: str, types: tuple[str, ...]) -> Select[Any]:
+    if res_type == ASSOCIATED:
+        return _associated(job, after, types)
+    return _candidates(job, res_type, after)
+
+
+def _exported(job: Snapshot, candidates: Select[Any]) -> Select[Any]:
+    """The ids of ``candidates`` the job exports: alive at its transaction time, changed since ``_since``."""
     v = resource_version.c
     wanted = [v.body.is_not(None)] + ([v.last_updated >= job.since] if job.since is not None else [])
-    return select(func.count()).select_from(
-        _versions(_candidates(job, res_type).subquery(), outer=False).where(*wanted).subquery()
+    return _versions(candidates.subquery(), outer=False).where(*wanted).with_only_columns(v.res_id)
+
+
+def _associated(job: Snapshot, after: str, types: tuple[str, ...]) -> Select[Any]:
+    """The Provenance resources (alive at the transaction time, changed since ``_since``) whose
+    ``target`` is a resource the job exports of ``types``: all of them, or per target the latest
+    by ``recorded`` (``Selection.associated``); those its own Provenance pass exports are left out.
+    Targets are read from the current index rows, as compartments are."""
+    targets = [name for name in types if name not in ("Provenance", ASSOCIATED)]
+    if not targets:
+        return _candidates(job, "Provenance", after, (false(),))
+    exported = union_all(
+        *(
+            select(
+                literal(name).label("target_type"),
+                _exported(job, _candidates(job, name)).subquery().c.res_id.label("target_id"),
+            )
+            for name in targets
+        )
+    ).subquery()
+    ref = idx_reference.c
+    linked = (
+        select(ref.res_id, ref.target_type, ref.target_id)
+        .join(exported, and_(exported.c.target_type == ref.target_type, exported.c.target_id == ref.target_id))
+        .where(ref.res_type == "Provenance", ref.param == "target")
     )
+    anytime = Snapshot("system", None, job.since, job.transaction_time)
+    if job.selection.associated == LATEST:
+        # Only those alive at the transaction time compete for the latest.
+        alive = _exported(anytime, _candidates(anytime, "Provenance")).subquery()
+        found = linked.where(ref.res_id.in_(select(alive.c.res_id))).subquery()
+        d = idx_date.c
+        ranked = (
+            select(
+                found.c.res_id,
+                func.row_number()
+                .over(
+                    partition_by=(found.c.target_type, found.c.target_id),
+                    order_by=(d.low.desc(), found.c.res_id.desc()),
+                )
+                .label("rank"),
+            )
+            .join(idx_date, and_(d.res_type == "Provenance", d.res_id == found.c.res_id, d.param == "recorded"))
+            .subquery()
+        )
+        chosen = select(ranked.c.res_id).where(ranked.c.rank == 1)
+    else:
+        chosen = linked.with_only_columns(ref.res_id)
+    also = [resource.c.res_id.in_(chosen)]
+    if "Provenance" in types:
+        own = _exported(job, _candidates(job, "Provenance")).subquery()
+        also.append(resource.c.res_id.not_in(select(own.c.res_id)))
+    return _candidates(anytime, "Provenance", after, tuple(also))
 
 
 def wanted(job: Snapshot, body: str | None, last_updated: datetime | None) -> bool:

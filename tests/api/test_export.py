@@ -364,3 +364,30 @@ def test_the_manifest_says_a_token_is_needed_when_files_need_one(make_app: Any) 
     url = manifest["output"][0]["url"]
     assert client.get(url).status_code == 401
     assert client.get(url, headers=auth).status_code == 200
+
+
+def test_a_file_is_sent_as_it_is_read_a_stored_part_at_a_time(app: Flask, client: FlaskClient) -> None:
+    """The file request streams (chunked, no Content-Length): one stored batch per chunk, so the
+    server holds one batch of a file however large; a job cancelled meanwhile ends the file there."""
+    services_of(app).exports.stop()
+    for number in range(5):
+        put(client, {"resourceType": "Patient", "id": f"p{number}"})
+    location = kick_off(client)
+    assert run_pending_exports(repository(app), "w", batch_size=2) == 1
+    url = f"/fhir/$export-file?_jobId={job_id(location)}&file=1"
+    response = client.get(url, buffered=False)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/fhir+ndjson"
+    assert "Content-Length" not in response.headers
+    chunks = list(response.response)
+    response.close()
+    assert [chunk.count(b"\n") for chunk in chunks] == [2, 2, 1]
+    assert [json.loads(line)["id"] for line in b"".join(chunks).splitlines()] == [f"p{n}" for n in range(5)]
+
+    response = client.get(url, buffered=False)
+    parts = iter(response.response)
+    assert next(parts).count(b"\n") == 2
+    assert client.delete(location).status_code == 202
+    assert list(parts) == []
+    response.close()
+    assert client.get(url).status_code == 404

@@ -125,6 +125,32 @@ def test_group_export_holds_the_active_members_compartments_only(client: FlaskCl
     assert manifest["request"] == "http://localhost/fhir/Group/g1/$export"
 
 
+OVER_TIME = {
+    "resourceType": "Group",
+    "id": "over-time",
+    "type": "person",
+    "actual": True,
+    "member": [
+        # Ended: a member then, not now.
+        {"entity": {"reference": "Patient/p1"}, "period": {"start": "2020-01-01", "end": "2021-06-30T12:00:00Z"}},
+        # Not yet ended: a current member.
+        {"entity": {"reference": "Patient/p2"}, "period": {"start": "2020-01-01", "end": "2999-12"}},
+        # Flagged inactive, even within its period: left out.
+        {"entity": {"reference": "Patient/p3"}, "inactive": True, "period": {"start": "2020-01-01"}},
+        # Not yet begun: not a member now.
+        {"entity": {"reference": "Patient/p4"}, "period": {"start": "2999-01-01"}},
+    ],
+}
+
+
+def test_group_export_leaves_out_members_whose_period_ended_or_not_begun(client: FlaskClient) -> None:
+    put(client, OVER_TIME)
+    found = ids(exported(client, kick_off(client, "Group/over-time/$export", _type="Patient,Observation")))
+    # Deleted, it leaves the other tests' Group compartments as they were.
+    assert client.delete("/fhir/Group/over-time").status_code == 200
+    assert found == {"Patient": ["p2"], "Observation": ["o3"]}
+
+
 def test_group_export_with_type_and_a_group_without_members(client: FlaskClient) -> None:
     assert ids(exported(client, kick_off(client, "Group/g1/$export", _type="Condition"))) == {"Condition": ["c1"]}
     assert exported(client, kick_off(client, "Group/empty/$export")) == {}
@@ -194,27 +220,6 @@ def test_type_qualified_elements_leave_other_types_whole(client: FlaskClient) ->
 @pytest.mark.parametrize("value", ["Observation.", "Bogus.code", "code,1x"])
 def test_bad_elements_are_refused(client: FlaskClient, value: str) -> None:
     refused(client.get("/fhir/$export", query_string={"_elements": value}, headers=ASYNC), "_elements")
-
-
-@pytest.mark.parametrize("value", ["LatestProvenanceResources", "RelevantProvenanceResources", "_custom"])
-def test_include_associated_data_strict_is_refused_naming_the_value(client: FlaskClient, value: str) -> None:
-    response = client.get("/fhir/Group/g1/$export", query_string={"includeAssociatedData": value}, headers=ASYNC)
-    assert value in refused(response, "includeAssociatedData")
-    assert response.get_json()["issue"][0]["code"] == "not-supported"
-
-
-def test_include_associated_data_lenient_is_ignored_with_a_warning(client: FlaskClient) -> None:
-    response = client.get(
-        "/fhir/Group/g1/$export",
-        query_string={"includeAssociatedData": "LatestProvenanceResources", "_type": "Patient"},
-        headers=LENIENT,
-    )
-    assert response.status_code == 202
-    issues = response.get_json()["issue"]
-    assert [issue["severity"] for issue in issues] == ["information", "warning"]
-    assert issues[1]["expression"] == ["includeAssociatedData"]
-    assert "LatestProvenanceResources" in issues[1]["diagnostics"]
-    assert ids(exported(client, response.headers["Content-Location"])) == {"Patient": ["p1", "p2"]}
 
 
 def test_post_kick_off_with_parameters(client: FlaskClient) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from flask import Flask
 from fhir_twin import cli
 from fhir_twin.app import services_of
 from fhir_twin.audit import anchor, key
+from fhir_twin.audit.anchor_schedule import AnchorSchedule
 from fhir_twin.config import Config
 from fhir_twin.store.repository import Repository
 from tests.factories import bearer
@@ -330,3 +334,147 @@ def test_a_key_given_for_a_trail_written_without_one_is_refused(
     activity(make_app(auth_mode="tokens", doctor=False), 1)
     with pytest.raises(key.KeyMismatch, match="written without an audit_key, and one is configured"):
         key.for_server(Config.from_env({"database_url": database_url, "audit_key": "new"}), repository)
+
+
+def wait_for(condition: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def anchored(path: Path) -> list[int]:
+    return [line["seq"] for line in lines(path)] if path.exists() else []
+
+
+def test_the_server_anchors_on_a_schedule_only_when_the_chain_grew(
+    make_app: Any, database_url: str, data_dir: Path, repository: Repository, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, _ = key.for_server(Config.from_env({"database_url": database_url}), repository)
+    path = data_dir / "scheduled" / "anchors.jsonl"
+    with caplog.at_level(logging.INFO, "fhir_twin.audit"):
+        app = make_app(
+            auth_mode="tokens",
+            doctor=False,
+            audit_key=config.audit_key,
+            audit_anchor_every=0.1,
+            audit_anchor_to=str(path),
+        )
+        activity(app, 2)
+        wait_for(lambda: anchored(path)[-1:] == [links(app)[-1][0]])
+        written = anchored(path)
+        time.sleep(0.5)  # five intervals, and the chain did not grow: no line more
+        assert anchored(path) == written
+        activity(app, 1)
+        wait_for(lambda: anchored(path)[-1:] == [links(app)[-1][0]])
+    seqs = anchored(path)
+    assert seqs == sorted(set(seqs)) and len(seqs) > len(written)
+    assert f"Checkpoints of the audit chain every 0.1 s to {path}" in caplog.text
+    assert f"({len(links(app))} records) appended to {path}" in caplog.text
+    # audit verify checks the chain against them, as against the command's.
+    result = run(database_url, "verify", "--anchors", str(path))
+    assert result.exit_code == 0, result.output
+    assert f"it holds the checkpoint of record {seqs[-1]}" in result.output
+
+
+def test_the_schedule_starts_from_the_files_last_checkpoint(
+    server: Flask, database_url: str, anchors: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run(database_url, "anchor").exit_code == 0
+    config = Config.from_env({"database_url": database_url})
+    schedule = AnchorSchedule(services_of(server).repository, config.audit_key, anchors, 60)
+    try:
+        # Nothing was recorded since the command's checkpoint: nothing to add.
+        assert schedule.run_once() is None and len(lines(anchors)) == 1
+        activity(server, 1)
+        checkpoint = schedule.run_once()
+        assert checkpoint is not None and checkpoint.seq == links(server)[-1][0]
+        assert schedule.run_once() is None
+        # A file that cannot be trusted is named, and anchoring goes on.
+        anchors.write_text(anchors.read_text().replace('"count":', '"count":1'))
+        untrusting = AnchorSchedule(services_of(server).repository, config.audit_key, anchors, 60)
+        with caplog.at_level(logging.WARNING, "fhir_twin.audit"):
+            assert untrusting.run_once() is not None
+        assert f"The audit checkpoints already in {anchors} are not trusted" in caplog.text
+        untrusting.stop()
+    finally:
+        schedule.stop()
+
+
+def test_a_failed_checkpoint_is_logged_and_tried_again(
+    server: Flask, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule = AnchorSchedule(services_of(server).repository, "", data_dir / "a.jsonl", 0.05)
+    with caplog.at_level(logging.WARNING, "fhir_twin.audit"):
+        schedule.start()
+        wait_for(lambda: caplog.text.count("No audit checkpoint this time") >= 2)
+        schedule.stop()
+    assert "no audit_key is configured" in caplog.text
+    assert not schedule.running and not (data_dir / "a.jsonl").exists()
+
+
+def test_the_schedule_is_off_by_default_and_needs_a_period(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Config().audit_anchor_every == 0
+    with pytest.raises(ValueError, match="audit_anchor_every must be seconds, 0 or more, not -1"):
+        Config(audit_anchor_every=-1)
+    monkeypatch.setenv("FHIR_TWIN_AUDIT_ANCHOR_EVERY", "soon")
+    with pytest.raises(ValueError, match="FHIR_TWIN_AUDIT_ANCHOR_EVERY must be a number, not 'soon'"):
+        Config.from_env()
+    monkeypatch.setenv("FHIR_TWIN_AUDIT_ANCHOR_EVERY", "300")
+    config = Config.from_env({"database_url": database_url})
+    assert config.audit_anchor_every == 300.0
+    assert config.resolved_audit_anchor_to == config.resolved_audit_anchor_file
+
+
+def test_serve_anchors_from_its_master_only(database_url: str, data_dir: Path, anchors: Path) -> None:
+    """Two server processes, one writer of checkpoints: no record is anchored twice."""
+    port = _free_port()
+    command = [str(Path(sys.executable).with_name("fhir-twin")), "serve", "--port", str(port), "--workers", "2"]
+    env = {
+        **os.environ,
+        "FHIR_TWIN_DATABASE_URL": database_url,
+        "FHIR_TWIN_AUTH_MODE": "none",
+        "FHIR_TWIN_LOG_LEVEL": "INFO",
+        "FHIR_TWIN_AUDIT_ANCHOR_EVERY": "0.2",
+    }
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        try:
+            base = f"http://127.0.0.1:{port}/fhir"
+            wait_for(lambda: _answers(f"{base}/metadata"), 60)
+            for round_ in range(3):
+                for _ in range(4):
+                    assert _answers(f"{base}/Patient")
+                wait_for(lambda done=round_: len(anchored(anchors)) > done)  # type: ignore[misc]
+        finally:
+            process.terminate()
+            output = process.communicate(timeout=30)[0].decode()
+    seqs = anchored(anchors)
+    assert len(seqs) >= 3 and seqs == sorted(set(seqs)), seqs
+    assert f"Checkpoints of the audit chain every 0.2 s to {anchors}" in output
+    assert output.count("Checkpoints of the audit chain every") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_a_forked_child_never_runs_the_schedule(server: Flask, data_dir: Path) -> None:
+    """What a server process forked from the master does with the master's schedule: nothing."""
+    config_key = services_of(server).recorder.key  # type: ignore[union-attr]
+    schedule = AnchorSchedule(services_of(server).repository, config_key, data_dir / "child.jsonl", 0.05)
+    schedule._after_fork()  # as os.register_at_fork calls it in a child
+    schedule.start()
+    assert not schedule.running
+    schedule.stop()  # the parent's connections are left to the parent
+    assert not (data_dir / "child.jsonl").exists()

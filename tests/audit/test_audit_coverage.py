@@ -143,9 +143,31 @@ def test_an_export_file_names_every_patient_in_it(server: Server) -> None:
     seed(server)
     files = export_files(server, "Patient/$export?_type=Patient")
     assert len(files) == 1
-    answer, events = recorded(server, lambda: server.client.get(f"/fhir{files[0]}", headers=server.ehr))
+    # Buffered, the test client closes the answer once read, as a WSGI server does once it is sent.
+    answer, events = recorded(server, lambda: server.client.get(f"/fhir{files[0]}", headers=server.ehr, buffered=True))
     assert answer.status_code == 200 and len(answer.data.splitlines()) == 2
     assert patients(events[0]) == {"Patient/p1", "Patient/p2"}
+
+
+def test_an_export_file_is_recorded_once_sent_naming_what_was_sent(server: Server) -> None:
+    """A file is streamed: its download is recorded when the answer is closed, naming the patients
+    of the parts sent; one dropped unsent (a batch entry, which holds no NDJSON) is recorded too."""
+    seed(server)
+    [file] = export_files(server, "Patient/$export?_type=Patient")
+    mark = server.chain_count()
+    sending = server.client.get(f"/fhir{file}", headers=server.ehr, buffered=False)
+    assert sending.status_code == 200
+    assert server.events_since(mark) == []  # not sent yet, not recorded yet
+    sending.close()
+    [event] = server.events_since(mark)
+    assert event["outcome"] == "0" and patients(event) == {"Patient/p1", "Patient/p2"}
+
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": file[1:]}}]}
+    answer, events = recorded(server, lambda: server.client.post("/fhir", json=batch, headers=server.ehr))
+    assert answer.status_code == 200
+    assert answer.get_json()["entry"][0]["response"]["status"] == "200 OK"
+    assert "resource" not in answer.get_json()["entry"][0]
+    assert {"export-file"} <= {code["code"] for event in events for code in event["subtype"]}
 
 
 def test_a_patient_export_of_audit_events_holds_those_naming_the_patient(server: Server) -> None:

@@ -8,7 +8,7 @@ request pattern, and the worker thread that runs the jobs.
 | (Prefer: respond-async)                         |                                             |
 | GET [base]/$export-poll-status?_jobId=          | 202 + X-Progress while running; 200 manifest|
 | DELETE [base]/$export-poll-status?_jobId=       | 202; the job and its files are gone         |
-| GET [base]/$export-file?_jobId=&file=           | 200 application/fhir+ndjson                 |
+| GET [base]/$export-file?_jobId=&file=           | 200 application/fhir+ndjson, streamed       |
 
 Jobs and files live in the database (``fhir_twin.store.export_jobs``); each server process runs an
 ``ExportWorker`` thread that claims jobs, so any process may kick off, poll or finish a job.
@@ -17,10 +17,13 @@ A job belongs to the client that kicked it off: to any other its status URL and 
 to only those resources that the requestor is authorized to access").
 
 A Group export is the Patient-level export of the Group's members at kick-off: each
-``Group.member.entity`` that is a Patient, leaving out members flagged ``inactive`` (R4
-group.html: "no longer in the group"). ``_typeFilter`` narrows its type (repeats OR-ed),
-``_elements`` subsets every line; ``includeAssociatedData`` is not supported: refused, or ignored
-with a warning when lenient (IG v2 export.html#query-parameters).
+``Group.member.entity`` that is a Patient and a current member: not flagged ``inactive`` (R4
+group.html: "no longer in the group") and within its ``member.period``. ``_typeFilter`` narrows
+its type (repeats OR-ed), ``_elements`` subsets every line; ``includeAssociatedData`` adds the
+Provenance resources whose ``target`` is an exported resource (``RelevantProvenanceResources``:
+all; ``LatestProvenanceResources``: per target the latest by ``recorded``) in Provenance files
+after the rest; other values are refused, or ignored with a warning when lenient (IG v2
+export.html#query-parameters). A file is sent as it is read, a stored part at a time.
 """
 
 from __future__ import annotations
@@ -31,18 +34,21 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from fhir_twin.errors import FhirError, Invalid, Issue, NotFound
 from fhir_twin.fhir.instant import format_http_date, format_instant, now, parse_range
 from fhir_twin.fhir.outcome import information, operation_outcome
 from fhir_twin.fhir.resource_types import is_resource_type
-from fhir_twin.interactions.message import Request, Response
+from fhir_twin.interactions.message import Request, Response, Streamed
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
+from fhir_twin.security.access import patients_of
+from fhir_twin.store import export_files as files
 from fhir_twin.store import export_jobs as store
-from fhir_twin.store.export_snapshot import Selection, check_elements, type_filter
+from fhir_twin.store.export_snapshot import LATEST, RELEVANT, Selection, check_elements, type_filter
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker, wake, worker_repository
 
@@ -80,13 +86,15 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
             raise Invalid.at("_outputFormat", f"_outputFormat {value!r} is not supported; use {NDJSON}")
     types = _types(given, patient_level=res_type is not None, lenient=lenient)
     since = _since(given)
-    ignored += _associated_data(given, lenient)
+    associated, unsupported_data = _associated_data(given, lenient)
+    ignored += unsupported_data
     type_filters = _type_filters(given)
     elements = tuple(name.strip() for value in _values(given, "_elements") for name in value.split(",") if name.strip())
     check_elements(elements)
     members = None
+    transaction_time = now()
     if res_type == "Group":
-        members = _members(context.repository, str(res_id), request.base)
+        members = _members(context.repository, str(res_id), request.base, transaction_time)
     elif res_id is not None:
         with context.repository.transaction() as tx:
             current = tx.current("Patient", res_id)
@@ -95,13 +103,13 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
     job_id = store.create_job(
         context.repository,
         request_url=_url(request.base, request.path, request.query),
-        transaction_time=now(),
+        transaction_time=transaction_time,
         types=types,
         since=since,
         scope="system" if res_type is None else "group" if res_type == "Group" else "patient",
         patient_id=res_id,
         requester=_requester(),
-        selection=Selection(members, type_filters, elements, request.base),
+        selection=Selection(members, type_filters, elements, request.base, associated),
     )
     wake(context.repository, ExportWorker)
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
@@ -113,21 +121,25 @@ def _ignored(name: str, message: str) -> Issue:
     return Issue("not-supported", message, "warning", (name,))
 
 
-def _associated_data(given: list[tuple[str, object]], lenient: bool) -> list[Issue]:
-    """``includeAssociatedData`` (IG v2 export.html#query-parameters): this server keeps no
-    Provenance for what it stores, so it offers none of the values. Refused naming the value,
-    or with ``Prefer: handling=lenient`` ignored and named in a warning."""
+def _associated_data(given: list[tuple[str, object]], lenient: bool) -> tuple[str | None, list[Issue]]:
+    """``includeAssociatedData`` (IG v2 export.html#query-parameters): ``RelevantProvenanceResources``
+    or ``LatestProvenanceResources`` (both named: the relevant, which hold the latest), the
+    Provenance resources clients stored about what is exported. Other values (``_custom``...) are
+    refused naming the value, or with ``Prefer: handling=lenient`` ignored and named in a warning.
+    Reading Provenance is in what an export needs already: a scope reading every type exported."""
     named = [
         code.strip() for value in _values(given, "includeAssociatedData") for code in value.split(",") if code.strip()
     ]
-    if named and not lenient:
-        message = f"includeAssociatedData {named[0]!r} is not supported by this server"
+    unsupported = [code for code in named if code not in (RELEVANT, LATEST)]
+    if unsupported and not lenient:
+        message = f"includeAssociatedData {unsupported[0]!r} is not supported by this server"
         raise Invalid.at("includeAssociatedData", message, "not-supported")
-    return [
+    chosen = RELEVANT if RELEVANT in named else LATEST if LATEST in named else None
+    return chosen, [
         _ignored(
             "includeAssociatedData", f"includeAssociatedData {code!r} is not supported by this server; it was ignored"
         )
-        for code in named
+        for code in unsupported
     ]
 
 
@@ -141,10 +153,10 @@ def _type_filters(given: list[tuple[str, object]]) -> dict[str, tuple[str, ...]]
     return {name: tuple(queries) for name, queries in filters.items()}
 
 
-def _members(repository: Repository, group_id: str, base: str) -> tuple[str, ...]:
-    """The ids of the Patients a Group lists as active members (R4 group.html: ``member.entity``,
-    ``member.inactive``); 404 for a Group that is not known. Members of other types (a nested
-    Group, a Device) have no Patient compartment and export nothing."""
+def _members(repository: Repository, group_id: str, base: str, at: datetime) -> tuple[str, ...]:
+    """The ids of the Patients a Group lists as current members at ``at`` (R4 group.html:
+    ``member.entity``, ``member.inactive``, ``member.period``); 404 for a Group that is not known.
+    Members of other types (a nested Group, a Device) have no Patient compartment and export nothing."""
     with repository.transaction() as tx:
         current = tx.current("Group", group_id)
     if current is None or current.deleted or current.body is None:
@@ -154,9 +166,21 @@ def _members(repository: Repository, group_id: str, base: str) -> tuple[str, ...
     for member in group.get("member", []):
         reference = str((member.get("entity") or {}).get("reference", "")).removeprefix(f"{base}/")
         kind, _, patient_id = reference.partition("/")
-        if kind == "Patient" and patient_id and "/" not in patient_id and member.get("inactive") is not True:
+        if kind == "Patient" and patient_id and "/" not in patient_id and _current(member, at):
             found.append(patient_id)
     return tuple(dict.fromkeys(found))
+
+
+def _current(member: dict[str, Any], at: datetime) -> bool:
+    """A member at ``at``: not flagged ``inactive`` ("no longer in the group"), and within its
+    ``period`` ("period member belonged to the group"): one that has not begun or has ended is
+    not, one whose end is still to come (or not given) is. A date covers its whole day, month or
+    year (``end: 2024-05`` ends with May). Stored Groups were validated: their dates parse."""
+    if member.get("inactive") is True:
+        return False
+    period = member.get("period") or {}
+    start, end = period.get("start"), period.get("end")
+    return (start is None or parse_range(start)[0] <= at) and (end is None or at < parse_range(end)[1])
 
 
 def poll_status(context: Context, request: Request, _res_type: str | None, _res_id: str | None) -> Response:
@@ -173,7 +197,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
     if job.status != store.COMPLETED:
         progress = "waiting to start" if job.total is None else f"exported {job.exported} of {job.total} resources"
         return Response(202, {"X-Progress": progress, "Retry-After": str(round(POLL_INTERVAL))})
-    files = store.output_files(context.repository, job_id)
+    outputs = files.output_files(context.repository, job_id)
     manifest = {
         "transactionTime": format_instant(job.transaction_time),
         "request": job.request_url,
@@ -186,7 +210,7 @@ def poll_status(context: Context, request: Request, _res_type: str | None, _res_
                 "url": _url(request.base, "$export-file", [("_jobId", job_id), ("file", str(file.number))]),
                 "count": file.count,
             }
-            for file in files
+            for file in outputs
         ],
         "error": [],
     }
@@ -201,10 +225,20 @@ def output_file(context: Context, request: Request, _res_type: str | None, _res_
     if not number.isdigit():
         raise Invalid.at("file", f"file must be a file number from the manifest, not {number!r}")
     _own_job(context.repository, job_id)
-    text = store.file_text(context.repository, job_id, int(number))
-    if text is None:
+    if not files.has_file(context.repository, job_id, int(number)):
         raise NotFound(f"Export job {job_id!r} has no file {number}")
-    return Response(200, {}, text, content_type=NDJSON)
+    parts = files.file_parts(context.repository, job_id, int(number))
+    # With the audit trail kept, its record of the download names the patients of what was sent.
+    patients_in = _patients if context.config.audit else None
+    return Response(200, {}, content_type=NDJSON, streamed=Streamed(parts, patients_in))
+
+
+def _patients(part: str) -> set[str]:
+    """The patients whose records NDJSON lines hold."""
+    found: set[str] = set()
+    for line in part.splitlines():
+        found |= patients_of(json.loads(line))
+    return found
 
 
 def _requester() -> str | None:
