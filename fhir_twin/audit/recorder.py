@@ -140,8 +140,9 @@ class AuditRecorder(Worker):
                         for item in looked_up:
                             for res_type, res_id, version in _shown(item):
                                 item.occurrence.patients |= _patients_of_stored(tx, res_type, res_id, version)
+                records = Records([item.occurrence for item in queued])
                 with self.own.transaction(write=True) as tx:
-                    self.record(tx, [item.occurrence for item in queued])
+                    store_records(tx, records, self.key)
             except Exception:
                 with self._queue_lock:
                     self._queue = queued + self._queue
@@ -205,22 +206,38 @@ class AuditRecorder(Worker):
 
 def write_records(tx: DatabaseTransaction, occurrences: list[Occurrence], key: str) -> None:
     """Store an AuditEvent per occurrence in ``tx`` and chain them (HMAC under ``key`` if set)."""
-    links = []
-    records, entities = [], []
-    for occurrence in occurrences:
-        event = audit_event(occurrence)
-        event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
-        body = _encoded(event)
-        version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
+    store_records(tx, Records(occurrences), key)
+
+
+class Records:
+    """The AuditEvents of some occurrences, their index rows and their digests, made ready to
+    store: a batch of reads' records is made before the recorder's write transaction, so on
+    SQLite the write gate, which creates and updates queue at, is held only to insert them."""
+
+    def __init__(self, occurrences: list[Occurrence]) -> None:
+        self.versions: list[tuple[Version, dict[str, Any]]] = []
+        self.records: list[dict[str, Any]] = []
+        self.entities: list[dict[str, Any]] = []
+        self.links: list[tuple[str, str]] = []
+        for occurrence in occurrences:
+            event = audit_event(occurrence)
+            event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
+            body = _encoded(event)
+            recorded = occurrence.recorded
+            self.versions.append((Version("AuditEvent", occurrence.event_id, 1, recorded, "POST", 201, body), event))
+            record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
+            self.records.append(record)
+            self.entities += named
+            self.links.append((occurrence.event_id, chain.digest(body)))
+
+
+def store_records(tx: DatabaseTransaction, records: Records, key: str) -> None:
+    """Insert ``records`` in ``tx`` and chain them after the trail's last link."""
+    for version, event in records.versions:
         # Indexed in the audit trail's own tables (store.audit_index), not the generic ones.
         tx.write(version, [], event)
-        recorded = occurrence.recorded
-        record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
-        records.append(record)
-        entities += named
-        links.append((occurrence.event_id, chain.digest(body)))
-    audit_index.write(tx.connection, records, entities)
-    audit.append(tx, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
+    audit_index.write(tx.connection, records.records, records.entities)
+    audit.append(tx, records.links, lambda previous, body_digest: chain.link(previous, body_digest, key))
 
 
 def _encoded(event: dict[str, Any]) -> str:
