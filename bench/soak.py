@@ -11,7 +11,8 @@ keep-alive connection and sends requests back to back, each drawn at random from
 ``transaction``  ``POST /`` a Bundle of a Patient and three Observations referring to it (200)
 
 It prints the requests, requests per second, errors counted by status (``conn`` for a failed
-connection) and the p50/p99 latency overall and per kind. The aim is 0 errors: exit status 1
+connection) and the p50/p99 latency overall and per kind, with each kind's share of the
+requests slower than the overall p99 (where the tail is). The aim is 0 errors: exit status 1
 when there is any, 0 otherwise.
 
 With ``--databases sqlite,postgresql`` the soak runs once on each (alternated ``--repeat`` times),
@@ -216,11 +217,14 @@ def report(latencies: dict[str, list[float]], errors: Counter[str], seconds: flo
     by_status = Counter(key.split()[1] for key in errors.elements())
     print(f"errors     {sum(errors.values())}" + (f" by status {dict(by_status)}: {dict(errors)}" if errors else ""))
     print(f"latency    p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    # Where the tail is: each kind's share of the requests slower than the overall p99.
+    slow = Counter(kind for kind, values in latencies.items() for value in values if value > p99)
     for kind in MIX:
         values = latencies.get(kind, [])
         print(
             f"  {kind:<12} {len(values):>7} ok  p50 {percentile(values, 0.5) * 1000:7.1f} ms"
             f"  p99 {percentile(values, 0.99) * 1000:7.1f} ms"
+            f"  {100 * slow[kind] / max(1, sum(slow.values())):5.1f} % of those over the p99"
         )
     return requests / seconds, p50, p99
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from uuid6 import uuid7
 
 from fhir_twin.audit import chain
 from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.throttle import Throttle
-from fhir_twin.fhir.instant import format_instant, now
+from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.interaction import Completion
 from fhir_twin.interactions.message import Response
 from fhir_twin.security.access import patients_in, patients_of
@@ -151,8 +153,9 @@ class AuditRecorder(Worker):
                         for item in looked_up:
                             for res_type, res_id, version in _shown(item):
                                 item.occurrence.patients |= _patients_of_stored(tx, res_type, res_id, version)
+                records = Records([item.occurrence for item in queued])
                 with self.own.transaction(write=True) as tx:
-                    self.record(tx, [item.occurrence for item in queued])
+                    store_records(tx, records, self.key)
             except Exception:
                 with self._queue_lock:
                     self._queue = queued + self._queue
@@ -216,22 +219,38 @@ class AuditRecorder(Worker):
 
 def write_records(tx: DatabaseTransaction, occurrences: list[Occurrence], key: str) -> None:
     """Store an AuditEvent per occurrence in ``tx`` and chain them (HMAC under ``key`` if set)."""
-    links = []
-    records, entities = [], []
-    for occurrence in occurrences:
-        event = audit_event(occurrence)
-        event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
-        body = _encoded(event)
-        version = Version("AuditEvent", occurrence.event_id, 1, occurrence.recorded, "POST", 201, body)
+    store_records(tx, Records(occurrences), key)
+
+
+class Records:
+    """The AuditEvents of some occurrences, their index rows and their digests, made ready to
+    store: a batch of reads' records is made before the recorder's write transaction, so on
+    SQLite the write gate, which creates and updates queue at, is held only to insert them."""
+
+    def __init__(self, occurrences: list[Occurrence]) -> None:
+        self.versions: list[tuple[Version, dict[str, Any]]] = []
+        self.records: list[dict[str, Any]] = []
+        self.entities: list[dict[str, Any]] = []
+        self.links: list[tuple[str, str]] = []
+        for occurrence in occurrences:
+            event = audit_event(occurrence)
+            event["meta"] = {"versionId": "1", "lastUpdated": format_instant(occurrence.recorded)}
+            body = _encoded(event)
+            recorded = occurrence.recorded
+            self.versions.append((Version("AuditEvent", occurrence.event_id, 1, recorded, "POST", 201, body), event))
+            record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
+            self.records.append(record)
+            self.entities += named
+            self.links.append((occurrence.event_id, chain.digest(body)))
+
+
+def store_records(tx: DatabaseTransaction, records: Records, key: str) -> None:
+    """Insert ``records`` in ``tx`` and chain them after the trail's last link."""
+    for version, event in records.versions:
         # Indexed in the audit trail's own tables (store.audit_index), not the generic ones.
         tx.write(version, [], event)
-        recorded = occurrence.recorded
-        record, named = audit_rows(event, recorded.replace(microsecond=recorded.microsecond // 1000 * 1000))
-        records.append(record)
-        entities += named
-        links.append((occurrence.event_id, chain.digest(body)))
-    audit_index.write(tx.connection, records, entities)
-    audit.append(tx, links, lambda previous, body_digest: chain.link(previous, body_digest, key))
+    audit_index.write(tx.connection, records.records, records.entities)
+    audit.append(tx, records.links, lambda previous, body_digest: chain.link(previous, body_digest, key))
 
 
 def _encoded(event: dict[str, Any]) -> str:
@@ -246,8 +265,38 @@ def _encoded(event: dict[str, Any]) -> str:
 
 
 def new_occurrence(**details: Any) -> Occurrence:
-    """An Occurrence of now, with a fresh time-ordered id (RFC 9562 UUIDv7)."""
-    return Occurrence(event_id=str(uuid7()), recorded=now(), **details)
+    """An Occurrence of now, with a fresh time-ordered id (RFC 9562 UUIDv7) of the same
+    millisecond. Every audited request makes one on its own thread: one clock reading for both
+    and the id written out directly cost about a third of ``uuid6.uuid7()`` with ``now()``."""
+    tick = _tick()
+    event_id = _uuid7(tick, int.from_bytes(os.urandom(8), "big") & _RAND_B)
+    return Occurrence(event_id=event_id, recorded=_EPOCH + timedelta(milliseconds=tick >> 12), **details)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_RAND_B = (1 << 62) - 1
+_last_tick = 0
+_tick_lock = threading.Lock()
+
+
+def _tick() -> int:
+    """Unix time in 1/4096 ms, above the last this process gave: RFC 9562 section 6.2, method 3
+    (the 12 bits of ``rand_a`` hold the millisecond's fraction), so the ids of one process sort
+    in the order they were made even within one millisecond."""
+    global _last_tick
+    milliseconds, rest = divmod(time.time_ns(), 1_000_000)
+    tick = milliseconds << 12 | rest * 4096 // 1_000_000
+    with _tick_lock:
+        _last_tick = tick = max(tick, _last_tick + 1)
+    return tick
+
+
+def _uuid7(tick: int, rand_b: int) -> str:
+    """RFC 9562 section 5.7: 48 bits of Unix milliseconds, the version (7), ``rand_a`` (here the
+    millisecond's fraction), the variant (binary 10) and 62 random bits."""
+    value = (tick >> 12 & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (tick & 0xFFF) << 64 | 0b10 << 62 | rand_b
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _version(response: Response | None) -> str | None:

@@ -29,7 +29,7 @@ not stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +128,7 @@ class Match:
     refusal: FhirError | None = None
 
 
-def match(routes: Iterable[Route], method: str, path: str, body: Any = None) -> Match:
+def match(routes: tuple[Route, ...], method: str, path: str, body: Any = None) -> Match:
     """``method`` on ``path`` (relative to the base) against ``routes``.
 
     A method the path's routes do not serve is classified as the nearest interaction: the same
@@ -141,7 +141,7 @@ def match(routes: Iterable[Route], method: str, path: str, body: Any = None) -> 
     method = method.upper()
     segments = [segment for segment in path.strip("/").split("/") if segment]
     fitting: list[tuple[Route, dict[str, str]]] = []
-    for route in routes:
+    for route in _indexed(routes).candidates(segments):
         params = route.bind(segments, body)
         # The first pattern that fits is the path's (``Type/_history`` before ``Type/{id}``).
         if params is not None and (not fitting or fitting[0][0].pattern == route.pattern):
@@ -163,6 +163,40 @@ def match(routes: Iterable[Route], method: str, path: str, body: Any = None) -> 
     else:
         nearest = route.interaction_for(params)
     return Match(nearest, route, params, refusal)
+
+
+class _Index:
+    """A table's routes by segment count, each with the literal its pattern starts with (None for
+    a placeholder): a path is tried only against the routes of its length that could take its
+    first segment, in the table's order. A read tried all 22 routes before (7.5 % of its time in
+    the app); it now tries the 7 of two segments."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+        self.by_count: dict[int, list[tuple[str | None, Route]]] = {}
+        for route in routes:
+            head = route.segments[0] if route.segments else None
+            literal = head if head is not None and not head.startswith(("{", "$")) else None
+            self.by_count.setdefault(len(route.segments), []).append((literal, route))
+
+    def candidates(self, segments: list[str]) -> Iterator[Route]:
+        for literal, route in self.by_count.get(len(segments), ()):
+            if literal is None or literal == segments[0]:
+                yield route
+
+
+# The index of each table matched against, by the table's identity (a table is a module's tuple,
+# built once; a few are kept).
+_INDEXES: dict[int, _Index] = {}
+
+
+def _indexed(routes: tuple[Route, ...]) -> _Index:
+    index = _INDEXES.get(id(routes))
+    if index is None or index.routes is not routes:
+        if len(_INDEXES) >= 16:
+            _INDEXES.clear()
+        index = _INDEXES[id(routes)] = _Index(routes)
+    return index
 
 
 def interactions_at(level: str) -> tuple[str, ...]:

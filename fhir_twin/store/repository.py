@@ -40,7 +40,7 @@ from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import InCompartment, Search
 from fhir_twin.signals import version_written
 from fhir_twin.store import search
-from fhir_twin.store.database import write_gate
+from fhir_twin.store.database import one_statement, write_gate
 from fhir_twin.store.indexing import (
     RECORD_TYPES,
     add_rows,
@@ -106,6 +106,7 @@ class Repository:
         # its end, so its files may refer to each other in any order. Deletes are still checked.
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         self._write_gate = write_gate(engine)
+        self._one_statement = one_statement(engine)
         self._active: ContextVar[DatabaseTransaction | None] = ContextVar(
             f"fhir_twin_transaction_{id(self)}", default=None
         )
@@ -115,11 +116,12 @@ class Repository:
         return self._active.get()
 
     @contextmanager
-    def transaction(self, write: bool = False) -> Iterator[DatabaseTransaction]:
+    def transaction(self, write: bool = False, one_statement: bool = False) -> Iterator[DatabaseTransaction]:
         """A database transaction; committed when the block ends without an exception.
 
         Inside another transaction of this repository (a transaction Bundle running its entries) the
-        outer transaction is reused, so everything commits or rolls back together.
+        outer transaction is reused, so everything commits or rolls back together. A read of
+        ``one_statement`` opens no transaction on the database (``database.one_statement``).
         """
         active = self._active.get()
         if active is not None:
@@ -132,6 +134,8 @@ class Repository:
             with gate, self.engine.connect() as connection:
                 if write:
                     connection.execution_options(fhir_write=True)
+                elif one_statement:
+                    connection.execution_options(**self._one_statement)
                 with connection.begin():
                     tx = DatabaseTransaction(connection, write, self.referential_integrity, sender=self)
                     tx.deferred_targets = self.deferred_targets

@@ -237,6 +237,10 @@ def test_record_ids_are_version_7_uuids_that_sort_as_the_interactions_happened(s
     update, reads = events[0]["id"], [event["id"] for event in events[1:]]
     assert all(uuid.UUID(event_id).version == 7 for event_id in [update, *reads])
     # The reads in the order they were made (the chain's, within their batch), the update after.
-    # (Not by ``recorded``: its millisecond is read apart from the id's and may differ by one.)
     assert reads == sorted(reads)
     assert update > max(reads)
+    # Each id's 48 bits of time are the millisecond its record says it was recorded.
+    for event in events:
+        milliseconds = int(event["id"].replace("-", "")[:12], 16)
+        recorded = datetime.fromisoformat(event["recorded"])
+        assert milliseconds == round(recorded.timestamp() * 1000)

@@ -6,6 +6,7 @@ import fcntl
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from fhir_twin.store.database import WriteGate, make_engine
+from fhir_twin.store.repository import Repository
+from fhir_twin.store.version import Version
 
 
 def test_a_connection_the_server_terminated_is_replaced(database_url: str) -> None:
@@ -62,3 +65,27 @@ def test_a_process_forked_while_a_write_is_gated_does_not_keep_the_lock(tmp_path
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_read_of_one_statement_leaves_the_pooled_connection_transactional(repository: Repository) -> None:
+    """A one-statement read runs outside a transaction (``one_statement``); the connection it
+    used goes back to the pool as it was, so the next write on it still commits or rolls back
+    whole."""
+    for _ in range(3):  # the pool hands the same connection back
+        with repository.transaction(one_statement=True) as tx:
+            assert tx.current("Patient", "one-statement") is None
+        with pytest.raises(RuntimeError), repository.transaction(write=True) as tx:
+            tx.write(_patient("one-statement"), [])
+            raise RuntimeError("the write fails after its insert")
+    with repository.transaction(one_statement=True) as tx:
+        assert tx.current("Patient", "one-statement") is None
+    with repository.transaction(write=True) as tx:
+        tx.write(_patient("one-statement"), [])
+    with repository.transaction(one_statement=True) as tx:
+        found = tx.current("Patient", "one-statement")
+    assert found is not None and found.version == 1
+
+
+def _patient(res_id: str) -> Version:
+    body = f'{{"resourceType":"Patient","id":"{res_id}"}}'
+    return Version("Patient", res_id, 1, datetime.now(UTC), "POST", 201, body)
