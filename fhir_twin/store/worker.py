@@ -131,7 +131,9 @@ def worker_repository(repository: Repository) -> Repository:
     """A repository on an engine of its own, for a worker thread: disposed after the thread
     stops, it closes every connection the thread used, whenever the app's engine is disposed."""
     url = repository.engine.url.render_as_string(hide_password=False)
-    return Repository(make_engine(url), repository.referential_integrity)
+    own = Repository(make_engine(url), repository.referential_integrity)
+    own.websocket = repository.websocket
+    return own
 
 
 def wake(repository: Repository, kind: type[Worker]) -> None:
@@ -141,11 +143,29 @@ def wake(repository: Repository, kind: type[Worker]) -> None:
             worker.wake()
 
 
+# The workers whose threads ran when this process last forked: the parent resumes them.
+_PAUSED_FOR_FORK: list[Worker] = []
+
+
 def _pause_all() -> None:
     """No worker thread may hold a lock across ``fork`` or be cut off mid-batch at exit."""
     for worker in list(_WORKERS):
         worker.pause()
 
 
-os.register_at_fork(before=_pause_all)
+def _pause_for_fork() -> None:
+    _PAUSED_FOR_FORK[:] = [worker for worker in list(_WORKERS) if worker.running]
+    _pause_all()
+
+
+def _resume_after_fork() -> None:
+    """The parent goes on with its threads: gunicorn's master serves no request, so nothing else
+    would resume its audit recorder, and the records of the device bridge's reads would wait in
+    memory until the next fork or exit."""
+    for worker in _PAUSED_FOR_FORK:
+        worker.ensure_running()
+    _PAUSED_FOR_FORK.clear()
+
+
+os.register_at_fork(before=_pause_for_fork, after_in_parent=_resume_after_fork, after_in_child=_PAUSED_FOR_FORK.clear)
 atexit.register(_pause_all)
