@@ -64,9 +64,9 @@ def accepted(resource: dict[str, Any], tx: DatabaseTransaction) -> dict[str, Any
     else:
         searched = criteria(resource.get("criteria") or "")
         _may_see_all(searched.resource_types[0])
-        _channel(
-            resource.get("channel") or {}, topic_based=False, websocket=tx.sender is not None and tx.sender.websocket
-        )
+        # One being set off or in error needs no channel to be told on.
+        offered = tx.sender is None or tx.sender.websocket or resource.get("status") not in ("requested", "active")
+        _channel(resource.get("channel") or {}, topic_based=False, websocket=offered)
     for extension in resource.get("extension") or []:
         if extension.get("url") == SECRET_EXTENSION and not extension.get("valueString"):
             raise Invalid.at("Subscription.extension", f"{SECRET_EXTENSION} needs a valueString: the signing key")

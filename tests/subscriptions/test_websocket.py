@@ -273,3 +273,16 @@ def test_a_websocket_subscription_is_refused_by_a_server_with_no_websocket_chann
     assert issue["expression"] == ["Subscription.channel.type"]
     assert "websocket_port" in issue["diagnostics"]
     assert app.test_client().get("/fhir/Subscription").get_json().get("total") == 0
+
+
+def test_a_websocket_subscription_may_be_set_off_on_a_server_with_no_websocket_channel(make_app: Any) -> None:
+    """Refusing a new one must not trap an existing one: turning it off needs no channel."""
+    offering = make_app(auth_mode="none", websocket_port=free_port()).test_client()
+    body = {"resourceType": "Subscription", "status": "requested", "reason": "r", "criteria": "Observation"}
+    made = offering.post("/fhir/Subscription", json={**body, "channel": {"type": "websocket"}}).get_json()
+    elsewhere = make_app(auth_mode="none").test_client()  # another server on the database, with no port
+    off = elsewhere.put(f"/fhir/Subscription/{made['id']}", json={**made, "status": "off"})
+    assert off.status_code == 200, off.get_json()
+    assert off.get_json()["status"] == "off"
+    again = elsewhere.put(f"/fhir/Subscription/{made['id']}", json={**made, "status": "requested"})
+    assert again.status_code == 400
