@@ -355,9 +355,7 @@ def test_the_doctors_high_news2_fires_the_shipped_topic(client: FlaskClient, rec
 
 
 @pytest.mark.parametrize("gone", ["deleted", "retired"])
-def test_a_subscription_whose_topic_is_gone_is_set_to_error(
-    client: FlaskClient, receiver: Receiver, gone: str
-) -> None:
+def test_a_subscription_whose_topic_is_gone_is_set_to_error(client: FlaskClient, receiver: Receiver, gone: str) -> None:
     created = create(client, subscription(receiver.url, "id-only"))
     if gone == "deleted":
         assert client.delete("/fhir/SubscriptionTopic/news2-high").status_code in (200, 204)
