@@ -14,6 +14,8 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from fhir_twin.fhir.resource_types import resource_types
+from fhir_twin.security import access
+from fhir_twin.security.principal import Principal
 from tests import factories
 from tests.factories import HEART_RATE, LOINC, batch_of_reads, seed_clinic
 
@@ -333,3 +335,32 @@ def test_an_invalid_narrowed_scope_grants_nothing(server: Server, scope: str) ->
     token = server.token(scope)
     answer = server.client.get("/fhir/Observation", headers=token)
     assert answer.status_code == 403, answer.get_json()
+
+
+def test_a_scope_may_narrow_by_a_value_set(server: Server) -> None:
+    """Terminology modifiers are resolved in a scope's search as in any other."""
+    in_set = server.token(
+        f"user/Observation.rs?category:in=http://hl7.org/fhir/ValueSet/observation-category&code={LOINC}|{GLUCOSE}"
+    )
+    assert ids(server.client.get("/fhir/Observation", headers=in_set)) == {"Observation/p1-lab", "Observation/p2-lab"}
+
+
+def test_a_write_not_narrowed_reaches_what_reads_leave_out(server: Server) -> None:
+    """``u`` granted whole: an update reaches every Observation, whatever the reads are narrowed to."""
+    writer = server.token(f"user/Observation.r?category={VITALS} user/Observation.u")
+    changed = observation("p1-lab", "p1", "laboratory", GLUCOSE)
+    changed["status"] = "amended"
+    assert server.client.put("/fhir/Observation/p1-lab", json=changed, headers=writer).status_code == 200
+    assert server.client.get("/fhir/Observation/p1-lab", headers=writer).status_code == 404
+    assert server.stored("Observation/p1-lab")["status"] == "amended"
+
+
+def test_narrowed_scopes_that_reach_nothing_are_left_out() -> None:
+    """A ``patient/`` scope without a launch patient, or on the audit trail, adds no way in."""
+    unlaunched = Principal("app", f"patient/Observation.rs?category={VITALS} user/Observation.rs?category={LABS}")
+    narrowed = access.narrowing(unlaunched, "Observation", "r")
+    assert narrowed is not None and len(narrowed.ways) == 1
+    auditor = Principal("app", "patient/AuditEvent.rs?action=R user/AuditEvent.rs?action=C", patient="p1")
+    narrowed = access.narrowing(auditor, "AuditEvent", "s")
+    assert narrowed is not None and len(narrowed.ways) == 1
+    assert access.narrowing(auditor, "Observation", "s") is None
