@@ -17,7 +17,7 @@ from fhir_twin.cli.database_commands import DATABASE, open_repository
 from fhir_twin.config import Config
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.security.principal import AUDITOR_SCOPES
-from fhir_twin.security.scopes import is_scope
+from fhir_twin.security.scopes import scope_problem
 
 if TYPE_CHECKING:
     from fhir_twin.audit.trail import Anchor
@@ -61,17 +61,9 @@ def token_create(
     from fhir_twin.security import tokens
 
     parts = scope.split()
-    bad = [part for part in parts if not is_scope(part)]
-    if bad and "?" in bad[0] and is_scope(bad[0].split("?", 1)[0]):
-        raise click.BadParameter(
-            f"{bad[0]!r}: scopes narrowed by a query (SMART v2 granular scopes) are not supported; "
-            "grant the whole type, or leave it out",
-            param_hint="--scope",
-        )
-    if bad:
-        raise click.BadParameter(
-            f"{bad[0]!r} is not a SMART resource scope like patient/Observation.rs", param_hint="--scope"
-        )
+    problems = [problem for part in parts if (problem := scope_problem(part)) is not None]
+    if problems:
+        raise click.BadParameter(problems[0], param_hint="--scope")
     if role == "auditor":
         parts += [part for part in AUDITOR_SCOPES.split() if part not in parts]
     if not parts:

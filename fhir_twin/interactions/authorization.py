@@ -4,6 +4,10 @@ launch patient's compartment; see ``fhir_twin.security.access``).
 Checked at the router, so a Bundle entry or a nested request is held to exactly what the same
 request sent alone would be. A patient-context credential meets what lies outside its patient's
 compartment as if it did not exist: the same 404, never a 403 that would tell it exists.
+
+A scope narrowed by a query (SMART v2, ``patient/Observation.rs?category=vital-signs``) is held
+the same way: a resource its search does not match, as it now stands, answers 404 to a read; a
+write must leave what it writes matching (else 403), and may change only what matches.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from fhir_twin.interactions.interaction import Interaction
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.interactions.operations import Operation
 from fhir_twin.search.index import IndexRow, ReferenceRow
+from fhir_twin.search.parameters import parameters_for
+from fhir_twin.search.query import Criterion, Narrowed, Search, TokenValue
 from fhir_twin.security.access import (
     ALL,
     holds_everything,
     in_compartment,
+    narrowed_scopes,
+    narrowing,
     patients_in,
     patients_of,
     reach,
@@ -62,6 +70,7 @@ class Guard:
         held_to = require(principal, interaction.resource_type, interaction.permission)
         for needed in _also_needed(interaction, request):
             require(principal, interaction.resource_type, needed)
+        self._narrowed(principal, interaction, request)
         if held_to == ALL:
             return
         if interaction.name in _WRITES and interaction.resource_id is None and interaction.name != "create":
@@ -80,6 +89,60 @@ class Guard:
         if interaction.resource_id is not None and interaction.name not in ("search-type", "history-instance"):
             self._instance(held_to, interaction, request.base)
 
+    def _narrowed(self, principal: Principal, interaction: Interaction, request: Request) -> None:
+        """Hold an interaction to the scopes narrowed by a query that grant it: a conditional
+        write's search is refused (its matches could not be told apart from what the scope
+        leaves out); a resource addressed by id must match as it now stands (what does not, or
+        is deleted, answers 404, but 403 to a write the credential may read; an update at an
+        id that does not match, unused ones included, is 403)."""
+        res_type = interaction.resource_type
+        assert res_type is not None and interaction.permission is not None
+        needed = (interaction.permission, *_also_needed(interaction, request))
+        narrowed = [scope for letter in needed for scope in narrowed_scopes(principal, res_type, letter)]
+        if interaction.name in _WRITES and (interaction.resource_id is None and interaction.name != "create"):
+            if narrowed:
+                raise _insufficient(f"Conditional {interaction.name}s need scopes not narrowed by a query", narrowed)
+            return
+        if interaction.name == "create" and request.header("if-none-exist") and narrowed:
+            raise _insufficient("Conditional creates need scopes not narrowed by a query", narrowed)
+        res_id = interaction.resource_id
+        if res_id is None or interaction.name in ("search-type", "history-instance", "create"):
+            return
+        if all(narrowing(principal, res_type, letter) is None for letter in (*needed, "r")):
+            return
+        with self.repository.transaction() as tx:
+            current = tx.current(res_type, res_id)
+        live = current is not None and not current.deleted
+        if live and all(self.matches(principal, res_type, res_id, letter, request.base) for letter in needed):
+            return
+        if interaction.name in _WRITES:
+            if not narrowed:
+                return  # its own letter is not narrowed: the interaction answers, or an update creates
+            if interaction.name == "update":
+                # Refused alike whether the id is unused, deleted or not matched: creating at an
+                # unused id while refusing a taken one would tell which ids the scopes leave out.
+                message = f"{res_type}/{res_id} is not a resource the credential may update; create new ones with POST"
+                raise _insufficient(message, narrowed)
+            if live and self.matches(principal, res_type, res_id, "r", request.base):
+                verb = _VERB[interaction.permission]
+                raise _insufficient(f"{res_type}/{res_id} is not among what the credential may {verb}", narrowed)
+        elif current is None:
+            return  # the read answers 404 itself
+        if interaction.version_id is not None:
+            raise NotFound(f"{res_type}/{res_id} has no version {interaction.version_id}")
+        raise NotFound(f"{res_type}/{res_id} is not known")
+
+    def matches(self, principal: Principal, res_type: str, res_id: str, permission: str, base: str | None) -> bool:
+        """Whether ``principal``'s grant of ``permission`` reaches ``res_type/res_id`` as it now
+        stands (live, and matching its narrowed scopes' search, run by the database as any
+        search is). The grant itself (``require``) and the compartment are checked apart."""
+        if reach(principal, res_type, permission) is None:
+            return False
+        narrowed = narrowing(principal, res_type, permission)
+        if narrowed is None:
+            return True
+        return _found(self.repository, narrowed, res_id, base)
+
     def answered(self, principal: Principal, interaction: Interaction) -> None:
         """404 for the history of a resource outside the compartment, checked once the history
         has run rather than before: its parameters are judged first (400 for ``_count=0``), then
@@ -87,9 +150,15 @@ class Guard:
         as an id no resource has."""
         if interaction.name != "history-instance" or principal.trusted or interaction.resource_type is None:
             return
-        held_to = reach(principal, interaction.resource_type, interaction.permission or "r")
+        permission = interaction.permission or "r"
+        held_to = reach(principal, interaction.resource_type, permission)
         if held_to is not None and held_to != ALL:
             self._instance(held_to, interaction)
+        res_id = interaction.resource_id
+        if res_id is not None and not self.matches(principal, interaction.resource_type, res_id, permission, None):
+            # A narrowed scope reaches a resource's history when the resource, as it now stands,
+            # matches: the versions are one resource's, which the scope grants or does not.
+            raise NotFound(f"{interaction.resource_type}/{res_id} is not known")
 
     def searchable(self, principal: Principal | None, types: tuple[str, ...]) -> tuple[str, ...]:
         """Of ``types``, those ``principal`` may search (a system search without ``_type``)."""
@@ -97,7 +166,9 @@ class Guard:
             return types
         return tuple(name for name in types if reach(principal, name, "s") is not None)
 
-    def written(self, principal: Principal, versions: list[tuple[Version, list[IndexRow]]]) -> None:
+    def written(
+        self, principal: Principal, versions: list[tuple[Version, list[IndexRow]]], base: str | None = None
+    ) -> None:
         """A patient-context write must leave each resource it wrote in its patient's compartment
         alone, and may only replace or delete what was in it alone: a resource in another
         patient's compartment too is part of their record (R4 compartmentdefinition-patient.html).
@@ -109,6 +180,17 @@ class Guard:
             permission = "d" if version.deleted else "u" if version.version > 1 else "c"
             # An update that creates (R4 http.html#upsert) is a create, and needs ``c``.
             held_to = require(principal, version.res_type, permission)
+            narrowed = narrowing(principal, version.res_type, permission)
+            if (
+                narrowed is not None
+                and not version.deleted
+                and not _found(self.repository, narrowed, version.res_id, base)
+            ):
+                # Matched by the search in this transaction, which already holds the new version.
+                verb = _VERB[permission]
+                where = f"{version.res_type}/{version.res_id}"
+                scopes = narrowed_scopes(principal, version.res_type, permission)
+                raise _insufficient(f"{where} as written is not among what the credential may {verb}", scopes)
             if held_to == ALL:
                 continue
             if version.version > 1:
@@ -177,6 +259,11 @@ class Guard:
         held_to = reach(principal, res_type, "r")
         if held_to is None:
             return False
+        narrowed = narrowing(principal, res_type, "r")
+        if narrowed is not None:
+            parts = str(entry.get("fullUrl", "")).rstrip("/").split("/")
+            if not _found(self.repository, narrowed, parts[-1], "/".join(parts[:-2])):
+                return False
         if held_to == ALL:
             return True
         if resource is None:
@@ -246,12 +333,15 @@ class Guard:
             for needed in types:
                 for checked in invoked_on if needed == "*" else (needed,):
                     held.append(require(principal, checked, letter))
+                    if letter != "s" and needed != "*":
+                        _whole(principal, f"${name} {_VERBS_OF[letter]}", checked, letter)
         if needs.every_type:
             whole = res_type is None or res_type in ("Group", "Patient")
             exported = tuple(sorted(resource_types())) if whole else (str(res_type),)
             for exported_type in exported:
                 if reach(principal, exported_type, "r") != ALL:
                     raise Forbidden(f"${name} needs a user or system scope that reads every type exported")
+                _whole(principal, f"${name} exports", exported_type, "r")
         held_to = next((reach_ for reach_ in held if reach_ != ALL), ALL)
         if held_to == ALL:
             return
@@ -280,6 +370,35 @@ def _also_needed(interaction: Interaction, request: Request) -> tuple[str, ...]:
     if interaction.name in ("update", "patch", "delete") and interaction.resource_id is None:
         return ("s", "r") if interaction.name == "patch" else ("s",)
     return ("r",) if interaction.name == "patch" else ()
+
+
+_VERB = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+_VERBS_OF = {"r": "reads", "c": "creates"}
+
+
+def _insufficient(message: str, scopes: list[str]) -> Forbidden:
+    """403 ``insufficient_scope`` (RFC 6750 section 3.1) naming the narrowed scopes at fault."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="fhir-twin", error="insufficient_scope"'}
+    return Forbidden(f"{message}: {', '.join(dict.fromkeys(scopes))}", headers=challenge)
+
+
+def _whole(principal: Principal, doing: str, res_type: str, permission: str) -> None:
+    """403 when the grant an operation needs on ``res_type`` is narrowed by a query: what it reads
+    (a twin, an export) or makes stands for the whole record of the type, and built from part of
+    it would pass for the whole. Searches (``$lastn``) are confined instead."""
+    if narrowed := narrowed_scopes(principal, res_type, permission):
+        raise _insufficient(
+            f"{doing} every {res_type}, and the credential's scopes on it are narrowed by a query", narrowed
+        )
+
+
+def _found(repository: Repository, narrowed: Narrowed, res_id: str, base: str | None) -> bool:
+    """Whether the live resource ``res_id`` of the narrowed type matches ``narrowed``: the same
+    search a client runs, restricted to that id, so every parameter means what it does there."""
+    res_type = narrowed.resource_type
+    same = Criterion(parameters_for(res_type)["_id"], values=(TokenValue(None, res_id),))
+    with repository.transaction() as tx:
+        return bool(tx.search(Search((res_type,), (same, narrowed), count=1), base or "").matches)
 
 
 def _not_updatable(res_type: str, res_id: str) -> Forbidden:
@@ -325,7 +444,9 @@ def _counted(body: dict[str, Any], entry: dict[str, Any]) -> bool:
 def _countable(principal: Principal, entry: dict[str, Any]) -> bool:
     """Whether the client may learn that ``entry`` exists: it may search all of its type."""
     res_type = _type_of(entry)
-    return res_type is not None and reach(principal, res_type, "s") == ALL
+    return (
+        res_type is not None and reach(principal, res_type, "s") == ALL and narrowing(principal, res_type, "s") is None
+    )
 
 
 def _from_operation(body: dict[str, Any]) -> bool:

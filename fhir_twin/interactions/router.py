@@ -87,7 +87,7 @@ class Interactions:
                     response = self._dispatch(request, found)
                     written = tx.written[mark:]
                     if principal is not None:
-                        self.guard.written(principal, written)
+                        self.guard.written(principal, written, request.base)
                     self.report(Completion(principal, interaction, request, response, None, tx, written))
                 return response
             response = self._dispatch(request, found)

@@ -33,7 +33,7 @@ from fhir_twin.search.parameters import ID
 from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Search
 from fhir_twin.security import context
-from fhir_twin.security.access import ALL, require
+from fhir_twin.security.access import ALL, narrowing, require
 from fhir_twin.store.repository import DatabaseTransaction
 
 SECRET_EXTENSION = "https://www.medplum.com/fhir/StructureDefinition/subscription-secret"
@@ -137,10 +137,10 @@ def _may_see_all(res_type: str) -> None:
     principal = context.current()
     if principal is None:
         return  # the server's own loads and rebuilds, outside any request
-    if require(principal, res_type, "s") != ALL:
+    if require(principal, res_type, "s") != ALL or narrowing(principal, res_type, "s") is not None:
         raise Forbidden(
             f"A Subscription on {res_type} is sent every matching {res_type}: the credential may search only "
-            "its patient's, so it may not subscribe"
+            f"its patient's, or those its scopes' query matches, so it may not subscribe"
         )
 
 

@@ -136,6 +136,8 @@ class Criterion:
     chain: Criterion | None = None
     # The Patient whose compartment the chained resource must be in (a patient-context search).
     within: str | None = None
+    # What the chained resource must also meet: the credential's narrowed scopes on its type.
+    narrowed: Narrowed | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class ReverseChain:
     criterion: Criterion | ReverseChain
     # The Patient whose compartment the ``Source`` must be in (a patient-context search).
     within: str | None = None
+    # What the ``Source`` must also meet: the credential's narrowed scopes on its type.
+    narrowed: Narrowed | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,18 @@ class InCompartment:
     referenced: bool = False
 
 
-Condition = Criterion | ReverseChain | AnyOf | InCompartment
+@dataclass(frozen=True)
+class Narrowed:
+    """Held to what SMART v2 scopes narrowed by a query grant on ``resource_type``
+    (scopes-and-launch-context.html, "Finer-grained resource constraints using search
+    parameters"): any one of ``ways``, each its conditions ANDed (a ``patient/`` scope's with
+    its compartment). A resource of another type is not held by it."""
+
+    resource_type: str
+    ways: tuple[tuple[Condition, ...], ...]
+
+
+Condition = Criterion | ReverseChain | AnyOf | InCompartment | Narrowed
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ Each interaction needs one permission on its resource type (SMART v2 scopes): ``
 through a ``patient/`` scope reaches only the launch patient's compartment (R4
 compartmentdefinition-patient.html). What lies outside it answers exactly as what does not
 exist, so a patient-context credential cannot learn whether another patient's record exists.
+
+A scope narrowed by a query (``patient/Observation.rs?category=vital-signs``) grants only on the
+resources its search matches; ``narrowing`` states what a grant is then held to, as a search
+condition (``Narrowed``) that searches, chains and ``_has`` carry and single resources are
+matched against in the database, so every search parameter means what it means in a search.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from fhir_twin.fhir.resource_types import AUDIT_TYPES
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.parameters import patient_compartment
-from fhir_twin.search.query import AnyOf, Condition, Criterion, InCompartment, ReverseChain, Search
+from fhir_twin.search.query import AnyOf, Condition, Criterion, InCompartment, Narrowed, ReverseChain, Search
 from fhir_twin.security.principal import Principal
+from fhir_twin.security.scopes import Scope
 
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 # Reach of a grant: everything, or the compartment of the patient named.
@@ -42,6 +48,49 @@ def reach(principal: Principal, resource_type: str, permission: str) -> str | No
             if resource_type not in AUDIT_TYPES:
                 held_to = principal.patient
     return held_to
+
+
+def narrowing(principal: Principal, resource_type: str, permission: str) -> Narrowed | None:
+    """What a grant is held to when a scope granting it is narrowed by a query, or None when it
+    is not (``reach`` then says all). The granting scopes are ORed (SMART v2: scopes add up); a
+    scope not narrowed on the type, or on ``*``, lifts the narrowing at its level: a ``user`` or
+    ``system`` one entirely, a ``patient`` one for the compartment."""
+    if principal.trusted:
+        return None
+    granting = [scope for scope in principal.scopes if scope.grants(resource_type, permission)]
+    if not any(scope.conditions is not None for scope in granting):
+        return None
+    ways: list[tuple[Condition, ...]] = []
+    for scope in granting:
+        way = _way(scope, principal, resource_type)
+        if way == ():
+            return None
+        if way is not None:
+            ways.append(way)
+    return Narrowed(resource_type, tuple(ways))
+
+
+def _way(scope: Scope, principal: Principal, resource_type: str) -> tuple[Condition, ...] | None:
+    """The conditions one granting scope holds a resource to (``()``: none), or None when it
+    reaches nothing (a ``patient/`` scope without a launch patient, or on the audit trail)."""
+    held: tuple[Condition, ...] = ()
+    if scope.level == "patient":
+        if principal.patient is None or resource_type in AUDIT_TYPES:
+            return None
+        held = (InCompartment(principal.patient),)
+    return (*held, *(scope.conditions or ()))
+
+
+def narrowed_scopes(principal: Principal, resource_type: str, permission: str) -> list[str]:
+    """The narrowed scopes that grant ``permission`` on ``resource_type``, as written, when the
+    grant is narrowed (for a refusal to name them)."""
+    if narrowing(principal, resource_type, permission) is None:
+        return []
+    return [
+        f"{scope.level}/{scope.resource_type}.{scope.permissions}?{scope.query}"
+        for scope in principal.scopes
+        if scope.query is not None and scope.grants(resource_type, permission)
+    ]
 
 
 def holds_everything(principal: Principal) -> bool:
@@ -108,18 +157,24 @@ def patients_in(res_type: str, res_id: str, index: list[IndexRow]) -> set[str]:
 
 def confine(query: Search, principal: Principal, permission: str = "s") -> Search:
     """``query`` held to what ``principal`` may search: every base type's grant (403 if one is
-    missing), its compartment when the grant is a patient's, and the same for every resource a
-    chain or ``_has`` looks into, so no criterion can probe another patient's record."""
+    missing), its compartment when the grant is a patient's, what its narrowed scopes match, and
+    the same for every resource a chain or ``_has`` looks into, so no criterion can probe another
+    patient's record or what the scopes leave out."""
     held: set[str] = set()
     for res_type in query.resource_types:
         found = require(principal, res_type, permission)
         if found != ALL:
             held.add(found)
     conditions = tuple(_confine(condition, principal) for condition in query.conditions)
+    narrowed = tuple(
+        held_by
+        for res_type in query.resource_types
+        if (held_by := narrowing(principal, res_type, permission)) is not None
+    )
     if held:
         # Only one launch patient per credential.
         conditions = (InCompartment(held.pop()), *conditions)
-    return replace(query, conditions=conditions)
+    return replace(query, conditions=(*conditions, *narrowed))
 
 
 def _confine(condition: Condition, principal: Principal) -> Condition:
@@ -128,7 +183,12 @@ def _confine(condition: Condition, principal: Principal) -> Condition:
     if isinstance(condition, ReverseChain):
         inner = _confine(condition.criterion, principal)
         assert isinstance(inner, Criterion | ReverseChain)
-        return replace(condition, criterion=inner, within=_within(principal, condition.source_type))
+        return replace(
+            condition,
+            criterion=inner,
+            within=_within(principal, condition.source_type),
+            narrowed=narrowing(principal, condition.source_type, "s"),
+        )
     if isinstance(condition, Criterion):
         return _confine_criterion(condition, principal)
     return condition
@@ -138,7 +198,12 @@ def _confine_criterion(criterion: Criterion, principal: Principal) -> Criterion:
     if criterion.chain is None or criterion.chain_type is None:
         return criterion
     chain = _confine_criterion(criterion.chain, principal)
-    return replace(criterion, chain=chain, within=_within(principal, criterion.chain_type))
+    return replace(
+        criterion,
+        chain=chain,
+        within=_within(principal, criterion.chain_type),
+        narrowed=narrowing(principal, criterion.chain_type, "s"),
+    )
 
 
 def _within(principal: Principal, res_type: str) -> str | None:

@@ -122,8 +122,9 @@ _DESCRIPTIONS = {
     "with an API token made by 'fhir-twin token create' or issued by this server's SMART App Launch "
     "authorization server (/auth: standalone and EHR launch), where backend services (SMART Backend Services: "
     "client_credentials, private_key_jwt signed RS384 or ES384) get system/ scopes. Scopes are SMART v1 or v2 "
-    "resource scopes.",
+    "resource scopes; v2 ones may be narrowed by a search of their type (patient/Observation.rs?category=...).",
     "jwt": "Every request but the CapabilityStatement and SMART discovery needs 'Authorization: Bearer <JWT>' "
-    "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes.",
+    "issued by the configured authorization server (RS256 or ES256). Scopes are SMART v1 or v2 resource scopes; "
+    "v2 ones may be narrowed by a search of their type (patient/Observation.rs?category=...).",
     "none": "Authentication is switched off on this server (development only).",
 }

@@ -177,11 +177,28 @@ def test_bad_scope_is_a_usage_error(database_url: str, scope: str) -> None:
     assert listed(database_url) == {}
 
 
-def test_a_granular_scope_is_refused_as_unsupported(database_url: str) -> None:
+def test_a_granular_scope_is_accepted(database_url: str) -> None:
     scope = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
     result = token(database_url, "create", "--name", "ehr", "--scope", scope, "--patient", "p1")
+    assert result.exit_code == 0, result.output
+    assert scope in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("scope", "problem"),
+    [
+        ("user/Observation.rs?nonsense=1", "the query is not a search of Observation"),
+        ("user/Observation.rs?_count=1", "not result parameters"),
+        ("user/*.rs?category=laboratory", "only a scope on one resource type"),
+        ("user/Observation.read?category=laboratory", "only a SMART v2 scope"),
+        ("user/Observation.rs?", "the query after '?' is empty"),
+        ("user/Observation.", "grants no permission"),
+    ],
+)
+def test_a_granular_scope_that_cannot_be_honoured_is_refused(database_url: str, scope: str, problem: str) -> None:
+    result = token(database_url, "create", "--name", "ehr", "--scope", scope)
     assert result.exit_code == 2, result.output
-    assert "(SMART v2 granular scopes) are not supported" in result.stderr
+    assert problem in result.stderr
     assert listed(database_url) == {}
 
 

@@ -366,6 +366,21 @@ def test_jwt_with_a_patient_reads_only_that_patient(jwt_app: Flask, rsa_key: Any
     assert_outcome(client.get("/fhir/Patient/p1", headers=nobody), 403, "forbidden")
 
 
+def test_jwt_with_a_narrowed_scope_reads_what_its_search_matches(jwt_app: Flask, rsa_key: Any) -> None:
+    client = jwt_app.test_client()
+    writer = bearer(signed(rsa_key, scope="system/*.cruds"))
+    for patient_id, gender in (("p1", "female"), ("p2", "male")):
+        patient = {"resourceType": "Patient", "id": patient_id, "gender": gender}
+        assert client.put(f"/fhir/Patient/{patient_id}", json=patient, headers=writer).status_code == 201
+    women = bearer(signed(rsa_key, scope="openid user/Patient.rs?gender=female"))
+    found = client.get("/fhir/Patient", headers=women).get_json()
+    assert [entry["resource"]["id"] for entry in found.get("entry", [])] == ["p1"]
+    assert_outcome(client.get("/fhir/Patient/p2", headers=women), 404, "not-found")
+    # One the server cannot honour exactly grants nothing.
+    unknown = bearer(signed(rsa_key, scope="user/Patient.rs?nonsense=1"))
+    assert_outcome(client.get("/fhir/Patient/p1", headers=unknown), 403, "forbidden")
+
+
 def test_smart_configuration_in_jwt_mode(make_app: Any, jwks_file: Path) -> None:
     app = make_app(
         auth_mode="jwt",

@@ -437,10 +437,14 @@ def test_v2_create_and_update_cannot_read(server: Server) -> None:
     assert server.read(f"Patient/{new_id}").status_code == 200
 
 
-def test_scope_narrowed_by_a_query_grants_nothing(server: Server) -> None:
+def test_scope_narrowed_by_a_query_grants_only_what_it_matches(server: Server) -> None:
+    """Granular scopes in full: tests/security/test_granular_scopes.py."""
     narrowed = server.token("user/Observation.rs?category=vital-signs")
-    assert_forbidden(server.client.get("/fhir/Observation/p1-obs", headers=narrowed))
-    assert_forbidden(server.client.get("/fhir/Observation", headers=narrowed))
+    assert server.client.get("/fhir/Observation/p1-obs", headers=narrowed).status_code == 404
+    assert ids(server.client.get("/fhir/Observation", headers=narrowed).get_json()) == set()
+    p1 = server.token("user/Observation.rs?subject=Patient/p1")
+    assert server.client.get("/fhir/Observation/p1-obs", headers=p1).status_code == 200
+    assert ids(server.client.get("/fhir/Observation", headers=p1).get_json()) == {"Observation/p1-obs"}
 
 
 # --- the audit trail and the auditor -------------------------------------------------------

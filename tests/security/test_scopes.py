@@ -66,9 +66,13 @@ def test_resource_scopes(text: str, expected: Scope) -> None:
         "launch/patient",
         "launch",
         "offline_access",
-        # A v2 scope narrowed by a query is not honoured, so grants nothing rather than more.
-        "patient/Observation.rs?category=x",
-        "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        # A v2 scope narrowed by a query it cannot honour exactly grants nothing rather than more.
+        "patient/Observation.rs?nonsense=x",
+        "patient/Observation.rs?_sort=date",
+        "patient/Observation.rs?",
+        "patient/*.rs?category=laboratory",
+        "patient/Observation.read?category=laboratory",
+        "patient/Frobnicate.rs?category=laboratory",
         "",
     ],
 )
@@ -77,13 +81,22 @@ def test_not_resource_scopes(text: str) -> None:
     assert not is_scope(text)
 
 
+def test_a_scope_narrowed_by_a_search_of_its_type() -> None:
+    text = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+    found = parse_scope(text)
+    assert found is not None and is_scope(text)
+    assert (found.level, found.resource_type, found.permissions) == ("patient", "Observation", "rs")
+    assert found.conditions is not None
+    assert [condition.parameter.code for condition in found.conditions] == ["category"]  # type: ignore[union-attr]
+
+
 def test_parse_scopes_keeps_only_resource_scopes() -> None:
-    text = "openid fhirUser launch/patient patient/Observation.rs?category=x patient/Observation.read  user/*.write"
+    text = "openid fhirUser launch/patient patient/Observation.rs?nonsense=x patient/Observation.read  user/*.write"
     assert parse_scopes(text) == (Scope("patient", "Observation", "rs"), Scope("user", "*", "cud"))
 
 
 def test_principal_grants_nothing_for_non_resource_scopes() -> None:
-    principal = Principal("app", "openid fhirUser launch/patient patient/Observation.rs?category=x", patient="p1")
+    principal = Principal("app", "openid fhirUser launch/patient patient/Observation.rs?nonsense=x", patient="p1")
     assert principal.scopes == ()
     assert access.reach(principal, "Observation", "r") is None
     assert access.reach(principal, "Observation", "s") is None

@@ -21,6 +21,7 @@ from fhir_twin.search.query import (
     Criterion,
     DateValue,
     InCompartment,
+    Narrowed,
     NumberValue,
     QuantityValue,
     ReferenceValue,
@@ -58,6 +59,11 @@ def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: 
         return or_(*(where(res_type, ids, part, base, correlated) for part in condition.criteria))
     if isinstance(condition, InCompartment):
         return _compartment(res_type, ids, condition)
+    if isinstance(condition, Narrowed):
+        if condition.resource_type != res_type:
+            return true()
+        ways = (and_(true(), *(where(res_type, ids, part, base, correlated) for part in way)) for way in condition.ways)
+        return or_(false(), *ways)
     if isinstance(condition, ReverseChain):
         ref = index_table("reference", condition.source_type)
         sources = select(ref.c.target_id).where(
@@ -68,6 +74,8 @@ def where(res_type: str, ids: Any, condition: Condition, base: str, correlated: 
         )
         if condition.within is not None:
             sources = sources.where(_compartment(condition.source_type, ref.c.res_id, InCompartment(condition.within)))
+        if condition.narrowed is not None:
+            sources = sources.where(where(condition.source_type, ref.c.res_id, condition.narrowed, base))
         return _member(ids, sources, correlated=correlated)
     return _criterion(res_type, ids, condition, base, correlated)
 
@@ -111,6 +119,8 @@ def _criterion(res_type: str, ids: Any, criterion: Criterion, base: str, correla
         if criterion.within is not None:
             held = InCompartment(criterion.within)
             chained = and_(chained, _compartment(criterion.chain_type, table.c.target_id, held))
+        if criterion.narrowed is not None:
+            chained = and_(chained, where(criterion.chain_type, table.c.target_id, criterion.narrowed, base))
         return _member(ids, rows.where(table.c.target_type == criterion.chain_type, chained), correlated=correlated)
     if criterion.modifier in TERMINOLOGY_MODIFIERS and parameter.type == "token":
         # Resolved to codes by ``store.search.terminology`` where the search runs; elsewhere unsupported.

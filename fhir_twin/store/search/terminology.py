@@ -11,7 +11,17 @@ from dataclasses import replace
 from sqlalchemy import Connection
 
 from fhir_twin.errors import Invalid, Issue
-from fhir_twin.search.query import AnyOf, CodeSet, Condition, Criterion, ReverseChain, Search, TokenValue, UriValue
+from fhir_twin.search.query import (
+    AnyOf,
+    CodeSet,
+    Condition,
+    Criterion,
+    Narrowed,
+    ReverseChain,
+    Search,
+    TokenValue,
+    UriValue,
+)
 from fhir_twin.store.search.conditions import TERMINOLOGY_MODIFIERS
 from fhir_twin.store.terminology import definitions
 from fhir_twin.terminology.definitions import Definitions
@@ -30,6 +40,8 @@ def resolve(connection: Connection, query: Search) -> Search:
 
 
 def _uses_terminology(condition: Condition) -> bool:
+    if isinstance(condition, Narrowed):
+        return any(_uses_terminology(part) for way in condition.ways for part in way)
     if isinstance(condition, AnyOf):
         return any(_uses_terminology(part) for part in condition.criteria)
     if isinstance(condition, ReverseChain):
@@ -42,6 +54,9 @@ def _uses_terminology(condition: Condition) -> bool:
 
 
 def _condition(condition: Condition, held: Definitions) -> Condition:
+    if isinstance(condition, Narrowed):
+        ways = tuple(tuple(_condition(part, held) for part in way) for way in condition.ways)
+        return replace(condition, ways=ways)
     if isinstance(condition, AnyOf):
         return replace(condition, criteria=tuple(_criterion(part, held) for part in condition.criteria))
     if isinstance(condition, ReverseChain):
