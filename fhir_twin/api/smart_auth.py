@@ -171,7 +171,7 @@ def _consent(
 ) -> dict[str, Any]:
     """The consent page: the scopes asked, and a patient picker for ``launch/patient`` unless
     the user is a patient (then it is their own record) or the EHR launch set the patient."""
-    scopes = (request.values.get("scope") or "").split()
+    scopes = list(dict.fromkeys((request.values.get("scope") or "").split()))  # each once, as asked
     picker: list[tuple[str, str]] = []
     own = _patient(found, None)
     if "launch/patient" in scopes and own is None and ehr is None:

@@ -428,3 +428,12 @@ def test_failed_sign_ins_from_one_address_are_throttled(live: dict[str, Any]) ->
     _, refused = _sign_in(live, url, "nurse", PASSWORD)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     _clear_failures(live)
+
+
+def test_a_scope_asked_twice_is_shown_once_on_the_consent_page(live: dict[str, Any]) -> None:
+    """fhirclient adds ``launch`` to an app's scopes that already name it: the user is asked once."""
+    launch = _launch(live)
+    session = _session(live, scope="launch launch openid fhirUser patient/*.rs")
+    _, consent = _sign_in(live, _url(live, session, launch=launch))
+    assert consent.status_code == 200, consent.text
+    assert consent.text.count("<li><code>launch</code></li>") == 1, consent.text
