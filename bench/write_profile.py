@@ -115,7 +115,9 @@ def main() -> int:
 
 
 class _TimedGate:
-    """Wraps a repository's write gate to count the CPU time of the thread holding it."""
+    """Wraps a repository's write gate to count the CPU time of the thread holding it. PostgreSQL has
+    no gate: there it counts write transactions, approximately when the Doctor's thread writes at
+    the same time as the request's."""
 
     def __init__(self, repository: Any) -> None:
         self._gate = repository._write_gate
@@ -130,7 +132,7 @@ class _TimedGate:
         self._started = time.thread_time()
 
     def __exit__(self, *exc: object) -> None:
-        # Only the holder runs here: the fields need no lock of their own.
+        # On SQLite only the holder runs here: the fields need no lock of their own.
         self.cpu += time.thread_time() - self._started
         self.entered += 1
         self._gate.__exit__(*exc)
