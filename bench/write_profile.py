@@ -3,8 +3,10 @@
 Builds the app as ``fhir-twin serve`` does (twin, Doctor and audit trail on; the garbage
 collector settled as ``serve`` settles it) on a new database, warms it with one round of the
 work, then runs ``--rounds`` more under ``cProfile`` and prints the rate without the profiler
-(resources per CPU-second, steadier than wall time on a shared machine) and the ``--top``
-functions of fhir-twin by cumulative time. ``docs/performance.md`` keeps what these showed.
+(resources per CPU-second, steadier than wall time on a shared machine), the share of that CPU
+time spent holding the write gate (the part two workers cannot overlap on SQLite), and the
+``--top`` functions of fhir-twin by cumulative time (``--sort tottime``: by their own time).
+``docs/performance.md`` keeps what these showed.
 
     python bench/write_profile.py ingest                      # the Synthea transaction Bundles, SQLite
     python bench/write_profile.py ingest --database postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 # The Bundles bench/ingest.py posts (this folder is on sys.path when a script here runs).
 from ingest import DEFAULT_FILES
@@ -39,10 +42,11 @@ def main() -> int:
     parser.add_argument("--database", default="", help="database URL (default: a temporary SQLite file)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds profiled after the warm-up round")
     parser.add_argument("--count", type=int, default=300, help="creates or reads per round (create, read)")
-    parser.add_argument("--top", type=int, default=40, help="functions to print")
+    parser.add_argument("--top", type=int, default=40, help="functions to print (0: the rates only, no profile)")
+    parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"), help="functions' order")
     args = parser.parse_args()
 
-    from fhir_twin.app import create_app
+    from fhir_twin.app import create_app, services_of
     from fhir_twin.cli import collector
     from fhir_twin.config import Config
 
@@ -51,6 +55,7 @@ def main() -> int:
     security = "none" if args.work == "ingest" else "tokens"
     app = create_app(Config(database_url=database, data_dir=folder, auth_mode=security, log_level="WARNING"))
     collector.settle()
+    gate = _TimedGate(services_of(app).repository)
     client = app.test_client()
     if args.work == "ingest":
         bundles = [path.read_bytes() for path in DEFAULT_FILES]
@@ -62,7 +67,6 @@ def main() -> int:
                 assert response.status_code == 200, response.data[:300]
 
     else:
-        from fhir_twin.app import services_of
         from fhir_twin.security import tokens
 
         secret, _ = tokens.create(services_of(app).repository, "profile", "system/*.cruds", None, None)
@@ -89,16 +93,49 @@ def main() -> int:
 
     one_round()
     print(f"{args.work}: {units * args.rounds} resources, {args.rounds} round(s) after a warm-up, on {database}")
+    gate.reset()
+    started = time.process_time()
     rate = _rate(one_round, units, args.rounds)
+    spent = time.process_time() - started
     print(f"without the profiler: {rate:,.0f} resources per CPU-second ({1000 / rate:.3f} ms each)")
+    print(
+        f"write gate held: {gate.cpu / spent:.0%} of that CPU time ({1000 * gate.cpu / (units * args.rounds):.3f} ms "
+        f"a resource), {gate.entered} times"
+    )
+    if args.top == 0:
+        return 0
     profile = cProfile.Profile()
     profile.enable()
     for _ in range(args.rounds):
         one_round()
     profile.disable()
     stats = pstats.Stats(profile)
-    stats.sort_stats("cumulative").print_stats("fhir_twin", args.top)
+    stats.sort_stats(args.sort).print_stats("fhir_twin", args.top)
     return 0
+
+
+class _TimedGate:
+    """Wraps a repository's write gate to count the CPU time of the thread holding it. PostgreSQL has
+    no gate: there it counts write transactions, approximately when the Doctor's thread writes at
+    the same time as the request's."""
+
+    def __init__(self, repository: Any) -> None:
+        self._gate = repository._write_gate
+        repository._write_gate = self
+        self.reset()
+
+    def reset(self) -> None:
+        self.cpu, self.entered, self._started = 0.0, 0, 0.0
+
+    def __enter__(self) -> None:
+        self._gate.__enter__()
+        self._started = time.thread_time()
+
+    def __exit__(self, *exc: object) -> None:
+        # On SQLite only the holder runs here: the fields need no lock of their own.
+        self.cpu += time.thread_time() - self._started
+        self.entered += 1
+        self._gate.__exit__(*exc)
 
 
 def _rate(work: Callable[[], None], units: int, rounds: int) -> float:

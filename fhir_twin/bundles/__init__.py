@@ -109,7 +109,7 @@ class Bundles:
             conditional = True
             for entry in entries:
                 entry.index_rows = None
-        answers: dict[int, dict[str, Any]] = {}
+        answers: dict[int, tuple[Entry, Response]] = {}
         with self.repository.transaction(write=True) as tx:
             # The resources updated by id: locked and read ahead together, not an entry at a time.
             tx.lock_current([_key(entry.path) for entry in entries if _by_id(entry) and entry.method == "PUT"])
@@ -122,8 +122,12 @@ class Bundles:
                     answer = self.route(entry.request(request))
                 except FhirError as error:
                     raise _at(entry, error) from None
-                answers[entry.index] = response_entry(answer, request.base, self._include_resource(request, entry))
-        return [answers[index] for index in range(len(entries))]
+                answers[entry.index] = entry, answer
+        # Built once the write gate is open again: SQLite's other writers need not wait for them.
+        return [
+            response_entry(answer, request.base, self._include_resource(request, entry))
+            for entry, answer in (answers[index] for index in range(len(entries)))
+        ]
 
     def _conditional_identities(self, request: Request, entries: list[Entry]) -> dict[str, str]:
         """``fullUrl`` → ``Type/id`` for conditional creates and updates, found by search."""

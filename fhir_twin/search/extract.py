@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from itertools import count
 from typing import Any
 
@@ -292,8 +292,13 @@ def _embedded(value: Any, param: str, group: int) -> list[IndexRow]:
 
 
 def _range(value: Any) -> tuple[datetime, datetime] | None:
-    if not isinstance(value, str):
-        return None
+    return _parsed_range(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parsed_range(value: str) -> tuple[datetime, datetime] | None:
+    """Cached: the resources of one encounter share their instants, so a Bundle indexes the same
+    text many times (in the Synthea Bundles of ``bench/``, 9 of 10 dates were seen before)."""
     try:
         return parse_range(value)
     except ValueError:

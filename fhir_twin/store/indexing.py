@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from operator import itemgetter
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select, text
@@ -37,7 +39,7 @@ def replace_index(connection: Connection, res_type: str, res_id: str, rows: list
     elif not fresh:
         for statement in _DELETES.values():
             connection.execute(statement, {"key_type": res_type, "key_id": res_id})
-    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     add_rows(by_table, res_type, res_id, rows)
     insert_rows(connection, by_table)
 
@@ -46,30 +48,79 @@ def replace_index(connection: Connection, res_type: str, res_id: str, rows: list
 # entries over about 2.7 kB); unindexed columns such as ``exact`` keep the whole value.
 INDEXED_LENGTH = 500
 _INDEXED_TEXT = ("normalized", "system", "code", "text", "type_system", "type_code", "url", "uri", "canonical_code")
-# Per kind of row, the indexed text columns it has.
-_TEXT_OF = {kind: tuple(name for name in _INDEXED_TEXT if name in kind.__dataclass_fields__) for kind in TABLE_OF}
+# The longest id ``target_id`` holds (a FHIR id has at most 64 characters): a longer one names no
+# resource here, so its row keeps no target.
+_TARGET_ID_LENGTH = 64
 
 
-def add_rows(by_table: dict[str, list[dict[str, Any]]], res_type: str, res_id: str, rows: list[IndexRow]) -> None:
-    """Add ``rows`` as insert parameters, per index table."""
+@dataclass(frozen=True)
+class _Layout:
+    """How a kind of index row becomes an insert's values: ``res_type``, ``res_id`` and then its
+    fields in order, as a tuple (``group`` fills ``grp``), so no dict is built per row."""
+
+    table: Table
+    columns: tuple[str, ...]
+    take: Callable[[IndexRow], tuple[Any, ...]]
+    # Positions in ``take``'s tuple of indexed text, and of ``target_type`` and ``target_id``.
+    texts: tuple[int, ...]
+    target: tuple[int, int] | None
+
+
+def _layout(kind: type[IndexRow], table: Table) -> _Layout:
+    names = tuple(kind.__dataclass_fields__)
+    target = (names.index("target_type"), names.index("target_id")) if kind is ReferenceRow else None
+    return _Layout(
+        table,
+        ("res_type", "res_id", *("grp" if name == "group" else name for name in names)),
+        attrgetter(*names),
+        tuple(place for place, name in enumerate(names) if name in _INDEXED_TEXT),
+        target,
+    )
+
+
+_LAYOUT = {kind: _layout(kind, table) for kind, table in TABLE_OF.items()}
+_TABLES = {table.name: table for table in INDEX_TABLES}
+_COLUMNS = {layout.table.name: layout.columns for layout in _LAYOUT.values()}
+
+
+def add_rows(by_table: dict[str, list[tuple[Any, ...]]], res_type: str, res_id: str, rows: list[IndexRow]) -> None:
+    """Add ``rows`` as insert values, per index table (``insert_rows`` sends them)."""
     for row in rows:
-        values = dict(vars(row))
-        for name in _TEXT_OF[type(row)]:
-            text = values[name]
-            if text is not None and len(text) > INDEXED_LENGTH:
-                values[name] = text[:INDEXED_LENGTH]
-        if isinstance(row, ReferenceRow) and row.target_id is not None and len(row.target_id) > 64:
-            values["target_type"] = values["target_id"] = None
-        values["grp"] = values.pop("group")
-        values["res_type"] = res_type
-        values["res_id"] = res_id
-        by_table[TABLE_OF[type(row)].name].append(values)
+        layout = _LAYOUT[type(row)]
+        values = layout.take(row)
+        if _too_long(values, layout):
+            values = _fitted(values, layout)
+        by_table[layout.table.name].append((res_type, res_id, *values))
 
 
-def insert_rows(connection: Connection, by_table: dict[str, list[dict[str, Any]]]) -> None:
-    """One multi-row insert per index table."""
-    for name, values_list in by_table.items():
-        insert_many(connection, _TABLES[name], values_list)
+def _too_long(values: tuple[Any, ...], layout: _Layout) -> bool:
+    for place in layout.texts:
+        text = values[place]
+        if text is not None and len(text) > INDEXED_LENGTH:
+            return True
+    if layout.target is not None:
+        target_id = values[layout.target[1]]
+        return target_id is not None and len(target_id) > _TARGET_ID_LENGTH
+    return False
+
+
+def _fitted(values: tuple[Any, ...], layout: _Layout) -> tuple[Any, ...]:
+    """Indexed text cut to ``INDEXED_LENGTH``; a target id too long for its column dropped with its type."""
+    fitted = list(values)
+    for place in layout.texts:
+        if fitted[place] is not None:
+            fitted[place] = fitted[place][:INDEXED_LENGTH]
+    if layout.target is not None:
+        target_type, target_id = layout.target
+        if fitted[target_id] is not None and len(fitted[target_id]) > _TARGET_ID_LENGTH:
+            fitted[target_type] = fitted[target_id] = None
+    return tuple(fitted)
+
+
+def insert_rows(connection: Connection, by_table: dict[str, list[tuple[Any, ...]]]) -> None:
+    """One multi-row insert per index table, of the values ``add_rows`` made."""
+    for name, rows in by_table.items():
+        _insert_tuples(connection, _TABLES[name], _COLUMNS[name], rows)
 
 
 def insert_many(connection: Connection, table: Table, values_list: list[dict[str, Any]]) -> None:
@@ -81,13 +132,19 @@ def insert_many(connection: Connection, table: Table, values_list: list[dict[str
     """
     if not values_list:
         return
-    if connection.dialect.name not in ("sqlite", "postgresql"):
-        connection.execute(insert(table), values_list)
-        return
     names = tuple(name for name in values_list[0] if name in table.c)
-    converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
     take = itemgetter(*names)
-    rows: list[Any] = [take(values) for values in values_list]
+    _insert_tuples(connection, table, names, [take(values) for values in values_list])
+
+
+def _insert_tuples(connection: Connection, table: Table, names: tuple[str, ...], rows: list[Any]) -> None:
+    """Rows of values in the order of the columns ``names``, converted by the column types and sent."""
+    if not rows:
+        return
+    if connection.dialect.name not in ("sqlite", "postgresql"):
+        connection.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    converting = [(place, process) for place, process in enumerate(_processors(connection, table, names)) if process]
     if converting:
         rows = [_converted(list(row), converting) for row in rows]
     if connection.dialect.name == "sqlite":
@@ -106,9 +163,6 @@ def insert_many(connection: Connection, table: Table, values_list: list[dict[str
 # rows is worth the second round trip (and keeps the INSERT far below the 65,535 parameters a
 # statement may have).
 COPY_FROM = 100
-
-
-_TABLES = {table.name: table for table in INDEX_TABLES}
 
 
 def _copy(connection: Connection, statement: str, rows: list[Any]) -> None:

@@ -178,7 +178,7 @@ class DatabaseTransaction:
         # next reads or ends, which makes a transaction Bundle of hundreds of creates cheap.
         self._new_versions: list[dict[str, Any]] = []
         self._new_resources: list[dict[str, Any]] = []
-        self._new_index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._new_index: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self.writable = writable
         self.referential_integrity = referential_integrity
         # Checked when the transaction ends, so entries of one transaction may refer to each other in
