@@ -14,25 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
+
 
 def requested(display_language: str | None, accept_language: str | None) -> list[str]:
     """The language ranges asked for, most wanted first (``q=0`` means not wanted)."""
     if display_language:
         return [display_language.strip().lower()]
-    weighted: list[tuple[float, int, str]] = []
-    for position, item in enumerate((accept_language or "").split(",")):
-        tag, *params = (piece.strip() for piece in item.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        if tag and weight > 0:
-            weighted.append((-weight, position, tag.lower()))
-    return [tag for _, _, tag in sorted(weighted)]
+    # Werkzeug's parser orders the ranges by weight, stably, and drops malformed weights.
+    ranges = parse_accept_header(accept_language or "", LanguageAccept)
+    return [tag.lower() for tag, weight in ranges if weight > 0]
 
 
 def matches(wanted: str, tag: str | None) -> bool:
