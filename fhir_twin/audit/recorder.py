@@ -26,7 +26,7 @@ from fhir_twin.audit.event import Occurrence, audit_event
 from fhir_twin.audit.throttle import Throttle
 from fhir_twin.fhir.instant import format_instant
 from fhir_twin.interactions.interaction import Completion
-from fhir_twin.interactions.message import Response
+from fhir_twin.interactions.message import Response, Streamed
 from fhir_twin.security.access import patients_in, patients_of
 from fhir_twin.signals import interaction_completed
 from fhir_twin.store import audit, audit_index
@@ -59,6 +59,8 @@ class _Queued:
     # The answer shows less than the resources it came from (a 304, a search with ``_elements``
     # or ``_summary``): their patients are looked up in the stored versions.
     stored: bool = False
+    # A streamed answer (an export file): the patients of the parts it sent, read again here.
+    streamed: Streamed | None = None
 
 
 class AuditRecorder(Worker):
@@ -112,8 +114,7 @@ class AuditRecorder(Worker):
             streamed = response.streamed
 
             def sent() -> None:
-                occurrence.patients |= streamed.patients
-                self._queue_up(_Queued(occurrence, None, False))
+                self._queue_up(_Queued(occurrence, streamed=streamed))
 
             streamed.when_sent(sent)
             return
@@ -143,10 +144,13 @@ class AuditRecorder(Worker):
             queued += [_Queued(summary) for summary in self.throttle.summaries(everything)]
             if not queued:
                 return 0
-            for item in queued:
-                if item.body is not None:
-                    item.occurrence.patients |= _patients(item.body)
             try:
+                for item in queued:
+                    if item.body is not None:
+                        item.occurrence.patients |= _patients(item.body)
+                    if item.streamed is not None:
+                        item.occurrence.patients |= item.streamed.patients(self.own)
+                        item.streamed = None  # looked up once, even if the write below fails
                 looked_up = [item for item in queued if item.stored]
                 if looked_up:
                     with self.own.transaction() as tx:

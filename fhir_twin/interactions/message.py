@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_twin.search.index import IndexRow
+from fhir_twin.store.repository import Repository
 
 
 @dataclass
@@ -50,25 +51,35 @@ class Request:
 class Streamed:
     """A body sent as it is read, part by part, never whole in memory (a Bulk Data export file).
 
-    With ``patients_in`` (the patients whose records a part holds) the patients of the parts sent
-    are gathered as they go, and the ``when_sent`` callbacks run once the body is sent, or dropped
-    unsent (a HEAD, a client gone): closed, as a WSGI server closes what it sends. The audit trail
-    records the download then, naming what was sent, without reading it again."""
+    It counts the parts sent, and the ``when_sent`` callbacks run once the body is sent, or dropped
+    unsent (a HEAD, a client gone): closed, as a WSGI server closes what it sends. With
+    ``patients_of_sent`` (the patients whose records the first N parts hold) the audit trail
+    names what was sent, worked out by its own thread afterwards: the download itself never waits
+    for it."""
 
-    def __init__(self, parts: Iterator[str], patients_in: Callable[[str], set[str]] | None = None) -> None:
+    def __init__(
+        self, parts: Iterator[str], patients_of_sent: Callable[[Repository, int], set[str]] | None = None
+    ) -> None:
         self._parts = parts
-        self._patients_in = patients_in
-        self.patients: set[str] = set()
+        self._patients_of_sent = patients_of_sent
+        self.sent = 0
         self._when_sent: list[Callable[[], None]] = []
         self._closed = False
+
+    def patients(self, repository: Repository) -> set[str]:
+        """The patients whose records the parts sent hold, read again from ``repository`` (the
+        audit thread's own, off the request's path)."""
+        if self._patients_of_sent is None or not self.sent:
+            return set()
+        return self._patients_of_sent(repository, self.sent)
 
     def when_sent(self, callback: Callable[[], None]) -> None:
         self._when_sent.append(callback)
 
     def __iter__(self) -> Iterator[bytes]:
         for part in self._parts:
-            if self._patients_in is not None:
-                self.patients |= self._patients_in(part)
+            # Counted once handed to the server: the audit trail errs towards naming a patient.
+            self.sent += 1
             yield part.encode("utf-8")
 
     def close(self) -> None:

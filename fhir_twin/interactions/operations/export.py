@@ -227,10 +227,18 @@ def output_file(context: Context, request: Request, _res_type: str | None, _res_
     _own_job(context.repository, job_id)
     if not files.has_file(context.repository, job_id, int(number)):
         raise NotFound(f"Export job {job_id!r} has no file {number}")
-    parts = files.file_parts(context.repository, job_id, int(number))
+    file_number = int(number)
+    parts = files.file_parts(context.repository, job_id, file_number)
+
+    def patients_of_sent(repository: Repository, count: int) -> set[str]:
+        found: set[str] = set()
+        for part, _ in zip(files.file_parts(repository, job_id, file_number), range(count), strict=False):
+            found |= _patients(part)
+        return found
+
     # With the audit trail kept, its record of the download names the patients of what was sent.
-    patients_in = _patients if context.config.audit else None
-    return Response(200, {}, content_type=NDJSON, streamed=Streamed(parts, patients_in))
+    streamed = Streamed(parts, patients_of_sent if context.config.audit else None)
+    return Response(200, {}, content_type=NDJSON, streamed=streamed)
 
 
 def _patients(part: str) -> set[str]:
