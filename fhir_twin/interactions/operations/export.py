@@ -251,13 +251,12 @@ def _narrowed() -> dict[str, tuple[tuple[str | None, str | None], ...]]:
     type's files hold only what the credential may read (IG v2 export.html: "only those
     resources that the requestor is authorized to access")."""
     principal = security.current()
-    if principal is None:
-        return {}
-    narrowed_types = sorted({scope.resource_type for scope in principal.scopes if scope.query is not None})
+    scopes = () if principal is None else principal.scopes
+    narrowed_types = sorted({scope.resource_type for scope in scopes if scope.query is not None})
     return {
         name: tuple((patient, scope.query) for patient, scope in ways)
         for name in narrowed_types
-        if (ways := narrowed_ways(principal, name, "r")) is not None
+        if principal is not None and (ways := narrowed_ways(principal, name, "r")) is not None
     }
 
 
