@@ -38,6 +38,7 @@ from fhir_twin.security.access import (
     require,
 )
 from fhir_twin.security.principal import Principal
+from fhir_twin.security.version_match import unjudged, version_matches
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.version import Version
 
@@ -65,6 +66,8 @@ class Guard:
         if interaction.name == "operation":
             self._operation(principal, interaction, request)
             return
+        if interaction.name in _HISTORIES:
+            _judgeable(principal, interaction.resource_type)
         if interaction.permission is None or interaction.resource_type is None:
             return
         held_to = require(principal, interaction.resource_type, interaction.permission)
@@ -155,10 +158,23 @@ class Guard:
         if held_to is not None and held_to != ALL:
             self._instance(held_to, interaction)
         res_id = interaction.resource_id
-        if res_id is not None and not self.matches(principal, interaction.resource_type, res_id, permission, None):
-            # A narrowed scope reaches a resource's history when the resource, as it now stands,
-            # matches: the versions are one resource's, which the scope grants or does not.
+        if res_id is not None and not self._some_version_matches(principal, interaction.resource_type, res_id):
+            # Each version is judged on its own content (``visible``); a resource none of whose
+            # versions the scopes match answers as one that does not exist.
             raise NotFound(f"{interaction.resource_type}/{res_id} is not known")
+
+    def _some_version_matches(self, principal: Principal, res_type: str, res_id: str) -> bool:
+        """Whether a history by ``principal`` shows some version of ``res_type/res_id``."""
+        if all(narrowing(principal, res_type, letter) is None for letter in _HISTORY_LETTERS):
+            return True
+        with self.repository.transaction() as tx:
+            current = tx.current(res_type, res_id)
+            last = 0 if current is None else current.version
+            for number in range(last, 0, -1):
+                found = tx.version(res_type, res_id, number)
+                if found is not None and _version_shown(principal, res_type, found.body):
+                    return True
+        return False
 
     def searchable(self, principal: Principal | None, types: tuple[str, ...]) -> tuple[str, ...]:
         """Of ``types``, those ``principal`` may search (a system search without ``_type``)."""
@@ -240,7 +256,8 @@ class Guard:
         kept: list[dict[str, Any]] = []
         withheld: list[dict[str, Any]] = []
         for entry in entries:
-            (kept if self._readable(principal, entry) else withheld).append(entry)
+            readable = self._version_readable if body.get("type") == "history" else self._readable
+            (kept if readable(principal, entry) else withheld).append(entry)
         if withheld:
             body = {**body, "entry": kept}
             if not kept:
@@ -251,7 +268,15 @@ class Guard:
                 body.pop("total", None)
         return Response(response.status, response.headers, body, response.content_type)
 
-    def _readable(self, principal: Principal, entry: dict[str, Any]) -> bool:
+    def _version_readable(self, principal: Principal, entry: dict[str, Any]) -> bool:
+        """A history entry: readable as any entry is, the scopes' narrowing judged on the
+        version it holds rather than on the resource as it now stands."""
+        res_type = _type_of(entry)
+        if res_type is None or not _version_shown(principal, res_type, entry.get("resource")):
+            return False
+        return self._readable(principal, entry, narrowed_now=False)
+
+    def _readable(self, principal: Principal, entry: dict[str, Any], narrowed_now: bool = True) -> bool:
         resource = entry.get("resource")
         res_type = _type_of(entry)
         if res_type is None:
@@ -259,7 +284,7 @@ class Guard:
         held_to = reach(principal, res_type, "r")
         if held_to is None:
             return False
-        narrowed = narrowing(principal, res_type, "r")
+        narrowed = narrowing(principal, res_type, "r") if narrowed_now else None
         if narrowed is not None:
             parts = str(entry.get("fullUrl", "")).rstrip("/").split("/")
             if not _found(self.repository, narrowed, parts[-1], "/".join(parts[:-2])):
@@ -339,9 +364,9 @@ class Guard:
             whole = res_type is None or res_type in ("Group", "Patient")
             exported = tuple(sorted(resource_types())) if whole else (str(res_type),)
             for exported_type in exported:
+                # A narrowed read is held to what it matches by the job itself (``Selection.narrowed``).
                 if reach(principal, exported_type, "r") != ALL:
                     raise Forbidden(f"${name} needs a user or system scope that reads every type exported")
-                _whole(principal, f"${name} exports", exported_type, "r")
         held_to = next((reach_ for reach_ in held if reach_ != ALL), ALL)
         if held_to == ALL:
             return
@@ -372,6 +397,34 @@ def _also_needed(interaction: Interaction, request: Request) -> tuple[str, ...]:
     return ("r",) if interaction.name == "patch" else ()
 
 
+_HISTORIES = ("history-instance", "history-type", "history-system")
+# A history needs ``s``; what it shows is read, so the version must match both letters' narrowing.
+_HISTORY_LETTERS = ("s", "r")
+
+
+def _judgeable(principal: Principal, res_type: str | None) -> None:
+    """403 naming the narrowed scopes whose query a history cannot judge a version against
+    (``security.version_match``), on ``res_type`` or, for the system history, on any type:
+    refused rather than showing versions that may not match."""
+    narrowed_types = {scope.resource_type for scope in principal.scopes if scope.query is not None}
+    types = sorted(narrowed_types) if res_type is None else [res_type]
+    for name in types:
+        scopes = [scope for letter in _HISTORY_LETTERS for scope in unjudged(principal, name, letter)]
+        if scopes:
+            message = (
+                f"The history of {name} shows a version only if it matches the scopes' search, which can be "
+                "judged for token, string, uri and reference parameters only, not for the query of"
+            )
+            raise _insufficient(message, scopes)
+
+
+def _version_shown(principal: Principal, res_type: str, resource: Any) -> bool:
+    """Whether the version ``resource`` (a body, parsed or stored text; None: a deletion) meets
+    the narrowing of every letter a history needs."""
+    body = None if resource is None else _as_dict(resource)
+    return all(version_matches(principal, res_type, body, letter) for letter in _HISTORY_LETTERS)
+
+
 _VERB = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 _VERBS_OF = {"r": "reads", "c": "creates"}
 
@@ -384,7 +437,7 @@ def _insufficient(message: str, scopes: list[str]) -> Forbidden:
 
 def _whole(principal: Principal, doing: str, res_type: str, permission: str) -> None:
     """403 when the grant an operation needs on ``res_type`` is narrowed by a query: what it reads
-    (a twin, an export) or makes stands for the whole record of the type, and built from part of
+    (a twin) or makes stands for the whole record of the type, and built from part of
     it would pass for the whole. Searches (``$lastn``) are confined instead."""
     if narrowed := narrowed_scopes(principal, res_type, permission):
         raise _insufficient(

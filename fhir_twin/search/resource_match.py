@@ -3,10 +3,11 @@
 A SubscriptionTopic's ``queryCriteria.previous`` is asked of the version a write replaced, which
 the index no longer holds (R4B subscriptiontopic.html, "queryCriteria"), and a backport
 Subscription's filter of a deleted resource likewise; so these are matched against the index
-rows ``extract`` gives of a body. Only the forms such criteria take are matched here:
+rows ``extract`` gives of a body; so are past versions a history shows under SMART scopes
+narrowed by a query (``security.version_match``). Only the forms such criteria take are matched here:
 token (plain and ``:not``), string (plain and ``:exact``), uri and reference parameters, AND of
 parameters, OR of comma lists; ``unsupported`` names anything else, so it is refused when the
-topic or Subscription is stored, never silently mismatched.
+topic or Subscription is stored (or the history asked), never silently mismatched.
 """
 
 from __future__ import annotations

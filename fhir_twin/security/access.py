@@ -30,6 +30,8 @@ from fhir_twin.security.scopes import Scope
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 # Reach of a grant: everything, or the compartment of the patient named.
 ALL = "*"
+# One way a narrowed grant reaches a resource: the compartment it is held to, and its scope.
+Way = tuple[str | None, Scope]
 
 
 def reach(principal: Principal, resource_type: str, permission: str) -> str | None:
@@ -55,29 +57,35 @@ def narrowing(principal: Principal, resource_type: str, permission: str) -> Narr
     is not (``reach`` then says all). The granting scopes are ORed (SMART v2: scopes add up); a
     scope not narrowed on the type, or on ``*``, lifts the narrowing at its level: a ``user`` or
     ``system`` one entirely, a ``patient`` one for the compartment."""
+    ways = narrowed_ways(principal, resource_type, permission)
+    if ways is None:
+        return None
+    return Narrowed(resource_type, tuple(_conditions(patient, scope) for patient, scope in ways))
+
+
+def narrowed_ways(principal: Principal, resource_type: str, permission: str) -> tuple[Way, ...] | None:
+    """The ways ``narrowing`` ORs, each the launch patient whose compartment it is held to (None:
+    none) and the scope it takes its query from; None when the grant is not narrowed. A job run
+    later (a bulk export) keeps the scopes' queries, written, and parses them again."""
     if principal.trusted:
         return None
     granting = [scope for scope in principal.scopes if scope.grants(resource_type, permission)]
     if not any(scope.conditions is not None for scope in granting):
         return None
-    ways: list[tuple[Condition, ...]] = []
+    ways: list[Way] = []
     for scope in granting:
-        way = _way(scope, principal, resource_type)
-        if way == ():
+        if scope.level == "patient" and (principal.patient is None or resource_type in AUDIT_TYPES):
+            continue  # it reaches nothing: no launch patient, or the audit trail
+        patient = principal.patient if scope.level == "patient" else None
+        if patient is None and scope.conditions is None:
             return None
-        if way is not None:
-            ways.append(way)
-    return Narrowed(resource_type, tuple(ways))
+        ways.append((patient, scope))
+    return tuple(ways)
 
 
-def _way(scope: Scope, principal: Principal, resource_type: str) -> tuple[Condition, ...] | None:
-    """The conditions one granting scope holds a resource to (``()``: none), or None when it
-    reaches nothing (a ``patient/`` scope without a launch patient, or on the audit trail)."""
-    held: tuple[Condition, ...] = ()
-    if scope.level == "patient":
-        if principal.patient is None or resource_type in AUDIT_TYPES:
-            return None
-        held = (InCompartment(principal.patient),)
+def _conditions(patient: str | None, scope: Scope) -> tuple[Condition, ...]:
+    """The conditions one way holds a resource to, ANDed: its compartment and its scope's search."""
+    held: tuple[Condition, ...] = () if patient is None else (InCompartment(patient),)
     return (*held, *(scope.conditions or ()))
 
 

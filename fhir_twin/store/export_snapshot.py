@@ -29,7 +29,7 @@ from fhir_twin.fhir.resource_types import is_resource_type
 from fhir_twin.fhir.subsetting import subset
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.search.parser import parse
-from fhir_twin.search.query import Search
+from fhir_twin.search.query import Condition, InCompartment, Narrowed, Search
 from fhir_twin.store import audit_index
 from fhir_twin.store.schema import idx_date, idx_reference, resource, resource_version
 from fhir_twin.store.search import matching
@@ -50,13 +50,18 @@ class Selection:
     for other levels); ``type_filters``, each type's ``_typeFilter`` queries; ``elements``, the
     ``_elements`` as given (``code`` for every type, ``Observation.code`` for one); ``base``, the
     URL that absolute references in the filters are read against; ``associated``, the
-    ``includeAssociatedData`` Provenance asked for (``LATEST`` or ``RELEVANT``), if any."""
+    ``includeAssociatedData`` Provenance asked for (``LATEST`` or ``RELEVANT``), if any;
+    ``narrowed``, per type the requester's SMART v2 scopes narrowed by a query grant read on,
+    the ways they OR (``security.access.narrowed_ways``): the launch patient whose compartment a
+    way is held to (None: none) and its scope's query (None: none). They are kept as written and
+    parsed again when the job runs."""
 
     members: tuple[str, ...] | None = None
     type_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     elements: tuple[str, ...] = ()
     base: str = ""
     associated: str | None = None
+    narrowed: dict[str, tuple[tuple[str | None, str | None], ...]] = field(default_factory=dict)
 
     def to_json(self) -> str | None:
         if self == Selection(base=self.base):
@@ -68,6 +73,7 @@ class Selection:
                 "elements": list(self.elements),
                 "base": self.base,
                 "associated": self.associated,
+                "narrowed": {name: [list(way) for way in ways] for name, ways in self.narrowed.items()},
             }
         )
 
@@ -83,7 +89,20 @@ class Selection:
             elements=tuple(data["elements"]),
             base=data["base"],
             associated=data.get("associated"),
+            narrowed={
+                name: tuple((patient, query) for patient, query in ways)
+                for name, ways in data.get("narrowed", {}).items()
+            },
         )
+
+    def narrowing(self, res_type: str) -> Narrowed | None:
+        """What the requester's narrowed scopes hold ``res_type`` to, or None when not narrowed
+        (SMART v2 scopes-and-launch-context.html, "Finer-grained resource constraints using
+        search parameters"; IG v2 export.html: only what "the requestor is authorized to access")."""
+        ways = self.narrowed.get(res_type)
+        if ways is None:
+            return None
+        return Narrowed(res_type, tuple(_way(res_type, patient, query) for patient, query in ways))
 
     def elements_of(self, res_type: str) -> tuple[str, ...]:
         """The elements asked of ``res_type``: the unqualified ones and those qualified with it;
@@ -120,6 +139,16 @@ def type_filter(query: str) -> tuple[str, Search]:
         return res_type, parse((res_type,), pairs, strict=True, default_count=1, max_count=1)
     except Invalid as error:
         raise Invalid.at("_typeFilter", f"_typeFilter {query!r} is not valid: {error.diagnostics}") from None
+
+
+def _way(res_type: str, patient: str | None, query: str | None) -> tuple[Condition, ...]:
+    """One way of a narrowing: the compartment, and the scope's query parsed as a search of
+    ``res_type`` (it parsed when the scope was granted)."""
+    held: tuple[Condition, ...] = () if patient is None else (InCompartment(patient),)
+    if query is None:
+        return held
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return (*held, *parse((res_type,), pairs, strict=True, default_count=1, max_count=1).conditions)
 
 
 def check_elements(elements: tuple[str, ...]) -> None:
@@ -171,6 +200,9 @@ def _candidates(
     if filters:
         base = job.selection.base
         conditions.append(or_(*(matching(type_filter(query)[1], base) for query in filters)))
+    narrowed = job.selection.narrowing(res_type)
+    if narrowed is not None:
+        conditions.append(matching(Search((res_type,), (narrowed,)), job.selection.base))
     return select(r.res_type, r.res_id, version_at.label("version")).where(*conditions)
 
 
@@ -237,7 +269,9 @@ def _associated(job: Snapshot, after: str, types: tuple[str, ...]) -> Select[Any
         .join(exported, and_(exported.c.target_type == ref.target_type, exported.c.target_id == ref.target_id))
         .where(ref.res_type == "Provenance", ref.param == "target")
     )
-    anytime = Snapshot("system", None, job.since, job.transaction_time)
+    # Held to the requester's narrowed scopes on Provenance, as its own pass is.
+    held = Selection(base=job.selection.base, narrowed=job.selection.narrowed)
+    anytime = Snapshot("system", None, job.since, job.transaction_time, held)
     if job.selection.associated == LATEST:
         # Only those alive at the transaction time compete for the latest.
         alive = _exported(anytime, _candidates(anytime, "Provenance")).subquery()

@@ -179,21 +179,56 @@ def test_what_the_scope_leaves_out_reads_as_missing(server: Server) -> None:
     same_as_missing(server, "GET", "/fhir/Observation/{id}", "p2-lab", labs)
 
 
-def test_history_shows_the_resources_that_now_match(server: Server) -> None:
+def test_history_shows_each_version_that_matches_on_its_own(server: Server) -> None:
     changed = observation("p1-vital", "p1", "vital-signs")
     changed["status"] = "amended"
     factories.put(server.client, changed, 200, server.system)
     history = server.client.get("/fhir/Observation/p1-vital/_history", headers=server.vitals)
-    assert [entry["resource"]["meta"]["versionId"] for entry in history.get_json()["entry"]] == ["2", "1"]
+    assert versions(history) == ["2", "1"]
     assert ids(server.client.get("/fhir/Observation/_history", headers=server.vitals)) == {"Observation/p1-vital"}
     every = server.client.get("/fhir/_history", headers=server.vitals)
     assert "Observation/p1-lab" not in ids(every)
     assert "total" not in every.get_json()
-    # Moved out of the scope's search, the resource's whole history is out of reach.
+    # Moved out of the scope's search: the versions that matched are shown, the new one is not.
     changed["category"] = [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}]
     factories.put(server.client, changed, 200, server.system)
-    same_as_missing(server, "GET", "/fhir/Observation/{id}/_history", "p1-vital", server.vitals)
-    assert ids(server.client.get("/fhir/Observation/_history", headers=server.vitals)) == set()
+    history = server.client.get("/fhir/Observation/p1-vital/_history", headers=server.vitals)
+    assert versions(history) == ["2", "1"]
+    assert "total" not in history.get_json()
+    typed = server.client.get("/fhir/Observation/_history", headers=server.vitals)
+    assert [entry["resource"]["meta"]["versionId"] for entry in typed.get_json()["entry"]] == ["2", "1"]
+    # Moved into it: only the version that matches is shown; deletions match nothing.
+    lab = observation("p1-lab", "p1", "vital-signs", GLUCOSE)
+    factories.put(server.client, lab, 200, server.system)
+    server.client.delete("/fhir/Observation/p1-lab", headers=server.system)
+    history = server.client.get("/fhir/Observation/p1-lab/_history", headers=server.vitals)
+    assert versions(history) == ["2"]
+    # Pages hold only what matches, and a next link still leads on.
+    first = server.client.get("/fhir/Observation/p1-vital/_history?_count=1", headers=server.vitals)
+    assert versions(first) == []
+    assert "total" not in first.get_json()
+    following = next(item["url"] for item in first.get_json()["link"] if item["relation"] == "next")
+    assert versions(server.client.get(following.split("localhost", 1)[1], headers=server.vitals)) == ["2"]
+    # A resource no version of which ever matched answers as one that does not exist.
+    same_as_missing(server, "GET", "/fhir/Observation/{id}/_history", "p2-lab", server.vitals)
+
+
+def versions(answer: TestResponse) -> list[str]:
+    assert answer.status_code == 200, answer.get_json()
+    return [entry["resource"]["meta"]["versionId"] for entry in answer.get_json().get("entry", [])]
+
+
+def test_history_refuses_a_scope_it_cannot_judge_a_version_against(server: Server) -> None:
+    dated = server.token("user/Observation.rs?date=ge2024-01-01 user/Patient.rs")
+    for path in ("/fhir/Observation/p1-vital/_history", "/fhir/Observation/_history", "/fhir/_history"):
+        refused(
+            server.client.get(path, headers=dated), "history of Observation", "user/Observation.rs?date=ge2024-01-01"
+        )
+    # Other types' history, and the search itself, are not refused.
+    assert server.client.get("/fhir/Patient/_history", headers=dated).status_code == 200
+    assert ids(server.client.get("/fhir/Observation", headers=dated)) == {
+        f"Observation/{name}" for name in ("p1-vital", "p1-lab", "p2-vital", "p2-lab")
+    }
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -295,7 +330,6 @@ def test_bundle_entries_are_held_alike(server: Server, vital_writer: dict[str, s
 def test_operations_that_read_the_whole_record_refuse_a_narrowed_scope(server: Server) -> None:
     others = " ".join(f"user/{name}.rs" for name in sorted(resource_types()) if name != "Observation")
     narrowed = server.token(f"{others} user/Observation.rs?category={VITALS}")
-    refused(server.client.get("/fhir/$export", headers={**narrowed, "Prefer": "respond-async"}), "$export", VITALS)
     refused(server.client.get("/fhir/Patient/p1/$twin", headers=narrowed), "$twin reads every Observation, and", VITALS)
     refused(server.client.get("/twin/patients/p1", headers=narrowed), VITALS)
     # Not narrowed, the same types read: allowed.

@@ -24,6 +24,10 @@ Provenance resources whose ``target`` is an exported resource (``RelevantProvena
 all; ``LatestProvenanceResources``: per target the latest by ``recorded``) in Provenance files
 after the rest; other values are refused, or ignored with a warning when lenient (IG v2
 export.html#query-parameters). A file is sent as it is read, a stored part at a time.
+
+A requester whose read of a type is granted by SMART v2 scopes narrowed by a query
+(``user/Observation.rs?category=...``) gets only what they match in that type's files, and in
+the associated Provenance: the narrowing is kept with the job, ANDed with its ``_typeFilter``.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from fhir_twin.interactions.message import Request, Response, Streamed
 from fhir_twin.interactions.operations import Context, Operation, Permission, parameters
 from fhir_twin.search.parameters import patient_compartment
 from fhir_twin.security import context as security
-from fhir_twin.security.access import patients_of
+from fhir_twin.security.access import narrowed_ways, patients_of
 from fhir_twin.store import export_files as files
 from fhir_twin.store import export_jobs as store
 from fhir_twin.store.export_snapshot import LATEST, RELEVANT, Selection, check_elements, type_filter
@@ -109,7 +113,7 @@ def kick_off(context: Context, request: Request, res_type: str | None, res_id: s
         scope="system" if res_type is None else "group" if res_type == "Group" else "patient",
         patient_id=res_id,
         requester=_requester(),
-        selection=Selection(members, type_filters, elements, request.base, associated),
+        selection=Selection(members, type_filters, elements, request.base, associated, _narrowed()),
     )
     wake(context.repository, ExportWorker)
     status_url = _url(request.base, "$export-poll-status", [("_jobId", job_id)])
@@ -247,6 +251,21 @@ def _patients(part: str) -> set[str]:
     for line in part.splitlines():
         found |= patients_of(json.loads(line))
     return found
+
+
+def _narrowed() -> dict[str, tuple[tuple[str | None, str | None], ...]]:
+    """Per type, what the requester's scopes narrowed by a query hold its read to (SMART v2
+    finer-grained scopes): kept with the job, whose worker runs without the credential, so each
+    type's files hold only what the credential may read (IG v2 export.html: "only those
+    resources that the requestor is authorized to access")."""
+    principal = security.current()
+    scopes = () if principal is None else principal.scopes
+    narrowed_types = sorted({scope.resource_type for scope in scopes if scope.query is not None})
+    return {
+        name: tuple((patient, scope.query) for patient, scope in ways)
+        for name in narrowed_types
+        if principal is not None and (ways := narrowed_ways(principal, name, "r")) is not None
+    }
 
 
 def _requester() -> str | None:
