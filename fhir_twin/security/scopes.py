@@ -17,6 +17,7 @@ invalid, so it grants nothing rather than more than it says.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl
@@ -44,6 +45,21 @@ class Scope:
 
     def grants(self, resource_type: str, permission: str) -> bool:
         return self.resource_type in ("*", resource_type) and permission in self.permissions
+
+
+def within(asked: Scope, registered: Iterable[Scope]) -> bool:
+    """Whether every permission ``asked`` names is one a ``registered`` scope of its level grants:
+    one not narrowed, or narrowed by the same search of the same type (SMART app-launch.html: a
+    client may ask for less than it was registered with, never more)."""
+    mine = [scope for scope in registered if scope.level == asked.level]
+    return all(
+        any(
+            scope.grants(asked.resource_type, permission)
+            and (scope.query is None or (scope.query == asked.query and scope.resource_type == asked.resource_type))
+            for scope in mine
+        )
+        for permission in asked.permissions
+    )
 
 
 def parse_scope(text: str) -> Scope | None:

@@ -11,7 +11,7 @@ from fhir_twin.search.parser import parse
 from fhir_twin.search.query import AnyOf, Criterion, InCompartment, ReverseChain, Search
 from fhir_twin.security import access
 from fhir_twin.security.principal import Principal
-from fhir_twin.security.scopes import Scope, is_scope, parse_scope, parse_scopes
+from fhir_twin.security.scopes import Scope, is_scope, parse_scope, parse_scopes, within
 from tests import factories
 
 pytestmark = pytest.mark.audited
@@ -324,3 +324,28 @@ def test_confine_reaches_into_any_of() -> None:
     assert any_of.criteria[0].within == "p1"
     with pytest.raises(Forbidden, match="search on Patient"):
         access.confine(query, Principal("app", "patient/Observation.rs", patient="p1"))
+
+
+VITALS = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+
+
+@pytest.mark.parametrize(
+    ("asked", "registered", "allowed"),
+    [
+        ("patient/Observation.rs", "patient/*.rs", True),
+        (f"patient/Observation.rs?{VITALS}", "patient/*.rs", True),  # less than registered
+        (f"patient/Observation.r?{VITALS}", f"patient/Observation.rs?{VITALS}", True),
+        ("patient/Observation.rs", f"patient/Observation.rs?{VITALS}", False),  # more than registered
+        ("patient/Observation.rs?status=final", f"patient/Observation.rs?{VITALS}", False),
+        ("patient/Observation.rs", "patient/Observation.r patient/Observation.s", True),
+        ("patient/Observation.rs", "user/*.rs", False),  # another level
+        ("system/*.rs", "system/Patient.rs", False),
+        ("patient/Observation.c", "patient/*.rs", False),
+    ],
+)
+def test_a_client_may_ask_for_less_than_it_was_registered_with_never_more(
+    asked: str, registered: str, allowed: bool
+) -> None:
+    scope = parse_scope(asked)
+    assert scope is not None
+    assert within(scope, parse_scopes(registered)) is allowed

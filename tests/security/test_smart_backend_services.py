@@ -179,6 +179,18 @@ def test_backend_service_gets_a_system_token_and_searches(live: dict[str, Any], 
     assert session.get(live["fhir"] + "/Observation").status_code == 403
 
 
+def test_a_backend_service_may_ask_a_scope_narrowed_by_a_search(live: dict[str, Any]) -> None:
+    """Less than it was registered with (``system/*.rs``): granted, and held to its search."""
+    session = _session(live)
+    narrowed = "system/Observation.rs?status=final"
+    token = session.fetch_token(live["token_url"], grant_type="client_credentials", scope=narrowed)
+    assert token["scope"] == narrowed
+    found = session.get(live["fhir"] + "/Observation")
+    assert found.status_code == 200
+    assert all(entry["resource"]["status"] == "final" for entry in found.json().get("entry", []))
+    assert session.get(live["fhir"] + "/Patient").status_code == 403
+
+
 def test_backend_token_kicks_off_a_system_export(live: dict[str, Any]) -> None:
     session = _session(live)
     session.fetch_token(live["token_url"], grant_type="client_credentials", scope="system/*.rs")
@@ -308,7 +320,7 @@ def test_replayed_jti_is_invalid_client(live: dict[str, Any]) -> None:
     [
         ("system/Observation.c", "not within the scopes this client is registered for"),
         ("system/*.cruds", "not within the scopes this client is registered for"),
-        ("system/Observation.rs?category=vital-signs", "not a system/ scope"),
+        ("system/Observation.rs?bogus=1", "not a system/ scope"),
         ("patient/Patient.rs", "not a system/ scope"),
         ("user/*.rs", "not a system/ scope"),
         ("", "scope is required"),

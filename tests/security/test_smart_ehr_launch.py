@@ -437,3 +437,13 @@ def test_a_scope_asked_twice_is_shown_once_on_the_consent_page(live: dict[str, A
     _, consent = _sign_in(live, _url(live, session, launch=launch))
     assert consent.status_code == 200, consent.text
     assert consent.text.count("<li><code>launch</code></li>") == 1, consent.text
+
+
+def test_an_app_may_ask_a_scope_narrowed_by_a_search_within_its_registration(live: dict[str, Any]) -> None:
+    """Registered with ``patient/*.rs``, the app may ask for vital signs alone and is granted just that."""
+    narrowed = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+    token = _token(live, _session(live, scope=f"launch openid fhirUser {narrowed}"), _launch(live))
+    assert narrowed in token["scope"].split() and "patient/*.rs" not in token["scope"].split()
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert requests.get(live["fhir"] + "/Observation", headers=bearer, timeout=10).status_code == 200
+    assert requests.get(live["fhir"] + "/Condition", headers=bearer, timeout=10).status_code == 403

@@ -22,7 +22,7 @@ from fhir_twin.fhir.instant import now
 from fhir_twin.security import tokens
 from fhir_twin.security.oauth.client_assertion import METHOD, AssertionRefused
 from fhir_twin.security.oauth.grants import Client
-from fhir_twin.security.scopes import parse_scope, parse_scopes
+from fhir_twin.security.scopes import parse_scope, parse_scopes, within
 from fhir_twin.store import oauth
 from fhir_twin.store.oauth import StoredGrant
 from fhir_twin.store.repository import Repository
@@ -52,7 +52,7 @@ class SystemGrant(grants.ClientCredentialsGrant):
             scope = parse_scope(text)
             if scope is None or scope.level != "system":
                 raise InvalidScopeError(f"{text!r} is not a system/ scope: a backend service asks for system/ scopes")
-            if not all(any(mine.grants(scope.resource_type, p) for mine in registered) for p in scope.permissions):
+            if not within(scope, registered):
                 raise InvalidScopeError(f"{text!r} is not within the scopes this client is registered for")
 
 

@@ -26,6 +26,7 @@ from authlib.oidc.core.grants import OpenIDCode
 
 from fhir_twin.fhir.instant import now
 from fhir_twin.security import tokens
+from fhir_twin.security.scopes import parse_scope, parse_scopes, within
 from fhir_twin.store import oauth, oauth_nonce
 from fhir_twin.store.oauth import StoredClient, StoredCode, StoredGrant, StoredUser
 from fhir_twin.store.repository import Repository
@@ -92,9 +93,16 @@ class Client(ClientMixin):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        """The scopes asked for that the client was registered with, in the order asked."""
+        """The scopes asked for that the client was registered with, in the order asked: a
+        resource scope also when it asks less than a registered one (``patient/Observation.rs?
+        category=...`` of a client registered with ``patient/*.rs``)."""
         allowed = set(self.stored.scope.split())
-        return " ".join(part for part in (scope or "").split() if part in allowed)
+        registered = parse_scopes(self.stored.scope)
+        return " ".join(
+            part
+            for part in (scope or "").split()
+            if part in allowed or ((asked := parse_scope(part)) is not None and within(asked, registered))
+        )
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris
