@@ -113,6 +113,9 @@ class Guard:
             return
         if all(narrowing(principal, res_type, letter) is None for letter in (*needed, "r")):
             return
+        if interaction.name == "vread" and interaction.version_id is not None:
+            self._vread(principal, res_type, res_id, interaction.version_id)
+            return
         with self.repository.transaction() as tx:
             current = tx.current(res_type, res_id)
         live = current is not None and not current.deleted
@@ -134,6 +137,25 @@ class Guard:
         if interaction.version_id is not None:
             raise NotFound(f"{res_type}/{res_id} has no version {interaction.version_id}")
         raise NotFound(f"{res_type}/{res_id} is not known")
+
+    def _vread(self, principal: Principal, res_type: str, res_id: str, version_id: str) -> None:
+        """A vread shows one version: judged on its own content, as a history shows it, so the
+        two agree however the resource stands now (404 as a missing version when it does not
+        match; a deletion matches nothing)."""
+        scopes = unjudged(principal, res_type, "r")
+        if scopes:
+            message = (
+                f"A version of {res_type} is shown only if it matches the scopes' search, which can be judged "
+                "for token, string, uri and reference parameters only, not for the query of"
+            )
+            raise _insufficient(message, scopes)
+        found = None
+        if version_id.isdigit():
+            with self.repository.transaction() as tx:
+                found = tx.version(res_type, res_id, int(version_id))
+        body = None if found is None or found.deleted else _as_dict(found.body)
+        if not version_matches(principal, res_type, body, "r"):
+            raise NotFound(f"{res_type}/{res_id} has no version {version_id}")
 
     def matches(self, principal: Principal, res_type: str, res_id: str, permission: str, base: str | None) -> bool:
         """Whether ``principal``'s grant of ``permission`` reaches ``res_type/res_id`` as it now

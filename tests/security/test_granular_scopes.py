@@ -197,12 +197,18 @@ def test_history_shows_each_version_that_matches_on_its_own(server: Server) -> N
     assert "total" not in history.get_json()
     typed = server.client.get("/fhir/Observation/_history", headers=server.vitals)
     assert [entry["resource"]["meta"]["versionId"] for entry in typed.get_json()["entry"]] == ["2", "1"]
+    # A vread reads what the history shows, and only that.
+    assert server.client.get("/fhir/Observation/p1-vital/_history/1", headers=server.vitals).status_code == 200
+    same_as_missing(server, "GET", "/fhir/Observation/{id}/_history/3", "p1-vital", server.vitals)
     # Moved into it: only the version that matches is shown; deletions match nothing.
     lab = observation("p1-lab", "p1", "vital-signs", GLUCOSE)
     factories.put(server.client, lab, 200, server.system)
     server.client.delete("/fhir/Observation/p1-lab", headers=server.system)
     history = server.client.get("/fhir/Observation/p1-lab/_history", headers=server.vitals)
     assert versions(history) == ["2"]
+    assert server.client.get("/fhir/Observation/p1-lab/_history/2", headers=server.vitals).status_code == 200
+    for version in ("1", "3", "9", "x"):
+        same_as_missing(server, "GET", f"/fhir/Observation/{{id}}/_history/{version}", "p1-lab", server.vitals)
     # Pages hold only what matches, and a next link still leads on.
     first = server.client.get("/fhir/Observation/p1-vital/_history?_count=1", headers=server.vitals)
     assert versions(first) == []
@@ -220,6 +226,8 @@ def versions(answer: TestResponse) -> list[str]:
 
 def test_history_refuses_a_scope_it_cannot_judge_a_version_against(server: Server) -> None:
     dated = server.token("user/Observation.rs?date=ge2024-01-01 user/Patient.rs")
+    vread = server.client.get("/fhir/Observation/p1-vital/_history/1", headers=dated)
+    refused(vread, "version of Observation", "user/Observation.rs?date=ge2024-01-01")
     for path in ("/fhir/Observation/p1-vital/_history", "/fhir/Observation/_history", "/fhir/_history"):
         refused(
             server.client.get(path, headers=dated), "history of Observation", "user/Observation.rs?date=ge2024-01-01"
