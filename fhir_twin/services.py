@@ -6,8 +6,8 @@ app; with ``workers=False`` it starts no thread either."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fhir_twin.audit.anchor_schedule import AnchorSchedule
 from fhir_twin.audit.recorder import AuditRecorder
 from fhir_twin.bundles import Bundles
 from fhir_twin.config import Config
@@ -38,6 +38,10 @@ from fhir_twin.twin.mapping_file import duration, load_mappings
 from fhir_twin.twin.operation import twin_operation
 from fhir_twin.twin.sync import TwinSync
 from fhir_twin.twin.twins import Twins
+
+if TYPE_CHECKING:
+    # cryptography (the checkpoints' signatures) loads only in a server that anchors its chain.
+    from fhir_twin.audit.anchor_schedule import AnchorSchedule
 
 DOCTOR = Principal("fhir-twin doctor", kind="server", trusted=True)
 # The MQTT bridge writes device readings as this: audited under its name, not limited by scopes.
@@ -184,9 +188,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
             else None
         ),
         anchors=(
-            AnchorSchedule(repository, config.audit_key, config.resolved_audit_anchor_to, config.audit_anchor_every)
-            if workers and config.audit and config.audit_anchor_every
-            else None
+            _anchor_schedule(repository, config) if workers and config.audit and config.audit_anchor_every else None
         ),
     )
 
@@ -269,3 +271,9 @@ def _router_and_doctor(
     if recorder is not None:
         recorder.listen(router)
     return router, doctor
+
+
+def _anchor_schedule(repository: Repository, config: Config) -> AnchorSchedule:
+    from fhir_twin.audit.anchor_schedule import AnchorSchedule
+
+    return AnchorSchedule(repository, config.audit_key, config.resolved_audit_anchor_to, config.audit_anchor_every)
