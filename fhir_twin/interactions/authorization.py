@@ -146,7 +146,7 @@ class Guard:
         if scopes:
             message = (
                 f"A version of {res_type} is shown only if it matches the scopes' search, which can be judged "
-                "for token, string, uri and reference parameters only, not for the query of"
+                "for token, string, uri, reference and date parameters only, not for the query of"
             )
             raise _insufficient(message, scopes)
         found = None
@@ -435,7 +435,7 @@ def _judgeable(principal: Principal, res_type: str | None) -> None:
         if scopes:
             message = (
                 f"The history of {name} shows a version only if it matches the scopes' search, which can be "
-                "judged for token, string, uri and reference parameters only, not for the query of"
+                "judged for token, string, uri, reference and date parameters only, not for the query of"
             )
             raise _insufficient(message, scopes)
 

@@ -3,8 +3,8 @@
 A history shows past versions, which the index no longer holds: a version is shown only if it,
 as it was written, matches the scopes' search (SMART v2 scopes-and-launch-context.html,
 "Finer-grained resource constraints using search parameters"), however the resource stands now.
-The search is run in memory (``search.resource_match``): token, string, uri and reference
-parameters. A scope whose query uses another cannot be judged on a body, so ``unjudged`` names
+The search is run in memory (``search.resource_match``): token, string, uri, reference and
+date parameters. A scope whose query uses another cannot be judged on a body, so ``unjudged`` names
 it and the history is refused rather than shown with versions that may not match.
 """
 

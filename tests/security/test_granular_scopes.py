@@ -219,22 +219,33 @@ def test_history_shows_each_version_that_matches_on_its_own(server: Server) -> N
     same_as_missing(server, "GET", "/fhir/Observation/{id}/_history", "p2-lab", server.vitals)
 
 
+def test_a_date_narrowed_scope_judges_each_version_by_its_date(server: Server) -> None:
+    """Dates are judged in memory as the database judges them: a version moved out of the
+    scope's dates is left out of the history, and its vread answers as a missing version."""
+    moved = observation("p2-vital", "p2", "vital-signs")
+    moved["effectiveDateTime"] = "2023-06-01T10:00:00Z"
+    factories.put(server.client, moved, 200, server.system)
+    dated = server.token("user/Observation.rs?date=ge2024-01-01")
+    assert versions(server.client.get("/fhir/Observation/p2-vital/_history", headers=dated)) == ["1"]
+    assert server.client.get("/fhir/Observation/p2-vital/_history/1", headers=dated).status_code == 200
+    same_as_missing(server, "GET", "/fhir/Observation/{id}/_history/2", "p2-vital", dated)
+
+
 def versions(answer: TestResponse) -> list[str]:
     assert answer.status_code == 200, answer.get_json()
     return [entry["resource"]["meta"]["versionId"] for entry in answer.get_json().get("entry", [])]
 
 
 def test_history_refuses_a_scope_it_cannot_judge_a_version_against(server: Server) -> None:
-    dated = server.token("user/Observation.rs?date=ge2024-01-01 user/Patient.rs")
-    vread = server.client.get("/fhir/Observation/p1-vital/_history/1", headers=dated)
-    refused(vread, "version of Observation", "user/Observation.rs?date=ge2024-01-01")
+    weighed = server.token("user/Observation.rs?value-quantity=gt0 user/Patient.rs")
+    scope = "user/Observation.rs?value-quantity=gt0"
+    vread = server.client.get("/fhir/Observation/p1-vital/_history/1", headers=weighed)
+    refused(vread, "version of Observation", scope)
     for path in ("/fhir/Observation/p1-vital/_history", "/fhir/Observation/_history", "/fhir/_history"):
-        refused(
-            server.client.get(path, headers=dated), "history of Observation", "user/Observation.rs?date=ge2024-01-01"
-        )
+        refused(server.client.get(path, headers=weighed), "history of Observation", scope)
     # Other types' history, and the search itself, are not refused.
-    assert server.client.get("/fhir/Patient/_history", headers=dated).status_code == 200
-    assert ids(server.client.get("/fhir/Observation", headers=dated)) == {
+    assert server.client.get("/fhir/Patient/_history", headers=weighed).status_code == 200
+    assert ids(server.client.get("/fhir/Observation", headers=weighed)) == {
         f"Observation/{name}" for name in ("p1-vital", "p1-lab", "p2-vital", "p2-lab")
     }
 

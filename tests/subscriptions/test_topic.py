@@ -104,7 +104,7 @@ def test_topics_are_stored_and_searched_by_url_and_status(client: FlaskClient) -
             "colour",
         ),
         (
-            {"resourceTrigger": [{"resource": "Patient", "queryCriteria": {"current": "birthdate=gt2000"}}]},
+            {"resourceTrigger": [{"resource": "Patient", "queryCriteria": {"current": "birthdate=ap2000"}}]},
             "SubscriptionTopic.resourceTrigger[0].queryCriteria.current",
             "birthdate",
         ),
