@@ -55,7 +55,7 @@ def create_app(config: Config | dict[str, Any] | None = None, *, to_fork: bool =
     if config.auth_mode == "tokens":
         # The SMART authorization server issues API tokens, which only ``tokens`` mode accepts.
         smart_auth.register(app, services.repository, config)
-        smart_ehr_launch.register(app, services.repository, services.authenticator, config)
+        smart_ehr_launch.register(app, services.repository, services.authenticator, services.interactions.route, config)
     # Request ids, logging and CORS preflights come before authentication.
     hygiene.register(app, config)
     security.register(app, services.authenticator, services.interactions, config)

@@ -2,20 +2,36 @@
 App: EHR Launch"; the launch id is opaque, so how the EHR gets one is this server's choice). The
 EHR authenticates with an API token that may read the Patient (and the Encounter) it puts in
 context, and sends ``client_id``, ``patient`` and optionally ``encounter`` as a form; the answer
-is ``201`` with the ``launch`` id, the ``iss`` and the app's launch ``url`` to open."""
+is ``201`` with the ``launch`` id, the ``iss`` and the app's launch ``url`` to open.
+
+Whether it may is a read of each through the router, as the token's own request would be: its
+scopes (narrowed ones included), compartment and audit apply, so the audit trail records who
+put which patient in context."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from fhir_twin.config import Config
-from fhir_twin.errors import Forbidden, Invalid
-from fhir_twin.security import access
+from fhir_twin.errors import FhirError, Forbidden, Invalid
+from fhir_twin.interactions.message import Request
+from fhir_twin.interactions.message import Response as FhirResponse
 from fhir_twin.security.authentication import Authenticator
+from fhir_twin.security.context import acting_as
+from fhir_twin.security.principal import Principal
 from fhir_twin.store.repository import Repository
 
 
-def register(app: Flask, repository: Repository, authenticator: Authenticator, config: Config) -> None:
+def register(
+    app: Flask,
+    repository: Repository,
+    authenticator: Authenticator,
+    route: Callable[[Request], FhirResponse],
+    config: Config,
+) -> None:
     blueprint = Blueprint("smart_ehr_launch", __name__)
 
     @blueprint.post("/auth/launch")
@@ -27,11 +43,10 @@ def register(app: Flask, repository: Repository, authenticator: Authenticator, c
         encounter = request.form.get("encounter") or None
         if not client_id or not patient:
             raise Invalid("A launch needs the form parameters client_id and patient")
-        if access.reach(principal, "Patient", "r") not in (access.ALL, patient):
-            raise Forbidden(f"This token may not read Patient/{patient}, so it cannot launch an app for it")
-        if encounter is not None and access.reach(principal, "Encounter", "r") not in (access.ALL, patient):
-            raise Forbidden(f"This token may not read Encounter/{encounter}, so it cannot put it in context")
         iss = config.base_url.rstrip("/") if config.base_url else request.url_root.rstrip("/") + "/fhir"
+        _read(route, principal, f"Patient/{patient}", iss)
+        if encounter is not None:
+            _read(route, principal, f"Encounter/{encounter}", iss)
         try:
             made = launch.create(repository, client_id, patient, encounter, iss)
         except ValueError as error:
@@ -45,3 +60,17 @@ def register(app: Flask, repository: Repository, authenticator: Authenticator, c
         return response
 
     app.register_blueprint(blueprint)
+
+
+def _read(route: Callable[[Request], FhirResponse], principal: Principal, reference: str, base: str) -> None:
+    """400 when ``reference`` is not there to read (missing, deleted, or outside what the token
+    reaches, alike), 403 when the token may not read its type."""
+    try:
+        with acting_as(principal):
+            status = route(Request("GET", reference, base)).status
+    except FhirError as error:
+        status = error.status
+    if status in (HTTPStatus.NOT_FOUND, HTTPStatus.GONE, HTTPStatus.BAD_REQUEST):
+        raise Invalid(f"There is no {reference} this token may read to put in context")
+    if status != HTTPStatus.OK:
+        raise Forbidden(f"This token may not read {reference}, so it cannot put it in context")

@@ -293,8 +293,12 @@ def test_http_launch_refusals(live: dict[str, Any]) -> None:
     missing = requests.post(url, data={"client_id": live["chart"]}, headers=system)
     assert missing.status_code == 400 and "client_id and patient" in missing.json()["issue"][0]["diagnostics"]
     other_patient = bearer(live["app"], "patient/*.rs", "p2")
+    # Another patient's record answers as a missing one, as a read of it would.
     refused = requests.post(url, data={"client_id": live["chart"], "patient": "p1"}, headers=other_patient)
-    assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
+    assert refused.status_code == 400 and "no Patient/p1" in refused.json()["issue"][0]["diagnostics"]
+    men_only = bearer(live["app"], "user/Patient.rs?gender=male user/Encounter.rs")
+    refused = requests.post(url, data={"client_id": live["chart"], "patient": "p1"}, headers=men_only)
+    assert refused.status_code == 400 and "no Patient/p1" in refused.json()["issue"][0]["diagnostics"]
     no_encounters = bearer(live["app"], "user/Patient.rs")
     refused = requests.post(
         url, data={"client_id": live["chart"], "patient": "p1", "encounter": "e1"}, headers=no_encounters
@@ -305,7 +309,7 @@ def test_http_launch_refusals(live: dict[str, Any]) -> None:
         ({"client_id": live["standalone"], "patient": "p1"}, "'launch' scope"),
         ({"client_id": live["chart"], "patient": "p9"}, "Patient/p9"),
         ({"client_id": live["chart"], "patient": "p2", "encounter": "e1"}, "Encounter/e1 of Patient/p2"),
-        ({"client_id": live["chart"], "patient": "p1", "encounter": "e9"}, "Encounter/e9 of Patient/p1"),
+        ({"client_id": live["chart"], "patient": "p1", "encounter": "e9"}, "no Encounter/e9"),
     ):
         answer = requests.post(url, data=form, headers=system)
         assert answer.status_code == 400 and named in answer.json()["issue"][0]["diagnostics"], answer.text
@@ -447,3 +451,17 @@ def test_an_app_may_ask_a_scope_narrowed_by_a_search_within_its_registration(liv
     bearer = {"Authorization": f"Bearer {token['access_token']}"}
     assert requests.get(live["fhir"] + "/Observation", headers=bearer, timeout=10).status_code == 200
     assert requests.get(live["fhir"] + "/Condition", headers=bearer, timeout=10).status_code == 403
+
+
+def test_an_http_launch_is_audited_as_the_ehrs_reads_of_what_it_puts_in_context(live: dict[str, Any]) -> None:
+    ehr = bearer(live["app"], "user/Patient.rs user/Encounter.rs", name="Ward EHR")
+    form = {"client_id": live["chart"], "patient": "p1", "encounter": "e1"}
+    assert requests.post(live["base"] + "/auth/launch", data=form, headers=ehr).status_code == 201
+    reads = [
+        entity["what"]["reference"]
+        for event in _audit_events(live)
+        if any(agent["name"] == "Ward EHR" for agent in event["agent"])
+        for entity in event.get("entity", [])
+        if "what" in entity
+    ]
+    assert "Patient/p1/_history/1" in reads and "Encounter/e1/_history/1" in reads
