@@ -23,8 +23,6 @@ from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from fhir_twin.errors import FhirError
-from fhir_twin.fhir.resource_types import is_resource_type
-from fhir_twin.search.parser import parse
 from fhir_twin.search.query import Condition
 
 PERMISSIONS = "cruds"
@@ -91,7 +89,11 @@ def scope_problem(text: str) -> str | None:
 
 
 def _query_problem(resource_type: str, permissions: str, query: str) -> str | None:
-    """Why the query narrowing a scope cannot be honoured exactly, or None."""
+    """Why the query narrowing a scope cannot be honoured exactly, or None. (The resource types
+    and the search parser, with fhir.resources behind them, load only for a narrowed scope:
+    ``fhir-twin --help`` reads this module.)"""
+    from fhir_twin.fhir.resource_types import is_resource_type
+
     if resource_type == "*" or not is_resource_type(resource_type):
         return "only a scope on one resource type may be narrowed by a query"
     if permissions in _V1 or not permissions:
@@ -113,6 +115,8 @@ def _query_problem(resource_type: str, permissions: str, query: str) -> str | No
 def _conditions(resource_type: str, query: str) -> tuple[Condition, ...]:
     """The conditions of a scope's query, as a search of ``resource_type`` parses them (strictly:
     an unknown parameter is refused, never ignored)."""
+    from fhir_twin.search.parser import parse
+
     pairs = parse_qsl(query, keep_blank_values=True)
     return parse((resource_type,), pairs, strict=True, default_count=1, max_count=1).conditions
 
