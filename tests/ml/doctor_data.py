@@ -287,12 +287,14 @@ put = partial(factories.put, status=(200, 201))
 
 
 def record_p1(client: FlaskClient) -> dict[str, Any]:
-    """p1, 55, with pneumonia, the medium NEWS2 set of 10 minutes ago and cholesterol of 2 hours
-    ago: every model has what it needs. The stored Patient."""
+    """p1, 55, with pneumonia, the medium NEWS2 set of 10 minutes ago and cholesterol of a minute
+    before it: every model has what it needs. The stored Patient. (Both on one day, so the stable
+    systolic BP is the NEWS2 set's alone; two hours apart, they straddled midnight in the first
+    two hours of a UTC day and the BP was the mean of two days' readings.)"""
     stored = put(client, patient("p1"))
     transaction(
         client,
-        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(hours=2))],
+        [infection("p1"), *news2_set("p1", MEDIUM, ago(minutes=10)), *cardiovascular_set("p1", ago(minutes=11))],
     )
     return stored
 
