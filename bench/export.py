@@ -211,13 +211,7 @@ def main() -> None:
             target = size // PER_PATIENT
             load_rate = load(url, patients, target)
             patients = target
-            answer = subprocess.run(
-                [sys.executable, __file__, "--child", url, str(patients * PER_PATIENT)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            result = json.loads(answer.stdout.strip().splitlines()[-1])
+            result = _in_child("--child", url, str(patients * PER_PATIENT))
             print(
                 f"{result['resources']:>10} {load_rate:>8.0f} {result['files']:>6} {result['write_rate']:>9.0f} "
                 f"{result['rate']:>12.0f} {result['rss_before_mb']:>9.1f}MB {result['peak_mb']:>7.1f}MB",
@@ -226,13 +220,7 @@ def main() -> None:
             downloads.append((patients * (PER_PATIENT - 1), one_file(url)))
         print(f"\n{'download of one file':>20} {'MB':>7} {'MB/s':>6} {'RSS before':>11} {'peak RSS':>9}")
         for observations, job_id in downloads:
-            answer = subprocess.run(
-                [sys.executable, __file__, "--download", url, job_id, str(observations)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            result = json.loads(answer.stdout.strip().splitlines()[-1])
+            result = _in_child("--download", url, job_id, str(observations))
             print(
                 f"{observations:>13} lines {result['file_mb']:>7.1f} {result['rate']:>6.1f} "
                 f"{result['rss_before_mb']:>9.1f}MB {result['peak_mb']:>7.1f}MB",
@@ -244,6 +232,13 @@ def main() -> None:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
         temporary.cleanup()
+
+
+def _in_child(*arguments: str) -> dict[str, Any]:
+    """Run this script with ``arguments`` in a fresh process (its memory is the figure) and read
+    the JSON its last line prints."""
+    answer = subprocess.run([sys.executable, __file__, *arguments], check=True, capture_output=True, text=True)
+    return dict(json.loads(answer.stdout.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":
