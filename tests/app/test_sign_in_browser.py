@@ -18,6 +18,9 @@ def test_a_refused_token_is_said_so_and_not_kept(app_server: AppServer, browser:
     browser.get(f"{app_server.root}/app/")
     browser.find_element(By.ID, "token").send_keys("ftw_not-a-token")
     browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+    # The refusal sends the page back to sign-in afresh; the problem is read on that new page, not on
+    # the one it replaces (whose element goes stale as it goes).
+    WebDriverWait(browser, 10).until(expected_conditions.url_to_be(f"{app_server.root}/app/?expired=1"))
     problem = WebDriverWait(browser, 10).until(expected_conditions.visibility_of_element_located((By.ID, "problem")))
     assert "sign in again" in problem.text
     assert browser.execute_script("return sessionStorage.getItem('fhir-twin.token')") is None
