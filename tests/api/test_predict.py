@@ -331,7 +331,7 @@ def assessed(app: Flask, client: FlaskClient, p1: str) -> tuple[datetime, dict[s
     high = NEWS2_VECTORS[3][0]
     transaction(
         client,
-        [infection("p2"), *news2_set("p2", high, ago(minutes=10)), *cardiovascular_set("p2", ago(hours=2), hdl=38)],
+        [infection("p2"), *news2_set("p2", high, ago(minutes=10)), *cardiovascular_set("p2", ago(minutes=11), hdl=38)],
     )
     settle(app)
     every = search(client, "RiskAssessment")

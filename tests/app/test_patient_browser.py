@@ -108,7 +108,7 @@ def record(app_server: AppServer) -> dict[str, Any]:
         [
             infection("app-p1"),
             *news2_set("app-p1", MEDIUM, ago(minutes=10)),
-            *cardiovascular_set("app-p1", ago(hours=2)),
+            *cardiovascular_set("app-p1", ago(minutes=11)),
             *_glucose("app-p1"),
         ],
     )

@@ -335,7 +335,8 @@ Roster = dict[str, tuple[str, int | None, float | None]]
 
 def roster_resources(roster: Roster) -> list[dict[str, Any]]:
     """Each patient of ``roster`` named, identified as ``urn:mrn|mrn-{id}``, with its NEWS2 set
-    30 minutes ago and its cardiovascular set 2 hours ago."""
+    30 minutes ago and its cardiovascular set a minute before it (two readings hours apart can fall on
+    two UTC days, and the stable systolic BP averages each day's newest)."""
     resources: list[dict[str, Any]] = []
     for res_id, (name, vector, cholesterol) in roster.items():
         given, family = name.split()
@@ -346,7 +347,7 @@ def roster_resources(roster: Roster) -> list[dict[str, Any]]:
         if vector is not None:
             resources += news2_set(res_id, NEWS2_VECTORS[vector][0], ago(minutes=30))
         if cholesterol is not None:
-            resources += cardiovascular_set(res_id, ago(hours=2), total_cholesterol=cholesterol)
+            resources += cardiovascular_set(res_id, ago(minutes=31), total_cholesterol=cholesterol)
     return resources
 
 
