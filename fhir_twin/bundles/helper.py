@@ -22,6 +22,7 @@ pipe closes, and while it starts up it watches its parent.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import sys
@@ -161,6 +162,9 @@ class Session:
     def __init__(self, helper: Helper) -> None:
         self._helper = helper
         self._first = helper._next_chunk
+        # Looked at between every two entries: a poll object made once, not a selector per look.
+        self._incoming = select.poll()
+        self._incoming.register(helper._pipe().fileno(), select.POLLIN)
         # Sent and not answered; of those, the ones the request took back.
         self._waiting: set[int] = set()
         self._dropped: set[int] = set()
@@ -190,7 +194,7 @@ class Session:
         connection = self._helper._pipe()
         found = []
         try:
-            while self._waiting and connection.poll():
+            while self._waiting and self._incoming.poll(0):
                 chunk, answers = connection.recv()
                 if chunk >= self._first:
                     self._waiting.discard(chunk)
