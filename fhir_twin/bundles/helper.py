@@ -30,13 +30,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_twin.fhir.validation import validate_resource
 from fhir_twin.search.extract import extract
 from fhir_twin.search.index import IndexRow
+
+if TYPE_CHECKING:
+    # multiprocessing loads with the first helper: an idle server's processes go without it.
+    from multiprocessing.connection import Connection
 
 # A resource to validate, and whether its index rows are wanted too.
 Item = tuple[dict[str, Any], bool]
@@ -107,6 +110,8 @@ class Helper:
     def _start(self) -> None:
         """A new interpreter (``posix_spawn``: no fork of this process and its threads, nothing of
         its ``__main__`` run again), given one end of a socket pair."""
+        from multiprocessing.connection import Connection
+
         ours, theirs = socket.socketpair()
         with ours, theirs:
             os.set_inheritable(theirs.fileno(), True)
@@ -231,8 +236,11 @@ def serve(fd: int) -> None:
     # ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
-    connection = Connection(fd)
+    from multiprocessing.connection import Connection
+
     from fhir_twin.fhir.resource_types import resource_types
+
+    connection = Connection(fd)
 
     resource_types()
     pending: dict[int, tuple[str, list[Item]]] = {}
