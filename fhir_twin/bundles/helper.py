@@ -16,7 +16,7 @@ The helper is only ever a shortcut: what it sends back is what the request's thr
 computed; an entry it could not do (invalid, or anything raised) and everything a dead helper
 owed are done again by the request, which so raises the same error as ever. A helper that died
 is replaced at the next large Bundle. It ends with its server process, however that ends: its
-pipe closes, and while it starts up it watches its parent.
+pipe closes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,8 +51,6 @@ _READY = "ready"
 _MAIN = (
     "import sys; sys.path.insert(0, sys.argv[1]); from fhir_twin.bundles.helper import serve; serve(int(sys.argv[2]))"
 )
-# How often the helper looks whether its server process is still there (it may be importing).
-_PARENT_CHECK = 0.5
 
 
 class HelperLost(Exception):
@@ -230,42 +227,48 @@ class Session:
 
 
 def serve(fd: int) -> None:
-    """The helper process: chunks in, their answers out, in order, until the pipe closes or the
-    server process is gone."""
+    """The helper process: chunks in, their answers out, in order. A thread of its own reads what
+    comes from the first moment, so the server process's sends never wait on a helper busy sending
+    (two full socket buffers, each side waiting for the other), and the helper exits as soon as
+    the pipe closes, even in the middle of its start-up."""
     # A terminal's Ctrl-C reaches the whole process group: the server process decides, the helper
     # ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
     from multiprocessing.connection import Connection
 
+    connection = Connection(fd)
+    pending: dict[int, tuple[str, list[Item]]] = {}
+    arrived = threading.Condition()
+    threading.Thread(target=_read, args=(connection, pending, arrived), daemon=True).start()
     from fhir_twin.fhir.resource_types import resource_types
 
-    connection = Connection(fd)
-
     resource_types()
-    pending: dict[int, tuple[str, list[Item]]] = {}
     try:
         connection.send(_READY)
         while True:
-            while not pending or connection.poll():
-                kind, chunk, *rest = connection.recv()
+            with arrived:
+                while not pending:
+                    arrived.wait()
+                chunk = next(iter(pending))
+                base, items = pending.pop(chunk)
+            connection.send((chunk, _answer(items, base)))
+    except OSError:
+        os._exit(0)
+
+
+def _read(connection: Connection, pending: dict[int, tuple[str, list[Item]]], arrived: threading.Condition) -> None:
+    """The helper's reading thread: chunks queued, dropped ones taken out; the end at the pipe's."""
+    try:
+        while True:
+            kind, chunk, *rest = connection.recv()
+            with arrived:
                 if kind == "work":
                     pending[chunk] = (rest[0], rest[1])
+                    arrived.notify()
                 else:
                     pending.pop(chunk, None)
-            chunk = next(iter(pending))
-            base, items = pending.pop(chunk)
-            connection.send((chunk, _answer(items, base)))
     except (EOFError, OSError):
-        return
-
-
-def _end_with(parent: int) -> None:
-    """Exit once the server process is gone, even in the middle of start-up (the pipe says so
-    only when the helper next reads it)."""
-    while os.getppid() == parent:
-        time.sleep(_PARENT_CHECK)
-    os._exit(0)
+        os._exit(0)
 
 
 def _answer(items: list[Item], base: str) -> Answers:

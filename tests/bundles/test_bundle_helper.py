@@ -108,6 +108,22 @@ def test_the_helper_gives_the_rows_and_judgement_the_request_would(monkeypatch: 
     assert sum(len(job.entry.index_rows or []) for job in shared) > len(shared)
 
 
+def test_chunks_and_answers_larger_than_the_socket_buffers_go_through() -> None:
+    """A megabyte a chunk each way: the two sides never wait on each other's full buffers."""
+    bundle = baskets(100)
+    for number, item in enumerate(bundle["entry"]):
+        item["resource"]["identifier"] = [
+            {"system": "urn:fhir-twin-test:helper", "value": f"{number}-{index}-" + "x" * 100} for index in range(300)
+        ]
+    alone, shared = jobs_of(bundle), jobs_of(bundle)
+    prepare(alone, BASE, None, lambda _entry, error: error)
+    ready()
+
+    prepare(shared, BASE, HELPER, lambda _entry, error: error)
+
+    assert [job.entry.index_rows for job in shared] == [job.entry.index_rows for job in alone]
+
+
 @pytest.mark.parametrize("bad", [(10,), (150,), (10, 150), (140, 141, 199)], ids=str)
 def test_an_invalid_bundle_gets_the_same_outcome_and_writes_nothing(make_app: Any, bad: tuple[int, ...]) -> None:
     on, off = make_app().test_client(), make_app(bundle_helper=False).test_client()
