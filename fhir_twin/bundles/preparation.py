@@ -80,9 +80,10 @@ def _shared(
             except HelperLost:
                 session = None
         if front in answered:
+            rows = answered.pop(front)
             job.entry.validated = True
             if job.rows:
-                job.entry.index_rows = answered.pop(front)
+                job.entry.index_rows = rows
         else:
             _here(job, base, located)
 
