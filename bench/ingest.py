@@ -9,6 +9,11 @@ With ``--spawn`` the run is made twice, on fresh databases: with the digital twi
 (the default) and with it switched off (``FHIR_TWIN_TWIN=false``), and the twin's cost is
 printed as the share of throughput it takes.
 
+With ``--spawn --bundle-helper alternate`` the alternated runs compare the setting
+``bundle_helper`` off and on instead (the twin on in both): each server is first warmed with
+the smallest Bundle from ``--workers`` connections and given 5 s, so each worker's helper is ready
+when the timed posts start. ``--bundle-helper on|off`` sets it for every other run (default on).
+
 With ``--versus-load`` the same Bundles are ingested both ways, each on a fresh database,
 alternated ``--repeat`` times: posted one after another over one connection to a spawned server
 (``--clients 1`` is implied), and loaded by ``fhir-twin load`` (every file ``--rounds`` times, in
@@ -24,6 +29,7 @@ resources/s, the medians, and the PostgreSQL/SQLite time ratio.
 
     python bench/ingest.py --spawn                      # temporary SQLite servers
     python bench/ingest.py --spawn --database postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/ingest.py --spawn --clients 1 --rounds 2 --bundle-helper alternate
     python bench/ingest.py --versus-load --rounds 1     # HTTP vs fhir-twin load, SQLite
     python bench/ingest.py --entries 3000 --databases sqlite,postgresql \
         --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -70,6 +76,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="times each Bundle is posted")
     parser.add_argument("--repeat", type=int, default=2, help="with --spawn: runs per twin setting, alternated")
     parser.add_argument("--versus-load", action="store_true", help="compare sequential HTTP with fhir-twin load")
+    parser.add_argument(
+        "--bundle-helper",
+        default="on",
+        choices=("on", "off", "alternate"),
+        help="the setting bundle_helper of spawned servers; alternate: compare it off and on (with --spawn)",
+    )
     parser.add_argument("--entries", type=int, default=0, help="post one transaction Bundle of this many entries")
     parser.add_argument(
         "--databases", default="sqlite", help="with --entries: comma-separated, of sqlite and postgresql"
@@ -98,14 +110,23 @@ def main() -> int:
 
     # Settings alternate (off, on, off, on, ...) so drift on a shared machine hits both alike.
     modes = ["off", "on"] * args.repeat if args.spawn else ["as running"]
+    compared = "helper" if args.spawn and args.bundle_helper == "alternate" else "twin"
     runs: dict[str, list[float]] = {}
     failed = False
     for mode in modes:
-        with server(args, twin=mode != "off") as url:
+        if compared == "helper":
+            settings = {"twin": True, "helper": mode == "on"}
+        else:
+            settings = {"twin": mode != "off", "helper": args.bundle_helper != "off"}
+        with server(args, **settings) as url:
+            if compared == "helper":
+                smallest = min(bundles, key=len)
+                post_all(url, [smallest], args.workers, 2 * args.workers)
+                time.sleep(5)
             rate, latencies, errors = post_all(url, bundles, args.clients, args.rounds)
         runs.setdefault(mode, []).append(rate)
         print()
-        label = f"twin {mode}" if args.spawn else "ingest"
+        label = f"{compared} {mode}" if args.spawn else "ingest"
         print(f"{label:<10} {rate:,.0f} resources/s over HTTP ({rate / raw:.0%} of the raw validation rate)")
         if latencies:
             print(f"bundle     p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
@@ -114,8 +135,11 @@ def main() -> int:
         failed = failed or bool(errors)
     if len(runs) == 2:
         on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
-        print(f"\nmedians    twin on {on:,.0f}, twin off {off:,.0f} resources/s over {args.repeat} runs each")
-        print(f"twin cost  {1 - on / off:.1%} of ingest throughput")
+        print(f"\nmedians    {compared} on {on:,.0f}, off {off:,.0f} resources/s over {args.repeat} runs each")
+        if compared == "helper":
+            print(f"helper     {on / off:.2f}x ingest throughput")
+        else:
+            print(f"twin cost  {1 - on / off:.1%} of ingest throughput")
     return 1 if failed else 0
 
 
@@ -307,17 +331,17 @@ def fresh_database(url: str, folder: str) -> Iterator[str]:
 
 
 @contextmanager
-def server(args: argparse.Namespace, twin: bool = True) -> Iterator[str]:
+def server(args: argparse.Namespace, twin: bool = True, helper: bool = True) -> Iterator[str]:
     """The base URL to post to: ``--url``, or a server started for the run on a fresh database."""
     if not args.spawn:
         yield args.url
         return
     folder = tempfile.mkdtemp(prefix="fhir-twin-ingest-")
     with fresh_database(args.database, folder) as database:
-        yield from _spawned(args, folder, database, twin)
+        yield from _spawned(args, folder, database, twin, helper)
 
 
-def _spawned(args: argparse.Namespace, folder: str, database: str, twin: bool) -> Iterator[str]:
+def _spawned(args: argparse.Namespace, folder: str, database: str, twin: bool, helper: bool) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -332,6 +356,7 @@ def _spawned(args: argparse.Namespace, folder: str, database: str, twin: bool) -
             **os.environ,
             "FHIR_TWIN_LOG_LEVEL": "WARNING",
             "FHIR_TWIN_TWIN": "true" if twin else "false",
+            "FHIR_TWIN_BUNDLE_HELPER": "true" if helper else "false",
             "FHIR_TWIN_AUTH_MODE": "none",
         },
     )

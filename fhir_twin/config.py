@@ -39,6 +39,9 @@ class Config:
     log_level: str = "INFO"
     referential_integrity: bool = True
     max_bundle_entries: int = 10_000
+    # A large transaction Bundle is validated and indexed by the request's process and a helper
+    # process of its own, on two cores (bundles/helper.py).
+    bundle_helper: bool = True
     # The digital twin: kept in step with every write unless switched off; its mappings folder.
     twin: bool = True
     mappings_dir: str = ""

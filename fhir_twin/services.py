@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fhir_twin.audit.recorder import AuditRecorder
 from fhir_twin.bundles import Bundles
+from fhir_twin.bundles.helper import HELPER
 from fhir_twin.config import Config
 from fhir_twin.devices.bridge import DeviceBridge
 from fhir_twin.devices.mapping_file import DeviceKind, load_device_mappings
@@ -123,8 +124,10 @@ class Services:
             worker.ensure_running()
 
     def close(self) -> None:
-        """Close every database connection; the workers pause, and queued audit records are written."""
+        """Close every database connection; the workers pause, and queued audit records are written.
+        The process's Bundle helper ends (a later large Bundle starts another)."""
         self.repository.engine.dispose()
+        HELPER.stop()
 
 
 def build(config: Config, *, workers: bool = True) -> Services:

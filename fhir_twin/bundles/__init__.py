@@ -14,13 +14,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_twin.bundles.entries import Entry, error_entry, parse_entries, response_entry
+from fhir_twin.bundles.helper import HELPER
+from fhir_twin.bundles.preparation import Job, prepare
 from fhir_twin.bundles.references import conditional_parts, rewrite
 from fhir_twin.config import Config
 from fhir_twin.errors import FhirError, Invalid, Issue, PayloadTooLarge, PreconditionFailed, Unprocessable
 from fhir_twin.fhir.instant import format_instant, now
-from fhir_twin.fhir.validation import validate_resource
 from fhir_twin.interactions import Request, Response, unrecorded
-from fhir_twin.search.extract import extract
 from fhir_twin.store.repository import Repository
 
 Route = Callable[[Request], Response]
@@ -34,6 +34,8 @@ class Bundles:
         self.route = route
         self.repository = repository
         self.config = config
+        # This process's helper, which validates and indexes part of a large transaction (``helper``).
+        self.helper = HELPER if config.bundle_helper else None
 
     def process(self, request: Request) -> Response:
         bundle = request.body
@@ -81,7 +83,8 @@ class Bundles:
 
         Ids that need no lookup are given, references rewritten and resources validated and
         indexed before the write lock is taken, so concurrent transactions only queue for the
-        writes themselves; conditional identities and references are resolved under the lock.
+        writes themselves (a large Bundle's shared with this process's helper, ``preparation``);
+        conditional identities and references are resolved under the lock.
         """
         _refuse_duplicates(entries)
         mapping, conditional = _plain_identities(entries)
@@ -92,23 +95,28 @@ class Bundles:
             seen.append(reference)
             return reference
 
+        jobs: list[Job] = []
+        unrewritable: FhirError | None = None
         for entry in entries:
             if entry.resource is None or entry.method not in ("POST", "PUT"):
                 continue
-            try:
-                if not conditional:
+            if not conditional:
+                try:
                     entry.resource = rewrite(entry.resource, mapping, keep)
-                validate_resource(entry.resource)
-            except FhirError as error:
-                raise _at(entry, error) from None
-            entry.validated = True
-            if not conditional and not seen:
-                entry.index_rows = extract(entry.resource, request.base)
+                except FhirError as error:
+                    # Raised once the entries before it are judged: the first failing entry is named.
+                    unrewritable = _at(entry, error)
+                    break
+            jobs.append(Job(entry, rows=False))
+        for job in jobs:
+            # Rows are worth extracting now only when every reference is known.
+            job.rows = not conditional and not seen and unrewritable is None
+        prepare(jobs, request.base, self.helper, _at)
+        if unrewritable is not None:
+            raise unrewritable
         if seen:
             # Their targets are known only under the lock: so are the entries' index rows.
             conditional = True
-            for entry in entries:
-                entry.index_rows = None
         answers: dict[int, tuple[Entry, Response]] = {}
         with self.repository.transaction(write=True) as tx:
             # The resources updated by id: locked and read ahead together, not an entry at a time.
