@@ -13,8 +13,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import requests
-
 from fhir_twin.errors import FhirError, PreconditionFailed, ServiceUnavailable
 from fhir_twin.fhir import json
 from fhir_twin.fhir.json import MAX_DEPTH
@@ -93,6 +91,9 @@ def remote_fetch(server: str, authorization: Any, tally: Tally) -> Fetch:
         headers["Authorization"] = f"Bearer {authorization['access_token']}"
 
     def fetch(query: str) -> list[dict[str, Any]]:
+        # requests (about 5 MB) loads with the first remote prefetch, not in every idle server.
+        import requests
+
         url = f"{base}/{query}"
         found: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):

@@ -25,9 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from fhir_twin.config import Config
 from fhir_twin.fhir import json
@@ -42,6 +40,9 @@ from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker
 from fhir_twin.subscriptions import notification, signature
 from fhir_twin.subscriptions.matching import end_of
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger("fhir_twin.subscriptions")
 
@@ -68,7 +69,8 @@ class DeliveryWorker(Worker):
         self.own = own
         self.route = route
         self.config = config
-        self.session = requests.Session()
+        # requests (about 5 MB) loads with the first notification sent, not in every idle server.
+        self._session: requests.Session | None = None
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
         with self.own.transaction() as tx:
@@ -162,8 +164,12 @@ class DeliveryWorker(Worker):
         key = signature.secret(subscription)
         if key is not None:
             headers[signature.HEADER] = signature.sign(key, body)
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
         try:
-            answer = self.session.post(str(channel["endpoint"]), data=body, headers=headers, timeout=timeout)
+            answer = self._session.post(str(channel["endpoint"]), data=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= answer.status_code < 300:
