@@ -4,7 +4,9 @@
   server with none active serves, scores and lists its models without them (hundreds of MB in
   every worker otherwise);
 - PyJWT (with cryptography) only in a server that verifies JWTs, and alembic only to migrate a
-  database: each is about 10 MB in every process of a server that never uses it.
+  database: each is about 10 MB in every process of a server that never uses it;
+- requests (about 5 MB) only when a rest-hook notification is sent or a CDS Hooks prefetch is read
+  from a client's FHIR server, and paho only in a server with a device bridge.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import sys
 from fhir_twin.app import create_app
 app = create_app({{"database_url": {url!r}, "auth_mode": "tokens"}})
 print("STATUS", app.test_client().get("/fhir/metadata").status_code)
-print("LOADED", *sorted({{name.split(".")[0] for name in sys.modules}} & {{"alembic", "jwt", "cryptography"}}))
+heavy = {{"alembic", "jwt", "cryptography", "requests", "paho"}}
+print("LOADED", *sorted({{name.split(".")[0] for name in sys.modules}} & heavy))
 """
 
 
@@ -57,7 +60,7 @@ def test_a_server_without_an_active_learned_model_does_not_load_them(database_ur
     assert loaded == []
 
 
-def test_a_tokens_server_on_a_migrated_database_loads_neither_jwt_nor_alembic(database_url: str) -> None:
+def test_a_tokens_server_on_a_migrated_database_loads_no_jwt_alembic_requests_or_paho(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         migrate(engine)

@@ -41,10 +41,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import paho.mqtt.client as mqtt
 
 from fhir_twin.devices.mapping_file import DeviceKind
 from fhir_twin.devices.reading import DEVICE_SYSTEM, READING_SYSTEM, BadPayload, Message, read_message
@@ -52,6 +50,9 @@ from fhir_twin.devices.window import Windows
 from fhir_twin.errors import FhirError
 from fhir_twin.interactions.message import Request, Response
 from fhir_twin.store.device_windows import DeviceWindows
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 log = logging.getLogger("fhir_twin.devices")
 
@@ -114,6 +115,10 @@ class DeviceBridge:
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._host, self._port = mqtt_address(url)
+        # paho loads with a bridge, not in every server that has none.
+        import paho.mqtt.client as mqtt
+
+        self._matches = mqtt.topic_matches_sub
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -168,9 +173,7 @@ class DeviceBridge:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        kind = next(
-            (k for k in self.kinds.values() if mqtt.topic_matches_sub(self.prefix + k.topic, message.topic)), None
-        )
+        kind = next((k for k in self.kinds.values() if self._matches(self.prefix + k.topic, message.topic)), None)
         if kind is None or message.topic.startswith(self.prefix + "dead-letter/"):
             client.ack(message.mid, message.qos)
             return
