@@ -18,8 +18,9 @@ ms/req``). Then, per database, over the pairs:
     ``on - off`` of the server's CPU milliseconds per read: what authenticating a request and
     recording its AuditEvent take. This is steadier than ``cost`` when the machine's speed
     drifts: the same work is a larger share of a read on a faster machine. It counts the
-    server's own processes only: on PostgreSQL, the database's backends (which store the
-    records and their index rows) run on the same cores but are not in it.
+    server's own processes only; on a PostgreSQL server on this machine, the next line gives
+    the same difference for the CPU of its processes (crud.py's ``db ms/req``), which store the
+    records and their index rows on the same cores.
 ``aims``
     the medians of the "on" runs against issue 18's other aims: creates >= 600/s, reads
     >= 2,000/s, read p99 under 20 ms (the recorder's flushes must not stall reads).
@@ -76,6 +77,8 @@ class Run:
     server_ms: float | None
     create_rps: float
     create_server_ms: float | None
+    # The machine's PostgreSQL processes' CPU per read (None on SQLite).
+    database_ms: float | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +138,7 @@ def pairs(args: argparse.Namespace, postgres_url: str | None) -> list[tuple[Run,
     runs: list[tuple[Run, Run]] = []
     print(
         f"{'pair':>4}  {'security':8}  {'create/s':>8}  {'ms/create':>9}  {'read/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}"
-        f"  {'p99 ms':>7}  server ms/read"
+        f"  {'p99 ms':>7}  server ms/read  db ms/read"
     )
     for pair in range(args.pairs):
         order = ("off", "on") if pair % 2 == 0 else ("on", "off")
@@ -147,7 +150,8 @@ def pairs(args: argparse.Namespace, postgres_url: str | None) -> list[tuple[Run,
             measured[security] = found
             print(
                 f"{pair + 1:>4}  {security:8}  {found.create_rps:8.1f}  {_ms(found.create_server_ms):>9}"
-                f"  {found.rps:8.1f}  {found.p50:7.2f}  {found.p95:7.2f}  {found.p99:7.2f}  {_ms(found.server_ms):>14}",
+                f"  {found.rps:8.1f}  {found.p50:7.2f}  {found.p95:7.2f}  {found.p99:7.2f}  {_ms(found.server_ms):>14}"
+                f"  {_ms(found.database_ms):>10}",
                 flush=True,
             )
         runs.append((measured["off"], measured["on"]))
@@ -195,6 +199,7 @@ def measure(args: argparse.Namespace, security: str, postgres_url: str | None) -
         read["server_cpu_ms_per_request"],
         create["requests_per_s"],
         create["server_cpu_ms_per_request"],
+        read.get("database_cpu_ms_per_request"),
     )
 
 
@@ -239,6 +244,16 @@ def summarise(runs: list[tuple[Run, Run]]) -> None:
         print(
             f"audit ms/read  median {statistics.median(extra):.3f} server CPU ms "
             f"(pairs: {', '.join(f'{ms:.3f}' for ms in extra)})"
+        )
+    stored = [
+        on.database_ms - off.database_ms
+        for off, on in runs
+        if on.database_ms is not None and off.database_ms is not None
+    ]
+    if stored:
+        print(
+            f"  and        median {statistics.median(stored):.3f} database CPU ms "
+            f"(pairs: {', '.join(f'{ms:.3f}' for ms in stored)})"
         )
     creates = [on.create_server_ms for _, on in runs if on.create_server_ms is not None]
     if creates:

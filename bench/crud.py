@@ -37,6 +37,10 @@ over the wall time: near 100 % means the (GIL-bound) Python client, not the serv
 be the limit; then fewer threads or several bench processes give truer server figures.
 ``server ms/req`` (with ``--spawn``, on Linux) is the CPU time the server's processes used
 during the phase per request: steadier than req/s when other work shares the cores.
+``db ms/req`` (with ``--spawn --database postgresql...`` on this machine's own PostgreSQL) is the
+CPU time of every ``postgres`` process on the machine per request: the backends' share of the
+work, which runs on the same cores but is not in ``server ms/req``. Other clients of the same
+PostgreSQL server are counted too, so measure on a quiet one.
 Last, the create and read figures against issue 18's aims (creates >= 600/s, reads >= 2,000/s,
 read p99 under 20 ms, all with auth and audit on), each marked met or missed.
 
@@ -460,6 +464,8 @@ class PhaseResult:
     note: str = ""
     # CPU seconds the spawned server's processes used during the phase (None: not spawned).
     server_cpu: float | None = None
+    # CPU seconds the machine's PostgreSQL processes used during the phase (None: not measured).
+    database_cpu: float | None = None
     # Seconds spent waiting for a spawned server to go idle before the phase (None: not spawned).
     settled: float | None = None
 
@@ -480,6 +486,12 @@ class PhaseResult:
         if self.server_cpu is None or not self.requests:
             return None
         return self.server_cpu * 1000 / self.requests
+
+    @property
+    def database_ms_per_request(self) -> float | None:
+        if self.database_cpu is None or not self.requests:
+            return None
+        return self.database_cpu * 1000 / self.requests
 
     @property
     def failed(self) -> bool:
@@ -513,6 +525,9 @@ class PhaseResult:
             "client_cpu": round(self.client_cpu, 3),
             "server_cpu_ms_per_request": (
                 round(self.server_ms_per_request, 3) if self.server_ms_per_request is not None else None
+            ),
+            "database_cpu_ms_per_request": (
+                round(self.database_ms_per_request, 3) if self.database_ms_per_request is not None else None
             ),
             "reconnects": self.reconnects,
             "settled_s": round(self.settled, 1) if self.settled is not None else None,
@@ -549,6 +564,7 @@ def run_phase(
     seed: int,
     stop: threading.Event,
     server_cpu: Callable[[], float] | None = None,
+    database_cpu: Callable[[], float] | None = None,
 ) -> PhaseResult:
     """Run ``operations[i]`` on ``clients[i]`` in one thread each until time or cap run out."""
     budget = Budget(cap)
@@ -583,6 +599,7 @@ def run_phase(
         thread.start()
     cpu_started = time.process_time()
     server_started = server_cpu() if server_cpu is not None else None
+    database_started = database_cpu() if database_cpu is not None else None
     started = time.monotonic()
     deadline_box.append(started + seconds)
     start_gate.set()
@@ -597,6 +614,9 @@ def run_phase(
     elapsed = time.monotonic() - started
     cpu = time.process_time() - cpu_started
     server_used = server_cpu() - server_started if server_cpu is not None and server_started is not None else None
+    database_used = (
+        database_cpu() - database_started if database_cpu is not None and database_started is not None else None
+    )
 
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -614,6 +634,7 @@ def run_phase(
         client_cpu=cpu / elapsed if elapsed > 0 else 0.0,
         reconnects=max(0, sum(c.connects for c in clients) - connects_before - len(clients)),
         server_cpu=server_used,
+        database_cpu=database_used,
     )
 
 
@@ -960,21 +981,53 @@ def print_header(
 
 COLUMNS = (
     f"{'phase':<12}{'requests':>9}{'errors':>8}{'err%':>8}{'req/s':>10}"
-    f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'client cpu':>12}{'server ms/req':>15}"
+    f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'client cpu':>12}{'server ms/req':>15}{'db ms/req':>11}"
 )
+
+
+def local_postgresql(database: str) -> bool:
+    """Whether ``database`` is a PostgreSQL server on this machine, whose processes can be read."""
+    parsed = urllib.parse.urlsplit(database)
+    if not parsed.scheme.startswith("postgresql") or not Path("/proc/self/stat").exists():
+        return False
+    if parsed.hostname in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(parsed.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def postgresql_cpu_seconds() -> float:
+    """User and system CPU time of every ``postgres`` process on the machine so far (Linux
+    /proc): the backends that store what the server writes, the WAL writer and the checkpointer."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition("(")[2].rpartition(")")
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def phase_line(result: PhaseResult) -> str:
     if result.requests == 0:
-        return f"{result.name:<12}{0:>9}{0:>8}{'-':>8}{'-':>10}{'-':>9}{'-':>9}{'-':>9}{'-':>9}{'-':>12}{'-':>15}"
+        return (
+            f"{result.name:<12}{0:>9}{0:>8}{'-':>8}{'-':>10}{'-':>9}{'-':>9}{'-':>9}{'-':>9}{'-':>12}{'-':>15}{'-':>11}"
+        )
     p = result.percentiles_ms()
-    server = result.server_ms_per_request
+    server, database = result.server_ms_per_request, result.database_ms_per_request
     return (
         f"{result.name:<12}{result.requests:>9}{result.error_count:>8}"
         f"{result.error_rate * 100:>7.2f}%{result.rps:>10.1f}"
         f"{fmt_ms(p['p50']):>9}{fmt_ms(p['p95']):>9}{fmt_ms(p['p99']):>9}{fmt_ms(p['max']):>9}"
         f"{result.client_cpu * 100:>11.0f}%"
         f"{'-' if server is None else f'{server:.3f}':>15}"
+        f"{'-' if database is None else f'{database:.3f}':>11}"
     )
 
 
@@ -1141,6 +1194,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     server: SpawnedServer | None = None
     temp_dir: str | None = None
     spawned: str | None = None
+    database_cpu: Callable[[], float] | None = None
     try:
         if args.spawn:
             if port_in_use(target):
@@ -1159,6 +1213,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             server = SpawnedServer(command, Path(temp_dir) / "server.log")
             spawned = " ".join(shlex.quote(word) for word in command)
             server.wait_ready(target, args.headers, READY_TIMEOUT)
+            if local_postgresql(database):
+                database_cpu = postgresql_cpu_seconds
         capability = check_server(target, args.headers, args.timeout)
         meta = print_header(target, args, seconds, cap, capability, spawned, out)
 
@@ -1212,6 +1268,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 args.seed,
                 stop,
                 server.cpu_seconds if server is not None and Path("/proc/self/stat").exists() else None,
+                database_cpu,
             )
             result.settled = settled
             results.append(result)
