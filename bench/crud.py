@@ -871,19 +871,25 @@ class SpawnedServer:
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
         return total / os.sysconf("SC_CLK_TCK")
 
-    def settle(self, timeout: float = SETTLE_TIMEOUT) -> float:
-        """Wait until the server is idle; return the seconds waited.
+    def settle(self, database_cpu: Callable[[], float] | None = None, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Wait until the server (and, given ``database_cpu``, its database) is idle; return the
+        seconds waited.
 
         A phase leaves work behind (the twin and the Doctor process what was created, the audit
-        trail flushes its queue); waiting for it keeps that work out of the next phase's figures,
-        so a read phase measures reads. Idle: under ``SETTLE_IDLE`` of one core over a
+        trail flushes its queue, PostgreSQL checkpoints and vacuums what was written, or what a
+        database dropped just before held); waiting for it keeps that work out of the next phase's
+        figures, so a read phase measures reads. Idle: under ``SETTLE_IDLE`` of one core over a
         ``SETTLE_STEP`` interval.
         """
+
+        def cpu() -> float:
+            return self.cpu_seconds() + (database_cpu() if database_cpu is not None else 0.0)
+
         started = time.monotonic()
-        last = self.cpu_seconds()
+        last = cpu()
         while time.monotonic() - started < timeout:
             time.sleep(SETTLE_STEP)
-            used = self.cpu_seconds()
+            used = cpu()
             if used - last < SETTLE_IDLE * SETTLE_STEP:
                 break
             last = used
@@ -1246,7 +1252,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                     results.append(skipped(phase, "skipped: could not create any patients to use"))
                     print(phase_line(results[-1]), file=out, flush=True)
                     continue
-            settled = server.settle() if server is not None and Path("/proc/self/stat").exists() else None
+            settled = server.settle(database_cpu) if server is not None and Path("/proc/self/stat").exists() else None
             if args.warmup > 0:
                 warmup = run_phase(
                     f"{phase}-warmup",
