@@ -15,18 +15,24 @@ concurrent Bundle of the process works alone, both cores being busy then anyway.
 The helper is only ever a shortcut: what it sends back is what the request's thread would have
 computed; an entry it could not do (invalid, or anything raised) and everything a dead helper
 owed are done again by the request, which so raises the same error as ever. A helper that died
-is replaced at the next large Bundle. It ends with its server process, however that ends: its
-pipe closes.
+is replaced at the next large Bundle; so is one that hangs: every chunk sent is answered (a chunk
+taken back before the helper began it, with nothing), so one owed for ``HUNG_AFTER`` (or a helper
+not ready by then) means the helper stopped working, and a message it stops sending or reading
+half-way for ``STALL`` breaks its pipe, so a stopped helper never holds up a request. It ends
+with its server process, however that ends: its pipe closes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +52,15 @@ Item = tuple[dict[str, Any], bool]
 # one that could not be done.
 Answers = list[list[IndexRow] | None]
 
+log = logging.getLogger(__name__)
+
 _READY = "ready"
+# Seconds a message may make no progress through the pipe, either way: a helper that stops
+# reading or sending half-way (stopped, or out of memory) is taken for lost then.
+STALL = 5.0
+# Seconds a chunk may go unanswered, or a new helper not ready, before it is taken for hung and
+# replaced. A live helper answers a chunk within milliseconds and starts in about two seconds.
+HUNG_AFTER = 30.0
 # The helper's interpreter: this checkout's package first, then ``serve`` on the socket passed.
 _MAIN = (
     "import sys; sys.path.insert(0, sys.argv[1]); from fhir_twin.bundles.helper import serve; serve(int(sys.argv[2]))"
@@ -68,6 +82,10 @@ class Helper:
         # Chunk ids, increasing over the helper's life: a reply to a Bundle that went on without
         # it is recognised and dropped.
         self._next_chunk = 0
+        # When each chunk not answered yet was sent, and when the helper was started: a helper
+        # that owes one or the other for ``HUNG_AFTER`` is replaced.
+        self._owed: dict[int, float] = {}
+        self._started = 0.0
 
     @contextmanager
     def session(self) -> Iterator[Session | None]:
@@ -94,6 +112,14 @@ class Helper:
     def _usable(self) -> bool:
         if self._pid is not None and not self._alive(self._pid):
             self._end()
+        if self._pid is not None and self._ready:
+            try:
+                self._drain()
+            except HelperLost:
+                self._end()
+        if self._pid is not None and self._hung():
+            log.warning("The Bundle helper (process %s) stopped answering: it is replaced", self._pid)
+            self._end()
         if self._pid is None:
             self._start()
             return False
@@ -104,18 +130,37 @@ class Helper:
                 self._end()
         return self._ready
 
+    def _hung(self) -> bool:
+        since = min(self._owed.values(), default=None) if self._ready else self._started
+        return since is not None and time.monotonic() - since > HUNG_AFTER
+
+    def _drain(self) -> None:
+        """Take in the answers a Bundle that went on without them left in the pipe."""
+        connection = self._pipe()
+        try:
+            while self._owed and connection.poll(0):
+                chunk, _answers = connection.recv()
+                self._owed.pop(chunk, None)
+        except (EOFError, OSError) as error:
+            raise HelperLost from error
+
     def _start(self) -> None:
         """A new interpreter (``posix_spawn``: no fork of this process and its threads, nothing of
         its ``__main__`` run again), given one end of a socket pair."""
         from multiprocessing.connection import Connection
 
         ours, theirs = socket.socketpair()
+        # Blocking, but never for longer than ``STALL`` without progress (socket(7)).
+        stall = struct.pack("ll", int(STALL), int(STALL % 1 * 1_000_000))
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, stall)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, stall)
         with ours, theirs:
             os.set_inheritable(theirs.fileno(), True)
             root = str(Path(__file__).resolve().parents[2])
             argv = [sys.executable, "-c", _MAIN, root, str(theirs.fileno())]
             self._pid = os.posix_spawn(sys.executable, argv, os.environ)
             self._connection, self._ready = Connection(ours.detach()), False
+            self._started = time.monotonic()
 
     @staticmethod
     def _alive(pid: int) -> bool:
@@ -139,12 +184,14 @@ class Helper:
     def _end(self) -> None:
         pid, connection = self._pid, self._connection
         self._pid, self._connection, self._ready = None, None, False
+        self._owed.clear()
         if connection is not None:
             connection.close()
         if pid is not None:
             try:
-                # It keeps nothing: ended at once, whatever it was doing.
-                os.kill(pid, signal.SIGTERM)
+                # It keeps nothing: ended at once, whatever it was doing, even stopped (SIGKILL
+                # ends a stopped process; SIGTERM would wait for it to be continued).
+                os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
@@ -156,6 +203,7 @@ class Helper:
         if self._connection is not None:
             self._connection.close()
         self._pid, self._connection, self._ready = None, None, False
+        self._owed = {}
 
 
 class Session:
@@ -182,6 +230,7 @@ class Session:
         self._helper._next_chunk += 1
         self._write(("work", chunk, base, items))
         self._waiting.add(chunk)
+        self._helper._owed[chunk] = time.monotonic()
         return chunk
 
     def drop(self, chunk: int) -> None:
@@ -198,6 +247,7 @@ class Session:
         try:
             while self._waiting and self._incoming.poll(0):
                 chunk, answers = connection.recv()
+                self._helper._owed.pop(chunk, None)
                 if chunk >= self._first:
                     self._waiting.discard(chunk)
                     found.append((chunk, answers))
@@ -227,17 +277,18 @@ class Session:
 
 
 def serve(fd: int) -> None:
-    """The helper process: chunks in, their answers out, in order. A thread of its own reads what
+    """The helper process: chunks in, their answers out, in order; a chunk taken back before it
+    was begun is answered with nothing, so every chunk is answered. A thread of its own reads what
     comes from the first moment, so the server process's sends never wait on a helper busy sending
     (two full socket buffers, each side waiting for the other), and the helper exits as soon as
-    the pipe closes, even in the middle of its start-up."""
+    the pipe closes, even in the middle of its start-up. Only this thread sends."""
     # A terminal's Ctrl-C reaches the whole process group: the server process decides, the helper
     # ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)
-    pending: dict[int, tuple[str, list[Item]]] = {}
+    pending: dict[int, tuple[str, list[Item]] | None] = {}
     arrived = threading.Condition()
     threading.Thread(target=_read, args=(connection, pending, arrived), daemon=True).start()
     from fhir_twin.fhir.resource_types import resource_types
@@ -250,23 +301,26 @@ def serve(fd: int) -> None:
                 while not pending:
                     arrived.wait()
                 chunk = next(iter(pending))
-                base, items = pending.pop(chunk)
-            connection.send((chunk, _answer(items, base)))
+                work = pending.pop(chunk)
+            connection.send((chunk, [] if work is None else _answer(*work)))
     except OSError:
         os._exit(0)
 
 
-def _read(connection: Connection, pending: dict[int, tuple[str, list[Item]]], arrived: threading.Condition) -> None:
-    """The helper's reading thread: chunks queued, dropped ones taken out; the end at the pipe's."""
+def _read(
+    connection: Connection, pending: dict[int, tuple[str, list[Item]] | None], arrived: threading.Condition
+) -> None:
+    """The helper's reading thread: chunks queued, dropped ones emptied (answered with nothing);
+    the end at the pipe's."""
     try:
         while True:
             kind, chunk, *rest = connection.recv()
             with arrived:
                 if kind == "work":
-                    pending[chunk] = (rest[0], rest[1])
+                    pending[chunk] = (rest[1], rest[0])
                     arrived.notify()
-                else:
-                    pending.pop(chunk, None)
+                elif chunk in pending:
+                    pending[chunk] = None
     except (EOFError, OSError):
         os._exit(0)
 

@@ -1,7 +1,8 @@
 """A large transaction Bundle validated and indexed by the request's thread and the process's
 helper together (``bundles/helper.py``): the same answers, stored state and errors as without it,
-a helper that dies replaced, none started when switched off or for small Bundles, and none left
-behind when ``fhir-twin serve`` or ``fhir-twin load`` ends."""
+a helper that dies or hangs replaced (a stopped one holding up no request), none started when
+switched off or for small Bundles, and none left behind when ``fhir-twin serve`` or
+``fhir-twin load`` ends."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from fhir_twin.bundles import helper as helper_module
 from fhir_twin.bundles import preparation
 from fhir_twin.bundles.entries import parse_entries
 from fhir_twin.bundles.helper import HELPER, Helper
@@ -187,6 +189,122 @@ def test_a_killed_helper_is_replaced_and_the_bundle_answered(make_app: Any) -> N
     assert list(helpers(os.getpid())) not in ([], [first])
     assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
     assert client.get("/fhir/Basic?_summary=count").get_json()["total"] == 200
+
+
+def large_chunks(count: int) -> dict[str, Any]:
+    """``baskets(count)`` of about 32 KB a resource: a chunk is a megabyte, more than the pipe holds."""
+    bundle = baskets(count)
+    for number, item in enumerate(bundle["entry"]):
+        item["resource"]["identifier"] = [
+            {"system": "urn:fhir-twin-test:helper", "value": f"{number}-{index}-" + "x" * 100} for index in range(300)
+        ]
+    return bundle
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` is ended and reaped."""
+    return pid not in processes()
+
+
+def test_a_stopped_helper_holds_up_no_bundle_and_is_replaced(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper_module, "STALL", 0.5)
+    client = make_app().test_client()
+    ready()
+    (stopped,) = helpers(os.getpid())
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        answer = client.post("/fhir", data=json.dumps(large_chunks(100)), headers=FHIR_JSON)
+
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        assert gone(stopped), "the stopped helper was ended"
+        assert client.get("/fhir/Basic?_summary=count").get_json()["total"] == 100
+        assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
+        ready()
+        assert list(helpers(os.getpid())) not in ([], [stopped])
+    finally:
+        if not gone(stopped):
+            os.kill(stopped, signal.SIGKILL)
+
+
+def test_a_helper_that_answers_nothing_is_replaced(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_app().test_client()
+    ready()
+    (stopped,) = helpers(os.getpid())
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        # Its chunks fit in the pipe: sent, never answered, the request doing them itself.
+        assert client.post("/fhir", data=json.dumps(baskets(200)), headers=FHIR_JSON).status_code == 200
+        assert not gone(stopped)
+        monkeypatch.setattr(helper_module, "HUNG_AFTER", 0.5)
+        time.sleep(0.6)
+
+        assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
+
+        assert gone(stopped), "the helper owing answers was replaced"
+        assert client.get("/fhir/Basic?_summary=count").get_json()["total"] == 300
+        monkeypatch.setattr(helper_module, "HUNG_AFTER", 30.0)
+        ready()
+        assert list(helpers(os.getpid())) not in ([], [stopped])
+    finally:
+        if not gone(stopped):
+            os.kill(stopped, signal.SIGKILL)
+
+
+def test_a_helper_never_ready_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    with HELPER.session() as session:
+        assert session is None, "started, not ready yet"
+    (stuck,) = helpers(os.getpid())
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        monkeypatch.setattr(helper_module, "HUNG_AFTER", 0.5)
+        time.sleep(0.6)
+
+        with HELPER.session() as session:
+            assert session is None, "a new one starting"
+
+        assert gone(stuck)
+        assert list(helpers(os.getpid())) not in ([], [stuck])
+    finally:
+        if not gone(stuck):
+            os.kill(stuck, signal.SIGKILL)
+
+
+def test_a_chunk_taken_back_before_it_was_begun_is_answered_with_nothing() -> None:
+    """Every chunk is answered, so a working helper never owes one for long (``HUNG_AFTER``)."""
+    busy = [(job.resource, True) for job in jobs_of(large_chunks(32))]
+    later = [(job.resource, True) for job in jobs_of(baskets(32))]
+    ready()
+    with HELPER.session() as session:
+        assert session is not None
+        first = session.send(busy, BASE)
+        second = session.send(later, BASE)
+        session.drop(second)
+        found: dict[int, Any] = {}
+        deadline = time.monotonic() + 60
+        while len(found) < 2 and time.monotonic() < deadline:
+            found.update(session.answers())
+            time.sleep(0.01)
+
+    assert len(found[first]) == 32
+    assert found[second] == []
+    assert not HELPER._owed
+
+
+def test_a_working_helper_is_kept(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_app().test_client()
+    ready()
+    (first,) = helpers(os.getpid())
+    monkeypatch.setattr(helper_module, "HUNG_AFTER", 0.5)
+
+    for _ in range(3):
+        # One chunk sent, which the request's thread may reach first and take back.
+        bundle = json.dumps(baskets(preparation.THRESHOLD))
+        assert client.post("/fhir", data=bundle, headers=FHIR_JSON).status_code == 200
+        time.sleep(0.7)
+        with HELPER.session() as session:
+            assert session is not None
+
+    assert helpers(os.getpid()) == {first: os.getpid()}
 
 
 def test_no_helper_for_small_bundles_nor_when_switched_off(make_app: Any) -> None:
