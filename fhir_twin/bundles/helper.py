@@ -252,7 +252,7 @@ class Session:
                     self._waiting.discard(chunk)
                     found.append((chunk, answers))
         except (EOFError, OSError) as error:
-            self._lost()
+            self._lost(error)
             raise HelperLost from error
         return found
 
@@ -268,10 +268,13 @@ class Session:
         try:
             self._helper._pipe().send(message)
         except (OSError, ValueError) as error:
-            self._lost()
+            self._lost(error)
             raise HelperLost from error
 
-    def _lost(self) -> None:
+    def _lost(self, error: BaseException) -> None:
+        # A stalled pipe (``STALL``) times out as BlockingIOError; a dead helper's closes (EOF).
+        why = "stopped reading or sending" if isinstance(error, BlockingIOError) else "ended"
+        log.warning("The Bundle helper (process %s) %s: it is replaced", self._helper._pid, why)
         self._waiting.clear()
         self._helper._end()
 

@@ -158,7 +158,7 @@ def test_a_large_bundle_is_stored_and_indexed_with_the_helper(make_app: Any, mon
     assert client.get(f"/fhir/Basic?subject={subject}&_summary=count").get_json()["total"] == 299
 
 
-def test_a_helper_that_dies_mid_bundle_leaves_the_work_to_the_request() -> None:
+def test_a_helper_that_dies_mid_bundle_leaves_the_work_to_the_request(caplog: pytest.LogCaptureFixture) -> None:
     bundle = baskets(300, bad=(290,))
     ready()
     alone, shared = jobs_of(bundle), jobs_of(bundle)
@@ -173,6 +173,7 @@ def test_a_helper_that_dies_mid_bundle_leaves_the_work_to_the_request() -> None:
             preparation._shared(shared, BASE, session, lambda _entry, error: error)
 
     assert found.value.issues == expected.value.issues
+    assert f"The Bundle helper (process {pid}) ended" in caplog.text
     assert [job.entry.index_rows for job in shared[:290]] == [job.entry.index_rows for job in alone[:290]]
 
 
@@ -206,7 +207,9 @@ def gone(pid: int) -> bool:
     return pid not in processes()
 
 
-def test_a_stopped_helper_holds_up_no_bundle_and_is_replaced(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stopped_helper_holds_up_no_bundle_and_is_replaced(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(helper_module, "STALL", 0.5)
     client = make_app().test_client()
     ready()
@@ -217,6 +220,7 @@ def test_a_stopped_helper_holds_up_no_bundle_and_is_replaced(make_app: Any, monk
 
         assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
         assert gone(stopped), "the stopped helper was ended"
+        assert f"The Bundle helper (process {stopped}) stopped reading or sending" in caplog.text
         assert client.get("/fhir/Basic?_summary=count").get_json()["total"] == 100
         assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
         ready()
@@ -226,7 +230,9 @@ def test_a_stopped_helper_holds_up_no_bundle_and_is_replaced(make_app: Any, monk
             os.kill(stopped, signal.SIGKILL)
 
 
-def test_a_helper_that_answers_nothing_is_replaced(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_helper_that_answers_nothing_is_replaced(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     client = make_app().test_client()
     ready()
     (stopped,) = helpers(os.getpid())
@@ -241,6 +247,7 @@ def test_a_helper_that_answers_nothing_is_replaced(make_app: Any, monkeypatch: p
         assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
 
         assert gone(stopped), "the helper owing answers was replaced"
+        assert f"The Bundle helper (process {stopped}) stopped answering" in caplog.text
         assert client.get("/fhir/Basic?_summary=count").get_json()["total"] == 300
         monkeypatch.setattr(helper_module, "HUNG_AFTER", 30.0)
         ready()
