@@ -111,6 +111,7 @@ class Helper:
 
     def _usable(self) -> bool:
         if self._pid is not None and not self._alive(self._pid):
+            log.warning("The Bundle helper (process %s) ended: it is replaced", self._pid)
             self._end()
         if self._pid is not None and self._ready:
             try:
@@ -305,7 +306,7 @@ def serve(fd: int) -> None:
                     arrived.wait()
                 chunk = next(iter(pending))
                 work = pending.pop(chunk)
-            connection.send((chunk, [] if work is None else _answer(*work)))
+            connection.send((chunk, [] if work is None else _answer(work[1], work[0])))
     except OSError:
         os._exit(0)
 
@@ -320,7 +321,7 @@ def _read(
             kind, chunk, *rest = connection.recv()
             with arrived:
                 if kind == "work":
-                    pending[chunk] = (rest[1], rest[0])
+                    pending[chunk] = (rest[0], rest[1])
                     arrived.notify()
                 elif chunk in pending:
                     pending[chunk] = None

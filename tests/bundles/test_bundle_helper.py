@@ -169,6 +169,7 @@ def test_a_helper_that_dies_mid_bundle_leaves_the_work_to_the_request(caplog: py
         assert session is not None
         (pid,) = helpers(os.getpid())
         os.kill(pid, signal.SIGKILL)
+        assert settle(lambda: gone(pid), 30), "dead before the Bundle goes on"
         with pytest.raises(FhirError) as found:
             preparation._shared(shared, BASE, session, lambda _entry, error: error)
 
@@ -177,15 +178,17 @@ def test_a_helper_that_dies_mid_bundle_leaves_the_work_to_the_request(caplog: py
     assert [job.entry.index_rows for job in shared[:290]] == [job.entry.index_rows for job in alone[:290]]
 
 
-def test_a_killed_helper_is_replaced_and_the_bundle_answered(make_app: Any) -> None:
+def test_a_killed_helper_is_replaced_and_the_bundle_answered(make_app: Any, caplog: pytest.LogCaptureFixture) -> None:
     client = make_app().test_client()
     ready()
     (first,) = helpers(os.getpid())
     os.kill(first, signal.SIGKILL)
+    assert settle(lambda: gone(first), 30), "dead before the Bundle"
 
     answer = client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON)
 
     assert answer.status_code == 200
+    assert f"The Bundle helper (process {first}) ended: it is replaced" in caplog.text
     ready()
     assert list(helpers(os.getpid())) not in ([], [first])
     assert client.post("/fhir", data=json.dumps(baskets(100)), headers=FHIR_JSON).status_code == 200
