@@ -6,11 +6,14 @@ work, then runs ``--rounds`` more under ``cProfile`` and prints the rate without
 (resources per CPU-second, steadier than wall time on a shared machine; for ``ingest``, whose
 large Bundles a helper process shares, also per second of wall time, with the helper's CPU time),
 the share of that CPU time spent holding the write gate (the part two workers cannot overlap on SQLite), and the
-``--top`` functions of fhir-twin by cumulative time (``--sort tottime``: by their own time).
-``docs/performance.md`` keeps what these showed.
+``--top`` functions of fhir-twin by cumulative time (``--sort tottime``: by their own time);
+with ``--gate-only``, the ``--top`` functions of every module (the database driver's included)
+by what ran while the write gate was held, and nothing else. ``docs/performance.md`` keeps what
+these showed.
 
     python bench/write_profile.py ingest                      # the Synthea transaction Bundles, SQLite
     python bench/write_profile.py ingest --bundle-helper off  # ... validated and indexed in one process
+    python bench/write_profile.py ingest --gate-only --top 40  # ... only what holds SQLite's write gate
     python bench/write_profile.py ingest --database postgresql+psycopg://postgres@127.0.0.1:5432/test
     python bench/write_profile.py create --count 500          # single Patient creates with a token
     python bench/write_profile.py read --count 2000           # reads of one Patient with a token, audited
@@ -48,6 +51,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=300, help="creates or reads per round (create, read)")
     parser.add_argument("--top", type=int, default=40, help="functions to print (0: the rates only, no profile)")
     parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"), help="functions' order")
+    parser.add_argument(
+        "--gate-only", action="store_true", help="profile only what runs while the write gate is held, in any module"
+    )
     parser.add_argument(
         "--bundle-helper", default="on", choices=("on", "off"), help="the setting bundle_helper (ingest's Bundles)"
     )
@@ -126,12 +132,19 @@ def main() -> int:
     if args.top == 0:
         return 0
     profile = cProfile.Profile()
-    profile.enable()
+    if args.gate_only:
+        gate.profile = profile
+    else:
+        profile.enable()
     for _ in range(args.rounds):
         one_round()
     profile.disable()
+    gate.profile = None
     stats = pstats.Stats(profile)
-    stats.sort_stats(args.sort).print_stats("fhir_twin", args.top)
+    if args.gate_only:
+        stats.sort_stats(args.sort).print_stats(args.top)
+    else:
+        stats.sort_stats(args.sort).print_stats("fhir_twin", args.top)
     return 0
 
 
@@ -143,6 +156,8 @@ class _TimedGate:
     def __init__(self, repository: Any) -> None:
         self._gate = repository._write_gate
         repository._write_gate = self
+        # Set (``--gate-only``): on in the holder's thread for as long as it holds the gate.
+        self.profile: cProfile.Profile | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -151,8 +166,12 @@ class _TimedGate:
     def __enter__(self) -> None:
         self._gate.__enter__()
         self._started = time.thread_time()
+        if self.profile is not None:
+            self.profile.enable()
 
     def __exit__(self, *exc: object) -> None:
+        if self.profile is not None:
+            self.profile.disable()
         # On SQLite only the holder runs here: the fields need no lock of their own.
         self.cpu += time.thread_time() - self._started
         self.entered += 1
