@@ -101,6 +101,8 @@ SETTLE_STEP = 0.5
 SETTLE_IDLE = 0.05
 #: Pause after a failed connection before the thread tries again.
 CONNECTION_ERROR_PAUSE = 0.01
+# Clock ticks a second, the unit of the CPU times in /proc/<pid>/stat (proc(5)).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 EXCERPT_CHARS = 300
 ALL_PHASES = ("create", "read", "update", "observation")
 #: Issue 18's aims with auth and audit on (2 workers x 4 threads, 2-core machine).
@@ -483,15 +485,15 @@ class PhaseResult:
 
     @property
     def server_ms_per_request(self) -> float | None:
-        if self.server_cpu is None or not self.requests:
-            return None
-        return self.server_cpu * 1000 / self.requests
+        return self._per_request(self.server_cpu)
 
     @property
     def database_ms_per_request(self) -> float | None:
-        if self.database_cpu is None or not self.requests:
-            return None
-        return self.database_cpu * 1000 / self.requests
+        return self._per_request(self.database_cpu)
+
+    def _per_request(self, cpu: float | None) -> float | None:
+        """Milliseconds of ``cpu`` seconds per request."""
+        return None if cpu is None or not self.requests else cpu * 1000 / self.requests
 
     @property
     def failed(self) -> bool:
@@ -862,14 +864,7 @@ class SpawnedServer:
         A steadier figure than requests per second on a shared machine: what one request costs
         the server, whatever else competes for the cores.
         """
-        total = 0
-        for pid in self._tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return total / os.sysconf("SC_CLK_TCK")
+        return sum(process_cpu(Path(f"/proc/{pid}/stat"))[1] for pid in self._tree())
 
     def settle(self, database_cpu: Callable[[], float] | None = None, timeout: float = SETTLE_TIMEOUT) -> float:
         """Wait until the server (and, given ``database_cpu``, its database) is idle; return the
@@ -1007,17 +1002,19 @@ def local_postgresql(database: str) -> bool:
 def postgresql_cpu_seconds() -> float:
     """User and system CPU time of every ``postgres`` process on the machine so far (Linux
     /proc): the backends that store what the server writes, the WAL writer and the checkpointer."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, _, rest = text.partition("(")[2].rpartition(")")
-        if name == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    found = (process_cpu(stat) for stat in Path("/proc").glob("[0-9]*/stat"))
+    return sum(seconds for name, seconds in found if name == "postgres")
+
+
+def process_cpu(stat: Path) -> tuple[str, float]:
+    """A process's name and user and system CPU seconds so far, from its /proc ``stat`` file
+    (``("", 0.0)`` for a process gone since it was listed)."""
+    try:
+        name, _, rest = stat.read_text().partition("(")[2].rpartition(")")
+        fields = rest.split()
+        return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+    except (OSError, IndexError, ValueError):
+        return "", 0.0
 
 
 def phase_line(result: PhaseResult) -> str:

@@ -137,13 +137,17 @@ class Helper:
 
     def _drain(self) -> None:
         """Take in the answers a Bundle that went on without them left in the pipe."""
-        connection = self._pipe()
         try:
-            while self._owed and connection.poll(0):
-                chunk, _answers = connection.recv()
-                self._owed.pop(chunk, None)
+            while self._owed and self._pipe().poll(0):
+                self._receive()
         except (EOFError, OSError) as error:
             raise HelperLost from error
+
+    def _receive(self) -> tuple[int, Answers]:
+        """The next answer in the pipe (its chunk no longer owed)."""
+        chunk, answers = self._pipe().recv()
+        self._owed.pop(chunk, None)
+        return chunk, answers
 
     def _start(self) -> None:
         """A new interpreter (``posix_spawn``: no fork of this process and its threads, nothing of
@@ -243,12 +247,10 @@ class Session:
 
     def answers(self) -> list[tuple[int, Answers]]:
         """The answers in so far, without waiting."""
-        connection = self._helper._pipe()
         found = []
         try:
             while self._waiting and self._incoming.poll(0):
-                chunk, answers = connection.recv()
-                self._helper._owed.pop(chunk, None)
+                chunk, answers = self._helper._receive()
                 if chunk >= self._first:
                     self._waiting.discard(chunk)
                     found.append((chunk, answers))
@@ -306,7 +308,11 @@ def serve(fd: int) -> None:
                     arrived.wait()
                 chunk = next(iter(pending))
                 work = pending.pop(chunk)
-            connection.send((chunk, [] if work is None else _answer(work[1], work[0])))
+            if work is None:
+                connection.send((chunk, []))
+            else:
+                base, items = work
+                connection.send((chunk, _answer(items, base)))
     except OSError:
         os._exit(0)
 
