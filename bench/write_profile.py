@@ -15,7 +15,7 @@ these showed.
     python bench/write_profile.py ingest --bundle-helper off  # ... validated and indexed in one process
     python bench/write_profile.py ingest --gate-only --top 40  # ... only what holds SQLite's write gate
     python bench/write_profile.py ingest --database postgresql+psycopg://postgres@127.0.0.1:5432/test
-    python bench/write_profile.py create --count 500          # single Patient creates with a token
+    python bench/write_profile.py create --count 500          # creates of crud.py's Patients with a token
     python bench/write_profile.py read --count 2000           # reads of one Patient with a token, audited
 
 For a sampling profile of a running server, with less overhead than ``cProfile``:
@@ -37,7 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The Bundles bench/ingest.py posts (this folder is on sys.path when a script here runs).
+# The Patients bench/crud.py creates and the Bundles bench/ingest.py posts (this folder is on
+# sys.path when a script here runs).
+from crud import DataFactory
 from ingest import DEFAULT_FILES
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -91,14 +93,16 @@ def main() -> int:
 
         secret, _ = tokens.create(services_of(app).repository, "profile", "system/*.cruds", None, None)
         headers = {**FHIR_JSON, "Authorization": f"Bearer {secret}"}
-        body = json.dumps({"resourceType": "Patient", "name": [{"family": "Profile"}], "gender": "female"})
+        patients = DataFactory(18)
+        body = json.dumps(patients.patient(0))
         units = args.count
 
         if args.work == "create":
+            bodies = [json.dumps(patients.patient(n)) for n in range(args.count)]
 
             def one_round() -> None:
-                for _ in range(args.count):
-                    response = client.post("/fhir/Patient", data=body, headers=headers)
+                for created in bodies:
+                    response = client.post("/fhir/Patient", data=created, headers=headers)
                     assert response.status_code == 201, response.data[:300]
 
         else:
