@@ -16,6 +16,9 @@ from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import audit_chain, resource, resource_version
 
 _CHAIN_LOCK = "audit-chain"
+# Built once: every write's record asks it, holding SQLite's write gate, and a statement built
+# anew costs SQLAlchemy its construction and cache key each time.
+_LAST_LINK = select(audit_chain.c.seq, audit_chain.c.link).order_by(audit_chain.c.seq.desc()).limit(1)
 
 
 def append(tx: DatabaseTransaction, events: list[tuple[str, str]], link: Callable[[str, str], str]) -> None:
@@ -23,9 +26,7 @@ def append(tx: DatabaseTransaction, events: list[tuple[str, str]], link: Callabl
     if not events:
         return
     tx.lock(_CHAIN_LOCK)
-    last = tx.connection.execute(
-        select(audit_chain.c.seq, audit_chain.c.link).order_by(audit_chain.c.seq.desc()).limit(1)
-    ).first()
+    last = tx.connection.execute(_LAST_LINK).first()
     seq, previous = (last[0], last[1]) if last else (0, "0" * 64)
     rows = []
     for res_id, body_digest in events:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -149,13 +150,41 @@ def _insert_tuples(connection: Connection, table: Table, names: tuple[str, ...],
         rows = [_converted(list(row), converting) for row in rows]
     if connection.dialect.name == "sqlite":
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        connection.exec_driver_sql(sql, rows)
+        _send(connection, sql, rows, many=True)
     elif len(rows) < COPY_FROM:
         row = f"({', '.join(['%s'] * len(names))})"
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([row] * len(rows))}"
-        connection.exec_driver_sql(sql, tuple(value for row_values in rows for value in row_values))
+        _send(connection, sql, tuple(value for row_values in rows for value in row_values), many=False)
     else:
         _copy(connection, f"COPY {table.name} ({', '.join(names)}) FROM STDIN", rows)
+
+
+def _send(connection: Connection, sql: str, parameters: Any, many: bool) -> None:
+    """An insert of converted rows on the driver's own cursor, in the connection's transaction:
+    SQLAlchemy's execution of a statement (its context, result and events) cost as much as
+    SQLite's insert of one index row (a one-row insert 11.5 µs through it, 5.5 µs on the driver),
+    and a create sends about ten inserts while it holds SQLite's write gate."""
+    with _driver_cursor(connection, sql) as cursor:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+
+
+@contextmanager
+def _driver_cursor(connection: Connection, statement: str) -> Iterator[Any]:
+    """A cursor of the driver's, in the connection's transaction, whose errors are raised as
+    SQLAlchemy raises them (a duplicate key is an ``IntegrityError``), so callers see one kind."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    cursor = driver.cursor()  # sqlite3's cursors are no context managers
+    try:
+        yield cursor
+    except dbapi_error as error:
+        raise DBAPIError.instance(statement, None, error, dbapi_error) from error
+    finally:
+        cursor.close()
 
 
 # Rows from which PostgreSQL gets a COPY rather than one multi-row INSERT. A COPY takes two round
@@ -167,16 +196,9 @@ COPY_FROM = 100
 
 def _copy(connection: Connection, statement: str, rows: list[Any]) -> None:
     """PostgreSQL's bulk load on the driver, in the connection's transaction."""
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    dbapi_error = connection.dialect.loaded_dbapi.Error
-    try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except dbapi_error as error:
-        # As SQLAlchemy raises it (a duplicate key is an IntegrityError), so callers see one kind.
-        raise DBAPIError.instance(statement, None, error, dbapi_error) from error
+    with _driver_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _converted(row: list[Any], converting: list[tuple[int, Any]]) -> tuple[Any, ...]:

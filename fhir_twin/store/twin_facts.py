@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -178,15 +179,20 @@ def version_at(connection: Connection, res_type: str, res_id: str, recorded: dat
     return Version(*row) if row else None
 
 
-_HOLDS_FACTS = [
-    select(table.c.seq).where(table.c.patient_id == bindparam("patient_id"), table.c.valid_to.is_(None)).limit(1)
-    for table in TWIN_TABLES
-]
+# One statement for every table: each new Patient's write asks it, holding SQLite's write gate.
+_HOLDS_FACTS = select(
+    or_(
+        *(
+            exists().where(table.c.patient_id == bindparam("patient_id"), table.c.valid_to.is_(None))
+            for table in TWIN_TABLES
+        )
+    )
+)
 
 
 def holds_facts(tx: DatabaseTransaction, patient_id: str) -> bool:
     """Whether the patient's twin holds any current fact (a measurement or a case entry)."""
-    return any(tx.connection.execute(query, {"patient_id": patient_id}).first() for query in _HOLDS_FACTS)
+    return bool(tx.connection.execute(_HOLDS_FACTS, {"patient_id": patient_id}).scalar())
 
 
 def lock_facts(connection: Connection) -> None:

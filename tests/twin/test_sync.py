@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from fhir_twin import cli
 from fhir_twin.app import services_of
-from fhir_twin.store.twin_facts import fact_table_rows
+from fhir_twin.store.twin_facts import fact_table_rows, holds_facts
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -434,3 +434,21 @@ def test_concurrent_writers_lose_nothing(make_app: Any) -> None:
     assert sorted(p[1] or 0 for p in found) == [float(40 + n) for n in range(writers * per_writer)]
     assert {p[2] for p in found} == {f"Observation/{id_}/_history/1" for ids in created for id_ in ids}
     assert document(reader, "p1")["body"]["heart_rate"]["count"] == writers * per_writer
+
+
+def test_whether_a_twin_holds_facts(make_app: Any) -> None:
+    """What decides if a new Patient's write tells the Doctor of a twin to assess: a current
+    measurement or case entry of either kind counts; facts of a deleted resource do not."""
+    app = make_app(referential_integrity=False)
+    client = app.test_client()
+    observation = write(client, "POST", "/fhir/Observation", heart_rate("p1", 72))
+    write(client, "POST", "/fhir/Condition", condition("Patient/p2"))
+    repository = services_of(app).repository
+
+    def holds(patient_id: str) -> bool:
+        with repository.transaction() as tx:
+            return holds_facts(tx, patient_id)
+
+    assert (holds("p1"), holds("p2"), holds("p3")) == (True, True, False)
+    assert client.delete(f"/fhir/Observation/{observation['id']}").status_code in (200, 204)
+    assert (holds("p1"), holds("p2")) == (False, True)
