@@ -30,6 +30,7 @@ from fhir_twin.store.database import make_engine, migrate
 from fhir_twin.store.device_windows import DeviceWindows
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.schema import device_window_reading, doctor_queue, subscription_outbox
+from fhir_twin.store.wal_checkpoint import WalCheckpointer
 from fhir_twin.store.worker import Worker, worker_repository
 from fhir_twin.subscriptions.delivery import DeliveryWorker
 from fhir_twin.subscriptions.matching import SubscriptionMatcher
@@ -71,7 +72,9 @@ class Services:
     # Writes matching an active Subscription owe it a notification; with ``workers``, sent from here.
     subscription_matcher: SubscriptionMatcher
     deliveries: DeliveryWorker | None
-    # The background threads this process runs (``workers``): those three and the recorder's.
+    # With ``workers`` on SQLite: the write-ahead log's checkpoints, off the commits' path.
+    checkpointer: WalCheckpointer | None
+    # The background threads this process runs (``workers``): those four and the recorder's.
     workers: tuple[Worker, ...]
     # The device kinds of ``mappings/devices.yaml``, and with ``workers`` and ``mqtt_url`` the bridge
     # that receives them (run by the process that builds the app: gunicorn's master, one per server).
@@ -92,12 +95,13 @@ class Services:
         """Start the background threads. Not ``here`` (gunicorn's master, which serves no request
         but runs the device bridge): the Doctor's, the deliveries' and the exports' threads are
         only enabled, for each forked server process to run, so the bridge has the master's core to
-        itself; the audit recorder runs here too, for the bridge's audited reads. The audit chain's
-        checkpoints are taken here, and only here."""
+        itself; the audit recorder runs here too, for the bridge's audited reads, and the SQLite
+        log's checkpointer, for the bridge's writes. The audit chain's checkpoints are taken here,
+        and only here."""
         # After a crash, what this machine's dead processes held is taken up at once.
         claims.release_dead(self.repository, (doctor_queue, subscription_outbox, device_window_reading))
         for worker in self.workers:
-            if here or worker is self.recorder:
+            if here or worker is self.recorder or worker is self.checkpointer:
                 worker.start()
             else:
                 worker.enable()
@@ -166,6 +170,7 @@ def build(config: Config, *, workers: bool = True) -> Services:
         else None
     )
     deliveries = _delivery_worker(repository, config, recorder) if workers else None
+    checkpointer = WalCheckpointer(repository) if workers and repository.engine.dialect.name == "sqlite" else None
     return Services(
         config=config,
         repository=repository,
@@ -180,8 +185,11 @@ def build(config: Config, *, workers: bool = True) -> Services:
         doctor_worker=doctor_worker,
         subscription_matcher=_matcher(repository, doctor_worker, deliveries),
         deliveries=deliveries,
+        checkpointer=checkpointer,
         workers=tuple(
-            worker for worker in (exports, doctor_worker, deliveries, recorder) if workers and worker is not None
+            worker
+            for worker in (exports, doctor_worker, deliveries, recorder, checkpointer)
+            if workers and worker is not None
         ),
         device_kinds=device_kinds,
         bridge=bridge,

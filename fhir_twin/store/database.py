@@ -71,6 +71,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA cache_size=-16384")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -81,6 +82,10 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("fhir_write", False) else "BEGIN")
 
 
+# Pages of write-ahead log (about 40 MB) past which a commit checkpoints it: a server process's
+# thread does so every 0.1 s (``store.wal_checkpoint``), off the write gate; this bounds the log
+# where none runs.
+WAL_BACKSTOP = 10_000
 _ONE_STATEMENT = "fhir_one_statement"
 
 
