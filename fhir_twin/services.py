@@ -95,13 +95,12 @@ class Services:
         """Start the background threads. Not ``here`` (gunicorn's master, which serves no request
         but runs the device bridge): the Doctor's, the deliveries' and the exports' threads are
         only enabled, for each forked server process to run, so the bridge has the master's core to
-        itself; the audit recorder runs here too, for the bridge's audited reads, and the SQLite
-        log's checkpointer, for the bridge's writes. The audit chain's checkpoints are taken here,
-        and only here."""
+        itself; the audit recorder runs here too, for the bridge's audited reads. The audit chain's
+        checkpoints are taken here, and only here."""
         # After a crash, what this machine's dead processes held is taken up at once.
         claims.release_dead(self.repository, (doctor_queue, subscription_outbox, device_window_reading))
         for worker in self.workers:
-            if here or worker is self.recorder or worker is self.checkpointer:
+            if here or worker is self.recorder:
                 worker.start()
             else:
                 worker.enable()
