@@ -3,11 +3,11 @@
 In WAL mode a commit appends the pages it changed to the write-ahead log; a checkpoint copies
 them back into the database file and syncs both (sqlite.org/wal.html, "Checkpointing"). By
 default the commit that takes the log past 1,000 pages runs that checkpoint itself, while it
-still holds the write gate every writer queues at: about a third of a millisecond of each
+still holds the write gate every writer queues at: about half a millisecond of each
 create's commit on this server, and every writer waits for it. ``PASSIVE`` checkpoints from
 this thread copy the pages beside the writers instead, as many at a time as a commit would have
 (``PASS_FROM``: checkpoints of fewer pages copy the pages every commit changes, the indexes' last
-leaves, over and over, which cost reads a few per cent). The log is only written from its start
+leaves, over and over, and seemed to cost reads a few per cent). The log is only written from its start
 again once a checkpoint has copied all of it (sqlite.org/walformat.html, "WAL Reset"), which
 writers that never pause would not let a checkpoint beside them do; so past ``RESTART_FROM``
 pages the thread copies the last few pages holding the write gate, and the log starts over.
