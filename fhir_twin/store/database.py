@@ -83,8 +83,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 # Pages of write-ahead log (about 40 MB) past which a commit checkpoints it: a server process's
-# thread does so from 1,000 pages (``store.wal_checkpoint``), off the write gate; this bounds the
-# log where none runs.
+# thread does so every 0.1 s (``store.wal_checkpoint``), off the write gate; this bounds the log
+# where none runs.
 WAL_BACKSTOP = 10_000
 _ONE_STATEMENT = "fhir_one_statement"
 

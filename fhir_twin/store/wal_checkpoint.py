@@ -5,9 +5,7 @@ them back into the database file and syncs both (sqlite.org/wal.html, "Checkpoin
 default the commit that takes the log past 1,000 pages runs that checkpoint itself, while it
 still holds the write gate every writer queues at: about half a millisecond of each
 create's commit on this server, and every writer waits for it. ``PASSIVE`` checkpoints from
-this thread copy the pages beside the writers instead, as many at a time as a commit would have
-(``PASS_FROM``: checkpoints of fewer pages copy the pages every commit changes, the indexes' last
-leaves, over and over, and seemed to cost reads a few per cent). The log is only written from its start
+this thread copy the pages beside the writers instead. The log is only written from its start
 again once a checkpoint has copied all of it (sqlite.org/walformat.html, "WAL Reset"), which
 writers that never pause would not let a checkpoint beside them do; so past ``RESTART_FROM``
 pages the thread copies the last few pages holding the write gate, and the log starts over.
@@ -19,18 +17,17 @@ commits, past ``database.WAL_BACKSTOP`` pages, so the log stays bounded.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
-from pathlib import Path
 
 from fhir_twin.store.database import write_gate
 from fhir_twin.store.repository import Repository
 from fhir_twin.store.worker import Worker
 
-# Seconds between looks at the log: a few dozen creates' pages at the busiest this server writes.
+# Seconds between checkpoints: a few dozen creates' pages at the busiest this server writes, far
+# fewer than ``WAL_BACKSTOP``. How many pages wait is not asked first: SQLite keeps it in its
+# WAL-index file, and a read of that file through a descriptor of this process's own would drop
+# SQLite's locks on it when closed (POSIX advisory locks belong to the process, not the descriptor).
 INTERVAL = 0.1
-# Pages not yet copied back from which a pass checkpoints: SQLite's own default for a commit.
-PASS_FROM = 1_000
 # Pages of log (8 MB) past which a pass copies the rest holding the write gate: writers then wait
 # only while the pages written since the pass began are copied.
 RESTART_FROM = 2_000
@@ -46,31 +43,12 @@ class WalCheckpointer(Worker):
         # its own would hold another connection and its copy of the schema in every process.
         super().__init__(repository, INTERVAL)
         self._gate = write_gate(repository.engine)
-        database = repository.engine.url.database
-        self._index = Path(database + "-shm") if database and database != ":memory:" else None
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
-        if self._index is not None and uncopied(self._index) < PASS_FROM:
-            return
         _busy, log, copied = checkpoint(self.repository)
         if log >= RESTART_FROM and copied < log:
             with self._gate:
                 checkpoint(self.repository)
-
-
-def uncopied(index: Path) -> int:
-    """Pages of the log not yet copied back, from its WAL-index file's header (sqlite.org/walformat.html,
-    "The WAL-Index File Format": ``mxFrame`` at byte 16, ``nBackfill`` at byte 96, in the machine's
-    byte order). Read without SQLite's locks, as a hint of when to checkpoint; none yet is 0."""
-    try:
-        with open(index, "rb") as file:
-            header = file.read(100)
-    except FileNotFoundError:
-        return 0
-    if len(header) < 100:
-        return 0
-    pages, copied = struct.unpack_from("=I", header, 16)[0], struct.unpack_from("=I", header, 96)[0]
-    return max(pages - copied, 0)
 
 
 def checkpoint(repository: Repository) -> tuple[int, int, int]:
