@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from fhir_twin.store.database import write_gate
 from fhir_twin.store.repository import Repository
-from fhir_twin.store.worker import Worker
+from fhir_twin.store.worker import Worker, worker_repository
 
 # Seconds between checkpoints: a few dozen creates' pages at the busiest this server writes, far
 # fewer than ``WAL_BACKSTOP``. How many pages wait is not asked first: SQLite keeps it in its
@@ -39,16 +39,17 @@ class WalCheckpointer(Worker):
     name = "fhir-twin-checkpoint"
 
     def __init__(self, repository: Repository) -> None:
-        # On the app's engine: a pass borrows a pooled connection for a moment, where an engine of
-        # its own would hold another connection and its copy of the schema in every process.
-        super().__init__(repository, INTERVAL)
-        self._gate = write_gate(repository.engine)
+        # An engine of its own, disposed when the thread halts, as every worker's: a pass under
+        # way when the app's engine is disposed must leave no connection behind in it.
+        self.own = worker_repository(repository)
+        super().__init__(repository, INTERVAL, own=self.own)
+        self._gate = write_gate(self.own.engine)
 
     def run_pass(self, owner: str, should_stop: Callable[[], bool]) -> None:
-        _busy, log, copied = checkpoint(self.repository)
+        _busy, log, copied = checkpoint(self.own)
         if log >= RESTART_FROM and copied < log:
             with self._gate:
-                checkpoint(self.repository)
+                checkpoint(self.own)
 
 
 def checkpoint(repository: Repository) -> tuple[int, int, int]:

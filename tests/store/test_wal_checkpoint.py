@@ -67,7 +67,11 @@ def test_commits_leave_the_log_to_the_checkpointer(repository: Repository, datab
     assert 1_500 < pages < WAL_BACKSTOP
     assert copied == 0
 
-    WalCheckpointer(repository).run_pass("test", lambda: False)
+    checkpointer = WalCheckpointer(repository)
+    try:
+        checkpointer.run_pass("test", lambda: False)
+    finally:
+        checkpointer.own.engine.dispose()
     assert _log(database) == (pages, pages)
 
     _write_pages(repository, 1)
@@ -112,13 +116,16 @@ def test_a_long_log_is_finished_holding_the_write_gate(
     monkeypatch.setattr(wal_checkpoint, "checkpoint", checkpoint)
     _write_pages(repository, 2 * RESTART_FROM // 50)
     checkpointer = WalCheckpointer(repository)
-    checkpointer.run_pass("test", lambda: False)
-    assert calls == [False, True]
-    # A log too short to need starting over is copied beside the writers only.
-    _write_pages(repository, 2)
-    calls.clear()
-    checkpointer.run_pass("test", lambda: False)
-    assert calls == [False]
+    try:
+        checkpointer.run_pass("test", lambda: False)
+        assert calls == [False, True]
+        # A log too short to need starting over is copied beside the writers only.
+        _write_pages(repository, 2)
+        calls.clear()
+        checkpointer.run_pass("test", lambda: False)
+        assert calls == [False]
+    finally:
+        checkpointer.own.engine.dispose()
     pages, copied = _log(database)
     assert pages == copied < RESTART_FROM
 
