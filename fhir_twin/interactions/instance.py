@@ -45,8 +45,7 @@ class InstanceInteractions:
 
     def read(self, request: Request, res_type: str, res_id: str) -> Response:
         """R4 http.html#read: 410 for a deleted resource, 304 when the client's copy is current."""
-        with self.repository.transaction(one_statement=True) as tx:
-            current = tx.current(res_type, res_id)
+        current = self.repository.current(res_type, res_id)
         if current is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if current.deleted:
@@ -60,8 +59,7 @@ class InstanceInteractions:
         """R4 http.html#vread: 404 for an unknown version, 410 for a delete version."""
         if not (version_id.isascii() and version_id.isdigit()):
             raise NotFound(f"{res_type}/{res_id} has no version {version_id!r}")
-        with self.repository.transaction(one_statement=True) as tx:
-            found = tx.version(res_type, res_id, int(version_id))
+        found = self.repository.version(res_type, res_id, int(version_id))
         if found is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version_id}")
         headers = version_headers(request.base, found)

@@ -77,8 +77,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         options = connection.get_execution_options()
-        if options.get(_ONE_STATEMENT, False):
-            return  # the statement is its own transaction (the driver is in autocommit mode)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("fhir_write", False) else "BEGIN")
 
 
@@ -86,17 +84,6 @@ def _configure_sqlite(engine: Engine) -> None:
 # thread does so every 0.1 s (``store.wal_checkpoint``), off the write gate; this bounds the log
 # where none runs.
 WAL_BACKSTOP = 10_000
-_ONE_STATEMENT = "fhir_one_statement"
-
-
-def one_statement(engine: Engine) -> dict[str, Any]:
-    """The execution options of a read made of one statement, which needs no transaction around
-    it: a statement reads one consistent snapshot by itself (SQLite's implicit transaction, a
-    PostgreSQL statement in autocommit). SQLite then skips the explicit ``BEGIN`` (5 % of a read's
-    time in the app) and PostgreSQL the ``BEGIN`` and ``COMMIT`` round trips (two of a read's three)."""
-    if engine.dialect.name == "sqlite":
-        return {_ONE_STATEMENT: True}
-    return {"isolation_level": "AUTOCOMMIT"}
 
 
 def migrate(engine: Engine) -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select, text
-from sqlalchemy.exc import DBAPIError
 
 from fhir_twin.search.index import ROW_TYPES, IndexRow, ReferenceRow
+from fhir_twin.store.driver import driver_cursor
 from fhir_twin.store.schema import INDEX_TABLE, INDEX_TABLES, idx_reference, resource
 
 TABLE_OF: dict[type[IndexRow], Table] = {ROW_TYPES[kind]: table for kind, table in INDEX_TABLE.items()}
@@ -164,27 +163,11 @@ def _send(connection: Connection, sql: str, parameters: Any, many: bool) -> None
     SQLAlchemy's execution of a statement (its context, result and events) cost as much as
     SQLite's insert of one index row (a one-row insert 11.5 µs through it, 5.5 µs on the driver),
     and a create sends about ten inserts while it holds SQLite's write gate."""
-    with _driver_cursor(connection, sql) as cursor:
+    with driver_cursor(connection, sql) as cursor:
         if many:
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-
-
-@contextmanager
-def _driver_cursor(connection: Connection, statement: str) -> Iterator[Any]:
-    """A cursor of the driver's, in the connection's transaction, whose errors are raised as
-    SQLAlchemy raises them (a duplicate key is an ``IntegrityError``), so callers see one kind."""
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    dbapi_error = connection.dialect.loaded_dbapi.Error
-    cursor = driver.cursor()  # sqlite3's cursors are no context managers
-    try:
-        yield cursor
-    except dbapi_error as error:
-        raise DBAPIError.instance(statement, None, error, dbapi_error) from error
-    finally:
-        cursor.close()
 
 
 # Rows from which PostgreSQL gets a COPY rather than one multi-row INSERT. A COPY takes two round
@@ -196,7 +179,7 @@ COPY_FROM = 100
 
 def _copy(connection: Connection, statement: str, rows: list[Any]) -> None:
     """PostgreSQL's bulk load on the driver, in the connection's transaction."""
-    with _driver_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
+    with driver_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 

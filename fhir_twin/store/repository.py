@@ -40,7 +40,8 @@ from fhir_twin.search.index import IndexRow, ReferenceRow
 from fhir_twin.search.query import InCompartment, Search
 from fhir_twin.signals import version_written
 from fhir_twin.store import search
-from fhir_twin.store.database import one_statement, write_gate
+from fhir_twin.store.database import write_gate
+from fhir_twin.store.driver import first_row, first_row_alone
 from fhir_twin.store.indexing import (
     RECORD_TYPES,
     add_rows,
@@ -106,7 +107,6 @@ class Repository:
         # its end, so its files may refer to each other in any order. Deletes are still checked.
         self.deferred_targets: dict[tuple[str, str], tuple[str, str]] | None = None
         self._write_gate = write_gate(engine)
-        self._one_statement = one_statement(engine)
         self._active: ContextVar[DatabaseTransaction | None] = ContextVar(
             f"fhir_twin_transaction_{id(self)}", default=None
         )
@@ -115,13 +115,36 @@ class Repository:
         """The transaction open in this context (a transaction Bundle's), if any."""
         return self._active.get()
 
+    def current(self, res_type: str, res_id: str) -> Version | None:
+        """The newest version (possibly a delete), or None when the resource never existed; in
+        the context's transaction when one is open (a transaction Bundle's), else as a statement
+        of its own (``driver.first_row_alone``): a read needs no other."""
+        active = self._active.get()
+        if active is not None:
+            return active.current(res_type, res_id)
+        with _conflicts():
+            row = first_row_alone(self.engine, _SELECTCURRENT, {"res_type": res_type, "res_id": res_id})
+        return Version(*row) if row else None
+
+    def version(self, res_type: str, res_id: str, version: int) -> Version | None:
+        """One version of a resource (R4 http.html#vread), as ``current`` reads it."""
+        active = self._active.get()
+        if active is not None:
+            return active.version(res_type, res_id, version)
+        if not 0 < version <= MAX_VERSION:
+            return None  # no such version can exist; the database would refuse the number
+        with _conflicts():
+            row = first_row_alone(
+                self.engine, _SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version}
+            )
+        return Version(*row) if row else None
+
     @contextmanager
-    def transaction(self, write: bool = False, one_statement: bool = False) -> Iterator[DatabaseTransaction]:
+    def transaction(self, write: bool = False) -> Iterator[DatabaseTransaction]:
         """A database transaction; committed when the block ends without an exception.
 
         Inside another transaction of this repository (a transaction Bundle running its entries) the
-        outer transaction is reused, so everything commits or rolls back together. A read of
-        ``one_statement`` opens no transaction on the database (``database.one_statement``).
+        outer transaction is reused, so everything commits or rolls back together.
         """
         active = self._active.get()
         if active is not None:
@@ -130,12 +153,10 @@ class Repository:
             yield active
             return
         gate = self._write_gate if write else nullcontext()
-        try:
+        with _conflicts():
             with gate, self.engine.connect() as connection:
                 if write:
                     connection.execution_options(fhir_write=True)
-                elif one_statement:
-                    connection.execution_options(**self._one_statement)
                 with connection.begin():
                     tx = DatabaseTransaction(connection, write, self.referential_integrity, sender=self)
                     tx.deferred_targets = self.deferred_targets
@@ -150,13 +171,20 @@ class Repository:
             # Committed: now others can see what the transaction wrote.
             for callback in tx.committed:
                 callback()
-        except IntegrityError as exc:
-            # Another writer created the same identity between our check and our insert.
-            raise Conflict("A concurrent request changed this resource; retry the request") from exc
-        except OperationalError as exc:
-            if "locked" in str(exc).lower() or "deadlock" in str(exc).lower():
-                raise Conflict("The database is busy with a conflicting write; retry the request") from exc
-            raise
+
+
+@contextmanager
+def _conflicts() -> Iterator[None]:
+    """The database's refusals that retrying can cure, as a 409."""
+    try:
+        yield
+    except IntegrityError as exc:
+        # Another writer created the same identity between our check and our insert.
+        raise Conflict("A concurrent request changed this resource; retry the request") from exc
+    except OperationalError as exc:
+        if "locked" in str(exc).lower() or "deadlock" in str(exc).lower():
+            raise Conflict("The database is busy with a conflicting write; retry the request") from exc
+        raise
 
 
 class DatabaseTransaction:
@@ -274,20 +302,18 @@ class DatabaseTransaction:
         key = (res_type, res_id)
         if key in self._known:
             return self._known[key]
-        row = self.connection.execute(_SELECTCURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        row = first_row(self.connection, _SELECTCURRENT, {"res_type": res_type, "res_id": res_id})
         return Version(*row) if row else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Version | None:
         if not 0 < version <= MAX_VERSION:
             return None  # no such version can exist; the database would refuse the number
-        row = self.connection.execute(
-            _SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version}
-        ).first()
+        row = first_row(self.connection, _SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version})
         return Version(*row) if row else None
 
     def exists(self, res_type: str, res_id: str) -> bool:
         """Whether any version of the resource was ever stored (deleted ones included)."""
-        return self.connection.execute(_SELECT_EXISTS, {"res_type": res_type, "res_id": res_id}).first() is not None
+        return first_row(self.connection, _SELECT_EXISTS, {"res_type": res_type, "res_id": res_id}) is not None
 
     def write(self, version: Version, index: list[IndexRow], resource: dict[str, Any] | None = None) -> None:
         """Store ``version`` as the new current version of its resource, with its index rows.

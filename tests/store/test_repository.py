@@ -92,6 +92,16 @@ def test_versions_one_to_three_are_stored_and_read_back(repo: Repository) -> Non
         assert not tx.exists("Patient", "b")
         assert not tx.exists("Observation", "a")
     assert seqs == sorted(seqs) and len(set(seqs)) == 3 and seqs[0] > 0
+    # The same reads as statements of their own, outside any transaction (a read's, a vread's).
+    alone = repo.current("Patient", "a")
+    assert alone is not None and without_seq(alone) == versions[2] and alone.seq == seqs[2]
+    assert isinstance(alone.last_updated, datetime) and isinstance(alone.status, int)
+    for written in versions:
+        assert without_seq(repo.version("Patient", "a", written.version)) == written
+    for missing in (0, 4, 2**31, -1):
+        assert repo.version("Patient", "a", missing) is None
+    assert repo.current("Patient", "b") is None and repo.current("Observation", "a") is None
+    assert repo.version("Patient", "b", 1) is None
 
 
 def test_a_delete_is_the_current_version_and_the_resource_still_exists(repo: Repository) -> None:
@@ -103,9 +113,12 @@ def test_a_delete_is_the_current_version_and_the_resource_still_exists(repo: Rep
         assert current.version == 2
         assert tx.exists("Patient", "a")
         assert tx.search(Search(("Patient",)), BASE).matches == []
+    alone = repo.current("Patient", "a")
+    assert alone is not None and alone.deleted and alone.version == 2
     store(repo, make("a", 3, 2))
     with repo.transaction() as tx:
         assert without_seq(tx.current("Patient", "a")) == make("a", 3, 2)
+    assert without_seq(repo.current("Patient", "a")) == make("a", 3, 2)
 
 
 # --- stale writes and rollback -----------------------------------------------------------
