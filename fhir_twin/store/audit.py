@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 from sqlalchemy import and_, func, select
 
+from fhir_twin.store.driver import first_row
 from fhir_twin.store.indexing import insert_many
 from fhir_twin.store.repository import DatabaseTransaction, Repository
 from fhir_twin.store.schema import audit_chain, resource, resource_version
@@ -26,7 +27,7 @@ def append(tx: DatabaseTransaction, events: list[tuple[str, str]], link: Callabl
     if not events:
         return
     tx.lock(_CHAIN_LOCK)
-    last = tx.connection.execute(_LAST_LINK).first()
+    last = first_row(tx.connection, _LAST_LINK, {})
     seq, previous = (last[0], last[1]) if last else (0, "0" * 64)
     rows = []
     for res_id, body_digest in events:

@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 
+from fhir_twin.store.driver import driver_cursor
+
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
 # The newest migration's revision (tests/store/test_migrations.py checks it is alembic's head): a
 # database already there is served without loading alembic and its templates (about 11 MB a process).
@@ -76,8 +78,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("fhir_write", False) else "BEGIN")
+        # On the driver: SQLAlchemy's execution of the statement cost more than SQLite's.
+        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("fhir_write", False) else "BEGIN"
+        with driver_cursor(connection, statement) as cursor:
+            cursor.execute(statement)
 
 
 # Pages of write-ahead log (about 40 MB) past which a commit checkpoints it: a server process's

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from fhir_twin.store.driver import first_row
 from fhir_twin.store.repository import DatabaseTransaction
 from fhir_twin.store.schema import (
     TWIN_TABLES,
@@ -192,7 +193,8 @@ _HOLDS_FACTS = select(
 
 def holds_facts(tx: DatabaseTransaction, patient_id: str) -> bool:
     """Whether the patient's twin holds any current fact (a measurement or a case entry)."""
-    return bool(tx.connection.execute(_HOLDS_FACTS, {"patient_id": patient_id}).scalar())
+    row = first_row(tx.connection, _HOLDS_FACTS, {"patient_id": patient_id})
+    return bool(row and row[0])
 
 
 def lock_facts(connection: Connection) -> None:
