@@ -154,7 +154,8 @@ class Repository:
             return
         gate = self._write_gate if write else nullcontext()
         with _conflicts():
-            with gate, self.engine.connect() as connection:
+            # The pool's checkout and return stay outside the gate, which other writers queue at.
+            with self.engine.connect() as connection, gate:
                 if write:
                     connection.execution_options(fhir_write=True)
                 with connection.begin():
