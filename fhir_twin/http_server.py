@@ -13,7 +13,9 @@ dies and stops them all on SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import multiprocessing
 import os
 import resource
 import time
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 HEADER_LIMIT = 256 * 1024
 # How often (seconds) idle connections are looked for and closed; also the event loop's wake-up.
 CLEANUP_INTERVAL = 1
+# How long (seconds) a worker leaves a new connection to one holding fewer (``AcceptBalance``).
+BALANCE_DEFER = 0.002
 
 
 class OperationOutcomeErrorTask(ErrorTask):
@@ -78,15 +82,108 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
 
 
-def worker_class(limits: Limits) -> type[Worker]:
-    """gunicorn's worker class for these limits (gunicorn takes a class, not an instance)."""
-    return type("WaitressWorker", (WaitressWorker,), {"limits": limits})
+def worker_class(limits: Limits, balance: AcceptBalance) -> type[Worker]:
+    """gunicorn's worker class for these limits and this balance (gunicorn takes a class, not an instance)."""
+    return type("WaitressWorker", (WaitressWorker,), {"limits": limits, "balance": balance})
+
+
+class AcceptBalance:
+    """New connections go to the worker process holding the fewest.
+
+    Every worker waits on the one listening socket, and whichever wakes first accepts: at once a
+    client's few keep-alive connections (an EHR's pool, a benchmark's threads) could all land on
+    one worker, which the GIL holds to one core while the other idles (two connections of
+    ``bench/crud.py`` read 848–866 times a second on one worker, 1,735–1,870 on two). So each worker publishes how
+    many connections it holds in memory shared by all (made in the master before it forks), and a
+    worker holding more than another leaves each new connection to it for a moment (``_Share``).
+    A slot of no running worker counts as holding every connection.
+    """
+
+    ABSENT = 2**31 - 1
+
+    def __init__(self, workers: int) -> None:
+        self.counts = multiprocessing.RawArray(ctypes.c_int, [self.ABSENT] * max(workers, 1))
+
+    def pre_fork(self, server: Any, worker: Any) -> None:
+        """gunicorn's hook in the master: the new worker takes a slot no living worker holds."""
+        taken = {getattr(other, "balance_slot", None) for other in server.WORKERS.values()}
+        worker.balance_slot = next(slot for slot in range(len(self.counts)) if slot not in taken)
+        self.counts[worker.balance_slot] = self.ABSENT
+
+    def child_exit(self, _server: Any, worker: Any) -> None:
+        """gunicorn's hook in the master when a worker has exited, however it ended."""
+        self.leave(worker.balance_slot)
+
+    def leave(self, slot: int) -> None:
+        self.counts[slot] = self.ABSENT
+
+    def share(self, slot: int, fixed: int) -> _Share:
+        """One worker's part; ``fixed`` is how many of its sockets are not connections."""
+        return _Share(self.counts, slot, fixed)
+
+
+class _Share:
+    """One worker's part of ``AcceptBalance``: it reports its connections, and when a connection
+    comes while another worker holds fewer, leaves it to that one for ``BALANCE_DEFER`` seconds
+    (the listening socket out of its poll), then takes it if it is still waiting: the other is
+    busy, and a burst of connections is accepted at full speed by both."""
+
+    def __init__(self, counts: Any, slot: int, fixed: int) -> None:
+        self.counts = counts
+        self.slot = slot
+        self.fixed = fixed
+        # When this worker last left a waiting connection to another; None when it has not.
+        self.deferred_at: float | None = None
+        # Whether the listening socket was polled once after the deferral ended.
+        self.looked = False
+
+    def report(self, sockets: int) -> float | None:
+        """Publish this worker's connections; how long the loop may wait (None: as it likes)."""
+        self.counts[self.slot] = sockets - self.fixed
+        if self.deferred_at is None:
+            return None
+        left = self.deferred_at + BALANCE_DEFER - time.monotonic()
+        if left > 0:
+            return left
+        if self.looked:  # polled once since the deferral ended, with nothing waiting: the other took it
+            self.deferred_at = None
+            self.looked = False
+            return None
+        self.looked = True
+        return 0.0
+
+    def gate(self, readable: Callable[[], bool]) -> Callable[[], bool]:
+        """The listening socket's ``readable``: not while a deferral runs."""
+
+        def balanced() -> bool:
+            if self.deferred_at is not None and time.monotonic() < self.deferred_at + BALANCE_DEFER:
+                return False
+            return readable()
+
+        return balanced
+
+    def accept(self, handle_accept: Callable[[], None]) -> Callable[[], None]:
+        """The listening socket's ``handle_accept``: first defer to a worker holding fewer."""
+
+        def balanced() -> None:
+            if self.deferred_at is None:
+                mine = self.counts[self.slot]
+                if any(other < mine for other in self.counts):
+                    self.deferred_at = time.monotonic()
+                    return
+            self.deferred_at = None
+            self.looked = False
+            handle_accept()
+
+        return balanced
 
 
 class WaitressWorker(Worker):
     """A gunicorn worker whose requests waitress reads in full and answers from its thread pool."""
 
     limits = Limits()
+    balance: AcceptBalance  # set by ``worker_class``
+    balance_slot = 0  # set by ``AcceptBalance.pre_fork``
 
     def run(self) -> None:
         _allow_open_files(self.limits.max_connections + 64)
@@ -108,10 +205,13 @@ class WaitressWorker(Worker):
             clear_untrusted_proxy_headers=False,
             ident="fhir-twin",
         )
+        _SignalWake(self.PIPE[0], socket_map)
+        share = self.balance.share(self.balance_slot, len(socket_map))
         for dispatcher in socket_map.values():
             if getattr(dispatcher, "accepting", False):
                 dispatcher.channel_class = OperationOutcomeChannel
-        _SignalWake(self.PIPE[0], socket_map)
+                dispatcher.readable = share.gate(dispatcher.readable)
+                dispatcher.handle_accept = share.accept(dispatcher.handle_accept)
         beat = 0.0
         while self.alive:
             # The loop turns once per socket event, several times a request: the heartbeat to the
@@ -122,7 +222,9 @@ class WaitressWorker(Worker):
                 if self.ppid != os.getppid():
                     self.log.info("parent changed, shutting down: %s", self)
                     break
-            wasyncore.loop(timeout=CLEANUP_INTERVAL, map=socket_map, count=1)
+            deferring = share.report(len(socket_map))
+            wasyncore.loop(timeout=CLEANUP_INTERVAL if deferring is None else deferring, map=socket_map, count=1)
+        self.balance.leave(self.balance_slot)
         self._drain(server, socket_map)
 
     def _drain(self, server: Any, socket_map: dict[int, Any]) -> None:

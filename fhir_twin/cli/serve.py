@@ -51,7 +51,7 @@ def serve(
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir."""
     from fhir_twin.app import create_app, services_of
-    from fhir_twin.http_server import Limits, Server, post_fork, worker_class
+    from fhir_twin.http_server import AcceptBalance, Limits, Server, post_fork, worker_class
     from fhir_twin.twin.mapping_file import MappingError
 
     settings = {"database_url": database_url, "data_dir": data_dir, "auth_mode": auth_mode, "websocket_host": host}
@@ -65,6 +65,7 @@ def serve(
     click.echo(f"fhir-twin serving http://{host}:{port}/fhir on {safe_url(config.resolved_database_url)}")
     if config.websocket_port:
         click.echo(f"websocket Subscriptions at ws://{host}:{config.websocket_port}/websocket")
+    balance = AcceptBalance(workers)
     Server(
         app,
         {
@@ -72,8 +73,10 @@ def serve(
             "workers": workers,
             "threads": threads,
             # Requests are read in full before they take one of the threads; see http_server.
-            "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes)),
+            "worker_class": worker_class(Limits(read_timeout, max_connections, 4 * config.max_body_bytes), balance),
+            "pre_fork": balance.pre_fork,
             "post_fork": post_fork(services_of(app)),
+            "child_exit": balance.child_exit,
             "accesslog": None,
             # gunicorn 27's control socket would sit in the user's home, one path for every server
             # on the machine; nothing here uses it.

@@ -4,13 +4,17 @@ or ``FHIR_TWIN_*`` variables."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -200,3 +204,114 @@ def test_idle_and_half_sent_connections_do_not_starve_the_server(database_url: s
             process.terminate()
             output = process.communicate(timeout=30)[0].decode()
     assert "Traceback" not in output
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(database_url: str) -> None:
+    """A client's keep-alive connections go to the worker process holding the fewest
+    (``http_server.AcceptBalance``), so two connections use both cores instead of one; a worker
+    killed with its connections is replaced, and new connections go to the replacement."""
+    port = _free_port()
+    with _served(database_url, "--port", str(port), "--workers", "2", "--threads", "2") as process:
+        held: list[http.client.HTTPConnection] = []
+        try:
+            _wait(f"http://127.0.0.1:{port}/fhir/metadata", process)
+            workers = _serving_workers(process.pid, port)
+            for _ in range(4):
+                held.append(_to_the_fewest(workers, port))
+            counts = _connections_of(workers, port)
+            assert max(counts.values()) - min(counts.values()) <= 1, counts
+            os.kill(workers[0], signal.SIGKILL)
+            replaced = _serving_workers(process.pid, port, without=workers[0])
+            assert workers[1] in replaced
+            for _ in range(2):
+                held.append(_to_the_fewest(replaced, port))
+            for connection in held[-6:]:  # every connection but the killed worker's still answers
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    connection.request("GET", "/fhir/metadata")
+                    connection.getresponse().read()
+            assert _connections_of(replaced, port)[workers[1]] >= 2
+        finally:
+            for connection in held:
+                connection.close()
+            process.terminate()
+            process.communicate(timeout=30)
+
+
+def _to_the_fewest(workers: list[int], port: int) -> http.client.HTTPConnection:
+    """A new connection, answered, on a worker that held the fewest. A worker holding more takes
+    a connection the others leave waiting for ``BALANCE_DEFER`` (on a loaded machine the worker
+    holding fewer may not run that soon), so a connection placed otherwise is closed and another
+    opened, three times at most."""
+    before: dict[int, int] = {}
+    after: dict[int, int] = {}
+    for _ in range(3):
+        before = _connections_of(workers, port)
+        connection = _answered_connection(port)
+        after = _connections_of(workers, port)
+        took = [pid for pid in workers if after[pid] > before[pid]]
+        if len(took) == 1 and before[took[0]] == min(before.values()):
+            return connection
+        connection.close()
+        _until(partial(_holding, workers, port, before))
+    pytest.fail(f"three connections in a row went to a worker holding more: {before} -> {after}")
+
+
+def _holding(workers: list[int], port: int, counts: dict[int, int]) -> bool:
+    return _connections_of(workers, port) == counts
+
+
+def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come about"
+        time.sleep(0.02)
+
+
+def _answered_connection(port: int) -> http.client.HTTPConnection:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/fhir/metadata")
+    answer = connection.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["resourceType"] == "CapabilityStatement"
+    return connection
+
+
+def _serving_workers(master: int, port: int, without: int | None = None) -> list[int]:
+    """The master's two worker processes, once both serve: each has answered a connection."""
+    deadline = time.monotonic() + 60
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        workers = [pid for pid in _children(master) if pid != without]
+        connection = _answered_connection(port)
+        seen.update(pid for pid, count in _connections_of(workers, port).items() if count)
+        connection.close()
+        if len(workers) == 2 and seen >= set(workers):
+            return workers
+        time.sleep(0.05)
+    pytest.fail("the server's two workers did not both serve")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return sorted(found)
+
+
+def _connections_of(workers: list[int], port: int) -> dict[int, int]:
+    """Established connections to ``port`` held by each worker, from /proc (Linux)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(f"socket:[{fields[9]}]")
+    counts = {}
+    for pid in workers:
+        targets = set()
+        with contextlib.suppress(FileNotFoundError):
+            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    targets.add(os.readlink(descriptor))
+        counts[pid] = len(targets & established)
+    return counts
