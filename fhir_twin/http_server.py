@@ -13,9 +13,8 @@ dies and stops them all on SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import multiprocessing
+import mmap
 import os
 import resource
 import time
@@ -102,7 +101,11 @@ class AcceptBalance:
     ABSENT = 2**31 - 1
 
     def __init__(self, workers: int) -> None:
-        self.counts = multiprocessing.RawArray(ctypes.c_int, [self.ABSENT] * max(workers, 1))
+        # Anonymous memory mapped shared, so forked workers see one another's counts.
+        self._memory = mmap.mmap(-1, 4 * max(workers, 1))
+        self.counts = memoryview(self._memory).cast("i")
+        for slot in range(len(self.counts)):
+            self.counts[slot] = self.ABSENT
 
     def pre_fork(self, server: Any, worker: Any) -> None:
         """gunicorn's hook in the master: the new worker takes a slot no living worker holds."""
