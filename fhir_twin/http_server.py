@@ -92,10 +92,11 @@ class AcceptBalance:
     Every worker waits on the one listening socket, and whichever wakes first accepts: at once a
     client's few keep-alive connections (an EHR's pool, a benchmark's threads) could all land on
     one worker, which the GIL holds to one core while the other idles (two connections of
-    ``bench/crud.py`` read 848–866 times a second on one worker, 1,735–1,870 on two). So each worker publishes how
-    many connections it holds in memory shared by all (made in the master before it forks), and a
-    worker holding more than another leaves each new connection to it for a moment (``_Share``).
-    A slot of no running worker counts as holding every connection.
+    ``bench/crud.py`` read 848–866 times a second on one worker, 1,713–1,870 on two). So each
+    worker publishes how many connections it holds in memory shared by all (made in the master
+    before it forks), and a worker holding more than another leaves each new connection to it for
+    a moment (``_Share``). A slot of no running worker counts as holding every connection; a
+    worker beyond the slots (gunicorn's TTIN adds workers) has none, and accepts at once.
     """
 
     ABSENT = 2**31 - 1
@@ -110,19 +111,22 @@ class AcceptBalance:
     def pre_fork(self, server: Any, worker: Any) -> None:
         """gunicorn's hook in the master: the new worker takes a slot no living worker holds."""
         taken = {getattr(other, "balance_slot", None) for other in server.WORKERS.values()}
-        worker.balance_slot = next(slot for slot in range(len(self.counts)) if slot not in taken)
-        self.counts[worker.balance_slot] = self.ABSENT
+        worker.balance_slot = next((slot for slot in range(len(self.counts)) if slot not in taken), None)
+        self.leave(worker.balance_slot)
 
     def child_exit(self, _server: Any, worker: Any) -> None:
         """gunicorn's hook in the master when a worker has exited, however it ended."""
         self.leave(worker.balance_slot)
 
-    def leave(self, slot: int) -> None:
-        self.counts[slot] = self.ABSENT
+    def leave(self, slot: int | None) -> None:
+        if slot is not None:
+            self.counts[slot] = self.ABSENT
 
-    def share(self, slot: int, fixed: int) -> _Share:
-        """One worker's part; ``fixed`` is how many of its sockets are not connections."""
-        return _Share(self.counts, slot, fixed)
+    def share(self, slot: int | None, fixed: int) -> _Share:
+        """One worker's part; ``fixed`` is how many of its sockets are not connections. Without a
+        slot, a count of its own that no other worker sees: it never defers."""
+        counts = self.counts if slot is not None else memoryview(bytearray(4)).cast("i")
+        return _Share(counts, slot or 0, fixed)
 
 
 class _Share:
@@ -186,7 +190,7 @@ class WaitressWorker(Worker):
 
     limits = Limits()
     balance: AcceptBalance  # set by ``worker_class``
-    balance_slot = 0  # set by ``AcceptBalance.pre_fork``
+    balance_slot: int | None = 0  # set by ``AcceptBalance.pre_fork``
 
     def run(self) -> None:
         _allow_open_files(self.limits.max_connections + 64)

@@ -82,3 +82,20 @@ def test_a_slot_of_no_running_worker_holds_every_connection() -> None:
     replacement = SimpleNamespace()
     balance.pre_fork(server, replacement)
     assert replacement.balance_slot == 0  # the slot no living worker holds
+
+
+def test_a_worker_beyond_the_slots_accepts_at_once() -> None:
+    """gunicorn's TTIN adds a worker past ``--workers``: it gets no slot and never defers."""
+    balance = AcceptBalance(1)
+    server = SimpleNamespace(WORKERS={101: SimpleNamespace(balance_slot=0)})
+    extra = SimpleNamespace()
+    balance.pre_fork(server, extra)
+    assert extra.balance_slot is None
+    balance.share(0, FIXED).report(FIXED)  # the slotted worker holds no connection
+    share = balance.share(extra.balance_slot, FIXED)
+    assert share.report(FIXED + 9) is None
+    accepted: list[int] = []
+    share.accept(lambda: accepted.append(1))()
+    assert accepted == [1] and list(balance.counts) == [0]
+    balance.child_exit(server, extra)  # leaving frees nothing another worker holds
+    assert list(balance.counts) == [0]
