@@ -207,7 +207,10 @@ def test_a_broken_chain_is_shown_as_broken(accessed: AppServer, auditor: Any, sc
     browser = auditor
     engine = make_engine(accessed.database_url)
     try:
-        with engine.begin() as connection:
+        # A write transaction from its start (BEGIN IMMEDIATE on SQLite): a deferred one that reads and
+        # then writes fails at once with "database is locked", whatever the busy timeout, when the
+        # server commits in between (its recorder writes the page's audit records meanwhile).
+        with engine.connect().execution_options(fhir_write=True) as connection, connection.begin():
             seq, digest = connection.execute(
                 select(audit_chain.c.seq, audit_chain.c.digest).order_by(audit_chain.c.seq)
             ).first()

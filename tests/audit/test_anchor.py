@@ -168,7 +168,10 @@ def test_a_changed_record_fails_verification_with_a_checkpoint(server: Flask, da
     assert run(database_url, "anchor").exit_code == 0
     _seq, res_id, _link = links(server)[1]
     where = "WHERE res_type = 'AuditEvent' AND res_id = :id"
-    with services_of(server).repository.engine.begin() as connection:
+    # BEGIN IMMEDIATE on SQLite: a deferred transaction that reads and then writes fails at once if
+    # the recorder commits in between.
+    engine = services_of(server).repository.engine
+    with engine.connect().execution_options(fhir_write=True) as connection, connection.begin():
         body = connection.execute(sqlalchemy.text(f"SELECT body FROM resource_version {where}"), {"id": res_id})
         event = {**json.loads(body.scalar_one()), "outcome": "8"}
         connection.execute(
