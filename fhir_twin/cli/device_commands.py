@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -27,6 +31,20 @@ def _simulator() -> Any:
     return Principal("fhir-twin devices simulate", kind="server", trusted=True)
 
 
+@contextmanager
+def _terminated() -> Iterator[threading.Event]:
+    """An event set by SIGTERM, which process managers (systemd, Docker, Kubernetes) stop a
+    service with: the command then ends as on Ctrl-C, writing what it holds, instead of dying
+    on Python's default handler with its queued readings unwritten. The handler before is put
+    back after (the command may run inside another program, a test's)."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _config(database_url: str | None, mqtt_url: str | None, prefix: str | None) -> Config:
     """The settings, with the options given; the local broker when no ``mqtt_url`` is set."""
     given = {"database_url": database_url, "mqtt_url": mqtt_url, "mqtt_topic_prefix": prefix}
@@ -41,8 +59,9 @@ def _config(database_url: str | None, mqtt_url: str | None, prefix: str | None) 
 @PREFIX
 @click.pass_context
 def devices(ctx: click.Context, database_url: str | None, mqtt_url: str | None, prefix: str | None) -> None:
-    """Run the bridge from the MQTT broker into the database until interrupted (and the Digital
-    Doctor's live assessment with it), reporting its counts every 10 s."""
+    """Run the bridge from the MQTT broker into the database until interrupted (Ctrl-C) or
+    terminated (SIGTERM), and the Digital Doctor's live assessment with it, reporting its counts
+    every 10 s."""
     if ctx.invoked_subcommand is not None:
         return
     from fhir_twin.services import build
@@ -60,14 +79,16 @@ def devices(ctx: click.Context, database_url: str | None, mqtt_url: str | None, 
     state = "subscribed" if services.bridge.subscribed else "waiting for the broker"
     click.echo(f"fhir-twin devices: {config.mqtt_url} ({config.mqtt_topic_prefix}) into {database}, {state}")
     try:
-        while True:
-            time.sleep(10)
-            click.echo(json.dumps(dict(services.bridge.counts), sort_keys=True))
+        with _terminated() as stop:
+            while not stop.wait(10):
+                click.echo(json.dumps(dict(services.bridge.counts), sort_keys=True))
     except KeyboardInterrupt:
         pass
     finally:
+        # Stopping writes every reading already taken from the broker before the command ends.
         services.bridge.stop()
         services.close()
+    click.echo(f"fhir-twin devices: stopped; {json.dumps(dict(services.bridge.counts), sort_keys=True)}")
 
 
 @devices.command()
@@ -126,12 +147,13 @@ def simulate(
     started = time.monotonic()
     sent = 0
     try:
-        while not duration or time.monotonic() - started < duration:
-            now = time.time()
-            for monitor in monitors:
-                client.publish(topic.format(monitor.device_id), json.dumps(monitor.message(now)), qos=1)
-                sent += 1
-            time.sleep(max(0.0, 1 / rate - (time.time() - now)))
+        with _terminated() as stop:
+            while not stop.is_set() and (not duration or time.monotonic() - started < duration):
+                now = time.time()
+                for monitor in monitors:
+                    client.publish(topic.format(monitor.device_id), json.dumps(monitor.message(now)), qos=1)
+                    sent += 1
+                stop.wait(max(0.0, 1 / rate - (time.time() - now)))
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,6 +3,7 @@ patients with monitors and publishes their vital signs, a deteriorating one scor
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +56,38 @@ def test_a_simulated_ward_streams_through_the_standalone_bridge(
         patients = client.get("/fhir/Patient?name=Simulated&_sort=name").json["entry"]
         assert [p["resource"]["name"][0]["family"] for p in patients] == ["Simulated 0", "Simulated 1"]
         wait_for(client, patients[0]["resource"]["id"], "news2", deadline=20)
+        # A process manager stops it with SIGTERM: it ends as on Ctrl-C, with its counts.
+        bridge.send_signal(signal.SIGTERM)
+        output, _ = bridge.communicate(timeout=30)
+        assert bridge.returncode == 0, output
+        stopped = output.splitlines()[-1]
+        assert stopped.startswith("fhir-twin devices: stopped; ")
+        assert json.loads(stopped.split("; ", 1)[1])["written"] == 6 * published
     finally:
-        bridge.send_signal(signal.SIGINT)
-        bridge.communicate(timeout=30)
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.communicate(timeout=30)
+
+
+def test_simulate_until_terminated_ends_cleanly(broker: str, prefix: str, database_url: str, tmp_path: Path) -> None:
+    environment = {**os.environ, "FHIR_TWIN_DATA_DIR": str(tmp_path), "FHIR_TWIN_AUDIT": "false"}
+    arguments = ["devices", "simulate", "--database", database_url, "--prefix", prefix, "--patients", "1"]
+    simulator = subprocess.Popen(
+        [str(Path(sys.executable).with_name("fhir-twin")), *arguments],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert simulator.stdout is not None
+        assert simulator.stdout.readline().startswith("publishing 1 monitors")
+        time.sleep(1.5)
+        simulator.send_signal(signal.SIGTERM)
+        output, _ = simulator.communicate(timeout=30)
+        assert simulator.returncode == 0, output
+        assert int(output.split("published ")[1].split()[0]) >= 1
+    finally:
+        if simulator.poll() is None:
+            simulator.kill()
+            simulator.communicate(timeout=30)
