@@ -14,19 +14,27 @@ import socket
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, Update, and_, bindparam, or_, select, update
 
 from fhir_twin.store.repository import Repository
 
 STALE_CLAIM = timedelta(minutes=2)
 
 
-def claimable(table: Table, key: str, owner: str, at: datetime) -> ColumnElement[bool]:
-    """Rows of ``table`` that ``owner`` may claim at ``at``: unclaimed or stale, of a ``key`` no
-    other owner holds. Not held by this owner: SQLite evaluates an update row by row, so a key's
-    second row would otherwise see its first just claimed, and stay for a second pass."""
+@cache
+def claimable(table: Table, key: str) -> ColumnElement[bool]:
+    """Rows of ``table`` that the owner bound as ``owner`` may claim: unclaimed or stale (claimed
+    before the bound ``stale_before``, ``claim_bounds``), of a ``key`` no other owner holds. Not
+    held by this owner: SQLite evaluates an update row by row, so a key's second row would
+    otherwise see its first just claimed, and stay for a second pass.
+
+    Built once per table, with bound parameters: the Doctor claims on every pass under a stream
+    of writes, and building this expression and its statements anew each time cost more than
+    running them."""
     rows = table.c
     other = table.alias("other")
     held = (
@@ -34,26 +42,37 @@ def claimable(table: Table, key: str, owner: str, at: datetime) -> ColumnElement
         .where(
             other.c[key] == rows[key],
             other.c.claimed_by.is_not(None),
-            other.c.claimed_by != owner,
-            other.c.claimed_at >= at - STALE_CLAIM,
+            other.c.claimed_by != bindparam("owner"),
+            other.c.claimed_at >= bindparam("stale_before"),
         )
         .exists()
     )
-    return and_(or_(rows.claimed_by.is_(None), rows.claimed_at < at - STALE_CLAIM), ~held)
+    return and_(or_(rows.claimed_by.is_(None), rows.claimed_at < bindparam("stale_before")), ~held)
+
+
+def claim_bounds(owner: str, at: datetime) -> dict[str, Any]:
+    """The parameters of ``claimable`` for ``owner`` claiming at ``at``."""
+    return {"owner": owner, "stale_before": at - STALE_CLAIM}
+
+
+@cache
+def _take_one(table: Table, key: str) -> Update:
+    rows = table.c
+    return (
+        update(table)
+        .where(rows[key] == bindparam("key_value"), claimable(table, key))
+        .values(claimed_by=bindparam("owner"), claimed_at=bindparam("at"))
+    )
 
 
 def take(repository: Repository, table: Table, key: str, keys: Iterable[str], owner: str, at: datetime) -> list[str]:
     """Claim for ``owner`` the rows of each of ``keys`` that are still ``claimable``, compare-and-set:
     a key another owner claimed since it was chosen no longer matches, and is left out."""
-    rows = table.c
-    condition = claimable(table, key, owner, at)
+    statement, bounds = _take_one(table, key), {**claim_bounds(owner, at), "at": at}
     taken: list[str] = []
     with repository.transaction(write=True) as tx:
         for value in keys:
-            changed = tx.connection.execute(
-                update(table).where(rows[key] == value, condition).values(claimed_by=owner, claimed_at=at)
-            ).rowcount
-            if changed:
+            if tx.connection.execute(statement, {**bounds, "key_value": value}).rowcount:
                 taken.append(value)
     return taken
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, select, update
 
 from fhir_twin.fhir.instant import now, parse_range
 from fhir_twin.store import claims
@@ -46,31 +46,37 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     even when a new write queued it again: its new row waits until that worker is done, so no
     patient is assessed twice at once and no change is missed.
     """
-    q = doctor_queue.c
     at = now()
-    claimable = claims.claimable(doctor_queue, "patient_id", owner, at)
+    bounds = claims.claim_bounds(owner, at)
     with repository.transaction() as tx:
-        rows = tx.connection.execute(
-            select(q.patient_id, func.max(q.seq))
-            .where(claimable)
-            .group_by(q.patient_id)
-            .order_by(func.min(q.seq))
-            .limit(limit)
-        ).all()
+        rows = tx.connection.execute(_CLAIMABLE, {**bounds, "limit": limit}).all()
     if not rows:
         return []
     claimed: list[str] = []
     with repository.transaction(write=True) as tx:
         for patient_id, last in rows:
             # Compare-and-set: rows another worker claimed meanwhile no longer match.
-            changed = tx.connection.execute(
-                update(doctor_queue)
-                .where(q.patient_id == patient_id, q.seq <= last, claimable)
-                .values(claimed_by=owner, claimed_at=at)
-            ).rowcount
-            if changed:
+            if tx.connection.execute(_CLAIM, {**bounds, "at": at, "patient": patient_id, "last": last}).rowcount:
                 claimed.append(patient_id)
     return claimed
+
+
+# Built once (``claims.claimable``): the Doctor claims on every pass.
+_q = doctor_queue.c
+_CLAIMABLE = (
+    select(_q.patient_id, func.max(_q.seq))
+    .where(claims.claimable(doctor_queue, "patient_id"))
+    .group_by(_q.patient_id)
+    .order_by(func.min(_q.seq))
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM = (
+    update(doctor_queue)
+    .where(
+        _q.patient_id == bindparam("patient"), _q.seq <= bindparam("last"), claims.claimable(doctor_queue, "patient_id")
+    )
+    .values(claimed_by=bindparam("owner"), claimed_at=bindparam("at"))
+)
 
 
 def done(repository: Repository, owner: str, patient_id: str) -> None:

@@ -156,14 +156,15 @@ def claim(
     o = subscription_outbox.c
     at = now()
     other = subscription_outbox.alias("other")
-    claimable = claims.claimable(subscription_outbox, "subscription_id", owner, at)
+    claimable = claims.claimable(subscription_outbox, "subscription_id")
     # The head row (oldest) carries the backoff; the rows behind it wait with it, to keep the order.
     ahead = select(other.c.seq).where(other.c.subscription_id == o.subscription_id, other.c.seq < o.seq).exists()
     wanted = select(o.subscription_id).where(o.channel == channel, claimable, ~ahead, o.due <= at)
     if among is not None:
         wanted = wanted.where(o.subscription_id.in_(sorted(among)))
     with repository.transaction() as tx:
-        ready = list(tx.connection.execute(wanted.order_by(o.seq).limit(limit)).scalars())
+        bounds = claims.claim_bounds(owner, at)
+        ready = list(tx.connection.execute(wanted.order_by(o.seq).limit(limit), bounds).scalars())
     return claims.take(repository, subscription_outbox, "subscription_id", ready, owner, at) if ready else []
 
 
