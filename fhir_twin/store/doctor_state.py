@@ -113,8 +113,7 @@ def patient_ids(repository: Repository) -> list[str]:
 
 def last_fingerprints(tx: DatabaseTransaction, patient_id: str) -> dict[str, str]:
     """model id → fingerprint of the inputs it last assessed for the patient."""
-    d = doctor_last.c
-    rows = tx.connection.execute(select(d.model_id, d.fingerprint).where(d.patient_id == patient_id))
+    rows = tx.connection.execute(_LAST_FINGERPRINTS, {"patient": patient_id})
     return {model_id: fingerprint for model_id, fingerprint in rows}
 
 
@@ -123,14 +122,16 @@ def remember(
 ) -> None:
     """Record what ``model_id`` assessed last for the patient: the RiskAssessment ``assessment``
     (its id, and what it said, which the patients list sorts by)."""
-    d = doctor_last.c
     connection = tx.connection
     values = {"fingerprint": fingerprint, **standing(assessment)}
-    changed = connection.execute(
-        update(doctor_last).where(d.patient_id == patient_id, d.model_id == model_id).values(**values)
-    ).rowcount
-    if not changed:
-        connection.execute(insert(doctor_last).values(patient_id=patient_id, model_id=model_id, **values))
+    if not connection.execute(_REMEMBER, {**values, "patient": patient_id, "model": model_id}).rowcount:
+        connection.execute(insert(doctor_last), {**values, "patient_id": patient_id, "model_id": model_id})
+
+
+# Built once: the Doctor reads and writes these for every patient it assesses.
+_d = doctor_last.c
+_LAST_FINGERPRINTS = select(_d.model_id, _d.fingerprint).where(_d.patient_id == bindparam("patient"))
+_REMEMBER = update(doctor_last).where(_d.patient_id == bindparam("patient"), _d.model_id == bindparam("model"))
 
 
 def standing(assessment: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
+    Select,
     Table,
     and_,
     bindparam,
@@ -101,14 +104,6 @@ def stage_facts(
         tx.stage(twin_case, [{**source, **row} for row in entries])
 
 
-def _valid(table: Table, recorded: datetime | None) -> ColumnElement[bool]:
-    """Rows the server held just before ``recorded`` (exclusive: the end of the time a client
-    named); the open rows when None."""
-    if recorded is None:
-        return table.c.valid_to.is_(None)
-    return and_(table.c.valid_from < recorded, or_(table.c.valid_to.is_(None), table.c.valid_to >= recorded))
-
-
 def measurement_rows(
     connection: Connection,
     patient_id: str,
@@ -126,19 +121,8 @@ def measurement_rows(
     Each row holds the columns the Body reads, as a dict built from the result's keys once: a
     patient may have 100,000 rows, and ``Row._mapping`` per row cost more than the query
     (docs/performance.md §3.12)."""
-    t = twin_measurement
-    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
-    if at is not None:
-        conditions.append(t.c.effective < at)
-    if field is not None:
-        conditions.append(t.c.field == field)
-    if start is not None:
-        conditions.append(t.c.effective >= start)
-    if end is not None:
-        conditions.append(t.c.effective < end)
-    # NULLs sort first on both databases, so every client sees one order.
-    query = select(*_READ).where(*conditions).order_by(t.c.field, t.c.effective.is_not(None), t.c.effective, t.c.res_id)
-    result = connection.execute(query)
+    bounds = _bounds(patient_id, at=at, recorded=recorded, field=field, start=start, end=end)
+    result = connection.execute(_measurements(*(name in bounds for name in _OPTIONAL)), bounds)
     keys = tuple(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
 
@@ -148,11 +132,8 @@ def measured_fields(
 ) -> set[str]:
     """The fields of which ``measurement_rows`` (with the same times) would give any row: read
     from the patient's index alone, without the rows."""
-    t = twin_measurement
-    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
-    if at is not None:
-        conditions.append(t.c.effective < at)
-    return set(connection.execute(select(t.c.field).where(*conditions).distinct()).scalars())
+    bounds = _bounds(patient_id, at=at, recorded=recorded)
+    return set(connection.execute(_fields("at" in bounds, "recorded" in bounds), bounds).scalars())
 
 
 def case_rows(
@@ -161,23 +142,77 @@ def case_rows(
     """A patient's case entries as the server held them at ``recorded`` (now when None), by
     kind then start; with ``at``, those that had started before it, and those with no start,
     which the record does not place in time."""
-    t = twin_case
-    conditions = [t.c.patient_id == patient_id, _valid(t, recorded)]
-    if at is not None:
-        conditions.append(or_(t.c.start.is_(None), t.c.start < at))
-    order = (t.c.kind, t.c.start.is_not(None), t.c.start, t.c.res_id)
-    query = select(t).where(*conditions).order_by(*order)
-    return [dict(row._mapping) for row in connection.execute(query)]
+    bounds = _bounds(patient_id, at=at, recorded=recorded)
+    return [dict(row._mapping) for row in connection.execute(_cases("at" in bounds, "recorded" in bounds), bounds)]
 
 
 def version_at(connection: Connection, res_type: str, res_id: str, recorded: datetime | None) -> Version | None:
     """The version current just before ``recorded`` (the newest when None); a delete included."""
-    v = resource_version
-    query = select(*columns(v)).where(v.c.res_type == res_type, v.c.res_id == res_id)
-    if recorded is not None:
-        query = query.where(v.c.last_updated < recorded)
-    row = connection.execute(query.order_by(v.c.version.desc()).limit(1)).first()
+    bounds = {"res_type": res_type, "res_id": res_id} | ({} if recorded is None else {"recorded": recorded})
+    row = connection.execute(_version_at(recorded is not None), bounds).first()
     return Version(*row) if row else None
+
+
+# The readers' statements, one per shape of their optional bounds, built once with bound
+# parameters: the Doctor reads a twin for every patient it assesses, and building and compiling
+# the expressions anew cost more than running them.
+_OPTIONAL = ("at", "recorded", "field", "start", "end")
+
+
+def _bounds(patient_id: str, **optional: Any) -> dict[str, Any]:
+    return {"patient_id": patient_id} | {name: value for name, value in optional.items() if value is not None}
+
+
+@cache
+def _measurements(at: bool, recorded: bool, field: bool, start: bool, end: bool) -> Select[Any]:
+    t = twin_measurement
+    conditions = [t.c.patient_id == bindparam("patient_id"), _valid(t, recorded)]
+    if at:
+        conditions.append(t.c.effective < bindparam("at"))
+    if field:
+        conditions.append(t.c.field == bindparam("field"))
+    if start:
+        conditions.append(t.c.effective >= bindparam("start"))
+    if end:
+        conditions.append(t.c.effective < bindparam("end"))
+    # NULLs sort first on both databases, so every client sees one order.
+    return select(*_READ).where(*conditions).order_by(t.c.field, t.c.effective.is_not(None), t.c.effective, t.c.res_id)
+
+
+@cache
+def _fields(at: bool, recorded: bool) -> Select[Any]:
+    t = twin_measurement
+    conditions = [t.c.patient_id == bindparam("patient_id"), _valid(t, recorded)]
+    if at:
+        conditions.append(t.c.effective < bindparam("at"))
+    return select(t.c.field).where(*conditions).distinct()
+
+
+@cache
+def _cases(at: bool, recorded: bool) -> Select[Any]:
+    t = twin_case
+    conditions = [t.c.patient_id == bindparam("patient_id"), _valid(t, recorded)]
+    if at:
+        conditions.append(or_(t.c.start.is_(None), t.c.start < bindparam("at")))
+    return select(t).where(*conditions).order_by(t.c.kind, t.c.start.is_not(None), t.c.start, t.c.res_id)
+
+
+@cache
+def _version_at(recorded: bool) -> Select[Any]:
+    v = resource_version
+    query = select(*columns(v)).where(v.c.res_type == bindparam("res_type"), v.c.res_id == bindparam("res_id"))
+    if recorded:
+        query = query.where(v.c.last_updated < bindparam("recorded"))
+    return query.order_by(v.c.version.desc()).limit(1)
+
+
+def _valid(table: Table, recorded: bool) -> ColumnElement[bool]:
+    """Rows the server held just before the bound ``recorded`` (exclusive: the end of the time a
+    client named); the open rows without it."""
+    if not recorded:
+        return table.c.valid_to.is_(None)
+    at: BindParameter[datetime] = bindparam("recorded")
+    return and_(table.c.valid_from < at, or_(table.c.valid_to.is_(None), table.c.valid_to >= at))
 
 
 # One statement for every table: each new Patient's write asks it, holding SQLite's write gate.
