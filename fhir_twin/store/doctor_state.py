@@ -70,6 +70,9 @@ _CLAIMABLE = (
     .order_by(func.min(_q.seq))
     .limit(bindparam("limit", type_=Integer))
 )
+_FINISH = delete(doctor_queue).where(
+    _q.patient_id.in_(bindparam("patients", expanding=True)), _q.claimed_by == bindparam("owner")
+)
 _CLAIM = (
     update(doctor_queue)
     .where(
@@ -87,9 +90,8 @@ def done(repository: Repository, owner: str, patient_id: str) -> None:
 
 def finish(tx: DatabaseTransaction, owner: str, patient_ids: list[str]) -> None:
     """``done`` for several patients, in ``tx`` (the transaction that recorded their assessments)."""
-    q = doctor_queue.c
     if patient_ids:
-        tx.connection.execute(delete(doctor_queue).where(q.patient_id.in_(patient_ids), q.claimed_by == owner))
+        tx.connection.execute(_FINISH, {"patients": patient_ids, "owner": owner})
 
 
 def release(repository: Repository, owner: str, patient_id: str) -> None:

@@ -218,15 +218,17 @@ def live_keys(connection: Connection, keys: list[tuple[str, str]]) -> set[tuple[
     found: set[tuple[str, str]] = set()
     for res_type, ids in by_type.items():
         for start in range(0, len(ids), 500):
-            rows = connection.execute(
-                select(resource.c.res_id).where(
-                    resource.c.res_type == res_type,
-                    resource.c.res_id.in_(ids[start : start + 500]),
-                    resource.c.deleted.is_(False),
-                )
-            )
+            rows = connection.execute(_LIVE, {"res_type": res_type, "ids": ids[start : start + 500]})
             found.update((res_type, row[0]) for row in rows)
     return found
+
+
+# Built once: every write with references asks it (``DatabaseTransaction.check_integrity``).
+_LIVE = select(resource.c.res_id).where(
+    resource.c.res_type == bindparam("res_type"),
+    resource.c.res_id.in_(bindparam("ids", expanding=True)),
+    resource.c.deleted.is_(False),
+)
 
 
 # Records of what happened: they name resources that may since be gone, or never existed (a
