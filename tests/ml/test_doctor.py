@@ -780,6 +780,22 @@ def test_two_owners_never_claim_the_same_patient(paused: Flask) -> None:
     assert {owner for _, owner in queued(paused)} == {"a"}
 
 
+def test_a_claim_older_than_the_stale_limit_is_taken_over(paused: Flask) -> None:
+    """A worker that stopped mid-assessment on another machine leaves its claim: after
+    ``STALE_CLAIM`` another owner takes the patient over, before it not."""
+    repository = repository_of(paused)
+    enqueue(paused, "p1", "p2")
+    assert sorted(queue.claim(repository, "a")) == ["p1", "p2"]
+    almost = datetime.now(UTC).replace(tzinfo=None) - queue.STALE_CLAIM + timedelta(seconds=30)
+    stale = datetime.now(UTC).replace(tzinfo=None) - queue.STALE_CLAIM - timedelta(seconds=1)
+    with repository.engine.connect().execution_options(fhir_write=True) as connection, connection.begin():
+        for patient, claimed_at in (("p1", stale), ("p2", almost)):
+            row = doctor_queue.c.patient_id == patient
+            connection.execute(sqlalchemy.update(doctor_queue).where(row).values(claimed_at=claimed_at))
+    assert queue.claim(repository, "b") == ["p1"]
+    assert sorted(queued(paused)) == [("p1", "b"), ("p2", "a")]
+
+
 def test_a_claimed_patient_queued_again_is_not_claimed_by_another_owner(paused: Flask) -> None:
     """While owner a assesses p1, a new write queues p1 again: owner b must not assess p1 at the
     same time (the queue's contract, ``ml/queue.py``: never a patient twice at once); the new row
