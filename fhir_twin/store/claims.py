@@ -51,8 +51,9 @@ def claimable(table: Table, key: str) -> ColumnElement[bool]:
 
 
 def claim_bounds(owner: str, at: datetime) -> dict[str, Any]:
-    """The parameters of ``claimable`` for ``owner`` claiming at ``at``."""
-    return {"owner": owner, "stale_before": at - STALE_CLAIM}
+    """The parameters of ``claimable`` for ``owner`` claiming at ``at``, and of the claim itself
+    (``claim_time``; not ``at``, a column of the device windows' table)."""
+    return {"owner": owner, "stale_before": at - STALE_CLAIM, "claim_time": at}
 
 
 @cache
@@ -61,14 +62,14 @@ def _take_one(table: Table, key: str) -> Update:
     return (
         update(table)
         .where(rows[key] == bindparam("key_value"), claimable(table, key))
-        .values(claimed_by=bindparam("owner"), claimed_at=bindparam("at"))
+        .values(claimed_by=bindparam("owner"), claimed_at=bindparam("claim_time"))
     )
 
 
 def take(repository: Repository, table: Table, key: str, keys: Iterable[str], owner: str, at: datetime) -> list[str]:
     """Claim for ``owner`` the rows of each of ``keys`` that are still ``claimable``, compare-and-set:
     a key another owner claimed since it was chosen no longer matches, and is left out."""
-    statement, bounds = _take_one(table, key), {**claim_bounds(owner, at), "at": at}
+    statement, bounds = _take_one(table, key), claim_bounds(owner, at)
     taken: list[str] = []
     with repository.transaction(write=True) as tx:
         for value in keys:

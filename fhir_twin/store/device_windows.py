@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fhir_twin.store import claims
@@ -72,14 +72,11 @@ class DeviceWindows:
 
     def claim(self, owner: str, at: datetime, limit: int = CLAIM_BATCH) -> list[str]:
         """Claim up to ``limit`` windows whose every reading is due at ``at``; their identifiers."""
-        claimable = claims.claimable(device_window_reading, "window", owner, at)
-        due = select(_HELD.window).group_by(_HELD.window).having(func.max(_HELD.due) <= at)
+        claimable = claims.claimable(device_window_reading, "window")
+        due = select(_HELD.window).group_by(_HELD.window).having(func.max(_HELD.due) <= bindparam("due_by"))
+        query = select(_HELD.window).where(claimable, _HELD.window.in_(due)).distinct().limit(limit)
         with self.repository.transaction() as tx:
-            ready = list(
-                tx.connection.execute(
-                    select(_HELD.window).where(claimable, _HELD.window.in_(due)).distinct().limit(limit)
-                ).scalars()
-            )
+            ready = list(tx.connection.execute(query, {**claims.claim_bounds(owner, at), "due_by": at}).scalars())
         return claims.take(self.repository, device_window_reading, "window", ready, owner, at) if ready else []
 
     def claimed(self, owner: str, windows: list[str]) -> list[HeldReading]:

@@ -56,7 +56,7 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     with repository.transaction(write=True) as tx:
         for patient_id, last in rows:
             # Compare-and-set: rows another worker claimed meanwhile no longer match.
-            if tx.connection.execute(_CLAIM, {**bounds, "at": at, "patient": patient_id, "last": last}).rowcount:
+            if tx.connection.execute(_CLAIM, {**bounds, "patient": patient_id, "last": last}).rowcount:
                 claimed.append(patient_id)
     return claimed
 
@@ -78,7 +78,7 @@ _CLAIM = (
     .where(
         _q.patient_id == bindparam("patient"), _q.seq <= bindparam("last"), claims.claimable(doctor_queue, "patient_id")
     )
-    .values(claimed_by=bindparam("owner"), claimed_at=bindparam("at"))
+    .values(claimed_by=bindparam("owner"), claimed_at=bindparam("claim_time"))
 )
 
 
