@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from fhir_twin.cli.database_commands import DATABASE, safe_url
+from fhir_twin.cli.termination import terminated
 from fhir_twin.config import Config
 
 MQTT_URL = click.option(
@@ -29,20 +26,6 @@ def _simulator() -> Any:
     from fhir_twin.security.principal import Principal
 
     return Principal("fhir-twin devices simulate", kind="server", trusted=True)
-
-
-@contextmanager
-def _terminated() -> Iterator[threading.Event]:
-    """An event set by SIGTERM, which process managers (systemd, Docker, Kubernetes) stop a
-    service with: the command then ends as on Ctrl-C, writing what it holds, instead of dying
-    on Python's default handler with its queued readings unwritten. The handler before is put
-    back after (the command may run inside another program, a test's)."""
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _config(database_url: str | None, mqtt_url: str | None, prefix: str | None) -> Config:
@@ -79,7 +62,7 @@ def devices(ctx: click.Context, database_url: str | None, mqtt_url: str | None, 
     state = "subscribed" if services.bridge.subscribed else "waiting for the broker"
     click.echo(f"fhir-twin devices: {config.mqtt_url} ({config.mqtt_topic_prefix}) into {database}, {state}")
     try:
-        with _terminated() as stop:
+        with terminated() as stop:
             while not stop.wait(10):
                 click.echo(json.dumps(dict(services.bridge.counts), sort_keys=True))
     except KeyboardInterrupt:
@@ -147,7 +130,7 @@ def simulate(
     started = time.monotonic()
     sent = 0
     try:
-        with _terminated() as stop:
+        with terminated() as stop:
             while not stop.is_set() and (not duration or time.monotonic() - started < duration):
                 now = time.time()
                 for monitor in monitors:

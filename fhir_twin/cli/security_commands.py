@@ -172,11 +172,12 @@ def _period(_context: click.Context, _param: click.Parameter, value: str | None)
 def audit_anchor(path: str | None, every: float | None, database_url: str | None) -> None:
     """Append a signed checkpoint of the chain's head (record number, link, count, time) to a
     file outside the database: `audit verify` then catches records removed from the chain's end."""
-    import signal
     import threading
+    from contextlib import nullcontext
     from pathlib import Path
 
     from fhir_twin.audit.anchor import public_key, take
+    from fhir_twin.cli.termination import terminated
 
     repository, config = open_repository(database_url)
     target = Path(path) if path else config.resolved_audit_anchor_file
@@ -186,30 +187,29 @@ def audit_anchor(path: str | None, every: float | None, database_url: str | None
             f"no audit_key to sign with: set FHIR_TWIN_AUDIT_KEY, or start `fhir-twin serve` on a new "
             f"database to have one generated in {config.resolved_audit_key_file}"
         )
-    stop = threading.Event()
-    if every is not None:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        click.echo(f"checkpoints of the audit chain to {target}, Ed25519 public key {public_key(config.audit_key)}")
-        while True:
-            try:
-                checkpoint = take(repository, config.audit_key, target)
-            except Exception as error:  # a scheduled run outlives a database outage
-                if every is None:
-                    raise
-                click.echo(f"no checkpoint this time: {error}", err=True)
-            else:
-                if checkpoint is None:
-                    click.echo("the audit trail is empty: nothing to anchor", err=True)
+    # Only a scheduled run waits for SIGTERM; a single checkpoint ends on it as before.
+    with terminated() if every is not None else nullcontext(threading.Event()) as stop:
+        try:
+            click.echo(f"checkpoints of the audit chain to {target}, Ed25519 public key {public_key(config.audit_key)}")
+            while True:
+                try:
+                    checkpoint = take(repository, config.audit_key, target)
+                except Exception as error:  # a scheduled run outlives a database outage
+                    if every is None:
+                        raise
+                    click.echo(f"no checkpoint this time: {error}", err=True)
                 else:
-                    at, seq, count = checkpoint.at, checkpoint.seq, checkpoint.count
-                    click.echo(f"{at} record {seq} {checkpoint.hash} ({count} records)")
-            if every is None or stop.wait(every):
-                return
-    except KeyboardInterrupt:
-        return
-    finally:
-        repository.engine.dispose()
+                    if checkpoint is None:
+                        click.echo("the audit trail is empty: nothing to anchor", err=True)
+                    else:
+                        at, seq, count = checkpoint.at, checkpoint.seq, checkpoint.count
+                        click.echo(f"{at} record {seq} {checkpoint.hash} ({count} records)")
+                if every is None or stop.wait(every):
+                    return
+        except KeyboardInterrupt:
+            return
+        finally:
+            repository.engine.dispose()
 
 
 @audit.command("verify")
