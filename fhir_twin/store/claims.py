@@ -57,7 +57,9 @@ def claim_bounds(owner: str, at: datetime) -> dict[str, Any]:
 
 
 @cache
-def _take_one(table: Table, key: str) -> Update:
+def take_one(table: Table, key: str) -> Update:
+    """The compare-and-set claim of the ``claimable`` rows whose ``key`` is the bound
+    ``key_value``, with ``claim_bounds``; a caller may narrow it further."""
     rows = table.c
     return (
         update(table)
@@ -69,7 +71,7 @@ def _take_one(table: Table, key: str) -> Update:
 def take(repository: Repository, table: Table, key: str, keys: Iterable[str], owner: str, at: datetime) -> list[str]:
     """Claim for ``owner`` the rows of each of ``keys`` that are still ``claimable``, compare-and-set:
     a key another owner claimed since it was chosen no longer matches, and is left out."""
-    statement, bounds = _take_one(table, key), claim_bounds(owner, at)
+    statement, bounds = take_one(table, key), claim_bounds(owner, at)
     taken: list[str] = []
     with repository.transaction(write=True) as tx:
         for value in keys:

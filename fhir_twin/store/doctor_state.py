@@ -56,7 +56,7 @@ def claim(repository: Repository, owner: str, limit: int = CLAIM_BATCH) -> list[
     with repository.transaction(write=True) as tx:
         for patient_id, last in rows:
             # Compare-and-set: rows another worker claimed meanwhile no longer match.
-            if tx.connection.execute(_CLAIM, {**bounds, "patient": patient_id, "last": last}).rowcount:
+            if tx.connection.execute(_CLAIM, {**bounds, "key_value": patient_id, "last": last}).rowcount:
                 claimed.append(patient_id)
     return claimed
 
@@ -73,13 +73,8 @@ _CLAIMABLE = (
 _FINISH = delete(doctor_queue).where(
     _q.patient_id.in_(bindparam("patients", expanding=True)), _q.claimed_by == bindparam("owner")
 )
-_CLAIM = (
-    update(doctor_queue)
-    .where(
-        _q.patient_id == bindparam("patient"), _q.seq <= bindparam("last"), claims.claimable(doctor_queue, "patient_id")
-    )
-    .values(claimed_by=bindparam("owner"), claimed_at=bindparam("claim_time"))
-)
+# The rows queued up to the last one seen: one queued since waits for the next pass.
+_CLAIM = claims.take_one(doctor_queue, "patient_id").where(_q.seq <= bindparam("last"))
 
 
 def done(repository: Repository, owner: str, patient_id: str) -> None:
