@@ -11,11 +11,11 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_twin.errors import Gone, NotFound
+from fhir_twin.errors import Conflict, Gone, NotFound
 from fhir_twin.fhir.instant import format_instant, now
 from fhir_twin.interactions import unrecorded
 from fhir_twin.interactions.message import Request, Response
@@ -29,6 +29,24 @@ from fhir_twin.twin.document import TwinDocument
 from fhir_twin.twin.twins import Twins
 
 log = logging.getLogger(__name__)
+
+
+class _Outdated(Conflict):
+    """A record's plan no longer holds under the lock: another record of its patients committed."""
+
+
+@dataclass
+class _Plan:
+    """What one record writes, read before the write gate (``Doctor._plan``)."""
+
+    only_changed: bool
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    # Each patient's last fingerprints (model id → fingerprint) the plan was made on.
+    seen: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Model versions whose Device the plan reached, and those (Device, card) it writes.
+    devices: set[str] = field(default_factory=set)
+    described: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -129,30 +147,114 @@ class Doctor:
                 continue
         return self.record(runs, only_changed)
 
-    def record(self, runs: dict[str, list[tuple[Runner, Run]]], only_changed: bool) -> dict[str, list[Outcome]]:
+    def record(
+        self,
+        runs: dict[str, list[tuple[Runner, Run]]],
+        only_changed: bool,
+        finish: Callable[[DatabaseTransaction], None] | None = None,
+    ) -> dict[str, list[Outcome]]:
         """Write the scored runs as one transaction: RiskAssessment, Provenance, and the model's
-        Device and model card the first time a model version is used."""
+        Device and model card the first time a model version is used; ``finish`` joins it (the
+        queue's rows taken off with the assessments they asked for).
+
+        What to write is read before the write gate and checked again under it, in the
+        transaction the Bundle opens once it has validated the resources (``Repository.prelude``):
+        the validation of a batch's hundreds of resources then holds no other writer back. If a
+        record of one of the patients committed in between, the batch is planned again under the
+        lock, as it is when called inside another transaction."""
         occurred = now()
-        outcomes: dict[str, list[Outcome]] = {}
-        with self.repository.transaction(write=True) as tx:
-            entries: list[dict[str, Any]] = []
-            devices: set[str] = set()
-            # Locks in one order, so two batches over the same patients cannot deadlock.
-            for patient_id in sorted(runs):
+        plan = self._record_before_gate(runs, only_changed, occurred, finish)
+        if plan is None:
+            with self.repository.transaction(write=True) as tx:
+                plan = self._plan(tx, runs, only_changed, occurred, locked=True)
+                self._keep(tx, plan, finish)
+                self._write(plan, runs, alone=False)
+        return {patient_id: plan.outcomes[patient_id] for patient_id in runs}
+
+    def _record_before_gate(
+        self,
+        runs: dict[str, list[tuple[Runner, Run]]],
+        only_changed: bool,
+        occurred: datetime,
+        finish: Callable[[DatabaseTransaction], None] | None,
+    ) -> _Plan | None:
+        """``record`` planned in a read transaction and checked under the lock; None when it
+        cannot be (inside another transaction) or its plan no longer held (nothing was written)."""
+        if self.repository.active_transaction() is not None:
+            return None
+        with self.repository.transaction() as tx:
+            plan = self._plan(tx, runs, only_changed, occurred, locked=False)
+        try:
+            with self.repository.prelude(lambda tx: self._confirm(tx, plan, finish)):
+                self._write(plan, runs, alone=finish is not None)
+        except _Outdated:
+            log.info("Assessments of %s changed while recording; recording again", ", ".join(sorted(runs)))
+            return None
+        return plan
+
+    def _plan(
+        self,
+        tx: DatabaseTransaction,
+        runs: dict[str, list[tuple[Runner, Run]]],
+        only_changed: bool,
+        occurred: datetime,
+        locked: bool,
+    ) -> _Plan:
+        """The entries to write and each patient's outcomes, from the last fingerprints read in
+        ``tx``; ``locked``: each patient's lock is taken first (in one order, so two batches over
+        the same patients cannot deadlock)."""
+        plan = _Plan(only_changed)
+        for patient_id in sorted(runs):
+            if locked:
                 tx.lock(f"doctor:{patient_id}")
-                last = store.last_fingerprints(tx, patient_id) if only_changed else {}
-                outcomes[patient_id] = [
-                    self._entries(tx, patient_id, runner, run, occurred, devices, entries)
-                    if run.scored and not (only_changed and last.get(runner.model.id) == run.fingerprint())
-                    else Outcome(runner, run, None)
-                    for runner, run in runs[patient_id]
-                ]
-            if entries:
-                bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-                response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
-                if response.status >= 400:
-                    raise RuntimeError(f"recording assessments of {', '.join(sorted(runs))} failed: {response.body}")
-        return {patient_id: outcomes[patient_id] for patient_id in runs}
+            last = store.last_fingerprints(tx, patient_id) if only_changed else {}
+            plan.seen[patient_id] = last
+            plan.outcomes[patient_id] = [
+                self._entries(tx, patient_id, runner, run, occurred, plan, locked)
+                if run.scored and not (only_changed and last.get(runner.model.id) == run.fingerprint())
+                else Outcome(runner, run, None)
+                for runner, run in runs[patient_id]
+            ]
+        return plan
+
+    def _confirm(
+        self, tx: DatabaseTransaction, plan: _Plan, finish: Callable[[DatabaseTransaction], None] | None
+    ) -> None:
+        """Under the lock, in the write's transaction: the plan still holds (no record of its
+        patients and no Device it writes committed since it was read), else ``_Outdated``."""
+        for patient_id in sorted(plan.seen):
+            tx.lock(f"doctor:{patient_id}")
+            if plan.only_changed and store.last_fingerprints(tx, patient_id) != plan.seen[patient_id]:
+                raise _Outdated(f"Patient/{patient_id}'s assessments changed while they were being recorded")
+        for device_id, card_id in plan.described:
+            tx.lock(f"device:{device_id}")
+            if self._described(tx, device_id, card_id):
+                raise _Outdated(f"Device/{device_id} was written while the assessments were being recorded")
+        self._keep(tx, plan, finish)
+
+    def _write(self, plan: _Plan, runs: dict[str, list[tuple[Runner, Run]]], alone: bool) -> None:
+        """Post the plan's entries as a transaction Bundle; with none, a write transaction of its
+        own only when ``alone`` (there is ``finish`` to write)."""
+        if not plan.entries:
+            if alone:
+                with self.repository.transaction(write=True):
+                    pass
+            return
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": plan.entries}
+        response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
+        if response.status >= 400:
+            raise RuntimeError(f"recording assessments of {', '.join(sorted(runs))} failed: {response.body}")
+
+    @staticmethod
+    def _keep(tx: DatabaseTransaction, plan: _Plan, finish: Callable[[DatabaseTransaction], None] | None) -> None:
+        """What each model assessed last, and ``finish``, in the write's transaction."""
+        for patient_id, outcomes in plan.outcomes.items():
+            for outcome in outcomes:
+                if outcome.resource is not None:
+                    fingerprint = outcome.run.fingerprint()
+                    store.remember(tx, patient_id, outcome.runner.model.id, fingerprint, outcome.resource)
+        if finish is not None:
+            finish(tx)
 
     def _entries(
         self,
@@ -161,28 +263,29 @@ class Doctor:
         runner: Runner,
         run: Run,
         occurred: datetime,
-        devices: set[str],
-        entries: list[dict[str, Any]],
+        plan: _Plan,
+        locked: bool,
     ) -> Outcome:
-        """Add one run's RiskAssessment and Provenance to ``entries``, and the model version's
-        model card and Device the first time it is used (a Device stored without its card is
-        written again, to name it)."""
+        """Add one run's RiskAssessment and Provenance to the plan's entries, and the model
+        version's model card and Device the first time it is used (a Device stored without its
+        card is written again, to name it); ``locked``: under the Device's lock."""
         model = run.score.model
         device_id = assessment.device_id(model)
         card_id = assessment.card_id(model)
-        if device_id not in devices and not self._described(tx, device_id, card_id):
-            tx.lock(f"device:{device_id}")
-            if not self._described(tx, device_id, card_id):
-                entries.append(_put(assessment.device(model, self.base)))
+        if device_id not in plan.devices and not self._described(tx, device_id, card_id):
+            if locked:
+                tx.lock(f"device:{device_id}")
+            if not (locked and self._described(tx, device_id, card_id)):
+                plan.entries.append(_put(assessment.device(model, self.base)))
                 if tx.current("DocumentReference", card_id) is None:
-                    entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
-        devices.add(device_id)
+                    plan.entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
+                plan.described.append((device_id, card_id))
+        plan.devices.add(device_id)
         assessment_id = str(uuid.uuid4())
         resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
-        entries.append(_put(resource))
+        plan.entries.append(_put(resource))
         provenance = assessment.provenance(assessment_id, model, run.basis, occurred)
-        entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
-        store.remember(tx, patient_id, model.id, run.fingerprint(), resource)
+        plan.entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
         return Outcome(runner, run, resource)
 
     @staticmethod
@@ -243,9 +346,7 @@ class Doctor:
             except Exception:
                 log.exception("Assessing Patient/%s failed; it is assessed again on its next change", patient_id)
         try:
-            with self.repository.transaction(write=True) as tx:
-                self.record(runs, only_changed=True)
-                store.finish(tx, owner, finished)
+            self.record(runs, only_changed=True, finish=lambda tx: store.finish(tx, owner, finished))
         except Exception:
             for patient_id in finished:
                 try:

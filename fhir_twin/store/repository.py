@@ -110,6 +110,9 @@ class Repository:
         self._active: ContextVar[DatabaseTransaction | None] = ContextVar(
             f"fhir_twin_transaction_{id(self)}", default=None
         )
+        self._prelude: ContextVar[Callable[[DatabaseTransaction], None] | None] = ContextVar(
+            f"fhir_twin_prelude_{id(self)}", default=None
+        )
 
     def active_transaction(self) -> DatabaseTransaction | None:
         """The transaction open in this context (a transaction Bundle's), if any."""
@@ -140,6 +143,17 @@ class Repository:
         return Version(*row) if row else None
 
     @contextmanager
+    def prelude(self, work: Callable[[DatabaseTransaction], None]) -> Iterator[None]:
+        """The next write transaction this context opens calls ``work`` first, in it, once the
+        write gate is held. A writer whose checks must share a transaction Bundle's transaction
+        lets the Bundle open it, so the Bundle validates its resources before the gate, not under it."""
+        token = self._prelude.set(work)
+        try:
+            yield
+        finally:
+            self._prelude.reset(token)
+
+    @contextmanager
     def transaction(self, write: bool = False) -> Iterator[DatabaseTransaction]:
         """A database transaction; committed when the block ends without an exception.
 
@@ -163,6 +177,10 @@ class Repository:
                     tx.deferred_targets = self.deferred_targets
                     token = self._active.set(tx)
                     try:
+                        prelude = self._prelude.get() if write else None
+                        if prelude is not None:
+                            self._prelude.set(None)
+                            prelude(tx)
                         yield tx
                         tx.write_gathered()
                         tx.flush()

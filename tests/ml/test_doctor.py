@@ -330,6 +330,60 @@ def test_assessing_many_patients_records_them_in_one_go(app: Flask, client: Flas
     assert all(outcome.resource is None for found in again.values() for outcome in found)
 
 
+def overtaken(doctor: Any, other: Callable[[], object]) -> list[str]:
+    """Make the Doctor's next record run ``other`` (another record) after planning, before its
+    write: the list returned says whether it ran."""
+    write = doctor._write
+    ran: list[str] = []
+
+    def overtaking(*args: Any, **kwargs: Any) -> None:
+        if not ran:
+            ran.append("overtaken")
+            other()
+        write(*args, **kwargs)
+
+    doctor._write = overtaking
+    return ran
+
+
+def test_a_record_that_another_overtook_is_planned_again(make_app: Callable[..., Flask]) -> None:
+    """A record is planned before the write gate and checked under it: when another record of the
+    same patient commits in between (the live queue and ``$predict`` at once), the plan is made
+    again under the lock, so an unchanged result is written once, not twice."""
+    app = make_app(doctor=False)
+    client = app.test_client()
+    put(client, patient("p1"))
+    transaction(client, news2_set("p1", MEDIUM, ago(minutes=5)))
+    doctor = services_of(app).doctor
+    ran = overtaken(doctor, lambda: doctor.assess("p1", ["news2"]))
+    (outcome,) = doctor.assess("p1", ["news2"])
+    assert ran == ["overtaken"]
+    assert outcome.resource is None  # the result the other record wrote stands
+    (assessment,) = assessments(client, "p1", "news2")
+    assert score_of(assessment) == 6
+    assert client.get("/fhir/Provenance?_summary=count").get_json()["total"] == 1
+
+
+def test_a_device_another_record_wrote_first_is_not_written_again(make_app: Callable[..., Flask]) -> None:
+    """A model version's first two records at once: the one that planned to write its Device
+    and card finds them written under the lock and plans again, leaving each at version 1."""
+    app = make_app(doctor=False)
+    client = app.test_client()
+    for pid in ("p1", "p2"):
+        put(client, patient(pid))
+        transaction(client, news2_set(pid, MEDIUM, ago(minutes=5)))
+    doctor = services_of(app).doctor
+    ran = overtaken(doctor, lambda: doctor.assess("p2", ["news2"]))
+    (outcome,) = doctor.assess("p1", ["news2"])
+    assert ran == ["overtaken"]
+    assert outcome.resource is not None
+    assert client.get("/fhir/Device/news2-1.0.0").get_json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/DocumentReference/news2-1.0.0-card").get_json()["meta"]["versionId"] == "1"
+    for pid in ("p1", "p2"):
+        (assessment,) = assessments(client, pid, "news2")
+        assert assessment["performer"]["reference"] == "Device/news2-1.0.0"
+
+
 # --- insufficient or unusable data ----------------------------------------------------------
 
 
@@ -759,10 +813,10 @@ def test_a_patient_whose_record_fails_holds_back_no_other(paused: Flask, monkeyp
     doctor = services_of(paused).doctor
     record = doctor.record
 
-    def failing(runs: dict[str, Any], only_changed: bool) -> Any:
+    def failing(runs: dict[str, Any], only_changed: bool, **kwargs: Any) -> Any:
         if "p1" in runs:
             raise RuntimeError("the database refused p1's assessment")
-        return record(runs, only_changed)
+        return record(runs, only_changed, **kwargs)
 
     monkeypatch.setattr(doctor, "record", failing)
     assert doctor.work("w") == 1

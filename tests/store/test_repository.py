@@ -17,7 +17,7 @@ from fhir_twin.errors import Conflict
 from fhir_twin.search.parameters import parameter
 from fhir_twin.search.query import Criterion, Search, TokenValue
 from fhir_twin.store.database import make_engine, migrate
-from fhir_twin.store.repository import Repository, Version
+from fhir_twin.store.repository import DatabaseTransaction, Repository, Version
 
 T0 = datetime(2024, 3, 5, 10, 0, 0)
 
@@ -194,6 +194,39 @@ def test_an_exception_in_a_write_unit_rolls_back_everything(repo: Repository, fa
     store(repo, make("a", 2, 5))
     with repo.transaction() as tx:
         assert without_seq(tx.current("Patient", "a")) == make("a", 2, 5)
+
+
+def test_a_prelude_runs_first_in_the_next_write_transaction_only(repo: Repository) -> None:
+    """``Repository.prelude``: the work runs once, first, in the first write transaction opened
+    within it (not in a read transaction, not in a nested or later one), and what it writes
+    commits or rolls back with that transaction."""
+    calls: list[bool] = []
+
+    def work(tx: DatabaseTransaction) -> None:
+        calls.append(tx.writable)
+        tx.write(make(f"p{len(calls)}", 1, 0), [])
+
+    with repo.prelude(work):
+        with repo.transaction() as tx:
+            assert not tx.exists("Patient", "p1")
+        with repo.transaction(write=True) as tx:
+            assert tx.exists("Patient", "p1")
+            with repo.transaction(write=True):
+                tx.write(make("q", 1, 0), [])
+        with repo.transaction(write=True) as tx:
+            tx.write(make("r", 1, 0), [])
+    assert calls == [True]
+    with repo.transaction() as tx:
+        assert [tx.exists("Patient", res_id) for res_id in ("p1", "q", "r")] == [True, True, True]
+
+    with pytest.raises(Boom), repo.prelude(work), repo.transaction(write=True):
+        raise Boom("stop")
+    with repo.transaction(write=True) as tx:
+        tx.write(make("s", 1, 0), [])  # no prelude left over after the block
+    assert calls == [True, True]
+    with repo.transaction() as tx:
+        assert not tx.exists("Patient", "p2")  # rolled back with its transaction
+        assert tx.exists("Patient", "s")
 
 
 # --- search ------------------------------------------------------------------------------
