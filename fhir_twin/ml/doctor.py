@@ -40,6 +40,8 @@ class _Plan:
     """What one record writes, read before the write gate (``Doctor._plan``)."""
 
     only_changed: bool
+    # Written in the same transaction (the queue's rows taken off), if anything.
+    finish: Callable[[DatabaseTransaction], None] | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     # Each patient's last fingerprints (model id → fingerprint) the plan was made on.
@@ -166,9 +168,9 @@ class Doctor:
         plan = self._record_before_gate(runs, only_changed, occurred, finish)
         if plan is None:
             with self.repository.transaction(write=True) as tx:
-                plan = self._plan(tx, runs, only_changed, occurred, locked=True)
-                self._keep(tx, plan, finish)
-                self._write(plan, runs, alone=False)
+                plan = self._plan(tx, runs, only_changed, occurred, finish, locked=True)
+                self._keep(tx, plan)
+                self._write(plan)
         return {patient_id: plan.outcomes[patient_id] for patient_id in runs}
 
     def _record_before_gate(
@@ -183,10 +185,10 @@ class Doctor:
         if self.repository.active_transaction() is not None:
             return None
         with self.repository.transaction() as tx:
-            plan = self._plan(tx, runs, only_changed, occurred, locked=False)
+            plan = self._plan(tx, runs, only_changed, occurred, finish, locked=False)
         try:
-            with self.repository.prelude(lambda tx: self._confirm(tx, plan, finish)):
-                self._write(plan, runs, alone=finish is not None)
+            with self.repository.prelude(lambda tx: self._confirm(tx, plan)):
+                self._write(plan)
         except _Outdated:
             log.info("Assessments of %s changed while recording; recording again", ", ".join(sorted(runs)))
             return None
@@ -198,12 +200,13 @@ class Doctor:
         runs: dict[str, list[tuple[Runner, Run]]],
         only_changed: bool,
         occurred: datetime,
+        finish: Callable[[DatabaseTransaction], None] | None,
         locked: bool,
     ) -> _Plan:
         """The entries to write and each patient's outcomes, from the last fingerprints read in
         ``tx``; ``locked``: each patient's lock is taken first (in one order, so two batches over
         the same patients cannot deadlock)."""
-        plan = _Plan(only_changed)
+        plan = _Plan(only_changed, finish)
         for patient_id in sorted(runs):
             if locked:
                 tx.lock(f"doctor:{patient_id}")
@@ -217,9 +220,7 @@ class Doctor:
             ]
         return plan
 
-    def _confirm(
-        self, tx: DatabaseTransaction, plan: _Plan, finish: Callable[[DatabaseTransaction], None] | None
-    ) -> None:
+    def _confirm(self, tx: DatabaseTransaction, plan: _Plan) -> None:
         """Under the lock, in the write's transaction: the plan still holds (no record of its
         patients and no Device it writes committed since it was read), else ``_Outdated``."""
         for patient_id in sorted(plan.seen):
@@ -230,31 +231,31 @@ class Doctor:
             tx.lock(f"device:{device_id}")
             if self._described(tx, device_id, card_id):
                 raise _Outdated(f"Device/{device_id} was written while the assessments were being recorded")
-        self._keep(tx, plan, finish)
+        self._keep(tx, plan)
 
-    def _write(self, plan: _Plan, runs: dict[str, list[tuple[Runner, Run]]], alone: bool) -> None:
-        """Post the plan's entries as a transaction Bundle; with none, a write transaction of its
-        own only when ``alone`` (there is ``finish`` to write)."""
+    def _write(self, plan: _Plan) -> None:
+        """Post the plan's entries as a transaction Bundle; with none, only ``finish`` is written
+        (in a transaction of its own, unless one is open)."""
         if not plan.entries:
-            if alone:
+            if plan.finish is not None:
                 with self.repository.transaction(write=True):
                     pass
             return
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": plan.entries}
         response = self.route(Request("POST", "", self.base, body=bundle, headers={"prefer": "return=minimal"}))
         if response.status >= 400:
-            raise RuntimeError(f"recording assessments of {', '.join(sorted(runs))} failed: {response.body}")
+            raise RuntimeError(f"recording assessments of {', '.join(sorted(plan.seen))} failed: {response.body}")
 
     @staticmethod
-    def _keep(tx: DatabaseTransaction, plan: _Plan, finish: Callable[[DatabaseTransaction], None] | None) -> None:
+    def _keep(tx: DatabaseTransaction, plan: _Plan) -> None:
         """What each model assessed last, and ``finish``, in the write's transaction."""
         for patient_id, outcomes in plan.outcomes.items():
             for outcome in outcomes:
                 if outcome.resource is not None:
                     fingerprint = outcome.run.fingerprint()
                     store.remember(tx, patient_id, outcome.runner.model.id, fingerprint, outcome.resource)
-        if finish is not None:
-            finish(tx)
+        if plan.finish is not None:
+            plan.finish(tx)
 
     def _entries(
         self,
@@ -272,14 +273,15 @@ class Doctor:
         model = run.score.model
         device_id = assessment.device_id(model)
         card_id = assessment.card_id(model)
-        if device_id not in plan.devices and not self._described(tx, device_id, card_id):
-            if locked:
-                tx.lock(f"device:{device_id}")
-            if not (locked and self._described(tx, device_id, card_id)):
-                plan.entries.append(_put(assessment.device(model, self.base)))
-                if tx.current("DocumentReference", card_id) is None:
-                    plan.entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
-                plan.described.append((device_id, card_id))
+        needed = device_id not in plan.devices and not self._described(tx, device_id, card_id)
+        if needed and locked:
+            tx.lock(f"device:{device_id}")
+            needed = not self._described(tx, device_id, card_id)
+        if needed:
+            plan.entries.append(_put(assessment.device(model, self.base)))
+            if tx.current("DocumentReference", card_id) is None:
+                plan.entries.append(_put(assessment.model_card(model, self.catalog.card(model), occurred)))
+            plan.described.append((device_id, card_id))
         plan.devices.add(device_id)
         assessment_id = str(uuid.uuid4())
         resource = run.risk_assessment(runner.kind, patient_id, occurred, assessment_id)
