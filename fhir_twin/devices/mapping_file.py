@@ -114,7 +114,7 @@ def load_device_mappings(directory: Path, twin: Mapping) -> dict[str, DeviceKind
     path = directory / DEVICE_MAPPINGS
     if not path.is_file():
         return {}
-    data, root = read_checked(path, DeviceFileSchema(), "a YAML mapping with 'devices'")
+    data, root = read_checked(path, DeviceFileSchema, "a YAML mapping with 'devices'")
     kinds = {}
     for name, spec in data["devices"].items():
         values = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ def load_mappings(directory: Path) -> Mapping:
     for path in sorted(directory.glob("*.yaml")):
         if path.name == DEVICE_MAPPINGS:
             continue
-        data, root = read_checked(path, MappingFileSchema(), "a YAML mapping with 'fields' and/or 'case'")
+        data, root = read_checked(path, MappingFileSchema, "a YAML mapping with 'fields' and/or 'case'")
         for name, spec in data["fields_"].items():
             if name in twin_fields:
                 place = where(path, root, ("fields", name))
@@ -202,25 +203,38 @@ def where(path: Path, root: yaml.Node | None, keys: tuple[Any, ...]) -> str:
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_checked(path: Path, schema: Schema, shape: str) -> tuple[dict[str, Any], yaml.Node | None]:
+def read_checked(path: Path, schema: type[Schema], shape: str) -> tuple[dict[str, Any], yaml.Node | None]:
     """The file's data, loaded by ``schema``, and its node tree (for the line of an error), from one
-    parse by libyaml when PyYAML has it: every app reads every mapping file at start-up. ``shape``
-    says what the file must be when it is not a YAML mapping."""
+    parse by libyaml when PyYAML has it. ``shape`` says what the file must be when it is not a YAML
+    mapping. Both are shared by every caller that reads the same text: read them only."""
     text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=LOADER)
-        raw = yaml.constructor.SafeConstructor().construct_document(root) if root is not None else None
+        loaded, root = _parsed(text, schema)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
         raise MappingError(f"{path.name}{line}: not valid YAML: {getattr(error, 'problem', error)}") from None
-    if not isinstance(raw, dict):
+    if loaded is None:
         raise MappingError(f"{path.name}, line 1: a mapping file is {shape}")
+    if isinstance(loaded, ValidationError):
+        path_keys, message = _first_error(loaded.messages)
+        raise MappingError(f"{where(path, root, path_keys)}: {message}")
+    return loaded, root
+
+
+@lru_cache(maxsize=64)
+def _parsed(text: str, schema: type[Schema]) -> tuple[dict[str, Any] | ValidationError | None, yaml.Node | None]:
+    """Parsed and loaded once per text: every app reads every mapping file when it is built, and one
+    process may build many (the test suite builds thousands, at 4 ms a file). None when the text
+    is not a YAML mapping."""
+    root = yaml.compose(text, Loader=LOADER)
+    raw = yaml.constructor.SafeConstructor().construct_document(root) if root is not None else None
+    if not isinstance(raw, dict):
+        return None, root
     try:
-        return schema.load(raw), root
+        return schema().load(raw), root
     except ValidationError as error:
-        path_keys, message = _first_error(error.messages)
-        raise MappingError(f"{where(path, root, path_keys)}: {message}") from None
+        return error, root
 
 
 def _first_error(messages: Any, prefix: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str]:

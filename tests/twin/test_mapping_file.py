@@ -252,6 +252,21 @@ def test_a_fhirpath_syntax_error_stops_loading(tmp_path: Path, expression: str) 
         load_mappings(folder)
 
 
+def test_a_file_edited_between_loads_is_read_as_it_is_now(tmp_path: Path) -> None:
+    """Files are parsed once per text, not once per name: an edit is seen at the next load, and a
+    text seen before in another file is reported under this file's name."""
+    folder = _bad(tmp_path, VALID, "vitals.yaml")
+    assert load_mappings(folder).fields["heart_rate"].unit == "/min"
+    (folder / "vitals.yaml").write_text(VALID.replace("unit: /min", "unit: '{beats}/min'"), encoding="utf-8")
+    assert load_mappings(folder).fields["heart_rate"].unit == "{beats}/min"
+    broken = VALID.replace("    unit: /min\n", "")
+    with pytest.raises(MappingError, match=r"^vitals\.yaml, line 2, "):
+        load_mappings(_bad(tmp_path, broken, "vitals.yaml"))
+    (tmp_path / "other").mkdir()
+    with pytest.raises(MappingError, match=r"^renamed\.yaml, line 2, "):
+        load_mappings(_bad(tmp_path / "other", broken, "renamed.yaml"))
+
+
 def test_create_app_refuses_a_bad_mappings_folder(database_url: str, tmp_path: Path) -> None:
     folder = _bad(tmp_path, VALID.replace("    unit: /min\n", ""), "vitals.yaml")
     with pytest.raises(MappingError, match=r"^vitals\.yaml, line 2, fields\.heart_rate\.unit: "):
