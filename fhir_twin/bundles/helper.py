@@ -10,7 +10,8 @@ fork of a process with threads, and unlike multiprocessing's ``spawn`` nothing o
 ``__main__`` is run again (a script without a main guard would repeat its writes there) and no
 resource-tracker process comes with it. Its start-up imports every fhir.resources model; until it
 says it is ready, requests do all the work themselves. It serves one Bundle at a time: a second
-concurrent Bundle of the process works alone, both cores being busy then anyway.
+concurrent Bundle of the process works alone, both cores being busy then anyway; and it runs at a
+lower priority than the server, so a request's thread gets a core first (``NICENESS``).
 
 The helper is only ever a shortcut: what it sends back is what the request's thread would have
 computed; an entry it could not do (invalid, or anything raised) and everything a dead helper
@@ -61,6 +62,12 @@ STALL = 5.0
 # Seconds a chunk may go unanswered, or a new helper not ready, before it is taken for hung and
 # replaced. A live helper answers a chunk within milliseconds and starts in about two seconds.
 HUNG_AFTER = 30.0
+# The helper is a shortcut for idle cores: at this niceness Linux's scheduler gives it about a
+# tenth of a core's time beside a busy server thread, and all of an idle core. At the default,
+# several Bundles at once (each worker's helper busy) took the CPU from the requests' threads,
+# whose writes every Bundle waits on: four clients ingested a fifth less than one did
+# (docs/performance.md section 3.21; 5 was measured worse, 19 no better).
+NICENESS = 10
 # The helper's interpreter: this checkout's package first, then ``serve`` on the socket passed.
 _MAIN = (
     "import sys; sys.path.insert(0, sys.argv[1]); from fhir_twin.bundles.helper import serve; serve(int(sys.argv[2]))"
@@ -291,6 +298,7 @@ def serve(fd: int) -> None:
     # A terminal's Ctrl-C reaches the whole process group: the server process decides, the helper
     # ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(NICENESS)
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)

@@ -311,10 +311,14 @@ def test_a_chunk_taken_back_before_it_was_begun_is_answered_with_nothing() -> No
     assert not HELPER._owed
 
 
-def test_a_working_helper_is_kept(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_working_helper_is_kept_and_yields_the_cores_to_the_server(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = make_app().test_client()
     ready()
     (first,) = helpers(os.getpid())
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, first) == min(19, own + helper_module.NICENESS)
     monkeypatch.setattr(helper_module, "HUNG_AFTER", 0.5)
 
     for _ in range(3):
