@@ -68,9 +68,11 @@ HUNG_AFTER = 30.0
 # whose writes every Bundle waits on: four clients ingested a fifth less than one did
 # (docs/performance.md section 3.21; 5 was measured worse, 19 no better).
 NICENESS = 10
-# The helper's interpreter: this checkout's package first, then ``serve`` on the socket passed.
+# The helper's interpreter: its lower priority first (its imports take a second or two of CPU),
+# this checkout's package next, then ``serve`` on the socket passed.
 _MAIN = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from fhir_twin.bundles.helper import serve; serve(int(sys.argv[2]))"
+    f"import os, sys; os.nice({NICENESS}); sys.path.insert(0, sys.argv[1]); "
+    "from fhir_twin.bundles.helper import serve; serve(int(sys.argv[2]))"
 )
 
 
@@ -298,7 +300,6 @@ def serve(fd: int) -> None:
     # A terminal's Ctrl-C reaches the whole process group: the server process decides, the helper
     # ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(NICENESS)
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)
